@@ -1,0 +1,1 @@
+"""Command line: ``wavis serve`` (the API server). Filled in by wavis.service."""
