@@ -1,0 +1,191 @@
+"""CKKS: parameters, encoding, encryption, add/multiply accuracy, typed errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from wavis.ckks import (
+    CkksParameters, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator,
+)
+from wavis.errors import (
+    DepthExhaustedError, EncodingError, InsufficientSecurityError, KeyMismatchError, MissingKeyError,
+    ParameterError, ScaleMismatchError,
+)
+
+SEED = bytes(range(32))
+
+
+@pytest.fixture(scope="module")
+def params():
+    return CkksParameters(poly_degree=1024, scale_bits=40, max_depth=3, security_level="testing")
+
+
+@pytest.fixture(scope="module")
+def keys(params):
+    kg = KeyGenerator(params, seed=SEED)
+    return kg, kg.evaluation_keys()
+
+
+@pytest.fixture(scope="module")
+def tools(params, keys):
+    kg, evk = keys
+    return (Encoder(params), Encryptor(params, kg.public_key(), seed=bytes(32)),
+            Decryptor(params, kg.secret_key), Evaluator(params, evk))
+
+
+def _rand(n, seed=1):
+    return np.random.default_rng(seed).uniform(-1, 1, n)
+
+
+def bits(err):
+    return -math.log2(max(err, 1e-300))
+
+
+# -- parameters -------------------------------------------------------------------------------
+def test_chain_is_derived_and_ntt_friendly(params):
+    n = params.poly_degree
+    assert len(params.moduli) == params.max_depth + 1
+    for q in params.all_moduli:
+        assert q % (2 * n) == 1
+    assert params.moduli[0].bit_length() == params.first_mod_bits
+    assert all(q.bit_length() == 40 for q in params.moduli[1:])
+    assert len(set(params.all_moduli)) == len(params.all_moduli)
+    assert math.prod(params.special_moduli) > max(math.prod(params.moduli[s:e]) for s, e in params.digits)
+
+
+def test_security_bound_names_largest_depth():
+    with pytest.raises(InsufficientSecurityError) as ei:
+        CkksParameters(poly_degree=8192, scale_bits=40, max_depth=5, security_level="128-bit")
+    assert ei.value.details["max_depth"] == 2
+    ok = CkksParameters(poly_degree=8192, scale_bits=40, max_depth=2, security_level="128-bit")
+    assert ok.log_qp_bits <= 218
+    p16 = CkksParameters(poly_degree=16384, scale_bits=40, max_depth=7, security_level="128-bit")
+    assert p16.log_qp_bits <= 438
+
+
+@pytest.mark.parametrize("bad", [
+    {"poly_degree": 1000}, {"poly_degree": 1024, "scale_bits": 5}, {"poly_degree": 1024, "max_depth": -1},
+    {"poly_degree": 1024, "security_level": "512-bit"}, {"poly_degree": 1024, "bogus": 1},
+    {"poly_degree": 256, "security_level": "128-bit"},
+])
+def test_bad_params_are_typed(bad):
+    with pytest.raises(ParameterError):
+        CkksParameters.from_dict(bad)
+
+
+def test_fingerprint_stable_and_distinct(params):
+    again = CkksParameters.from_dict(params.to_dict())
+    assert again.fingerprint == params.fingerprint
+    other = CkksParameters(poly_degree=1024, scale_bits=35, max_depth=3, security_level="testing")
+    assert other.fingerprint != params.fingerprint
+
+
+# -- encoding ----------------------------------------------------------------------------------
+def test_encode_decode_roundtrip(params):
+    enc = Encoder(params)
+    z = _rand(params.slot_count) + 1j * _rand(params.slot_count, 2)
+    out = enc.decode(enc.encode(z))
+    assert np.max(np.abs(out - z)) < 2**-30
+
+
+def test_encode_rejects_bad_values(params):
+    enc = Encoder(params)
+    with pytest.raises(EncodingError):
+        enc.encode([1.0, float("nan")])
+    with pytest.raises(EncodingError):
+        enc.encode([1.0, float("inf")])
+    with pytest.raises(EncodingError):
+        enc.encode(np.zeros(params.slot_count + 1))
+    with pytest.raises(EncodingError):
+        enc.encode([1e30])
+    with pytest.raises(EncodingError):
+        enc.encode(["x"])
+
+
+# -- encryption and arithmetic -------------------------------------------------------------------
+def test_encrypt_decrypt(params, tools):
+    enc, encr, dec, _ = tools
+    x = _rand(params.slot_count)
+    y = enc.decode(dec.decrypt(encr.encrypt(enc.encode(x)))).real
+    assert bits(np.max(np.abs(y - x))) > 20
+
+
+def test_add_and_multiply_accuracy(params, tools):
+    enc, encr, dec, ev = tools
+    x, y = _rand(params.slot_count, 3), _rand(params.slot_count, 4)
+    cx, cy = encr.encrypt(enc.encode(x)), encr.encrypt(enc.encode(y))
+    s = enc.decode(dec.decrypt(ev.add(cx, cy))).real
+    assert np.max(np.abs(s - (x + y))) < 1e-5
+    prod = ev.multiply(cx, cy)
+    assert prod.level == params.max_level - 1
+    assert prod.scale == pytest.approx(2.0**80 / params.moduli[-1])
+    m = enc.decode(dec.decrypt(prod)).real
+    assert np.max(np.abs(m - x * y)) < 1e-5
+    d = enc.decode(dec.decrypt(ev.subtract(cx, cy))).real
+    assert np.max(np.abs(d - (x - y))) < 1e-5
+
+
+def test_multiply_chain_to_last_level_then_depth_exhausted(params, tools):
+    enc, encr, dec, ev = tools
+    x = _rand(params.slot_count, 5) * 0.9
+    ct = encr.encrypt(enc.encode(x))
+    want = x.copy()
+    for _ in range(params.max_depth):
+        ct = ev.multiply(ct, ct)
+        want = want * want
+    assert ct.level == 0
+    assert np.max(np.abs(enc.decode(dec.decrypt(ct)).real - want)) < 1e-4
+    with pytest.raises(DepthExhaustedError):
+        ev.multiply(ct, ct)
+    with pytest.raises(DepthExhaustedError):
+        ev.rescale(ct)
+
+
+def test_add_brings_levels_together(params, tools):
+    enc, encr, dec, ev = tools
+    x = _rand(params.slot_count, 6)
+    ct = encr.encrypt(enc.encode(x))
+    sq = ev.multiply(ct, ct)  # level L-1, scale ≈ Δ
+    fresh = encr.encrypt(enc.encode(x, scale=sq.scale))
+    out = ev.add(sq, fresh)
+    assert out.level == sq.level
+    assert np.max(np.abs(enc.decode(dec.decrypt(out)).real - (x * x + x))) < 1e-5
+
+
+def test_scale_mismatch_is_typed(params, tools):
+    enc, encr, _, ev = tools
+    a = encr.encrypt(enc.encode([1.0]))
+    b = encr.encrypt(enc.encode([1.0], scale=2.0**30))
+    with pytest.raises(ScaleMismatchError):
+        ev.add(a, b)
+
+
+def test_key_mismatch_between_keys(params, tools):
+    enc, encr, dec, ev = tools
+    other = KeyGenerator(params)
+    foreign = Encryptor(params, other.public_key()).encrypt(enc.encode([1.0]))
+    mine = encr.encrypt(enc.encode([1.0]))
+    with pytest.raises(KeyMismatchError):
+        ev.add(mine, foreign)
+    with pytest.raises(KeyMismatchError):
+        dec.decrypt(foreign)
+    other_params = CkksParameters(poly_degree=1024, scale_bits=35, max_depth=3, security_level="testing")
+    with pytest.raises(KeyMismatchError):
+        Evaluator(other_params).add(mine, mine)
+
+
+def test_multiply_without_relin_key(params, tools):
+    enc, encr, _, _ = tools
+    ct = encr.encrypt(enc.encode([1.0]))
+    with pytest.raises(MissingKeyError):
+        Evaluator(params).multiply(ct, ct)
+
+
+def test_zero_ciphertext_multiplies_to_zero(params, tools):
+    enc, encr, dec, ev = tools
+    ct = encr.encrypt(enc.encode(np.zeros(params.slot_count)))
+    out = enc.decode(dec.decrypt(ev.multiply(ct, ct))).real
+    assert np.max(np.abs(out)) < 1e-6

@@ -1,0 +1,138 @@
+"""CKKS canonical-embedding encoder (N/2 complex slots).
+
+Slot j of a plaintext polynomial m(X) ∈ Z[X]/(X^N+1) is m(ζ^{5^j}), ζ = exp(iπ/N)
+(Cheon–Kim–Kim–Song, "Homomorphic encryption for arithmetic of approximate numbers",
+ASIACRYPT 2017, §3.2–3.3; the 5^j ordering makes slot rotations the automorphisms
+X → X^{5^k}). Evaluation at all odd powers of ζ is one length-N DFT of the "twisted"
+coefficients m_c·ζ^c, so encode and decode cost O(N log N) (NumPy's FFT).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+
+import numpy as np
+
+from ..errors import EncodingError, LevelError
+from .params import CkksParameters
+from .structures import Plaintext
+
+_MAX_COEFF = float(2**62)  # |round(Δ·m_c)| must stay below this (int64 RNS reduction)
+
+
+class Encoder:
+    """Encode complex/real vectors into :class:`Plaintext` polynomials and back.
+
+    Args:
+        params: the scheme parameters (gives N and the default scale Δ = 2^scale_bits).
+        backend: optional compute backend (default ``wavis.backend.get()``).
+    """
+
+    def __init__(self, params: CkksParameters, backend=None) -> None:
+        from ..backend import get as get_backend
+
+        self.params = params
+        self.backend = backend or get_backend()
+        self.ctx = self.backend.ring_context(params.poly_degree, params.all_moduli)
+
+    @cached_property
+    def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = self.params.poly_degree
+        two_n = 2 * n
+        slots = n // 2
+        g = np.empty(slots, dtype=np.int64)
+        acc = 1
+        for j in range(slots):
+            g[j] = acc
+            acc = acc * 5 % two_n
+        pos = (g - 1) // 2                      # DFT index of ζ^{5^j}
+        neg = ((two_n - g) - 1) // 2            # DFT index of ζ^{-5^j} = conj slot
+        twist = np.exp(1j * np.pi * np.arange(n) / n)  # ζ^c
+        return pos, neg, twist
+
+    # -- real/complex ↔ coefficient vectors ------------------------------------------------
+    def embed_inverse(self, values: np.ndarray) -> np.ndarray:
+        """Slots (N/2 complex) → real polynomial coefficients (N float64), unscaled."""
+        n = self.params.poly_degree
+        pos, neg, twist = self._tables
+        spectrum = np.zeros(n, dtype=np.complex128)
+        spectrum[pos] = values
+        spectrum[neg] = np.conj(values)
+        twisted = np.fft.fft(spectrum) / n      # inverse of E[t] = Σ_c m'_c e^{+2πi tc/N}
+        return (twisted * np.conj(twist)).real
+
+    def embed(self, coeffs: np.ndarray) -> np.ndarray:
+        """Real polynomial coefficients (N float64) → slots (N/2 complex128)."""
+        n = self.params.poly_degree
+        pos, _, twist = self._tables
+        spectrum = np.fft.ifft(coeffs * twist) * n
+        return spectrum[pos]
+
+    # -- public API --------------------------------------------------------------------------
+    def encode(self, values, level: int | None = None, scale: float | None = None) -> Plaintext:
+        """Encode up to N/2 real or complex values (zero-padded) at ``level`` (default: the
+        top level L) and ``scale`` (default Δ = 2^scale_bits).
+
+        Args:
+            values: array-like of shape (k,), k ≤ slot_count; float or complex.
+            level: 0..L, the number of primes minus one the plaintext lives over.
+            scale: positive float, the scale the coefficients are multiplied by.
+
+        Returns:
+            Plaintext in the NTT domain, shape (level+1, N) uint64.
+
+        Raises:
+            EncodingError: too many values, NaN/inf, non-numeric input, or values × scale
+                too large for the 62-bit coefficient range / the modulus q_0.
+            LevelError: level outside 0..L.
+        """
+        p = self.params
+        level = p.max_level if level is None else level
+        if not isinstance(level, (int, np.integer)) or not 0 <= level <= p.max_level:
+            raise LevelError(f"level must be in 0..{p.max_level}, got {level!r}", level=level)
+        scale = p.scale if scale is None else float(scale)
+        if not np.isfinite(scale) or scale < 1.0:
+            raise EncodingError(f"scale must be a finite number ≥ 1, got {scale!r}")
+        try:
+            arr = np.asarray(values, dtype=np.complex128).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise EncodingError(f"values must be numbers: {exc}") from exc
+        if arr.size > p.slot_count:
+            raise EncodingError(
+                f"{arr.size} values do not fit in {p.slot_count} slots", count=int(arr.size), slots=p.slot_count
+            )
+        if not np.all(np.isfinite(arr)):
+            raise EncodingError("values must be finite (no NaN or infinity)")
+        slots = np.zeros(p.slot_count, dtype=np.complex128)
+        slots[: arr.size] = arr
+        coeffs = np.rint(self.embed_inverse(slots) * scale)
+        peak = float(np.max(np.abs(coeffs))) if coeffs.size else 0.0
+        limit = min(_MAX_COEFF, float(math.prod(p.moduli[: level + 1])) / 2)
+        if not np.isfinite(peak) or peak >= limit:
+            raise EncodingError(
+                f"values × scale overflow the coefficient range (max |coefficient| ≈ 2^{np.log2(max(peak, 1)):.1f}); "
+                "use smaller values or a smaller scale", max_coeff_bits=float(np.log2(max(peak, 1.0)))
+            )
+        idx = list(range(level + 1))
+        data = self.ctx.from_signed(coeffs.astype(np.int64), idx)
+        self.ctx.ntt(data, idx)
+        return Plaintext(data=data, level=level, scale=scale, params_fingerprint=p.fingerprint)
+
+    def decode(self, pt: Plaintext) -> np.ndarray:
+        """Decode a plaintext (e.g. from :class:`Decryptor`) to its N/2 complex slots.
+
+        Exact centred CRT of the coefficients over q_0..q_level, divided by the scale.
+
+        Returns: complex128 array of shape (slot_count,).
+        """
+        if pt.params_fingerprint != self.params.fingerprint:
+            from ..errors import KeyMismatchError
+
+            raise KeyMismatchError("plaintext belongs to other parameters")
+        idx = list(range(pt.level + 1))
+        data = pt.data.copy() if pt.is_ntt else pt.data
+        if pt.is_ntt:
+            self.ctx.intt(data, idx)
+        coeffs = self.ctx.crt_compose(data, idx)
+        return self.embed(np.asarray(coeffs, dtype=np.float64) / pt.scale)

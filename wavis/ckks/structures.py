@@ -1,0 +1,104 @@
+"""CKKS data objects: Plaintext, Ciphertext, SecretKey, PublicKey, KeySwitchingKey,
+RelinearizationKey, GaloisKey and EvaluationKeys.
+
+Polynomials are RNS arrays (see ``wavis.backend.protocol``): shape (limbs, N), uint64, NTT
+domain unless stated. A ciphertext at level ℓ lives over q_0..q_ℓ (ℓ+1 limbs) and carries
+its scale (a float, exact value, not just 2^scale_bits), the parameter fingerprint and a
+``key_tag`` (16 bytes identifying the key pair) so operands of different keys are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Plaintext:
+    """An encoded (not encrypted) polynomial: ``data`` (level+1, N) uint64."""
+
+    data: Any
+    level: int
+    scale: float
+    params_fingerprint: str
+    is_ntt: bool = True
+
+
+@dataclass
+class Ciphertext:
+    """An RLWE ciphertext (c_0, c_1[, c_2]) decrypting to c_0 + c_1·s (+ c_2·s²).
+
+    Attributes:
+        data: (size, level+1, N) uint64, NTT domain; size is 2, or 3 before relinearization.
+        level: ℓ, remaining multiplicative depth (0 = no rescale left).
+        scale: the scale of the encrypted message (float).
+        params_fingerprint: hex fingerprint of the :class:`CkksParameters`.
+        key_tag: 16 bytes identifying the key pair that encrypted it.
+    """
+
+    data: Any
+    level: int
+    scale: float
+    params_fingerprint: str
+    key_tag: bytes
+
+    @property
+    def size(self) -> int:
+        return int(self.data.shape[0])
+
+    def copy(self) -> "Ciphertext":
+        return Ciphertext(self.data.copy(), self.level, self.scale, self.params_fingerprint, self.key_tag)
+
+
+@dataclass
+class SecretKey:
+    """Uniform ternary secret s: ``coeffs`` (N,) int64 in {-1,0,1}; ``data`` its NTT over
+    every prime of the scheme (q_0..q_L, p_0..), shape (L+1+k, N) uint64."""
+
+    coeffs: np.ndarray
+    data: Any
+    params_fingerprint: str
+    key_tag: bytes
+
+
+@dataclass
+class PublicKey:
+    """RLWE public key (b, a) = (−a·s + e, a) over q_0..q_L: ``data`` (2, L+1, N) uint64 NTT."""
+
+    data: Any
+    params_fingerprint: str
+    key_tag: bytes
+
+
+@dataclass
+class KeySwitchingKey:
+    """Hybrid key-switching key from s' to s (Han–Ki, CT-RSA 2020, §3): for each digit j,
+    (b_j, a_j) = (−a_j·s + e_j + P·[Q̂_j·(Q̂_j^{-1} mod Q_j)]·s', a_j) over every prime
+    q_0..q_L, p_0..p_{k-1}. ``data``: (dnum, 2, L+1+k, N) uint64, NTT domain."""
+
+    data: Any
+
+
+@dataclass
+class RelinearizationKey(KeySwitchingKey):
+    """Key-switching key from s² to s."""
+
+
+@dataclass
+class GaloisKey(KeySwitchingKey):
+    """Key-switching key from s(X^g) to s for the Galois element ``galois_elt``."""
+
+    galois_elt: int = 1
+
+
+@dataclass
+class EvaluationKeys:
+    """Everything the server needs to compute (nothing secret): the relinearization key
+    and Galois keys by Galois element."""
+
+    params_fingerprint: str
+    key_tag: bytes
+    relin_key: RelinearizationKey | None = None
+    galois_keys: dict[int, GaloisKey] = field(default_factory=dict)

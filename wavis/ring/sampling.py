@@ -1,0 +1,53 @@
+"""Samplers over the C++ ChaCha20 CSPRNG (``wavis._core.Prng``, RFC 8439 keystream).
+
+Seeded from the OS (``secrets.token_bytes(32)``) unless a 32-byte seed is given for
+reproducible tests. Distributions: uniform mod each prime (rejection sampling), uniform
+ternary, and the rounded Gaussian with σ = 3.2 clipped at 6σ (as SEAL/OpenFHE).
+Samples are produced on the host (NumPy) and moved to the device by the caller.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ParameterError
+
+SIGMA = 3.2
+
+
+class Sampler:
+    """Distribution samplers over one CSPRNG stream.
+
+    Args:
+        seed: exactly 32 bytes (tests only) or None for OS randomness.
+
+    Raises:
+        ParameterError: a seed of another length/type.
+    """
+
+    def __init__(self, seed: bytes | None = None) -> None:
+        from .. import _core
+
+        if seed is None:
+            seed = secrets.token_bytes(32)
+        if not isinstance(seed, (bytes, bytearray)) or len(seed) != 32:
+            raise ParameterError("seed must be exactly 32 bytes")
+        self._prng = _core.Prng(bytes(seed))
+
+    def ternary(self, n: int) -> np.ndarray:
+        """(n,) int64 uniform in {−1, 0, 1}."""
+        return np.asarray(self._prng.ternary(n), dtype=np.int64)
+
+    def gaussian(self, n: int, sigma: float = SIGMA) -> np.ndarray:
+        """(n,) int64 rounded Gaussian, standard deviation ``sigma``, clipped at 6σ."""
+        return np.asarray(self._prng.gaussian(n, sigma), dtype=np.int64)
+
+    def uniform(self, moduli: Sequence[int], idx: Sequence[int], n: int) -> np.ndarray:
+        """(len(idx), n) uint64, row r uniform in [0, moduli[idx[r]])."""
+        return np.asarray(self._prng.uniform_mod_list([int(moduli[i]) for i in idx], n), dtype=np.uint64)
+
+    def random_bytes(self, n: int) -> bytes:
+        return bytes(self._prng.random_bytes(n))
