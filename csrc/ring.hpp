@@ -1,0 +1,87 @@
+// RNS ring core: NTT-friendly primes, negacyclic NTT tables, RnsContext (C++ side).
+// Other translation units (TFHE, CKKS kernels) may include this header and use the raw-pointer
+// API; the Python bindings live in ring.cpp / primes.cpp.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "arith.hpp"
+
+namespace wavis {
+
+// ---- primes (primes.cpp) ---------------------------------------------------------------
+// Deterministic Miller–Rabin for 64-bit n (bases 2..37 suffice for n < 3.3e24).
+bool is_prime(u64 n);
+// `count` primes q ≡ 1 (mod 2N) with exactly `bits` bits (20 <= bits <= 61), skipping `exclude`.
+// descending: search downward from 2^bits; otherwise upward from 2^(bits-1).
+// Throws std::invalid_argument on bad arguments, std::range_error if not enough primes exist.
+std::vector<u64> generate_ntt_primes(int bits, std::size_t count, std::size_t N,
+                                     const std::vector<u64>& exclude, bool descending);
+// The minimal primitive m-th root of unity mod prime q (m a power of two dividing q - 1).
+u64 minimal_primitive_root(u64 m, u64 q);
+
+// ---- thread pool (ring.cpp) -------------------------------------------------------------
+// parallel_for(n, f): calls f(i) for i in [0, n) on a small persistent pool (WAVIS_THREADS,
+// default hardware_concurrency; 1 disables). Runs inline when n <= 1 or the pool is off.
+void parallel_for(std::size_t n, const std::function<void(std::size_t)>& f);
+std::size_t thread_count();
+
+// ---- NTT tables -------------------------------------------------------------------------
+struct NttTable {
+  Modulus mod;
+  u64 psi = 0;                       // minimal primitive 2N-th root of unity
+  std::vector<u64> psi_rev, psi_rev_shoup;    // psi^{bitrev(k)}, k < N
+  std::vector<u64> ipsi_rev, ipsi_rev_shoup;  // psi^{-bitrev(k)}, k < N
+  u64 n_inv = 0, n_inv_shoup = 0;
+};
+
+// Forward negacyclic NTT (Cooley–Tukey, Harvey lazy butterflies, output bit-reversed),
+// in place on N values in [0, q); output fully reduced.
+void ntt_forward(u64* a, const NttTable& t, std::size_t N);
+// Inverse (Gentleman–Sande, input bit-reversed), includes N^{-1}; output fully reduced.
+void ntt_inverse(u64* a, const NttTable& t, std::size_t N);
+
+struct BConvTable;  // fast basis conversion constants (ring.cpp)
+struct CrtTable;    // exact CRT constants (ring.cpp)
+
+class RnsContext {
+ public:
+  RnsContext(std::size_t N, const std::vector<u64>& moduli);
+  ~RnsContext();
+
+  std::size_t N;
+  int logN;
+  std::vector<u64> moduli;
+  std::vector<NttTable> tables;
+  std::vector<std::uint32_t> bitrev;  // bit reversal over logN bits
+
+  const Modulus& mod(std::size_t i) const { return tables[i].mod; }
+
+  // Raw-pointer kernels on rows; idx[r] is the prime index of row r (no bounds checks here).
+  void ntt(u64* a, const std::size_t* idx, std::size_t rows) const;
+  void intt(u64* a, const std::size_t* idx, std::size_t rows) const;
+
+  std::shared_ptr<const BConvTable> bconv_table(const std::vector<std::size_t>& in,
+                                                const std::vector<std::size_t>& out) const;
+  std::shared_ptr<const CrtTable> crt_table(const std::vector<std::size_t>& idx) const;
+  // out (len(out_idx), N) = FastBConv(a (len(in_idx), N)).
+  void base_convert(const u64* a, u64* out, const std::vector<std::size_t>& in_idx,
+                    const std::vector<std::size_t>& out_idx) const;
+  // NTT-domain automorphism permutation for galois element g (cached).
+  std::shared_ptr<const std::vector<std::uint32_t>> ntt_perm(u64 g) const;
+
+ private:
+  mutable std::mutex cache_mu_;
+  mutable std::map<std::pair<std::vector<std::size_t>, std::vector<std::size_t>>,
+                   std::shared_ptr<const BConvTable>> bconv_cache_;
+  mutable std::map<std::vector<std::size_t>, std::shared_ptr<const CrtTable>> crt_cache_;
+  mutable std::map<u64, std::shared_ptr<const std::vector<std::uint32_t>>> perm_cache_;
+};
+
+}  // namespace wavis

@@ -1,0 +1,79 @@
+"""Compute backends behind one protocol (:mod:`wavis.backend.protocol`).
+
+``get(name)`` returns a :class:`~wavis.backend.protocol.Backend`:
+
+* ``"cpu"``  — the C++ core ``wavis._core`` (always available; the bit-exact oracle);
+* ``"cuda"`` — CuPy + ``kernels/*.cu`` (:mod:`wavis.backend.cuda`); raises
+  :class:`wavis.errors.BackendError` when CuPy or a CUDA device is missing;
+* ``"auto"`` (default) — the environment variable ``WAVIS_BACKEND`` if set, else CUDA when
+  ``wavis.backend.cuda`` imports and a device exists, else CPU.
+
+Importing this package never imports CuPy; only ``get("cuda")``/``get("auto")`` try it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from wavis.errors import BackendError
+
+from .protocol import Backend, RingContext
+
+__all__ = ["Backend", "RingContext", "get", "available"]
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu() -> Backend:
+    from .cpu import CpuBackend
+
+    return CpuBackend()
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda() -> Backend:
+    try:
+        from . import cuda  # noqa: PLC0415  (imports cupy)
+    except ImportError as e:  # module missing or CuPy not installed
+        raise BackendError(f"CUDA backend unavailable: {e}", backend="cuda") from e
+    try:
+        backend = cuda.CudaBackend()
+    except BackendError:
+        raise
+    except Exception as e:  # no device, driver errors, ...
+        raise BackendError(f"CUDA backend unavailable: {e}", backend="cuda") from e
+    return backend
+
+
+def _cuda_available() -> bool:
+    try:
+        _cuda()
+    except BackendError:
+        return False
+    return True
+
+
+def available() -> list[str]:
+    """Names of the backends usable in this process (``"cpu"`` always; ``"cuda"`` if a device)."""
+    return ["cpu"] + (["cuda"] if _cuda_available() else [])
+
+
+def get(name: str = "auto") -> Backend:
+    """The backend ``name`` (``"auto"``, ``"cpu"`` or ``"cuda"``), one instance per process.
+
+    ``"auto"`` honours ``WAVIS_BACKEND`` (``cpu``/``cuda``/``auto``), then prefers CUDA when a
+    device exists. Raises :class:`wavis.errors.BackendError` for an unknown name or when
+    ``"cuda"`` is requested (explicitly or through ``WAVIS_BACKEND``) without a usable device.
+    """
+    name = (name or "auto").lower()
+    if name == "auto":
+        env = os.environ.get("WAVIS_BACKEND", "").strip().lower()
+        if env and env != "auto":
+            name = env
+    if name == "cpu":
+        return _cpu()
+    if name == "cuda":
+        return _cuda()
+    if name == "auto":
+        return _cuda() if _cuda_available() else _cpu()
+    raise BackendError(f"unknown backend {name!r} (expected 'auto', 'cpu' or 'cuda')", backend=name)
