@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import math
 
-from ..errors import DepthExhaustedError, KeyMismatchError, MissingKeyError, ParameterError, ScaleMismatchError
+from typing import Iterable
+
+import numpy as np
+
+from ..errors import (
+    DepthExhaustedError, EncodingError, KeyMismatchError, LevelError, MissingKeyError, MissingRotationKeyError,
+    ParameterError, ScaleMismatchError,
+)
+from .keys import galois_element
 from .params import CkksParameters
-from .structures import Ciphertext, EvaluationKeys, KeySwitchingKey
+from .structures import Ciphertext, EvaluationKeys, KeySwitchingKey, Plaintext
 
 SCALE_TOLERANCE = 2.0**-20  # relative scale difference accepted by add/subtract
 
@@ -193,33 +201,250 @@ class Evaluator:
         q_last = self.params.moduli[ct.level]
         return Ciphertext(out, ct.level - 1, ct.scale / q_last, ct.params_fingerprint, ct.key_tag)
 
+    # -- plaintext and scalar operands ------------------------------------------------------------------
+    def _encoder(self):
+        if not hasattr(self, "_enc"):
+            from .encoder import Encoder
+
+            self._enc = Encoder(self.params, self.backend)
+        return self._enc
+
+    def _as_plain(self, values, level: int, scale: float) -> Plaintext:
+        if isinstance(values, Plaintext):
+            if values.params_fingerprint != self.params.fingerprint:
+                raise KeyMismatchError("plaintext belongs to other parameters")
+            if values.level != level:
+                raise LevelError(f"plaintext is at level {values.level}, the ciphertext at level {level}",
+                                 plaintext_level=values.level, ciphertext_level=level)
+            return values
+        return self._encoder().encode(values, level=level, scale=scale)
+
+    def add_plain(self, ct: Ciphertext, values) -> Ciphertext:
+        """ct + p for a vector (≤ slot_count values, zero-padded) or a Plaintext at the
+        ciphertext's level. Raises EncodingError (NaN/inf/too many), LevelError, ScaleMismatchError."""
+        self._check(ct)
+        pt = self._as_plain(values, ct.level, ct.scale)
+        if abs(pt.scale - ct.scale) > SCALE_TOLERANCE * ct.scale:
+            raise ScaleMismatchError("plaintext scale differs from the ciphertext's")
+        out = ct.copy()
+        self.ctx.add(out.data[0], pt.data, out.data[0], list(range(ct.level + 1)))
+        return out
+
+    def subtract_plain(self, ct: Ciphertext, values) -> Ciphertext:
+        """ct − p (see :meth:`add_plain`)."""
+        if isinstance(values, Plaintext):
+            raise ParameterError("subtract_plain takes values; negate a Plaintext by encoding −values")
+        return self.add_plain(ct, -np.asarray(values, dtype=np.complex128))
+
+    def multiply_plain(self, ct: Ciphertext, values, rescale: bool = True) -> Ciphertext:
+        """ct ⊙ p slot-wise; p is encoded at the ciphertext's level with scale q_ℓ (so the
+        rescale keeps the scale exactly) unless a Plaintext is given. Consumes one level.
+
+        Raises: DepthExhaustedError at level 0; EncodingError; LevelError.
+        """
+        self._check(ct)
+        if rescale and ct.level == 0:
+            raise DepthExhaustedError("multiply_plain needs a level to rescale, but the ciphertext is at level 0")
+        pt = self._as_plain(values, ct.level, float(self.params.moduli[ct.level]))
+        idx = list(range(ct.level + 1))
+        out = self.ctx.zeros(ct.size * len(idx)).reshape(ct.size, len(idx), -1)
+        for c in range(ct.size):
+            self.ctx.mul(ct.data[c], pt.data, out[c], idx)
+        res = Ciphertext(out, ct.level, ct.scale * pt.scale, ct.params_fingerprint, ct.key_tag)
+        return self.rescale(res) if rescale else res
+
+    def _scalar_residues(self, value: float, scale: float, level: int) -> list[int]:
+        if not math.isfinite(value):
+            raise EncodingError("scalar must be finite")
+        v = round(value * scale)
+        if abs(v) >= 2**62:
+            raise EncodingError("scalar × scale overflows 62 bits")
+        return [v % q for q in self.params.moduli[: level + 1]]
+
+    def multiply_scalar(self, ct: Ciphertext, value: float, rescale: bool = True) -> Ciphertext:
+        """ct · c for a real constant c (encoded as round(c·q_ℓ), then rescaled). One level."""
+        self._check(ct)
+        if rescale and ct.level == 0:
+            raise DepthExhaustedError("multiply_scalar needs a level to rescale, but the ciphertext is at level 0")
+        q_l = float(self.params.moduli[ct.level])
+        res_mod = self._scalar_residues(value, q_l, ct.level)
+        idx = list(range(ct.level + 1))
+        out = self.ctx.zeros(ct.size * len(idx)).reshape(ct.size, len(idx), -1)
+        for c in range(ct.size):
+            self.ctx.mul_scalar(ct.data[c], res_mod, out[c], idx)
+        res = Ciphertext(out, ct.level, ct.scale * q_l, ct.params_fingerprint, ct.key_tag)
+        return self.rescale(res) if rescale else res
+
+    def add_scalar(self, ct: Ciphertext, value: float) -> Ciphertext:
+        """ct + c in every slot (the constant polynomial round(c·scale)); no level used."""
+        self._check(ct)
+        res_mod = self._scalar_residues(value, ct.scale, ct.level)
+        out = ct.copy()
+        idx = list(range(ct.level + 1))
+        # a constant polynomial is the constant in every NTT slot
+        const = self.ctx.asarray(np.asarray(res_mod, dtype=np.uint64)[:, None] * np.ones((1, self.params.poly_degree), dtype=np.uint64))
+        self.ctx.add(out.data[0], const, out.data[0], idx)
+        return out
+
+    # -- rotations -------------------------------------------------------------------------------------
+    def _galois_keys(self) -> dict:
+        return self.eval_keys.galois_keys if self.eval_keys is not None else {}
+
+    def rotation_plan(self, steps: int) -> list[int]:
+        """Galois elements whose keys realise a left rotation by ``steps`` (normalised modulo
+        the slot count; 0 → []): the direct key if present, else the binary decomposition
+        into available power-of-two keys. Raises MissingRotationKeyError naming the steps."""
+        slots = self.params.slot_count
+        k = int(steps) % slots
+        if k == 0:
+            return []
+        n = self.params.poly_degree
+        keys = self._galois_keys()
+        g = galois_element(k, n)
+        if g in keys:
+            return [g]
+        plan, missing = [], []
+        bit = 1
+        while bit < slots:
+            if k & bit:
+                gb = galois_element(bit, n)
+                (plan if gb in keys else missing).append(gb if gb in keys else bit)
+            bit <<= 1
+        if missing:
+            # also try right rotations by powers of two (k = slots - r)
+            r = slots - k
+            plan2, missing2, bit = [], [], 1
+            while bit < slots:
+                if r & bit:
+                    gb = galois_element(-bit, n)
+                    (plan2 if gb in keys else missing2).append(gb if gb in keys else -bit)
+                bit <<= 1
+            if not missing2:
+                return plan2
+            raise MissingRotationKeyError(
+                f"no Galois key for a rotation by {k} and no composition from the available keys; "
+                f"upload a key for step {k} or for steps {missing}",
+                steps=[k], missing_power_of_two_steps=missing,
+            )
+        return plan
+
+    def _apply_galois(self, ct: Ciphertext, g: int, exts=None) -> Ciphertext:
+        key = self._galois_keys()[g]
+        idx = list(range(ct.level + 1))
+        if exts is None:
+            exts = self.mod_up(ct.data[1], ct.level)
+        d0, d1 = self.key_switch_inner(exts, ct.level, key, galois_elt=g)
+        c0 = self.ctx.automorphism(ct.data[0], g, idx, True)
+        out = self.ctx.zeros(2 * len(idx)).reshape(2, len(idx), -1)
+        self.ctx.add(c0, d0, out[0], idx)
+        out[1] = d1
+        return Ciphertext(out, ct.level, ct.scale, ct.params_fingerprint, ct.key_tag)
+
+    def _check_rotatable(self, ct: Ciphertext) -> None:
+        self._check(ct)
+        if ct.size != 2:
+            raise ParameterError("rotation needs a relinearized (size-2) ciphertext; call relinearize first")
+
+    def rotate(self, ct: Ciphertext, steps: int) -> Ciphertext:
+        """Rotate slots left by ``steps`` (negative = right; normalised modulo slot_count;
+        0 → a copy) with the automorphism X → X^{5^steps} and a Galois key switch.
+
+        Raises: MissingRotationKeyError (lists the steps needed); ParameterError for a
+        size-3 ciphertext or a non-integer step.
+        """
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+            raise ParameterError(f"steps must be an integer, got {steps!r}")
+        self._check_rotatable(ct)
+        out = ct.copy()
+        for g in self.rotation_plan(int(steps)):
+            out = self._apply_galois(out, g)
+        return out
+
+    def rotate_many(self, ct: Ciphertext, steps: Iterable[int]) -> dict[int, Ciphertext]:
+        """Hoisted rotations: one ModUp of c_1 shared by every rotation whose key exists
+        directly (Halevi–Shoup, "Faster homomorphic linear transformations in HElib",
+        CRYPTO 2018, §5); others fall back to :meth:`rotate`. Returns {step: ciphertext}."""
+        self._check_rotatable(ct)
+        steps = [int(s) for s in steps]
+        keys = self._galois_keys()
+        exts = None
+        out: dict[int, Ciphertext] = {}
+        for st in steps:
+            k = st % self.params.slot_count
+            if k == 0:
+                out[st] = ct.copy()
+                continue
+            g = galois_element(k, self.params.poly_degree)
+            if g in keys:
+                if exts is None:
+                    exts = self.mod_up(ct.data[1], ct.level)
+                out[st] = self._apply_galois(ct, g, exts)
+            else:
+                out[st] = self.rotate(ct, st)
+        return out
+
+    def conjugate(self, ct: Ciphertext) -> Ciphertext:
+        """Complex conjugation of every slot (X → X^{2N−1}). Raises MissingRotationKeyError."""
+        self._check_rotatable(ct)
+        g = 2 * self.params.poly_degree - 1
+        if g not in self._galois_keys():
+            raise MissingRotationKeyError("no conjugation key: generate evaluation keys with conjugation=True",
+                                          steps=["conjugate"])
+        return self._apply_galois(ct, g)
+
+    def sum_slots(self, ct: Ciphertext) -> Ciphertext:
+        """Sum of all slots, in every slot: log2(slots) rotations by 1, 2, 4, … (needs those
+        Galois keys). No level used."""
+        out = ct
+        step = 1
+        while step < self.params.slot_count:
+            out = self.add(out, self.rotate(out, step))
+            step <<= 1
+        return out
+
+    def inner_product(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
+        """Σ_i a_i·b_i in every slot (one multiply + :meth:`sum_slots`). One level."""
+        return self.sum_slots(self.multiply(a, b))
+
     # -- key switching ------------------------------------------------------------------------------
-    def key_switch(self, poly, level: int, ksk: KeySwitchingKey):
-        """Hybrid key switching of one NTT-domain polynomial ``poly`` (level+1, N) under
-        ``ksk``: returns (d_0, d_1), each (level+1, N) NTT domain, with
-        d_0 + d_1·s ≈ poly·s' (mod Q_ℓ)."""
+    def mod_up(self, poly, level: int) -> list:
+        """ModUp of every dnum-digit of ``poly`` ((level+1, N), NTT domain): returns one
+        (level+1+k, N) NTT-domain array per digit over Q_ℓ·P (Han–Ki 2020, Alg. 1).
+        Shared by all rotations of one ciphertext (hoisting, Halevi–Shoup 2018 §5)."""
         p, ctx = self.params, self.ctx
-        n = p.poly_degree
         q_idx = list(range(level + 1))
         full = q_idx + self._p_idx
         coeff = poly.copy()
         ctx.intt(coeff, q_idx)
-        acc = ctx.zeros(2 * len(full)).reshape(2, len(full), n)
-        for j, (start, end) in enumerate(p.digits):
+        exts = []
+        for start, end in p.digits:
             if start > level:
                 break
             end = min(end, level + 1)
             digit = list(range(start, end))
             pos_other = list(range(0, start)) + list(range(end, len(full)))
             other = [full[i] for i in pos_other]
-            ext = ctx.zeros(len(full))
             conv = ctx.base_convert(coeff[start:end].copy(), digit, other)
             ctx.ntt(conv, other)
+            ext = ctx.zeros(len(full))
             ext[start:end] = poly[start:end]
             ext[pos_other] = conv
+            exts.append(ext)
+        return exts
+
+    def key_switch_inner(self, exts: list, level: int, ksk: KeySwitchingKey, galois_elt: int | None = None):
+        """Inner product of ModUp digits with ``ksk`` over Q_ℓ·P, then ModDown by P.
+        With ``galois_elt`` the automorphism is applied to each digit first (hoisted
+        rotation). Returns (d_0, d_1), each (level+1, N) NTT domain."""
+        ctx = self.ctx
+        q_idx = list(range(level + 1))
+        full = q_idx + self._p_idx
+        acc = ctx.zeros(2 * len(full)).reshape(2, len(full), -1)
+        for j, ext in enumerate(exts):
+            if galois_elt is not None:
+                ext = ctx.automorphism(ext, galois_elt, full, True)
             for c in range(2):
-                key = ksk.data[j, c][full]
-                ctx.mul_add(ext, key, acc[c], full)
+                ctx.mul_add(ext, ksk.data[j, c][full], acc[c], full)
         outs = []
         for c in range(2):
             a = acc[c]
@@ -228,3 +453,9 @@ class Evaluator:
             ctx.ntt(d, q_idx)
             outs.append(d)
         return outs[0], outs[1]
+
+    def key_switch(self, poly, level: int, ksk: KeySwitchingKey):
+        """Hybrid key switching of one NTT-domain polynomial ``poly`` (level+1, N) under
+        ``ksk``: returns (d_0, d_1), each (level+1, N) NTT domain, with
+        d_0 + d_1·s ≈ poly·s' (mod Q_ℓ)."""
+        return self.key_switch_inner(self.mod_up(poly, level), level, ksk)

@@ -44,7 +44,7 @@ class CkksParameters:
         max_depth: L, the number of multiplications (rescales) a fresh ciphertext allows (0..60).
         security_level: "128-bit", "192-bit", "256-bit" (HE Standard) or "testing" (no bound).
         first_mod_bits: size of q_0 in bits (default min(60, scale_bits + 20)).
-        special_mod_bits: size of each special prime p_i in bits (default 60).
+        special_mod_bits: size of each special prime p_i in bits (default 61, so one p exceeds a 60-bit q_0).
         dnum: number of key-switching digits (default: the fewest that fit the security bound).
 
     Raises:
@@ -58,7 +58,7 @@ class CkksParameters:
     max_depth: int = 5
     security_level: str = "128-bit"
     first_mod_bits: int | None = None
-    special_mod_bits: int = 60
+    special_mod_bits: int = 61
     dnum: int | None = None
 
     # -- construction ---------------------------------------------------------------------

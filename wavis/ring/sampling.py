@@ -47,7 +47,10 @@ class Sampler:
 
     def uniform(self, moduli: Sequence[int], idx: Sequence[int], n: int) -> np.ndarray:
         """(len(idx), n) uint64, row r uniform in [0, moduli[idx[r]])."""
-        return np.asarray(self._prng.uniform_mod_list([int(moduli[i]) for i in idx], n), dtype=np.uint64)
+        out = np.empty((len(idx), n), dtype=np.uint64)
+        for r, i in enumerate(idx):
+            out[r] = self._prng.uniform_below(n, int(moduli[i]))
+        return out
 
     def random_bytes(self, n: int) -> bytes:
         return bytes(self._prng.random_bytes(n))

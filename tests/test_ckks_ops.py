@@ -1,0 +1,172 @@
+"""CKKS rotations, conjugation, plaintext/scalar operands, matmul and polynomial evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wavis.ckks import CkksParameters, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
+from wavis.ckks.linalg import matmul, matmul_galois_steps
+from wavis.ckks.polynomial import evaluate_polynomial, poly_depth
+from wavis.errors import (
+    DepthExhaustedError, EncodingError, LevelError, MissingRotationKeyError, ParameterError, ShapeError,
+)
+
+N = 256
+SLOTS = N // 2
+
+
+@pytest.fixture(scope="module")
+def env():
+    params = CkksParameters(poly_degree=N, scale_bits=40, max_depth=8, security_level="testing", dnum=3)
+    kg = KeyGenerator(params, seed=b"k" * 32)
+    steps = sorted(set([1, 2, 4, 8, 16, 32, 64, 5, -3]) | set(matmul_galois_steps(16, 16, SLOTS)))
+    evk = kg.evaluation_keys(galois_steps=steps, conjugation=True)
+    enc = Encoder(params)
+    return params, enc, Encryptor(params, kg.public_key(), seed=b"e" * 32), Decryptor(params, kg.secret_key), Evaluator(params, evk)
+
+
+def dec(env, ct):
+    _, enc, _, d, _ = env
+    return enc.decode(d.decrypt(ct))
+
+
+def enc_vec(env, x):
+    _, enc, e, _, _ = env
+    return e.encrypt(enc.encode(x))
+
+
+X = np.random.default_rng(7).uniform(-1, 1, SLOTS)
+
+
+@pytest.mark.parametrize("steps", [1, 5, -3, 0, SLOTS - 1, SLOTS + 1, 3, 2**31, -(2**31), N + 1, 7])
+def test_rotate_any_step(env, steps):
+    out = dec(env, env[4].rotate(enc_vec(env, X), steps)).real
+    assert np.max(np.abs(out - np.roll(X, -(steps % SLOTS)))) < 1e-6
+
+
+def test_rotate_missing_key_names_steps(env):
+    params, enc, e, d, _ = env
+    kg_ev = Evaluator(params, KeyGenerator(params, seed=b"k" * 32).evaluation_keys(galois_steps=[1]))
+    with pytest.raises(MissingRotationKeyError) as ei:
+        kg_ev.rotate(enc_vec(env, X), 6)
+    assert ei.value.details["steps"] == [6]
+
+
+def test_rotate_rejects_bad_inputs(env):
+    ev = env[4]
+    ct = enc_vec(env, X)
+    with pytest.raises(ParameterError):
+        ev.rotate(ct, 1.5)
+    three = ev.multiply(ct, ct, relinearize=False, rescale=False)
+    with pytest.raises(ParameterError):
+        ev.rotate(three, 1)
+
+
+def test_hoisted_rotations_match(env):
+    ev = env[4]
+    ct = enc_vec(env, X)
+    outs = ev.rotate_many(ct, [1, 2, 4, 8, 0, 3])
+    for st, c in outs.items():
+        assert np.max(np.abs(dec(env, c).real - np.roll(X, -st))) < 1e-6
+
+
+def test_conjugate(env):
+    z = X + 1j * X[::-1]
+    out = dec(env, env[4].conjugate(enc_vec(env, z)))
+    assert np.max(np.abs(out - np.conj(z))) < 1e-6
+
+
+def test_plain_and_scalar_ops(env):
+    ev = env[4]
+    y = np.random.default_rng(8).uniform(-1, 1, SLOTS)
+    ct = enc_vec(env, X)
+    assert np.max(np.abs(dec(env, ev.add_plain(ct, y)).real - (X + y))) < 1e-6
+    mp = ev.multiply_plain(ct, y)
+    assert mp.scale == ct.scale and mp.level == ct.level - 1
+    assert np.max(np.abs(dec(env, mp).real - X * y)) < 1e-6
+    assert np.max(np.abs(dec(env, ev.multiply_scalar(ct, -2.5)).real + 2.5 * X)) < 1e-6
+    assert np.max(np.abs(dec(env, ev.add_scalar(ct, 0.75)).real - (X + 0.75))) < 1e-6
+    assert np.max(np.abs(dec(env, ev.negate(ct)).real + X)) < 1e-6
+    with pytest.raises(EncodingError):
+        ev.add_plain(ct, [np.nan])
+    with pytest.raises(EncodingError):
+        ev.multiply_plain(ct, np.ones(SLOTS + 1))
+    pt_other_level = env[1].encode(y, level=2)
+    with pytest.raises(LevelError):
+        ev.multiply_plain(ct, pt_other_level)
+
+
+def test_sum_and_inner_product(env):
+    ev = env[4]
+    y = np.random.default_rng(9).uniform(-1, 1, SLOTS)
+    s = dec(env, ev.sum_slots(enc_vec(env, X))).real
+    assert np.max(np.abs(s - X.sum())) < 1e-5
+    ip = dec(env, ev.inner_product(enc_vec(env, X), enc_vec(env, y))).real
+    assert np.max(np.abs(ip - X @ y)) < 1e-5
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (5, 16), (16, 3), (1, 1)])
+def test_matmul(env, shape):
+    m = np.random.default_rng(10).uniform(-1, 1, shape)
+    x = np.zeros(SLOTS)
+    x[: shape[1]] = X[: shape[1]]
+    ct = enc_vec(env, x)
+    steps = matmul_galois_steps(*shape, SLOTS)
+    params = env[0]
+    kg = KeyGenerator(params, seed=b"k" * 32)
+    ev = Evaluator(params, kg.evaluation_keys(galois_steps=steps))
+    out = dec(env, matmul(ev, m, ct)).real
+    assert np.max(np.abs(out[: shape[0]] - m @ x[: shape[1]])) < 1e-5
+    assert np.max(np.abs(out[shape[0]:])) < 1e-5
+
+
+def test_matmul_errors(env):
+    ev = env[4]
+    ct = enc_vec(env, X)
+    with pytest.raises(ShapeError):
+        matmul(ev, np.ones((SLOTS + 1, 2)), ct)
+    with pytest.raises(ShapeError):
+        matmul(ev, np.ones(3), ct)
+    with pytest.raises(EncodingError):
+        matmul(ev, [[np.inf]], ct)
+
+
+@pytest.mark.parametrize("degree", [1, 2, 3, 7, 15, 31])
+def test_polynomial_power_basis(env, degree):
+    c = np.random.default_rng(degree).uniform(-1, 1, degree + 1) / (degree + 1)
+    ct = enc_vec(env, X)
+    out = evaluate_polynomial(env[4], ct, c)
+    assert out.level == ct.level - poly_depth(degree)
+    want = np.polynomial.polynomial.polyval(X, c)
+    assert np.max(np.abs(dec(env, out).real - want)) < 1e-4
+
+
+@pytest.mark.parametrize("degree", [3, 15, 20])
+def test_polynomial_chebyshev(env, degree):
+    c = np.random.default_rng(degree).uniform(-1, 1, degree + 1) / 4
+    ct = enc_vec(env, X)
+    out = evaluate_polynomial(env[4], ct, c, basis="chebyshev")
+    assert out.level == ct.level - poly_depth(degree)
+    want = np.polynomial.chebyshev.chebval(X, c)
+    assert np.max(np.abs(dec(env, out).real - want)) < 1e-4
+    x2 = X * 3 + 1  # in [-2, 4]
+    out2 = evaluate_polynomial(env[4], enc_vec(env, x2 / 1.0), c, basis="chebyshev", interval=(-2, 4))
+    want2 = np.polynomial.chebyshev.chebval((2 * x2 - 2) / 6, c)
+    assert np.max(np.abs(dec(env, out2).real - want2)) < 1e-3
+
+
+def test_polynomial_errors(env):
+    ev = env[4]
+    ct = enc_vec(env, X)
+    with pytest.raises(ParameterError):
+        evaluate_polynomial(ev, ct, np.ones(66))
+    with pytest.raises(EncodingError):
+        evaluate_polynomial(ev, ct, [1, np.nan])
+    with pytest.raises(ParameterError):
+        evaluate_polynomial(ev, ct, [1, 2], basis="legendre")
+    low = ct
+    for _ in range(7):
+        low = ev.multiply_scalar(low, 1.0)
+    with pytest.raises(DepthExhaustedError):
+        evaluate_polynomial(ev, low, np.ones(8))

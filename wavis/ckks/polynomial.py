@@ -1,0 +1,132 @@
+"""Encrypted polynomial evaluation in the power or Chebyshev basis (degree ≤ 64).
+
+Recursive splitting p = q·B_m + r with m = 2^{k−1} for deg p < 2^k (B_m = x^m or the
+Chebyshev T_m), as in the baby-step/giant-step evaluators of Bossuat et al., "Efficient
+bootstrapping for approximate HE with non-sparse keys", EUROCRYPT 2021, §4.2 and Lee et al.
+2020: every branch is evaluated towards an exact *target level and scale*, so the pieces add
+without scale mismatch and the result's level is predictable:
+
+    level(result) = level(x) − ⌈log2(d+1)⌉          (power basis; Chebyshev on [−1, 1])
+    level(result) = level(x) − ⌈log2(d+1)⌉ − 1      (Chebyshev on another interval [a, b]:
+                                                      one level for y = (2x − a − b)/(b − a))
+and scale(result) = scale(x).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import DepthExhaustedError, EncodingError, ParameterError
+from .evaluator import Evaluator
+from .structures import Ciphertext
+
+MAX_DEGREE = 64
+
+
+def poly_depth(degree: int) -> int:
+    """Levels consumed by a degree-``degree`` polynomial (without the interval map)."""
+    return max(1, math.ceil(math.log2(degree + 1)))
+
+
+class _PolyEval:
+    def __init__(self, ev: Evaluator, x: Ciphertext, basis: str):
+        self.ev, self.basis = ev, basis
+        self.powers: dict[int, Ciphertext] = {1: x}
+
+    def power(self, m: int) -> Ciphertext:
+        """B_m for m a power of two: x^{2m} = (x^m)², T_{2m} = 2·T_m² − 1."""
+        if m not in self.powers:
+            half = self.power(m // 2)
+            sq = self.ev.multiply(half, half)
+            if self.basis == "chebyshev":
+                sq = self.ev.add_scalar(self.ev.add(sq, sq), -1.0)
+            self.powers[m] = sq
+        return self.powers[m]
+
+    def linear(self, c0: float, c1: float, level: int, scale: float) -> Ciphertext:
+        """c0 + c1·x landing exactly at (level, scale)."""
+        ev, x = self.ev, self.powers[1]
+        x = ev.drop_to_level(x, level + 1) if x.level > level + 1 else x
+        q = float(ev.params.moduli[level + 1])
+        # multiply by round(c1 · scale·q/s_x) then rescale by q → scale exactly `scale`
+        const_scale = scale * q / x.scale
+        res = ev._scalar_residues(c1, const_scale, x.level)
+        idx = list(range(x.level + 1))
+        out = ev.ctx.zeros(2 * len(idx)).reshape(2, len(idx), -1)
+        for c in range(2):
+            ev.ctx.mul_scalar(x.data[c], res, out[c], idx)
+        ct = Ciphertext(out, x.level, x.scale * const_scale, x.params_fingerprint, x.key_tag)
+        ct = ev.rescale(ct)
+        ct.scale = scale  # equal up to the float rounding of const_scale
+        return ev.add_scalar(ct, c0) if c0 else ct
+
+    def eval(self, coeffs: np.ndarray, level: int, scale: float) -> Ciphertext:
+        d = len(coeffs) - 1
+        if d <= 1:
+            return self.linear(float(coeffs[0]), float(coeffs[1]) if d == 1 else 0.0, level, scale)
+        m = 1 << (math.ceil(math.log2(d + 1)) - 1)
+        if self.basis == "power":
+            r, q = coeffs[:m], coeffs[m:]
+        else:
+            r = coeffs[:m].astype(np.float64).copy()
+            q = np.zeros(d - m + 1)
+            q[0] = coeffs[m]
+            for j in range(1, d - m + 1):
+                q[j] = 2 * coeffs[m + j]
+                r[m - j] -= coeffs[m + j]
+        bm = self.power(m)
+        bm = self.ev.drop_to_level(bm, level + 1) if bm.level > level + 1 else bm
+        q_next = float(self.ev.params.moduli[level + 1])
+        qc = self.eval(q, level + 1, scale * q_next / bm.scale)
+        prod = self.ev.multiply(qc, bm)
+        prod.scale = scale
+        return self.ev.add(prod, self.eval(r, level, scale))
+
+
+def evaluate_polynomial(ev: Evaluator, ct: Ciphertext, coeffs, basis: str = "power",
+                        interval: tuple[float, float] = (-1.0, 1.0)) -> Ciphertext:
+    """p(x) slot-wise for ``coeffs`` (lowest degree first, ≤ 65 of them).
+
+    Args:
+        ev: evaluator with a relinearization key.
+        ct: size-2 ciphertext.
+        coeffs: float sequence, length 1..65.
+        basis: "power" or "chebyshev" (then p(x) = Σ c_k T_k(y), y = (2x − a − b)/(b − a)).
+        interval: [a, b] for the Chebyshev basis (a < b, finite).
+
+    Returns: ciphertext at level ``ct.level − poly_depth(d)`` (− 1 more for a Chebyshev
+    interval other than [−1, 1]) with the input's scale.
+
+    Raises: ParameterError (bad basis/interval/length), EncodingError (non-finite
+    coefficients), DepthExhaustedError (not enough levels).
+    """
+    if basis not in ("power", "chebyshev"):
+        raise ParameterError(f"basis must be 'power' or 'chebyshev', got {basis!r}", field="basis")
+    try:
+        c = np.asarray(coeffs, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"coefficients must be numbers: {exc}") from exc
+    if not 1 <= c.size <= MAX_DEGREE + 1:
+        raise ParameterError(f"between 1 and {MAX_DEGREE + 1} coefficients are allowed, got {c.size}")
+    if not np.all(np.isfinite(c)):
+        raise EncodingError("polynomial coefficients must be finite")
+    ev._check_rotatable(ct)
+    nz = np.nonzero(c)[0]
+    d = int(nz[-1]) if nz.size else 0
+    c = c[: d + 1] if d > 0 else np.array([c[0], 0.0])
+    a, b = (float(v) for v in interval)
+    remap = basis == "chebyshev" and (a, b) != (-1.0, 1.0)
+    if remap and not (math.isfinite(a) and math.isfinite(b) and a < b):
+        raise ParameterError(f"interval must be finite with a < b, got {interval}", field="interval")
+    need = poly_depth(max(d, 1)) + (1 if remap else 0)
+    if ct.level < need:
+        raise DepthExhaustedError(
+            f"a degree-{d} polynomial needs {need} levels, the ciphertext has {ct.level}", needed=need, level=ct.level
+        )
+    x = ct
+    if remap:
+        x = ev.add_scalar(ev.multiply_scalar(ct, 2.0 / (b - a)), -(a + b) / (b - a))
+    pe = _PolyEval(ev, x, basis)
+    return pe.eval(c, x.level - poly_depth(max(d, 1)), ct.scale)
