@@ -1,1 +1,77 @@
-"""Command line: ``wavis serve`` (the API server). Filled in by wavis.service."""
+"""Command line: ``wavis serve`` (the API server) and ``wavis admin create-account``.
+
+Service dependencies are imported only inside the commands, so ``import wavis.cli`` stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="data directory for the embedded servers and the pepper file "
+                        "(env WAVIS_DATA_DIR, default ./.wavis-data)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wavis", description="WAVIS: FHE as a service")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the REST API server",
+                           description="Run the API server. With WAVIS_DATABASE_URL / WAVIS_REDIS_URL unset it "
+                                       "starts an embedded PostgreSQL and Redis under the data directory.")
+    serve.add_argument("--host", default=None, help="listen address (env WAVIS_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="listen port (env WAVIS_PORT, default 8080)")
+    _add_common(serve)
+    serve.add_argument("--log-level", default=os.environ.get("WAVIS_LOG_LEVEL", "INFO"))
+
+    admin = sub.add_parser("admin", help="operator commands")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    ca = admin_sub.add_parser("create-account", help="create an account and its first account_admin API key")
+    ca.add_argument("--email", required=True)
+    ca.add_argument("--plan", default="free")
+    ca.add_argument("--environment", default="live", choices=["live", "test", "dev"],
+                    help="environment of the API key (default live)")
+    ca.add_argument("--json", action="store_true", help="print {account_id, api_key} as JSON")
+    _add_common(ca)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from wavis.service.server import setup_logging  # noqa: PLC0415
+    from wavis.service.settings import Settings  # noqa: PLC0415
+
+    if args.command == "serve":
+        setup_logging(getattr(logging, str(args.log_level).upper(), logging.INFO))
+        from wavis.service.server import run  # noqa: PLC0415
+
+        run(Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir))
+        return 0
+
+    if args.command == "admin" and args.admin_command == "create-account":
+        setup_logging(logging.WARNING)
+        from wavis.service.admin import PLANS, create_account  # noqa: PLC0415
+
+        if args.plan not in PLANS:
+            print(f"wavis: unknown plan {args.plan!r} (one of {', '.join(PLANS)})", file=sys.stderr)
+            return 2
+        new = create_account(Settings.from_env(data_dir=args.data_dir), email=args.email, plan=args.plan,
+                             environment=args.environment)
+        if args.json:
+            print(json.dumps({"account_id": new.account_id, "api_key": new.api_key}))
+        else:
+            print(f"account_id: {new.account_id}")
+            print(f"api_key:    {new.api_key}   (shown once; store it now)")
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

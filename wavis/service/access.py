@@ -1,0 +1,90 @@
+"""Who may call what: roles, access tags, and the decorators that attach them to handlers.
+
+The auth middleware reads ``__wavis_access__`` from the matched handler; the body-size
+middleware reads ``__wavis_body_limit__``. Issue 5 adds rate-limit/idempotency attributes
+the same way, so handlers stay declarative and middlewares stay generic.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Awaitable, Callable, Union
+
+from aiohttp import web
+
+
+class Role(str, enum.Enum):
+    VIEWER = "viewer"
+    DEVELOPER = "developer"
+    ACCOUNT_ADMIN = "account_admin"
+    TRIAL = "trial"
+
+
+class Access(enum.Enum):
+    PUBLIC = frozenset()
+    ANY = frozenset(Role)
+    TRIAL_PLUS = frozenset({Role.TRIAL, Role.DEVELOPER, Role.ACCOUNT_ADMIN})
+    READ_PLUS = frozenset({Role.VIEWER, Role.DEVELOPER, Role.ACCOUNT_ADMIN, Role.TRIAL})
+    WRITE_PLUS = frozenset({Role.DEVELOPER, Role.ACCOUNT_ADMIN})
+    BILLING_PLUS = frozenset({Role.ACCOUNT_ADMIN})
+
+    def allows(self, role: Role) -> bool:
+        return role in self.value
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of a request."""
+
+    api_key_id: str
+    account_id: str
+    role: Role
+    environment: str
+    ops_limit: int | None
+    expires_at: datetime | None
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+LimitResolver = Callable[[web.Request], Awaitable[int]]
+BodyLimit = Union[int, "RouteBodyLimit"]
+
+
+@dataclass(frozen=True)
+class RouteBodyLimit:
+    """``ceiling`` is checked against Content-Length before anything else runs; ``resolve``
+    (awaited lazily, after auth) may narrow it, e.g. to the caller's largest key."""
+
+    ceiling: int
+    resolve: LimitResolver | None = None
+
+
+def access(level: Access) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        fn.__wavis_access__ = level  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+def body_limit(limit: BodyLimit) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        fn.__wavis_body_limit__ = limit if isinstance(limit, RouteBodyLimit) else RouteBodyLimit(limit)  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+def route_attr(request: web.Request, name: str, default=None):
+    handler = getattr(request.match_info, "handler", None)
+    return getattr(handler, name, default)
+
+
+def principal(request: web.Request) -> Principal:
+    from .state import PRINCIPAL
+
+    p = request.get(PRINCIPAL)
+    if p is None:  # a route without @access(...) reached a handler that needs a caller
+        raise RuntimeError("handler needs an authenticated principal")
+    return p

@@ -1,0 +1,85 @@
+"""The application factory. ``create_app(settings)`` needs ``settings.database_url`` and
+``settings.redis_url`` resolved (``server.py`` starts the embedded servers when they are unset,
+so embedded and external servers go through exactly this code)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from . import db
+from .engine import ComputeEngine
+from .middleware import CHAIN
+from .routes import ciphertexts, compute, health, keys, onboarding
+from .settings import Settings
+from .state import DB, ENGINE, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT
+
+log = logging.getLogger("wavis.service")
+
+API_PREFIX = "/api/v1"
+ROUTE_MODULES = (health, onboarding, keys, ciphertexts, compute)
+
+
+async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
+    s = app[SETTINGS]
+    pool = await db.create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
+    try:
+        async with pool.acquire() as conn:
+            await db.migrate(conn)
+        app[DB] = pool
+        yield
+    finally:
+        await pool.close()
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    s = app[SETTINGS]
+    client = aioredis.from_url(
+        s.redis_url, socket_timeout=s.upstream_timeout_s, socket_connect_timeout=s.upstream_timeout_s,
+        health_check_interval=30,
+    )
+    try:
+        await client.ping()
+        app[REDIS] = client
+        yield
+    finally:
+        await client.aclose()
+
+
+async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
+    s = app[SETTINGS]
+    engine = ComputeEngine(s.compute_threads, s.compute_queue_max, s.eval_key_cache_entries)
+    app[ENGINE] = engine
+    try:
+        yield
+    finally:
+        engine.close()
+
+
+async def _mark_shutdown(app: web.Application) -> None:
+    app[SHUTTING_DOWN][0] = True
+
+
+def create_app(settings: Settings) -> web.Application:
+    if not settings.database_url or not settings.redis_url:
+        raise ValueError("create_app needs database_url and redis_url (see wavis.service.server)")
+    if not settings.api_key_pepper:
+        raise ValueError("create_app needs api_key_pepper (Settings.with_pepper())")
+    app = web.Application(middlewares=CHAIN, client_max_size=1024 * 1024)
+    app[SETTINGS] = settings
+    app[STARTED_AT] = time.monotonic()
+    app[SHUTTING_DOWN] = [False]
+    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, engine_ctx])
+    app.on_shutdown.append(_mark_shutdown)
+
+    api = web.RouteTableDef()
+    for module in ROUTE_MODULES:
+        for route in module.routes:
+            api.route(route.method, API_PREFIX + route.path, **route.kwargs)(route.handler)
+    app.add_routes(api)
+    app.add_routes(health.probes)
+    return app

@@ -1,0 +1,1 @@
+"""One module per endpoint group; each exposes ``routes`` (a ``web.RouteTableDef``)."""

@@ -1,0 +1,111 @@
+"""GET/HEAD /api/v1/health (dependency probes) and /livez, /readyz for orchestrators."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+
+import wavis
+
+from ..access import Access, access
+from ..schemas import Dependency, HealthResponse, ProbeResponse
+from ..state import DB, ENGINE, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT
+from .util import json_response
+
+routes = web.RouteTableDef()   # mounted under /api/v1
+probes = web.RouteTableDef()   # mounted at the root
+
+DEGRADED_MS = {"postgres": 500.0, "redis": 1000.0}
+
+
+async def _probe(name: str, coro_fn, timeout: float) -> Dependency:
+    start = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            await coro_fn()
+    except Exception as exc:  # noqa: BLE001 - a probe reports, never raises
+        reason = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+        return Dependency(name=name, status="unavailable", latency_ms=None, error=reason)
+    ms = round((time.perf_counter() - start) * 1e3, 2)
+    status = "degraded" if ms > DEGRADED_MS[name] else "healthy"
+    return Dependency(name=name, status=status, latency_ms=ms)
+
+
+async def probe_postgres(app: web.Application, timeout: float) -> Dependency:
+    async def q():
+        async with app[DB].acquire(timeout=timeout) as conn:
+            await conn.fetchval("SELECT 1")
+
+    return await _probe("postgres", q, timeout)
+
+
+async def probe_redis(app: web.Application, timeout: float) -> Dependency:
+    return await _probe("redis", app[REDIS].ping, timeout)
+
+
+async def _cache_usage(app: web.Application) -> float | None:
+    try:
+        async with asyncio.timeout(0.5):
+            info = await app[REDIS].info("memory")
+        maxmem = int(info.get("maxmemory", 0))
+        if maxmem <= 0:
+            return None
+        return round(100.0 * int(info.get("used_memory", 0)) / maxmem, 2)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+@routes.get("/health")  # aiohttp registers HEAD with the same handler
+@access(Access.PUBLIC)
+async def health(request: web.Request) -> web.Response:
+    app = request.app
+    settings = app[SETTINGS]
+    pg, rd, usage = await asyncio.gather(
+        probe_postgres(app, settings.probe_timeout_s), probe_redis(app, settings.probe_timeout_s), _cache_usage(app)
+    )
+    stripe = Dependency(name="stripe", status="healthy" if settings.stripe_configured else "not_configured")
+    counted = [pg, rd]
+    if any(d.status == "unavailable" for d in counted):
+        overall = "unavailable"
+    elif any(d.status == "degraded" for d in counted):
+        overall = "degraded"
+    else:
+        overall = "healthy"
+    engine = app[ENGINE]
+    body = HealthResponse(
+        status=overall,
+        version=wavis.__version__,
+        uptime_seconds=round(time.monotonic() - app[STARTED_AT], 3),
+        fhe_engine="wavis-ckks",
+        backend="cpu",
+        gpu_available=False,
+        gpu_name=None,
+        active_sessions=0,
+        active_jobs=engine.running,
+        queue_depth=engine.queue_depth,
+        ciphertext_cache_usage_pct=usage,
+        ciphertext_cache_warning=bool(usage is not None and usage >= 80.0),
+        dependencies=[pg, rd, stripe],
+    )
+    return json_response(body, status=503 if overall == "unavailable" else 200)
+
+
+@probes.get("/livez")
+@access(Access.PUBLIC)
+async def livez(request: web.Request) -> web.Response:
+    return json_response(ProbeResponse(status="ok"))
+
+
+@probes.get("/readyz")
+@access(Access.PUBLIC)
+async def readyz(request: web.Request) -> web.Response:
+    app = request.app
+    if app[SHUTTING_DOWN][0]:
+        return json_response(ProbeResponse(status="shutting_down"), status=503)
+    timeout = app[SETTINGS].probe_timeout_s
+    pg, rd = await asyncio.gather(probe_postgres(app, timeout), probe_redis(app, timeout))
+    checks = {d.name: d.status for d in (pg, rd)}
+    ok = all(d.status != "unavailable" for d in (pg, rd))
+    return json_response(ProbeResponse(status="ok" if ok else "unavailable", checks=checks), status=200 if ok else 503)

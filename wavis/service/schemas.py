@@ -1,0 +1,166 @@
+"""pydantic v2 models for every request and response body (the OpenAPI document of issue 5
+is generated from these). Requests forbid unknown fields so typos fail loudly (422)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Id = Annotated[str, Field(min_length=1, max_length=64)]
+B64 = Annotated[str, Field(min_length=1)]
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+class ErrorDetail(Response):
+    code: str
+    message: str
+    request_id: str
+    details: dict[str, Any] | None = None
+
+
+class ErrorResponse(Response):
+    error: ErrorDetail
+
+
+# --- health -----------------------------------------------------------------------------------
+
+class Dependency(Response):
+    name: Literal["postgres", "redis", "stripe"]
+    status: Literal["healthy", "degraded", "unavailable", "not_configured"]
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class HealthResponse(Response):
+    status: Literal["healthy", "degraded", "unavailable"]
+    version: str
+    uptime_seconds: float
+    fhe_engine: str
+    backend: Literal["cpu", "cuda"]
+    gpu_available: bool
+    gpu_name: str | None
+    active_sessions: int
+    active_jobs: int
+    queue_depth: int
+    ciphertext_cache_usage_pct: float | None
+    ciphertext_cache_warning: bool
+    dependencies: list[Dependency]
+
+
+class ProbeResponse(Response):
+    status: Literal["ok", "unavailable", "shutting_down"]
+    checks: dict[str, str] | None = None
+
+
+# --- onboarding -----------------------------------------------------------------------------
+
+class TempKeyResponse(Response):
+    api_key: str
+    expires_at: datetime
+    ops_limit: int
+    message: str
+
+
+# --- FHE keys -------------------------------------------------------------------------------
+
+class CkksParams(BaseModel):
+    """CKKS parameter literal; values are validated by ``wavis.ckks.CkksParameters``
+    (→ 400 INVALID_PARAMS / INSUFFICIENT_SECURITY). Extra fields pass through to it."""
+
+    model_config = ConfigDict(extra="allow")
+    poly_degree: int
+    scale_bits: int = 40
+    max_depth: int = 5
+    security_level: Literal["testing", "128-bit", "192-bit", "256-bit"] = "128-bit"
+
+
+class KeyUploadRequest(Request):
+    public_key: B64
+    eval_key: B64
+    scheme: Literal["ckks", "rns-ckks"] = "rns-ckks"
+    params: CkksParams
+
+
+class KeyResponse(Response):
+    key_id: str
+    scheme: str
+    slot_count: int
+    params: dict[str, Any]
+    galois_steps: list[int]
+    max_level: int
+    created_at: datetime
+    blind_guarantee: bool
+    ciphertext_upload_limit_bytes: int
+
+
+# --- ciphertexts ------------------------------------------------------------------------------
+
+class CiphertextUploadRequest(Request):
+    key_id: Id
+    ciphertext_b64: B64
+
+
+class CiphertextMeta(Response):
+    ciphertext_id: str
+    key_id: str
+    level: int
+    scale_bits: float
+    slots: int
+    size_bytes: int
+    created_at: datetime
+    expires_at: datetime
+
+
+class CiphertextData(CiphertextMeta):
+    ciphertext_b64: str
+
+
+# --- compute ----------------------------------------------------------------------------------
+
+class ComputeRequest(Request):
+    key_id: Id
+    ciphertext_ids: Annotated[list[Id], Field(min_length=1, max_length=2)]
+    async_: bool = Field(default=False, alias="async")
+    scale_stable: bool = False
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class BinaryComputeRequest(ComputeRequest):
+    ciphertext_ids: Annotated[list[Id], Field(min_length=2, max_length=2)]
+
+
+class UnaryComputeRequest(ComputeRequest):
+    ciphertext_ids: Annotated[list[Id], Field(min_length=1, max_length=1)]
+
+
+class ComputeResponse(Response):
+    job_id: str
+    status: Literal["COMPLETED"]
+    operation: str
+    result_ciphertext_id: str
+    result_ciphertext: str
+    level: int
+    scale_bits: float
+    compute_time_ms: float
+    queue_time_ms: float
+    noise_budget_remaining: float
+    evicted_ciphertext_ids: list[str]
+    cost_units: int
+    cost_jpy: float
+    bootstrap_applied: bool
+    bootstrap_effective_degree: int | None
+    bootstrap_degraded: bool
+    expires_at: datetime

