@@ -28,14 +28,32 @@ def build_params(params: dict[str, Any]):
     return ckks.CkksParameters.from_dict(params)
 
 
+def rotation_steps(params: Any, galois_elements) -> tuple[list[int], bool]:
+    """Rotation steps (0 < k < slots, left rotations) realised by Galois elements, and whether
+    the conjugation key (element 2N−1) is present."""
+    n2 = 2 * int(params.poly_degree)
+    slots = int(params.slot_count)
+    wanted = {int(g) for g in galois_elements}
+    conj = (n2 - 1) in wanted
+    wanted.discard(n2 - 1)
+    steps, g = [], 1
+    for k in range(slots):
+        if g in wanted:
+            steps.append(k)
+        g = g * 5 % n2
+    return sorted(steps), conj
+
+
 @dataclass
 class ParsedKeys:
     params: Any
     params_dict: dict[str, Any]
     fingerprint: str
+    key_tag: bytes
     slot_count: int
     max_level: int
     galois_steps: list[int]
+    conjugation: bool
     public_key: bytes
     eval_key: bytes
     evaluator: Any
@@ -52,6 +70,18 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
     evk_bytes = serialize.b64decode(eval_key_b64)
     pk = serialize.loads(pk_bytes, expected_type=ckks.PublicKey, params=params)
     evk = serialize.loads(evk_bytes, expected_type=ckks.EvaluationKeys, params=params)
+    from wavis.ckks.keys import key_tag_of  # noqa: PLC0415
+    from wavis.errors import KeyMismatchError  # noqa: PLC0415
+
+    if key_tag_of(pk.data) != pk.key_tag:
+        raise KeyMismatchError("the public key's key tag does not match its contents")
+    if evk.key_tag != pk.key_tag:
+        raise KeyMismatchError("the evaluation keys belong to another key pair than the public key")
+    if evk.relin_key is None:
+        from wavis.errors import MissingKeyError  # noqa: PLC0415
+
+        raise MissingKeyError("the evaluation keys lack the relinearization key")
+    steps, conj = rotation_steps(params, evk.galois_keys)
     fresh = ckks.Encryptor(params, pk).encrypt(ckks.Encoder(params).encode([0.0]))
     fresh_len = len(serialize.dumps(fresh))
     body_limit = max(limits.ciphertext_body, math.ceil(b64_len(fresh_len) * 1.1) + JSON_SLACK)
@@ -65,9 +95,11 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
         params=params,
         params_dict=params.to_dict(),
         fingerprint=params.fingerprint,
+        key_tag=bytes(pk.key_tag),
         slot_count=int(params.slot_count),
         max_level=int(params.max_level),
-        galois_steps=sorted(int(s) for s in getattr(evk, "galois_steps", ()) or ()),
+        galois_steps=steps,
+        conjugation=conj,
         public_key=pk_bytes,
         eval_key=evk_bytes,
         evaluator=ckks.Evaluator(params, evk),
@@ -95,11 +127,20 @@ def _info(ct: Any, blob: bytes, params: Any) -> CiphertextInfo:
     return CiphertextInfo(blob, int(ct.level), float(ct.scale), int(slots))
 
 
-def parse_ciphertext(params: Any, ciphertext_b64: str) -> CiphertextInfo:
-    """Decode and fully validate an uploaded ciphertext; re-serialise nothing (store as sent)."""
+def parse_ciphertext(params: Any, key_tag: bytes, ciphertext_b64: str) -> CiphertextInfo:
+    """Decode and fully validate an uploaded ciphertext (format, fingerprint, residues, and
+    that it was encrypted under this key); it is stored as sent."""
     ckks, serialize = _ckks()
+    from wavis.errors import KeyMismatchError  # noqa: PLC0415
+
     blob = serialize.b64decode(ciphertext_b64)
     ct = serialize.loads(blob, expected_type=ckks.Ciphertext, params=params)
+    if bytes(ct.key_tag) != bytes(key_tag):
+        raise KeyMismatchError("the ciphertext was encrypted under another key than key_id")
+    if ct.size != 2:
+        from wavis.errors import CiphertextFormatError  # noqa: PLC0415
+
+        raise CiphertextFormatError("upload relinearized ciphertexts (2 components)")
     return _info(ct, blob, params)
 
 

@@ -90,20 +90,21 @@ async def release_operation(conn: asyncpg.Connection, api_key_id: str) -> None:
 # --- FHE keys ---------------------------------------------------------------------------
 
 KEY_META_COLUMNS = (
-    "id, account_id, scheme, params, params_fingerprint, slot_count, max_level, galois_steps, "
-    "is_blind, ciphertext_body_limit, created_at"
+    "id, account_id, scheme, params, params_fingerprint, key_tag, slot_count, max_level, galois_steps, "
+    "conjugation, is_blind, ciphertext_body_limit, created_at"
 )
 
 
 async def insert_fhe_key(conn: asyncpg.Connection, *, account_id: str, scheme: str, params: dict[str, Any],
-                         fingerprint: str, slot_count: int, max_level: int, galois_steps: list[int],
-                         public_key: bytes, eval_key: bytes, ciphertext_body_limit: int) -> asyncpg.Record:
+                         fingerprint: str, key_tag: bytes, slot_count: int, max_level: int,
+                         galois_steps: list[int], conjugation: bool, public_key: bytes, eval_key: bytes,
+                         ciphertext_body_limit: int) -> asyncpg.Record:
     return await conn.fetchrow(
-        f"""INSERT INTO fhe_keys (id, account_id, scheme, params, params_fingerprint, slot_count, max_level,
-                                  galois_steps, public_key, eval_key, ciphertext_body_limit)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {KEY_META_COLUMNS}""",
-        new_id("key"), account_id, scheme, params, fingerprint, slot_count, max_level, galois_steps,
-        public_key, eval_key, ciphertext_body_limit,
+        f"""INSERT INTO fhe_keys (id, account_id, scheme, params, params_fingerprint, key_tag, slot_count, max_level,
+                                  galois_steps, conjugation, public_key, eval_key, ciphertext_body_limit)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {KEY_META_COLUMNS}""",
+        new_id("key"), account_id, scheme, params, fingerprint, key_tag, slot_count, max_level, galois_steps,
+        conjugation, public_key, eval_key, ciphertext_body_limit,
     )
 
 

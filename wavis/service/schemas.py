@@ -99,6 +99,7 @@ class KeyResponse(Response):
     slot_count: int
     params: dict[str, Any]
     galois_steps: list[int]
+    conjugation: bool
     max_level: int
     created_at: datetime
     blind_guarantee: bool

@@ -31,9 +31,11 @@ CREATE TABLE fhe_keys (
     scheme                  text NOT NULL,
     params                  jsonb NOT NULL,
     params_fingerprint      text NOT NULL,
+    key_tag                 bytea NOT NULL,       -- 16-byte key-pair identifier carried by its ciphertexts
     slot_count              integer NOT NULL,
     max_level               integer NOT NULL,
     galois_steps            integer[] NOT NULL DEFAULT '{}',
+    conjugation             boolean NOT NULL DEFAULT false,
     public_key              bytea NOT NULL,
     eval_key                bytea NOT NULL,
     is_blind                boolean NOT NULL DEFAULT true,

@@ -74,7 +74,7 @@ async def upload_ciphertext(request: web.Request) -> web.Response:
         raise payload_too_large(key["ciphertext_body_limit"])
     engine = request.app[ENGINE]
     params = await params_for(engine, key)
-    info = await engine.run(fhe.parse_ciphertext, params, req.ciphertext_b64)
+    info = await engine.run(fhe.parse_ciphertext, params, key["key_tag"], req.ciphertext_b64)
     row = await store_ciphertext(request, key_id=key["id"], info=info, source="upload")
     return json_response(CiphertextMeta(**meta(row)), status=201)
 

@@ -26,6 +26,7 @@ def key_response(row: asyncpg.Record) -> KeyResponse:
         slot_count=row["slot_count"],
         params=row["params"],
         galois_steps=list(row["galois_steps"]),
+        conjugation=row["conjugation"],
         max_level=row["max_level"],
         created_at=row["created_at"],
         blind_guarantee=row["is_blind"],
@@ -68,8 +69,9 @@ async def upload_key(request: web.Request) -> web.Response:
     async with db(request) as conn:
         row = await repo.insert_fhe_key(
             conn, account_id=p.account_id, scheme="rns-ckks", params=parsed.params_dict,
-            fingerprint=parsed.fingerprint, slot_count=parsed.slot_count, max_level=parsed.max_level,
-            galois_steps=parsed.galois_steps, public_key=parsed.public_key, eval_key=parsed.eval_key,
+            fingerprint=parsed.fingerprint, key_tag=parsed.key_tag, slot_count=parsed.slot_count,
+            max_level=parsed.max_level, galois_steps=parsed.galois_steps, conjugation=parsed.conjugation,
+            public_key=parsed.public_key, eval_key=parsed.eval_key,
             ciphertext_body_limit=parsed.ciphertext_body_limit,
         )
     engine.params.put(row["id"], parsed.params)
