@@ -43,7 +43,10 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         health_check_interval=30,
     )
     try:
-        await client.ping()
+        try:
+            await client.ping()
+        except Exception as exc:  # noqa: BLE001 - start anyway; /health and /readyz report it
+            log.warning("Redis is not reachable at start-up (%s); requests that need it answer 502", type(exc).__name__)
         app[REDIS] = client
         yield
     finally:

@@ -19,9 +19,16 @@ ENGINE: web.AppKey["ComputeEngine"] = web.AppKey("engine")
 STARTED_AT: web.AppKey[float] = web.AppKey("started_at")
 SHUTTING_DOWN: web.AppKey[list[bool]] = web.AppKey("shutting_down")  # one-element box
 
-# Per-request keys (plain strings: aiohttp's Request is a MutableMapping).
-REQUEST_ID = "wavis.request_id"
-PRINCIPAL = "wavis.principal"
-RESPONSE_HEADERS = "wavis.response_headers"  # headers every middleware wants on the final response
-BODY_LIMIT = "wavis.body_limit"
-BODY_BYTES = "wavis.body_bytes"
+# Per-request keys: typed web.RequestKey where aiohttp has it (3.12+), plain strings before.
+_RequestKey = getattr(web, "RequestKey", None)
+
+
+def _rkey(name: str, t: type):
+    return _RequestKey(name, t) if _RequestKey is not None else name
+
+
+REQUEST_ID = _rkey("wavis.request_id", str)
+PRINCIPAL = _rkey("wavis.principal", object)
+RESPONSE_HEADERS = _rkey("wavis.response_headers", object)  # headers wanted on the final response, errors included
+BODY_LIMIT = _rkey("wavis.body_limit", int)
+BODY_BYTES = _rkey("wavis.body_bytes", bytes)

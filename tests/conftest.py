@@ -1,0 +1,134 @@
+"""Shared fixtures. Service tests run against REAL PostgreSQL and Redis (never mocks):
+
+* PostgreSQL: ``WAVIS_TEST_DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``);
+  each test session creates its own database ``wavis_test_<random>`` and drops it at the end.
+* Redis: ``WAVIS_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/15``); flushed before each test.
+
+When either server is unreachable the service tests are skipped with the reason (``-ra``).
+Other areas may append their fixtures below the service section.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+# ---------------------------------------------------------------------------------------------
+# service: real PostgreSQL and Redis
+# ---------------------------------------------------------------------------------------------
+
+TEST_PG_URL = os.environ.get("WAVIS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_REDIS_URL = os.environ.get("WAVIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TEST_PEPPER = b"wavis-test-pepper-0123456789abcdef0123456789abcdef"
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def service_database_url():
+    """A fresh database for this test session (dropped at the end)."""
+    asyncpg = pytest.importorskip("asyncpg")
+    name = f"wavis_test_{secrets.token_hex(6)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(TEST_PG_URL, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        pytest.skip(f"PostgreSQL not available at {TEST_PG_URL}: {exc!r}")
+    try:
+        yield _with_database(TEST_PG_URL, name)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def service_redis_url():
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis not available at {TEST_REDIS_URL}: {exc!r}")
+    finally:
+        client.close()
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+def service_settings(service_database_url, service_redis_url, tmp_path):
+    from wavis.service.settings import Settings
+
+    return Settings(
+        data_dir=tmp_path, database_url=service_database_url, redis_url=service_redis_url,
+        api_key_pepper=TEST_PEPPER, compute_threads=2, db_pool_max=5,
+    )
+
+
+@pytest.fixture
+async def make_client(aiohttp_client):
+    """``await make_client(settings=None)`` → a TestClient of a fresh app (Redis DB flushed)."""
+    import redis.asyncio as aioredis
+
+    from wavis.service import create_app
+
+    async def factory(settings):
+        r = aioredis.from_url(settings.redis_url)
+        try:
+            await r.flushdb()
+        except Exception:  # noqa: BLE001 - an unreachable Redis is part of some tests
+            pass
+        finally:
+            await r.aclose()
+        return await aiohttp_client(create_app(settings))
+
+    return factory
+
+
+@pytest.fixture
+async def api(make_client, service_settings):
+    """A TestClient of the service, with ``api.account(role=…)`` to make accounts/keys."""
+    client = await make_client(service_settings)
+
+    async def account(role: str = "developer", environment: str = "test", **kw) -> str:
+        from wavis.service import repo
+        from wavis.service.access import Role
+        from wavis.service.state import DB
+
+        async with client.app[DB].acquire() as conn:
+            new = await repo.create_account(conn, TEST_PEPPER, email=None, role=Role(role),
+                                            environment=environment, **kw)
+        return new.api_key
+
+    client.account = account
+    return client
+
+
+@pytest.fixture(scope="session")
+def ckks_pair_factory():
+    """Small CKKS key pairs (``testing`` security: fast), cached per (depth, index)."""
+    from wavis.client import KeyPair
+
+    cache: dict = {}
+
+    def make(max_depth: int = 1, index: int = 0, poly_degree: int = 2048):
+        k = (max_depth, index, poly_degree)
+        if k not in cache:
+            cache[k] = KeyPair.generate({"poly_degree": poly_degree, "scale_bits": 40, "max_depth": max_depth,
+                                         "security_level": "testing"})
+        return cache[k]
+
+    return make
+

@@ -1,0 +1,77 @@
+"""/health, /livez, /readyz, request ids, security headers, 404/405 — against real PG and Redis."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import pytest
+
+pytestmark = pytest.mark.service
+
+REQ_ID = re.compile(r"^req_[0-9a-f]{24}$")
+
+
+async def test_health_reports_real_dependencies(api):
+    resp = await api.get("/api/v1/health")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["status"] == "healthy"
+    deps = {d["name"]: d for d in body["dependencies"]}
+    assert deps["postgres"]["status"] == "healthy" and deps["postgres"]["latency_ms"] >= 0
+    assert deps["redis"]["status"] == "healthy" and deps["redis"]["latency_ms"] >= 0
+    assert deps["stripe"]["status"] == "not_configured"
+    for field in ("version", "uptime_seconds", "fhe_engine", "backend", "gpu_available", "active_jobs",
+                  "queue_depth", "ciphertext_cache_warning"):
+        assert field in body
+    assert REQ_ID.match(resp.headers["X-Request-ID"])
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["Cache-Control"] == "no-store"
+
+
+async def test_head_health_has_no_body(api):
+    resp = await api.head("/api/v1/health")
+    assert resp.status == 200
+    assert await resp.read() == b""
+
+
+async def test_livez_readyz(api):
+    assert (await api.get("/livez")).status == 200
+    resp = await api.get("/readyz")
+    assert resp.status == 200
+    assert (await resp.json())["checks"] == {"postgres": "healthy", "redis": "healthy"}
+
+
+async def test_redis_down_is_reported_and_502_never_500(make_client, service_settings):
+    dead = replace(service_settings, redis_url="redis://127.0.0.1:1/0", upstream_timeout_s=1.0, probe_timeout_s=1.0)
+    client = await make_client(dead)
+    resp = await client.get("/api/v1/health")
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["status"] == "unavailable"
+    assert {d["name"]: d["status"] for d in body["dependencies"]}["redis"] == "unavailable"
+    assert (await client.get("/readyz")).status == 503
+    resp = await client.post("/api/v1/onboarding/temp-key")
+    assert resp.status == 502
+    assert (await resp.json())["error"]["code"] == "UPSTREAM_UNAVAILABLE"
+
+
+async def test_request_id_reused_when_valid_and_replaced_when_not(api):
+    resp = await api.get("/api/v1/health", headers={"X-Request-ID": "client-trace_0001"})
+    assert resp.headers["X-Request-ID"] == "client-trace_0001"
+    resp = await api.get("/api/v1/health", headers={"X-Request-ID": "bad id with spaces"})
+    assert REQ_ID.match(resp.headers["X-Request-ID"])
+    resp = await api.get("/api/v1/health", headers={"X-Request-ID": "short"})
+    assert REQ_ID.match(resp.headers["X-Request-ID"])
+
+
+async def test_unknown_path_and_method_are_json_errors(api):
+    resp = await api.get("/api/v1/no-such-thing")
+    assert resp.status == 404
+    body = await resp.json()
+    assert body["error"]["code"] == "NOT_FOUND"
+    assert body["error"]["request_id"] == resp.headers["X-Request-ID"]
+    resp = await api.put("/api/v1/health", json={})
+    assert resp.status == 405
+    assert (await resp.json())["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"

