@@ -189,3 +189,14 @@ def test_zero_ciphertext_multiplies_to_zero(params, tools):
     ct = encr.encrypt(enc.encode(np.zeros(params.slot_count)))
     out = enc.decode(dec.decrypt(ev.multiply(ct, ct))).real
     assert np.max(np.abs(out)) < 1e-6
+
+
+def test_trivial_zero_ciphertext_is_handled(params, tools):
+    """A ciphertext whose components are all zeros (a trivial encryption of 0) is valid input."""
+    from wavis.ckks import Ciphertext
+
+    enc, encr, dec, ev = tools
+    ref = encr.encrypt(enc.encode([1.0]))
+    zero = Ciphertext(np.zeros_like(ref.data), ref.level, ref.scale, ref.params_fingerprint, ref.key_tag)
+    out = ev.add(ev.multiply(zero, ref), ev.multiply(ref, ref))
+    assert abs(enc.decode(dec.decrypt(out)).real[0] - 1.0) < 1e-5
