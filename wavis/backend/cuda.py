@@ -1,0 +1,720 @@
+"""CUDA backend: CuPy + the kernels in ``kernels/*.cu`` (the one loader of every RawModule).
+
+* :class:`CudaBackend` (``name = "cuda"``): ``ring_context(N, moduli)`` returns a cached
+  :class:`CudaRingContext` implementing :class:`wavis.backend.protocol.RingContext` on CuPy
+  ``uint64`` arrays; ``asarray``/``to_numpy`` move data. Raises
+  :class:`wavis.errors.BackendError` when CuPy or a CUDA device is missing.
+* Kernels are compiled with NVRTC through ``cupy.RawModule`` on first use and cached per device
+  (CuPy also caches the compiled binaries on disk, keyed by the source text). The shared header
+  ``kernels/modarith.cuh`` is inlined into each source before compiling, so the cache key covers
+  it too.
+* Integer results are bit-identical to the CPU oracle (:mod:`wavis.backend.cpu`): the NTT
+  twiddle tables are taken from the CPU ``RnsContext`` (``twiddles(i)``) and uploaded, and every
+  kernel returns the unique residue in ``[0, q)``.
+* Inputs may be NumPy or CuPy arrays (NumPy inputs are uploaded; a NumPy ``out`` is written
+  back), so the CKKS layer runs unchanged; keep data resident (``asarray`` once,
+  :func:`to_device` for ciphertexts and keys) for speed.
+* ``crt_compose`` (decryption/decoding only) copies to the host and uses the CPU oracle.
+
+CuPy is imported only in this module, and only when a :class:`CudaBackend` is built. The device
+abstraction (:class:`_CupyDevice`) is also implemented by :mod:`wavis.backend.cuda_emu`, which
+runs the very same kernel sources on the CPU (compiled as C++ with a small shim), so the host
+logic and the kernels are tested in CI without a GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from wavis.errors import BackendError, ShapeError
+
+__all__ = [
+    "CudaBackend",
+    "CudaRingContext",
+    "kernel_dir",
+    "kernel_source",
+    "to_device",
+    "to_host",
+]
+
+_U64 = np.uint64
+_MASK64 = (1 << 64) - 1
+KERNEL_FILES = ("ntt", "rns", "tfhe")
+_TILE_LOG = 12  # NTT tile: 2^12 words = 32 KiB of shared memory
+_EW_BLOCK = 256
+
+
+# ----------------------------------------------------------------------------- sources ----
+def kernel_dir() -> Path:
+    """The directory holding ``*.cu`` and ``modarith.cuh``: ``$WAVIS_KERNELS_DIR`` if set, else
+    ``kernels/`` at the repository root (an editable install or a source checkout)."""
+    env = os.environ.get("WAVIS_KERNELS_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for cand in (here.parents[2] / "kernels", here.parents[1] / "kernels"):
+        if (cand / "modarith.cuh").is_file():
+            return cand
+    raise BackendError(
+        "CUDA kernel sources not found: set WAVIS_KERNELS_DIR or install from a checkout (pip install -e .)",
+        backend="cuda",
+    )
+
+
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.M)
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_source(name: str) -> str:
+    """Source of ``kernels/<name>.cu`` with its local ``#include "..."`` headers inlined."""
+    d = kernel_dir()
+    seen: set[str] = set()
+
+    def expand(text: str) -> str:
+        def repl(m: re.Match) -> str:
+            inc = m.group(1)
+            if inc in seen:
+                return ""
+            seen.add(inc)
+            return expand((d / inc).read_text())
+
+        return _INCLUDE.sub(repl, text)
+
+    return expand((d / f"{name}.cu").read_text())
+
+
+# ----------------------------------------------------------------------------- devices ----
+class _CupyDevice:
+    """One CUDA device: the CuPy module as ``xp`` and the compiled RawModules (cached)."""
+
+    _lock = threading.Lock()
+    _modules: dict[tuple[int, str], Any] = {}
+
+    def __init__(self, cupy, device_id: int) -> None:
+        self.xp = cupy
+        self.cupy = cupy
+        self.device_id = int(device_id)
+        self.emulated = False
+        with cupy.cuda.Device(self.device_id):
+            props = cupy.cuda.runtime.getDeviceProperties(self.device_id)
+        name = props.get("name", b"")
+        self.name = name.decode() if isinstance(name, bytes) else str(name)
+        self.sm_count = int(props.get("multiProcessorCount", 0)) or 1
+        self.cc = (int(props.get("major", 0)), int(props.get("minor", 0)))
+
+    def module(self, name: str):
+        key = (self.device_id, name)
+        with self._lock:
+            mod = self._modules.get(key)
+            if mod is None:
+                with self.cupy.cuda.Device(self.device_id):
+                    mod = self.cupy.RawModule(code=kernel_source(name), options=("--std=c++17",))
+                    mod.compile()
+                self._modules[key] = mod
+            return mod
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019  (devices live for the process)
+    def kernel(self, module: str, name: str):
+        fn = self.module(module).get_function(name)
+
+        def launch(grid: int, block: int, args: tuple, shared_mem: int = 0) -> None:
+            fn((int(grid),), (int(block),), args, shared_mem=int(shared_mem))
+
+        return launch
+
+    def is_device_array(self, a) -> bool:
+        return isinstance(a, self.cupy.ndarray)
+
+    def to_numpy(self, a) -> np.ndarray:
+        if isinstance(a, self.cupy.ndarray):
+            return self.cupy.asnumpy(a)
+        return np.asarray(a)
+
+    def synchronize(self) -> None:
+        self.cupy.cuda.Device(self.device_id).synchronize()
+
+
+# ------------------------------------------------------------------------------ helpers ---
+def _shoup(w: int, q: int) -> int:
+    return (w << 64) // q
+
+
+def _barrett(q: int) -> tuple[int, int]:
+    r = ((1 << 128) - 1) // q
+    return r >> 64, r & _MASK64
+
+
+def _u64(values) -> np.ndarray:
+    return np.array([int(v) for v in values], dtype=_U64)
+
+
+def _norm_idx(idx, nmods: int, name: str = "idx") -> tuple[int, ...]:
+    try:
+        t = tuple(int(i) for i in (idx.tolist() if hasattr(idx, "tolist") else idx))
+    except (TypeError, ValueError) as e:
+        raise ShapeError(f"{name} must be a sequence of ints") from e
+    for k, i in enumerate(t):
+        if not 0 <= i < nmods:
+            raise ShapeError(f"{name}[{k}]={i} out of range [0, {nmods})")
+    return t
+
+
+def _bitrev(logN: int) -> np.ndarray:
+    n = 1 << logN
+    k = np.arange(n, dtype=np.uint64)
+    r = np.zeros(n, dtype=np.uint64)
+    for b in range(logN):
+        r |= ((k >> np.uint64(b)) & np.uint64(1)) << np.uint64(logN - 1 - b)
+    return r
+
+
+def ntt_plan(logN: int) -> list[tuple[int, int, int, int]]:
+    """Forward passes (bit_lo, cnt, logC, logG) for N = 2^logN (the inverse runs them reversed).
+
+    N <= 2^12: one pass over the whole row. Otherwise two: the high bits first (tiles of
+    2^logC consecutive columns), then the low bits (tiles of 2^logG consecutive groups)."""
+    if logN <= _TILE_LOG:
+        return [(0, logN, 0, 0)]
+    if logN > 2 * _TILE_LOG:
+        raise BackendError(f"NTT of N = 2^{logN} not supported on the GPU (max 2^{2 * _TILE_LOG})", backend="cuda")
+    cnt_b = logN // 2
+    cnt_a = logN - cnt_b
+    a = (cnt_b, cnt_a, min(_TILE_LOG - cnt_a, cnt_b), 0)
+    b = (0, cnt_b, 0, min(_TILE_LOG - cnt_b, cnt_a))
+    return [a, b]
+
+
+# ------------------------------------------------------------------------------ context ---
+class CudaRingContext:
+    """:class:`wavis.backend.protocol.RingContext` on device arrays (see the module docstring).
+
+    Extra methods: :meth:`key_switch_inner_product` (fused inner product over digits),
+    :meth:`synchronize`.
+    """
+
+    def __init__(self, device, N: int, moduli: Sequence[int]) -> None:
+        from .cpu import CpuBackend
+
+        self._dev = device
+        self.xp = device.xp
+        self.N = int(N)
+        self.moduli = tuple(int(q) for q in moduli)
+        # The CPU context validates N and the primes and owns the NTT tables (the oracle's).
+        try:
+            self._cpu = CpuBackend().ring_context(self.N, self.moduli)
+        except ValueError as e:
+            raise BackendError(str(e), backend="cuda") from e
+        self.logN = self.N.bit_length() - 1
+        self._plan = ntt_plan(self.logN)
+        P, N, xp = len(self.moduli), self.N, self.xp
+        tw = np.empty((4, P, N), dtype=_U64)
+        ninv, ninvp, wl, wlp = [], [], [], []
+        for i, q in enumerate(self.moduli):
+            t = self._cpu.twiddles(i)
+            tw[0, i], tw[1, i] = t["psi_rev"], t["psi_rev_shoup"]
+            tw[2, i], tw[3, i] = t["ipsi_rev"], t["ipsi_rev_shoup"]
+            ni = int(t["n_inv"])
+            ninv.append(ni)
+            ninvp.append(int(t["n_inv_shoup"]))
+            w = int(t["ipsi_rev"][1]) * ni % q if N >= 2 else ni
+            wl.append(w)
+            wlp.append(_shoup(w, q))
+        self._tw = xp.asarray(tw)
+        self._ninv, self._ninvp = xp.asarray(_u64(ninv)), xp.asarray(_u64(ninvp))
+        self._wl, self._wlp = xp.asarray(_u64(wl)), xp.asarray(_u64(wlp))
+        self._mods = xp.asarray(_u64(self.moduli))
+        rat = [_barrett(q) for q in self.moduli]
+        self._rhi = xp.asarray(_u64(r[0] for r in rat))
+        self._rlo = xp.asarray(_u64(r[1] for r in rat))
+        self._lock = threading.Lock()
+        self._cache: dict[Any, Any] = {}
+
+    # -- small caches -------------------------------------------------------------------------
+    def _cached(self, key, make):
+        with self._lock:
+            v = self._cache.get(key)
+        if v is None:
+            v = make()
+            with self._lock:
+                if len(self._cache) > 4096:
+                    self._cache.clear()
+                self._cache[key] = v
+        return v
+
+    def _primes(self, idx: tuple[int, ...]):
+        return self._cached(("rows", idx), lambda: self.xp.asarray(np.array(idx, dtype=np.int32)))
+
+    def _k(self, module: str, name: str):
+        return self._dev.kernel(module, name)
+
+    def _grid(self, total: int) -> int:
+        return max(1, min((total + _EW_BLOCK - 1) // _EW_BLOCK, 1 << 20))
+
+    # -- memory -------------------------------------------------------------------------------
+    def asarray(self, a):
+        """Device (CuPy) C-contiguous uint64 copy of ``a`` (no copy if it already is one)."""
+        xp = self.xp
+        if self._dev.is_device_array(a):
+            return xp.ascontiguousarray(a, dtype=_U64) if (a.dtype != _U64 or not a.flags.c_contiguous) else a
+        return xp.asarray(np.ascontiguousarray(a, dtype=_U64))
+
+    def to_numpy(self, a) -> np.ndarray:
+        return np.ascontiguousarray(self._dev.to_numpy(a), dtype=_U64)
+
+    def zeros(self, limbs: int, batch: int | None = None):
+        shape = (int(limbs), self.N) if batch is None else (int(batch), int(limbs), self.N)
+        return self.xp.zeros(shape, dtype=_U64)
+
+    def synchronize(self) -> None:
+        self._dev.synchronize()
+
+    # -- operand handling ---------------------------------------------------------------------------
+    def _check(self, a, name: str, L: int, allow3: bool = True) -> None:
+        shp = tuple(a.shape)
+        if len(shp) not in ((2, 3) if allow3 else (2,)):
+            raise ShapeError(f"{name} must be {'2-D or 3-D' if allow3 else '2-D'} (limbs, N), got shape {shp}")
+        if shp[-1] != self.N:
+            raise ShapeError(f"{name}: last dimension must be N={self.N}, got {shp[-1]}")
+        if shp[-2] != L:
+            raise ShapeError(f"{name} has {shp[-2]} limbs, expected {L}")
+
+    def _in(self, a, name: str, L: int, allow3: bool = True):
+        if not hasattr(a, "shape"):
+            raise ShapeError(f"{name} must be an array of uint64")
+        if not self._dev.is_device_array(a) or a.dtype != _U64 or not a.flags.c_contiguous:
+            if np.dtype(a.dtype) != _U64:
+                raise ShapeError(f"{name} must have dtype uint64, got {a.dtype}")
+            a = self.asarray(a)
+        self._check(a, name, L, allow3)
+        return a
+
+    def _out(self, out, L: int, allow3: bool = True):
+        """(device buffer to write, write-back target or None)."""
+        if not hasattr(out, "shape") or np.dtype(out.dtype) != _U64:
+            raise ShapeError("out must be a uint64 array")
+        self._check(out, "out", L, allow3)
+        if self._dev.is_device_array(out) and out.flags.c_contiguous:
+            return out, None
+        return self.xp.empty(out.shape, dtype=_U64), out
+
+    def _writeback(self, buf, target) -> None:
+        if target is None:
+            return
+        if self._dev.is_device_array(target):
+            target[...] = buf
+        else:
+            target[...] = self._dev.to_numpy(buf)
+
+    # -- transforms -------------------------------------------------------------------------
+    def _ntt_rows(self, a, idx: tuple[int, ...], inverse: bool) -> None:
+        """In-place (I)NTT of the contiguous device array ``a`` (rows = a.size / N)."""
+        rows = a.size // self.N
+        if rows == 0:
+            return
+        L = len(idx)
+        rp = self._primes(idx)
+        plan = list(reversed(self._plan)) if inverse else self._plan
+        for n_pass, (bit_lo, cnt, logC, logG) in enumerate(plan):
+            E = 1 << (logG + cnt + logC)
+            grid = rows * (self.N // E)
+            block = max(1, min(512, E // 2))
+            if inverse:
+                args = (a, rp, np.int32(L), self._mods, self._tw[2], self._tw[3], self._ninv, self._ninvp,
+                        self._wl, self._wlp, np.int32(self.logN), np.int32(bit_lo), np.int32(cnt),
+                        np.int32(logC), np.int32(logG))
+                self._k("ntt", "ntt_inv_pass")(grid, block, args, E * 8)
+            else:
+                last = n_pass == len(plan) - 1
+                args = (a, rp, np.int32(L), self._mods, self._tw[0], self._tw[1], np.int32(self.logN),
+                        np.int32(bit_lo), np.int32(cnt), np.int32(logC), np.int32(logG), np.int32(last))
+                self._k("ntt", "ntt_fwd_pass")(grid, block, args, E * 8)
+
+    def _transform(self, a, idx, inverse: bool) -> None:
+        ix = _norm_idx(idx, len(self.moduli))
+        if not hasattr(a, "shape") or np.dtype(a.dtype) != _U64:
+            raise ShapeError("a must be a uint64 array")
+        self._check(a, "a", len(ix))
+        if self._dev.is_device_array(a) and a.flags.c_contiguous:
+            self._ntt_rows(a, ix, inverse)
+            return
+        buf = self.asarray(a).copy() if self._dev.is_device_array(a) else self.asarray(a)
+        self._ntt_rows(buf, ix, inverse)
+        self._writeback(buf, a)
+
+    def ntt(self, a, idx) -> None:
+        """Forward negacyclic NTT of every row in place (bit-reversed output, as the CPU)."""
+        self._transform(a, idx, False)
+
+    def intt(self, a, idx) -> None:
+        """Inverse NTT (includes N^-1), in place."""
+        self._transform(a, idx, True)
+
+    # -- element-wise -------------------------------------------------------------------------
+    def _ew2(self, kname: str, a, b, out, idx) -> None:
+        ix = _norm_idx(idx, len(self.moduli))
+        L = len(ix)
+        a = self._in(a, "a", L)
+        b = self._in(b, "b", L)
+        buf, target = self._out(out, L)
+        if tuple(a.shape) != tuple(buf.shape):
+            raise ShapeError("a and out must have the same shape")
+        if tuple(b.shape) != tuple(a.shape) and tuple(b.shape) != (L, self.N):
+            raise ShapeError("b must have the shape of a (or (limbs, N) to broadcast over the batch)")
+        if kname == "ew_mul_add" and target is not None:
+            buf[...] = self.asarray(out)
+        total = a.size
+        b_rows = b.size // self.N
+        args = (a, b, buf, self._primes(ix), np.int32(L), np.int64(b_rows), np.uint64(total),
+                np.int32(self.logN), self._mods, self._rhi, self._rlo)
+        self._k("rns", kname)(self._grid(total), _EW_BLOCK, args)
+        self._writeback(buf, target)
+
+    def add(self, a, b, out, idx) -> None:
+        self._ew2("ew_add", a, b, out, idx)
+
+    def sub(self, a, b, out, idx) -> None:
+        self._ew2("ew_sub", a, b, out, idx)
+
+    def mul(self, a, b, out, idx) -> None:
+        """Pointwise product mod q (Barrett on the 128-bit product)."""
+        self._ew2("ew_mul", a, b, out, idx)
+
+    def mul_add(self, a, b, out, idx) -> None:
+        """out += a * b mod q."""
+        self._ew2("ew_mul_add", a, b, out, idx)
+
+    def neg(self, a, out, idx) -> None:
+        ix = _norm_idx(idx, len(self.moduli))
+        L = len(ix)
+        a = self._in(a, "a", L)
+        buf, target = self._out(out, L)
+        if tuple(a.shape) != tuple(buf.shape):
+            raise ShapeError("a and out must have the same shape")
+        args = (a, buf, self._primes(ix), np.int32(L), np.uint64(a.size), np.int32(self.logN), self._mods)
+        self._k("rns", "ew_neg")(self._grid(a.size), _EW_BLOCK, args)
+        self._writeback(buf, target)
+
+    def mul_scalar(self, a, scalars, out, idx) -> None:
+        """out[r] = a[r] * scalars[r] mod q_idx[r] (Shoup; scalars reduced mod their primes)."""
+        ix = _norm_idx(idx, len(self.moduli))
+        L = len(ix)
+        sc = tuple(int(s) for s in scalars)
+        if len(sc) != L:
+            raise ShapeError(f"scalars has length {len(sc)}, expected {L}")
+        for r, (s, i) in enumerate(zip(sc, ix)):
+            if not 0 <= s < self.moduli[i]:
+                raise ShapeError(f"scalars[{r}] is not reduced mod its prime")
+        a = self._in(a, "a", L)
+        buf, target = self._out(out, L)
+        if tuple(a.shape) != tuple(buf.shape):
+            raise ShapeError("a and out must have the same shape")
+
+        def make():
+            return (self.xp.asarray(_u64(sc)),
+                    self.xp.asarray(_u64(_shoup(s, self.moduli[i]) for s, i in zip(sc, ix))))
+
+        w, wp = self._cached(("scalar", sc, ix), make)
+        args = (a, buf, self._primes(ix), np.int32(L), np.uint64(a.size), np.int32(self.logN), self._mods, w, wp)
+        self._k("rns", "ew_mul_scalar")(self._grid(a.size), _EW_BLOCK, args)
+        self._writeback(buf, target)
+
+    # -- RNS ----------------------------------------------------------------------------------
+    def from_signed(self, coeffs, idx):
+        """Signed int64 coefficients (N,) or (batch, N) → (limbs, N) or (batch, limbs, N)."""
+        ix = _norm_idx(idx, len(self.moduli))
+        if not hasattr(coeffs, "dtype") or np.dtype(coeffs.dtype) != np.int64:
+            raise ShapeError("coeffs must be an int64 array")
+        if coeffs.ndim not in (1, 2) or coeffs.shape[-1] != self.N:
+            raise ShapeError(f"coeffs must have shape (N,) or (batch, N) with N={self.N}")
+        src = coeffs if self._dev.is_device_array(coeffs) else self.xp.asarray(np.ascontiguousarray(coeffs))
+        src = self.xp.ascontiguousarray(src)
+        L = len(ix)
+        shape = (L, self.N) if coeffs.ndim == 1 else (coeffs.shape[0], L, self.N)
+        out = self.xp.empty(shape, dtype=_U64)
+        total = out.size
+        if total:
+            args = (src, out, self._primes(ix), np.int32(L), np.uint64(total), np.int32(self.logN),
+                    self._mods, self._rhi)
+            self._k("rns", "from_signed")(self._grid(total), _EW_BLOCK, args)
+        return out
+
+    def _bconv_tables(self, ii: tuple[int, ...], io: tuple[int, ...]):
+        def make():
+            qs = [self.moduli[i] for i in ii]
+            w, wp = [], []
+            for i, q in enumerate(qs):
+                prod = 1
+                for k, qk in enumerate(qs):
+                    if k != i:
+                        prod = prod * qk % q
+                inv = pow(prod, -1, q)
+                w.append(inv)
+                wp.append(_shoup(inv, q))
+            c = np.empty((len(io), len(ii)), dtype=_U64)
+            for j, o in enumerate(io):
+                p = self.moduli[o]
+                for i in range(len(qs)):
+                    prod = 1
+                    for k, qk in enumerate(qs):
+                        if k != i:
+                            prod = prod * qk % p
+                    c[j, i] = prod
+            xp = self.xp
+            return (xp.asarray(_u64(w)), xp.asarray(_u64(wp)), xp.asarray(c), self._primes(ii), self._primes(io))
+
+        return self._cached(("bconv", ii, io), make)
+
+    def _base_convert(self, a, ii: tuple[int, ...], io: tuple[int, ...]):
+        w, wp, c, pin, pout = self._bconv_tables(ii, io)
+        N, logN = self.N, np.int32(self.logN)
+        y = self.xp.empty((len(ii), N), dtype=_U64)
+        self._k("rns", "bconv_scale")(self._grid(y.size), _EW_BLOCK,
+                                       (a, y, pin, np.int32(len(ii)), np.uint64(y.size), logN, self._mods, w, wp))
+        out = self.xp.empty((len(io), N), dtype=_U64)
+        if out.size:
+            self._k("rns", "bconv_accum")(self._grid(out.size), _EW_BLOCK,
+                                           (y, out, pout, np.int32(len(ii)), np.int32(len(io)), logN, self._mods,
+                                            self._rhi, self._rlo, c))
+        return out
+
+    def base_convert(self, a, idx_in, idx_out):
+        """Fast basis conversion (coefficient domain), exactly the CPU's
+        sum_i [a_i (Q/q_i)^-1]_{q_i} (Q/q_i) mod p_j."""
+        ii = _norm_idx(idx_in, len(self.moduli), "idx_in")
+        io = _norm_idx(idx_out, len(self.moduli), "idx_out")
+        if not ii:
+            raise ShapeError("idx_in must not be empty")
+        if len(set(ii)) != len(ii):
+            raise ShapeError("idx_in must not repeat a prime")
+        a = self._in(a, "a", len(ii), allow3=False)
+        return self._base_convert(a, ii, io)
+
+    def mod_down(self, a, idx_q, idx_p):
+        """ModDown (coefficient domain): a over Q∪P → round(a / P) over Q (as the CPU)."""
+        iq = _norm_idx(idx_q, len(self.moduli), "idx_q")
+        ip = _norm_idx(idx_p, len(self.moduli), "idx_p")
+        if not iq or not ip:
+            raise ShapeError("idx_q and idx_p must not be empty")
+        if len(set(iq + ip)) != len(iq) + len(ip):
+            raise ShapeError("idx_q and idx_p must be distinct primes")
+        a = self._in(a, "a", len(iq) + len(ip), allow3=False)
+        l, k, N, logN = len(iq), len(ip), self.N, np.int32(self.logN)
+
+        def make():
+            P = 1
+            for i in ip:
+                P *= self.moduli[i]
+            h, pinv, pinvp = [], [], []
+            for i in iq:
+                q = self.moduli[i]
+                h.append(((P - 1) // 2) % q)
+                inv = pow(P % q, -1, q)
+                pinv.append(inv)
+                pinvp.append(_shoup(inv, q))
+            xp = self.xp
+            return xp.asarray(_u64(h)), xp.asarray(_u64(pinv)), xp.asarray(_u64(pinvp))
+
+        h, pinv, pinvp = self._cached(("moddown", iq, ip), make)
+        ap = self.xp.empty((k, N), dtype=_U64)
+        self._k("rns", "moddown_offset")(self._grid(ap.size), _EW_BLOCK,
+                                          (a[l:], ap, self._primes(ip), np.int32(k), logN, self._mods))
+        conv = self._base_convert(ap, ip, iq)
+        self._k("rns", "moddown_final")(self._grid(conv.size), _EW_BLOCK,
+                                         (a[:l], conv, conv, self._primes(iq), np.int32(l), logN, self._mods,
+                                          h, pinv, pinvp))
+        return conv
+
+    def rescale(self, a, idx):
+        """NTT domain in/out: round(a / q_last) over idx[:-1]."""
+        ix = _norm_idx(idx, len(self.moduli))
+        if len(ix) < 2:
+            raise ShapeError("rescale needs at least two limbs")
+        a = self._in(a, "a", len(ix), allow3=False)
+        l, N, logN = len(ix) - 1, self.N, np.int32(self.logN)
+        ql = self.moduli[ix[l]]
+        half = ql >> 1
+        iq = ix[:l]
+
+        def make():
+            inv, invp = [], []
+            for i in iq:
+                q = self.moduli[i]
+                v = pow(ql % q, -1, q)
+                inv.append(v)
+                invp.append(_shoup(v, q))
+            return self.xp.asarray(_u64(inv)), self.xp.asarray(_u64(invp))
+
+        inv, invp = self._cached(("rescale", ix), make)
+        x = a[l:].copy()
+        self._ntt_rows(x, (ix[l],), True)
+        d = self.xp.empty((l, N), dtype=_U64)
+        self._k("rns", "rescale_expand")(self._grid(d.size), _EW_BLOCK,
+                                          (x, d, self._primes(iq), np.int32(l), logN, self._mods, self._rhi,
+                                           np.uint64(ql), np.uint64(half)))
+        self._ntt_rows(d, iq, False)
+        self._k("rns", "rescale_final")(self._grid(d.size), _EW_BLOCK,
+                                         (a[:l], d, d, self._primes(iq), np.int32(l), logN, self._mods, inv, invp))
+        return d
+
+    def crt_compose(self, a, idx) -> np.ndarray:
+        """Exact centred CRT → float64 (N,), on the host (CPU oracle); decryption/decoding only."""
+        return self._cpu.crt_compose(self.to_numpy(a), list(_norm_idx(idx, len(self.moduli))))
+
+    def _perm(self, g: int):
+        def make():
+            br = _bitrev(self.logN)
+            mask = np.uint64(2 * self.N - 1)
+            e = np.uint64(2) * br + np.uint64(1)
+            eg = (e * np.uint64(g)) & mask
+            p = br[((eg - np.uint64(1)) >> np.uint64(1)).astype(np.int64)]
+            return self.xp.asarray(p.astype(np.uint32))
+
+        return self._cached(("perm", g), make)
+
+    def automorphism(self, a, galois_elt: int, idx, ntt_domain: bool):
+        """X -> X^g on every row; returns a new array (NTT domain: a permutation of the
+        bit-reversed evaluation points; coefficient domain: with the negacyclic sign)."""
+        ix = _norm_idx(idx, len(self.moduli))
+        a = self._in(a, "a", len(ix))
+        twoN = 2 * self.N
+        g = int(galois_elt) % twoN
+        if g % 2 == 0:
+            raise ShapeError(f"galois_elt must be odd, got {galois_elt}")
+        out = self.xp.empty(a.shape, dtype=_U64)
+        if a.size == 0:
+            return out
+        if ntt_domain:
+            args = (a, out, self._perm(g), np.uint64(a.size), np.int32(self.logN))
+            self._k("rns", "automorph_ntt")(self._grid(a.size), _EW_BLOCK, args)
+        else:
+            args = (a, out, self._primes(ix), np.int32(len(ix)), np.uint64(a.size), np.int32(self.logN),
+                    self._mods, np.uint64(g))
+            self._k("rns", "automorph_coeff")(self._grid(a.size), _EW_BLOCK, args)
+        return out
+
+    # -- key switching ---------------------------------------------------------------------------
+    def key_switch_inner_product(self, exts, key, idx, acc=None):
+        """Fused hybrid key-switching inner product over the dnum digits, NTT domain:
+        ``acc[c] (+)= sum_j exts[j] * key[j, c]`` mod q for c in {0, 1}.
+
+        exts: (dnum, rows, N); key: (dnum, 2, rows, N); acc: (2, rows, N) or None (fresh).
+        Bit-identical to ``mul_add`` over the digits. Returns acc."""
+        ix = _norm_idx(idx, len(self.moduli))
+        rows = len(ix)
+        exts = self.asarray(exts)
+        key = self.asarray(key)
+        if exts.ndim != 3 or exts.shape[1:] != (rows, self.N):
+            raise ShapeError(f"exts must be (dnum, {rows}, {self.N})")
+        dnum = exts.shape[0]
+        if tuple(key.shape) != (dnum, 2, rows, self.N):
+            raise ShapeError(f"key must be ({dnum}, 2, {rows}, {self.N})")
+        accumulate = acc is not None
+        if acc is None:
+            acc = self.xp.empty((2, rows, self.N), dtype=_U64)
+        elif not self._dev.is_device_array(acc) or not acc.flags.c_contiguous or acc.shape != (2, rows, self.N):
+            raise ShapeError(f"acc must be a contiguous device array (2, {rows}, {self.N})")
+        plane = rows * self.N
+        args = (exts, key, acc, self._primes(ix), np.int32(rows), np.int32(dnum), np.int32(self.logN),
+                self._mods, self._rhi, self._rlo, np.int32(1 if accumulate else 0))
+        self._k("rns", "ks_inner")(self._grid(plane), _EW_BLOCK, args)
+        return acc
+
+    def __repr__(self) -> str:
+        return f"CudaRingContext(N={self.N}, limbs={len(self.moduli)}, device={getattr(self._dev, 'name', '?')})"
+
+
+# ------------------------------------------------------------------------------ backend ---
+class CudaBackend:
+    """The CUDA backend (``wavis.backend.get("cuda")``). Raises :class:`BackendError` when CuPy
+    is not installed or no CUDA device is usable."""
+
+    name = "cuda"
+
+    def __init__(self, device_id: int | None = None) -> None:
+        try:
+            import cupy  # noqa: PLC0415  (the only CuPy import of the package)
+        except Exception as e:  # ImportError, or CUDA libraries missing at import
+            raise BackendError(f"CUDA backend unavailable: CuPy cannot be imported ({e})", backend="cuda") from e
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as e:
+            raise BackendError(f"CUDA backend unavailable: {e}", backend="cuda") from e
+        if count < 1:
+            raise BackendError("CUDA backend unavailable: no CUDA device", backend="cuda")
+        if device_id is None:
+            device_id = int(os.environ.get("WAVIS_CUDA_DEVICE", "0"))
+        if not 0 <= device_id < count:
+            raise BackendError(f"CUDA device {device_id} does not exist ({count} present)", backend="cuda")
+        try:
+            self._dev = _CupyDevice(cupy, device_id)
+        except Exception as e:
+            raise BackendError(f"CUDA backend unavailable: {e}", backend="cuda") from e
+        self._contexts: dict[tuple[int, tuple[int, ...]], CudaRingContext] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def device(self):
+        return self._dev
+
+    def ring_context(self, N: int, moduli: Sequence[int]) -> CudaRingContext:
+        """A cached :class:`CudaRingContext` (tables uploaded once per (N, moduli))."""
+        key = (int(N), tuple(int(q) for q in moduli))
+        with self._lock:
+            ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = CudaRingContext(self._dev, *key)
+            with self._lock:
+                self._contexts.setdefault(key, ctx)
+                ctx = self._contexts[key]
+        return ctx
+
+    def tfhe(self, params, server_key):
+        """A :class:`wavis.backend.cuda_tfhe.CudaTfhe` batched gate engine (UNVERIFIED glue)."""
+        from .cuda_tfhe import CudaTfhe
+
+        return CudaTfhe(self._dev, params, server_key)
+
+    def synchronize(self) -> None:
+        self._dev.synchronize()
+
+    def __repr__(self) -> str:
+        return f"CudaBackend(device={self._dev.device_id}: {self._dev.name}, sm_{self._dev.cc[0]}{self._dev.cc[1]})"
+
+
+# --------------------------------------------------------------------- object movement ---
+def _map_arrays(obj, fn):
+    """Copy of a CKKS object (Ciphertext, Plaintext, keys, EvaluationKeys) with fn applied to
+    every ``data`` array."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changes = {}
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if f.name == "data" and hasattr(v, "shape"):
+                changes[f.name] = fn(v)
+            elif isinstance(v, dict):
+                changes[f.name] = {k: _map_arrays(x, fn) for k, x in v.items()}
+            elif dataclasses.is_dataclass(v):
+                changes[f.name] = _map_arrays(v, fn)
+        return dataclasses.replace(obj, **changes)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_arrays(x, fn) for x in obj)
+    return obj
+
+
+def to_device(obj, ctx: CudaRingContext):
+    """The object with its ``data`` arrays resident on ``ctx``'s device."""
+    return _map_arrays(obj, ctx.asarray)
+
+
+def to_host(obj, ctx: CudaRingContext):
+    """The object with its ``data`` arrays as NumPy arrays."""
+    return _map_arrays(obj, ctx.to_numpy)
