@@ -1,0 +1,40 @@
+"""Time OpenFHE binfhe gates (run by benchmarks/bench_tfhe.py in its own Python 3.10 venv).
+
+Usage: benchmarks/.venv-openfhe/bin/python benchmarks/openfhe_binfhe_gate.py PARAMSET [METHOD] [REPS]
+Prints one JSON object: paramset, method, ms_per_gate (NAND, one thread as OpenFHE runs),
+keygen_s, reps, correct.
+"""
+
+import json
+import sys
+import time
+
+import openfhe as ofhe
+
+
+def main() -> None:
+    pset = sys.argv[1] if len(sys.argv) > 1 else "STD128"
+    method = sys.argv[2] if len(sys.argv) > 2 else "GINX"
+    reps = int(sys.argv[3]) if len(sys.argv) > 3 else 20
+    cc = ofhe.BinFHEContext()
+    cc.GenerateBinFHEContext(getattr(ofhe.BINFHE_PARAMSET, pset), getattr(ofhe.BINFHE_METHOD, method))
+    t0 = time.perf_counter()
+    sk = cc.KeyGen()
+    cc.BTKeyGen(sk)
+    keygen_s = time.perf_counter() - t0
+    bits = [(i % 2, (i // 2) % 2) for i in range(reps)]
+    pairs = [(cc.Encrypt(sk, x), cc.Encrypt(sk, y)) for x, y in bits]  # OpenFHE wants distinct inputs
+    cc.EvalBinGate(ofhe.NAND, *pairs[0])  # warm-up
+    ok = True
+    dt = 0.0
+    for (x, y), (a, b) in zip(bits, pairs):
+        t0 = time.perf_counter()
+        r = cc.EvalBinGate(ofhe.NAND, a, b)
+        dt += time.perf_counter() - t0
+        ok &= cc.Decrypt(sk, r) == 1 - (x & y)
+    print(json.dumps({"paramset": pset, "method": method, "ms_per_gate": 1000 * dt / reps,
+                      "keygen_s": keygen_s, "reps": reps, "correct": bool(ok)}))
+
+
+if __name__ == "__main__":
+    main()

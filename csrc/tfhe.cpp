@@ -1,0 +1,194 @@
+// Python bindings of the TFHE CPU core (csrc/tfhe.hpp): keygen, LWE encryption/phase, and the
+// server-key object that evaluates batches of gates (GIL released, WAVIS_THREADS threads).
+// The Python API is wavis.tfhe; these functions are its private back end.
+#include <cstring>
+#include <string>
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include "registry.hpp"
+#include "tfhe.hpp"
+
+namespace py = pybind11;
+using namespace wavis::tfhe;
+
+namespace {
+
+using U32 = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>;
+using U8 = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+using I8 = py::array_t<int8_t, py::array::c_style | py::array::forcecast>;
+using I32 = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+
+Params params_from(py::tuple t) {
+  if (t.size() != 9) throw py::value_error("TFHE params tuple must be (n, k, N, pbs_base_log, pbs_level, ks_base_log, ks_level, lwe_std, glwe_std)");
+  Params P;
+  P.n = t[0].cast<int>();
+  P.k = t[1].cast<int>();
+  P.N = t[2].cast<int>();
+  P.bg = t[3].cast<int>();
+  P.l = t[4].cast<int>();
+  P.bks = t[5].cast<int>();
+  P.t = t[6].cast<int>();
+  P.lwe_std = t[7].cast<double>();
+  P.glwe_std = t[8].cast<double>();
+  try {
+    P.validate();
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(e.what());
+  }
+  return P;
+}
+
+std::string seed32(py::bytes b, const char* what) {
+  std::string s = b;
+  if (s.size() != 32) throw py::value_error(std::string(what) + " must be exactly 32 bytes");
+  return s;
+}
+
+void check_lwe_batch(const U32& a, int n, const char* what) {
+  if (a.ndim() != 2 || a.shape(1) != n + 1)
+    throw py::value_error(std::string(what) + ": expected shape (m, " + std::to_string(n + 1) + ")");
+}
+
+const char* kCoreDoc = R"doc(TfheServerKeyCore(params, mask_seed, bsk_bodies, ksk_bodies)
+
+The evaluation side of a TFHE server key, ready to compute: the bootstrapping key expanded
+from its seed and bodies and converted to the Fourier domain (doubles), and the key-switching
+key expanded likewise. Private back end of wavis.tfhe.ServerKey.)doc";
+
+void bind_tfhe(py::module_& m) {
+  m.def(
+      "tfhe_keygen",
+      [](py::tuple params, py::bytes seed) {
+        Params P = params_from(params);
+        std::string s = seed32(seed, "seed");
+        KeygenResult r;
+        {
+          py::gil_scoped_release nogil;
+          keygen(P, reinterpret_cast<const uint8_t*>(s.data()), r);
+        }
+        const int rows = (P.k + 1) * P.l;
+        U8 lk(P.n), gk(P.k * P.N);
+        std::memcpy(lk.mutable_data(), r.lwe_key.data(), r.lwe_key.size());
+        std::memcpy(gk.mutable_data(), r.glwe_key.data(), r.glwe_key.size());
+        U32 bsk({(py::ssize_t)P.n, (py::ssize_t)rows, (py::ssize_t)P.N});
+        std::memcpy(bsk.mutable_data(), r.bsk_bodies.data(), r.bsk_bodies.size() * 4);
+        U32 ksk({(py::ssize_t)(P.k * P.N), (py::ssize_t)P.t});
+        std::memcpy(ksk.mutable_data(), r.ksk_bodies.data(), r.ksk_bodies.size() * 4);
+        return py::make_tuple(lk, gk, py::bytes(reinterpret_cast<const char*>(r.mask_seed), 32), bsk, ksk);
+      },
+      py::arg("params"), py::arg("seed"),
+      "TFHE key generation from a 32-byte seed -> (lwe_key u8[n], glwe_key u8[k*N], mask_seed, "
+      "bsk_bodies u32[n, (k+1)*l, N], ksk_bodies u32[k*N, t]).");
+
+  m.def(
+      "tfhe_encrypt",
+      [](py::tuple params, U8 lwe_key, U32 mus, py::bytes seed) {
+        Params P = params_from(params);
+        std::string s = seed32(seed, "seed");
+        if (lwe_key.ndim() != 1 || lwe_key.shape(0) != P.n) throw py::value_error("lwe_key has the wrong length");
+        if (mus.ndim() != 1) throw py::value_error("messages must be 1-D");
+        size_t m = (size_t)mus.shape(0);
+        U32 out({(py::ssize_t)m, (py::ssize_t)(P.n + 1)});
+        const uint8_t* k = lwe_key.data();
+        const uint32_t* mu = mus.data();
+        uint32_t* o = out.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          lwe_encrypt(P, k, mu, m, reinterpret_cast<const uint8_t*>(s.data()), o);
+        }
+        return out;
+      },
+      py::arg("params"), py::arg("lwe_key"), py::arg("messages"), py::arg("seed"),
+      "LWE-encrypt torus messages (uint32) under the small key -> u32[m, n+1].");
+
+  m.def(
+      "tfhe_phase",
+      [](U8 lwe_key, U32 cts) {
+        int n = (int)lwe_key.shape(0);
+        check_lwe_batch(cts, n, "ciphertexts");
+        size_t m = (size_t)cts.shape(0);
+        U32 out((py::ssize_t)m);
+        const uint8_t* k = lwe_key.data();
+        const uint32_t* c = cts.data();
+        uint32_t* o = out.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          lwe_phase(n, k, c, m, o);
+        }
+        return out;
+      },
+      py::arg("lwe_key"), py::arg("ciphertexts"), "Phases b - <a, s> (uint32) of LWE ciphertexts u32[m, n+1].");
+
+  m.def(
+      "tfhe_negacyclic_mul",
+      [](U32 a, I32 b) {
+        if (a.ndim() != 1 || b.ndim() != 1 || a.shape(0) != b.shape(0)) throw py::value_error("a, b: same length N");
+        int N = (int)a.shape(0);
+        NegacyclicFFT fft(N);
+        avec<double> ar(N / 2), ai(N / 2), br(N / 2), bi(N / 2);
+        fft.forward_torus(a.data(), ar.data(), ai.data());
+        fft.forward_i32(b.data(), br.data(), bi.data());
+        for (int j = 0; j < N / 2; ++j) {
+          double r = ar[j] * br[j] - ai[j] * bi[j];
+          double i = ar[j] * bi[j] + ai[j] * br[j];
+          ar[j] = r;
+          ai[j] = i;
+        }
+        U32 out(N);
+        std::memset(out.mutable_data(), 0, 4 * (size_t)N);
+        fft.inverse_add_torus(ar.data(), ai.data(), out.mutable_data());
+        return out;
+      },
+      py::arg("a"), py::arg("b"),
+      "Negacyclic product a * b mod (X^N + 1, 2^32) through the TFHE FFT (a: torus u32, b: small int32). For tests.");
+
+  m.def("tfhe_default_threads", &default_threads, "Threads a batched TFHE call uses: WAVIS_THREADS, else hardware_concurrency.");
+
+  py::class_<ServerKeyCore>(m, "TfheServerKeyCore", kCoreDoc)
+      .def(py::init([](py::tuple params, py::bytes mask_seed, U32 bsk, U32 ksk) {
+             Params P = params_from(params);
+             std::string s = seed32(mask_seed, "mask_seed");
+             const size_t rows = (size_t)(P.k + 1) * P.l;
+             if ((size_t)bsk.size() != (size_t)P.n * rows * P.N) throw py::value_error("bootstrapping-key bodies have the wrong size");
+             if ((size_t)ksk.size() != (size_t)P.k * P.N * P.t) throw py::value_error("key-switching-key bodies have the wrong size");
+             const uint32_t* b = bsk.data();
+             const uint32_t* k = ksk.data();
+             py::gil_scoped_release nogil;
+             return std::make_unique<ServerKeyCore>(P, reinterpret_cast<const uint8_t*>(s.data()), b, k);
+           }),
+           py::arg("params"), py::arg("mask_seed"), py::arg("bsk_bodies"), py::arg("ksk_bodies"))
+      .def(
+          "evaluate",
+          [](const ServerKeyCore& self, I8 ops, U32 a, U32 b, U32 c, int threads) {
+            const int n = self.P.n;
+            if (ops.ndim() != 1) throw py::value_error("ops must be 1-D int8");
+            size_t m = (size_t)ops.shape(0);
+            check_lwe_batch(a, n, "a");
+            check_lwe_batch(b, n, "b");
+            check_lwe_batch(c, n, "sel");
+            if ((size_t)a.shape(0) != m || (size_t)b.shape(0) != m || (size_t)c.shape(0) != m)
+              throw py::value_error("operands must have one row per gate");
+            for (size_t g = 0; g < m; ++g)
+              if (ops.data()[g] < 0 || ops.data()[g] > 7) throw py::value_error("unknown gate op code");
+            if (threads <= 0) threads = default_threads();
+            U32 out({(py::ssize_t)m, (py::ssize_t)(n + 1)});
+            const int8_t* o = ops.data();
+            const uint32_t *pa = a.data(), *pb = b.data(), *pc = c.data();
+            uint32_t* po = out.mutable_data();
+            {
+              py::gil_scoped_release nogil;
+              self.evaluate(o, m, pa, pb, pc, po, threads);
+            }
+            return out;
+          },
+          py::arg("ops"), py::arg("a"), py::arg("b"), py::arg("sel"), py::arg("threads") = 0,
+          "Evaluate m independent gates (op codes 0..7 = NAND AND OR XOR NOR XNOR NOT MUX) on "
+          "operand rows a, b, sel (u32[m, n+1]); returns u32[m, n+1]. GIL released.")
+      .def_property_readonly("memory_bytes", &ServerKeyCore::memory_bytes);
+}
+
+}  // namespace
+
+WAVIS_REGISTER_BINDINGS(50, bind_tfhe);

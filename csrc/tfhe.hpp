@@ -1,0 +1,547 @@
+// TFHE gate bootstrapping on the 32-bit discrete torus (Z/2^32), CPU core.
+//
+// Chillotti, Gama, Georgieva, Izabachène, "TFHE: Fast Fully Homomorphic Encryption over the
+// Torus", J. Cryptology 33 (2020): LWE/GLWE/GGSW ciphertexts, gate bootstrapping = blind
+// rotation by CMUX external products (§4.3, Alg. 3), sample extraction, LWE key switching
+// (§4.1, Alg. 1/2), bit encoding ±1/8 and the gate linear combinations of §5.
+//
+// Conventions
+//  * Torus elements are uint32 (x represents x / 2^32); phase(c) = b - <a, s>.
+//  * LWE ciphertext under the small key: n + 1 words (a_0..a_{n-1}, b).
+//  * GLWE: k mask polynomials then the body, each N words; the "big" LWE key obtained by
+//    sample extraction is the concatenation of the k GLWE key polynomials (kN bits).
+//  * GGSW of a bit m: (k+1) * l GLWE rows; row (c, p) (c = component, p = 1..l) has phase
+//    -m * S_c / B^p (c < k) or m / B^p (c = k). The message is put in the *body* (for c < k as
+//    -m*S_c/B^p), so every mask is uniform and can be regenerated from a public seed: the server
+//    key travels as seed + bodies (TFHE-rs "seeded" GGSW), half the size.
+//  * Bootstrapping key in the Fourier domain: for each LWE key bit i and row r, the FFT of each
+//    of the k+1 polynomials, split re/im arrays of N/2 doubles.
+//  * Key-switching key: for each big-key coefficient i < kN and level p = 1..t, an LWE
+//    encryption (dim n) of S_i / B_ks^p; switching multiplies rows by signed digits.
+//  * Signed gadget decompositions with rounding, digits in [-B/2, B/2) (offset trick).
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <mutex>
+#include <exception>
+#include <thread>
+#include <vector>
+
+#include "tfhe_fft.hpp"
+#include "tfhe_prng.hpp"
+
+namespace wavis {
+namespace tfhe {
+
+struct Params {
+  int n = 0;   // LweDimension
+  int k = 0;   // GlweDimension
+  int N = 0;   // PolynomialSize
+  int bg = 0;  // PBS DecompositionBaseLog
+  int l = 0;   // PBS DecompositionLevelCount
+  int bks = 0; // KS DecompositionBaseLog
+  int t = 0;   // KS DecompositionLevelCount
+  double lwe_std = 0, glwe_std = 0;
+
+  int big_n() const { return k * N; }
+  void validate() const {
+    if (n < 1 || n > 4096) throw std::invalid_argument("LweDimension out of range");
+    if (k < 1 || k > 8) throw std::invalid_argument("GlweDimension out of range");
+    if (N < 16 || N > 16384 || (N & (N - 1))) throw std::invalid_argument("PolynomialSize must be a power of two");
+    if (bg < 1 || l < 1 || bg * l > 32) throw std::invalid_argument("PBS decomposition: base_log * levels must be <= 32");
+    if (bks < 1 || t < 1 || bks * t > 32) throw std::invalid_argument("KS decomposition: base_log * levels must be <= 32");
+    if (!(lwe_std > 0 && lwe_std < 0.1 && glwe_std > 0 && glwe_std < 0.1)) throw std::invalid_argument("noise std dev out of range");
+  }
+};
+
+static constexpr uint32_t kMu = 1u << 29;  // 1/8
+
+inline uint32_t gaussian_torus(StreamPrng& rng, double std_dev) {
+  return f64_to_torus32(rng.normal() * std_dev * 4294967296.0);
+}
+
+// out = X^a * in (negacyclic), a in [0, 2N)
+inline void poly_rotate(const uint32_t* __restrict in, uint32_t* __restrict out, int N, int a) {
+  if (a < N) {
+    for (int j = 0; j < a; ++j) out[j] = 0u - in[j - a + N];
+    for (int j = a; j < N; ++j) out[j] = in[j - a];
+  } else {
+    a -= N;
+    for (int j = 0; j < a; ++j) out[j] = in[j - a + N];
+    for (int j = a; j < N; ++j) out[j] = 0u - in[j - a];
+  }
+}
+// out = X^a * in - in
+inline void poly_rotate_sub(const uint32_t* __restrict in, uint32_t* __restrict out, int N, int a) {
+  if (a < N) {
+    for (int j = 0; j < a; ++j) out[j] = 0u - in[j - a + N] - in[j];
+    for (int j = a; j < N; ++j) out[j] = in[j - a] - in[j];
+  } else {
+    a -= N;
+    for (int j = 0; j < a; ++j) out[j] = in[j - a + N] - in[j];
+    for (int j = a; j < N; ++j) out[j] = 0u - in[j - a] - in[j];
+  }
+}
+
+// Signed gadget decomposition with rounding: x ~ sum_{p=1..l} d_p * 2^(32 - p*base_log),
+// d_p in [-B/2, B/2).
+struct Decomposer {
+  int bg, l;
+  uint32_t offset, mask;
+  int32_t half;
+  Decomposer(int base_log, int levels) : bg(base_log), l(levels) {
+    uint32_t B = (base_log >= 32) ? 0u : (1u << base_log);
+    mask = B - 1u;
+    half = (int32_t)(1u << (base_log - 1));
+    offset = 0;
+    for (int p = 1; p <= l; ++p) offset += (uint32_t)half << (32 - p * bg);
+    if (bg * l < 32) offset += 1u << (31 - bg * l);
+  }
+  inline int32_t digit(uint32_t x_plus_offset, int p) const {
+    return (int32_t)((x_plus_offset >> (32 - p * bg)) & mask) - half;
+  }
+};
+
+// Exact negacyclic product (mod 2^32) of a torus polynomial with a binary polynomial whose
+// Fourier transform is given, through two exact FFT products (16-bit split of a).
+class ExactBinaryMul {
+ public:
+  ExactBinaryMul(const NegacyclicFFT& fft) : fft_(fft), M(fft.M), N(fft.N) {
+    lo_.resize(N); hi_.resize(N); re_.resize(M); im_.resize(M); re2_.resize(M); im2_.resize(M); out_.resize(N);
+  }
+  // acc += a * key   (key_re/key_im: FFT of the 0/1 key polynomial)
+  void mul_add(const uint32_t* a, const double* key_re, const double* key_im, uint32_t* acc) {
+    for (int j = 0; j < N; ++j) {
+      lo_[j] = (int32_t)(a[j] & 0xFFFFu);
+      hi_[j] = ((int32_t)a[j]) >> 16;
+    }
+    for (int half = 0; half < 2; ++half) {
+      fft_.forward_i32(half ? hi_.data() : lo_.data(), re_.data(), im_.data());
+      for (int j = 0; j < M; ++j) {
+        double r = re_[j] * key_re[j] - im_[j] * key_im[j];
+        double i = re_[j] * key_im[j] + im_[j] * key_re[j];
+        re2_[j] = r; im2_[j] = i;
+      }
+      fft_.inverse_i64(re2_.data(), im2_.data(), out_.data());
+      int sh = half ? 16 : 0;
+      for (int j = 0; j < N; ++j) acc[j] += (uint32_t)((uint64_t)out_[j] << sh);
+    }
+  }
+ private:
+  const NegacyclicFFT& fft_;
+  int M, N;
+  std::vector<int32_t> lo_, hi_;
+  avec<double> re_, im_, re2_, im2_;
+  std::vector<int64_t> out_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Client side: key generation and encryption.
+
+struct KeygenResult {
+  std::vector<uint8_t> lwe_key;     // n bits
+  std::vector<uint8_t> glwe_key;    // k*N bits
+  uint8_t mask_seed[32];
+  std::vector<uint32_t> bsk_bodies; // [n][(k+1)*l][N]
+  std::vector<uint32_t> ksk_bodies; // [kN][t]
+};
+
+// Mask order shared by keygen and ServerKey expansion: for i < n, for row r < (k+1)l, for
+// c < k: N words; then for i < kN, for p < t: n words. One ChaCha20 stream keyed by mask_seed.
+inline void keygen(const Params& P, const uint8_t* seed32, KeygenResult& out) {
+  P.validate();
+  const int n = P.n, k = P.k, N = P.N, l = P.l, t = P.t, KN = k * N;
+  StreamPrng rng(seed32);
+  rng.fill_bytes(out.mask_seed, 32);
+  out.lwe_key.resize(n);
+  out.glwe_key.resize(KN);
+  for (int i = 0; i < n; ++i) out.lwe_key[i] = (uint8_t)(rng.next_u32() & 1u);
+  for (int i = 0; i < KN; ++i) out.glwe_key[i] = (uint8_t)(rng.next_u32() & 1u);
+  StreamPrng mrng(out.mask_seed);
+
+  NegacyclicFFT fft(N);
+  const int M = N / 2;
+  avec<double> key_re((size_t)k * M), key_im((size_t)k * M);
+  {
+    std::vector<int32_t> tmp(N);
+    for (int c = 0; c < k; ++c) {
+      for (int j = 0; j < N; ++j) tmp[j] = out.glwe_key[c * N + j];
+      fft.forward_i32(tmp.data(), key_re.data() + c * M, key_im.data() + c * M);
+    }
+  }
+  ExactBinaryMul mul(fft);
+  const int rows = (k + 1) * l;
+  out.bsk_bodies.assign((size_t)n * rows * N, 0u);
+  std::vector<uint32_t> mask(N);
+  for (int i = 0; i < n; ++i) {
+    const uint32_t m = out.lwe_key[i];
+    for (int c = 0; c <= k; ++c) {
+      for (int p = 1; p <= l; ++p) {
+        uint32_t* body = out.bsk_bodies.data() + ((size_t)i * rows + (size_t)c * l + (p - 1)) * N;
+        for (int j = 0; j < N; ++j) body[j] = gaussian_torus(rng, P.glwe_std);
+        for (int cc = 0; cc < k; ++cc) {
+          mrng.fill_u32(mask.data(), N);
+          mul.mul_add(mask.data(), key_re.data() + cc * M, key_im.data() + cc * M, body);
+        }
+        if (m) {
+          const uint32_t g = 1u << (32 - p * P.bg);
+          if (c < k) {
+            for (int j = 0; j < N; ++j) body[j] -= out.glwe_key[c * N + j] ? g : 0u;
+          } else {
+            body[0] += g;
+          }
+        }
+      }
+    }
+  }
+  out.ksk_bodies.assign((size_t)KN * t, 0u);
+  std::vector<uint32_t> a(n);
+  for (int i = 0; i < KN; ++i) {
+    for (int p = 1; p <= t; ++p) {
+      mrng.fill_u32(a.data(), n);
+      uint32_t b = 0;
+      for (int j = 0; j < n; ++j) b += out.lwe_key[j] ? a[j] : 0u;
+      b += gaussian_torus(rng, P.lwe_std);
+      if (out.glwe_key[i]) b += 1u << (32 - p * P.bks);
+      out.ksk_bodies[(size_t)i * t + (p - 1)] = b;
+    }
+  }
+}
+
+// Encrypt torus messages mus[m] under the LWE key: out[m][n+1].
+inline void lwe_encrypt(const Params& P, const uint8_t* lwe_key, const uint32_t* mus, size_t m,
+                        const uint8_t* seed32, uint32_t* out) {
+  StreamPrng rng(seed32);
+  const int n = P.n;
+  for (size_t c = 0; c < m; ++c) {
+    uint32_t* ct = out + c * (n + 1);
+    rng.fill_u32(ct, n);
+    uint32_t b = 0;
+    for (int j = 0; j < n; ++j) b += lwe_key[j] ? ct[j] : 0u;
+    ct[n] = b + gaussian_torus(rng, P.lwe_std) + mus[c];
+  }
+}
+
+inline void lwe_phase(int n, const uint8_t* lwe_key, const uint32_t* cts, size_t m, uint32_t* out) {
+  for (size_t c = 0; c < m; ++c) {
+    const uint32_t* ct = cts + c * (n + 1);
+    uint32_t s = 0;
+    for (int j = 0; j < n; ++j) s += lwe_key[j] ? ct[j] : 0u;
+    out[c] = ct[n] - s;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Server side.
+
+enum GateOp : int8_t { NAND = 0, AND = 1, OR = 2, XOR = 3, NOR = 4, XNOR = 5, NOT = 6, MUX = 7 };
+inline int gate_bootstraps(int op) { return op == NOT ? 0 : (op == MUX ? 2 : 1); }
+
+inline int default_threads() {
+  const char* e = std::getenv("WAVIS_THREADS");
+  if (e && *e) {
+    int v = std::atoi(e);
+    if (v > 0) return v;
+  }
+  unsigned h = std::thread::hardware_concurrency();
+  return h ? (int)h : 1;
+}
+
+template <class F>
+void parallel_chunks(size_t count, int threads, F&& fn) {
+  if (count == 0) return;
+  int T = std::max(1, std::min<int>(threads, (int)count));
+  if (T == 1) {
+    fn(0, count);
+    return;
+  }
+  std::vector<std::thread> pool;
+  std::exception_ptr err;
+  std::mutex mu;
+  size_t chunk = (count + T - 1) / T;
+  for (int w = 0; w < T; ++w) {
+    size_t b = w * chunk, e = std::min(count, b + chunk);
+    if (b >= e) break;
+    pool.emplace_back([&, b, e] {
+      try {
+        fn(b, e);
+      } catch (...) {
+        std::lock_guard<std::mutex> g(mu);
+        if (!err) err = std::current_exception();
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  if (err) std::rethrow_exception(err);
+}
+
+class ServerKeyCore {
+ public:
+  Params P;
+  NegacyclicFFT fft;
+  int M, rows, lwe_size, big_size;
+  avec<double> bsk;            // [n][rows][k+1][2][M]
+  std::vector<uint32_t> ksk;   // [kN][t][n+1]
+  static constexpr int kGroup = 16;  // ciphertexts processed in lockstep per thread
+
+  ServerKeyCore(const Params& p, const uint8_t* mask_seed, const uint32_t* bsk_bodies,
+                const uint32_t* ksk_bodies)
+      : P(p), fft((p.validate(), p.N)) {
+    const int n = P.n, k = P.k, N = P.N, l = P.l, t = P.t, KN = k * N;
+    M = N / 2;
+    rows = (k + 1) * l;
+    lwe_size = n + 1;
+    big_size = KN + 1;
+    StreamPrng mrng(mask_seed);
+    bsk.assign((size_t)n * rows * (k + 1) * 2 * M, 0.0);
+    std::vector<uint32_t> poly(N);
+    for (int i = 0; i < n; ++i) {
+      for (int r = 0; r < rows; ++r) {
+        double* dst = bsk.data() + (((size_t)i * rows + r) * (k + 1)) * 2 * M;
+        for (int c = 0; c < k; ++c) {
+          mrng.fill_u32(poly.data(), N);
+          fft.forward_torus(poly.data(), dst + (size_t)c * 2 * M, dst + (size_t)c * 2 * M + M);
+        }
+        const uint32_t* body = bsk_bodies + ((size_t)i * rows + r) * N;
+        fft.forward_torus(body, dst + (size_t)k * 2 * M, dst + (size_t)k * 2 * M + M);
+      }
+    }
+    ksk.assign((size_t)KN * t * (n + 1), 0u);
+    for (int i = 0; i < KN; ++i) {
+      for (int p = 0; p < t; ++p) {
+        uint32_t* row = ksk.data() + ((size_t)i * t + p) * (n + 1);
+        mrng.fill_u32(row, n);
+        row[n] = ksk_bodies[(size_t)i * t + p];
+      }
+    }
+  }
+
+  size_t memory_bytes() const { return bsk.size() * sizeof(double) + ksk.size() * sizeof(uint32_t); }
+
+  struct Work {
+    std::vector<uint32_t> diff;
+    std::vector<int32_t> dig;
+    avec<double> fre, fim, are, aim;
+    std::vector<uint32_t> accs;
+    Work(const ServerKeyCore& s) {
+      const int k = s.P.k, N = s.P.N, M = s.M;
+      diff.resize((size_t)(k + 1) * N);
+      dig.resize((size_t)s.rows * N);
+      fre.resize((size_t)s.rows * M);
+      fim.resize((size_t)s.rows * M);
+      are.resize((size_t)(k + 1) * M);
+      aim.resize((size_t)(k + 1) * M);
+      accs.resize((size_t)kGroup * (k + 1) * N);
+    }
+  };
+
+  // acc <- acc + GGSW ⊡ (X^a acc - acc)
+  void cmux_rotate(uint32_t* acc, int a, const double* ggsw, Work& w) const {
+    const int k = P.k, N = P.N, l = P.l;
+    const Decomposer dec(P.bg, P.l);
+    for (int c = 0; c <= k; ++c) poly_rotate_sub(acc + (size_t)c * N, w.diff.data() + (size_t)c * N, N, a);
+    for (int c = 0; c <= k; ++c) {
+      const uint32_t* src = w.diff.data() + (size_t)c * N;
+      int32_t* d0 = w.dig.data() + (size_t)c * l * N;
+      for (int p = 1; p <= l; ++p) {
+        int32_t* dp = d0 + (size_t)(p - 1) * N;
+        const int sh = 32 - p * dec.bg;
+        const uint32_t off = dec.offset, msk = dec.mask;
+        const int32_t half = dec.half;
+        for (int j = 0; j < N; ++j) dp[j] = (int32_t)(((src[j] + off) >> sh) & msk) - half;
+      }
+    }
+    for (int r = 0; r < rows; ++r)
+      fft.forward_i32(w.dig.data() + (size_t)r * N, w.fre.data() + (size_t)r * M, w.fim.data() + (size_t)r * M);
+    for (int oc = 0; oc <= k; ++oc) {
+      double* __restrict ar = w.are.data() + (size_t)oc * M;
+      double* __restrict ai = w.aim.data() + (size_t)oc * M;
+      {
+        const double* __restrict br = ggsw + ((size_t)0 * (k + 1) + oc) * 2 * M;
+        const double* __restrict bi = br + M;
+        const double* __restrict xr = w.fre.data();
+        const double* __restrict xi = w.fim.data();
+        for (int j = 0; j < M; ++j) {
+          ar[j] = xr[j] * br[j] - xi[j] * bi[j];
+          ai[j] = xr[j] * bi[j] + xi[j] * br[j];
+        }
+      }
+      for (int r = 1; r < rows; ++r) {
+        const double* __restrict br = ggsw + ((size_t)r * (k + 1) + oc) * 2 * M;
+        const double* __restrict bi = br + M;
+        const double* __restrict xr = w.fre.data() + (size_t)r * M;
+        const double* __restrict xi = w.fim.data() + (size_t)r * M;
+        for (int j = 0; j < M; ++j) {
+          ar[j] += xr[j] * br[j] - xi[j] * bi[j];
+          ai[j] += xr[j] * bi[j] + xi[j] * br[j];
+        }
+      }
+      fft.inverse_add_torus(ar, ai, acc + (size_t)oc * N);
+    }
+  }
+
+  inline int mod_switch(uint32_t x) const {
+    const int log2n = __builtin_ctz((unsigned)(2 * P.N));
+    return (int)(((x >> (31 - log2n)) + 1u) >> 1) & (2 * P.N - 1);
+  }
+
+  // Bootstrap G LWE ciphertexts (small key) to big-key LWE ciphertexts encrypting ±1/8.
+  void bootstrap_group(const uint32_t* const* in, int G, uint32_t* const* out, Work& w) const {
+    const int n = P.n, k = P.k, N = P.N, twoN = 2 * N;
+    const size_t accsz = (size_t)(k + 1) * N;
+    const size_t ggsw_stride = (size_t)rows * (k + 1) * 2 * M;
+    for (int g = 0; g < G; ++g) {
+      uint32_t* acc = w.accs.data() + g * accsz;
+      std::fill(acc, acc + (size_t)k * N, 0u);
+      int bb = mod_switch(in[g][n]);
+      int rot = (twoN - bb) % twoN;  // X^{-b} * testv, testv = mu * sum X^j
+      uint32_t* body = acc + (size_t)k * N;
+      if (rot < N) {
+        for (int j = 0; j < rot; ++j) body[j] = 0u - kMu;
+        for (int j = rot; j < N; ++j) body[j] = kMu;
+      } else {
+        rot -= N;
+        for (int j = 0; j < rot; ++j) body[j] = kMu;
+        for (int j = rot; j < N; ++j) body[j] = 0u - kMu;
+      }
+    }
+    for (int i = 0; i < n; ++i) {
+      const double* ggsw = bsk.data() + (size_t)i * ggsw_stride;
+      for (int g = 0; g < G; ++g) {
+        int a = mod_switch(in[g][i]);
+        if (a) cmux_rotate(w.accs.data() + g * accsz, a, ggsw, w);
+      }
+    }
+    // sample extraction (coefficient 0)
+    for (int g = 0; g < G; ++g) {
+      const uint32_t* acc = w.accs.data() + g * accsz;
+      uint32_t* o = out[g];
+      for (int c = 0; c < k; ++c) {
+        const uint32_t* a = acc + (size_t)c * N;
+        o[c * N] = a[0];
+        for (int j = 1; j < N; ++j) o[c * N + j] = 0u - a[N - j];
+      }
+      o[k * N] = acc[(size_t)k * N];
+    }
+  }
+
+  // Key-switch G big-key LWE ciphertexts (kN+1) to small-key ones (n+1).
+  void keyswitch_group(const uint32_t* const* in, int G, uint32_t* const* out) const {
+    const int n = P.n, KN = P.k * P.N, t = P.t;
+    const Decomposer dec(P.bks, P.t);
+    for (int g = 0; g < G; ++g) {
+      std::fill(out[g], out[g] + n, 0u);
+      out[g][n] = in[g][KN];
+    }
+    int32_t digs[kGroup][32];
+    for (int i = 0; i < KN; ++i) {
+      for (int g = 0; g < G; ++g) {
+        uint32_t x = in[g][i] + dec.offset;
+        for (int p = 1; p <= t; ++p) digs[g][p - 1] = dec.digit(x, p);
+      }
+      for (int p = 0; p < t; ++p) {
+        const uint32_t* __restrict row = ksk.data() + ((size_t)i * t + p) * (n + 1);
+        for (int g = 0; g < G; ++g) {
+          const uint32_t d = (uint32_t)digs[g][p];
+          if (!d) continue;
+          uint32_t* __restrict o = out[g];
+          for (int j = 0; j <= n; ++j) o[j] -= d * row[j];
+        }
+      }
+    }
+  }
+
+  // Batched gates. a, b, c: [m][n+1] (b, c may be unused by an op). out: [m][n+1].
+  void evaluate(const int8_t* ops, size_t m, const uint32_t* A, const uint32_t* B, const uint32_t* C,
+                uint32_t* out, int threads) const {
+    const int n = P.n, KN = P.k * P.N;
+    const size_t L = (size_t)lwe_size;
+    // 1. linear combinations -> bootstrap jobs
+    std::vector<uint32_t> jobs;
+    std::vector<int64_t> job_of_gate(m, -1);
+    jobs.reserve(m * L);
+    size_t J = 0;
+    for (size_t g = 0; g < m; ++g) {
+      const uint32_t* a = A + g * L;
+      const uint32_t* b = B + g * L;
+      const uint32_t* s = C + g * L;
+      int op = ops[g];
+      if (op < 0 || op > 7) throw std::invalid_argument("unknown gate op code");
+      if (op == NOT) {
+        uint32_t* o = out + g * L;
+        for (size_t j = 0; j < L; ++j) o[j] = 0u - a[j];
+        continue;
+      }
+      job_of_gate[g] = (int64_t)J;
+      size_t base = jobs.size();
+      jobs.resize(base + L * (op == MUX ? 2 : 1));
+      uint32_t* x = jobs.data() + base;
+      switch (op) {
+        case NAND: for (size_t j = 0; j < L; ++j) x[j] = 0u - a[j] - b[j]; x[n] += kMu; break;
+        case AND:  for (size_t j = 0; j < L; ++j) x[j] = a[j] + b[j]; x[n] -= kMu; break;
+        case OR:   for (size_t j = 0; j < L; ++j) x[j] = a[j] + b[j]; x[n] += kMu; break;
+        case XOR:  for (size_t j = 0; j < L; ++j) x[j] = 2u * (a[j] + b[j]); x[n] += 2 * kMu; break;
+        case NOR:  for (size_t j = 0; j < L; ++j) x[j] = 0u - a[j] - b[j]; x[n] -= kMu; break;
+        case XNOR: for (size_t j = 0; j < L; ++j) x[j] = 0u - 2u * (a[j] + b[j]); x[n] -= 2 * kMu; break;
+        case MUX: {  // sel ? a : b = KS( BS(AND(sel, a)) + BS(AND(NOT sel, b)) + 1/8 )
+          uint32_t* y = x + L;
+          for (size_t j = 0; j < L; ++j) { x[j] = s[j] + a[j]; y[j] = b[j] - s[j]; }
+          x[n] -= kMu;
+          y[n] -= kMu;
+          break;
+        }
+      }
+      J += (op == MUX ? 2 : 1);
+    }
+    if (J == 0) return;
+    // 2. blind rotation + sample extraction, split over threads, lockstep groups
+    std::vector<uint32_t> big(J * (size_t)big_size);
+    parallel_chunks(J, threads, [&](size_t b0, size_t e0) {
+      Work w(*this);
+      const uint32_t* ins[kGroup];
+      uint32_t* outs[kGroup];
+      for (size_t s = b0; s < e0; s += kGroup) {
+        int G = (int)std::min<size_t>(kGroup, e0 - s);
+        for (int g = 0; g < G; ++g) {
+          ins[g] = jobs.data() + (s + g) * L;
+          outs[g] = big.data() + (s + g) * (size_t)big_size;
+        }
+        bootstrap_group(ins, G, outs, w);
+      }
+    });
+    // 3. combine (MUX) and key switch
+    std::vector<size_t> ks_gate;
+    ks_gate.reserve(m);
+    for (size_t g = 0; g < m; ++g) {
+      if (job_of_gate[g] < 0) continue;
+      if (ops[g] == MUX) {
+        uint32_t* x = big.data() + (size_t)job_of_gate[g] * big_size;
+        const uint32_t* y = x + big_size;
+        for (int j = 0; j < big_size; ++j) x[j] += y[j];
+        x[KN] += kMu;
+      }
+      ks_gate.push_back(g);
+    }
+    parallel_chunks(ks_gate.size(), threads, [&](size_t b0, size_t e0) {
+      const uint32_t* ins[kGroup];
+      uint32_t* outs[kGroup];
+      for (size_t s = b0; s < e0; s += kGroup) {
+        int G = (int)std::min<size_t>(kGroup, e0 - s);
+        for (int g = 0; g < G; ++g) {
+          size_t gate = ks_gate[s + g];
+          ins[g] = big.data() + (size_t)job_of_gate[gate] * big_size;
+          outs[g] = out + gate * L;
+        }
+        keyswitch_group(ins, G, outs);
+      }
+    });
+  }
+};
+
+}  // namespace tfhe
+}  // namespace wavis

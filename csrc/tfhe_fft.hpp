@@ -1,0 +1,464 @@
+// Negacyclic FFT over R[X]/(X^N + 1) in double precision, for the TFHE external product.
+//
+// A real polynomial a of degree < N is "folded" into N/2 complex numbers
+//     c_j = (a_j + i a_{j+N/2}) * zeta^j,   zeta = exp(i pi / N),  j < N/2,
+// and a complex FFT of size M = N/2 of c evaluates a at the M roots zeta * rho^-k of X^N + 1
+// (rho = exp(2 pi i / M)), one of each conjugate pair. Pointwise products in this domain are
+// negacyclic products (the folding used by tfhe-fft / TFHE-rs and by Klemsa's "Fast and
+// error-free negacyclic integer convolution using extended Fourier transform").
+//
+// The forward transform is a radix-2 decimation-in-frequency FFT (natural order in,
+// bit-reversed order out); the inverse a decimation-in-time FFT (bit-reversed in, natural
+// out), so no bit reversal is ever done: every operand in the Fourier domain uses the same
+// order. Real and imaginary parts are stored in separate arrays (split layout) so that every
+// butterfly loop is a plain vectorisable loop; twiddles are precomputed per stage.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <vector>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace wavis {
+namespace tfhe {
+
+// 64-byte aligned std::vector allocator (AVX-512 friendly).
+template <class T>
+struct AlignedAlloc {
+  using value_type = T;
+  AlignedAlloc() = default;
+  template <class U>
+  AlignedAlloc(const AlignedAlloc<U>&) {}
+  T* allocate(std::size_t n) {
+    std::size_t bytes = ((n * sizeof(T) + 63) / 64) * 64;
+    void* p = std::aligned_alloc(64, bytes ? bytes : 64);
+    if (!p) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, std::size_t) { std::free(p); }
+  template <class U>
+  bool operator==(const AlignedAlloc<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const AlignedAlloc<U>&) const { return false; }
+};
+template <class T>
+using avec = std::vector<T, AlignedAlloc<T>>;
+
+// round(x) mod 2^32 for |x| < 2^62 or so: reduce by 2^32 first, then the 1.5*2^52 trick
+// (the low mantissa bits of x + 1.5*2^52 hold round(x) in two's complement). Needs strict
+// IEEE semantics (no -ffast-math), which this project uses.
+static inline uint32_t f64_to_torus32(double x) {
+  const double magic = 6755399441055744.0;  // 1.5 * 2^52
+  const double two32 = 4294967296.0, inv32 = 1.0 / 4294967296.0;
+  double q = (x * inv32 + magic) - magic;    // round(x / 2^32)
+  double r = x - q * two32;                  // |r| <= 2^31 (+ rounding)
+  double y = r + magic;
+  uint64_t bits;
+  std::memcpy(&bits, &y, 8);
+  return (uint32_t)bits;
+}
+class NegacyclicFFT {
+ public:
+  int N = 0, M = 0;
+
+  explicit NegacyclicFFT(int n) : N(n), M(n / 2) {
+    if (n < 4 || (n & (n - 1))) throw std::invalid_argument("FFT size must be a power of two >= 4");
+    tw_re_.resize(M);
+    tw_im_.resize(M);
+    itw_re_.resize(M);
+    itw_im_.resize(M);
+    const double pi = 3.14159265358979323846;
+    for (int j = 0; j < M; ++j) {
+      double ang = pi * j / N;
+      tw_re_[j] = std::cos(ang);
+      tw_im_[j] = std::sin(ang);
+      itw_re_[j] = std::cos(ang) / M;
+      itw_im_[j] = -std::sin(ang) / M;
+    }
+    // stage twiddles, stage len = M, M/2, ..., 2 at offset M - len, h = len/2 entries
+    st_re_.resize(M > 1 ? M : 1);
+    st_im_.resize(M > 1 ? M : 1);
+    for (int len = M; len >= 2; len >>= 1) {
+      int h = len / 2, off = M - len;
+      for (int j = 0; j < h; ++j) {
+        double ang = -2.0 * pi * j / len;
+        st_re_[off + j] = std::cos(ang);
+        st_im_[off + j] = std::sin(ang);
+      }
+    }
+  }
+
+  // Forward transform of an integer polynomial (int32 coefficients, N of them).
+  void forward_i32(const int32_t* __restrict in, double* __restrict re, double* __restrict im) const {
+    const double* __restrict tr = tw_re_.data();
+    const double* __restrict ti = tw_im_.data();
+    for (int j = 0; j < M; ++j) {
+      double xr = (double)in[j], xi = (double)in[j + M];
+      re[j] = xr * tr[j] - xi * ti[j];
+      im[j] = xr * ti[j] + xi * tr[j];
+    }
+    dif(re, im);
+  }
+  // Forward transform of a torus polynomial (uint32 read as signed int32).
+  void forward_torus(const uint32_t* in, double* re, double* im) const {
+    forward_i32(reinterpret_cast<const int32_t*>(in), re, im);
+  }
+  // Inverse transform; re/im are destroyed; out[j] += round(result_j) mod 2^32.
+  void inverse_add_torus(double* __restrict re, double* __restrict im, uint32_t* __restrict out) const {
+    dit(re, im);
+    const double* __restrict tr = itw_re_.data();
+    const double* __restrict ti = itw_im_.data();
+    for (int j = 0; j < M; ++j) {
+      double r = re[j] * tr[j] - im[j] * ti[j];
+      double i = re[j] * ti[j] + im[j] * tr[j];
+      out[j] += f64_to_torus32(r);
+      out[j + M] += f64_to_torus32(i);
+    }
+  }
+  // Inverse transform to rounded int64 (|values| < 2^50); re/im are destroyed.
+  void inverse_i64(double* __restrict re, double* __restrict im, int64_t* __restrict out) const {
+    dit(re, im);
+    const double* __restrict tr = itw_re_.data();
+    const double* __restrict ti = itw_im_.data();
+    for (int j = 0; j < M; ++j) {
+      double r = re[j] * tr[j] - im[j] * ti[j];
+      double i = re[j] * ti[j] + im[j] * tr[j];
+      out[j] = (int64_t)std::llround(r);
+      out[j + M] = (int64_t)std::llround(i);
+    }
+  }
+
+ private:
+  avec<double> tw_re_, tw_im_, itw_re_, itw_im_, st_re_, st_im_;
+
+  void dif(double* __restrict re, double* __restrict im) const {
+#if defined(__AVX512F__)
+    if (M >= 16) {
+      int len = M;
+      for (; len >= 32; len >>= 2) dif_radix4_avx512(re, im, len);
+      if (len == 16) dif_stage_wide(re, im, 16);
+      dif_last3_avx512(re, im);
+      return;
+    }
+#endif
+    for (int len = M; len >= 2; len >>= 1) {
+      const int h = len >> 1;
+      const double* __restrict wr = st_re_.data() + (M - len);
+      const double* __restrict wi = st_im_.data() + (M - len);
+      if (h >= 8) {
+        for (int s = 0; s < M; s += len) {
+          double* __restrict ar = re + s;
+          double* __restrict ai = im + s;
+          double* __restrict br = re + s + h;
+          double* __restrict bi = im + s + h;
+          for (int j = 0; j < h; ++j) {
+            double ur = ar[j], ui = ai[j], vr = br[j], vi = bi[j];
+            ar[j] = ur + vr;
+            ai[j] = ui + vi;
+            double dr = ur - vr, di = ui - vi;
+            br[j] = dr * wr[j] - di * wi[j];
+            bi[j] = dr * wi[j] + di * wr[j];
+          }
+        }
+      } else if (h == 4) {
+        dif_h<4>(re, im, wr, wi);
+      } else if (h == 2) {
+        dif_h<2>(re, im, wr, wi);
+      } else {
+        for (int s = 0; s < M; s += 2) {
+          double ur = re[s], ui = im[s], vr = re[s + 1], vi = im[s + 1];
+          re[s] = ur + vr;
+          im[s] = ui + vi;
+          re[s + 1] = ur - vr;
+          im[s + 1] = ui - vi;
+        }
+      }
+    }
+  }
+
+  void dif_stage_wide(double* __restrict re, double* __restrict im, int len) const {
+    const int h = len >> 1;
+    const double* __restrict wr = st_re_.data() + (M - len);
+    const double* __restrict wi = st_im_.data() + (M - len);
+    for (int s = 0; s < M; s += len) {
+      double* __restrict ar = re + s;
+      double* __restrict ai = im + s;
+      double* __restrict br = re + s + h;
+      double* __restrict bi = im + s + h;
+      for (int j = 0; j < h; ++j) {
+        double ur = ar[j], ui = ai[j], vr = br[j], vi = bi[j];
+        ar[j] = ur + vr;
+        ai[j] = ui + vi;
+        double dr = ur - vr, di = ui - vi;
+        br[j] = dr * wr[j] - di * wi[j];
+        bi[j] = dr * wi[j] + di * wr[j];
+      }
+    }
+  }
+  void dit_stage_wide(double* __restrict re, double* __restrict im, int len) const {
+    const int h = len >> 1;
+    const double* __restrict wr = st_re_.data() + (M - len);
+    const double* __restrict wi = st_im_.data() + (M - len);
+    for (int s = 0; s < M; s += len) {
+      double* __restrict ar = re + s;
+      double* __restrict ai = im + s;
+      double* __restrict br = re + s + h;
+      double* __restrict bi = im + s + h;
+      for (int j = 0; j < h; ++j) {
+        double vr = br[j] * wr[j] + bi[j] * wi[j];
+        double vi = bi[j] * wr[j] - br[j] * wi[j];
+        double ur = ar[j], ui = ai[j];
+        ar[j] = ur + vr;
+        ai[j] = ui + vi;
+        br[j] = ur - vr;
+        bi[j] = ui - vi;
+      }
+    }
+  }
+#if defined(__AVX512F__)
+  // The three radix-2 stages on blocks of 8 (len = 8, 4, 2) inside one register pair.
+  // Lane twiddle vectors: stage len=8: lanes 4..7 get w8_j; len=4: lanes 2,3,6,7 get w4_j.
+  void dif_last3_avx512(double* __restrict re, double* __restrict im) const {
+    const __m512i kSwap4 = _mm512_setr_epi64(4, 5, 6, 7, 0, 1, 2, 3);
+    const __m512i kSwap2 = _mm512_setr_epi64(2, 3, 0, 1, 6, 7, 4, 5);
+    const __m512i kSwap1 = _mm512_setr_epi64(1, 0, 3, 2, 5, 4, 7, 6);
+    const double* w8r = st_re_.data() + (M - 8);
+    const double* w8i = st_im_.data() + (M - 8);
+    const double* w4r = st_re_.data() + (M - 4);
+    const double* w4i = st_im_.data() + (M - 4);
+    const __m512d W8r = _mm512_setr_pd(1, 1, 1, 1, w8r[0], w8r[1], w8r[2], w8r[3]);
+    const __m512d W8i = _mm512_setr_pd(0, 0, 0, 0, w8i[0], w8i[1], w8i[2], w8i[3]);
+    const __m512d W4r = _mm512_setr_pd(1, 1, w4r[0], w4r[1], 1, 1, w4r[0], w4r[1]);
+    const __m512d W4i = _mm512_setr_pd(0, 0, w4i[0], w4i[1], 0, 0, w4i[0], w4i[1]);
+    for (int s = 0; s < M; s += 8) {
+      __m512d R = _mm512_load_pd(re + s), I = _mm512_load_pd(im + s);
+      // len 8, h = 4
+      __m512d SR = _mm512_permutex2var_pd(R, kSwap4, R), SI = _mm512_permutex2var_pd(I, kSwap4, I);
+      R = _mm512_mask_blend_pd(0xF0, _mm512_add_pd(R, SR), _mm512_sub_pd(SR, R));
+      I = _mm512_mask_blend_pd(0xF0, _mm512_add_pd(I, SI), _mm512_sub_pd(SI, I));
+      __m512d tR = _mm512_fmsub_pd(R, W8r, _mm512_mul_pd(I, W8i));
+      I = _mm512_fmadd_pd(R, W8i, _mm512_mul_pd(I, W8r));
+      R = tR;
+      // len 4, h = 2
+      SR = _mm512_permutex2var_pd(R, kSwap2, R);
+      SI = _mm512_permutex2var_pd(I, kSwap2, I);
+      R = _mm512_mask_blend_pd(0xCC, _mm512_add_pd(R, SR), _mm512_sub_pd(SR, R));
+      I = _mm512_mask_blend_pd(0xCC, _mm512_add_pd(I, SI), _mm512_sub_pd(SI, I));
+      tR = _mm512_fmsub_pd(R, W4r, _mm512_mul_pd(I, W4i));
+      I = _mm512_fmadd_pd(R, W4i, _mm512_mul_pd(I, W4r));
+      R = tR;
+      // len 2, h = 1 (twiddle 1)
+      SR = _mm512_permutex2var_pd(R, kSwap1, R);
+      SI = _mm512_permutex2var_pd(I, kSwap1, I);
+      R = _mm512_mask_blend_pd(0xAA, _mm512_add_pd(R, SR), _mm512_sub_pd(SR, R));
+      I = _mm512_mask_blend_pd(0xAA, _mm512_add_pd(I, SI), _mm512_sub_pd(SI, I));
+      _mm512_store_pd(re + s, R);
+      _mm512_store_pd(im + s, I);
+    }
+  }
+
+  // Two fused radix-2 DIF stages (len L and L/2), q = L/4 >= 8.
+  void dif_radix4_avx512(double* __restrict re, double* __restrict im, int L) const {
+    const int q = L >> 2;
+    const double* wLr = st_re_.data() + (M - L);
+    const double* wLi = st_im_.data() + (M - L);
+    const double* w2r = st_re_.data() + (M - L / 2);
+    const double* w2i = st_im_.data() + (M - L / 2);
+    for (int s = 0; s < M; s += L) {
+      double* r0 = re + s; double* i0 = im + s;
+      for (int j = 0; j < q; j += 8) {
+        __m512d x0r = _mm512_load_pd(r0 + j), x0i = _mm512_load_pd(i0 + j);
+        __m512d x1r = _mm512_load_pd(r0 + j + q), x1i = _mm512_load_pd(i0 + j + q);
+        __m512d x2r = _mm512_load_pd(r0 + j + 2 * q), x2i = _mm512_load_pd(i0 + j + 2 * q);
+        __m512d x3r = _mm512_load_pd(r0 + j + 3 * q), x3i = _mm512_load_pd(i0 + j + 3 * q);
+        __m512d wa_r = _mm512_loadu_pd(wLr + j), wa_i = _mm512_loadu_pd(wLi + j);
+        __m512d wb_r = _mm512_loadu_pd(wLr + j + q), wb_i = _mm512_loadu_pd(wLi + j + q);
+        __m512d wc_r = _mm512_loadu_pd(w2r + j), wc_i = _mm512_loadu_pd(w2i + j);
+        __m512d y0r = _mm512_add_pd(x0r, x2r), y0i = _mm512_add_pd(x0i, x2i);
+        __m512d dr = _mm512_sub_pd(x0r, x2r), di = _mm512_sub_pd(x0i, x2i);
+        __m512d y2r = _mm512_fmsub_pd(dr, wa_r, _mm512_mul_pd(di, wa_i));
+        __m512d y2i = _mm512_fmadd_pd(dr, wa_i, _mm512_mul_pd(di, wa_r));
+        __m512d y1r = _mm512_add_pd(x1r, x3r), y1i = _mm512_add_pd(x1i, x3i);
+        dr = _mm512_sub_pd(x1r, x3r); di = _mm512_sub_pd(x1i, x3i);
+        __m512d y3r = _mm512_fmsub_pd(dr, wb_r, _mm512_mul_pd(di, wb_i));
+        __m512d y3i = _mm512_fmadd_pd(dr, wb_i, _mm512_mul_pd(di, wb_r));
+        _mm512_store_pd(r0 + j, _mm512_add_pd(y0r, y1r));
+        _mm512_store_pd(i0 + j, _mm512_add_pd(y0i, y1i));
+        dr = _mm512_sub_pd(y0r, y1r); di = _mm512_sub_pd(y0i, y1i);
+        _mm512_store_pd(r0 + j + q, _mm512_fmsub_pd(dr, wc_r, _mm512_mul_pd(di, wc_i)));
+        _mm512_store_pd(i0 + j + q, _mm512_fmadd_pd(dr, wc_i, _mm512_mul_pd(di, wc_r)));
+        _mm512_store_pd(r0 + j + 2 * q, _mm512_add_pd(y2r, y3r));
+        _mm512_store_pd(i0 + j + 2 * q, _mm512_add_pd(y2i, y3i));
+        dr = _mm512_sub_pd(y2r, y3r); di = _mm512_sub_pd(y2i, y3i);
+        _mm512_store_pd(r0 + j + 3 * q, _mm512_fmsub_pd(dr, wc_r, _mm512_mul_pd(di, wc_i)));
+        _mm512_store_pd(i0 + j + 3 * q, _mm512_fmadd_pd(dr, wc_i, _mm512_mul_pd(di, wc_r)));
+      }
+    }
+  }
+  // Inverse of dif_radix4_avx512 up to the factor 4 (stages len L/2 then L, conjugate twiddles).
+  void dit_radix4_avx512(double* __restrict re, double* __restrict im, int L) const {
+    const int q = L >> 2;
+    const double* wLr = st_re_.data() + (M - L);
+    const double* wLi = st_im_.data() + (M - L);
+    const double* w2r = st_re_.data() + (M - L / 2);
+    const double* w2i = st_im_.data() + (M - L / 2);
+    for (int s = 0; s < M; s += L) {
+      double* r0 = re + s; double* i0 = im + s;
+      for (int j = 0; j < q; j += 8) {
+        __m512d x0r = _mm512_load_pd(r0 + j), x0i = _mm512_load_pd(i0 + j);
+        __m512d x1r = _mm512_load_pd(r0 + j + q), x1i = _mm512_load_pd(i0 + j + q);
+        __m512d x2r = _mm512_load_pd(r0 + j + 2 * q), x2i = _mm512_load_pd(i0 + j + 2 * q);
+        __m512d x3r = _mm512_load_pd(r0 + j + 3 * q), x3i = _mm512_load_pd(i0 + j + 3 * q);
+        __m512d wa_r = _mm512_loadu_pd(wLr + j), wa_i = _mm512_loadu_pd(wLi + j);
+        __m512d wb_r = _mm512_loadu_pd(wLr + j + q), wb_i = _mm512_loadu_pd(wLi + j + q);
+        __m512d wc_r = _mm512_loadu_pd(w2r + j), wc_i = _mm512_loadu_pd(w2i + j);
+        // v = x * conj(w): (xr*wr + xi*wi, xi*wr - xr*wi)
+        __m512d vr = _mm512_fmadd_pd(x1r, wc_r, _mm512_mul_pd(x1i, wc_i));
+        __m512d vi = _mm512_fmsub_pd(x1i, wc_r, _mm512_mul_pd(x1r, wc_i));
+        __m512d y0r = _mm512_add_pd(x0r, vr), y0i = _mm512_add_pd(x0i, vi);
+        __m512d y1r = _mm512_sub_pd(x0r, vr), y1i = _mm512_sub_pd(x0i, vi);
+        vr = _mm512_fmadd_pd(x3r, wc_r, _mm512_mul_pd(x3i, wc_i));
+        vi = _mm512_fmsub_pd(x3i, wc_r, _mm512_mul_pd(x3r, wc_i));
+        __m512d y2r = _mm512_add_pd(x2r, vr), y2i = _mm512_add_pd(x2i, vi);
+        __m512d y3r = _mm512_sub_pd(x2r, vr), y3i = _mm512_sub_pd(x2i, vi);
+        vr = _mm512_fmadd_pd(y2r, wa_r, _mm512_mul_pd(y2i, wa_i));
+        vi = _mm512_fmsub_pd(y2i, wa_r, _mm512_mul_pd(y2r, wa_i));
+        _mm512_store_pd(r0 + j, _mm512_add_pd(y0r, vr));
+        _mm512_store_pd(i0 + j, _mm512_add_pd(y0i, vi));
+        _mm512_store_pd(r0 + j + 2 * q, _mm512_sub_pd(y0r, vr));
+        _mm512_store_pd(i0 + j + 2 * q, _mm512_sub_pd(y0i, vi));
+        vr = _mm512_fmadd_pd(y3r, wb_r, _mm512_mul_pd(y3i, wb_i));
+        vi = _mm512_fmsub_pd(y3i, wb_r, _mm512_mul_pd(y3r, wb_i));
+        _mm512_store_pd(r0 + j + q, _mm512_add_pd(y1r, vr));
+        _mm512_store_pd(i0 + j + q, _mm512_add_pd(y1i, vi));
+        _mm512_store_pd(r0 + j + 3 * q, _mm512_sub_pd(y1r, vr));
+        _mm512_store_pd(i0 + j + 3 * q, _mm512_sub_pd(y1i, vi));
+      }
+    }
+  }
+  void dit_first3_avx512(double* __restrict re, double* __restrict im) const {
+    const __m512i kSwap4 = _mm512_setr_epi64(4, 5, 6, 7, 0, 1, 2, 3);
+    const __m512i kSwap2 = _mm512_setr_epi64(2, 3, 0, 1, 6, 7, 4, 5);
+    const __m512i kSwap1 = _mm512_setr_epi64(1, 0, 3, 2, 5, 4, 7, 6);
+    const double* w8r = st_re_.data() + (M - 8);
+    const double* w8i = st_im_.data() + (M - 8);
+    const double* w4r = st_re_.data() + (M - 4);
+    const double* w4i = st_im_.data() + (M - 4);
+    // conjugate twiddles
+    const __m512d W8r = _mm512_setr_pd(1, 1, 1, 1, w8r[0], w8r[1], w8r[2], w8r[3]);
+    const __m512d W8i = _mm512_setr_pd(0, 0, 0, 0, -w8i[0], -w8i[1], -w8i[2], -w8i[3]);
+    const __m512d W4r = _mm512_setr_pd(1, 1, w4r[0], w4r[1], 1, 1, w4r[0], w4r[1]);
+    const __m512d W4i = _mm512_setr_pd(0, 0, -w4i[0], -w4i[1], 0, 0, -w4i[0], -w4i[1]);
+    for (int s = 0; s < M; s += 8) {
+      __m512d R = _mm512_load_pd(re + s), I = _mm512_load_pd(im + s);
+      // len 2
+      __m512d SR = _mm512_permutex2var_pd(R, kSwap1, R), SI = _mm512_permutex2var_pd(I, kSwap1, I);
+      R = _mm512_mask_blend_pd(0xAA, _mm512_add_pd(R, SR), _mm512_sub_pd(SR, R));
+      I = _mm512_mask_blend_pd(0xAA, _mm512_add_pd(I, SI), _mm512_sub_pd(SI, I));
+      // len 4: v *= conj(w) on lanes 2,3,6,7 then butterfly
+      __m512d tR = _mm512_fmsub_pd(R, W4r, _mm512_mul_pd(I, W4i));
+      I = _mm512_fmadd_pd(R, W4i, _mm512_mul_pd(I, W4r));
+      R = tR;
+      SR = _mm512_permutex2var_pd(R, kSwap2, R);
+      SI = _mm512_permutex2var_pd(I, kSwap2, I);
+      R = _mm512_mask_blend_pd(0xCC, _mm512_add_pd(R, SR), _mm512_sub_pd(SR, R));
+      I = _mm512_mask_blend_pd(0xCC, _mm512_add_pd(I, SI), _mm512_sub_pd(SI, I));
+      // len 8
+      tR = _mm512_fmsub_pd(R, W8r, _mm512_mul_pd(I, W8i));
+      I = _mm512_fmadd_pd(R, W8i, _mm512_mul_pd(I, W8r));
+      R = tR;
+      SR = _mm512_permutex2var_pd(R, kSwap4, R);
+      SI = _mm512_permutex2var_pd(I, kSwap4, I);
+      R = _mm512_mask_blend_pd(0xF0, _mm512_add_pd(R, SR), _mm512_sub_pd(SR, R));
+      I = _mm512_mask_blend_pd(0xF0, _mm512_add_pd(I, SI), _mm512_sub_pd(SI, I));
+      _mm512_store_pd(re + s, R);
+      _mm512_store_pd(im + s, I);
+    }
+  }
+#endif
+  template <int H>
+  void dif_h(double* __restrict re, double* __restrict im, const double* __restrict wr,
+             const double* __restrict wi) const {
+    for (int s = 0; s < M; s += 2 * H) {
+      for (int j = 0; j < H; ++j) {
+        double ur = re[s + j], ui = im[s + j], vr = re[s + H + j], vi = im[s + H + j];
+        re[s + j] = ur + vr;
+        im[s + j] = ui + vi;
+        double dr = ur - vr, di = ui - vi;
+        re[s + H + j] = dr * wr[j] - di * wi[j];
+        im[s + H + j] = dr * wi[j] + di * wr[j];
+      }
+    }
+  }
+  void dit(double* __restrict re, double* __restrict im) const {
+#if defined(__AVX512F__)
+    if (M >= 16) {
+      dit_first3_avx512(re, im);
+      int stages = __builtin_ctz((unsigned)M) - 3;  // remaining radix-2 stages (len 16 .. M)
+      int len = 32;  // dit_radix4_avx512(L) does the stages L/2 and L
+      if (stages & 1) { dit_stage_wide(re, im, 16); len = 64; }
+      for (; len <= M; len <<= 2) dit_radix4_avx512(re, im, len);
+      return;
+    }
+#endif
+    // len = 2: twiddle 1
+    for (int s = 0; s < M; s += 2) {
+      double ur = re[s], ui = im[s], vr = re[s + 1], vi = im[s + 1];
+      re[s] = ur + vr;
+      im[s] = ui + vi;
+      re[s + 1] = ur - vr;
+      im[s + 1] = ui - vi;
+    }
+    for (int len = 4; len <= M; len <<= 1) {
+      const int h = len >> 1;
+      const double* __restrict wr = st_re_.data() + (M - len);
+      const double* __restrict wi = st_im_.data() + (M - len);
+      if (h >= 8) {
+        for (int s = 0; s < M; s += len) {
+          double* __restrict ar = re + s;
+          double* __restrict ai = im + s;
+          double* __restrict br = re + s + h;
+          double* __restrict bi = im + s + h;
+          for (int j = 0; j < h; ++j) {
+            // v = b * conj(w)
+            double vr = br[j] * wr[j] + bi[j] * wi[j];
+            double vi = bi[j] * wr[j] - br[j] * wi[j];
+            double ur = ar[j], ui = ai[j];
+            ar[j] = ur + vr;
+            ai[j] = ui + vi;
+            br[j] = ur - vr;
+            bi[j] = ui - vi;
+          }
+        }
+      } else if (h == 4) {
+        dit_h<4>(re, im, wr, wi);
+      } else {
+        dit_h<2>(re, im, wr, wi);
+      }
+    }
+  }
+  template <int H>
+  void dit_h(double* __restrict re, double* __restrict im, const double* __restrict wr,
+             const double* __restrict wi) const {
+    for (int s = 0; s < M; s += 2 * H) {
+      for (int j = 0; j < H; ++j) {
+        double br = re[s + H + j], bi = im[s + H + j];
+        double vr = br * wr[j] + bi * wi[j];
+        double vi = bi * wr[j] - br * wi[j];
+        double ur = re[s + j], ui = im[s + j];
+        re[s + j] = ur + vr;
+        im[s + j] = ui + vi;
+        re[s + H + j] = ur - vr;
+        im[s + H + j] = ui - vi;
+      }
+    }
+  }
+};
+
+}  // namespace tfhe
+}  // namespace wavis
