@@ -1,0 +1,353 @@
+"""CUDA backend parity against the CPU oracle: every RingContext op bit for bit, and CKKS
+multiply / rotate / matmul through ``Evaluator(params, evk, backend=...)``.
+
+Each test runs twice: on the kernel emulation (CI, no GPU) and on the real device (marked
+``cuda``, skipped without one). Sizes are drawn by hypothesis from 2^10..2^16.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest_cuda import DEVICE_PARAMS, cpu_backend, device_backend, primes, random_rows
+from wavis.errors import ShapeError
+
+HYP = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+               derandomize=False)
+
+
+@pytest.fixture(params=DEVICE_PARAMS)
+def dev(request):
+    return device_backend(request.param)
+
+
+def contexts(dev, logN: int, bits: int, count: int):
+    N = 1 << logN
+    mods = primes(bits, count, N)
+    return cpu_backend().ring_context(N, mods), dev.ring_context(N, mods), mods
+
+
+def host(g, a):
+    return g.to_numpy(a)
+
+
+sizes = st.integers(10, 16)
+bit_sizes = st.sampled_from([30, 40, 50, 59, 60, 61])
+
+
+# ------------------------------------------------------------------------------ NTT ---------
+@HYP
+@given(logN=sizes, bits=bit_sizes, limbs=st.integers(1, 4), batch=st.sampled_from([None, 1, 3]),
+       seed=st.integers(0, 2**32 - 1))
+def test_ntt_intt_bit_exact(dev, logN, bits, limbs, batch, seed):
+    c, g, mods = contexts(dev, logN, bits, 4)
+    rng = np.random.default_rng(seed)
+    idx = list(rng.permutation(4)[:limbs])
+    a = random_rows(rng, mods, idx, 1 << logN, batch)
+    x = a.copy()
+    c.ntt(x, idx)
+    y = g.asarray(a)
+    g.ntt(y, idx)
+    assert np.array_equal(host(g, y), x)
+    c.intt(x, idx)
+    g.intt(y, idx)
+    assert np.array_equal(host(g, y), x)
+    assert np.array_equal(x, a)
+
+
+@pytest.mark.parametrize("logN", [1, 2, 3, 8, 11, 12, 13, 17])
+def test_ntt_small_and_odd_sizes(dev, logN):
+    c, g, mods = contexts(dev, logN, 50, 2)
+    rng = np.random.default_rng(logN)
+    a = random_rows(rng, mods, [0, 1], 1 << logN)
+    x = a.copy()
+    c.ntt(x, [0, 1])
+    y = g.asarray(a)
+    g.ntt(y, [0, 1])
+    assert np.array_equal(host(g, y), x)
+    g.intt(y, [0, 1])
+    assert np.array_equal(host(g, y), a)
+
+
+def test_ntt_extreme_values(dev):
+    c, g, mods = contexts(dev, 12, 61, 2)
+    a = np.stack([np.full(1 << 12, q - 1, dtype=np.uint64) for q in mods])
+    a[:, ::3] = 0
+    x = a.copy()
+    c.ntt(x, [0, 1])
+    y = g.asarray(a)
+    g.ntt(y, [0, 1])
+    assert np.array_equal(host(g, y), x)
+
+
+def test_numpy_operands_write_back(dev):
+    """NumPy in, NumPy out: results are written back into the NumPy array (in place)."""
+    c, g, mods = contexts(dev, 10, 50, 2)
+    rng = np.random.default_rng(1)
+    a = random_rows(rng, mods, [0, 1], 1024)
+    x, y = a.copy(), a.copy()
+    c.ntt(x, [0, 1])
+    g.ntt(y, [0, 1])
+    assert isinstance(y, np.ndarray) and np.array_equal(x, y)
+    o = np.zeros_like(a)
+    g.mul(a, x, o, [0, 1])
+    o2 = np.zeros_like(a)
+    c.mul(a, x, o2, [0, 1])
+    assert np.array_equal(o, o2)
+
+
+# ------------------------------------------------------------------------ element-wise -----
+@HYP
+@given(logN=sizes, bits=bit_sizes, limbs=st.integers(1, 4), batch=st.sampled_from([None, 2]),
+       seed=st.integers(0, 2**32 - 1))
+def test_elementwise_bit_exact(dev, logN, bits, limbs, batch, seed):
+    c, g, mods = contexts(dev, logN, bits, 4)
+    rng = np.random.default_rng(seed)
+    idx = list(rng.permutation(4)[:limbs])
+    N = 1 << logN
+    a = random_rows(rng, mods, idx, N, batch)
+    b = random_rows(rng, mods, idx, N, batch)
+    z = random_rows(rng, mods, idx, N, batch)
+    ga, gb = g.asarray(a), g.asarray(b)
+    for op in ("add", "sub", "mul"):
+        o1 = np.empty_like(a)
+        getattr(c, op)(a, b, o1, idx)
+        o2 = g.zeros(len(idx), None if batch is None else batch)
+        getattr(g, op)(ga, gb, o2, idx)
+        assert np.array_equal(host(g, o2), o1), op
+    o1 = z.copy()
+    c.mul_add(a, b, o1, idx)
+    o2 = g.asarray(z.copy())
+    g.mul_add(ga, gb, o2, idx)
+    assert np.array_equal(host(g, o2), o1)
+    o1 = np.empty_like(a)
+    c.neg(a, o1, idx)
+    o2 = g.zeros(len(idx), None if batch is None else batch)
+    g.neg(ga, o2, idx)
+    assert np.array_equal(host(g, o2), o1)
+    sc = [int(rng.integers(0, mods[i])) for i in idx]
+    o1 = np.empty_like(a)
+    c.mul_scalar(a, sc, o1, idx)
+    o2 = g.zeros(len(idx), None if batch is None else batch)
+    g.mul_scalar(ga, sc, o2, idx)
+    assert np.array_equal(host(g, o2), o1)
+    # aliasing: out is an input
+    o1 = a.copy()
+    c.add(o1, b, o1, idx)
+    o2 = g.asarray(a.copy())
+    g.add(o2, gb, o2, idx)
+    assert np.array_equal(host(g, o2), o1)
+
+
+@HYP
+@given(logN=sizes, limbs=st.integers(1, 4), batch=st.sampled_from([None, 2]), seed=st.integers(0, 2**32 - 1))
+def test_from_signed_bit_exact(dev, logN, limbs, batch, seed):
+    c, g, mods = contexts(dev, logN, 60, 4)
+    rng = np.random.default_rng(seed)
+    N = 1 << logN
+    shape = (N,) if batch is None else (batch, N)
+    v = rng.integers(-(2**63), 2**63 - 1, size=shape, dtype=np.int64, endpoint=True)
+    v.reshape(-1)[:4] = [-(2**63), 2**63 - 1, 0, -1]
+    small = rng.integers(-20, 20, size=shape, dtype=np.int64)
+    idx = list(range(limbs))
+    for x in (v, small):
+        assert np.array_equal(host(g, g.from_signed(x, idx)), c.from_signed(x, idx))
+
+
+# ----------------------------------------------------------------------------- RNS ---------
+@HYP
+@given(logN=sizes, n_in=st.integers(1, 5), n_out=st.integers(1, 5), seed=st.integers(0, 2**32 - 1))
+def test_base_convert_bit_exact(dev, logN, n_in, n_out, seed):
+    c, g, mods = contexts(dev, logN, 59, 10)
+    rng = np.random.default_rng(seed)
+    perm = list(rng.permutation(10))
+    ii, io = perm[:n_in], perm[n_in:n_in + n_out]
+    a = random_rows(rng, mods, ii, 1 << logN)
+    assert np.array_equal(host(g, g.base_convert(g.asarray(a), ii, io)), c.base_convert(a, ii, io))
+
+
+def test_base_convert_many_limbs(dev):
+    """More than 14 input limbs exercises the intermediate 128-bit reductions."""
+    c, g, mods = contexts(dev, 10, 61, 40)
+    rng = np.random.default_rng(3)
+    ii, io = list(range(33)), list(range(33, 40))
+    a = random_rows(rng, mods, ii, 1024)
+    assert np.array_equal(host(g, g.base_convert(a, ii, io)), c.base_convert(a, ii, io))
+
+
+@HYP
+@given(logN=sizes, l=st.integers(1, 5), k=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_mod_down_bit_exact(dev, logN, l, k, seed):
+    c, g, mods = contexts(dev, logN, 50, 8)
+    rng = np.random.default_rng(seed)
+    perm = list(rng.permutation(8))
+    iq, ip = perm[:l], perm[l:l + k]
+    a = random_rows(rng, mods, iq + ip, 1 << logN)
+    assert np.array_equal(host(g, g.mod_down(g.asarray(a), iq, ip)), c.mod_down(a, iq, ip))
+
+
+@HYP
+@given(logN=sizes, limbs=st.integers(2, 6), bits=bit_sizes, seed=st.integers(0, 2**32 - 1))
+def test_rescale_bit_exact(dev, logN, limbs, bits, seed):
+    c, g, mods = contexts(dev, logN, bits, 6)
+    rng = np.random.default_rng(seed)
+    idx = list(rng.permutation(6)[:limbs])
+    a = random_rows(rng, mods, idx, 1 << logN)
+    assert np.array_equal(host(g, g.rescale(g.asarray(a), idx)), c.rescale(a, idx))
+
+
+@HYP
+@given(logN=sizes, limbs=st.integers(1, 3), batch=st.sampled_from([None, 2]), ntt=st.booleans(),
+       gexp=st.integers(0, 2**20), seed=st.integers(0, 2**32 - 1))
+def test_automorphism_bit_exact(dev, logN, limbs, batch, ntt, gexp, seed):
+    c, g, mods = contexts(dev, logN, 50, 3)
+    rng = np.random.default_rng(seed)
+    N = 1 << logN
+    idx = list(range(limbs))
+    a = random_rows(rng, mods, idx, N, batch)
+    ge = [pow(5, gexp, 2 * N), 2 * N - 1, (2 * N - pow(5, gexp, 2 * N)) % (2 * N), 1][gexp % 4]
+    assert np.array_equal(host(g, g.automorphism(g.asarray(a), ge, idx, ntt)), c.automorphism(a, ge, idx, ntt))
+
+
+def test_automorphism_commutes_with_ntt(dev):
+    c, g, mods = contexts(dev, 11, 50, 2)
+    rng = np.random.default_rng(5)
+    a = g.asarray(random_rows(rng, mods, [0, 1], 2048))
+    for ge in (5, 25, 4095, 3):
+        x = g.automorphism(a, ge, [0, 1], False)
+        g.ntt(x, [0, 1])
+        y = a.copy()
+        g.ntt(y, [0, 1])
+        y = g.automorphism(y, ge, [0, 1], True)
+        assert np.array_equal(host(g, x), host(g, y))
+
+
+@HYP
+@given(logN=st.integers(10, 14), rows=st.integers(1, 6), dnum=st.integers(1, 16), acc=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_key_switch_inner_product_matches_mul_add(dev, logN, rows, dnum, acc, seed):
+    c, g, mods = contexts(dev, logN, 60, 6)
+    rng = np.random.default_rng(seed)
+    idx = list(range(rows))
+    N = 1 << logN
+    exts = np.stack([random_rows(rng, mods, idx, N) for _ in range(dnum)])
+    key = np.stack([np.stack([random_rows(rng, mods, idx, N) for _ in range(2)]) for _ in range(dnum)])
+    start = np.stack([random_rows(rng, mods, idx, N) for _ in range(2)])
+    ref = start.copy() if acc else np.zeros_like(start)
+    for j in range(dnum):
+        for comp in range(2):
+            c.mul_add(exts[j], key[j, comp], ref[comp], idx)
+    out = g.key_switch_inner_product(exts, key, idx, g.asarray(start.copy()) if acc else None)
+    assert np.array_equal(host(g, out), ref)
+
+
+def test_shape_errors(dev):
+    _, g, _ = contexts(dev, 10, 50, 2)
+    a = g.zeros(2)
+    with pytest.raises(ShapeError):
+        g.ntt(a, [0])
+    with pytest.raises(ShapeError):
+        g.add(a, g.zeros(1), a, [0, 1])
+    with pytest.raises(ShapeError):
+        g.automorphism(a, 4, [0, 1], True)
+    with pytest.raises(ShapeError):
+        g.mul_scalar(a, [1], a, [0, 1])
+    with pytest.raises(ShapeError):
+        g.ntt(a, [0, 7])
+
+
+# ---------------------------------------------------------------------------- CKKS --------
+@pytest.fixture(scope="module")
+def ckks_cpu():
+    from wavis.ckks import CkksParameters, Decryptor, Encoder, Encryptor, KeyGenerator
+    from wavis.ckks.linalg import matmul_galois_steps
+
+    params = CkksParameters(poly_degree=1024, scale_bits=40, max_depth=4, security_level="testing", dnum=2)
+    kg = KeyGenerator(params, seed=b"g" * 32, backend=cpu_backend())
+    slots = params.slot_count
+    steps = sorted({1, 2, 3, 5, -1} | set(matmul_galois_steps(16, 16, slots)))
+    evk = kg.evaluation_keys(galois_steps=steps, conjugation=True)
+    enc = Encoder(params, cpu_backend())
+    encr = Encryptor(params, kg.public_key(), seed=b"e" * 32, backend=cpu_backend())
+    dec = Decryptor(params, kg.secret_key, backend=cpu_backend())
+    return params, kg, evk, enc, encr, dec
+
+
+def _ev_pair(dev, ckks_cpu, resident: bool):
+    from wavis.backend.cuda import to_device
+    from wavis.ckks import Evaluator
+
+    params, kg, evk, *_ = ckks_cpu
+    gev = Evaluator(params, evk, backend=dev)
+    if resident:
+        gev = Evaluator(params, to_device(evk, gev.ctx), backend=dev)
+    return Evaluator(params, evk, backend=cpu_backend()), gev
+
+
+@pytest.mark.parametrize("resident", [True, False])
+def test_ckks_multiply_rotate_bit_exact(dev, ckks_cpu, resident):
+    from wavis.backend.cuda import to_device, to_host
+
+    params, kg, evk, enc, encr, dec = ckks_cpu
+    cev, gev = _ev_pair(dev, ckks_cpu, resident)
+    rng = np.random.default_rng(11)
+    x, y = rng.uniform(-1, 1, params.slot_count), rng.uniform(-1, 1, params.slot_count)
+    cx, cy = encr.encrypt(enc.encode(x)), encr.encrypt(enc.encode(y))
+    gx, gy = (to_device(cx, gev.ctx), to_device(cy, gev.ctx)) if resident else (cx, cy)
+
+    pairs = [
+        (cev.multiply(cx, cy), gev.multiply(gx, gy), x * y),
+        (cev.rotate(cx, 3), gev.rotate(gx, 3), np.roll(x, -3)),
+        (cev.rotate(cx, -1), gev.rotate(gx, -1), np.roll(x, 1)),
+        (cev.add(cev.square(cx), cy), gev.add(gev.square(gx), gy), x * x + y),
+        (cev.multiply_scalar(cx, 0.75), gev.multiply_scalar(gx, 0.75), 0.75 * x),
+        (cev.multiply_plain(cx, y), gev.multiply_plain(gx, y), x * y),
+    ]
+    conj_c, conj_g = cev.conjugate(cx), gev.conjugate(gx)
+    pairs.append((conj_c, conj_g, x))
+    for rc, rg, want in pairs:
+        rg_h = to_host(rg, gev.ctx)
+        assert rg_h.level == rc.level and rg_h.scale == rc.scale
+        assert np.array_equal(np.asarray(rg_h.data), rc.data)  # integer ops are bit-exact
+        got = enc.decode(dec.decrypt(rg_h)).real
+        assert np.max(np.abs(got - want)) < 1e-5
+
+
+def test_ckks_hoisted_and_matmul(dev, ckks_cpu):
+    from wavis.backend.cuda import to_device, to_host
+    from wavis.ckks.linalg import matmul
+
+    params, kg, evk, enc, encr, dec = ckks_cpu
+    cev, gev = _ev_pair(dev, ckks_cpu, True)
+    rng = np.random.default_rng(12)
+    x = rng.uniform(-1, 1, params.slot_count)
+    cx = encr.encrypt(enc.encode(x))
+    gx = to_device(cx, gev.ctx)
+    outs_c, outs_g = cev.rotate_many(cx, [1, 2, 5]), gev.rotate_many(gx, [1, 2, 5])
+    for s in (1, 2, 5):
+        assert np.array_equal(to_host(outs_g[s], gev.ctx).data, outs_c[s].data)
+    m = rng.uniform(-1, 1, (16, 16))
+    rc, rg = matmul(cev, m, cx), matmul(gev, m, gx)
+    rg = to_host(rg, gev.ctx)
+    assert np.array_equal(rg.data, rc.data)
+    got = enc.decode(dec.decrypt(rg)).real[:16]
+    assert np.max(np.abs(got - m @ x[:16])) < 1e-4
+
+
+def test_ckks_keygen_on_device_matches_cpu(dev):
+    """The same seed gives bit-identical keys on both backends (sampling is on the host)."""
+    from wavis.backend.cuda import to_host
+    from wavis.ckks import CkksParameters, KeyGenerator
+
+    params = CkksParameters(poly_degree=1024, scale_bits=40, max_depth=2, security_level="testing", dnum=2)
+    kc = KeyGenerator(params, seed=b"s" * 32, backend=cpu_backend())
+    kd = KeyGenerator(params, seed=b"s" * 32, backend=dev)
+    assert kc.key_tag == kd.key_tag
+    ec = kc.evaluation_keys(galois_steps=[1, 7])
+    ed = to_host(kd.evaluation_keys(galois_steps=[1, 7]), dev.ring_context(params.poly_degree, params.all_moduli))
+    assert np.array_equal(ec.relin_key.data, ed.relin_key.data)
+    for gk in ec.galois_keys:
+        assert np.array_equal(ec.galois_keys[gk].data, ed.galois_keys[gk].data)
