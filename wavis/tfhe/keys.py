@@ -1,0 +1,289 @@
+"""TFHE keys: the client key (secrets) and the server key (bootstrapping + key-switching keys,
+nothing secret), key generation, encryption/decryption, and gate evaluation.
+
+Randomness: ``keygen(preset)`` draws its 32-byte seed from the OS (``secrets.token_bytes``) and
+expands it with the core's ChaCha20 CSPRNG (RFC 8439; ``wavis._core.Prng`` uses the same
+keystream); each encryption draws a fresh OS seed. A ``seed`` makes everything reproducible and
+is for tests only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .. import _core
+from ..errors import ParameterError, ShapeError
+from .ciphertext import LweCiphertext, as_rows, check_same_key
+from .params import TfheParameters, get_preset
+
+MU = 1 << 29  # 1/8 on the 32-bit torus
+
+#: gate name -> op code of the C++ core
+OPS = {"NAND": 0, "AND": 1, "OR": 2, "XOR": 3, "NOR": 4, "XNOR": 5, "NOT": 6, "MUX": 7}
+#: bootstraps each gate costs (what /tfhe/pricing charges): NOT is a negation; MUX is two
+#: bootstraps (sel AND a, NOT sel AND b) summed and key-switched once.
+GATE_BOOTSTRAPS = {"NAND": 1, "AND": 1, "OR": 1, "XOR": 1, "NOR": 1, "XNOR": 1, "NOT": 0, "MUX": 2}
+#: operands each gate reads (MUX(a, b, sel) = a if sel else b)
+GATE_ARITY = {"NAND": 2, "AND": 2, "OR": 2, "XOR": 2, "NOR": 2, "XNOR": 2, "NOT": 1, "MUX": 3}
+
+
+def bootstraps(op: str) -> int:
+    """Bootstraps one gate costs (0 for NOT, 2 for MUX, else 1)."""
+    return GATE_BOOTSTRAPS[normalize_op(op)]
+
+
+def normalize_op(op: str) -> str:
+    name = str(op).upper()
+    if name not in OPS:
+        raise ParameterError(f"unknown TFHE gate {op!r}", allowed=list(OPS))
+    return name
+
+
+def _seed_bytes(seed: "bytes | int | None") -> bytes:
+    if seed is None:
+        return secrets.token_bytes(32)
+    if isinstance(seed, int):
+        seed = seed.to_bytes(16, "little", signed=True)
+    if not isinstance(seed, (bytes, bytearray)):
+        raise ParameterError("seed must be bytes or int")
+    return hashlib.sha256(b"wavis-tfhe-keygen\0" + bytes(seed)).digest()
+
+
+def server_key_id(params: TfheParameters, mask_seed: bytes, bsk_bodies: np.ndarray, ksk_bodies: np.ndarray) -> bytes:
+    """Fingerprint of a server key: SHA-256 over the preset and every public word, 16 bytes."""
+    h = hashlib.sha256(b"wavis-tfhe-server-key\0")
+    h.update(params.fingerprint)
+    h.update(mask_seed)
+    h.update(np.ascontiguousarray(bsk_bodies, dtype="<u4").tobytes())
+    h.update(np.ascontiguousarray(ksk_bodies, dtype="<u4").tobytes())
+    return h.digest()[:16]
+
+
+class ClientKey:
+    """The secret side: LWE key (n bits), GLWE key (k·N bits). Encrypts and decrypts bits."""
+
+    def __init__(self, params: TfheParameters, lwe_key: np.ndarray, glwe_key: np.ndarray, key_id: bytes,
+                 *, enc_seed: bytes | None = None) -> None:
+        self.params = params
+        self.lwe_key = np.ascontiguousarray(lwe_key, dtype=np.uint8)
+        self.glwe_key = np.ascontiguousarray(glwe_key, dtype=np.uint8)
+        if self.lwe_key.shape != (params.n,) or self.glwe_key.shape != (params.k * params.big_n,):
+            raise ShapeError("secret key sizes do not match the preset")
+        self.key_id = bytes(key_id)
+        self._enc_seed = enc_seed  # deterministic encryption stream (tests) or None (OS)
+        self._enc_counter = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ClientKey({self.params.name}, key_id={self.key_id.hex()[:8]}…)"
+
+    def _next_seed(self) -> bytes:
+        if self._enc_seed is None:
+            return secrets.token_bytes(32)
+        with self._lock:
+            self._enc_counter += 1
+            c = self._enc_counter
+        return hashlib.sha256(self._enc_seed + c.to_bytes(8, "little")).digest()
+
+    def encrypt(self, bits: "bool | int | Sequence[bool] | np.ndarray") -> LweCiphertext:
+        """Encrypt one bit (-> single ciphertext) or a sequence of bits (-> batch)."""
+        arr = np.asarray(bits)
+        single = arr.ndim == 0
+        flat = arr.reshape(-1).astype(bool)
+        mus = np.where(flat, np.uint32(MU), np.uint32((1 << 32) - MU)).astype(np.uint32)
+        data = _core.tfhe_encrypt(self.params.core_tuple(), self.lwe_key, mus, self._next_seed())
+        return LweCiphertext(self.params, self.key_id, data[0] if single else data)
+
+    def phase(self, ct: LweCiphertext) -> np.ndarray:
+        """Signed phases (b - <a, s>) as fractions of the torus in [-1/2, 1/2) (float64)."""
+        check_same_key(self.params, self.key_id, ct)
+        ph = _core.tfhe_phase(self.lwe_key, ct.rows()).view(np.int32).astype(np.float64) / 2.0 ** 32
+        return ph if ct.is_batch else ph[:1]
+
+    def decrypt(self, ct: LweCiphertext) -> "bool | np.ndarray":
+        """The bit of a single ciphertext (bool), or of every ciphertext of a batch (bool array)."""
+        check_same_key(self.params, self.key_id, ct)
+        bits = _core.tfhe_phase(self.lwe_key, ct.rows()).view(np.int32) > 0
+        return bits if ct.is_batch else bool(bits[0])
+
+
+class ServerKey:
+    """The evaluation key: bootstrapping key (GGSW encryptions of the LWE key bits under the GLWE
+    key) and key-switching key (LWE encryptions of the GLWE key bits under the LWE key). It holds
+    nothing secret. It is stored compactly (uniform masks replaced by a public seed, words as
+    uint32) and expanded on first use into the Fourier domain (``memory_bytes``).
+
+    Thread-safe: evaluation runs in C++ with the GIL released, split across ``threads``
+    (default ``WAVIS_THREADS`` or all cores).
+    """
+
+    def __init__(self, params: TfheParameters, mask_seed: bytes, bsk_bodies: np.ndarray, ksk_bodies: np.ndarray,
+                 key_id: bytes | None = None) -> None:
+        self.params = params
+        self.mask_seed = bytes(mask_seed)
+        rows = (params.k + 1) * params.pbs_level
+        self.bsk_bodies = np.ascontiguousarray(bsk_bodies, dtype=np.uint32).reshape(params.n, rows, params.big_n)
+        self.ksk_bodies = np.ascontiguousarray(ksk_bodies, dtype=np.uint32).reshape(
+            params.k * params.big_n, params.ks_level)
+        if len(self.mask_seed) != 32:
+            raise ShapeError("mask seed must be 32 bytes")
+        self.key_id = key_id if key_id is not None else server_key_id(params, self.mask_seed, self.bsk_bodies,
+                                                                       self.ksk_bodies)
+        self._core = None
+        self._core_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ServerKey({self.params.name}, key_id={self.key_id.hex()[:8]}…)"
+
+    # -- the expanded key ---------------------------------------------------------------------
+    @property
+    def core(self):
+        if self._core is None:
+            with self._core_lock:
+                if self._core is None:
+                    self._core = _core.TfheServerKeyCore(self.params.core_tuple(), self.mask_seed, self.bsk_bodies,
+                                                         self.ksk_bodies)
+        return self._core
+
+    def prepare(self) -> "ServerKey":
+        """Expand the key now (otherwise the first gate does it)."""
+        _ = self.core
+        return self
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of the expanded (Fourier-domain) key in memory, once prepared."""
+        return int(self.core.memory_bytes)
+
+    # -- gates ------------------------------------------------------------------------------------
+    def evaluate_batch(self, ops: "Sequence[str] | str", a, b=None, sel=None, *, threads: int = 0) -> LweCiphertext:
+        """Evaluate m independent gates in one call (one batched bootstrap in C++).
+
+        ``ops``: m gate names (or one name for all); ``a``, ``b``, ``sel``: batches (m rows) or
+        sequences of m single ciphertexts; ``b`` is unused by NOT, ``sel`` only used by MUX
+        (MUX(a, b, sel) = a where sel = 1, b where sel = 0). Returns a batch of m ciphertexts.
+        Raises KeyMismatchError for a ciphertext of another key or preset.
+        """
+        p = self.params
+        A = as_rows(p, self.key_id, a)
+        m = A.shape[0]
+        if isinstance(ops, str):
+            ops = [ops] * m
+        names = [normalize_op(o) for o in ops]
+        if len(names) != m:
+            raise ShapeError("one op per gate needed", ops=len(names), operands=m)
+        codes = np.fromiter((OPS[o] for o in names), dtype=np.int8, count=m)
+        B = as_rows(p, self.key_id, b) if b is not None else None
+        S = as_rows(p, self.key_id, sel) if sel is not None else None
+        if B is None:
+            if any(GATE_ARITY[o] >= 2 for o in names):
+                raise ParameterError("operand b is required by a two-input gate")
+            B = A
+        if S is None:
+            if "MUX" in names:
+                raise ParameterError("operand sel is required by MUX")
+            S = A
+        if B.shape != A.shape or S.shape != A.shape:
+            raise ShapeError("operands a, b, sel must have one ciphertext per gate")
+        out = self.core.evaluate(codes, A, B, S, int(threads))
+        return LweCiphertext(p, self.key_id, out)
+
+    def gate(self, op: str, a: LweCiphertext, b: LweCiphertext | None = None,
+             sel: LweCiphertext | None = None) -> LweCiphertext:
+        """One gate on single ciphertexts (same operand twice is fine)."""
+        res = self.evaluate_batch([op], [a], None if b is None else [b], None if sel is None else [sel], threads=1)
+        return res[0]
+
+    def nand(self, a, b): return self.gate("NAND", a, b)
+    def and_(self, a, b): return self.gate("AND", a, b)
+    def or_(self, a, b): return self.gate("OR", a, b)
+    def xor(self, a, b): return self.gate("XOR", a, b)
+    def nor(self, a, b): return self.gate("NOR", a, b)
+    def xnor(self, a, b): return self.gate("XNOR", a, b)
+    def not_(self, a): return self.gate("NOT", a)
+    def mux(self, sel, a, b):
+        """sel ? a : b."""
+        return self.gate("MUX", a, b, sel)
+
+    def evaluate_circuit(self, gates: Sequence[dict], *, threads: int = 0) -> list[LweCiphertext]:
+        """Evaluate a gate list whose operands may reference earlier outputs.
+
+        Each gate is ``{"op": "AND", "a": ct | "$k", "b": ct | "$k", "sel": ct | "$k"}`` with
+        ``k`` < the gate's own index. Gates are grouped by depth and each level is one
+        :meth:`evaluate_batch` call. Returns one ciphertext per gate.
+        """
+        return evaluate_circuit(self, gates, threads=threads)
+
+
+def _parse_ref(x, index: int) -> int | None:
+    if isinstance(x, str):
+        if not x.startswith("$") or not x[1:].isdigit():
+            raise ParameterError(f"gate {index}: operand reference must look like '$k'", got=x)
+        k = int(x[1:])
+        if k >= index:
+            raise ParameterError(f"gate {index}: '$k' must refer to an earlier gate (k < {index})", got=x)
+        return k
+    return None
+
+
+def circuit_levels(gates: Sequence[dict]) -> list[int]:
+    """Depth of every gate (0 = depends on no earlier gate); raises ParameterError on bad refs."""
+    levels: list[int] = []
+    for i, g in enumerate(gates):
+        if not isinstance(g, dict) or "op" not in g:
+            raise ParameterError(f"gate {i}: expected a dict with 'op'")
+        op = normalize_op(g["op"])
+        names = ("a", "b", "sel")[:GATE_ARITY[op]]
+        lvl = 0
+        for nm in names:
+            if g.get(nm) is None:
+                raise ParameterError(f"gate {i}: {op} needs operand {nm!r}")
+            k = _parse_ref(g[nm], i)
+            if k is not None:
+                lvl = max(lvl, levels[k] + 1)
+        levels.append(lvl)
+    return levels
+
+
+def evaluate_circuit(sk: ServerKey, gates: Sequence[dict], *, threads: int = 0) -> list[LweCiphertext]:
+    levels = circuit_levels(gates)
+    results: list[LweCiphertext | None] = [None] * len(gates)
+    for lvl in range(max(levels, default=-1) + 1):
+        idx = [i for i, l in enumerate(levels) if l == lvl]
+        ops, A, B, S = [], [], [], []
+        for i in idx:
+            g = gates[i]
+            op = normalize_op(g["op"])
+            ops.append(op)
+
+            def get(nm, _g=g, _op=op):
+                x = _g.get(nm)
+                if x is None:
+                    return None
+                return results[int(x[1:])] if isinstance(x, str) else x
+
+            a = get("a")
+            A.append(a)
+            B.append(get("b") if GATE_ARITY[op] >= 2 else a)
+            S.append(get("sel") if op == "MUX" else a)
+        out = sk.evaluate_batch(ops, A, B, S, threads=threads)
+        for j, i in enumerate(idx):
+            results[i] = out[j]
+    return results  # type: ignore[return-value]
+
+
+def keygen(preset: "str | TfheParameters" = "standard_128", seed: "bytes | int | None" = None) -> tuple[ClientKey, ServerKey]:
+    """Generate a key pair on the client. ``seed`` (bytes or int) makes it reproducible — tests
+    only; by default 32 bytes from ``secrets.token_bytes`` seed the ChaCha20 CSPRNG."""
+    params = get_preset(preset)
+    s = _seed_bytes(seed)
+    lwe_key, glwe_key, mask_seed, bsk, ksk = _core.tfhe_keygen(params.core_tuple(), s)
+    sk = ServerKey(params, mask_seed, bsk, ksk)
+    enc_seed = None if seed is None else hashlib.sha256(b"wavis-tfhe-encrypt\0" + s).digest()
+    ck = ClientKey(params, lwe_key, glwe_key, sk.key_id, enc_seed=enc_seed)
+    return ck, sk
