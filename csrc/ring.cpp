@@ -147,7 +147,183 @@ static void for_rows(std::size_t rows, std::size_t N, F&& f, std::size_t min_wor
 }
 
 // ============================================================================== NTT ======
+// ------------------------------------------------------------------ AVX-512 kernels ----
+// Runtime dispatch: used when the CPU has AVX-512F/DQ (any q < 2^62: the 64x64 high product is
+// built from four 32x32 products). WAVIS_SIMD=0 or _core._set_simd(False) forces portable code.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define WAVIS_HAVE_AVX512_KERNELS 1
+#include <immintrin.h>
+#define WAVIS_AVX512 __attribute__((target("avx512f,avx512dq")))
+namespace {
+WAVIS_AVX512 inline __m512i mulhi_epu64(__m512i a, __m512i b, __m512i bh) {
+  const __m512i mask = _mm512_set1_epi64(0xffffffffLL);
+  __m512i ah = _mm512_srli_epi64(a, 32);
+  __m512i lolo = _mm512_mul_epu32(a, b);
+  __m512i lohi = _mm512_mul_epu32(a, bh);
+  __m512i hilo = _mm512_mul_epu32(ah, b);
+  __m512i hihi = _mm512_mul_epu32(ah, bh);
+  __m512i mid = _mm512_add_epi64(_mm512_srli_epi64(lolo, 32), _mm512_and_si512(lohi, mask));
+  mid = _mm512_add_epi64(mid, _mm512_and_si512(hilo, mask));
+  __m512i hi = _mm512_add_epi64(hihi, _mm512_srli_epi64(lohi, 32));
+  hi = _mm512_add_epi64(hi, _mm512_srli_epi64(hilo, 32));
+  return _mm512_add_epi64(hi, _mm512_srli_epi64(mid, 32));
+}
+// x * w mod q in [0, 2q) (Shoup), 8 lanes
+WAVIS_AVX512 inline __m512i shoup_lazy8(__m512i x, __m512i w, __m512i wp, __m512i wph, __m512i q) {
+  __m512i qh = mulhi_epu64(x, wp, wph);
+  return _mm512_sub_epi64(_mm512_mullo_epi64(x, w), _mm512_mullo_epi64(qh, q));
+}
+// x >= m ? x - m : x  (x < 2m)
+WAVIS_AVX512 inline __m512i csub8(__m512i x, __m512i m) { return _mm512_min_epu64(x, _mm512_sub_epi64(x, m)); }
+
+WAVIS_AVX512 void ntt_forward_avx512(u64* a, const NttTable& t, std::size_t N) {
+  const u64 q = t.mod.q, two_q = 2 * q;
+  const u64* W = t.psi_rev.data();
+  const u64* Wp = t.psi_rev_shoup.data();
+  const __m512i Q = _mm512_set1_epi64((long long)q), Q2 = _mm512_set1_epi64((long long)two_q);
+  std::size_t tt = N;
+  for (std::size_t m = 1; m < N; m <<= 1) {
+    tt >>= 1;
+    if (tt >= 8) {
+      for (std::size_t i = 0; i < m; ++i) {
+        const __m512i w = _mm512_set1_epi64((long long)W[m + i]);
+        const __m512i wp = _mm512_set1_epi64((long long)Wp[m + i]);
+        const __m512i wph = _mm512_set1_epi64((long long)(Wp[m + i] >> 32));
+        u64* x = a + 2 * i * tt;
+        u64* y = x + tt;
+        for (std::size_t j = 0; j < tt; j += 8) {
+          __m512i u = csub8(_mm512_loadu_si512(x + j), Q2);
+          __m512i v = shoup_lazy8(_mm512_loadu_si512(y + j), w, wp, wph, Q);
+          _mm512_storeu_si512(x + j, _mm512_add_epi64(u, v));
+          _mm512_storeu_si512(y + j, _mm512_add_epi64(_mm512_sub_epi64(u, v), Q2));
+        }
+      }
+    } else {
+      for (std::size_t i = 0; i < m; ++i) {
+        const u64 w = W[m + i], wp = Wp[m + i];
+        u64* x = a + 2 * i * tt;
+        u64* y = x + tt;
+        for (std::size_t j = 0; j < tt; ++j) {
+          u64 u = x[j];
+          u = u >= two_q ? u - two_q : u;
+          u64 v = mul_shoup_lazy(y[j], w, wp, q);
+          x[j] = u + v;
+          y[j] = u - v + two_q;
+        }
+      }
+    }
+  }
+  for (std::size_t j = 0; j < N; j += 8) {
+    __m512i v = _mm512_loadu_si512(a + j);
+    _mm512_storeu_si512(a + j, csub8(csub8(v, Q2), Q));
+  }
+}
+
+WAVIS_AVX512 void ntt_inverse_avx512(u64* a, const NttTable& t, std::size_t N) {
+  const u64 q = t.mod.q, two_q = 2 * q;
+  const u64* W = t.ipsi_rev.data();
+  const u64* Wp = t.ipsi_rev_shoup.data();
+  const __m512i Q = _mm512_set1_epi64((long long)q), Q2 = _mm512_set1_epi64((long long)two_q);
+  std::size_t tt = 1;
+  for (std::size_t m = N; m > 2; m >>= 1) {
+    const std::size_t h = m >> 1;
+    if (tt >= 8) {
+      for (std::size_t i = 0; i < h; ++i) {
+        const __m512i w = _mm512_set1_epi64((long long)W[h + i]);
+        const __m512i wp = _mm512_set1_epi64((long long)Wp[h + i]);
+        const __m512i wph = _mm512_set1_epi64((long long)(Wp[h + i] >> 32));
+        u64* x = a + 2 * i * tt;
+        u64* y = x + tt;
+        for (std::size_t j = 0; j < tt; j += 8) {
+          __m512i u = _mm512_loadu_si512(x + j), v = _mm512_loadu_si512(y + j);
+          _mm512_storeu_si512(x + j, csub8(_mm512_add_epi64(u, v), Q2));
+          __m512i d = _mm512_add_epi64(_mm512_sub_epi64(u, v), Q2);
+          _mm512_storeu_si512(y + j, shoup_lazy8(d, w, wp, wph, Q));
+        }
+      }
+    } else {
+      for (std::size_t i = 0; i < h; ++i) {
+        const u64 w = W[h + i], wp = Wp[h + i];
+        u64* x = a + 2 * i * tt;
+        u64* y = x + tt;
+        for (std::size_t j = 0; j < tt; ++j) {
+          u64 u = x[j], v = y[j];
+          u64 s = u + v;
+          x[j] = s >= two_q ? s - two_q : s;
+          y[j] = mul_shoup_lazy(u - v + two_q, w, wp, q);
+        }
+      }
+    }
+    tt <<= 1;
+  }
+  const u64 ni = t.n_inv, nip = t.n_inv_shoup;
+  const u64 wn = mul_mod_slow(W[1], ni, q), wnp = shoup_precompute(wn, q);
+  const __m512i NI = _mm512_set1_epi64((long long)ni), NIP = _mm512_set1_epi64((long long)nip),
+                NIPH = _mm512_set1_epi64((long long)(nip >> 32));
+  const __m512i WN = _mm512_set1_epi64((long long)wn), WNP = _mm512_set1_epi64((long long)wnp),
+                WNPH = _mm512_set1_epi64((long long)(wnp >> 32));
+  u64* x = a;
+  u64* y = a + tt;
+  for (std::size_t j = 0; j < tt; j += 8) {
+    __m512i u = _mm512_loadu_si512(x + j), v = _mm512_loadu_si512(y + j);
+    __m512i s = _mm512_add_epi64(u, v);
+    __m512i d = _mm512_add_epi64(_mm512_sub_epi64(u, v), Q2);
+    _mm512_storeu_si512(x + j, csub8(shoup_lazy8(s, NI, NIP, NIPH, Q), Q));
+    _mm512_storeu_si512(y + j, csub8(shoup_lazy8(d, WN, WNP, WNPH, Q), Q));
+  }
+}
+}  // namespace
+#endif
+
+namespace {
+std::atomic<int> g_simd{-1};  // -1: not decided yet
+bool simd_enabled() {
+  int v = g_simd.load(std::memory_order_relaxed);
+  if (v < 0) {
+    v = 0;
+#ifdef WAVIS_HAVE_AVX512_KERNELS
+    __builtin_cpu_init();
+    v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+#endif
+    if (const char* s = std::getenv("WAVIS_SIMD"))
+      if (s[0] == '0') v = 0;
+    g_simd.store(v);
+  }
+  return v == 1;
+}
+}  // namespace
+
+bool set_simd(bool on) {
+  bool prev = simd_enabled();
+#ifdef WAVIS_HAVE_AVX512_KERNELS
+  if (on) {
+    __builtin_cpu_init();
+    on = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+  }
+#else
+  on = false;
+#endif
+  g_simd.store(on ? 1 : 0);
+  return prev;
+}
+
+static void ntt_forward_scalar(u64* a, const NttTable& t, std::size_t N);
+static void ntt_inverse_scalar(u64* a, const NttTable& t, std::size_t N);
+
 void ntt_forward(u64* a, const NttTable& t, std::size_t N) {
+#ifdef WAVIS_HAVE_AVX512_KERNELS
+  if (N >= 16 && simd_enabled()) return ntt_forward_avx512(a, t, N);
+#endif
+  ntt_forward_scalar(a, t, N);
+}
+void ntt_inverse(u64* a, const NttTable& t, std::size_t N) {
+#ifdef WAVIS_HAVE_AVX512_KERNELS
+  if (N >= 16 && simd_enabled()) return ntt_inverse_avx512(a, t, N);
+#endif
+  ntt_inverse_scalar(a, t, N);
+}
+
+static void ntt_forward_scalar(u64* a, const NttTable& t, std::size_t N) {
   const u64 q = t.mod.q, two_q = 2 * q;
   const u64* W = t.psi_rev.data();
   const u64* Wp = t.psi_rev_shoup.data();
@@ -176,7 +352,7 @@ void ntt_forward(u64* a, const NttTable& t, std::size_t N) {
   }
 }
 
-void ntt_inverse(u64* a, const NttTable& t, std::size_t N) {
+static void ntt_inverse_scalar(u64* a, const NttTable& t, std::size_t N) {
   const u64 q = t.mod.q, two_q = 2 * q;
   const u64* W = t.ipsi_rev.data();
   const u64* Wp = t.ipsi_rev_shoup.data();
@@ -557,6 +733,9 @@ Longa–Naehrig 2016), ψ = the minimal primitive 2N-th root of unity; fast basi
 using namespace wavis;
 
 static void bind_ring(py::module_& m) {
+  m.def("_set_simd", &wavis::set_simd, py::arg("enabled"),
+        "Enable/disable the AVX-512 kernels (when the CPU has them); returns the previous state.\n"
+        "For tests and benchmarks; env WAVIS_SIMD=0 disables them at start-up.");
   m.def("thread_count", &wavis::thread_count, "Threads of the C++ pool (env WAVIS_THREADS, default: all cores).");
 
   py::class_<RnsContext>(m, "RnsContext", kCtxDoc)

@@ -47,6 +47,9 @@ void ntt_forward(u64* a, const NttTable& t, std::size_t N);
 // Inverse (Gentleman–Sande, input bit-reversed), includes N^{-1}; output fully reduced.
 void ntt_inverse(u64* a, const NttTable& t, std::size_t N);
 
+// Enable/disable the AVX-512 NTT kernels (runtime-dispatched); returns the previous state.
+bool set_simd(bool on);
+
 struct BConvTable;  // fast basis conversion constants (ring.cpp)
 struct CrtTable;    // exact CRT constants (ring.cpp)
 

@@ -334,3 +334,27 @@ def test_bad_idx_and_misc(small_ctx):
         small_ctx.mod_down(a, [0], [0])
     with pytest.raises(ValueError):
         small_ctx.twiddles(5)
+
+
+@pytest.mark.parametrize("N", [16, 32, 1024, 8192])
+def test_simd_and_portable_ntt_agree(N):
+    ctx = ctx_for(N, [61, 50, 31])
+    idx = [0, 1, 2]
+    rng = np.random.default_rng(N + 1)
+    a = rand_rows(rng, ctx, idx)
+    a[:, :3] = np.array([ctx.moduli[i] - 1 for i in idx], dtype=np.uint64)[:, None]
+    prev = _core._set_simd(False)
+    try:
+        x = a.copy()
+        ctx.ntt(x, idx)
+        y = x.copy()
+        ctx.intt(y, idx)
+        _core._set_simd(True)  # no-op on CPUs without AVX-512
+        x2 = a.copy()
+        ctx.ntt(x2, idx)
+        y2 = x2.copy()
+        ctx.intt(y2, idx)
+    finally:
+        _core._set_simd(prev)
+    assert np.array_equal(x, x2)
+    assert np.array_equal(y, y2) and np.array_equal(y, a)
