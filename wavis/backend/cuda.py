@@ -124,7 +124,12 @@ class _CupyDevice:
     def kernel(self, module: str, name: str):
         fn = self.module(module).get_function(name)
 
+        opted = [48 * 1024]
+
         def launch(grid: int, block: int, args: tuple, shared_mem: int = 0) -> None:
+            if shared_mem > opted[0]:  # opt in to more than 48 KiB of dynamic shared memory
+                fn.max_dynamic_shared_size_bytes = int(shared_mem)
+                opted[0] = int(shared_mem)
             fn((int(grid),), (int(block),), args, shared_mem=int(shared_mem))
 
         return launch

@@ -54,6 +54,8 @@ static inline unsigned long long __umul64hi(unsigned long long a, unsigned long 
 static inline unsigned int __umulhi(unsigned int a, unsigned int b) {
   return (unsigned int)(((unsigned long long)a * b) >> 32);
 }
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
 static inline double __ll2double_rn(long long x) { return (double)x; }
 unsigned long long sm[1 << 17];
 extern "C" void wavis_emu_set(unsigned bx, unsigned gx) {
