@@ -62,8 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.plan not in PLANS:
             print(f"wavis: unknown plan {args.plan!r} (one of {', '.join(PLANS)})", file=sys.stderr)
             return 2
-        new = create_account(Settings.from_env(data_dir=args.data_dir), email=args.email, plan=args.plan,
-                             environment=args.environment)
+        import asyncpg  # noqa: PLC0415
+
+        try:
+            new = create_account(Settings.from_env(data_dir=args.data_dir), email=args.email, plan=args.plan,
+                                 environment=args.environment)
+        except asyncpg.UniqueViolationError:
+            print(f"wavis: an account with email {args.email!r} already exists", file=sys.stderr)
+            return 1
         if args.json:
             print(json.dumps({"account_id": new.account_id, "api_key": new.api_key}))
         else:

@@ -84,8 +84,10 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0) -> asyncpg.Pool:
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0,
+                      command_timeout: float = 15.0) -> asyncpg.Pool:
+    """``command_timeout`` bounds every query, so a stuck Postgres answers 502, never a hang."""
     return await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, init=_init_connection, timeout=timeout,
-        command_timeout=30,
+        command_timeout=command_timeout,
     )

@@ -9,6 +9,7 @@ DESIGN.md §5 replace ``submit`` later without changing the handlers.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import OrderedDict
@@ -95,7 +96,8 @@ class ComputeEngine:
             return fn(*args)
 
         try:
-            fut = loop.run_in_executor(self._pool, job)
+            # copy the context so log lines from the worker thread carry the request id
+            fut = loop.run_in_executor(self._pool, contextvars.copy_context().run, job)
             value = await fut
         finally:
             self.in_flight -= 1

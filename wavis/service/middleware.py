@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from typing import Any
 
 import asyncpg
 import redis.exceptions
@@ -33,6 +32,7 @@ from .access import Access, route_attr
 from .bodies import route_limit
 from .errors import ApiError, forbidden, from_library_error, payload_too_large, unauthorized, upstream_unavailable
 from .ids import REQUEST_ID_RE, new_id
+from .schemas import ErrorDetail, ErrorResponse
 from .state import DB, PRINCIPAL, REQUEST_ID, RESPONSE_HEADERS, SETTINGS
 
 log = logging.getLogger("wavis.service")
@@ -57,10 +57,10 @@ def response_headers(request: web.Request) -> CIMultiDict:
 
 
 def error_response(request: web.Request, err: ApiError) -> web.Response:
-    body: dict[str, Any] = {"code": err.code, "message": err.message, "request_id": request.get(REQUEST_ID)}
-    if err.details:
-        body["details"] = err.details
-    resp = web.json_response({"error": body}, status=err.status)
+    body = ErrorResponse(error=ErrorDetail(code=err.code, message=err.message,
+                                           request_id=request.get(REQUEST_ID) or "-", details=err.details or None))
+    resp = web.Response(body=body.model_dump_json(exclude_none=True).encode(), status=err.status,
+                        content_type="application/json")
     for k, v in err.headers.items():
         resp.headers[k] = v
     return resp
