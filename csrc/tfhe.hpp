@@ -18,7 +18,7 @@
 //    of the k+1 polynomials, split re/im arrays of N/2 doubles.
 //  * Key-switching key: for each big-key coefficient i < kN and level p = 1..t, an LWE
 //    encryption (dim n) of S_i / B_ks^p; switching multiplies rows by signed digits.
-//  * Signed gadget decompositions with rounding, digits in [-B/2, B/2) (offset trick).
+//  * Balanced signed gadget decompositions with rounding, digits in [-B/2, B/2], mean 0.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -88,22 +88,33 @@ inline void poly_rotate_sub(const uint32_t* __restrict in, uint32_t* __restrict 
   }
 }
 
-// Signed gadget decomposition with rounding: x ~ sum_{p=1..l} d_p * 2^(32 - p*base_log),
-// d_p in [-B/2, B/2).
+// Balanced signed gadget decomposition with rounding: x ~ sum_{p=1..l} d_p * 2^(32 - p*base_log),
+// d_p in [-B/2, B/2]. The value is first rounded to its top l*base_log bits; digits are then
+// taken from the least significant level up, a digit > B/2 (or = B/2 when the next bit up is 1)
+// becoming d - B with a carry. The tie rule makes the digits symmetric (mean 0), so the key
+// noise they multiply adds no bias (the plain offset trick gives digits of mean -1/2, i.e. a
+// fixed key-dependent offset -1/2 * sum(e) on every result).
 struct Decomposer {
   int bg, l;
-  uint32_t offset, mask;
-  int32_t half;
+  uint32_t mask, half, round_bit;
+  int shift;  // 32 - l*bg
   Decomposer(int base_log, int levels) : bg(base_log), l(levels) {
-    uint32_t B = (base_log >= 32) ? 0u : (1u << base_log);
-    mask = B - 1u;
-    half = (int32_t)(1u << (base_log - 1));
-    offset = 0;
-    for (int p = 1; p <= l; ++p) offset += (uint32_t)half << (32 - p * bg);
-    if (bg * l < 32) offset += 1u << (31 - bg * l);
+    mask = (base_log >= 32) ? 0xFFFFFFFFu : ((1u << base_log) - 1u);
+    half = 1u << (base_log - 1);
+    shift = 32 - bg * l;
+    round_bit = shift > 0 ? (1u << (shift - 1)) : 0u;
   }
-  inline int32_t digit(uint32_t x_plus_offset, int p) const {
-    return (int32_t)((x_plus_offset >> (32 - p * bg)) & mask) - half;
+  inline uint32_t top(uint32_t x) const { return shift > 0 ? ((x + round_bit) >> shift) : x; }
+  // digits of one value, d[0] = level 1 (most significant) .. d[l-1] = level l
+  inline void digits(uint32_t x, int32_t* d) const {
+    uint32_t v = top(x);
+    for (int p = l - 1; p >= 0; --p) {
+      uint32_t u = v & mask;
+      v >>= bg;
+      uint32_t c = (u > half) | ((u == half) & (v & 1u));
+      d[p] = (int32_t)u - (int32_t)(c << bg);
+      v += c;
+    }
   }
 };
 
@@ -346,14 +357,22 @@ class ServerKeyCore {
     const Decomposer dec(P.bg, P.l);
     for (int c = 0; c <= k; ++c) poly_rotate_sub(acc + (size_t)c * N, w.diff.data() + (size_t)c * N, N, a);
     for (int c = 0; c <= k; ++c) {
-      const uint32_t* src = w.diff.data() + (size_t)c * N;
+      uint32_t* __restrict v = w.diff.data() + (size_t)c * N;  // rounded top bits, consumed in place
       int32_t* d0 = w.dig.data() + (size_t)c * l * N;
-      for (int p = 1; p <= l; ++p) {
-        int32_t* dp = d0 + (size_t)(p - 1) * N;
-        const int sh = 32 - p * dec.bg;
-        const uint32_t off = dec.offset, msk = dec.mask;
-        const int32_t half = dec.half;
-        for (int j = 0; j < N; ++j) dp[j] = (int32_t)(((src[j] + off) >> sh) & msk) - half;
+      const int sh = dec.shift;
+      const uint32_t rb = dec.round_bit, msk = dec.mask, half = dec.half;
+      const int bg = dec.bg;
+      if (sh > 0)
+        for (int j = 0; j < N; ++j) v[j] = (v[j] + rb) >> sh;
+      for (int p = l - 1; p >= 0; --p) {
+        int32_t* __restrict dp = d0 + (size_t)p * N;
+        for (int j = 0; j < N; ++j) {
+          uint32_t u = v[j] & msk;
+          uint32_t rest = v[j] >> bg;
+          uint32_t cy = (uint32_t)(u > half) | ((uint32_t)(u == half) & (rest & 1u));
+          dp[j] = (int32_t)u - (int32_t)(cy << bg);
+          v[j] = rest + cy;
+        }
       }
     }
     for (int r = 0; r < rows; ++r)
@@ -440,10 +459,7 @@ class ServerKeyCore {
     }
     int32_t digs[kGroup][32];
     for (int i = 0; i < KN; ++i) {
-      for (int g = 0; g < G; ++g) {
-        uint32_t x = in[g][i] + dec.offset;
-        for (int p = 1; p <= t; ++p) digs[g][p - 1] = dec.digit(x, p);
-      }
+      for (int g = 0; g < G; ++g) dec.digits(in[g][i], digs[g]);
       for (int p = 0; p < t; ++p) {
         const uint32_t* __restrict row = ksk.data() + ((size_t)i * t + p) * (n + 1);
         for (int g = 0; g < G; ++g) {

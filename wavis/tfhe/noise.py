@@ -6,8 +6,9 @@ uniform signed decomposition digits and uniform binary keys, as in Chillotti et 
 modulus-switching term of the blind rotation.
 
 * Blind rotation (n CMUXes), decomposition base B = 2^pbs_base_log, l levels:
-    V_BR = n [ (k+1) l N (B^2 + 2)/12 · σ_glwe^2  +  (1 + kN/2) / (12 B^{2l}) ]
-  (key noise amplified by the digits; rounding of the decomposition times the key).
+    V_BR = n [ (k+1) l N (B^2 + 2)/12 · σ_glwe^2  +  ½ (1 + kN/2) / (12 B^{2l}) ]
+  (key noise amplified by the digits; rounding of the decomposition times the GLWE key,
+  present only in the CMUXes whose LWE key bit is 1, half of them on average).
 * Key switching from the kN-dimensional extracted key, base B_ks = 2^ks_base_log, t levels,
   signed digits multiplying the key rows:
     V_KS = kN t (B_ks^2 + 2)/12 · σ_lwe^2  +  (kN/2) / (12 B_ks^{2t})
@@ -42,7 +43,7 @@ def blind_rotation_variance(p: "TfheParameters") -> float:
     B = 2.0 ** p.pbs_base_log
     l, k, N, n = p.pbs_level, p.glwe_dimension, p.polynomial_size, p.lwe_dimension
     key_term = (k + 1) * l * N * (B * B + 2) / 12.0 * p.glwe_noise_std ** 2
-    rounding_term = (1 + k * N / 2.0) / (12.0 * B ** (2 * l))
+    rounding_term = 0.5 * (1 + k * N / 2.0) / (12.0 * B ** (2 * l))
     return n * (key_term + rounding_term)
 
 
