@@ -16,6 +16,7 @@ import asyncio
 import sys
 import time
 
+import aiohttp
 import numpy as np
 
 from wavis.ckks import CkksParameters
@@ -70,6 +71,9 @@ async def main() -> int:
             multiplied = await client.multiply(key_id, a.ciphertext_id, b.ciphertext_id)
         except ApiError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except aiohttp.ClientError as exc:
+            print(f"error: cannot reach the server at {args.url} ({exc}); start it with ./dev serve", file=sys.stderr)
             return 1
 
     sum_err = float(np.max(np.abs(keys.decrypt(added.ciphertext).real[: args.n] - (x + y))))

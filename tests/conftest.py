@@ -2,7 +2,9 @@
 
 * PostgreSQL: ``WAVIS_TEST_DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``);
   each test session creates its own database ``wavis_test_<random>`` and drops it at the end.
-* Redis: ``WAVIS_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/15``); flushed before each test.
+* Redis: ``WAVIS_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/15``); each session uses its own
+  key prefix, and the keys under it are deleted before each test and at the end (so concurrent
+  runs on one machine do not flush each other's data).
 
 When either server is unreachable the service tests are skipped with the reason (``-ra``).
 Other areas may append their fixtures below the service section.
@@ -54,6 +56,23 @@ def service_database_url():
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+TEST_REDIS_PREFIX = f"wavis_test_{secrets.token_hex(6)}:"
+
+
+async def clear_redis_prefix(url: str, prefix: str = TEST_REDIS_PREFIX) -> None:
+    import redis.asyncio as aioredis
+
+    r = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        keys = [k async for k in r.scan_iter(match=prefix + "*", count=1000)]
+        if keys:
+            await r.delete(*keys)
+    except Exception:  # noqa: BLE001 - an unreachable Redis is part of some tests
+        pass
+    finally:
+        await r.aclose()
+
+
 @pytest.fixture(scope="session")
 def service_redis_url():
     redis = pytest.importorskip("redis")
@@ -64,7 +83,8 @@ def service_redis_url():
         pytest.skip(f"Redis not available at {TEST_REDIS_URL}: {exc!r}")
     finally:
         client.close()
-    return TEST_REDIS_URL
+    yield TEST_REDIS_URL
+    asyncio.run(clear_redis_prefix(TEST_REDIS_URL))
 
 
 @pytest.fixture
@@ -73,25 +93,18 @@ def service_settings(service_database_url, service_redis_url, tmp_path):
 
     return Settings(
         data_dir=tmp_path, database_url=service_database_url, redis_url=service_redis_url,
+        redis_prefix=TEST_REDIS_PREFIX,
         api_key_pepper=TEST_PEPPER, compute_threads=2, db_pool_max=5,
     )
 
 
 @pytest.fixture
 async def make_client(aiohttp_client):
-    """``await make_client(settings=None)`` → a TestClient of a fresh app (Redis DB flushed)."""
-    import redis.asyncio as aioredis
-
+    """``await make_client(settings)`` → a TestClient of a fresh app (this session's Redis keys cleared)."""
     from wavis.service import create_app
 
     async def factory(settings):
-        r = aioredis.from_url(settings.redis_url)
-        try:
-            await r.flushdb()
-        except Exception:  # noqa: BLE001 - an unreachable Redis is part of some tests
-            pass
-        finally:
-            await r.aclose()
+        await clear_redis_prefix(settings.redis_url, settings.redis_prefix)
         return await aiohttp_client(create_app(settings))
 
     return factory

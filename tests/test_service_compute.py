@@ -231,11 +231,13 @@ async def test_missing_resources_and_other_accounts_are_404(api, dev, pair):
 
 
 async def test_evicted_ciphertext_is_404_not_500(dev, pair):
-    from wavis.service.state import REDIS
+    from conftest import clear_redis_prefix
+    from wavis.service.state import SETTINGS
 
     key_id = (await dev.upload_keys(pair))["key_id"]
     ct = await dev.upload(key_id, pair.encrypt([0.25]))
-    await dev.api.app[REDIS].flushdb()
+    settings = dev.api.app[SETTINGS]
+    await clear_redis_prefix(settings.redis_url, settings.redis_prefix)
     err = await error_of(await dev.api.get(f"/api/v1/ciphertexts/{ct['ciphertext_id']}", headers=dev.headers),
                          404, "NOT_FOUND")
     assert "expired" in err["details"]["reason"]

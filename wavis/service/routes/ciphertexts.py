@@ -50,7 +50,7 @@ async def store_ciphertext(request: web.Request, *, key_id: str, info: fhe.Ciphe
     ct_id = ct_id or new_id("ct")
     ttl = settings.ciphertext_ttl_s
     async with upstream_timeout(request):
-        await ctstore.put(request.app[REDIS], ct_id, info.blob, ttl)
+        await ctstore.put(request.app[REDIS], settings.redis_prefix, ct_id, info.blob, ttl)
     async with db(request) as conn:
         return await repo.insert_ciphertext(
             conn, ct_id=ct_id, account_id=principal(request).account_id, key_id=key_id, level=info.level,
@@ -90,7 +90,7 @@ async def get_ciphertext(request: web.Request) -> web.Response:
     if row is None:
         raise not_found("ciphertext")
     async with upstream_timeout(request):
-        (blob,) = await ctstore.get_many(request.app[REDIS], [ct_id])
+        (blob,) = await ctstore.get_many(request.app[REDIS], request.app[SETTINGS].redis_prefix, [ct_id])
     if blob is None:
         raise not_found("ciphertext", reason="expired or evicted from the ciphertext store")
     text = await request.app[ENGINE].run(fhe.b64encode, blob)

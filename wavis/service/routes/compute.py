@@ -10,7 +10,7 @@ from ..bodies import parse
 from ..errors import ApiError, not_found
 from ..ids import new_id
 from ..schemas import BinaryComputeRequest, ComputeRequest, ComputeResponse, UnaryComputeRequest
-from ..state import ENGINE, REDIS
+from ..state import ENGINE, REDIS, SETTINGS
 from .ciphertexts import meta, store_ciphertext
 from .keys import evaluator_for
 from .util import db, json_response, upstream_timeout
@@ -54,7 +54,7 @@ async def compute(request: web.Request) -> web.Response:
                            {"ciphertext_id": ct_id, "ciphertext_key_id": row["key_id"], "key_id": key["id"]})
 
     async with upstream_timeout(request):
-        blobs = await ctstore.get_many(request.app[REDIS], req.ciphertext_ids)
+        blobs = await ctstore.get_many(request.app[REDIS], request.app[SETTINGS].redis_prefix, req.ciphertext_ids)
     for ct_id, blob in zip(req.ciphertext_ids, blobs):
         if blob is None:
             raise not_found("ciphertext", ciphertext_id=ct_id, reason="expired or evicted from the ciphertext store")

@@ -29,7 +29,7 @@ return {n, redis.call('TTL', KEYS[1])}
 async def _count_per_ip(request: web.Request, limit: int) -> None:
     """Fixed-window counter per client IP in Redis."""
     ip = request.remote or "unknown"
-    key = f"wavis:rl:temp-key:{ip}"
+    key = f"{request.app[SETTINGS].redis_prefix}rl:temp-key:{ip}"
     async with upstream_timeout(request):
         count, ttl = await request.app[REDIS].eval(_FIXED_WINDOW, 1, key, WINDOW_S)
     if count > limit:
