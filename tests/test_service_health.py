@@ -75,3 +75,30 @@ async def test_unknown_path_and_method_are_json_errors(api):
     assert resp.status == 405
     assert (await resp.json())["error"]["code"] == "METHOD_NOT_ALLOWED"
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_postgres_connections_dropped_mid_flight_is_502_not_500(api):
+    """Postgres killing the pool's connections (restart, failover) answers 502 UPSTREAM_UNAVAILABLE
+    for the requests that hit a dead connection, and the service recovers by itself."""
+    import asyncpg
+
+    from conftest import TEST_PG_URL
+    from wavis.service.state import DB
+
+    key = await api.account()
+    async with api.app[DB].acquire() as conn:
+        dbname = await conn.fetchval("SELECT current_database()")
+    admin = await asyncpg.connect(TEST_PG_URL)
+    try:
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = $1 AND pid <> pg_backend_pid()", dbname)
+    finally:
+        await admin.close()
+    statuses = []
+    for _ in range(4):
+        resp = await api.get("/api/v1/keys/key_x", headers={"Authorization": f"Bearer {key}"})
+        statuses.append(resp.status)
+        if resp.status == 502:
+            assert (await resp.json())["error"]["code"] == "UPSTREAM_UNAVAILABLE"
+    assert all(s in (404, 502) for s in statuses), statuses
+    assert statuses[-1] == 404  # recovered

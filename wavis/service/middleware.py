@@ -91,9 +91,10 @@ _HTTP_CODES = {
 _UPSTREAM_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
     (redis.exceptions.ConnectionError, "redis"),
     (redis.exceptions.TimeoutError, "redis"),
+    (asyncpg.exceptions.PostgresConnectionError, "postgres"),    # SQLSTATE class 08
+    (asyncpg.exceptions.OperatorInterventionError, "postgres"),  # class 57: admin/crash shutdown
+    (asyncpg.exceptions.InsufficientResourcesError, "postgres"), # class 53: too many connections …
     (asyncpg.exceptions.ConnectionDoesNotExistError, "postgres"),
-    (asyncpg.exceptions.CannotConnectNowError, "postgres"),
-    (asyncpg.exceptions.TooManyConnectionsError, "postgres"),
     (asyncpg.exceptions.InterfaceError, "postgres"),
     (ConnectionError, "upstream"),
     (OSError, "upstream"),
