@@ -23,8 +23,8 @@ modulus-switching term of the blind rotation.
 gates here really need). ``p_fail_log2(params, model="generic")`` gives the more pessimistic
 figure of the generic model used by TFHE-rs / concrete-optimizer for its Boolean sets (margin
 1/16 and a linear combination of 2-norm sqrt(8), i.e. V = 8 V_out + V_MS): it reproduces
-TFHE-rs's stated 2^-40 for GPU_DEFAULT_PARAMETERS (we get 2^-39.2) and 2^-165 for
-PARAMETERS_ERROR_PROB_2_POW_MINUS_165 (we get 2^-163.1). Both are reported per preset.
+TFHE-rs's stated 2^-40 for GPU_DEFAULT_PARAMETERS (we get 2^-40.1) and 2^-165.4 for
+PARAMETERS_ERROR_PROB_2_POW_MINUS_165 (we get 2^-165.4). Both are reported per preset.
 
 The empirical check (tests/test_tfhe.py) measures the phase error of many gate outputs and
 compares its variance with V_out.

@@ -13,13 +13,13 @@ and are chosen here with :mod:`wavis.tfhe.noise` so that each preset meets its f
 =================  ====  ===  ====  =======  =======  ==============================
 preset             n     k    N     PBS B/l  KS B/l   p_fail per bootstrap (bound)
 =================  ====  ===  ====  =======  =======  ==============================
-fast_128           686   1    1024  2^8 / 2  2^3 / 4  2^-124.6  (≤ 2^-40)
-standard_128       686   1    1024  2^6 / 3  2^2 / 7  2^-539    (≤ 2^-64)
-conservative_128   837   2    1024  2^10/ 2  2^3 / 5  2^-1060   (≤ 2^-80)
+fast_128           686   1    1024  2^8 / 2  2^3 / 4  2^-134.1  (≤ 2^-40)
+standard_128       686   1    1024  2^6 / 3  2^2 / 7  2^-550.7  (≤ 2^-64)
+conservative_128   837   2    1024  2^10/ 2  2^3 / 5  2^-1066.8 (≤ 2^-80)
 =================  ====  ===  ====  =======  =======  ==============================
 
 (p_fail by the exact-margin model of :mod:`wavis.tfhe.noise`; the generic TFHE-rs model gives
-2^-10.1, 2^-47.5 and 2^-163.1.) ``testing`` is a tiny, insecure set for fast unit tests only.
+2^-10.9, 2^-48.7 and 2^-165.4.) ``testing`` is a tiny, insecure set for fast unit tests only.
 """
 
 from __future__ import annotations
@@ -116,9 +116,9 @@ def fast_128() -> TfheParameters:
     ``GPU_DEFAULT_PARAMETERS`` (tfhe-rs ``boolean/parameters``: "128-bit security", lattice
     estimator). Only the decompositions differ (two PBS levels instead of three: a third fewer
     FFTs per CMUX), which leaves security unchanged.
-    Failure per bootstrap: 2^-124.6 (exact-margin model, :mod:`wavis.tfhe.noise`; bound
-    ≤ 2^-40); 2^-10.1 under TFHE-rs's generic model (margin 1/16, 2-norm √8), which this
-    preset does not claim. Output noise std 0.0066 (checked against measurement in the tests).
+    Failure per bootstrap: 2^-134.1 (exact-margin model, :mod:`wavis.tfhe.noise`; bound
+    ≤ 2^-40); 2^-10.9 under TFHE-rs's generic model (margin 1/16, 2-norm √8), which this
+    preset does not claim. Output noise std 0.0063 (checked against measurement in the tests).
     """
     return _PRESETS["fast_128"]
 
@@ -129,8 +129,8 @@ def standard_128() -> TfheParameters:
 
     TFHE-rs Boolean ``GPU_DEFAULT_PARAMETERS`` (128-bit security by the lattice estimator,
     as stated by TFHE-rs) with one more key-switching level (7 instead of 6: finer rounding).
-    Failure per bootstrap: 2^-539 (exact-margin model; bound ≤ 2^-64); 2^-47.5 under the generic
-    TFHE-rs model (TFHE-rs states 2^-40 for its 6-level original; we compute 2^-39.2 for it).
+    Failure per bootstrap: 2^-550.7 (exact-margin model; bound ≤ 2^-64); 2^-48.7 under the generic
+    TFHE-rs model (TFHE-rs states 2^-40 for its 6-level original; we compute 2^-40.1 for it).
     """
     return _PRESETS["standard_128"]
 
@@ -141,7 +141,7 @@ def conservative_128() -> TfheParameters:
 
     TFHE-rs Boolean ``PARAMETERS_ERROR_PROB_2_POW_MINUS_165`` verbatim: "132-bit security"
     (lattice estimator, as stated by TFHE-rs), p-fail 2^-165.4 by TFHE-rs's generic model
-    (we compute 2^-163.1 with the same model); 2^-1060 by the exact-margin model (bound ≤ 2^-80).
+    (we compute 2^-165.4 with the same model); 2^-1066.8 by the exact-margin model (bound ≤ 2^-80).
     About 1.4× the work of standard_128 per bootstrap.
     """
     return _PRESETS["conservative_128"]

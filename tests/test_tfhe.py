@@ -1,0 +1,299 @@
+"""TFHE Boolean gates: FFT, truth tables, circuits (32-bit adder), wire format, key checks,
+noise model against measurement, empirical failure rate."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+
+from wavis import _core, tfhe
+from wavis.errors import CiphertextFormatError, KeyMismatchError, ParameterError
+from wavis.tfhe import noise, serialize
+from wavis.tfhe.params import TfheParameters
+
+GATES = {
+    "NAND": lambda a, b, s: ~(a & b),
+    "AND": lambda a, b, s: a & b,
+    "OR": lambda a, b, s: a | b,
+    "XOR": lambda a, b, s: a ^ b,
+    "NOR": lambda a, b, s: ~(a | b),
+    "XNOR": lambda a, b, s: ~(a ^ b),
+    "NOT": lambda a, b, s: ~a,
+    "MUX": lambda a, b, s: np.where(s, a, b),
+}
+
+
+@pytest.fixture(scope="module")
+def fast_keys():
+    ck, sk = tfhe.keygen("fast_128", seed=11)
+    return ck, sk.prepare()
+
+
+# -- FFT -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("N", [16, 32, 64, 256, 1024, 2048])
+def test_negacyclic_fft_product_exact(N):
+    rng = np.random.default_rng(N)
+    a = rng.integers(0, 2**32, N, dtype=np.uint64).astype(np.uint32)
+    b = rng.integers(-128, 128, N).astype(np.int32)
+    ref = np.zeros(N, dtype=object)
+    for i in range(N):  # schoolbook negacyclic product mod 2^32
+        prod = int(a[i]) * b.astype(object)
+        ref[i:] += prod[: N - i]
+        ref[:i] -= prod[N - i:]
+    ref = np.array([int(x) % 2**32 for x in ref], dtype=np.uint64)
+    got = _core.tfhe_negacyclic_mul(a, b).astype(np.uint64)
+    assert np.array_equal(got, ref)
+
+
+# -- presets and noise -------------------------------------------------------------------------------
+def test_presets_api_numbers():
+    for name, bound in (("fast_128", -40), ("standard_128", -64), ("conservative_128", -80)):
+        p = tfhe.get_preset(name)
+        assert p.big_n == 1024 and p.security_bits >= 128 and not p.insecure
+        assert noise.p_fail_log2(p) <= bound
+        assert serialize.server_key_size(p) <= 40 * 1024 * 1024
+    assert tfhe.get_preset("fast_128").n == 686 and tfhe.get_preset("conservative_128").n == 837
+    assert noise.p_fail_log2(tfhe.conservative_128(), "generic") <= -80
+    with pytest.raises(ParameterError):
+        tfhe.get_preset("nope")
+    assert tfhe.GATE_BOOTSTRAPS == {"NAND": 1, "AND": 1, "OR": 1, "XOR": 1, "NOR": 1, "XNOR": 1, "NOT": 0, "MUX": 2}
+
+
+# -- gates -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("preset", ["fast_128", "standard_128", "conservative_128"])
+def test_truth_tables_random_bits(preset):
+    ck, sk = tfhe.keygen(preset, seed=5)
+    rng = np.random.default_rng(7)
+    per = 6
+    ops = [op for op in GATES for _ in range(per)]
+    a, b, s = (rng.random(len(ops)) > 0.5 for _ in range(3))
+    # make sure every input combination appears for every gate
+    combos = np.array([(x, y, z) for x in (0, 1) for y in (0, 1) for z in (0, 1)], dtype=bool)
+    for gi in range(len(GATES)):
+        for j in range(per):
+            a[gi * per + j], b[gi * per + j], s[gi * per + j] = combos[(j + gi) % 8]
+    out = sk.evaluate_batch(ops, ck.encrypt(a), ck.encrypt(b), ck.encrypt(s))
+    got = ck.decrypt(out)
+    want = np.array([GATES[op](a[i], b[i], s[i]) for i, op in enumerate(ops)], dtype=bool)
+    assert np.array_equal(got, want)
+
+
+def test_single_gate_helpers_and_same_operand(fast_keys):
+    ck, sk = fast_keys
+    t, f = ck.encrypt(True), ck.encrypt(False)
+    assert ck.decrypt(sk.nand(t, t)) is False and ck.decrypt(sk.nand(f, f)) is True
+    assert ck.decrypt(sk.xor(t, t)) is False and ck.decrypt(sk.xnor(f, f)) is True
+    assert ck.decrypt(sk.and_(t, f)) is False and ck.decrypt(sk.or_(t, f)) is True
+    assert ck.decrypt(sk.nor(f, f)) is True and ck.decrypt(sk.not_(f)) is True
+    assert ck.decrypt(sk.mux(t, t, f)) is True and ck.decrypt(sk.mux(f, t, f)) is False
+    assert ck.decrypt(sk.mux(t, t, t)) is True  # one ciphertext on all three inputs
+    with pytest.raises(ParameterError):
+        sk.evaluate_batch(["AND"], [t])  # missing b
+    with pytest.raises(ParameterError):
+        sk.evaluate_batch(["FOO"], [t], [t])
+
+
+def _adder_circuit(xs, ys, nbits):
+    """Ripple-carry adders of several operand pairs in one circuit; returns gates and the
+    index of every sum bit."""
+    gates, sums = [], []
+    for x, y in zip(xs, ys):
+        bits = []
+        carry = None
+        for i in range(nbits):
+            gates.append({"op": "XOR", "a": x[i], "b": y[i]}); p = len(gates) - 1
+            gates.append({"op": "AND", "a": x[i], "b": y[i]}); g = len(gates) - 1
+            if carry is None:
+                bits.append(p); carry = g
+                continue
+            gates.append({"op": "XOR", "a": f"${p}", "b": f"${carry}"}); bits.append(len(gates) - 1)
+            gates.append({"op": "AND", "a": f"${p}", "b": f"${carry}"}); t = len(gates) - 1
+            gates.append({"op": "OR", "a": f"${g}", "b": f"${t}"}); carry = len(gates) - 1
+        sums.append(bits)
+    return gates, sums
+
+
+def test_32bit_adder_through_circuit_api(fast_keys):
+    ck, sk = fast_keys
+    rng = np.random.default_rng(3)
+    nums = [(int(rng.integers(0, 2**32)), int(rng.integers(0, 2**32))) for _ in range(2)]
+    nums.append((2**32 - 1, 1))  # full carry chain
+    xs = [list(ck.encrypt([(u >> i) & 1 for i in range(32)])) for u, _ in nums]
+    ys = [list(ck.encrypt([(v >> i) & 1 for i in range(32)])) for _, v in nums]
+    gates, sums = _adder_circuit(xs, ys, 32)
+    assert max(tfhe.circuit_levels(gates)) == 62
+    out = sk.evaluate_circuit(gates)
+    for (u, v), bits in zip(nums, sums):
+        got = sum(int(ck.decrypt(out[j])) << i for i, j in enumerate(bits))
+        assert got == (u + v) % 2**32
+
+
+def test_circuit_reference_errors(fast_keys):
+    ck, sk = fast_keys
+    t = ck.encrypt(True)
+    with pytest.raises(ParameterError):
+        sk.evaluate_circuit([{"op": "AND", "a": t, "b": "$0"}])  # self reference
+    with pytest.raises(ParameterError):
+        sk.evaluate_circuit([{"op": "NOT", "a": t}, {"op": "AND", "a": "$5", "b": t}])
+    with pytest.raises(ParameterError):
+        sk.evaluate_circuit([{"op": "MUX", "a": t, "b": t}])
+    out = sk.evaluate_circuit([{"op": "NOT", "a": t}, {"op": "MUX", "a": "$0", "b": t, "sel": "$0"}])
+    assert [ck.decrypt(o) for o in out] == [False, True]
+
+
+# -- keys --------------------------------------------------------------------------------------------
+def test_key_mismatch(fast_keys):
+    ck, sk = fast_keys
+    ck2, sk2 = tfhe.keygen("fast_128", seed=12)
+    a, b = ck.encrypt(True), ck2.encrypt(True)
+    with pytest.raises(KeyMismatchError):
+        sk.gate("AND", a, b)
+    with pytest.raises(KeyMismatchError):
+        sk2.gate("NOT", a)
+    with pytest.raises(KeyMismatchError):
+        ck2.decrypt(a)
+    ck3, _ = tfhe.keygen("testing", seed=1)
+    with pytest.raises(KeyMismatchError):
+        sk.gate("NOT", ck3.encrypt(True))
+    with pytest.raises(KeyMismatchError):
+        serialize.load_ciphertext(serialize.dumps(a), sk2)
+    with pytest.raises(KeyMismatchError):
+        serialize.load_ciphertext(serialize.dumps(ck3.encrypt(False)), sk)
+
+
+def test_seeded_keygen_is_reproducible_and_unseeded_is_not():
+    a1, s1 = tfhe.keygen("testing", seed=b"x")
+    a2, s2 = tfhe.keygen("testing", seed=b"x")
+    a3, s3 = tfhe.keygen("testing")
+    assert s1.key_id == s2.key_id and np.array_equal(a1.lwe_key, a2.lwe_key)
+    assert s3.key_id != s1.key_id
+    assert np.array_equal(a1.encrypt([1, 0]).data, a2.encrypt([1, 0]).data)
+    assert not np.array_equal(a3.encrypt([1, 0, 1]).data, a3.encrypt([1, 0, 1]).data)
+
+
+def test_server_key_holds_nothing_secret(fast_keys):
+    ck, sk = fast_keys
+    assert not any("lwe_key" in k or "glwe_key" in k for k in vars(sk))
+    blob = serialize.dumps(sk)
+    assert np.packbits(ck.lwe_key).tobytes() not in blob
+
+
+# -- wire format ---------------------------------------------------------------------------------
+def test_wire_roundtrips(fast_keys):
+    ck, sk = fast_keys
+    one, many = ck.encrypt(True), ck.encrypt([True, False, True])
+    for ct in (one, many):
+        back = serialize.loads(serialize.dumps(ct), sk)
+        assert back == ct
+        assert back.is_batch == ct.is_batch
+        assert serialize.from_b64(serialize.to_b64(ct)) == ct
+    blob = serialize.dumps(sk)
+    assert len(blob) == serialize.server_key_size(sk.params) < 40 * 1024 * 1024
+    head = serialize.peek(blob)
+    assert head.kind == "server_key" and head.params.name == "fast_128" and head.key_id == sk.key_id
+    sk2 = serialize.loads(blob)
+    assert sk2.key_id == sk.key_id
+    assert ck.decrypt(sk2.gate("NAND", one, one)) is False
+    ck2 = serialize.loads(serialize.dumps(ck))
+    assert ck2.key_id == ck.key_id and ck2.decrypt(many).tolist() == [True, False, True]
+
+
+def test_bad_blobs(fast_keys):
+    ck, sk = fast_keys
+    blob = serialize.dumps(ck.encrypt(True))
+    bad = [
+        blob[:10], blob[:-1], blob + b"\0", b"XXXX" + blob[4:], b"",
+        blob[:4] + b"\x09\x00" + blob[6:],          # version
+        blob[:40] + bytes([blob[40] ^ 1]) + blob[41:],  # corrupted word (CRC)
+    ]
+    for b in bad:
+        with pytest.raises(CiphertextFormatError):
+            serialize.loads(b)
+    with pytest.raises(CiphertextFormatError):
+        serialize.load_server_key(blob)  # wrong kind
+    with pytest.raises(CiphertextFormatError):
+        serialize.from_b64("not base64 !!")
+    with pytest.raises(CiphertextFormatError):
+        serialize.loads(b"\x80\x04pickle")
+    # right header, payload of another preset's length
+    t_ct = tfhe.keygen("testing", seed=1)[0].encrypt(True)
+    raw = bytearray(serialize.dumps(t_ct))
+    raw[7] = 1  # claim fast_128
+    import struct, zlib
+    raw[-4:] = struct.pack("<I", zlib.crc32(bytes(raw[:-4])) & 0xFFFFFFFF)
+    with pytest.raises(CiphertextFormatError):
+        serialize.loads(bytes(raw))
+    skb = bytearray(serialize.dumps(sk))
+    skb[100] ^= 1
+    skb[-4:] = struct.pack("<I", zlib.crc32(bytes(skb[:-4])) & 0xFFFFFFFF)
+    with pytest.raises(CiphertextFormatError):
+        serialize.load_server_key(bytes(skb))  # fingerprint no longer matches
+    assert base64.b64decode(serialize.to_b64(sk))[:4] == b"WVTF"
+
+
+# -- noise: model vs measurement ---------------------------------------------------------------------
+@pytest.mark.parametrize("preset", ["fast_128", "standard_128", "conservative_128"])
+def test_output_noise_matches_model(preset):
+    ck, sk = (tfhe.keygen(preset, seed=21))
+    rng = np.random.default_rng(2)
+    m = 384
+    a, b = rng.random(m) > 0.5, rng.random(m) > 0.5
+    out = sk.evaluate_batch("AND", ck.encrypt(a), ck.encrypt(b))
+    err = ck.phase(out) - np.where(a & b, 1 / 8, -1 / 8)
+    ratio = err.var() / noise.output_variance(sk.params)
+    assert 0.7 < ratio < 1.25, ratio
+    assert abs(err.mean()) < 4 * err.std() / np.sqrt(m) + 1e-3
+
+
+def test_failure_rate_matches_model_where_failures_are_observable():
+    """Insecure parameters with p_fail ~ 4.6 % per bootstrap: the measured rate of wrong NAND
+    outputs (inputs: refreshed ciphertexts, so input noise = 2 V_out) must match the model."""
+    P = TfheParameters("noisy", 254, 256, 1, 512, 6, 2, 2, 4, 2 ** -10.5, 2 ** -25, 0, "noise test", True)
+    pf = 2 ** noise.p_fail_log2(P)
+    assert 0.03 < pf < 0.07
+    ck, sk = tfhe.keygen(P, seed=3)
+    rng = np.random.default_rng(1)
+    m = 2000
+    bits = rng.random((2, m)) > 0.5
+    x = ck.encrypt(bits.reshape(-1))
+    r = sk.evaluate_batch("AND", x, x)  # AND(x, x) = x with a bootstrap's output noise
+    out = sk.evaluate_batch("NAND", r[:m], r[m:])
+    rate = float(np.mean(ck.decrypt(out) != ~(bits[0] & bits[1])))
+    sd = np.sqrt(pf * (1 - pf) / m)
+    assert abs(rate - pf) < 4 * sd + 0.005, (rate, pf)
+
+
+def _failure_run(preset: str, m: int, rounds: int) -> tuple[int, int, float]:
+    ck, sk = tfhe.keygen(preset, seed=99)
+    rng = np.random.default_rng(5)
+    fails = total = 0
+    worst = 0.0
+    ops = list(GATES)
+    for _ in range(rounds):
+        a, b, s = (rng.random(m) > 0.5 for _ in range(3))
+        x = sk.evaluate_batch("AND", ck.encrypt(np.concatenate([a, b])), ck.encrypt(np.concatenate([a, b])))
+        opl = [ops[i % 8] for i in range(m)]
+        sel = ck.encrypt(s)
+        out = sk.evaluate_batch(opl, x[:m], x[m:], sel)
+        want = np.array([GATES[o](a[i], b[i], s[i]) for i, o in enumerate(opl)], dtype=bool)
+        fails += int(np.sum(ck.decrypt(out) != want))
+        total += m
+        err = np.abs(ck.phase(out) - np.where(want, 1 / 8, -1 / 8))
+        worst = max(worst, float(err.max()))
+    return fails, total, worst
+
+
+def test_failure_rate_fast_128_about_a_minute():
+    """~4000 gates (all eight kinds, inputs with a bootstrap's output noise) on fast_128: no
+    failure, and the largest error stays far below the 1/8 margin."""
+    fails, total, worst = _failure_run("fast_128", 512, 4)
+    assert fails == 0
+    assert worst < 1 / 16 * 0.9
+
+
+@pytest.mark.slow
+def test_failure_rate_many_gates_slow():
+    fails, total, worst = _failure_run("fast_128", 2048, 25)  # ~10^5 bootstraps
+    assert fails == 0 and total >= 50_000
