@@ -265,3 +265,19 @@ async def test_evaluation_keys_are_cached_after_first_use(dev, pair):
     cached = engine.evaluators._items[key_id]
     assert (await dev.compute("multiply", key_id, [ct, ct])).status == 200
     assert engine.evaluators._items[key_id] is cached
+
+
+async def test_keys_with_big_fresh_ciphertexts_raise_their_upload_limit(dev, ckks_pair_factory, pair):
+    """2 MiB is the ciphertext limit unless a key's fresh ciphertext is bigger (API.md "Sizes"):
+    then that key (only) accepts its fresh size + 10 %."""
+    big = ckks_pair_factory(max_depth=12, poly_degree=8192)  # 13 limbs: a fresh ciphertext is ~2.3 MB in base64
+    small_key = (await dev.upload_keys(pair))["key_id"]
+    meta = await dev.upload_keys(big)
+    limit = meta["ciphertext_upload_limit_bytes"]
+    text = serialize.b64encode(serialize.dumps(big.encrypt([0.5])))
+    assert len(text) > 2 * 1024 * 1024 and limit > len(text)
+    ct = await dev.upload(meta["key_id"], big.encrypt([0.5]))
+    assert ct["level"] == 12
+    # the same body under the small key is over that key's limit: 413, not a parse error
+    resp = await dev.post("/ciphertexts", {"key_id": small_key, "ciphertext_b64": text})
+    await error_of(resp, 413, "PAYLOAD_TOO_LARGE")

@@ -61,6 +61,18 @@ class ParsedKeys:
     is_secure: bool
 
 
+def fresh_ciphertext_bytes(params: Any, key_tag: bytes) -> int:
+    """Serialized size of a fresh (top-level, 2-component) ciphertext under these parameters,
+    measured with the wire format itself (a public-key encryption has no seeded component)."""
+    import numpy as np  # noqa: PLC0415
+
+    ckks, serialize = _ckks()
+    rows = int(params.max_level) + 1
+    zero = ckks.Ciphertext(np.zeros((2, rows, int(params.poly_degree)), dtype=np.uint64), int(params.max_level),
+                           float(params.scale), params.fingerprint, key_tag)
+    return len(serialize.dumps(zero))
+
+
 def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b64: str, limits: Limits) -> ParsedKeys:
     """Rebuild the parameters, parse and validate both blobs against them, and measure a fresh
     ciphertext (its size sets the upload limit for this key: API.md "Sizes")."""
@@ -82,8 +94,7 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
 
         raise MissingKeyError("the evaluation keys lack the relinearization key")
     steps, conj = rotation_steps(params, evk.galois_keys)
-    fresh = ckks.Encryptor(params, pk).encrypt(ckks.Encoder(params).encode([0.0]))
-    fresh_len = len(serialize.dumps(fresh))
+    fresh_len = fresh_ciphertext_bytes(params, pk.key_tag)
     body_limit = max(limits.ciphertext_body, math.ceil(b64_len(fresh_len) * 1.1) + JSON_SLACK)
     body_limit = min(body_limit, limits.ciphertext_body_ceiling)
     pk_limit = max(limits.public_key, math.ceil(fresh_len * 1.1))
