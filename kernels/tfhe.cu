@@ -4,8 +4,9 @@
 // Mirrors the CPU core (csrc/tfhe.hpp, ServerKeyCore::bootstrap_group / keyswitch_group): the
 // 32-bit discrete torus (uint32), test vector mu = 1/8 rotated by -round(b·2N/2^32), CMUX
 // acc <- acc + GGSW_i ⊡ (X^{a_i} acc - acc), signed gadget decomposition with rounding
-// (digits in [-B/2, B/2), offset trick), sample extraction of coefficient 0, key switching by
-// signed digits of base 2^bks.
+// (balanced: rounded to the top l·bg bits, digits in [-B/2, B/2] taken from the least
+// significant level up with a carry, ties to even; Decomposer::digits), sample extraction of
+// coefficient 0, key switching by the same balanced digits of base 2^bks.
 //
 // The one difference is the external product's polynomial arithmetic: the CPU multiplies in a
 // double-precision negacyclic FFT; here the digit polynomials (|d| <= B/2) times the key
@@ -28,6 +29,30 @@
 #include "modarith.cuh"
 
 #define KS_TILE 8
+#define TFHE_MAX_LEVELS 32
+
+// Balanced signed gadget decomposition of x (the CPU's Decomposer::digits): d[p] for level
+// p + 1 (most significant first), |d| <= B/2, sum d[p]·2^(32-(p+1)·bg) = x rounded to l·bg bits.
+__device__ __forceinline__ void tfhe_digits(u32 x, int bg, int l, int* d) {
+  const int shift = 32 - bg * l;
+  const u32 mask = bg >= 32 ? 0xffffffffu : ((1u << bg) - 1u);
+  const u32 half = 1u << (bg - 1);
+  u32 v = shift > 0 ? ((x + (1u << (shift - 1))) >> shift) : x;
+  for (int p = l - 1; p >= 0; --p) {
+    const u32 u = v & mask;
+    v = bg >= 32 ? 0u : (v >> bg);
+    const u32 c = (u32)(u > half) | ((u32)(u == half) & (v & 1u));
+    d[p] = (int)u - (int)(c << bg);
+    v += c;
+  }
+}
+
+// Digit `p` (0-based level) only.
+__device__ __forceinline__ int tfhe_digit(u32 x, int bg, int l, int p) {
+  int d[TFHE_MAX_LEVELS];
+  tfhe_digits(x, bg, l, d);
+  return d[p];
+}
 
 // In-shared forward negacyclic NTT of N = 2^logN words (same transform as ntt.cu / the CPU),
 // output fully reduced.
@@ -90,7 +115,7 @@ extern "C" __global__ void tfhe_blind_rotate(const u32* __restrict__ lwe, u32* _
                                              const u64* __restrict__ twp, const u64* __restrict__ itw,
                                              const u64* __restrict__ itwp, u64 q, u64 rhi, u64 rlo, u64 ninv,
                                              u64 ninvp, u64 wl, u64 wlp, int n, int k, int logN, int bg, int l,
-                                             u32 dec_offset, u32 mu) {
+                                             u32 mu) {
   extern __shared__ u64 sm[];
   const int N = 1 << logN;
   const int rows = (k + 1) * l;
@@ -99,8 +124,6 @@ extern "C" __global__ void tfhe_blind_rotate(const u32* __restrict__ lwe, u32* _
   u32* acc = (u32*)(sm + (size_t)(k + 2) * N);     // (k+1) N
   const u32* in = lwe + (size_t)blockIdx.x * (n + 1);
   const int log2_2N = logN + 1;
-  const u32 dmask = (bg >= 32) ? 0xffffffffu : ((1u << bg) - 1u);
-  const int dhalf = 1 << (bg - 1);
   const u64 qhalf = q >> 1;
 
   // acc = (0, ..., 0, X^{-b~} · mu·(1 + X + ... + X^{N-1}))
@@ -121,8 +144,7 @@ extern "C" __global__ void tfhe_blind_rotate(const u32* __restrict__ lwe, u32* _
     if (a == 0) continue;
     const u64* key = bsk + (size_t)i * rows * (k + 1) * N;
     for (int r = 0; r < rows; ++r) {
-      const int c = r / l, p = r % l + 1;
-      const int sh = 32 - p * bg;
+      const int c = r / l, p = r % l;
       const u32* src = acc + (size_t)c * N;
       // digit p of (X^a acc_c - acc_c), centred, into tmp mod q
       for (u32 j = threadIdx.x; j < (u32)N; j += blockDim.x) {
@@ -133,7 +155,7 @@ extern "C" __global__ void tfhe_blind_rotate(const u32* __restrict__ lwe, u32* _
         else if (s >= -N) v = 0u - src[s + N];
         else v = src[s + 2 * N];
         v -= src[j];
-        const int d = (int)(((v + dec_offset) >> sh) & dmask) - dhalf;
+        const int d = tfhe_digit(v, bg, l, p);
         tmp[j] = d >= 0 ? (u64)d : q - (u64)(-d);
       }
       __syncthreads();
@@ -173,26 +195,22 @@ extern "C" __global__ void tfhe_blind_rotate(const u32* __restrict__ lwe, u32* _
 //   big: rows src_row[g] of a (*, k·N+1) array; ksk: (k·N, t, n+1) u32; out: (G, n+1) rows dst_row[g].
 extern "C" __global__ void tfhe_keyswitch(const u32* __restrict__ big, const int* __restrict__ src_row,
                                           const int* __restrict__ dst_row, u32* __restrict__ out,
-                                          const u32* __restrict__ ksk, int G, int n, int KN, int t, int bks,
-                                          u32 dec_offset) {
+                                          const u32* __restrict__ ksk, int G, int n, int KN, int t, int bks) {
   const int g0 = blockIdx.x * KS_TILE;
   const int gn = min(KS_TILE, G - g0);
-  const u32 dmask = (1u << bks) - 1u;
-  const int dhalf = 1 << (bks - 1);
   const size_t bsz = (size_t)KN + 1;
   for (int j = threadIdx.x; j <= n; j += blockDim.x) {
     u32 acc[KS_TILE];
     for (int g = 0; g < KS_TILE; ++g) acc[g] = (g < gn && j == n) ? big[(size_t)src_row[g0 + g] * bsz + KN] : 0u;
     for (int i = 0; i < KN; ++i) {
-      for (int p = 1; p <= t; ++p) {
-        const u32 kv = ksk[((size_t)i * t + (p - 1)) * (n + 1) + j];
-        const int sh = 32 - p * bks;
-        for (int g = 0; g < KS_TILE; ++g) {
-          if (g < gn) {
-            const u32 x = big[(size_t)src_row[g0 + g] * bsz + i] + dec_offset;
-            const u32 d = (u32)((int)((x >> sh) & dmask) - dhalf);
-            acc[g] -= d * kv;
-          }
+      const u32* krow = ksk + (size_t)i * t * (n + 1) + j;
+      for (int g = 0; g < KS_TILE; ++g) {
+        if (g < gn) {
+          int d[TFHE_MAX_LEVELS];
+          tfhe_digits(big[(size_t)src_row[g0 + g] * bsz + i], bks, t, d);
+          u32 s = 0;
+          for (int p = 0; p < t; ++p) s += (u32)d[p] * krow[(size_t)p * (n + 1)];
+          acc[g] -= s;
         }
       }
     }

@@ -87,7 +87,8 @@ def kernel_source(name: str) -> str:
 
         return _INCLUDE.sub(repl, text)
 
-    return expand((d / f"{name}.cu").read_text())
+    text = expand((d / f"{name}.cu").read_text())
+    return re.sub(r"^\s*#\s*pragma\s+once\s*$", "", text, flags=re.M)
 
 
 # ----------------------------------------------------------------------------- devices ----

@@ -31,16 +31,6 @@ NAND, AND, OR, XOR, NOR, XNOR, NOT, MUX = range(8)
 _M32 = 0xFFFFFFFF
 
 
-def _decomp_offset(base_log: int, levels: int) -> int:
-    half = 1 << (base_log - 1)
-    off = 0
-    for p in range(1, levels + 1):
-        off += half << (32 - p * base_log)
-    if base_log * levels < 32:
-        off += 1 << (31 - base_log * levels)
-    return off & _M32
-
-
 class CudaTfhe:
     """The evaluation side of a TFHE server key on one device (bootstrapping and key-switching
     keys resident). ``evaluate`` has the CPU core's signature and returns NumPy ``uint32``."""
@@ -95,8 +85,6 @@ class CudaTfhe:
         self._ninv, self._ninvp = int(t_cpu["n_inv"]), int(t_cpu["n_inv_shoup"])
         self._wl = int(r.to_numpy(r._wl)[0])
         self._wlp = int(r.to_numpy(r._wlp)[0])
-        self._pbs_off = _decomp_offset(self.bg, self.l)
-        self._ks_off = _decomp_offset(self.bks, self.t)
 
     @property
     def memory_bytes(self) -> int:
@@ -115,7 +103,7 @@ class CudaTfhe:
         args = (xp.ascontiguousarray(lwe), big, self.bsk, W, Wp, IW, IWp, np.uint64(self.q), np.uint64(self._rhi),
                 np.uint64(self._rlo), np.uint64(self._ninv), np.uint64(self._ninvp), np.uint64(self._wl),
                 np.uint64(self._wlp), np.int32(n), np.int32(k), np.int32(self.logN), np.int32(self.bg),
-                np.int32(self.l), np.uint32(self._pbs_off), np.uint32(MU))
+                np.int32(self.l), np.uint32(MU))
         self._dev.kernel("tfhe", "tfhe_blind_rotate")(J, max(1, min(512, N // 2)), args, shared)
         return big
 
@@ -128,7 +116,7 @@ class CudaTfhe:
         src = xp.asarray(np.asarray(src_rows, dtype=np.int32))
         dst = xp.asarray(np.asarray(dst_rows, dtype=np.int32))
         args = (big, src, dst, out, self.ksk, np.int32(G), np.int32(self.n), np.int32(self.k * self.N),
-                np.int32(self.t), np.int32(self.bks), np.uint32(self._ks_off))
+                np.int32(self.t), np.int32(self.bks))
         self._dev.kernel("tfhe", "tfhe_keyswitch")((G + 7) // 8, 128, args, 0)
 
     # -- gates -----------------------------------------------------------------------------------
