@@ -22,16 +22,27 @@ class Role(str, enum.Enum):
     TRIAL = "trial"
 
 
-class Access(enum.Enum):
-    PUBLIC = frozenset()
-    ANY = frozenset(Role)
-    TRIAL_PLUS = frozenset({Role.TRIAL, Role.DEVELOPER, Role.ACCOUNT_ADMIN})
-    READ_PLUS = frozenset({Role.VIEWER, Role.DEVELOPER, Role.ACCOUNT_ADMIN, Role.TRIAL})
-    WRITE_PLUS = frozenset({Role.DEVELOPER, Role.ACCOUNT_ADMIN})
-    BILLING_PLUS = frozenset({Role.ACCOUNT_ADMIN})
+@dataclass(frozen=True)
+class AccessLevel:
+    """A named access tag of API.md ("PUBLIC", "TRIAL+", …) and the roles it admits."""
+
+    name: str
+    roles: frozenset[Role]
 
     def allows(self, role: Role) -> bool:
-        return role in self.value
+        return role in self.roles
+
+
+class Access:
+    """The access tags of API.md §1 (not an Enum: tags with equal role sets must stay distinct)."""
+
+    PUBLIC = AccessLevel("PUBLIC", frozenset())
+    ANY = AccessLevel("ANY", frozenset(Role))
+    TRIAL_PLUS = AccessLevel("TRIAL+", frozenset({Role.TRIAL, Role.DEVELOPER, Role.ACCOUNT_ADMIN}))
+    # [deviation, see docs/service.md] trial keys may read their own resources too
+    READ_PLUS = AccessLevel("READ+", frozenset({Role.VIEWER, Role.DEVELOPER, Role.ACCOUNT_ADMIN, Role.TRIAL}))
+    WRITE_PLUS = AccessLevel("WRITE+", frozenset({Role.DEVELOPER, Role.ACCOUNT_ADMIN}))
+    BILLING_PLUS = AccessLevel("BILLING+", frozenset({Role.ACCOUNT_ADMIN}))
 
 
 @dataclass(frozen=True)
@@ -60,7 +71,7 @@ class RouteBodyLimit:
     resolve: LimitResolver | None = None
 
 
-def access(level: Access) -> Callable[[Handler], Handler]:
+def access(level: AccessLevel) -> Callable[[Handler], Handler]:
     def deco(fn: Handler) -> Handler:
         fn.__wavis_access__ = level  # type: ignore[attr-defined]
         return fn

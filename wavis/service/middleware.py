@@ -28,7 +28,7 @@ from multidict import CIMultiDict
 from wavis.errors import WavisError
 
 from . import apikeys, repo
-from .access import Access, route_attr
+from .access import Access, AccessLevel, route_attr
 from .bodies import route_limit
 from .errors import ApiError, forbidden, from_library_error, payload_too_large, unauthorized, upstream_unavailable
 from .ids import REQUEST_ID_RE, new_id
@@ -172,7 +172,7 @@ async def body_limit(request: web.Request, handler) -> web.StreamResponse:
 async def auth(request: web.Request, handler) -> web.StreamResponse:
     if getattr(request.match_info, "http_exception", None) is not None:
         return await handler(request)  # 404/405 from the router
-    level: Access | None = route_attr(request, "__wavis_access__")
+    level: AccessLevel | None = route_attr(request, "__wavis_access__")
     if level is None:
         # Fail closed: a route that forgot @access is not public.
         log.error("route %s has no @access declaration", request.path)
