@@ -32,6 +32,17 @@ u64 minimal_primitive_root(u64 m, u64 q);
 void parallel_for(std::size_t n, const std::function<void(std::size_t)>& f);
 std::size_t thread_count();
 
+// Run f(r) for r < rows, in parallel when the work (rows * N words) is large enough.
+template <class F>
+inline void for_rows(std::size_t rows, std::size_t N, F&& f, std::size_t min_words = 1 << 14) {
+  if (rows > 1 && rows * N >= min_words) {
+    std::function<void(std::size_t)> fn = f;
+    parallel_for(rows, fn);
+  } else {
+    for (std::size_t r = 0; r < rows; ++r) f(r);
+  }
+}
+
 // ---- NTT tables -------------------------------------------------------------------------
 struct NttTable {
   Modulus mod;
@@ -50,7 +61,12 @@ void ntt_inverse(u64* a, const NttTable& t, std::size_t N);
 // Enable/disable the AVX-512 NTT kernels (runtime-dispatched); returns the previous state.
 bool set_simd(bool on);
 
-struct BConvTable;  // fast basis conversion constants (ring.cpp)
+// Fast basis conversion constants for (in, out) prime-index lists (RnsContext::bconv_table).
+struct BConvTable {
+  std::vector<std::size_t> in, out;
+  std::vector<u64> qhat_inv, qhat_inv_shoup;  // [(Q/q_i)^{-1}]_{q_i}
+  std::vector<u64> qhat_mod_p;                // (Q/q_i) mod p_j at [j * L_in + i]
+};
 struct CrtTable;    // exact CRT constants (ring.cpp)
 
 class RnsContext {

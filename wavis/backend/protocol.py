@@ -89,3 +89,42 @@ class Backend(Protocol):
 
     def ring_context(self, N: int, moduli: Sequence[int]) -> RingContext:
         """A (cached) :class:`RingContext` for ring degree N and these primes."""
+
+
+@runtime_checkable
+class FusedKeySwitching(Protocol):
+    """Optional fused hybrid key-switching methods of a :class:`RingContext` (the CPU core has
+    them). Callers go through ``wavis.ckks.keyswitch``, which uses a method when
+    ``hasattr(ctx, name)`` and otherwise composes the basic protocol operations with a
+    bit-identical result — so a backend may add any subset, and must then match the
+    composition bit for bit (tests/test_ckks_keyswitch.py checks the CPU core).
+
+    Conventions: NTT domain in and out; ``idx_q`` the ciphertext primes, ``idx_p`` the special
+    primes (disjoint), output rows ordered ``idx_q + idx_p`` (R rows); ``digits`` consecutive
+    ``(start, end)`` ranges of positions in ``idx_q`` covering all of it, digit d paired with
+    ``key[d]``; ``key`` is ``(≥D, 2, len(ctx.moduli), N)`` with row r of ``key[d, c]``
+    belonging to prime index r (no fancy-index copy of the rows of a level);
+    ``add`` is None or ``(m, len(idx_q), N)`` with m ∈ {1, 2}: ``P·add[c]`` (P = ∏ idx_p) is added
+    to the idx_q rows of component c before ModDown (relinearization/rotation fold c_0, c_1 in).
+    """
+
+    def ks_mod_up(self, a: Array, idx_q: Index, idx_p: Index, digits: Sequence[tuple[int, int]]) -> Array:
+        """ModUp of every digit: ``a`` (len(idx_q), N) → (D, R, N). Rows of digit d inside the
+        digit are ``a``'s rows; the others are ``base_convert`` of the digit's coefficients
+        (INTT of ``a``'s rows) to that prime, then NTT (Han–Ki 2020, Alg. 1)."""
+
+    def ks_inner(self, exts: Array, key: Array, idx_q: Index, idx_p: Index, galois_elt: int = 1,
+                 add: Array | None = None) -> Array:
+        """Inner product (2, R, N): ``acc[c] = Σ_d aut_g(exts[d]) ⊙ key[d, c, idx_q + idx_p]``
+        (+ P·add[c] on the idx_q rows), ``aut_g`` the NTT-domain automorphism (``automorphism``
+        with ``ntt_domain=True``; galois_elt 1 = none). No ModDown."""
+
+    def key_switch_ext(self, a: Array, key: Array, idx_q: Index, idx_p: Index,
+                       digits: Sequence[tuple[int, int]], add: Array | None = None) -> Array:
+        """``ks_inner(ks_mod_up(a, ...), key, ..., 1, add)`` without storing the digits: (2, R, N)."""
+
+    def mod_down_ntt(self, a: Array, idx_q: Index, idx_p: Index) -> Array:
+        """Rounded ModDown, NTT domain: ``a`` (R, N) or (batch, R, N) over idx_q + idx_p →
+        (…, len(idx_q), N) holding round(a / P) − u, 0 ≤ u < len(idx_p):
+        INTT of the idx_p rows, + (p_j − 1)/2, ``base_convert`` to idx_q, − ((P − 1)/2 mod q_i),
+        NTT, then (a_q − ·)·P^{-1} mod q_i. With idx_p = [q_l] it equals ``rescale``."""

@@ -17,6 +17,7 @@ from ..errors import (
     DepthExhaustedError, EncodingError, KeyMismatchError, LevelError, MissingKeyError, MissingRotationKeyError,
     ParameterError, ScaleMismatchError,
 )
+from . import keyswitch as ks
 from .keys import galois_element
 from .params import CkksParameters
 from .structures import Ciphertext, EvaluationKeys, KeySwitchingKey, Plaintext
@@ -49,6 +50,16 @@ class Evaluator:
         self._p_idx = params.special_index()
         big_p = math.prod(params.special_moduli)
         self._p_inv = [pow(big_p % q, -1, q) for q in params.moduli]
+        self._idx_cache: dict[int, tuple[list[int], list[tuple[int, int]]]] = {}
+
+    def _ks_plan(self, level: int) -> tuple[list[int], list[tuple[int, int]]]:
+        """(q indices 0..level, key-switching digits truncated to the level)."""
+        plan = self._idx_cache.get(level)
+        if plan is None:
+            digits = [(s, min(e, level + 1)) for s, e in self.params.digits if s <= level]
+            plan = (list(range(level + 1)), digits)
+            self._idx_cache[level] = plan
+        return plan
 
     # -- checks -----------------------------------------------------------------------------------
     def _check(self, *cts: Ciphertext) -> None:
@@ -159,9 +170,19 @@ class Evaluator:
         ctx.mul(a.data[0], b.data[1], out[1], idx)
         ctx.mul_add(a.data[1], b.data[0], out[1], idx)
         ctx.mul(a.data[1], b.data[1], out[2], idx)
-        ct = Ciphertext(out, a.level, a.scale * b.scale, a.params_fingerprint, a.key_tag)
+        scale = a.scale * b.scale
         if relinearize:
-            ct = self.relinearize(ct)
+            # c_2 is key-switched with (c_0, c_1)·P folded into the accumulator, then one ModDown
+            # divides by P (or by P·q_ℓ, fusing the rescale: Kim et al. 2021 §3.2).
+            q_idx, digits = self._ks_plan(a.level)
+            acc = ks.key_switch_ext(ctx, out[2], self._relin_key().data, q_idx, self._p_idx, digits, add=out[:2])
+            if rescale:
+                data = ks.mod_down_ntt(ctx, acc, q_idx[:-1], [q_idx[-1]] + self._p_idx)
+                return Ciphertext(data, a.level - 1, scale / self.params.moduli[a.level], a.params_fingerprint,
+                                  a.key_tag)
+            return Ciphertext(ks.mod_down_ntt(ctx, acc, q_idx, self._p_idx), a.level, scale, a.params_fingerprint,
+                              a.key_tag)
+        ct = Ciphertext(out, a.level, scale, a.params_fingerprint, a.key_tag)
         if rescale:
             ct = self.rescale(ct)
         return ct
@@ -180,11 +201,11 @@ class Evaluator:
         self._check(ct)
         if ct.size == 2:
             return ct.copy()
-        d0, d1 = self.key_switch(ct.data[2], ct.level, self._relin_key())
-        idx = list(range(ct.level + 1))
-        out = self.ctx.zeros(2 * len(idx)).reshape(2, len(idx), -1)
-        self.ctx.add(ct.data[0], d0, out[0], idx)
-        self.ctx.add(ct.data[1], d1, out[1], idx)
+        q_idx, digits = self._ks_plan(ct.level)
+        data = self.ctx.asarray(ct.data)
+        acc = ks.key_switch_ext(self.ctx, data[2], self._relin_key().data, q_idx, self._p_idx, digits,
+                                add=data[:2])
+        out = ks.mod_down_ntt(self.ctx, acc, q_idx, self._p_idx)
         return Ciphertext(out, ct.level, ct.scale, ct.params_fingerprint, ct.key_tag)
 
     def rescale(self, ct: Ciphertext) -> Ciphertext:
@@ -196,10 +217,13 @@ class Evaluator:
         if ct.level == 0:
             raise DepthExhaustedError("cannot rescale a ciphertext at level 0", level=0)
         idx = list(range(ct.level + 1))
-        comps = [self.ctx.rescale(ct.data[c].copy(), idx) for c in range(ct.size)]
-        out = self.ctx.zeros(ct.size * ct.level).reshape(ct.size, ct.level, -1)
-        for c, comp in enumerate(comps):
-            out[c] = comp
+        if hasattr(self.ctx, "mod_down_ntt"):  # all components in one call (same result as rescale)
+            out = self.ctx.mod_down_ntt(self.ctx.asarray(ct.data), idx[:-1], idx[-1:])
+        else:
+            comps = [self.ctx.rescale(ct.data[c].copy(), idx) for c in range(ct.size)]
+            out = self.ctx.zeros(ct.size * ct.level).reshape(ct.size, ct.level, -1)
+            for c, comp in enumerate(comps):
+                out[c] = comp
         q_last = self.params.moduli[ct.level]
         return Ciphertext(out, ct.level - 1, ct.scale / q_last, ct.params_fingerprint, ct.key_tag)
 
@@ -332,16 +356,15 @@ class Evaluator:
 
     def _apply_galois(self, ct: Ciphertext, g: int, exts=None) -> Ciphertext:
         key = self._galois_keys()[g]
-        idx = list(range(ct.level + 1))
+        ctx = self.ctx
+        q_idx, digits = self._ks_plan(ct.level)
+        c0 = ctx.automorphism(ct.data[0], g, q_idx, True)[None]
         if exts is None:  # single rotation: permute c_1 once, then ModUp (cheaper than permuting digits)
-            c1 = self.ctx.automorphism(ct.data[1], g, idx, True)
-            d0, d1 = self.key_switch_inner(self.mod_up(c1, ct.level), ct.level, key)
-        else:  # hoisted: the shared digits are permuted
-            d0, d1 = self.key_switch_inner(exts, ct.level, key, galois_elt=g)
-        c0 = self.ctx.automorphism(ct.data[0], g, idx, True)
-        out = self.ctx.zeros(2 * len(idx)).reshape(2, len(idx), -1)
-        self.ctx.add(c0, d0, out[0], idx)
-        out[1] = d1
+            c1 = ctx.automorphism(ct.data[1], g, q_idx, True)
+            acc = ks.key_switch_ext(ctx, c1, key.data, q_idx, self._p_idx, digits, add=c0)
+        else:  # hoisted: the shared digits are permuted (fused into the inner product's reads)
+            acc = ks.ks_inner(ctx, exts, key.data, q_idx, self._p_idx, galois_elt=g, add=c0)
+        out = ks.mod_down_ntt(ctx, acc, q_idx, self._p_idx)
         return Ciphertext(out, ct.level, ct.scale, ct.params_fingerprint, ct.key_tag)
 
     def _check_rotatable(self, ct: Ciphertext) -> None:
@@ -411,65 +434,36 @@ class Evaluator:
         return self.sum_slots(self.multiply(a, b))
 
     # -- key switching ------------------------------------------------------------------------------
-    def mod_up(self, poly, level: int) -> list:
-        """ModUp of every dnum-digit of ``poly`` ((level+1, N), NTT domain): returns one
-        (level+1+k, N) NTT-domain array per digit over Q_ℓ·P (Han–Ki 2020, Alg. 1).
-        Shared by all rotations of one ciphertext (hoisting, Halevi–Shoup 2018 §5)."""
-        p, ctx = self.params, self.ctx
-        q_idx = list(range(level + 1))
-        full = q_idx + self._p_idx
-        coeff = poly.copy()
-        ctx.intt(coeff, q_idx)
-        exts = []
-        for start, end in p.digits:
-            if start > level:
-                break
-            end = min(end, level + 1)
-            digit = list(range(start, end))
-            pos_other = list(range(0, start)) + list(range(end, len(full)))
-            other = [full[i] for i in pos_other]
-            conv = ctx.base_convert(coeff[start:end].copy(), digit, other)
-            ctx.ntt(conv, other)
-            ext = ctx.zeros(len(full))
-            ext[start:end] = poly[start:end]
-            ext[pos_other] = conv
-            exts.append(ext)
-        return exts
+    def mod_up(self, poly, level: int):
+        """ModUp of every dnum-digit of ``poly`` ((level+1, N), NTT domain): returns a
+        (digits, level+1+k, N) array, one NTT-domain extension over Q_ℓ·P per digit (Han–Ki 2020,
+        Alg. 1). Shared by all rotations of one ciphertext (hoisting, Halevi–Shoup 2018 §5)."""
+        q_idx, digits = self._ks_plan(level)
+        return ks.ks_mod_up(self.ctx, poly, q_idx, self._p_idx, digits)
 
-    def key_switch_inner(self, exts: list, level: int, ksk: KeySwitchingKey, galois_elt: int | None = None):
+    def key_switch_inner(self, exts, level: int, ksk: KeySwitchingKey, galois_elt: int | None = None):
         """Inner product of ModUp digits with ``ksk`` over Q_ℓ·P, then ModDown by P.
         With ``galois_elt`` the automorphism is applied to each digit first (hoisted
         rotation). Returns (d_0, d_1), each (level+1, N) NTT domain."""
-        ctx = self.ctx
-        q_idx = list(range(level + 1))
-        full = q_idx + self._p_idx
-        acc = ctx.zeros(2 * len(full)).reshape(2, len(full), -1)
-        for j, ext in enumerate(exts):
-            if galois_elt is not None:
-                ext = ctx.automorphism(ext, galois_elt, full, True)
-            for c in range(2):
-                ctx.mul_add(ext, ksk.data[j, c][full], acc[c], full)
-        return self.mod_down_ntt(acc[0], level), self.mod_down_ntt(acc[1], level)
+        q_idx, _ = self._ks_plan(level)
+        acc = ks.ks_inner(self.ctx, exts, ksk.data, q_idx, self._p_idx, galois_elt=galois_elt or 1)
+        d = ks.mod_down_ntt(self.ctx, acc, q_idx, self._p_idx)
+        return d[0], d[1]
 
     def mod_down_ntt(self, a, level: int):
-        """ModDown in the NTT domain: (a_Q − Conv_{P→Q}([a]_P)) · P^{-1} over q_0..q_ℓ.
-        Only the k special rows go back to coefficients, so this costs k inverse and ℓ+1
-        forward NTTs instead of ℓ+1+k and ℓ+1 (Kim et al., "Over 100x faster bootstrapping",
-        2021, §3.2). ``a``: (level+1+k, N) NTT domain over Q_ℓ·P; returns (level+1, N)."""
-        ctx = self.ctx
-        q_idx = list(range(level + 1))
-        k0 = level + 1
-        a_p = a[k0:].copy()
-        ctx.intt(a_p, self._p_idx)
-        conv = ctx.base_convert(a_p, self._p_idx, q_idx)
-        ctx.ntt(conv, q_idx)
-        d = ctx.zeros(level + 1)
-        ctx.sub(a[:k0], conv, d, q_idx)
-        ctx.mul_scalar(d, self._p_inv[: level + 1], d, q_idx)
-        return d
+        """ModDown in the NTT domain: round(a / P) over q_0..q_ℓ, computed as
+        (a_Q − Conv_{P→Q}([a]_P)) · P^{-1} with the rounding offset ⌊P/2⌋. Only the k special
+        rows go back to coefficients, so this costs k inverse and ℓ+1 forward NTTs instead of
+        ℓ+1+k and ℓ+1 (Kim et al., "Over 100x faster bootstrapping", 2021, §3.2). ``a``:
+        (level+1+k, N) NTT domain over Q_ℓ·P; returns (level+1, N)."""
+        q_idx, _ = self._ks_plan(level)
+        return ks.mod_down_ntt(self.ctx, a, q_idx, self._p_idx)
 
     def key_switch(self, poly, level: int, ksk: KeySwitchingKey):
         """Hybrid key switching of one NTT-domain polynomial ``poly`` (level+1, N) under
         ``ksk``: returns (d_0, d_1), each (level+1, N) NTT domain, with
         d_0 + d_1·s ≈ poly·s' (mod Q_ℓ)."""
-        return self.key_switch_inner(self.mod_up(poly, level), level, ksk)
+        q_idx, digits = self._ks_plan(level)
+        acc = ks.key_switch_ext(self.ctx, poly, ksk.data, q_idx, self._p_idx, digits)
+        d = ks.mod_down_ntt(self.ctx, acc, q_idx, self._p_idx)
+        return d[0], d[1]

@@ -1,0 +1,445 @@
+// Fused CKKS kernels on RnsContext (methods added to wavis._core.RnsContext):
+//
+//  * key_switch_ext: hybrid key switching of one NTT-domain polynomial without materialising
+//    the ModUp digits: for every output prime t of Q_l ∪ P, each digit is converted to t
+//    (fast basis conversion, coefficient domain), NTT'd and multiplied into the key row with
+//    lazy 128-bit accumulation; output rows are independent, so they are spread over the pool.
+//  * ks_mod_up / ks_inner: the same split in two for hoisting (one ModUp shared by many
+//    rotations); ks_inner applies the NTT-domain automorphism as an index permutation fused
+//    into the read of the digits.
+//  * mod_down_ntt: ModDown by P (any sub-basis) in the NTT domain, with rounding; with P = q_l
+//    it is the CKKS rescale, with P = q_l·P_special it fuses relinearization and rescale.
+//
+// Sources: Han–Ki, "Better bootstrapping for approximate HE", CT-RSA 2020 (hybrid key switching,
+// Alg. 1–2); Halevi–Shoup, CRYPTO 2018 §5 (hoisting); Kim–Jung–Park–Ahn, "Over 100x faster
+// bootstrapping", 2021 §3 (NTT-domain ModDown, fused rescale); Bajard–Eynard–Hasan–Zucca SAC
+// 2016 (fast basis conversion).
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "registry.hpp"
+#include "ring.hpp"
+#include "ring_py.hpp"
+
+namespace py = pybind11;
+
+namespace wavis {
+namespace {
+
+struct Digits {
+  std::vector<std::size_t> start, end;  // positions in idx_q
+  std::size_t count() const { return start.size(); }
+  // digit holding position i (< Lq)
+  std::size_t of(std::size_t i) const {
+    for (std::size_t d = 0; d < start.size(); ++d)
+      if (i < end[d]) return d;
+    return start.size() - 1;
+  }
+};
+
+// Everything a key switch over (idx_q, idx_p) needs; built per call (tables are cached).
+struct KsPlan {
+  const RnsContext* c;
+  std::size_t N, Lq, Lp, R;
+  std::vector<std::size_t> full;  // prime index of output row t: idx_q then idx_p
+  Digits dg;
+  std::vector<std::shared_ptr<const BConvTable>> tabs;  // digit primes -> full
+  std::vector<u64> p_mod;                               // P mod prime of row t (t < Lq)
+
+  KsPlan(const RnsContext& ctx, const std::vector<std::size_t>& iq, const std::vector<std::size_t>& ip,
+         const Digits& d)
+      : c(&ctx), N(ctx.N), Lq(iq.size()), Lp(ip.size()), dg(d) {
+    full = iq;
+    full.insert(full.end(), ip.begin(), ip.end());
+    R = full.size();
+    for (std::size_t j = 0; j < dg.count(); ++j) {
+      std::vector<std::size_t> in(iq.begin() + dg.start[j], iq.begin() + dg.end[j]);
+      tabs.push_back(ctx.bconv_table(in, full));
+    }
+    p_mod.resize(Lq);
+    for (std::size_t t = 0; t < Lq; ++t) {
+      const Modulus& m = ctx.mod(full[t]);
+      u64 v = 1;
+      for (std::size_t j = 0; j < Lp; ++j) v = m.mul(v, m.reduce(ctx.moduli[ip[j]]));
+      p_mod[t] = v;
+    }
+  }
+  bool in_digit(std::size_t d, std::size_t t) const { return t < Lq && t >= dg.start[d] && t < dg.end[d]; }
+};
+
+// Y (Lq, N): coefficient form of a times [(Q_d/q_i)^{-1}]_{q_i} of its digit d.
+void modup_prepare(const KsPlan& P, const u64* a, u64* Y) {
+  const std::size_t N = P.N;
+  for_rows(P.Lq, N, [&](std::size_t i) {
+    u64* y = Y + i * N;
+    std::memcpy(y, a + i * N, N * 8);
+    ntt_inverse(y, P.c->tables[P.full[i]], N);
+    const std::size_t d = P.dg.of(i);
+    const BConvTable& T = *P.tabs[d];
+    const std::size_t k = i - P.dg.start[d];
+    const u64 w = T.qhat_inv[k], wp = T.qhat_inv_shoup[k], q = P.c->moduli[P.full[i]];
+    if (w != 1)
+      for (std::size_t n = 0; n < N; ++n) y[n] = mul_shoup(y[n], w, wp, q);
+  }, 1 << 12);
+}
+
+// Row t of digit d's ModUp (t outside the digit): basis conversion then NTT, into out (N).
+void modup_row(const KsPlan& P, const u64* Y, std::size_t d, std::size_t t, u64* out) {
+  const std::size_t N = P.N, s = P.dg.start[d], L = P.dg.end[d] - s;
+  const Modulus& pt = P.c->mod(P.full[t]);
+  const BConvTable& T = *P.tabs[d];
+  const u64* cst = T.qhat_mod_p.data() + t * L;
+  const u64* y0 = Y + s * N;
+  if (L == 1) {  // (Q_d/q)^{±1} = 1: a plain reduction
+    if (P.c->moduli[P.full[s]] <= pt.q) {
+      std::memcpy(out, y0, N * 8);
+    } else {
+      for (std::size_t n = 0; n < N; ++n) out[n] = pt.reduce(y0[n]);
+    }
+  } else if (L <= 15) {
+    for (std::size_t n = 0; n < N; ++n) {
+      u128 acc = 0;
+      for (std::size_t i = 0; i < L; ++i) acc += (u128)y0[i * N + n] * cst[i];
+      out[n] = pt.reduce128(acc);
+    }
+  } else {
+    for (std::size_t n = 0; n < N; ++n) {
+      u128 acc = 0;
+      for (std::size_t i = 0; i < L; ++i) {
+        acc += (u128)y0[i * N + n] * cst[i];
+        if (i % 15 == 14) acc = pt.reduce128(acc);
+      }
+      out[n] = pt.reduce128(acc);
+    }
+  }
+  ntt_forward(out, P.c->tables[P.full[t]], N);
+}
+
+// Lazy inner-product accumulator for one output row (two components).
+struct Acc {
+  std::vector<u128> a0, a1;
+  int pending = 0;
+  explicit Acc(std::size_t N) : a0(N, 0), a1(N, 0) {}
+  void fold(const Modulus& m) {
+    for (std::size_t n = 0; n < a0.size(); ++n) {
+      a0[n] = m.reduce128(a0[n]);
+      a1[n] = m.reduce128(a1[n]);
+    }
+    pending = 0;
+  }
+  // a_c += src * k_c (after at most 15 products since the last fold: < 2^128 for q < 2^62)
+  void mac(const Modulus& m, const u64* src, const std::uint32_t* perm, const u64* k0, const u64* k1) {
+    if (pending == 15) fold(m);
+    const std::size_t N = a0.size();
+    u128* x0 = a0.data();
+    u128* x1 = a1.data();
+    if (perm) {
+      for (std::size_t n = 0; n < N; ++n) {
+        const u64 v = src[perm[n]];
+        x0[n] += (u128)v * k0[n];
+        x1[n] += (u128)v * k1[n];
+      }
+    } else {
+      for (std::size_t n = 0; n < N; ++n) {
+        const u64 v = src[n];
+        x0[n] += (u128)v * k0[n];
+        x1[n] += (u128)v * k1[n];
+      }
+    }
+    ++pending;
+  }
+  void add_scaled(const Modulus& m, const u64* src, u128* x, u64 w) {
+    for (std::size_t n = 0; n < a0.size(); ++n) x[n] += (u128)src[n] * w;
+  }
+  void store(const Modulus& m, u64* o0, u64* o1) const {
+    for (std::size_t n = 0; n < a0.size(); ++n) {
+      o0[n] = m.reduce128(a0[n]);
+      o1[n] = m.reduce128(a1[n]);
+    }
+  }
+};
+
+inline const u64* key_row(const u64* key, std::size_t R, std::size_t N, std::size_t d, std::size_t c,
+                          std::size_t prime) {
+  return key + ((d * 2 + c) * R + prime) * N;
+}
+
+// Start an output row with P·add (rows t < Lq only).
+void start_row(const KsPlan& P, Acc& acc, std::size_t t, const u64* add, std::size_t add_m) {
+  if (!add || t >= P.Lq) return;
+  const Modulus& m = P.c->mod(P.full[t]);
+  for (std::size_t c = 0; c < add_m; ++c)
+    acc.add_scaled(m, add + (c * P.Lq + t) * P.N, c == 0 ? acc.a0.data() : acc.a1.data(), P.p_mod[t]);
+  acc.pending = 1;
+}
+
+// out (2, Lq+Lp, N) = sum_d ModUp_d(a) * key[d] (+ P·add), NTT domain.
+void key_switch_ext(const KsPlan& P, const u64* a, const u64* key, std::size_t key_rows, const u64* add,
+                    std::size_t add_m, u64* out) {
+  const std::size_t N = P.N, R = P.R;
+  std::vector<u64> Y(P.Lq * N);
+  modup_prepare(P, a, Y.data());
+  for_rows(R, N, [&](std::size_t t) {
+    const Modulus& m = P.c->mod(P.full[t]);
+    Acc acc(N);
+    start_row(P, acc, t, add, add_m);
+    std::vector<u64> buf(N);
+    for (std::size_t d = 0; d < P.dg.count(); ++d) {
+      const u64* src;
+      if (P.in_digit(d, t)) {
+        src = a + t * N;
+      } else {
+        modup_row(P, Y.data(), d, t, buf.data());
+        src = buf.data();
+      }
+      acc.mac(m, src, nullptr, key_row(key, key_rows, N, d, 0, P.full[t]), key_row(key, key_rows, N, d, 1, P.full[t]));
+    }
+    acc.store(m, out + t * N, out + (R + t) * N);
+  }, 1);
+}
+
+// exts (D, Lq+Lp, N): ModUp of every digit, NTT domain.
+void ks_mod_up(const KsPlan& P, const u64* a, u64* exts) {
+  const std::size_t N = P.N, R = P.R, D = P.dg.count();
+  std::vector<u64> Y(P.Lq * N);
+  modup_prepare(P, a, Y.data());
+  for_rows(D * R, N, [&](std::size_t k) {
+    const std::size_t d = k / R, t = k % R;
+    u64* o = exts + (d * R + t) * N;
+    if (P.in_digit(d, t)) std::memcpy(o, a + t * N, N * 8);
+    else modup_row(P, Y.data(), d, t, o);
+  }, 1);
+}
+
+// out (2, Lq+Lp, N) = sum_d aut_g(exts[d]) * key[d] (+ P·add).
+void ks_inner(const KsPlan& P, const u64* exts, std::size_t D, const u64* key, std::size_t key_rows,
+              const std::uint32_t* perm, const u64* add, std::size_t add_m, u64* out) {
+  const std::size_t N = P.N, R = P.R;
+  for_rows(R, N, [&](std::size_t t) {
+    const Modulus& m = P.c->mod(P.full[t]);
+    Acc acc(N);
+    start_row(P, acc, t, add, add_m);
+    for (std::size_t d = 0; d < D; ++d)
+      acc.mac(m, exts + (d * R + t) * N, perm, key_row(key, key_rows, N, d, 0, P.full[t]),
+              key_row(key, key_rows, N, d, 1, P.full[t]));
+    acc.store(m, out + t * N, out + (R + t) * N);
+  }, 1);
+}
+
+// ModDown by P' = prod idx_p, NTT domain in/out, rounded: for each of `batch` polynomials
+// a (Lq+Lp, N) -> out (Lq, N) = round(a / P') - u, 0 <= u < Lp (fast-conversion error).
+void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch, const std::vector<std::size_t>& iq,
+                  const std::vector<std::size_t>& ip) {
+  const std::size_t N = c.N, Lq = iq.size(), Lp = ip.size(), R = Lq + Lp;
+  auto T = c.bconv_table(ip, iq);
+  // X (batch, Lp, N): [(INTT(a_P) + h) · (P'/p_j)^{-1}]_{p_j}, h = (P' - 1)/2 ≡ (p_j - 1)/2.
+  std::vector<u64> X(batch * Lp * N);
+  for_rows(batch * Lp, N, [&](std::size_t r) {
+    const std::size_t b = r / Lp, j = r % Lp;
+    const u64 p = c.moduli[ip[j]], h = (p - 1) / 2, w = T->qhat_inv[j], wp = T->qhat_inv_shoup[j];
+    u64* x = X.data() + r * N;
+    std::memcpy(x, a + (b * R + Lq + j) * N, N * 8);
+    ntt_inverse(x, c.tables[ip[j]], N);
+    if (w == 1) {
+      for (std::size_t n = 0; n < N; ++n) x[n] = add_mod(x[n], h, p);
+    } else {
+      for (std::size_t n = 0; n < N; ++n) x[n] = mul_shoup(add_mod(x[n], h, p), w, wp, p);
+    }
+  }, 1 << 12);
+  for_rows(batch * Lq, N, [&](std::size_t r) {
+    const std::size_t b = r / Lq, i = r % Lq;
+    const Modulus& qi = c.mod(iq[i]);
+    u64 Pm = 1;
+    for (std::size_t j = 0; j < Lp; ++j) Pm = qi.mul(Pm, qi.reduce(c.moduli[ip[j]]));
+    const u64 h = qi.mul(sub_mod(Pm, 1, qi.q), (qi.q + 1) / 2);
+    const u64 pinv = inv_mod(Pm, qi.q), pinvp = shoup_precompute(pinv, qi.q);
+    const u64* cst = T->qhat_mod_p.data() + i * Lp;
+    const u64* x0 = X.data() + b * Lp * N;
+    u64* d = out + (b * Lq + i) * N;
+    if (Lp == 1) {
+      for (std::size_t n = 0; n < N; ++n) d[n] = sub_mod(qi.reduce(x0[n]), h, qi.q);
+    } else {
+      for (std::size_t n = 0; n < N; ++n) {
+        u128 acc = 0;
+        for (std::size_t j = 0; j < Lp; ++j) {
+          acc += (u128)x0[j * N + n] * cst[j];
+          if (j % 15 == 14) acc = qi.reduce128(acc);
+        }
+        d[n] = sub_mod(qi.reduce128(acc), h, qi.q);
+      }
+    }
+    ntt_forward(d, c.tables[iq[i]], N);
+    const u64* s = a + (b * R + i) * N;
+    for (std::size_t n = 0; n < N; ++n) d[n] = mul_shoup(sub_mod(s[n], d[n], qi.q), pinv, pinvp, qi.q);
+  }, 1 << 12);
+}
+
+// ---------------------------------------------------------------------------- bindings ----
+using namespace pyh;
+
+Digits parse_digits(py::handle obj, std::size_t Lq) {
+  Digits d;
+  std::vector<std::pair<std::int64_t, std::int64_t>> v;
+  try {
+    v = py::cast<std::vector<std::pair<std::int64_t, std::int64_t>>>(obj);
+  } catch (py::cast_error&) {
+    shape_error("digits must be a sequence of (start, end) pairs");
+  }
+  if (v.empty()) shape_error("digits must not be empty");
+  std::int64_t pos = 0;
+  for (auto& [s, e] : v) {
+    if (s != pos || e <= s || e > (std::int64_t)Lq)
+      shape_error("digits must be consecutive non-empty (start, end) ranges covering 0..len(idx_q)");
+    d.start.push_back((std::size_t)s);
+    d.end.push_back((std::size_t)e);
+    pos = e;
+  }
+  if (pos != (std::int64_t)Lq) shape_error("digits must cover every row of idx_q");
+  return d;
+}
+
+void check_disjoint(const std::vector<std::size_t>& iq, const std::vector<std::size_t>& ip) {
+  std::vector<std::size_t> all = iq;
+  all.insert(all.end(), ip.begin(), ip.end());
+  for (std::size_t k = 0; k < all.size(); ++k)
+    for (std::size_t l = 0; l < k; ++l)
+      if (all[k] == all[l]) shape_error("idx_q and idx_p must be distinct primes");
+}
+
+// key: (D', 2, len(moduli), N) uint64 C-contiguous with D' >= D. Returns its pointer.
+const u64* check_key(const RnsContext& c, py::handle key, std::size_t D) {
+  if (!py::isinstance<py::array_t<std::uint64_t>>(key)) shape_error("key must be a numpy uint64 array");
+  py::array k = py::reinterpret_borrow<py::array>(key);
+  if (!(k.flags() & py::array::c_style)) shape_error("key must be C-contiguous");
+  if (k.ndim() != 4 || (std::size_t)k.shape(0) < D || k.shape(1) != 2 || (std::size_t)k.shape(2) != c.moduli.size() ||
+      (std::size_t)k.shape(3) != c.N)
+    shape_error("key must have shape (digits >= " + std::to_string(D) + ", 2, " + std::to_string(c.moduli.size()) +
+                ", " + std::to_string(c.N) + ") (rows indexed by prime index)");
+  return static_cast<const u64*>(k.data());
+}
+
+// add: None or (m, Lq, N) with m in {1, 2}
+const u64* check_add(const RnsContext& c, py::handle add, std::size_t Lq, std::size_t& m) {
+  m = 0;
+  if (add.is_none()) return nullptr;
+  Arr A = check_arr(add, "add", c.N, Lq, true, false);
+  if (A.ndim != 3 || A.batch < 1 || A.batch > 2) shape_error("add must have shape (1 or 2, len(idx_q), N)");
+  m = A.batch;
+  return A.ptr;
+}
+
+const char* kKsDoc =
+    "Fused hybrid key switching (NTT domain in and out), without ModDown: returns acc (2, len(idx_q)+len(idx_p), N)\n"
+    "over the basis idx_q ∪ idx_p with acc[c] = Σ_d ModUp_d(a) ⊙ key[d, c] (+ P·add[c] on the idx_q rows).\n"
+    "a: (len(idx_q), N); key: (≥D, 2, len(moduli), N), row r of key[d, c] belonging to prime index r;\n"
+    "digits: consecutive (start, end) ranges of positions in idx_q, digit d paired with key[d];\n"
+    "add: None or (1|2, len(idx_q), N). ModUp_d converts the digit's coefficients to every other prime\n"
+    "(fast basis conversion) and NTTs them. Rows are spread over the thread pool; the GIL is released.";
+
+}  // namespace
+}  // namespace wavis
+
+using namespace wavis;
+
+static void bind_ckks(py::module_& m) {
+  auto cls = py::reinterpret_borrow<py::class_<RnsContext>>(m.attr("RnsContext"));
+  cls.def("key_switch_ext", [](const RnsContext& c, py::handle a, py::handle key, py::handle idx_q, py::handle idx_p,
+                               py::handle digits, py::handle add) {
+        auto iq = parse_idx(idx_q, c.moduli.size(), "idx_q");
+        auto ip = parse_idx(idx_p, c.moduli.size(), "idx_p");
+        if (iq.empty() || ip.empty()) shape_error("idx_q and idx_p must not be empty");
+        check_disjoint(iq, ip);
+        Digits dg = parse_digits(digits, iq.size());
+        Arr A = check_arr(a, "a", c.N, iq.size(), false, false);
+        const u64* K = check_key(c, key, dg.count());
+        std::size_t am;
+        const u64* ad = check_add(c, add, iq.size(), am);
+        const std::size_t R = iq.size() + ip.size();
+        auto out = new_u64({2, (py::ssize_t)R, (py::ssize_t)c.N});
+        u64* o = out.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          KsPlan P(c, iq, ip, dg);
+          key_switch_ext(P, A.ptr, K, c.moduli.size(), ad, am, o);
+        }
+        return out;
+      }, py::arg("a"), py::arg("key"), py::arg("idx_q"), py::arg("idx_p"), py::arg("digits"),
+      py::arg("add") = py::none(), kKsDoc);
+  cls.def("ks_mod_up", [](const RnsContext& c, py::handle a, py::handle idx_q, py::handle idx_p, py::handle digits) {
+        auto iq = parse_idx(idx_q, c.moduli.size(), "idx_q");
+        auto ip = parse_idx(idx_p, c.moduli.size(), "idx_p");
+        if (iq.empty() || ip.empty()) shape_error("idx_q and idx_p must not be empty");
+        check_disjoint(iq, ip);
+        Digits dg = parse_digits(digits, iq.size());
+        Arr A = check_arr(a, "a", c.N, iq.size(), false, false);
+        const std::size_t R = iq.size() + ip.size();
+        auto out = new_u64({(py::ssize_t)dg.count(), (py::ssize_t)R, (py::ssize_t)c.N});
+        u64* o = out.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          KsPlan P(c, iq, ip, dg);
+          ks_mod_up(P, A.ptr, o);
+        }
+        return out;
+      }, py::arg("a"), py::arg("idx_q"), py::arg("idx_p"), py::arg("digits"),
+      "ModUp of every digit (NTT domain): a (len(idx_q), N) → (D, len(idx_q)+len(idx_p), N) over idx_q ∪ idx_p;\n"
+      "rows of digit d inside the digit are copied from a, the others are fast basis conversions of the\n"
+      "digit's coefficients, NTT'd. Shared by hoisted rotations (see ks_inner).");
+  cls.def("ks_inner", [](const RnsContext& c, py::handle exts, py::handle key, py::handle idx_q, py::handle idx_p,
+                         std::int64_t galois_elt, py::handle add) {
+        auto iq = parse_idx(idx_q, c.moduli.size(), "idx_q");
+        auto ip = parse_idx(idx_p, c.moduli.size(), "idx_p");
+        if (iq.empty() || ip.empty()) shape_error("idx_q and idx_p must not be empty");
+        check_disjoint(iq, ip);
+        const std::size_t R = iq.size() + ip.size();
+        Arr E = check_arr(exts, "exts", c.N, R, true, false);
+        if (E.ndim != 3) shape_error("exts must be 3-D (digits, len(idx_q)+len(idx_p), N)");
+        const std::size_t D = E.batch;
+        const u64* K = check_key(c, key, D);
+        std::size_t am;
+        const u64* ad = check_add(c, add, iq.size(), am);
+        const std::int64_t twoN = 2 * (std::int64_t)c.N;
+        const std::int64_t g = ((galois_elt % twoN) + twoN) % twoN;
+        if ((g & 1) == 0) shape_error("galois_elt must be odd, got " + std::to_string(galois_elt));
+        auto out = new_u64({2, (py::ssize_t)R, (py::ssize_t)c.N});
+        u64* o = out.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          Digits dg;  // unused by ks_inner except for sizes
+          dg.start.assign(1, 0);
+          dg.end.assign(1, iq.size());
+          KsPlan P(c, iq, ip, dg);
+          std::shared_ptr<const std::vector<std::uint32_t>> perm;
+          if (g != 1) perm = c.ntt_perm((u64)g);
+          ks_inner(P, E.ptr, D, K, c.moduli.size(), perm ? perm->data() : nullptr, ad, am, o);
+        }
+        return out;
+      }, py::arg("exts"), py::arg("key"), py::arg("idx_q"), py::arg("idx_p"), py::arg("galois_elt") = 1,
+      py::arg("add") = py::none(),
+      "Key-switching inner product of ModUp digits (from ks_mod_up) with key, NTT domain, no ModDown:\n"
+      "acc[c] = Σ_d aut_g(exts[d]) ⊙ key[d, c] (+ P·add[c] on the idx_q rows), (2, len(idx_q)+len(idx_p), N).\n"
+      "aut_g is the NTT-domain automorphism X → X^galois_elt (a permutation; 1 = none), fused into the read.");
+  cls.def("mod_down_ntt", [](const RnsContext& c, py::handle a, py::handle idx_q, py::handle idx_p) {
+        auto iq = parse_idx(idx_q, c.moduli.size(), "idx_q");
+        auto ip = parse_idx(idx_p, c.moduli.size(), "idx_p");
+        if (iq.empty() || ip.empty()) shape_error("idx_q and idx_p must not be empty");
+        check_disjoint(iq, ip);
+        Arr A = check_arr(a, "a", c.N, iq.size() + ip.size(), true, false);
+        std::vector<py::ssize_t> shape;
+        if (A.ndim == 3) shape.push_back((py::ssize_t)A.batch);
+        shape.push_back((py::ssize_t)iq.size());
+        shape.push_back((py::ssize_t)c.N);
+        auto out = new_u64(shape);
+        u64* o = out.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          mod_down_ntt(c, A.ptr, o, A.batch, iq, ip);
+        }
+        return out;
+      }, py::arg("a"), py::arg("idx_q"), py::arg("idx_p"),
+      "ModDown in the NTT domain with rounding: a (len(idx_q)+len(idx_p), N) or (batch, ..., N) over\n"
+      "idx_q then idx_p → round(a / P) - u over idx_q (P = ∏ idx_p, 0 <= u < len(idx_p)). Only the idx_p\n"
+      "rows are inverse-transformed. With idx_p = [q_l] this is exactly `rescale`.");
+}
+WAVIS_REGISTER_BINDINGS(20, bind_ckks);

@@ -1,0 +1,146 @@
+"""Fused key-switching kernels of the CPU core (key_switch_ext, ks_mod_up, ks_inner, mod_down_ntt)
+against the pure-protocol compositions in wavis.ckks.keyswitch (bit for bit), against big-int
+references, and the evaluator with and without the fused kernels (identical ciphertexts)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from wavis.backend.cpu import RnsContext, generate_ntt_primes
+from wavis.ckks import CkksParameters, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
+from wavis.ckks import keyswitch as ks
+from wavis.errors import ShapeError
+
+FUSED = ("key_switch_ext", "ks_mod_up", "ks_inner", "mod_down_ntt")
+
+
+class PlainCtx:
+    """The same context with the fused methods hidden (forces the protocol compositions)."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def __getattr__(self, name):
+        if name in FUSED:
+            raise AttributeError(name)
+        return getattr(self._ctx, name)
+
+
+def rows(rng, ctx, idx, batch=None):
+    shape = (len(idx), ctx.N) if batch is None else (batch, len(idx), ctx.N)
+    q = np.array([ctx.moduli[i] for i in idx], dtype=np.uint64)[:, None]
+    return (rng.integers(0, 2**63, size=shape, dtype=np.uint64) % q).astype(np.uint64)
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    n = 256
+    qs = generate_ntt_primes(50, 4, n) + generate_ntt_primes(30, 4, n) + generate_ntt_primes(61, 3, n)
+    return RnsContext(n, qs)
+
+
+CASES = [  # (idx_q, idx_p, digits)
+    ([0, 1, 2, 3, 4, 5, 6, 7], [8], [(i, i + 1) for i in range(8)]),
+    ([0, 4, 5, 6, 7], [8, 9], [(0, 2), (2, 4), (4, 5)]),
+    ([0, 1, 2, 3, 4, 5, 6, 7], [8, 9, 10], [(0, 3), (3, 6), (6, 8)]),
+    ([4, 5, 6], [8, 9], [(0, 3)]),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+@pytest.mark.parametrize("add_m", [0, 1, 2])
+def test_key_switch_matches_composition(ctx, case, add_m):
+    iq, ip, digits = CASES[case]
+    rng = np.random.default_rng(case * 10 + add_m)
+    plain = PlainCtx(ctx)
+    a = rows(rng, ctx, iq)
+    allidx = list(range(len(ctx.moduli)))
+    key = np.stack([np.stack([rows(rng, ctx, allidx) for _ in range(2)]) for _ in range(len(digits) + 1)])
+    add = np.ascontiguousarray(rows(rng, ctx, iq, batch=add_m)) if add_m else None
+    exts = ks.ks_mod_up(ctx, a, iq, ip, digits)
+    assert np.array_equal(exts, ks.ks_mod_up(plain, a, iq, ip, digits))
+    ref = ks.ks_inner(plain, exts, key, iq, ip, 1, add)
+    assert np.array_equal(ks.ks_inner(ctx, exts, key, iq, ip, 1, add), ref)
+    assert np.array_equal(ks.key_switch_ext(ctx, a, key, iq, ip, digits, add), ref)
+    for g in (5, 25, 2 * ctx.N - 1):
+        assert np.array_equal(ks.ks_inner(ctx, exts, key, iq, ip, g, add), ks.ks_inner(plain, exts, key, iq, ip, g, add))
+    assert np.array_equal(ks.mod_down_ntt(ctx, ref, iq, ip), ks.mod_down_ntt(plain, ref, iq, ip))
+    assert np.array_equal(ks.mod_down_ntt(ctx, ref[0], iq, ip), ks.mod_down_ntt(plain, ref[0], iq, ip))
+
+
+def test_mod_down_ntt_rounds(ctx):
+    """Coefficient domain: round(x / P) − u with 0 ≤ u < len(idx_p), for the CRT value x."""
+    rng = np.random.default_rng(3)
+    iq, ip = [0, 1, 5], [8, 9]
+    full = iq + ip
+    mods = [ctx.moduli[i] for i in full]
+    coeff = rows(rng, ctx, full)
+    a = coeff.copy()
+    ctx.ntt(a, full)
+    out = ks.mod_down_ntt(ctx, a, iq, ip)
+    ctx.intt(out, iq)
+    big_q = math.prod(mods)
+    big_p = math.prod(mods[len(iq):])
+    qq = math.prod(mods[: len(iq)])
+    for n in range(0, ctx.N, 17):
+        x = 0
+        for r, m in enumerate(mods):
+            mh = big_q // m
+            x += int(coeff[r, n]) * mh * pow(mh, -1, m)
+        x %= big_q
+        want = (x + big_p // 2) // big_p
+        got = [int(out[r, n]) for r in range(len(iq))]
+        ok = any(all((want - u - got[r]) % mods[r] == 0 for r in range(len(iq))) for u in range(len(ip)))
+        assert ok, (n, want % qq)
+
+
+def test_mod_down_ntt_one_prime_is_rescale(ctx):
+    rng = np.random.default_rng(4)
+    idx = [0, 1, 2, 5]
+    a = rows(rng, ctx, idx)
+    assert np.array_equal(ctx.mod_down_ntt(a, idx[:-1], idx[-1:]), ctx.rescale(a, idx))
+    b = rows(rng, ctx, idx, batch=2)
+    got = ctx.mod_down_ntt(b, idx[:-1], idx[-1:])
+    for i in range(2):
+        assert np.array_equal(got[i], ctx.rescale(b[i].copy(), idx))
+
+
+def test_bad_arguments(ctx):
+    a = ctx.zeros(3)
+    key = np.zeros((3, 2, len(ctx.moduli), ctx.N), dtype=np.uint64)
+    with pytest.raises(ShapeError):
+        ctx.key_switch_ext(a, key, [0, 1, 2], [8], [(0, 2)])  # digits do not cover idx_q
+    with pytest.raises(ShapeError):
+        ctx.key_switch_ext(a, key, [0, 1, 2], [2], [(0, 3)])  # idx_p overlaps idx_q
+    with pytest.raises(ShapeError):
+        ctx.key_switch_ext(a, key[:, :, :3], [0, 1, 2], [8], [(0, 3)])  # key rows
+    with pytest.raises(ShapeError):
+        ctx.key_switch_ext(a, key[:1], [0, 1, 2], [8], [(0, 1), (1, 2), (2, 3)])  # too few key digits
+    with pytest.raises(ShapeError):
+        ctx.ks_inner(ctx.zeros(4, batch=2), key, [0, 1, 2], [8], 4)  # even galois element
+    with pytest.raises(ShapeError):
+        ctx.mod_down_ntt(ctx.zeros(3), [0, 1, 2], [8])
+
+
+@pytest.mark.parametrize("dnum", [2, 3])
+def test_evaluator_fused_equals_composed(dnum):
+    params = CkksParameters(poly_degree=256, scale_bits=30, max_depth=4, security_level="testing", dnum=dnum)
+    kg = KeyGenerator(params, seed=bytes(32))
+    evk = kg.evaluation_keys(galois_steps=[1, 2, 3, 4, 5])
+    enc = Encoder(params)
+    ct = Encryptor(params, kg.public_key(), seed=bytes(range(32))).encrypt(enc.encode(np.linspace(-1, 1, 128)))
+    fast = Evaluator(params, evk)
+    slow = Evaluator(params, evk)
+    slow.ctx = PlainCtx(fast.ctx)
+    dec = Decryptor(params, kg.secret_key)
+    for f in (lambda e: e.multiply(ct, ct), lambda e: e.multiply(ct, ct, rescale=False),
+              lambda e: e.relinearize(e.multiply(ct, ct, relinearize=False, rescale=False)),
+              lambda e: e.rescale(e.multiply(ct, ct, rescale=False)),
+              lambda e: e.rotate(ct, 3), lambda e: e.rotate(ct, 7), lambda e: e.rotate_many(ct, [1, 3, 5])[5]):
+        x, y = f(fast), f(slow)
+        assert np.array_equal(x.data, y.data) and x.level == y.level and x.scale == y.scale
+    got = enc.decode(dec.decrypt(fast.multiply(ct, ct))).real
+    assert np.max(np.abs(got - np.linspace(-1, 1, 128) ** 2)) < 1e-3
