@@ -108,7 +108,8 @@ class Encoder:
         slots[: arr.size] = arr
         coeffs = np.rint(self.embed_inverse(slots) * scale)
         peak = float(np.max(np.abs(coeffs))) if coeffs.size else 0.0
-        limit = min(_MAX_COEFF, float(math.prod(p.moduli[: level + 1])) / 2)
+        q_level = math.prod(p.moduli[: level + 1])
+        limit = _MAX_COEFF if q_level.bit_length() > 64 else min(_MAX_COEFF, q_level / 2)
         if not np.isfinite(peak) or peak >= limit:
             raise EncodingError(
                 f"values × scale overflow the coefficient range (max |coefficient| ≈ 2^{np.log2(max(peak, 1)):.1f}); "
