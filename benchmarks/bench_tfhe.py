@@ -1,0 +1,160 @@
+"""TFHE gate benchmark: per-gate latency (1 thread), batched throughput (1 and 2 threads) for
+each preset, side by side with OpenFHE binfhe run from its own venv (benchmarks/.venv-openfhe,
+Python 3.10: ``~/.pyenv/versions/3.10.13/bin/python -m venv benchmarks/.venv-openfhe &&
+benchmarks/.venv-openfhe/bin/pip install openfhe``).
+
+    .venv/bin/python benchmarks/bench_tfhe.py [--reps 20] [--batch 64] [--failure-gates 100000]
+        [--no-openfhe] [--out benchmarks/results/tfhe_cpu.json]
+
+Prints a table and writes JSON. ``--failure-gates`` additionally evaluates that many gates on
+fast_128 (random ops, inputs carrying a bootstrap's output noise) and counts wrong outputs.
+OpenFHE runs with OMP_NUM_THREADS=1 (its OpenMP threads oversubscribe a 2-core machine and
+make each gate ~30x slower otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+from wavis import tfhe  # noqa: E402
+from wavis.tfhe import noise, serialize  # noqa: E402
+
+OPENFHE_SETS = [("STD128", "GINX"), ("STD128_AP", "AP"), ("STD128Q", "GINX"), ("STD128_LMKCDEY", "LMKCDEY")]
+
+
+def bench_preset(name: str, reps: int, batch: int) -> dict:
+    t0 = time.perf_counter()
+    ck, sk = tfhe.keygen(name)
+    keygen_s = time.perf_counter() - t0
+    blob = serialize.dumps(sk)
+    t0 = time.perf_counter()
+    sk = serialize.load_server_key(blob).prepare()
+    load_s = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    a, b = ck.encrypt(True), ck.encrypt(False)
+    sk.gate("NAND", a, b)
+    lat, cpu = [], []
+    for _ in range(reps):
+        t, c = time.perf_counter(), time.thread_time()
+        sk.gate("NAND", a, b)  # one thread: runs in this thread
+        lat.append(time.perf_counter() - t)
+        cpu.append(time.thread_time() - c)
+    res = {"preset": name, "n": sk.params.n, "k": sk.params.k, "big_n": sk.params.big_n,
+           "pbs": [sk.params.pbs_base_log, sk.params.pbs_level], "ks": [sk.params.ks_base_log, sk.params.ks_level],
+           "p_fail_log2": noise.p_fail_log2(sk.params), "p_fail_log2_generic_model": noise.p_fail_log2(sk.params, "generic"),
+           "keygen_s": keygen_s, "server_key_bytes": len(blob), "server_key_load_s": load_s,
+           "expanded_key_bytes": sk.memory_bytes,
+           "ms_per_gate_1thread": 1000 * statistics.median(lat), "ms_per_gate_1thread_min": 1000 * min(lat),
+           "cpu_ms_per_gate_1thread": 1000 * statistics.median(cpu)}
+    A, B = ck.encrypt(rng.random(batch) > 0.5), ck.encrypt(rng.random(batch) > 0.5)
+    c = time.thread_time()
+    sk.evaluate_batch("NAND", A, B, threads=1)
+    res[f"cpu_ms_per_gate_batch{batch}_1thread"] = 1000 * (time.thread_time() - c) / batch
+    for threads in (1, 2):
+        m = batch * threads
+        A, B = ck.encrypt(rng.random(m) > 0.5), ck.encrypt(rng.random(m) > 0.5)
+        best = float("inf")
+        for _ in range(2):
+            t = time.perf_counter()
+            out = sk.evaluate_batch("NAND", A, B, threads=threads)
+            best = min(best, time.perf_counter() - t)
+        assert len(out) == m
+        res[f"batch{m}_ms_per_gate_{threads}threads"] = 1000 * best / m
+        res[f"gates_per_s_{threads}threads"] = m / best
+    return res
+
+
+def failure_count(gates: int, chunk: int = 2048) -> dict:
+    ck, sk = tfhe.keygen("fast_128")
+    rng = np.random.default_rng(1)
+    ops = ["NAND", "AND", "OR", "XOR", "NOR", "XNOR", "MUX"]
+    fn = {"NAND": lambda a, b, s: ~(a & b), "AND": lambda a, b, s: a & b, "OR": lambda a, b, s: a | b,
+          "XOR": lambda a, b, s: a ^ b, "NOR": lambda a, b, s: ~(a | b), "XNOR": lambda a, b, s: ~(a ^ b),
+          "MUX": lambda a, b, s: np.where(s, a, b)}
+    done = fails = boots = 0
+    worst = 0.0
+    t0 = time.perf_counter()
+    while done < gates:
+        m = min(chunk, gates - done)
+        a, b, s = (rng.random(m) > 0.5 for _ in range(3))
+        x = ck.encrypt(np.concatenate([a, b]))
+        x = sk.evaluate_batch("AND", x, x)  # inputs with a bootstrap's output noise
+        opl = [ops[i] for i in rng.integers(0, len(ops), m)]
+        out = sk.evaluate_batch(opl, x[:m], x[m:], ck.encrypt(s))
+        want = np.array([fn[o](a[i], b[i], s[i]) for i, o in enumerate(opl)], dtype=bool)
+        fails += int(np.sum(ck.decrypt(out) != want))
+        worst = max(worst, float(np.abs(ck.phase(out) - np.where(want, 1 / 8, -1 / 8)).max()))
+        boots += 2 * m + sum(tfhe.bootstraps(o) for o in opl)
+        done += m
+    return {"preset": "fast_128", "gates": done, "bootstraps": boots, "failures": fails,
+            "max_abs_error": worst, "margin": 0.125, "seconds": time.perf_counter() - t0}
+
+
+def bench_openfhe(reps: int) -> list[dict]:
+    py = ROOT / ".venv-openfhe" / "bin" / "python"
+    if not py.exists():
+        print("OpenFHE venv missing (benchmarks/.venv-openfhe); skipping", file=sys.stderr)
+        return []
+    out = []
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for pset, method in OPENFHE_SETS:
+        try:
+            r = subprocess.run([str(py), str(ROOT / "openfhe_binfhe_gate.py"), pset, method, str(reps)],
+                               capture_output=True, text=True, timeout=900, env=env)
+            out.append(json.loads(r.stdout.strip().splitlines()[-1]))
+        except Exception as e:  # keep the benchmark going
+            out.append({"paramset": pset, "method": method, "error": str(e)[:200]})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--openfhe-reps", type=int, default=10)
+    ap.add_argument("--failure-gates", type=int, default=0)
+    ap.add_argument("--no-openfhe", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "results" / "tfhe_cpu.json"))
+    args = ap.parse_args()
+    res = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                       "python": platform.python_version(), "loadavg_at_start": os.getloadavg()},
+           "wavis": [bench_preset(p, args.reps, args.batch) for p in tfhe.PUBLIC_PRESETS]}
+    res["openfhe"] = [] if args.no_openfhe else bench_openfhe(args.openfhe_reps)
+    if args.failure_gates:
+        res["failure_run"] = failure_count(args.failure_gates)
+    # speed-up from the least-disturbed samples (minimum per-gate time) of both libraries: on a
+    # shared machine averages mostly measure the other tenants
+    std = next((o["min_ms_per_gate"] for o in res["openfhe"] if o.get("paramset") == "STD128" and "min_ms_per_gate" in o), None)
+    print(f"{'library / preset':34s} {'ms/gate 1T':>10s} {'min ms 1T':>10s} {'CPU ms batch':>12s} {'gates/s 2T':>11s} {'vs STD128 (min)':>16s}")
+    for r in res["wavis"]:
+        sp = f"{std / r['ms_per_gate_1thread_min']:.1f}x" if std else "-"
+        b1 = r[f"cpu_ms_per_gate_batch{args.batch}_1thread"]
+        print(f"{'wavis ' + r['preset']:34s} {r['ms_per_gate_1thread']:10.2f} {r['ms_per_gate_1thread_min']:10.2f} {b1:12.2f} {r['gates_per_s_2threads']:11.1f} {sp:>16s}")
+        r["speedup_vs_openfhe_std128_min"] = std / r["ms_per_gate_1thread_min"] if std else None
+    for o in res["openfhe"]:
+        if "ms_per_gate" in o:
+            print(f"{'openfhe ' + o['paramset'] + ' (' + o['method'] + ')':34s} {o['ms_per_gate']:10.2f} {o['min_ms_per_gate']:10.2f} {'-':>12s} {1000 / o['ms_per_gate']:11.1f} {'':>16s}")
+        else:
+            print(f"openfhe {o['paramset']}: {o.get('error')}")
+    if "failure_run" in res:
+        print("failure run:", res["failure_run"])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
