@@ -14,6 +14,7 @@
 // Alg. 1–2); Halevi–Shoup, CRYPTO 2018 §5 (hoisting); Kim–Jung–Park–Ahn, "Over 100x faster
 // bootstrapping", 2021 §3 (NTT-domain ModDown, fused rescale); Bajard–Eynard–Hasan–Zucca SAC
 // 2016 (fast basis conversion).
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -134,11 +135,16 @@ struct Acc {
     const std::size_t N = a0.size();
     u128* x0 = a0.data();
     u128* x1 = a1.data();
-    if (perm) {
-      for (std::size_t n = 0; n < N; ++n) {
-        const u64 v = src[perm[n]];
-        x0[n] += (u128)v * k0[n];
-        x1[n] += (u128)v * k1[n];
+    if (perm) {  // gather a block into L1 first, then a sequential multiply-accumulate
+      constexpr std::size_t B = 512;
+      u64 g[B];
+      for (std::size_t n0 = 0; n0 < N; n0 += B) {
+        const std::size_t nb = std::min(B, N - n0);
+        for (std::size_t n = 0; n < nb; ++n) g[n] = src[perm[n0 + n]];
+        for (std::size_t n = 0; n < nb; ++n) {
+          x0[n0 + n] += (u128)g[n] * k0[n0 + n];
+          x1[n0 + n] += (u128)g[n] * k1[n0 + n];
+        }
       }
     } else {
       for (std::size_t n = 0; n < N; ++n) {

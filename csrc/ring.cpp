@@ -166,107 +166,33 @@ WAVIS_AVX512 inline __m512i shoup_lazy8(__m512i x, __m512i w, __m512i wp, __m512
 // x >= m ? x - m : x  (x < 2m)
 WAVIS_AVX512 inline __m512i csub8(__m512i x, __m512i m) { return _mm512_min_epu64(x, _mm512_sub_epi64(x, m)); }
 
-WAVIS_AVX512 void ntt_forward_avx512(u64* a, const NttTable& t, std::size_t N) {
-  const u64 q = t.mod.q, two_q = 2 * q;
-  const u64* W = t.psi_rev.data();
-  const u64* Wp = t.psi_rev_shoup.data();
-  const __m512i Q = _mm512_set1_epi64((long long)q), Q2 = _mm512_set1_epi64((long long)two_q);
-  std::size_t tt = N;
-  for (std::size_t m = 1; m < N; m <<= 1) {
-    tt >>= 1;
-    if (tt >= 8) {
-      for (std::size_t i = 0; i < m; ++i) {
-        const __m512i w = _mm512_set1_epi64((long long)W[m + i]);
-        const __m512i wp = _mm512_set1_epi64((long long)Wp[m + i]);
-        const __m512i wph = _mm512_set1_epi64((long long)(Wp[m + i] >> 32));
-        u64* x = a + 2 * i * tt;
-        u64* y = x + tt;
-        for (std::size_t j = 0; j < tt; j += 8) {
-          __m512i u = csub8(_mm512_loadu_si512(x + j), Q2);
-          __m512i v = shoup_lazy8(_mm512_loadu_si512(y + j), w, wp, wph, Q);
-          _mm512_storeu_si512(x + j, _mm512_add_epi64(u, v));
-          _mm512_storeu_si512(y + j, _mm512_add_epi64(_mm512_sub_epi64(u, v), Q2));
-        }
-      }
-    } else {
-      for (std::size_t i = 0; i < m; ++i) {
-        const u64 w = W[m + i], wp = Wp[m + i];
-        u64* x = a + 2 * i * tt;
-        u64* y = x + tt;
-        for (std::size_t j = 0; j < tt; ++j) {
-          u64 u = x[j];
-          u = u >= two_q ? u - two_q : u;
-          u64 v = mul_shoup_lazy(y[j], w, wp, q);
-          x[j] = u + v;
-          y[j] = u - v + two_q;
-        }
-      }
-    }
-  }
-  for (std::size_t j = 0; j < N; j += 8) {
-    __m512i v = _mm512_loadu_si512(a + j);
-    _mm512_storeu_si512(a + j, csub8(csub8(v, Q2), Q));
-  }
-}
-
-WAVIS_AVX512 void ntt_inverse_avx512(u64* a, const NttTable& t, std::size_t N) {
-  const u64 q = t.mod.q, two_q = 2 * q;
-  const u64* W = t.ipsi_rev.data();
-  const u64* Wp = t.ipsi_rev_shoup.data();
-  const __m512i Q = _mm512_set1_epi64((long long)q), Q2 = _mm512_set1_epi64((long long)two_q);
-  std::size_t tt = 1;
-  for (std::size_t m = N; m > 2; m >>= 1) {
-    const std::size_t h = m >> 1;
-    if (tt >= 8) {
-      for (std::size_t i = 0; i < h; ++i) {
-        const __m512i w = _mm512_set1_epi64((long long)W[h + i]);
-        const __m512i wp = _mm512_set1_epi64((long long)Wp[h + i]);
-        const __m512i wph = _mm512_set1_epi64((long long)(Wp[h + i] >> 32));
-        u64* x = a + 2 * i * tt;
-        u64* y = x + tt;
-        for (std::size_t j = 0; j < tt; j += 8) {
-          __m512i u = _mm512_loadu_si512(x + j), v = _mm512_loadu_si512(y + j);
-          _mm512_storeu_si512(x + j, csub8(_mm512_add_epi64(u, v), Q2));
-          __m512i d = _mm512_add_epi64(_mm512_sub_epi64(u, v), Q2);
-          _mm512_storeu_si512(y + j, shoup_lazy8(d, w, wp, wph, Q));
-        }
-      }
-    } else {
-      for (std::size_t i = 0; i < h; ++i) {
-        const u64 w = W[h + i], wp = Wp[h + i];
-        u64* x = a + 2 * i * tt;
-        u64* y = x + tt;
-        for (std::size_t j = 0; j < tt; ++j) {
-          u64 u = x[j], v = y[j];
-          u64 s = u + v;
-          x[j] = s >= two_q ? s - two_q : s;
-          y[j] = mul_shoup_lazy(u - v + two_q, w, wp, q);
-        }
-      }
-    }
-    tt <<= 1;
-  }
-  const u64 ni = t.n_inv, nip = t.n_inv_shoup;
-  const u64 wn = mul_mod_slow(W[1], ni, q), wnp = shoup_precompute(wn, q);
-  const __m512i NI = _mm512_set1_epi64((long long)ni), NIP = _mm512_set1_epi64((long long)nip),
-                NIPH = _mm512_set1_epi64((long long)(nip >> 32));
-  const __m512i WN = _mm512_set1_epi64((long long)wn), WNP = _mm512_set1_epi64((long long)wnp),
-                WNPH = _mm512_set1_epi64((long long)(wnp >> 32));
-  u64* x = a;
-  u64* y = a + tt;
-  for (std::size_t j = 0; j < tt; j += 8) {
-    __m512i u = _mm512_loadu_si512(x + j), v = _mm512_loadu_si512(y + j);
-    __m512i s = _mm512_add_epi64(u, v);
-    __m512i d = _mm512_add_epi64(_mm512_sub_epi64(u, v), Q2);
-    _mm512_storeu_si512(x + j, csub8(shoup_lazy8(s, NI, NIP, NIPH, Q), Q));
-    _mm512_storeu_si512(y + j, csub8(shoup_lazy8(d, WN, WNP, WNPH, Q), Q));
-  }
-}
 }  // namespace
+
+#define WAVIS_NTT_NAME(x) x##_avx512
+#define WAVIS_NTT_ATTR WAVIS_AVX512
+#define WAVIS_NTT_MULW return shoup_lazy8(x, w, wp, _mm512_srli_epi64(wp, 32), Q);
+#include "ring_ntt_simd.hpp"
+#undef WAVIS_NTT_NAME
+#undef WAVIS_NTT_ATTR
+#undef WAVIS_NTT_MULW
+
+// IFMA (vpmadd52{lo,hi}uq) for q < 2^50: 52-bit Shoup companions floor(w·2^52/q); x < 4q < 2^52.
+#define WAVIS_NTT_NAME(x) x##_ifma
+#define WAVIS_NTT_ATTR __attribute__((target("avx512f,avx512dq,avx512ifma")))
+#define WAVIS_NTT_MULW                                                                          \
+  const __m512i z = _mm512_setzero_si512();                                                     \
+  __m512i qh = _mm512_madd52hi_epu64(z, x, wp);                                                 \
+  __m512i r = _mm512_sub_epi64(_mm512_madd52lo_epu64(z, x, w), _mm512_madd52lo_epu64(z, qh, Q)); \
+  return _mm512_and_si512(r, _mm512_set1_epi64((1LL << 52) - 1));
+#include "ring_ntt_simd.hpp"
+#undef WAVIS_NTT_NAME
+#undef WAVIS_NTT_ATTR
+#undef WAVIS_NTT_MULW
 #endif
 
 namespace {
 std::atomic<int> g_simd{-1};  // -1: not decided yet
+std::atomic<int> g_ifma{-1};
 bool simd_enabled() {
   int v = g_simd.load(std::memory_order_relaxed);
   if (v < 0) {
@@ -278,6 +204,25 @@ bool simd_enabled() {
     if (const char* s = std::getenv("WAVIS_SIMD"))
       if (s[0] == '0') v = 0;
     g_simd.store(v);
+  }
+  return v == 1;
+}
+bool cpu_has_ifma() {
+#ifdef WAVIS_HAVE_AVX512_KERNELS
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512ifma");
+#else
+  return false;
+#endif
+}
+bool ifma_enabled() {
+  int v = g_ifma.load(std::memory_order_relaxed);
+  if (v < 0) {
+    v = cpu_has_ifma();
+    if (const char* s = std::getenv("WAVIS_IFMA"))
+      if (s[0] == '0') v = 0;
+    g_ifma.store(v);
   }
   return v == 1;
 }
@@ -297,18 +242,34 @@ bool set_simd(bool on) {
   return prev;
 }
 
+bool set_ifma(bool on) {
+  bool prev = ifma_enabled();
+  g_ifma.store(on && cpu_has_ifma() ? 1 : 0);
+  return prev;
+}
+
 static void ntt_forward_scalar(u64* a, const NttTable& t, std::size_t N);
 static void ntt_inverse_scalar(u64* a, const NttTable& t, std::size_t N);
 
 void ntt_forward(u64* a, const NttTable& t, std::size_t N) {
 #ifdef WAVIS_HAVE_AVX512_KERNELS
-  if (N >= 16 && simd_enabled()) return ntt_forward_avx512(a, t, N);
+  if (N >= 16 && simd_enabled()) {
+    if (!t.psi_rev_shoup52.empty() && ifma_enabled())
+      return ntt_fwd_ifma(a, t.psi_rev.data(), t.psi_rev_shoup52.data(), t.mod.q, N);
+    return ntt_fwd_avx512(a, t.psi_rev.data(), t.psi_rev_shoup.data(), t.mod.q, N);
+  }
 #endif
   ntt_forward_scalar(a, t, N);
 }
 void ntt_inverse(u64* a, const NttTable& t, std::size_t N) {
 #ifdef WAVIS_HAVE_AVX512_KERNELS
-  if (N >= 16 && simd_enabled()) return ntt_inverse_avx512(a, t, N);
+  if (N >= 16 && simd_enabled()) {
+    if (!t.ipsi_rev_shoup52.empty() && ifma_enabled())
+      return ntt_inv_ifma(a, t.ipsi_rev.data(), t.ipsi_rev_shoup52.data(), t.mod.q, N, t.n_inv, t.n_inv_shoup52,
+                          t.wn_inv, t.wn_inv_shoup52);
+    return ntt_inv_avx512(a, t.ipsi_rev.data(), t.ipsi_rev_shoup.data(), t.mod.q, N, t.n_inv, t.n_inv_shoup,
+                          t.wn_inv, t.wn_inv_shoup);
+  }
 #endif
   ntt_inverse_scalar(a, t, N);
 }
@@ -442,6 +403,19 @@ RnsContext::RnsContext(std::size_t N_, const std::vector<u64>& moduli_) : N(N_),
     }
     t.n_inv = inv_mod(N % q, q);
     t.n_inv_shoup = shoup_precompute(t.n_inv, q);
+    t.wn_inv = mul_mod_slow(t.ipsi_rev[N > 1 ? 1 : 0], t.n_inv, q);
+    t.wn_inv_shoup = shoup_precompute(t.wn_inv, q);
+    if (q < (u64(1) << 50)) {  // 52-bit Shoup companions for the IFMA kernels
+      auto s52 = [q](u64 w) { return (u64)(((u128)w << 52) / q); };
+      t.psi_rev_shoup52.resize(N);
+      t.ipsi_rev_shoup52.resize(N);
+      for (std::size_t k = 0; k < N; ++k) {
+        t.psi_rev_shoup52[k] = s52(t.psi_rev[k]);
+        t.ipsi_rev_shoup52[k] = s52(t.ipsi_rev[k]);
+      }
+      t.n_inv_shoup52 = s52(t.n_inv);
+      t.wn_inv_shoup52 = s52(t.wn_inv);
+    }
   }
 }
 
@@ -630,6 +604,9 @@ Longa–Naehrig 2016), ψ = the minimal primitive 2N-th root of unity; fast basi
 using namespace wavis;
 
 static void bind_ring(py::module_& m) {
+  m.def("_set_ifma", &wavis::set_ifma, py::arg("enabled"),
+        "Enable/disable the AVX-512 IFMA NTT kernels (primes < 2^50, CPUs with avx512ifma); returns the\n"
+        "previous state. For tests and benchmarks; env WAVIS_IFMA=0 disables them at start-up.");
   m.def("_set_simd", &wavis::set_simd, py::arg("enabled"),
         "Enable/disable the AVX-512 kernels (when the CPU has them); returns the previous state.\n"
         "For tests and benchmarks; env WAVIS_SIMD=0 disables them at start-up.");

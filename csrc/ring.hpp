@@ -50,6 +50,10 @@ struct NttTable {
   std::vector<u64> psi_rev, psi_rev_shoup;    // psi^{bitrev(k)}, k < N
   std::vector<u64> ipsi_rev, ipsi_rev_shoup;  // psi^{-bitrev(k)}, k < N
   u64 n_inv = 0, n_inv_shoup = 0;
+  u64 wn_inv = 0, wn_inv_shoup = 0;  // ψ^{-bitrev(1)}·N^{-1} (last inverse stage)
+  // q < 2^50 only (else empty / 0): floor(w·2^52/q) companions for the IFMA kernels
+  std::vector<u64> psi_rev_shoup52, ipsi_rev_shoup52;
+  u64 n_inv_shoup52 = 0, wn_inv_shoup52 = 0;
 };
 
 // Forward negacyclic NTT (Cooley–Tukey, Harvey lazy butterflies, output bit-reversed),
@@ -60,6 +64,8 @@ void ntt_inverse(u64* a, const NttTable& t, std::size_t N);
 
 // Enable/disable the AVX-512 NTT kernels (runtime-dispatched); returns the previous state.
 bool set_simd(bool on);
+// Enable/disable the IFMA (52-bit) NTT kernels used for primes < 2^50; returns the previous state.
+bool set_ifma(bool on);
 
 // Fast basis conversion constants for (in, out) prime-index lists (RnsContext::bconv_table).
 struct BConvTable {

@@ -336,14 +336,17 @@ def test_bad_idx_and_misc(small_ctx):
         small_ctx.twiddles(5)
 
 
-@pytest.mark.parametrize("N", [16, 32, 1024, 8192])
-def test_simd_and_portable_ntt_agree(N):
-    ctx = ctx_for(N, [61, 50, 31])
-    idx = [0, 1, 2]
+@pytest.mark.parametrize("N", [16, 32, 64, 1024, 8192])
+@pytest.mark.parametrize("ifma", [False, True])
+def test_simd_and_portable_ntt_agree(N, ifma):
+    """AVX-512 kernels (64-bit Shoup, and IFMA 52-bit for primes < 2^50) vs the portable ones."""
+    ctx = ctx_for(N, [61, 50, 49, 40, 31])
+    idx = [0, 1, 2, 3, 4]
     rng = np.random.default_rng(N + 1)
     a = rand_rows(rng, ctx, idx)
     a[:, :3] = np.array([ctx.moduli[i] - 1 for i in idx], dtype=np.uint64)[:, None]
     prev = _core._set_simd(False)
+    prev_ifma = _core._set_ifma(ifma)  # no-op on CPUs without IFMA
     try:
         x = a.copy()
         ctx.ntt(x, idx)
@@ -356,5 +359,6 @@ def test_simd_and_portable_ntt_agree(N):
         ctx.intt(y2, idx)
     finally:
         _core._set_simd(prev)
+        _core._set_ifma(prev_ifma)
     assert np.array_equal(x, x2)
     assert np.array_equal(y, y2) and np.array_equal(y, a)
