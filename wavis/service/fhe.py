@@ -160,28 +160,169 @@ def b64encode(blob: bytes) -> str:
     return serialize.b64encode(blob)
 
 
-# Operations built so far. The router knows every operation of API.md; the rest answer 501.
-BINARY_OPS = {"add", "multiply"}
-UNARY_OPS: set[str] = set()
-ALL_OPERATIONS = {
-    "add", "subtract", "multiply", "add-plain", "multiply-plain", "negate", "rescale", "rotate",
-    "conjugate", "matmul", "poly-eval", "bootstrap", "sum", "inner-product",
-}
+# Operations of API.md "Compute (CKKS)". The router knows every name; ``NOT_BUILT`` answer 501.
+BINARY_OPS = {"add", "subtract", "multiply", "inner-product"}
+UNARY_OPS = {"negate", "rescale", "conjugate", "sum", "add-plain", "multiply-plain", "rotate", "matmul", "poly-eval"}
+NOT_BUILT = {"bootstrap"}
+ALL_OPERATIONS = BINARY_OPS | UNARY_OPS | NOT_BUILT
 COST_UNITS = {
     "add": 1, "subtract": 1, "negate": 1, "rescale": 1, "add-plain": 1, "conjugate": 1,
     "multiply-plain": 2, "multiply": 5, "rotate": 5, "sum": 10, "inner-product": 10, "poly-eval": 10,
     "matmul": 20, "bootstrap": 50,
 }
 JPY_PER_UNIT = 0.10
+MAX_POLY_COEFFS = 65  # degree ≤ 64
+MIN_RESCALED_SCALE_BITS = 10  # a rescale that would leave a smaller scale is refused (precision gone)
 
 
-def compute(operation: str, params: Any, evaluator: Any, blobs: list[bytes]) -> CiphertextInfo:
+def _finite_vector(values: Any, name: str, slots: int):
+    """float64 vector of at most ``slots`` finite values (EncodingError → 400 otherwise)."""
+    import numpy as np  # noqa: PLC0415
+    from wavis.errors import EncodingError  # noqa: PLC0415
+
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if arr.size > slots:
+        raise EncodingError(f"{name} has {arr.size} values; the key has {slots} slots",
+                            field=name, count=int(arr.size), slots=slots)
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise EncodingError(f"{name} must be finite (no NaN or infinity); first bad index {int(bad[0])}",
+                            field=name, index=int(bad[0]))
+    return arr
+
+
+def _matrix(rows: Any, slots: int):
+    import numpy as np  # noqa: PLC0415
+    from wavis.errors import EncodingError, ShapeError  # noqa: PLC0415
+
+    widths = {len(r) for r in rows}
+    if len(widths) != 1:
+        raise ShapeError("matrix rows must all have the same length", row_lengths=sorted(widths)[:8])
+    m = np.asarray(rows, dtype=np.float64)
+    if m.shape[0] > slots or m.shape[1] > slots:
+        raise ShapeError(f"matrix {m.shape[0]}×{m.shape[1]} is larger than the key's {slots} slots",
+                         rows=int(m.shape[0]), cols=int(m.shape[1]), slots=slots)
+    if not np.all(np.isfinite(m)):
+        raise EncodingError("matrix entries must be finite (no NaN or infinity)", field="matrix")
+    return m
+
+
+def _unavailable_steps(evaluator: Any, steps: list[int]) -> list[int]:
+    """The rotation steps neither a Galois key nor a composition of available keys realises."""
+    from wavis.errors import MissingRotationKeyError  # noqa: PLC0415
+
+    missing = []
+    for st in steps:
+        try:
+            evaluator.rotation_plan(st)
+        except MissingRotationKeyError:
+            missing.append(st)
+    return missing
+
+
+def _require_steps(evaluator: Any, steps: list[int], what: str) -> None:
+    from wavis.errors import MissingRotationKeyError  # noqa: PLC0415
+
+    missing = _unavailable_steps(evaluator, steps)
+    if missing:
+        raise MissingRotationKeyError(
+            f"{what} needs Galois keys for rotation steps {missing} (no key, and no composition from the "
+            f"available keys); upload evaluation keys with those steps or with every power of two",
+            steps=missing, required_steps=steps,
+        )
+
+
+def sum_steps(slots: int) -> list[int]:
+    return [1 << i for i in range(max(0, slots.bit_length() - 1))]
+
+
+def matmul_info(params: Any, evaluator: Any, rows: int, cols: int) -> dict[str, Any]:
+    """Galois steps a rows × cols matmul needs under this key, which are missing, and
+    whether the missing ones can be composed from the key's other Galois keys."""
+    from wavis.ckks.keys import galois_element  # noqa: PLC0415
+    from wavis.ckks.linalg import matmul_galois_steps  # noqa: PLC0415
+
+    slots = int(params.slot_count)
+    required = matmul_galois_steps(rows, cols, slots)
+    keys = evaluator.eval_keys.galois_keys if evaluator.eval_keys is not None else {}
+    missing = [s for s in required if galois_element(s, int(params.poly_degree)) not in keys]
+    unavailable = _unavailable_steps(evaluator, missing)
+    return dict(rows=rows, cols=cols, galois_steps_required=required, galois_steps_missing=missing,
+                composable=not unavailable, ready=not unavailable)
+
+
+def compute(operation: str, params: Any, evaluator: Any, blobs: list[bytes],
+            args: dict[str, Any] | None = None) -> CiphertextInfo:
+    """Run one CKKS operation on serialized operands; ``args`` holds the operation's own
+    request fields (plain_operand, steps, matrix, polynomial_coeffs, basis, interval)."""
     ckks, serialize = _ckks()
+    from wavis.errors import ParameterError  # noqa: PLC0415
+
+    args = args or {}
     cts = [serialize.loads(b, expected_type=ckks.Ciphertext, params=params) for b in blobs]
+    ev = evaluator
+    slots = int(params.slot_count)
     if operation == "add":
-        out = evaluator.add(cts[0], cts[1])
+        out = ev.add(cts[0], cts[1])
+    elif operation == "subtract":
+        out = ev.subtract(cts[0], cts[1])
     elif operation == "multiply":
-        out = evaluator.multiply(cts[0], cts[1])
+        out = ev.multiply(cts[0], cts[1])
+    elif operation == "negate":
+        out = ev.negate(cts[0])
+    elif operation == "add-plain":
+        out = ev.add_plain(cts[0], _finite_vector(args["plain_operand"], "plain_operand", slots))
+    elif operation == "multiply-plain":
+        out = ev.multiply_plain(cts[0], _finite_vector(args["plain_operand"], "plain_operand", slots))
+    elif operation == "rescale":
+        ct = cts[0]
+        if ct.level == 0:
+            from wavis.errors import DepthExhaustedError  # noqa: PLC0415
+
+            raise DepthExhaustedError("cannot rescale a ciphertext at level 0", level=0)
+        after = ct.scale / float(params.moduli[ct.level])
+        if after < 2.0 ** MIN_RESCALED_SCALE_BITS:
+            raise ParameterError(
+                f"rescaling would leave scale 2^{math.log2(after):.1f}, below 2^{MIN_RESCALED_SCALE_BITS}; "
+                "this ciphertext is already rescaled (multiply rescales by itself)",
+                scale_bits=round(math.log2(ct.scale), 6), result_scale_bits=round(math.log2(after), 6),
+                min_scale_bits=MIN_RESCALED_SCALE_BITS,
+            )
+        out = ev.rescale(ct)
+    elif operation == "rotate":
+        out = ev.rotate(cts[0], int(args["steps"]))
+    elif operation == "conjugate":
+        out = ev.conjugate(cts[0])
+    elif operation == "sum":
+        _require_steps(ev, sum_steps(slots), "sum")
+        out = ev.sum_slots(cts[0])
+    elif operation == "inner-product":
+        _require_steps(ev, sum_steps(slots), "inner-product")
+        out = ev.inner_product(cts[0], cts[1])
+    elif operation == "matmul":
+        from wavis.ckks.linalg import matmul  # noqa: PLC0415
+
+        m = _matrix(args["matrix"], slots)  # ShapeError / EncodingError before any key check
+        info = matmul_info(params, ev, int(m.shape[0]), int(m.shape[1]))
+        if not info["ready"]:
+            _require_steps(ev, info["galois_steps_missing"], f"a {m.shape[0]}×{m.shape[1]} matmul")
+        out = matmul(ev, m, cts[0])
+    elif operation == "poly-eval":
+        from wavis.ckks.polynomial import evaluate_polynomial  # noqa: PLC0415
+
+        coeffs = args["polynomial_coeffs"]
+        if len(coeffs) > MAX_POLY_COEFFS:
+            raise ParameterError(f"at most {MAX_POLY_COEFFS} coefficients (degree 64), got {len(coeffs)}",
+                                 field="polynomial_coeffs", count=len(coeffs))
+        coeffs = _finite_vector(coeffs, "polynomial_coeffs", MAX_POLY_COEFFS)
+        basis = args.get("basis") or "power"
+        interval = args.get("interval")
+        if interval is not None and basis != "chebyshev":
+            raise ParameterError("interval applies to the chebyshev basis only", field="interval")
+        if interval is not None and not (all(math.isfinite(v) for v in interval) and interval[0] < interval[1]):
+            raise ParameterError(f"interval must be finite with a < b, got {list(interval)}", field="interval")
+        out = evaluate_polynomial(ev, cts[0], coeffs, basis=basis,
+                                  interval=tuple(interval) if interval is not None else (-1.0, 1.0))
     else:  # pragma: no cover - the route only calls built operations
         raise NotImplementedError(operation)
     blob = serialize.dumps(out)

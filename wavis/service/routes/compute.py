@@ -1,15 +1,20 @@
-"""POST /api/v1/compute/{operation}: CKKS operations on stored ciphertexts."""
+"""POST /api/v1/compute/{operation}: CKKS operations on stored ciphertexts (API.md "Compute
+(CKKS)"). One handler for every operation: a per-operation pydantic model checks the body,
+the operands are loaded from the ciphertext store, and ``fhe.compute`` runs on the engine."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from .. import ctstore, fhe, repo
-from ..access import Access, access, principal
+from ..access import Access, RouteBodyLimit, access, body_limit, principal
 from ..bodies import parse
 from ..errors import ApiError, not_found
 from ..ids import new_id
-from ..schemas import BinaryComputeRequest, ComputeRequest, ComputeResponse, UnaryComputeRequest
+from ..schemas import ComputeRequest, ComputeResponse
+from ..schemas_compute import (
+    BinaryOp, KeyWithMatmulResponse, MatmulKeyInfo, MatmulOp, PlainOp, PolyEvalOp, RotateOp, UnaryOp,
+)
 from ..state import ENGINE, REDIS, SETTINGS
 from .ciphertexts import meta, store_ciphertext
 from .keys import evaluator_for
@@ -18,22 +23,65 @@ from .util import db, json_response, upstream_timeout
 routes = web.RouteTableDef()
 
 
+REQUEST_MODELS: dict[str, type[ComputeRequest]] = {
+    "add": BinaryOp, "subtract": BinaryOp, "multiply": BinaryOp, "inner-product": BinaryOp,
+    "negate": UnaryOp, "rescale": UnaryOp, "conjugate": UnaryOp, "sum": UnaryOp, "bootstrap": UnaryOp,
+    "add-plain": PlainOp, "multiply-plain": PlainOp, "rotate": RotateOp, "matmul": MatmulOp,
+    "poly-eval": PolyEvalOp,
+}
+# fields of the request models that are the operation's own arguments (passed to fhe.compute)
+OP_ARGS = ("plain_operand", "steps", "matrix", "polynomial_coeffs", "basis", "interval")
+
+MiB = 1024 * 1024
+MATMUL_BODY_LIMIT = 16 * MiB  # [ours] a matrix in JSON: 512×512 ≈ 5 MB
+
+
+async def _compute_body_limit(request: web.Request) -> int:
+    if request.match_info.get("operation") == "matmul":
+        return MATMUL_BODY_LIMIT
+    return request.app[SETTINGS].limits.default_body
+
+
 def request_model(operation: str) -> type[ComputeRequest]:
-    if operation in fhe.BINARY_OPS:
-        return BinaryComputeRequest
-    if operation in fhe.UNARY_OPS:
-        return UnaryComputeRequest
-    return ComputeRequest
+    return REQUEST_MODELS[operation]
+
+
+def parse_matmul_shape(text: str) -> tuple[int, int]:
+    """``ROWSxCOLS`` (also ``×`` or ``,``) → (rows, cols); 400 INVALID_PARAMS otherwise."""
+    for sep in ("x", "X", "×", ","):
+        parts = text.split(sep)
+        if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+            rows, cols = (int(p) for p in parts)
+            if rows > 0 and cols > 0:
+                return rows, cols
+    raise ApiError(400, "INVALID_PARAMS", "matmul_shape must look like ROWSxCOLS with positive integers, e.g. 64x64",
+                   {"field": "matmul_shape", "got": text[:40]})
+
+
+async def key_response_with_matmul(request: web.Request, key, base, shape: str) -> KeyWithMatmulResponse:
+    """``GET /keys/{id}?matmul_shape=RxC``: the key's metadata plus the Galois steps a matmul
+    of that shape needs and which of them the key lacks."""
+    rows, cols = parse_matmul_shape(shape)
+    slots = int(key["slot_count"])
+    if rows > slots or cols > slots:
+        raise ApiError(400, "INVALID_SHAPE", f"matrix {rows}×{cols} is larger than the key's {slots} slots",
+                       {"rows": rows, "cols": cols, "slots": slots})
+    params, evaluator = await evaluator_for(request, key)
+    info = await request.app[ENGINE].run(fhe.matmul_info, params, evaluator, rows, cols)
+    return KeyWithMatmulResponse(**base.model_dump(), matmul=MatmulKeyInfo(**info))
 
 
 @routes.post("/compute/{operation}")
 @access(Access.TRIAL_PLUS)
+@body_limit(RouteBodyLimit(MATMUL_BODY_LIMIT, _compute_body_limit))
 async def compute(request: web.Request) -> web.Response:
     operation = request.match_info["operation"]
     if operation not in fhe.ALL_OPERATIONS:
         raise not_found("operation", operation=operation)
-    if operation not in fhe.BINARY_OPS | fhe.UNARY_OPS:
-        raise ApiError(501, "NOT_IMPLEMENTED", f"operation {operation!r} is not available yet",
+    if operation in fhe.NOT_BUILT:
+        raise ApiError(501, "NOT_IMPLEMENTED",
+                       f"operation {operation!r} is not available on this server yet (CKKS bootstrapping is not "
+                       "built); plan the circuit's depth within max_depth, or re-encrypt fresh on the client",
                        {"operation": operation})
     p = principal(request)
     req = await parse(request, request_model(operation))
@@ -68,7 +116,8 @@ async def compute(request: web.Request) -> web.Response:
                                {"ops_limit": p.ops_limit})
     engine = request.app[ENGINE]
     try:
-        timed = await engine.submit(fhe.compute, operation, params, evaluator, blobs)
+        args = {f: getattr(req, f) for f in OP_ARGS if hasattr(req, f)}
+        timed = await engine.submit(fhe.compute, operation, params, evaluator, blobs, args)
     except BaseException:
         if p.ops_limit is not None:
             async with db(request) as conn:

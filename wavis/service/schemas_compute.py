@@ -1,0 +1,75 @@
+"""pydantic v2 models of the CKKS compute requests (one per operation shape) and of the
+``?matmul_shape=`` extension of ``GET /keys/{id}``. The common request fields and the
+response (``ComputeRequest``, ``ComputeResponse``) live in ``schemas.py``.
+
+Float fields accept any JSON number, and also the non-standard ``NaN`` / ``Infinity``
+literals: the operation itself rejects non-finite values with 400 (API.md: "non-finite →
+400"), so such a body is a clear ``INVALID_PLAINTEXT``, never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StrictInt
+
+from .schemas import ComputeRequest, Id, KeyResponse, Response
+
+# more than 65 coefficients is a 400 from the operation (API.md: ≤ 65); this only bounds the list
+MAX_POLY_COEFFS_BODY = 1024
+# plain operands are checked against the key's slot count (≤ 32768) by the operation;
+# this bound only keeps a hostile body from becoming a huge Python list first
+MAX_PLAIN_VALUES = 65536
+
+
+class BinaryOp(ComputeRequest):
+    """add, subtract, multiply, inner-product: two ciphertexts under ``key_id``."""
+
+    ciphertext_ids: Annotated[list[Id], Field(min_length=2, max_length=2)]
+
+
+class UnaryOp(ComputeRequest):
+    """negate, rescale, conjugate, sum, bootstrap: one ciphertext."""
+
+    ciphertext_ids: Annotated[list[Id], Field(min_length=1, max_length=1)]
+
+
+class PlainOp(UnaryOp):
+    """add-plain, multiply-plain: ``plain_operand`` (≤ slot_count values, zero-padded)."""
+
+    plain_operand: Annotated[list[float], Field(min_length=1, max_length=MAX_PLAIN_VALUES)]
+
+
+class RotateOp(UnaryOp):
+    """rotate: any integer; normalised modulo slot_count; positive = left; 0 = copy."""
+
+    steps: StrictInt
+
+
+class MatmulOp(UnaryOp):
+    """matmul: plaintext matrix M (rows × cols, both ≤ slot_count); result slots = M·x."""
+
+    matrix: Annotated[list[Annotated[list[float], Field(min_length=1)]], Field(min_length=1)]
+
+
+class PolyEvalOp(UnaryOp):
+    """poly-eval: ≤ 65 coefficients, lowest degree first."""
+
+    polynomial_coeffs: Annotated[list[float], Field(min_length=1, max_length=MAX_POLY_COEFFS_BODY)]
+    basis: Literal["power", "chebyshev"] = "power"
+    interval: tuple[float, float] | None = None
+
+
+class MatmulKeyInfo(Response):
+    """What a ``rows × cols`` matmul needs from this key (``GET /keys/{id}?matmul_shape=RxC``)."""
+
+    rows: int
+    cols: int
+    galois_steps_required: list[int]
+    galois_steps_missing: list[int]  # required steps without a Galois key of their own
+    composable: bool  # every missing step can be composed from the key's other Galois keys (slower)
+    ready: bool  # matmul of this shape will run (directly or composed)
+
+
+class KeyWithMatmulResponse(KeyResponse):
+    matmul: MatmulKeyInfo
