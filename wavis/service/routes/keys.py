@@ -90,4 +90,9 @@ async def get_key(request: web.Request) -> web.Response:
         row = await repo.get_fhe_key(conn, p.account_id, request.match_info["key_id"])
     if row is None:
         raise not_found("key")
+    shape = request.query.get("matmul_shape")
+    if shape is not None:  # [ours] the Galois steps a matmul of that shape needs (routes/compute.py)
+        from .compute import key_response_with_matmul  # noqa: PLC0415 - compute imports this module
+
+        return json_response(await key_response_with_matmul(request, row, key_response(row), shape))
     return json_response(key_response(row))
