@@ -85,6 +85,22 @@ void modup_prepare(const KsPlan& P, const u64* a, u64* Y) {
   }, 1 << 12);
 }
 
+// out[n] = (Σ_i y[i·N + n]·c_i mod p) − sub mod p, fully reduced: Shoup products in [0, 2p) summed
+// lazily in [0, 2p) (p < 2^62), no 128-bit arithmetic. Same value as the 128-bit conversion.
+inline void convert_lazy(const u64* y, std::size_t N, std::size_t L, const u64* c, const u64* cs, u64 p, u64* out,
+                         u64 sub) {
+  const u64 p2 = 2 * p;
+  for (std::size_t n = 0; n < N; ++n) {
+    u64 acc = 0;
+    for (std::size_t i = 0; i < L; ++i) {
+      acc += mul_shoup_lazy(y[i * N + n], c[i], cs[i], p);
+      acc = acc >= p2 ? acc - p2 : acc;
+    }
+    acc = acc >= p ? acc - p : acc;
+    out[n] = sub_mod(acc, sub, p);
+  }
+}
+
 // Row t of digit d's ModUp (t outside the digit): basis conversion then NTT, into out (N).
 void modup_row(const KsPlan& P, const u64* Y, std::size_t d, std::size_t t, u64* out) {
   const std::size_t N = P.N, s = P.dg.start[d], L = P.dg.end[d] - s;
@@ -98,21 +114,9 @@ void modup_row(const KsPlan& P, const u64* Y, std::size_t d, std::size_t t, u64*
     } else {
       for (std::size_t n = 0; n < N; ++n) out[n] = pt.reduce(y0[n]);
     }
-  } else if (L <= 15) {
-    for (std::size_t n = 0; n < N; ++n) {
-      u128 acc = 0;
-      for (std::size_t i = 0; i < L; ++i) acc += (u128)y0[i * N + n] * cst[i];
-      out[n] = pt.reduce128(acc);
-    }
   } else {
-    for (std::size_t n = 0; n < N; ++n) {
-      u128 acc = 0;
-      for (std::size_t i = 0; i < L; ++i) {
-        acc += (u128)y0[i * N + n] * cst[i];
-        if (i % 15 == 14) acc = pt.reduce128(acc);
-      }
-      out[n] = pt.reduce128(acc);
-    }
+    const u64* cs = T.qhat_mod_p_shoup.data() + t * L;
+    convert_lazy(y0, N, L, cst, cs, pt.q, out, 0);
   }
   ntt_forward(out, P.c->tables[P.full[t]], N);
 }
@@ -266,14 +270,7 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
     if (Lp == 1) {
       for (std::size_t n = 0; n < N; ++n) d[n] = sub_mod(qi.reduce(x0[n]), h, qi.q);
     } else {
-      for (std::size_t n = 0; n < N; ++n) {
-        u128 acc = 0;
-        for (std::size_t j = 0; j < Lp; ++j) {
-          acc += (u128)x0[j * N + n] * cst[j];
-          if (j % 15 == 14) acc = qi.reduce128(acc);
-        }
-        d[n] = sub_mod(qi.reduce128(acc), h, qi.q);
-      }
+      convert_lazy(x0, N, Lp, cst, T->qhat_mod_p_shoup.data() + i * Lp, qi.q, d, h);
     }
     ntt_forward(d, c.tables[iq[i]], N);
     const u64* s = a + (b * R + i) * N;

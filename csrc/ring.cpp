@@ -450,6 +450,7 @@ std::shared_ptr<const BConvTable> RnsContext::bconv_table(const std::vector<std:
     t->qhat_inv_shoup[i] = shoup_precompute(t->qhat_inv[i], qi.q);
   }
   t->qhat_mod_p.resize(K * L);
+  t->qhat_mod_p_shoup.reserve(K * L);
   for (std::size_t j = 0; j < K; ++j) {
     const Modulus& pj = mod(out[j]);
     for (std::size_t i = 0; i < L; ++i) {
@@ -457,6 +458,7 @@ std::shared_ptr<const BConvTable> RnsContext::bconv_table(const std::vector<std:
       for (std::size_t k = 0; k < L; ++k)
         if (k != i) prod = pj.mul(prod, pj.reduce(moduli[in[k]]));
       t->qhat_mod_p[j * L + i] = prod;
+      t->qhat_mod_p_shoup.push_back(shoup_precompute(prod, pj.q));
     }
   }
   std::lock_guard<std::mutex> lk(cache_mu_);

@@ -72,6 +72,7 @@ struct BConvTable {
   std::vector<std::size_t> in, out;
   std::vector<u64> qhat_inv, qhat_inv_shoup;  // [(Q/q_i)^{-1}]_{q_i}
   std::vector<u64> qhat_mod_p;                // (Q/q_i) mod p_j at [j * L_in + i]
+  std::vector<u64> qhat_mod_p_shoup;          // their Shoup companions (mod p_j)
 };
 struct CrtTable;    // exact CRT constants (ring.cpp)
 
