@@ -1,0 +1,243 @@
+"""TFHE Boolean gates (API.md "TFHE (Boolean gates)"): sessions (server-managed and blind),
+encrypt/decrypt for server-managed sessions, single gates, batches/circuits, pricing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import asyncpg
+from aiohttp import web
+
+from .. import repo, repo_tfhe, tfhe_store
+from ..access import Access, Principal, access, body_limit, principal
+from ..bodies import parse
+from ..errors import ApiError, not_found
+from ..ids import new_id
+from ..schemas_tfhe import (
+    MAX_BATCH, DeletedResponse, TfheBatchDiscount, TfheBatchRequest, TfheBatchResponse, TfheDecryptManyResponse,
+    TfheDecryptOneResponse, TfheDecryptRequest, TfheEncryptManyResponse, TfheEncryptOneResponse, TfheEncryptRequest,
+    TfheEvalSessionRequest, TfheGatePrice, TfheGateRequest, TfheGateResponse, TfhePricingResponse,
+    TfheSessionRequest, TfheSessionResponse,
+)
+from ..sealing import SealError
+from ..state import ENGINE
+from ..tfhe_store import TFHE_STORE, SessionKeys
+from .util import db, json_response
+
+routes = web.RouteTableDef()
+
+MiB = 1024 * 1024
+EVAL_KEY_BODY_LIMIT = 40 * MiB
+GATE_BODY_LIMIT = 2 * MiB  # API.md: a TFHE ciphertext 2 MB (ours are ~3–5 KB in base64)
+BATCH_BODY_LIMIT = 16 * MiB  # [ours] 1024 gates × 3 operands × ≤ 4.5 KB of base64
+
+GATE_ORDER = ("NAND", "AND", "OR", "XOR", "NOR", "XNOR", "NOT", "MUX")
+
+
+def session_response(request: web.Request, row: asyncpg.Record, n: int, big_n: int) -> TfheSessionResponse:
+    idle = request.app[TFHE_STORE].config.idle_s
+    return TfheSessionResponse(
+        session_id=row["id"], preset=row["preset"], n=n, big_n=big_n, is_blind=row["is_blind"],
+        created_at=row["created_at"], expires_at=row["last_used_at"] + timedelta(seconds=idle),
+    )
+
+
+async def _session_cap(request: web.Request, p: Principal) -> None:
+    store = request.app[TFHE_STORE]
+    async with db(request) as conn:
+        live = await repo_tfhe.count_live_sessions(conn, p.account_id, store.config.idle_s)
+    cap = store.config.max_sessions_per_account
+    if live >= cap:
+        raise ApiError(409, "TOO_MANY_SESSIONS",
+                       f"this account has {live} live TFHE sessions (at most {cap}); delete one first",
+                       {"live_sessions": live, "max_sessions": cap})
+
+
+async def _insert(request: web.Request, p: Principal, session_id: str, new: tfhe_store.NewSession,
+                  is_blind: bool) -> web.Response:
+    async with db(request) as conn:
+        row = await repo_tfhe.insert_session(
+            conn, session_id=session_id, account_id=p.account_id, preset=new.preset, is_blind=is_blind,
+            key_id=new.key_id, server_key=new.server_blob, client_key_sealed=new.client_sealed,
+        )
+    request.app[TFHE_STORE].keys.put(session_id, new.keys)
+    return json_response(session_response(request, row, new.n, new.big_n), status=201)
+
+
+@routes.post("/tfhe/session")
+@access(Access.TRIAL_PLUS)
+async def create_session(request: web.Request) -> web.Response:
+    """Server-managed session: the server generates the keys and keeps the client key sealed."""
+    p = principal(request)
+    req = await parse(request, TfheSessionRequest)
+    await _session_cap(request, p)
+    session_id = new_id("sess")
+    store = request.app[TFHE_STORE]
+    new = await request.app[ENGINE].run(tfhe_store.new_server_managed, req.preset, session_id, p.account_id,
+                                        store.sealer)
+    return await _insert(request, p, session_id, new, is_blind=False)
+
+
+@routes.post("/tfhe/eval-session")
+@access(Access.TRIAL_PLUS)
+@body_limit(EVAL_KEY_BODY_LIMIT)
+async def create_eval_session(request: web.Request) -> web.Response:
+    """Blind session: only the server (evaluation) key is uploaded; the server can evaluate
+    gates but never decrypt."""
+    p = principal(request)
+    req = await parse(request, TfheEvalSessionRequest)
+    await _session_cap(request, p)
+    session_id = new_id("sess")
+    new = await request.app[ENGINE].run(tfhe_store.new_blind, req.eval_key_b64, session_id)
+    del req
+    return await _insert(request, p, session_id, new, is_blind=True)
+
+
+async def live_session(request: web.Request, session_id: str) -> tuple[asyncpg.Record, SessionKeys]:
+    """The caller's live session (touched) and its keys from the LRU (loaded on a miss)."""
+    p = principal(request)
+    store = request.app[TFHE_STORE]
+    async with db(request) as conn:
+        row = await repo_tfhe.touch_session(conn, p.account_id, session_id, store.config.idle_s)
+    if row is None:
+        raise not_found("TFHE session", session_id=session_id,
+                        reason="unknown, deleted, or expired after 1 h without use")
+    engine = request.app[ENGINE]
+
+    async def load() -> SessionKeys:
+        async with db(request) as conn:
+            blobs = await repo_tfhe.get_session_blobs(conn, session_id)
+        if blobs is None:
+            raise not_found("TFHE session", session_id=session_id)
+        try:
+            return await engine.run(tfhe_store.load_session, session_id, blobs["account_id"], blobs["server_key"],
+                                    blobs["client_key_sealed"], store.sealer)
+        except SealError as exc:
+            raise ApiError(500, "SEALED_KEY_UNAVAILABLE",
+                           "this session's secret key cannot be unsealed with the server's master key; "
+                           "delete the session and open a new one", {"session_id": session_id}) from exc
+
+    return row, await store.keys.get(session_id, load)
+
+
+async def _server_managed(request: web.Request) -> tuple[asyncpg.Record, SessionKeys]:
+    row, keys = await live_session(request, request.match_info["session_id"])
+    if row["is_blind"] or keys.client is None:
+        raise ApiError(409, "BLIND_SESSION",
+                       "this is a blind session: the server holds no secret key, so it cannot encrypt or decrypt; "
+                       "do that on the client", {"session_id": row["id"]})
+    return row, keys
+
+
+@routes.post("/tfhe/session/{session_id}/encrypt")
+@access(Access.TRIAL_PLUS)
+async def encrypt(request: web.Request) -> web.Response:
+    req = await parse(request, TfheEncryptRequest)
+    _, keys = await _server_managed(request)
+    bits = [req.bit] if req.bits is None else req.bits
+    out = await request.app[ENGINE].run(tfhe_store.encrypt, keys, bits)
+    if req.bits is None:
+        return json_response(TfheEncryptOneResponse(ciphertext_b64=out[0]))
+    return json_response(TfheEncryptManyResponse(ciphertexts_b64=out))
+
+
+@routes.post("/tfhe/session/{session_id}/decrypt")
+@access(Access.TRIAL_PLUS)
+@body_limit(BATCH_BODY_LIMIT)
+async def decrypt(request: web.Request) -> web.Response:
+    req = await parse(request, TfheDecryptRequest)
+    _, keys = await _server_managed(request)
+    texts = [req.ciphertext_b64] if req.ciphertexts_b64 is None else req.ciphertexts_b64
+    bits = await request.app[ENGINE].run(tfhe_store.decrypt, keys, texts)
+    if req.ciphertexts_b64 is None:
+        return json_response(TfheDecryptOneResponse(bit=bits[0]))
+    return json_response(TfheDecryptManyResponse(bits=bits))
+
+
+@routes.delete("/tfhe/session/{session_id}")
+@access(Access.TRIAL_PLUS)
+async def delete_session(request: web.Request) -> web.Response:
+    p = principal(request)
+    session_id = request.match_info["session_id"]
+    store = request.app[TFHE_STORE]
+    async with db(request) as conn:
+        deleted = await repo_tfhe.delete_session(conn, p.account_id, session_id, store.config.idle_s)
+    if not deleted:
+        raise not_found("TFHE session", session_id=session_id)
+    store.keys.discard(session_id)  # frees the expanded key (this process; others evict it by LRU)
+    return json_response(DeletedResponse(deleted=True))
+
+
+async def _reserve(request: web.Request) -> None:
+    p = principal(request)
+    if p.ops_limit is None:
+        return
+    async with db(request) as conn:
+        if not await repo.reserve_operation(conn, p.api_key_id):
+            raise ApiError(402, "QUOTA_EXHAUSTED", "this key has used all of its operations",
+                           {"ops_limit": p.ops_limit})
+
+
+async def _release(request: web.Request) -> None:
+    p = principal(request)
+    if p.ops_limit is not None:
+        async with db(request) as conn:
+            await repo.release_operation(conn, p.api_key_id)
+
+
+async def _run_counted(request: web.Request, fn, *args):
+    """Run a gate evaluation as one operation of a trial key (released again if it fails)."""
+    await _reserve(request)
+    try:
+        return await request.app[ENGINE].submit(fn, *args)
+    except BaseException:
+        await _release(request)
+        raise
+
+
+@routes.post("/tfhe/gate")
+@access(Access.TRIAL_PLUS)
+@body_limit(GATE_BODY_LIMIT)
+async def gate(request: web.Request) -> web.Response:
+    req = await parse(request, TfheGateRequest)
+    _, keys = await live_session(request, req.session_id)
+    timed = await _run_counted(request, tfhe_store.gate, keys, req.op, req.a, req.b, req.sel)
+    boots = tfhe_store.gate_bootstraps()[req.op]
+    price, _ = tfhe_store.price_jpy(boots, 1)
+    return json_response(TfheGateResponse(
+        result_b64=timed.value, op=req.op, bootstraps=boots, compute_time_ms=round(timed.compute_ms, 3),
+        queue_time_ms=round(timed.queue_ms, 3), cost_units=boots, cost_jpy=price,
+    ))
+
+
+@routes.post("/tfhe/batch")
+@access(Access.TRIAL_PLUS)
+@body_limit(BATCH_BODY_LIMIT)
+async def batch(request: web.Request) -> web.Response:
+    req = await parse(request, TfheBatchRequest)
+    if len(req.gates) > MAX_BATCH:
+        raise ApiError(400, "BATCH_TOO_LARGE", f"a batch holds at most {MAX_BATCH} gates, got {len(req.gates)}",
+                       {"max_gates": MAX_BATCH, "gates": len(req.gates)})
+    _, keys = await live_session(request, req.session_id)
+    gates = [g.model_dump() for g in req.gates]
+    timed = await _run_counted(request, tfhe_store.batch, keys, gates)
+    results, levels = timed.value
+    per_gate = tfhe_store.gate_bootstraps()
+    boots = sum(per_gate[g["op"]] for g in gates)
+    price, pct = tfhe_store.price_jpy(boots, len(gates))
+    return json_response(TfheBatchResponse(
+        results_b64=results, bootstraps=boots, levels=levels, compute_time_ms=round(timed.compute_ms, 3),
+        queue_time_ms=round(timed.queue_ms, 3), cost_units=boots, cost_jpy=price, discount_pct=pct,
+    ))
+
+
+@routes.get("/tfhe/pricing")
+@access(Access.PUBLIC)
+async def pricing(request: web.Request) -> web.Response:
+    per_gate = tfhe_store.gate_bootstraps()
+    return json_response(TfhePricingResponse(
+        currency="JPY", per_bootstrap=tfhe_store.JPY_PER_BOOTSTRAP,
+        batch_discount=TfheBatchDiscount(min_ops=tfhe_store.BATCH_DISCOUNT_MIN_OPS, pct=tfhe_store.BATCH_DISCOUNT_PCT),
+        gates=[TfheGatePrice(op=op, bootstraps=per_gate[op], price=tfhe_store.price_jpy(per_gate[op], 1)[0])
+               for op in GATE_ORDER],
+    ))

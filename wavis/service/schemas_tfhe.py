@@ -1,0 +1,184 @@
+"""pydantic v2 models of the TFHE endpoints (API.md "TFHE (Boolean gates)")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from .schemas import B64, Id, Request, Response
+
+MAX_BATCH = 1024  # gates per /tfhe/batch (more → 400 BATCH_TOO_LARGE); bits per encrypt/decrypt
+
+Preset = Literal["fast_128", "standard_128", "conservative_128"]
+GateName = Literal["NAND", "AND", "OR", "XOR", "NOR", "XNOR", "NOT", "MUX"]
+ARITY: dict[str, tuple[str, ...]] = {
+    "NAND": ("a", "b"), "AND": ("a", "b"), "OR": ("a", "b"), "XOR": ("a", "b"), "NOR": ("a", "b"),
+    "XNOR": ("a", "b"), "NOT": ("a",), "MUX": ("a", "b", "sel"),
+}
+
+
+def _upper(v: Any) -> Any:
+    return v.upper() if isinstance(v, str) else v
+
+
+def _bit(v: Any) -> Any:
+    if isinstance(v, bool):
+        return v
+    if type(v) is int and v in (0, 1):
+        return bool(v)
+    raise ValueError("a bit is true/false (or 0/1)")
+
+
+Op = Annotated[GateName, BeforeValidator(_upper)]
+Bit = Annotated[bool, BeforeValidator(_bit)]
+# a ciphertext (base64 of the wire format) or, in a batch, "$k": the output of gate k
+Operand = Annotated[str, Field(min_length=1)]
+
+
+def _check_operands(op: str, present: dict[str, Any]) -> None:
+    needed = ARITY[op]
+    missing = [n for n in needed if present.get(n) is None]
+    extra = [n for n, v in present.items() if v is not None and n not in needed]
+    if missing:
+        raise ValueError(f"{op} needs operand(s) {', '.join(missing)}")
+    if extra:
+        raise ValueError(f"{op} takes no operand(s) {', '.join(extra)}")
+
+
+# --- sessions -------------------------------------------------------------------------------------
+
+class TfheSessionRequest(Request):
+    preset: Preset = "standard_128"
+
+
+class TfheEvalSessionRequest(Request):
+    eval_key_b64: B64
+
+
+class TfheSessionResponse(Response):
+    session_id: str
+    preset: str
+    n: int
+    big_n: int
+    is_blind: bool
+    created_at: datetime
+    expires_at: datetime  # last use + the idle timeout (1 h); every use extends it
+
+
+class DeletedResponse(Response):
+    deleted: bool
+
+
+class TfheEncryptRequest(Request):
+    bit: Bit | None = None
+    bits: Annotated[list[Bit], Field(min_length=1, max_length=MAX_BATCH)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.bit is None) == (self.bits is None):
+            raise ValueError("give exactly one of bit or bits")
+        return self
+
+
+class TfheEncryptOneResponse(Response):
+    ciphertext_b64: str
+
+
+class TfheEncryptManyResponse(Response):
+    ciphertexts_b64: list[str]
+
+
+class TfheDecryptRequest(Request):
+    ciphertext_b64: B64 | None = None
+    ciphertexts_b64: Annotated[list[B64], Field(min_length=1, max_length=MAX_BATCH)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.ciphertext_b64 is None) == (self.ciphertexts_b64 is None):
+            raise ValueError("give exactly one of ciphertext_b64 or ciphertexts_b64")
+        return self
+
+
+class TfheDecryptOneResponse(Response):
+    bit: bool
+
+
+class TfheDecryptManyResponse(Response):
+    bits: list[bool]
+
+
+# --- gates ------------------------------------------------------------------------------------------
+
+class TfheGateRequest(Request):
+    """MUX returns ``a`` where ``sel`` = 1 and ``b`` where ``sel`` = 0; NOT takes only ``a``."""
+
+    session_id: Id
+    op: Op
+    a: B64
+    b: B64 | None = None
+    sel: B64 | None = None
+
+    @model_validator(mode="after")
+    def _arity(self):
+        _check_operands(self.op, {"a": self.a, "b": self.b, "sel": self.sel})
+        return self
+
+
+class TfheGateResponse(Response):
+    result_b64: str
+    op: str
+    bootstraps: int
+    compute_time_ms: float
+    queue_time_ms: float
+    cost_units: int
+    cost_jpy: float
+
+
+class TfheBatchGate(Request):
+    op: Op
+    a: Operand
+    b: Operand | None = None
+    sel: Operand | None = None
+
+    @model_validator(mode="after")
+    def _arity(self):
+        _check_operands(self.op, {"a": self.a, "b": self.b, "sel": self.sel})
+        return self
+
+
+class TfheBatchRequest(Request):
+    session_id: Id
+    gates: Annotated[list[TfheBatchGate], Field(min_length=1)]  # > 1024 → 400 BATCH_TOO_LARGE
+
+
+class TfheBatchResponse(Response):
+    results_b64: list[str]
+    bootstraps: int
+    levels: int  # circuit depth: 1 when every gate is independent
+    compute_time_ms: float
+    queue_time_ms: float
+    cost_units: int
+    cost_jpy: float
+    discount_pct: int
+
+
+# --- pricing ----------------------------------------------------------------------------------------
+
+class TfheGatePrice(Response):
+    op: str
+    bootstraps: int
+    price: float
+
+
+class TfheBatchDiscount(Response):
+    min_ops: int
+    pct: int
+
+
+class TfhePricingResponse(Response):
+    currency: Literal["JPY"]
+    per_bootstrap: float
+    batch_discount: TfheBatchDiscount
+    gates: list[TfheGatePrice]

@@ -1,0 +1,257 @@
+"""TFHE sessions: the in-process LRU of expanded server keys, the idle-session sweeper, and
+the synchronous TFHE work run on the compute engine's threads. Only this module calls
+``wavis.tfhe`` (imported lazily, so the service starts without it).
+
+A session is a row of ``tfhe_sessions`` (``repo_tfhe``) holding the public server key in the
+wire format and, for server-managed sessions, the client key sealed with AES-GCM under the
+master key (``sealing``). A server key expands to 56–160 MB in memory (Fourier domain), so
+expanded keys live in an LRU of a few entries, loaded from PostgreSQL on a miss (single-flight).
+
+Settings (environment, read at start-up): ``WAVIS_TFHE_SESSION_CACHE`` (expanded keys kept,
+default 4), ``WAVIS_TFHE_SESSION_IDLE_S`` (idle expiry, default 3600),
+``WAVIS_TFHE_MAX_SESSIONS`` (live sessions per account, default 16), ``WAVIS_MASTER_KEY``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Sequence
+
+from aiohttp import web
+
+from . import repo_tfhe
+from .engine import AsyncLRU
+from .sealing import Sealer, load_or_create_master_key
+from .state import DB, SETTINGS
+
+log = logging.getLogger("wavis.service.tfhe")
+
+JPY_PER_BOOTSTRAP = 0.10
+BATCH_DISCOUNT_MIN_OPS = 32
+BATCH_DISCOUNT_PCT = 30
+SWEEP_INTERVAL_S = 60.0
+
+
+@dataclass(frozen=True)
+class TfheConfig:
+    cache_entries: int = 4
+    idle_s: float = 3600.0
+    max_sessions_per_account: int = 16
+
+    @classmethod
+    def from_env(cls) -> "TfheConfig":
+        env = os.environ
+        return cls(
+            cache_entries=int(env.get("WAVIS_TFHE_SESSION_CACHE") or cls.cache_entries),
+            idle_s=float(env.get("WAVIS_TFHE_SESSION_IDLE_S") or cls.idle_s),
+            max_sessions_per_account=int(env.get("WAVIS_TFHE_MAX_SESSIONS") or cls.max_sessions_per_account),
+        )
+
+
+@dataclass
+class SessionKeys:
+    """A session's keys in memory: the expanded server key, and the client key for
+    server-managed sessions (None for blind ones)."""
+
+    session_id: str
+    server: Any  # wavis.tfhe.ServerKey, prepared
+    client: Any | None  # wavis.tfhe.ClientKey
+
+
+class TfheStore:
+    def __init__(self, sealer: Sealer, config: TfheConfig) -> None:
+        self.sealer = sealer
+        self.config = config
+        self.keys: AsyncLRU[str, SessionKeys] = AsyncLRU(config.cache_entries)
+
+
+TFHE_STORE: web.AppKey[TfheStore] = web.AppKey("tfhe_store", TfheStore)
+
+
+def client_key_aad(session_id: str, account_id: str) -> bytes:
+    return f"tfhe-client-key:{session_id}:{account_id}".encode()
+
+
+async def _sweep(app: web.Application, store: TfheStore) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+        try:
+            async with app[DB].acquire(timeout=app[SETTINGS].upstream_timeout_s) as conn:
+                gone = await repo_tfhe.delete_idle_sessions(conn, store.config.idle_s)
+            for sid in gone:
+                store.keys.discard(sid)
+            if gone:
+                log.info("expired %d idle TFHE session(s)", len(gone))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a sweep that fails is retried next interval
+            log.warning("TFHE session sweep failed: %r", exc)
+
+
+async def tfhe_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context (after the pool and the engine): master key, session cache, sweeper."""
+    settings = app[SETTINGS]
+    # Settings.master_key when the settings carry one (WAVIS_MASTER_KEY), else the same env /
+    # <data dir>/master_key file that secrets for server-mode CKKS keys use
+    master = getattr(settings, "master_key", None) or load_or_create_master_key(settings.data_dir)
+    store = TfheStore(Sealer(master), TfheConfig.from_env())
+    app[TFHE_STORE] = store
+    task = asyncio.create_task(_sweep(app, store), name="wavis-tfhe-sweeper")
+    try:
+        yield
+    finally:
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, Exception):  # noqa: BLE001
+            pass
+
+
+# --- synchronous work (engine threads) ------------------------------------------------------------
+
+def _tfhe():
+    from wavis import tfhe  # noqa: PLC0415 - deliberate lazy import
+
+    return tfhe
+
+
+def gate_bootstraps() -> dict[str, int]:
+    """Bootstraps per gate, from the library (what evaluation does and pricing charges)."""
+    return dict(_tfhe().GATE_BOOTSTRAPS)
+
+
+def price_jpy(bootstraps: int, gates: int) -> tuple[float, int]:
+    """(price in JPY, discount %) of a request evaluating ``gates`` gates with ``bootstraps``."""
+    pct = BATCH_DISCOUNT_PCT if gates >= BATCH_DISCOUNT_MIN_OPS else 0
+    return round(bootstraps * JPY_PER_BOOTSTRAP * (100 - pct) / 100, 6), pct
+
+
+@dataclass
+class NewSession:
+    keys: SessionKeys
+    preset: str
+    n: int
+    big_n: int
+    key_id: bytes
+    server_blob: bytes
+    client_sealed: bytes | None
+
+
+def new_server_managed(preset: str, session_id: str, account_id: str, sealer: Sealer) -> NewSession:
+    """Key generation on the server; the client key leaves this function only sealed."""
+    tfhe = _tfhe()
+    ck, sk = tfhe.keygen(preset)
+    sealed = sealer.seal(tfhe.serialize.dump_client_key(ck), client_key_aad(session_id, account_id))
+    blob = tfhe.serialize.dump_server_key(sk)
+    sk.prepare()
+    p = sk.params
+    return NewSession(SessionKeys(session_id, sk, ck), p.name, p.n, p.big_n, sk.key_id, blob, sealed)
+
+
+def new_blind(eval_key_b64: str, session_id: str) -> NewSession:
+    """Parse and validate an uploaded server key (wire format, fingerprint, preset)."""
+    tfhe = _tfhe()
+    from wavis.errors import CiphertextFormatError, ParameterError  # noqa: PLC0415
+
+    blob = _b64(eval_key_b64, "eval_key_b64")
+    head = tfhe.serialize.peek(blob)
+    if head.kind == "client_key":
+        raise CiphertextFormatError("this is a client (secret) key: upload only the server key (evaluation key); "
+                                    "nothing was stored", field="eval_key_b64")
+    if head.params.name not in tfhe.PUBLIC_PRESETS:
+        raise ParameterError(f"TFHE preset {head.params.name!r} is not offered by this service",
+                             allowed=list(tfhe.PUBLIC_PRESETS))
+    sk = tfhe.serialize.load_server_key(blob)
+    sk.prepare()
+    p = sk.params
+    return NewSession(SessionKeys(session_id, sk, None), p.name, p.n, p.big_n, sk.key_id, blob, None)
+
+
+def load_session(session_id: str, account_id: str, server_blob: bytes, client_sealed: bytes | None,
+                 sealer: Sealer) -> SessionKeys:
+    tfhe = _tfhe()
+    sk = tfhe.serialize.load_server_key(bytes(server_blob))
+    ck = None
+    if client_sealed is not None:
+        ck = tfhe.serialize.load_client_key(sealer.open(client_sealed, client_key_aad(session_id, account_id)))
+    sk.prepare()
+    return SessionKeys(session_id, sk, ck)
+
+
+def _b64(text: str, name: str) -> bytes:
+    from wavis.errors import CiphertextFormatError  # noqa: PLC0415
+
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise CiphertextFormatError(f"{name} is not valid base64", field=name) from None
+
+
+def parse_ciphertext(keys: SessionKeys, text: str, where: str):
+    """One single LWE ciphertext of this session (INVALID_CIPHERTEXT / KEY_MISMATCH otherwise)."""
+    tfhe = _tfhe()
+    from wavis.errors import CiphertextFormatError, WavisError  # noqa: PLC0415
+
+    try:
+        ct = tfhe.serialize.load_ciphertext(_b64(text, where), key=keys.server)
+        if ct.is_batch:
+            raise CiphertextFormatError("expected a single ciphertext, got a batch")
+    except WavisError as exc:
+        raise type(exc)(f"{where}: {exc.message}", **{**exc.details, "operand": where}) from None
+    return ct
+
+
+def _dump_b64(ct) -> str:
+    return base64.b64encode(_tfhe().serialize.dump_ciphertext(ct)).decode("ascii")
+
+
+def gate(keys: SessionKeys, op: str, a: str, b: str | None, sel: str | None) -> str:
+    ca = parse_ciphertext(keys, a, "a")
+    cb = parse_ciphertext(keys, b, "b") if b is not None else None
+    cs = parse_ciphertext(keys, sel, "sel") if sel is not None else None
+    return _dump_b64(keys.server.gate(op, ca, cb, cs))
+
+
+def batch(keys: SessionKeys, gates: Sequence[dict[str, Any]]) -> tuple[list[str], int]:
+    """Evaluate a gate list whose operands are ciphertexts or ``"$k"`` (k < index), level by
+    level (independent gates are one batched bootstrap). Returns (results, levels)."""
+    tfhe = _tfhe()
+    from wavis.errors import ParameterError  # noqa: PLC0415
+
+    parsed: dict[str, Any] = {}  # the same ciphertext text is parsed once
+    circuit = []
+    for i, g in enumerate(gates):
+        out = {"op": g["op"]}
+        for name in ("a", "b", "sel"):
+            v = g.get(name)
+            if v is None:
+                continue
+            if v.startswith("$"):
+                if not v[1:].isdigit() or int(v[1:]) >= i:
+                    raise ParameterError(f"gate {i}: operand {name} = {v[:12]!r} must be '$k' with k < {i} "
+                                         "(an earlier gate's result)", gate=i, operand=name)
+                out[name] = v
+            else:
+                if v not in parsed:
+                    parsed[v] = parse_ciphertext(keys, v, f"gates[{i}].{name}")
+                out[name] = parsed[v]
+        circuit.append(out)
+    levels = tfhe.circuit_levels(circuit)
+    results = keys.server.evaluate_circuit(circuit, threads=0)
+    return [_dump_b64(r) for r in results], (max(levels) + 1 if levels else 0)
+
+
+def encrypt(keys: SessionKeys, bits: list[bool]) -> list[str]:
+    batch_ct = keys.client.encrypt(list(bits))
+    return [_dump_b64(c) for c in batch_ct]
+
+
+def decrypt(keys: SessionKeys, texts: list[str]) -> list[bool]:
+    cts = [parse_ciphertext(keys, t, f"ciphertexts_b64[{i}]" if len(texts) > 1 else "ciphertext_b64")
+           for i, t in enumerate(texts)]
+    return [bool(keys.client.decrypt(c)) for c in cts]
