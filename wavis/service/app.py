@@ -4,6 +4,7 @@ so embedded and external servers go through exactly this code)."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from typing import AsyncIterator
@@ -14,14 +15,15 @@ from aiohttp import web
 from . import db
 from .engine import ComputeEngine
 from .middleware import CHAIN
-from .routes import ciphertexts, compute, health, keys, onboarding
+from .routes import ciphertexts, compute, health, keys, onboarding, tfhe
 from .settings import Settings
+from .tfhe_store import tfhe_ctx
 from .state import DB, ENGINE, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT
 
 log = logging.getLogger("wavis.service")
 
 API_PREFIX = "/api/v1"
-ROUTE_MODULES = (health, onboarding, keys, ciphertexts, compute)
+ROUTE_MODULES = (health, onboarding, keys, ciphertexts, compute, tfhe)
 
 
 async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -76,7 +78,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[STARTED_AT] = time.monotonic()
     app[SHUTTING_DOWN] = [False]
-    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, engine_ctx])
+    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, engine_ctx, tfhe_ctx])
     app.on_shutdown.append(_mark_shutdown)
 
     api = web.RouteTableDef()
