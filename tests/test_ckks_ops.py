@@ -83,7 +83,7 @@ def test_plain_and_scalar_ops(env):
     ct = enc_vec(env, X)
     assert np.max(np.abs(dec(env, ev.add_plain(ct, y)).real - (X + y))) < 1e-6
     mp = ev.multiply_plain(ct, y)
-    assert mp.scale == ct.scale and mp.level == ct.level - 1
+    assert mp.level == ct.level - 1 and mp.scale == pytest.approx(env[0].level_scale(mp.level), rel=1e-12)
     assert np.max(np.abs(dec(env, mp).real - X * y)) < 1e-6
     assert np.max(np.abs(dec(env, ev.multiply_scalar(ct, -2.5)).real + 2.5 * X)) < 1e-6
     assert np.max(np.abs(dec(env, ev.add_scalar(ct, 0.75)).real - (X + 0.75))) < 1e-6

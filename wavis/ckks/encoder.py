@@ -77,7 +77,8 @@ class Encoder:
         Args:
             values: array-like of shape (k,), k ≤ slot_count; float or complex.
             level: 0..L, the number of primes minus one the plaintext lives over.
-            scale: positive float, the scale the coefficients are multiplied by.
+            scale: positive float, the scale the coefficients are multiplied by (default: the
+                level's canonical scale ``params.level_scale(level)``; 2^scale_bits at the top).
 
         Returns:
             Plaintext in the NTT domain, shape (level+1, N) uint64.
@@ -91,7 +92,7 @@ class Encoder:
         level = p.max_level if level is None else level
         if not isinstance(level, (int, np.integer)) or not 0 <= level <= p.max_level:
             raise LevelError(f"level must be in 0..{p.max_level}, got {level!r}", level=level)
-        scale = p.scale if scale is None else float(scale)
+        scale = p.level_scale(level) if scale is None else float(scale)
         if not np.isfinite(scale) or scale < 1.0:
             raise EncodingError(f"scale must be a finite number ≥ 1, got {scale!r}")
         try:

@@ -97,9 +97,32 @@ class Evaluator:
             return ct.copy()
         return Ciphertext(ct.data[:, : level + 1].copy(), level, ct.scale, ct.params_fingerprint, ct.key_tag)
 
+    def bring_to(self, ct: Ciphertext, level: int, scale: float) -> Ciphertext:
+        """The same message at a lower ``level`` with exactly ``scale``: drop to level+1, multiply
+        by the integer round(scale·q_{level+1}/ct.scale), rescale. Uses only levels the
+        ciphertext has anyway (its level goes down), so operands at different levels meet
+        without any scale error. Raises ParameterError if ``level`` ≥ ct.level."""
+        self._check(ct)
+        if level >= ct.level or level < 0:
+            raise ParameterError(f"cannot bring level {ct.level} to {level}")
+        x = self.drop_to_level(ct, level + 1) if ct.level > level + 1 else ct
+        const_scale = scale * self.params.moduli[level + 1] / x.scale
+        res = self._scalar_residues(1.0, const_scale, x.level)
+        idx = list(range(x.level + 1))
+        out = self.ctx.zeros(x.size * len(idx)).reshape(x.size, len(idx), -1)
+        for c in range(x.size):
+            self.ctx.mul_scalar(x.data[c], res, out[c], idx)
+        y = self.rescale(Ciphertext(out, x.level, x.scale * const_scale, x.params_fingerprint, x.key_tag))
+        y.scale = scale  # equal up to the float rounding of const_scale (relative 2^-40)
+        return y
+
     def _align(self, a: Ciphertext, b: Ciphertext) -> tuple[Ciphertext, Ciphertext]:
-        lv = min(a.level, b.level)
-        return (a if a.level == lv else self.drop_to_level(a, lv)), (b if b.level == lv else self.drop_to_level(b, lv))
+        """Bring the higher operand down to the lower's level and exact scale."""
+        if a.level > b.level:
+            return self.bring_to(a, b.level, b.scale), b
+        if b.level > a.level:
+            return a, self.bring_to(b, a.level, a.scale)
+        return a, b
 
     # -- linear ops ------------------------------------------------------------------------------
     def _combine(self, a: Ciphertext, b: Ciphertext, op: str) -> Ciphertext:
@@ -127,7 +150,8 @@ class Evaluator:
         return Ciphertext(out, a.level, a.scale, a.params_fingerprint, a.key_tag)
 
     def add(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
-        """a + b. Operands at different levels meet at the lower one.
+        """a + b. Operands at different levels meet at the lower one with exactly its scale
+        (:meth:`bring_to`); at the same level, scales must agree within 2^-20 relative.
 
         Raises: KeyMismatchError, ScaleMismatchError (relative difference > 2^-20).
         """
@@ -268,15 +292,18 @@ class Evaluator:
         return self.add_plain(ct, -np.asarray(values, dtype=np.complex128))
 
     def multiply_plain(self, ct: Ciphertext, values, rescale: bool = True) -> Ciphertext:
-        """ct ⊙ p slot-wise; p is encoded at the ciphertext's level with scale q_ℓ (so the
-        rescale keeps the scale exactly) unless a Plaintext is given. Consumes one level.
+        """ct ⊙ p slot-wise; p is encoded at the ciphertext's level with the scale that puts the
+        rescaled result exactly on the canonical scale Δ_{ℓ−1} (unless a Plaintext is given).
+        Consumes one level.
 
         Raises: DepthExhaustedError at level 0; EncodingError; LevelError.
         """
         self._check(ct)
         if rescale and ct.level == 0:
             raise DepthExhaustedError("multiply_plain needs a level to rescale, but the ciphertext is at level 0")
-        pt = self._as_plain(values, ct.level, float(self.params.moduli[ct.level]))
+        # scale chosen so the rescaled result sits exactly on the canonical scale of level ℓ−1
+        target = self.params.level_scale(ct.level - 1) if ct.level > 0 else ct.scale
+        pt = self._as_plain(values, ct.level, target * self.params.moduli[ct.level] / ct.scale)
         idx = list(range(ct.level + 1))
         out = self.ctx.zeros(ct.size * len(idx)).reshape(ct.size, len(idx), -1)
         for c in range(ct.size):
@@ -293,11 +320,13 @@ class Evaluator:
         return [v % q for q in self.params.moduli[: level + 1]]
 
     def multiply_scalar(self, ct: Ciphertext, value: float, rescale: bool = True) -> Ciphertext:
-        """ct · c for a real constant c (encoded as round(c·q_ℓ), then rescaled). One level."""
+        """ct · c for a real constant c (encoded as an integer with the scale that puts the
+        rescaled result exactly on the canonical scale Δ_{ℓ−1}). One level."""
         self._check(ct)
         if rescale and ct.level == 0:
             raise DepthExhaustedError("multiply_scalar needs a level to rescale, but the ciphertext is at level 0")
-        q_l = float(self.params.moduli[ct.level])
+        target = self.params.level_scale(ct.level - 1) if ct.level > 0 else ct.scale
+        q_l = target * self.params.moduli[ct.level] / ct.scale  # rescaled result: canonical scale
         res_mod = self._scalar_residues(value, q_l, ct.level)
         idx = list(range(ct.level + 1))
         out = self.ctx.zeros(ct.size * len(idx)).reshape(ct.size, len(idx), -1)

@@ -79,7 +79,8 @@ def matmul(ev: Evaluator, matrix, ct: Ciphertext) -> Ciphertext:
     full[:rows, :cols] = m
     base, span, b, g = _plan(rows, cols, slots)
     baby = ev.rotate_many(ct, list(range(b)))
-    q_l = float(ev.params.moduli[ct.level])
+    # diagonals encoded so the single final rescale lands on the canonical scale of level ℓ−1
+    q_l = ev.params.level_scale(ct.level - 1) * ev.params.moduli[ct.level] / ct.scale
     enc = ev._encoder()
     i = np.arange(slots)
     total = None

@@ -170,6 +170,23 @@ class CkksParameters:
         """The default encoding scale Δ = 2^scale_bits."""
         return float(2 ** self.scale_bits)
 
+    @cached_property
+    def level_scales(self) -> tuple[float, ...]:
+        """Canonical scale of each level ℓ = 0..L: Δ_L = 2^scale_bits and Δ_{ℓ−1} = Δ_ℓ²/q_ℓ, so a
+        product of two level-ℓ ciphertexts at their canonical scale lands exactly on Δ_{ℓ−1}
+        after rescaling (the scale of a ciphertext then depends only on its level, as in
+        OpenFHE's FLEXIBLEAUTO; Kim et al., "Approximate HE with reduced approximation
+        error", CT-RSA 2022, §3)."""
+        scales = [0.0] * (self.max_depth + 1)
+        scales[self.max_depth] = float(2**self.scale_bits)
+        for lv in range(self.max_depth, 0, -1):
+            scales[lv - 1] = scales[lv] * scales[lv] / self.moduli[lv]
+        return tuple(scales)
+
+    def level_scale(self, level: int) -> float:
+        """The canonical scale Δ_level (see :attr:`level_scales`)."""
+        return self.level_scales[level]
+
     @property
     def is_secure(self) -> bool:
         return self.security_level != "testing"

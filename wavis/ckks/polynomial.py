@@ -9,7 +9,7 @@ without scale mismatch and the result's level is predictable:
     level(result) = level(x) − ⌈log2(d+1)⌉          (power basis; Chebyshev on [−1, 1])
     level(result) = level(x) − ⌈log2(d+1)⌉ − 1      (Chebyshev on another interval [a, b]:
                                                       one level for y = (2x − a − b)/(b − a))
-and scale(result) = scale(x).
+and scale(result) = the canonical scale of the result's level (``params.level_scale``).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def evaluate_polynomial(ev: Evaluator, ct: Ciphertext, coeffs, basis: str = "pow
         interval: [a, b] for the Chebyshev basis (a < b, finite).
 
     Returns: ciphertext at level ``ct.level − poly_depth(d)`` (− 1 more for a Chebyshev
-    interval other than [−1, 1]) with the input's scale.
+    interval other than [−1, 1]) at that level's canonical scale.
 
     Raises: ParameterError (bad basis/interval/length), EncodingError (non-finite
     coefficients), DepthExhaustedError (not enough levels).
@@ -129,4 +129,5 @@ def evaluate_polynomial(ev: Evaluator, ct: Ciphertext, coeffs, basis: str = "pow
     if remap:
         x = ev.add_scalar(ev.multiply_scalar(ct, 2.0 / (b - a)), -(a + b) / (b - a))
     pe = _PolyEval(ev, x, basis)
-    return pe.eval(c, x.level - poly_depth(max(d, 1)), ct.scale)
+    target = x.level - poly_depth(max(d, 1))
+    return pe.eval(c, target, ev.params.level_scale(target))
