@@ -255,11 +255,21 @@ def compute(operation: str, params: Any, evaluator: Any, blobs: list[bytes],
             args: dict[str, Any] | None = None) -> CiphertextInfo:
     """Run one CKKS operation on serialized operands; ``args`` holds the operation's own
     request fields (plain_operand, steps, matrix, polynomial_coeffs, basis, interval)."""
-    ckks, serialize = _ckks()
-    from wavis.errors import ParameterError  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
 
+    ckks, serialize = _ckks()
     args = args or {}
     cts = [serialize.loads(b, expected_type=ckks.Ciphertext, params=params) for b in blobs]
+    # overflowing operands are detected and refused (EncodingError); NumPy need not warn on the way
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = _dispatch(operation, params, evaluator, cts, args)
+    blob = serialize.dumps(out)
+    return _info(out, blob, params)
+
+
+def _dispatch(operation: str, params: Any, evaluator: Any, cts: list[Any], args: dict[str, Any]) -> Any:
+    from wavis.errors import ParameterError  # noqa: PLC0415
+
     ev = evaluator
     slots = int(params.slot_count)
     if operation == "add":
@@ -325,5 +335,4 @@ def compute(operation: str, params: Any, evaluator: Any, blobs: list[bytes],
                                   interval=tuple(interval) if interval is not None else (-1.0, 1.0))
     else:  # pragma: no cover - the route only calls built operations
         raise NotImplementedError(operation)
-    blob = serialize.dumps(out)
-    return _info(out, blob, params)
+    return out
