@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="environment of the API key (default live)")
     ca.add_argument("--json", action="store_true", help="print {account_id, api_key} as JSON")
     _add_common(ca)
+    mt = admin_sub.add_parser("maintenance", help="maintenance mode on/off (a flag in Redis, seen by every API process)")
+    mt.add_argument("mode", choices=["on", "off", "status"])
+    mt.add_argument("--retry-after", type=int, default=300, help="Retry-After seconds answered while on")
+    _add_common(mt)
     return parser
 
 
@@ -53,6 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         from wavis.service.server import run  # noqa: PLC0415
 
         run(Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir))
+        return 0
+
+    if args.command == "admin" and args.admin_command == "maintenance":
+        setup_logging(logging.WARNING)
+        from wavis.service.admin import maintenance  # noqa: PLC0415
+
+        state = maintenance(Settings.from_env(data_dir=args.data_dir), args.mode, args.retry_after)
+        print(f"maintenance: {'on' if state else 'off'}")
         return 0
 
     if args.command == "admin" and args.admin_command == "create-account":

@@ -1,8 +1,15 @@
 """Who may call what: roles, access tags, and the decorators that attach them to handlers.
 
-The auth middleware reads ``__wavis_access__`` from the matched handler; the body-size
-middleware reads ``__wavis_body_limit__``. Issue 5 adds rate-limit/idempotency attributes
-the same way, so handlers stay declarative and middlewares stay generic.
+Every cross-cutting rule reads per-route metadata set by a decorator on the matched handler,
+so middlewares stay generic (no path special-casing) and new routes inherit them:
+
+* ``@access(Access.X)`` → ``__wavis_access__`` (auth middleware; a route without it is refused)
+* ``@body_limit(n)`` → ``__wavis_body_limit__`` (body-size middleware and ``bodies.read_body``)
+* ``@fcu(n | fn(request) -> n)`` → ``__wavis_fcu__``: FCU charged to the monthly window
+  (refunded when the answer is an error); default 0
+* ``@operational`` → ``__wavis_operational__``: health probes and metrics: not counted in any
+  rate-limit window and still answered in maintenance mode
+* ``@doc(...)`` → ``__wavis_doc__``: request/response models for the OpenAPI document
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ class Principal:
     environment: str
     ops_limit: int | None
     expires_at: datetime | None
+    plan: str = "free"
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -82,6 +90,39 @@ def access(level: AccessLevel) -> Callable[[Handler], Handler]:
 def body_limit(limit: BodyLimit) -> Callable[[Handler], Handler]:
     def deco(fn: Handler) -> Handler:
         fn.__wavis_body_limit__ = limit if isinstance(limit, RouteBodyLimit) else RouteBodyLimit(limit)  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+def fcu(cost: "int | Callable[[web.Request], int]") -> Callable[[Handler], Handler]:
+    """FCU this route charges to the monthly window (an int, or a function of the request)."""
+
+    def deco(fn: Handler) -> Handler:
+        fn.__wavis_fcu__ = cost  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+def operational(fn: Handler) -> Handler:
+    fn.__wavis_operational__ = True  # type: ignore[attr-defined]
+    return fn
+
+
+@dataclass(frozen=True)
+class RouteDoc:
+    summary: str = ""
+    request: type | None = None  # pydantic model of the JSON body
+    responses: dict[int, type | None] | None = None  # status → pydantic model (None: no body)
+    query: dict[str, dict] | None = None  # name → JSON schema of a query parameter
+    deprecated: bool = False
+
+
+def doc(summary: str = "", *, request: type | None = None, responses: dict[int, type | None] | None = None,
+        query: dict[str, dict] | None = None, deprecated: bool = False) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        fn.__wavis_doc__ = RouteDoc(summary, request, responses, query, deprecated)  # type: ignore[attr-defined]
         return fn
 
     return deco

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from . import db, embedded, repo
+from . import db, embedded, maintenance as maint, repo
 from .access import Role
 from .settings import Settings
 
@@ -29,5 +29,27 @@ def create_account(settings: Settings, *, email: str, plan: str = "free", enviro
     try:
         settings = replace(settings, database_url=emb.database_url)
         return asyncio.run(_create_account(settings, email, plan, environment))
+    finally:
+        emb.close()
+
+
+async def _maintenance(settings: Settings, mode: str, retry_after: int) -> bool:
+    import redis.asyncio as aioredis  # noqa: PLC0415
+
+    client = aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        if mode in ("on", "off"):
+            await maint.set_mode(client, settings.redis_prefix, mode == "on", retry_after)
+        return await maint.get(client, settings.redis_prefix) is not None
+    finally:
+        await client.aclose()
+
+
+def maintenance(settings: Settings, mode: str, retry_after: int = 300) -> bool:
+    """``wavis admin maintenance on|off|status``: the flag in the same Redis as ``wavis serve``
+    (WAVIS_REDIS_URL, or the embedded Redis of the data directory). Returns whether it is on."""
+    emb = embedded.start(settings.data_dir, database_url="unused", redis_url=settings.redis_url)
+    try:
+        return asyncio.run(_maintenance(replace(settings, redis_url=emb.redis_url), mode, retry_after))
     finally:
         emb.close()

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from .access import RouteBodyLimit, route_attr
 from .errors import payload_too_large, schema_mismatch
-from .state import BODY_BYTES, BODY_LIMIT, SETTINGS
+from .state import BODY_BYTES, BODY_LIMIT, BODY_READING, SETTINGS
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -51,10 +51,14 @@ async def read_body(request: web.Request) -> bytes:
     if length is not None and length > limit:
         raise payload_too_large(limit)
     buf = bytearray()
-    async for chunk in request.content.iter_chunked(CHUNK):
-        buf += chunk
-        if len(buf) > limit:
-            raise payload_too_large(limit)
+    request[BODY_READING] = True
+    try:
+        async for chunk in request.content.iter_chunked(CHUNK):
+            buf += chunk
+            if len(buf) > limit:
+                raise payload_too_large(limit)
+    finally:
+        request[BODY_READING] = False
     body = bytes(buf)
     request[BODY_BYTES] = body
     return body

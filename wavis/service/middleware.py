@@ -1,17 +1,24 @@
-"""The middleware chain, outermost first (DESIGN.md §5):
+"""The middleware chain, outermost first (DESIGN.md §5, extended by issue 5):
 
-    request id → errors → security headers → body-size limit → auth → [rate limit → idempotency]
+    request id → metrics → errors → security headers → maintenance → request timeout
+    → body-size limit → auth (with the per-IP brute-force lockout) → rate limit → idempotency
 
 * ``request_id``: assigns/reuses ``X-Request-ID``, binds it to log records, and applies the
   response-header bag (``RESPONSE_HEADERS``) to *every* response, errors included. Inner
-  middlewares that need headers on all responses (security headers now, rate-limit headers
-  in issue 5) put them in the bag instead of on a response they may never see.
+  middlewares that need headers on all responses (security and rate-limit headers) put them
+  in the bag instead of on a response they may never see.
+* ``metrics``: request count / latency by route template and status (Prometheus).
 * ``errors``: the only place exceptions become error bodies: ``ApiError``, aiohttp's HTTP
   exceptions (404/405 …), library ``WavisError``s (one mapping table, ``errors.py``),
   upstream failures (→ 502), anything else (→ 500, logged with its traceback, no details out).
-* ``security_headers``, ``body_limit`` (Content-Length against the route's ceiling before
-  anything reads), ``auth`` (Bearer key → ``Principal``; role check from ``@access``).
-Issue 5 appends ``rate_limit`` and ``idempotency`` after ``auth`` in ``CHAIN``.
+* ``maintenance``: 503 MAINTENANCE with Retry-After, except ``@operational`` routes.
+* ``request_timeout``: the whole request (body included) within ``request_timeout_s``:
+  408 while still reading the body, else 504.
+* ``body_limit`` (Content-Length against the route's ceiling before anything reads),
+  ``auth`` (brute-force lockout per client IP; Bearer key → ``Principal``; role check from
+  ``@access``), ``rate_limit`` (daily / monthly FCU / burst windows, ``ratelimit.py``),
+  ``idempotency`` (``idempotency.py``).
+Every rule reads per-route metadata set by decorators (``access.py``), never paths.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
+
+from contextlib import asynccontextmanager
 
 import asyncpg
 import redis.exceptions
@@ -27,13 +37,15 @@ from multidict import CIMultiDict
 
 from wavis.errors import WavisError
 
-from . import apikeys, repo
+from . import apikeys, idempotency, maintenance as maint, ratelimit, repo
 from .access import Access, AccessLevel, route_attr
-from .bodies import route_limit
+from .bodies import read_body, route_limit
 from .errors import ApiError, forbidden, from_library_error, payload_too_large, unauthorized, upstream_unavailable
-from .ids import REQUEST_ID_RE, new_id
+from .ids import REQUEST_ID_RE, new_id, utcnow
+from .metrics import route_label
 from .schemas import ErrorDetail, ErrorResponse
-from .state import DB, PRINCIPAL, REQUEST_ID, RESPONSE_HEADERS, SETTINGS
+from .state import (BODY_READING, DB, METRICS, PRINCIPAL, REDIS, REPLAYED, REQUEST_ID, RESPONSE_HEADERS,
+                    SETTINGS)
 
 log = logging.getLogger("wavis.service")
 
@@ -96,6 +108,7 @@ _UPSTREAM_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
     (asyncpg.exceptions.InsufficientResourcesError, "postgres"), # class 53: too many connections …
     (asyncpg.exceptions.ConnectionDoesNotExistError, "postgres"),
     (asyncpg.exceptions.InterfaceError, "postgres"),
+    (asyncpg.exceptions.InternalClientError, "postgres"),  # protocol state after a killed backend
     (ConnectionError, "upstream"),
     (OSError, "upstream"),
 )
@@ -168,6 +181,81 @@ async def body_limit(request: web.Request, handler) -> web.StreamResponse:
     return await handler(request)
 
 
+def client_ip(request: web.Request) -> str:
+    """The caller's address: the peer, or behind a trusted proxy the last X-Forwarded-For hop."""
+    if request.app[SETTINGS].trust_forwarded_for:
+        fwd = request.headers.get("X-Forwarded-For", "")
+        hops = [h.strip() for h in fwd.split(",") if h.strip()]
+        if hops:
+            return hops[-1][:64]
+    return request.remote or "unknown"
+
+
+@asynccontextmanager
+async def _upstream(request: web.Request):
+    async with asyncio.timeout(request.app[SETTINGS].upstream_timeout_s):
+        yield
+
+
+def _operational(request: web.Request) -> bool:
+    return bool(route_attr(request, "__wavis_operational__", False))
+
+
+@web.middleware
+async def metrics(request: web.Request, handler) -> web.StreamResponse:
+    m = request.app.get(METRICS)
+    if m is None:
+        return await handler(request)
+    start = time.perf_counter()
+    status = 500
+    m.in_flight.inc()
+    try:
+        resp = await handler(request)
+        status = resp.status
+        return resp
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        m.in_flight.dec()
+        route = route_label(request)
+        m.requests.labels(request.method, route, str(status)).inc()
+        m.latency.labels(request.method, route).observe(time.perf_counter() - start)
+
+
+@web.middleware
+async def maintenance(request: web.Request, handler) -> web.StreamResponse:
+    if getattr(request.match_info, "http_exception", None) is None and not _operational(request):
+        settings = request.app[SETTINGS]
+        retry = settings.maintenance_retry_after_s if settings.maintenance else None
+        if retry is None:
+            async with _upstream(request):
+                retry = await maint.get(request.app[REDIS], settings.redis_prefix)
+        if retry is not None:
+            raise ApiError(503, "MAINTENANCE", "the service is down for maintenance; retry later",
+                           headers={"Retry-After": str(retry)})
+    return await handler(request)
+
+
+@web.middleware
+async def request_timeout(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].request_timeout_s) as cm:
+            return await handler(request)
+    except TimeoutError:
+        if not cm.expired():
+            raise
+        if request.get(BODY_READING):
+            raise ApiError(408, "REQUEST_TIMEOUT", "the request body did not arrive in time") from None
+        raise ApiError(504, "REQUEST_TIMEOUT", "the request took too long to process") from None
+
+
+def too_many_auth_failures(retry: int) -> ApiError:
+    return ApiError(429, "TOO_MANY_AUTH_FAILURES",
+                    "too many failed authentications from this address; retry later",
+                    headers={"Retry-After": str(max(1, retry))})
+
+
 @web.middleware
 async def auth(request: web.Request, handler) -> web.StreamResponse:
     if getattr(request.match_info, "http_exception", None) is not None:
@@ -179,15 +267,26 @@ async def auth(request: web.Request, handler) -> web.StreamResponse:
         raise forbidden("route is not available")
     if level is Access.PUBLIC:
         return await handler(request)
+    settings = request.app[SETTINGS]
+    redis = request.app[REDIS]
+    ip = client_ip(request)
+    async with _upstream(request):
+        locked = await ratelimit.lockout_remaining(redis, settings.redis_prefix, ip)
+    if locked:
+        raise too_many_auth_failures(locked)
     presented = apikeys.from_authorization(request.headers.get("Authorization"))
     if presented is None:
         raise unauthorized()
-    settings = request.app[SETTINGS]
+    # Constant work for every presented string: one HMAC and one indexed lookup by the hash
+    # (no format pre-check that would answer malformed keys faster), then a constant-time
+    # comparison of the stored hash.
     digest = apikeys.key_hash(settings.api_key_pepper, presented)
-    async with asyncio.timeout(settings.upstream_timeout_s):
+    async with _upstream(request):
         async with request.app[DB].acquire() as conn:
             principal = await repo.authenticate(conn, digest)
     if principal is None:
+        async with _upstream(request):
+            await ratelimit.record_auth_failure(redis, settings.redis_prefix, ip)
         raise unauthorized()
     if not level.allows(principal.role):
         raise forbidden()
@@ -195,4 +294,88 @@ async def auth(request: web.Request, handler) -> web.StreamResponse:
     return await handler(request)
 
 
-CHAIN = [request_id, errors, security_headers, body_limit, auth]
+def _fcu_of(request: web.Request) -> int:
+    spec = route_attr(request, "__wavis_fcu__", 0)
+    cost = spec(request) if callable(spec) else spec
+    return max(0, int(cost or 0))
+
+
+@web.middleware
+async def rate_limit(request: web.Request, handler) -> web.StreamResponse:
+    if _operational(request):
+        return await handler(request)
+    settings = request.app[SETTINGS]
+    redis = request.app[REDIS]
+    p = request.get(PRINCIPAL)
+    ip = client_ip(request)
+    if p is not None:
+        plan = ratelimit.plan_of(settings.plans, p.plan)
+        windows = ratelimit.account_windows(settings.redis_prefix, plan, p.account_id, ip, _fcu_of(request), utcnow())
+    else:
+        windows = [ratelimit.burst_window(settings.redis_prefix, settings.plans["anonymous"], ip)]
+    async with _upstream(request):
+        denied, states = await ratelimit.take(redis, windows)
+    response_headers(request).update(ratelimit.headers_for(states))
+    if denied is not None:
+        state = next(s for s in states if s.window is denied)
+        details = {"window": denied.name, "limit": denied.limit}
+        retry = {"Retry-After": str(max(1, state.reset))}
+        if denied.name == "monthly":
+            raise ApiError(402, "QUOTA_EXHAUSTED", "the monthly FCU quota of this plan is used up", details,
+                           headers=retry)
+        raise ApiError(429, "RATE_LIMITED", f"{denied.name} rate limit reached", details, headers=retry)
+    monthly = next((w for w in windows if w.name == "monthly" and w.cost > 0), None)
+    refund = True
+    try:
+        resp = await handler(request)
+        refund = resp.status >= 400 or bool(request.get(REPLAYED))
+        return resp
+    finally:
+        if monthly is not None and refund:
+            try:
+                async with _upstream(request):
+                    await ratelimit.refund(redis, monthly)
+            except Exception:  # noqa: BLE001 - never turn an answer into an error over a refund
+                log.warning("could not refund %d FCU", monthly.cost)
+
+
+@web.middleware
+async def idempotency_mw(request: web.Request, handler) -> web.StreamResponse:
+    raw = request.headers.get(idempotency.HEADER)
+    if request.method not in idempotency.METHODS or raw is None or _operational(request) \
+            or getattr(request.match_info, "http_exception", None) is not None:
+        return await handler(request)
+    idem_key = idempotency.validate_key(raw)
+    settings = request.app[SETTINGS]
+    p = request.get(PRINCIPAL)
+    scope = f"acct:{p.account_id}" if p is not None else f"ip:{client_ip(request)}"
+    body = await read_body(request)
+    fp = idempotency.fingerprint(request.method, request.path_qs, body)
+    slot = idempotency.Slot(request.app[REDIS], settings.redis_prefix, settings.api_key_pepper, scope, idem_key, fp)
+    async with _upstream(request):
+        existing = await slot.begin(settings.idempotency_lease_s)
+    if existing is not None:
+        resp = slot.existing(existing)
+        request[REPLAYED] = True
+        return resp
+    try:
+        try:
+            resp = await handler(request)
+        except Exception as exc:  # noqa: BLE001 - a 4xx is an answer to store; 5xx propagates
+            err = to_api_error(exc)
+            if err.status >= 500:
+                raise
+            resp = error_response(request, err)
+    except BaseException:
+        slot.release_soon(settings.upstream_timeout_s)
+        raise
+    async with _upstream(request):
+        if resp.status < 500 and isinstance(resp, web.Response):
+            await slot.store(resp, settings.idempotency_ttl_s)
+        else:
+            await slot.release()
+    return resp
+
+
+CHAIN = [request_id, metrics, errors, security_headers, maintenance, request_timeout, body_limit, auth, rate_limit,
+         idempotency_mw]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,44 +31,111 @@ async def create_account(
     ops_limit: int | None = None, ttl: timedelta | None = None,
 ) -> NewKey:
     account_id = new_id("acct")
+    origin = "trial" if is_trial else "admin"
     async with conn.transaction():
         await conn.execute(
             "INSERT INTO accounts (id, email, plan, is_trial) VALUES ($1, $2, $3, $4)",
             account_id, email, plan, is_trial,
         )
         new = await create_api_key(conn, pepper, account_id=account_id, role=role, environment=environment,
-                                   ops_limit=ops_limit, ttl=ttl)
+                                   ops_limit=ops_limit, ttl=ttl, origin=origin)
     return new
 
 
 async def create_api_key(
     conn: asyncpg.Connection, pepper: bytes, *, account_id: str, role: Role, environment: str,
-    ops_limit: int | None = None, ttl: timedelta | None = None,
+    ops_limit: int | None = None, ttl: timedelta | None = None, origin: str = "admin",
+    rotated_from: str | None = None,
 ) -> NewKey:
     key = apikeys.generate(environment)
     key_id = new_id("apikey")
     expires_at = utcnow() + ttl if ttl else None
     await conn.execute(
-        """INSERT INTO api_keys (id, account_id, key_hash, prefix, environment, role, ops_limit, expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        """INSERT INTO api_keys (id, account_id, key_hash, prefix, environment, role, ops_limit, expires_at,
+                                 origin, rotated_from)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
         key_id, account_id, apikeys.key_hash(pepper, key), apikeys.prefix(key), environment, role.value,
-        ops_limit, expires_at,
+        ops_limit, expires_at, origin, rotated_from,
     )
     return NewKey(account_id, key_id, key, expires_at)
+
+
+API_KEY_COLUMNS = "id, prefix, environment, role, created_at, last_used_at, revoked_at, expires_at"
+
+
+async def list_api_keys(conn: asyncpg.Connection, account_id: str, limit: int,
+                        after: tuple[datetime, str] | None) -> list[asyncpg.Record]:
+    if after is None:
+        return await conn.fetch(
+            f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY created_at, id LIMIT $2",
+            account_id, limit + 1)
+    return await conn.fetch(
+        f"""SELECT {API_KEY_COLUMNS} FROM api_keys WHERE account_id = $1 AND (created_at, id) > ($2, $3)
+            ORDER BY created_at, id LIMIT $4""", account_id, after[0], after[1], limit + 1)
+
+
+async def create_api_key_limited(conn: asyncpg.Connection, pepper: bytes, *, account_id: str, role: Role,
+                                 environment: str, per_hour: int) -> NewKey | None:
+    """POST /api-keys: at most ``per_hour`` creations per account per rolling hour (serialized
+    per account with a transaction-scoped advisory lock); None when the limit is reached."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('api-key-create:' || $1))", account_id)
+        n = await conn.fetchval(
+            """SELECT count(*) FROM api_keys WHERE account_id = $1 AND origin = 'api'
+               AND created_at > now() - interval '1 hour'""", account_id)
+        if n >= per_hour:
+            return None
+        return await create_api_key(conn, pepper, account_id=account_id, role=role, environment=environment,
+                                    origin="api")
+
+
+async def revoke_api_key(conn: asyncpg.Connection, account_id: str, key_id: str) -> bool:
+    """Revoke now; True when the key exists in this account (revoking twice is fine)."""
+    row = await conn.fetchval(
+        """UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
+           WHERE id = $1 AND account_id = $2 RETURNING id""", key_id, account_id)
+    return row is not None
+
+
+async def revoke_trial_key_by_prefix(conn: asyncpg.Connection, key_prefix: str) -> bool:
+    """DELETE /onboarding/temp-key/{key_prefix}: the live trial key whose text starts with it."""
+    row = await conn.fetchval(
+        """UPDATE api_keys SET revoked_at = now()
+           WHERE id = (SELECT id FROM api_keys WHERE environment = 'trial' AND revoked_at IS NULL
+                       AND prefix = left($1, 16) ORDER BY created_at LIMIT 1)
+           RETURNING id""", key_prefix)
+    return row is not None
+
+
+async def rotate_api_key(conn: asyncpg.Connection, pepper: bytes, p: Principal,
+                         grace: timedelta) -> tuple[NewKey, str, datetime]:
+    """A new key like the caller's; the caller's own key keeps working for ``grace``."""
+    async with conn.transaction():
+        old = await conn.fetchrow(
+            "SELECT prefix, expires_at FROM api_keys WHERE id = $1 AND account_id = $2 FOR UPDATE",
+            p.api_key_id, p.account_id)
+        new = await create_api_key(conn, pepper, account_id=p.account_id, role=p.role, environment=p.environment,
+                                   origin="rotate", rotated_from=p.api_key_id)
+        ends = await conn.fetchval(
+            """UPDATE api_keys SET expires_at = LEAST(COALESCE(expires_at, 'infinity'), now() + $2::interval)
+               WHERE id = $1 RETURNING expires_at""", p.api_key_id, grace)
+    return new, old["prefix"], ends
 
 
 async def authenticate(conn: asyncpg.Connection, key_hash: bytes) -> Principal | None:
     """The live (not revoked, not expired) key with this hash, touching ``last_used_at``."""
     row = await conn.fetchrow(
-        """UPDATE api_keys SET last_used_at = now()
-           WHERE key_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
-           RETURNING id, account_id, role, environment, ops_limit, expires_at""",
+        """UPDATE api_keys k SET last_used_at = now() FROM accounts a
+           WHERE k.key_hash = $1 AND a.id = k.account_id
+             AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+           RETURNING k.id, k.account_id, k.role, k.environment, k.ops_limit, k.expires_at, k.key_hash, a.plan""",
         key_hash,
     )
-    if row is None:
+    # constant-time confirmation of the indexed match (same work whatever was presented)
+    if row is None or not hmac.compare_digest(bytes(row["key_hash"]), key_hash):
         return None
     return Principal(row["id"], row["account_id"], Role(row["role"]), row["environment"],
-                     row["ops_limit"], row["expires_at"])
+                     row["ops_limit"], row["expires_at"], row["plan"])
 
 
 async def reserve_operation(conn: asyncpg.Connection, api_key_id: str) -> bool:
@@ -98,14 +166,51 @@ KEY_META_COLUMNS = (
 async def insert_fhe_key(conn: asyncpg.Connection, *, account_id: str, scheme: str, params: dict[str, Any],
                          fingerprint: str, key_tag: bytes, slot_count: int, max_level: int,
                          galois_steps: list[int], conjugation: bool, public_key: bytes, eval_key: bytes,
-                         ciphertext_body_limit: int) -> asyncpg.Record:
+                         ciphertext_body_limit: int, key_id: str | None = None,
+                         secret_key_sealed: bytes | None = None) -> asyncpg.Record:
     return await conn.fetchrow(
         f"""INSERT INTO fhe_keys (id, account_id, scheme, params, params_fingerprint, key_tag, slot_count, max_level,
-                                  galois_steps, conjugation, public_key, eval_key, ciphertext_body_limit)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {KEY_META_COLUMNS}""",
-        new_id("key"), account_id, scheme, params, fingerprint, key_tag, slot_count, max_level, galois_steps,
-        conjugation, public_key, eval_key, ciphertext_body_limit,
+                                  galois_steps, conjugation, public_key, eval_key, ciphertext_body_limit,
+                                  secret_key_sealed, is_blind)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::bytea, $14::bytea IS NULL)
+            RETURNING {KEY_META_COLUMNS}""",
+        key_id or new_id("key"), account_id, scheme, params, fingerprint, key_tag, slot_count, max_level,
+        galois_steps, conjugation, public_key, eval_key, ciphertext_body_limit, secret_key_sealed,
     )
+
+
+async def list_fhe_keys(conn: asyncpg.Connection, account_id: str, limit: int,
+                        after: tuple[datetime, str] | None) -> list[asyncpg.Record]:
+    if after is None:
+        return await conn.fetch(
+            f"SELECT {KEY_META_COLUMNS} FROM fhe_keys WHERE account_id = $1 ORDER BY created_at, id LIMIT $2",
+            account_id, limit + 1)
+    return await conn.fetch(
+        f"""SELECT {KEY_META_COLUMNS} FROM fhe_keys WHERE account_id = $1 AND (created_at, id) > ($2, $3)
+            ORDER BY created_at, id LIMIT $4""", account_id, after[0], after[1], limit + 1)
+
+
+async def delete_fhe_key(conn: asyncpg.Connection, account_id: str, key_id: str) -> list[str] | None:
+    """Delete the key and its ciphertext rows; the ciphertext ids (for the blob store), or None."""
+    async with conn.transaction():
+        found = await conn.fetchval(
+            "SELECT id FROM fhe_keys WHERE id = $1 AND account_id = $2 FOR UPDATE", key_id, account_id)
+        if found is None:
+            return None
+        ids = [r["id"] for r in await conn.fetch(
+            "DELETE FROM ciphertexts WHERE key_id = $1 AND account_id = $2 RETURNING id", key_id, account_id)]
+        await conn.execute("DELETE FROM fhe_keys WHERE id = $1", key_id)
+    return ids
+
+
+async def get_secret_key_sealed(conn: asyncpg.Connection, account_id: str, key_id: str) -> bytes | None:
+    return await conn.fetchval(
+        "SELECT secret_key_sealed FROM fhe_keys WHERE id = $1 AND account_id = $2", key_id, account_id)
+
+
+async def delete_ciphertext(conn: asyncpg.Connection, account_id: str, ct_id: str) -> bool:
+    return await conn.fetchval(
+        "DELETE FROM ciphertexts WHERE id = $1 AND account_id = $2 RETURNING id", ct_id, account_id) is not None
 
 
 async def get_fhe_key(conn: asyncpg.Connection, account_id: str, key_id: str) -> asyncpg.Record | None:

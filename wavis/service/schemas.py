@@ -56,6 +56,8 @@ class HealthResponse(Response):
     queue_depth: int
     ciphertext_cache_usage_pct: float | None
     ciphertext_cache_warning: bool
+    ciphertext_evictions_total: int | None = None  # [ours] LRU evictions since the store began
+    maintenance: bool = False  # [ours]
     dependencies: list[Dependency]
 
 
@@ -71,6 +73,45 @@ class TempKeyResponse(Response):
     expires_at: datetime
     ops_limit: int
     message: str
+
+
+class TempKeyRevoked(Response):
+    revoked: bool
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+class ApiKeyItem(Response):
+    id: str
+    prefix: str
+    environment: Literal["live", "test", "dev", "trial"]
+    role: Literal["viewer", "developer", "account_admin", "trial"]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    expires_at: datetime | None
+
+
+class ApiKeyList(Response):
+    data: list[ApiKeyItem]
+    next_cursor: str | None
+    has_more: bool
+
+
+class ApiKeyCreateRequest(Request):
+    environment: Literal["live", "test", "dev"]
+    role: Literal["viewer", "developer", "account_admin"] = "developer"
+
+
+class ApiKeyCreated(ApiKeyItem):
+    key: str  # shown once
+
+
+class ApiKeyRotated(Response):
+    new_api_key: str
+    old_key_prefix: str
+    grace_period_ends_at: datetime
+    environment: Literal["live", "test", "dev", "trial"]
 
 
 # --- FHE keys -------------------------------------------------------------------------------
@@ -93,6 +134,13 @@ class KeyUploadRequest(Request):
     params: CkksParams
 
 
+class KeyGenerateRequest(Request):
+    scheme: Literal["ckks", "rns-ckks"] = "rns-ckks"
+    params: CkksParams
+    rotation_steps: Annotated[list[int], Field(max_length=64)] = []
+    bootstrappable: bool = False
+
+
 class KeyResponse(Response):
     key_id: str
     scheme: str
@@ -104,6 +152,21 @@ class KeyResponse(Response):
     created_at: datetime
     blind_guarantee: bool
     ciphertext_upload_limit_bytes: int
+
+
+class KeyGenerated(KeyResponse):
+    secret_key: str | None = None  # only with WAVIS_ALLOW_SK_IN_RESPONSE=true
+
+
+class KeyList(Response):
+    data: list[KeyResponse]
+    next_cursor: str | None
+    has_more: bool
+
+
+class KeyDeleted(Response):
+    deleted: bool
+    ciphertexts_deleted: int
 
 
 # --- ciphertexts ------------------------------------------------------------------------------
@@ -126,6 +189,19 @@ class CiphertextMeta(Response):
 
 class CiphertextData(CiphertextMeta):
     ciphertext_b64: str
+
+
+class CiphertextCreated(CiphertextMeta):
+    evicted_ciphertext_ids: list[str] = []  # [ours] ids the LRU store evicted to make room
+
+
+class EncryptRequest(Request):
+    key_id: Id
+    values: Annotated[list[float], Field(min_length=1, max_length=65536)]
+
+
+class DecryptResponse(Response):
+    values: list[float]
 
 
 # --- compute ----------------------------------------------------------------------------------

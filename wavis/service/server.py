@@ -1,8 +1,16 @@
-"""Running the service: logging, embedded servers when needed, ``web.run_app``."""
+"""Running the service: logging, embedded servers when needed, and a graceful lifecycle.
+
+SIGTERM/SIGINT: ``/readyz`` answers 503 at once (``SHUTTING_DOWN``), the server keeps serving
+for ``pre_stop_s`` (so load balancers notice), then stops accepting connections, gives
+in-flight requests up to ``shutdown_timeout_s`` to finish, and closes the pools (cleanup
+contexts: engine → Redis → PostgreSQL) before the embedded servers stop.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import sys
 from dataclasses import replace
 
@@ -10,18 +18,21 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from . import embedded
+from .logs import JsonFormatter, RedactingFilter
 from .middleware import RequestIdLogFilter
 from .settings import Settings
+from .state import SHUTTING_DOWN
 
 log = logging.getLogger("wavis.service")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
-def setup_logging(level: int = logging.INFO) -> None:
+def setup_logging(level: int = logging.INFO, json_logs: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter(LOG_FORMAT))
     handler.addFilter(RequestIdLogFilter())
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -29,27 +40,55 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One line per request, carrying its request id."""
+    """One line per request, carrying its request id (the path only: never the query)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         rid = response.headers.get("X-Request-ID", "-")
         self.logger.info(
             "%s %s %s %d %.1fms", request.remote, request.method, request.path, response.status, time * 1e3,
-            extra={"request_id": rid},
+            extra={"request_id": rid, "status": response.status, "duration_ms": round(time * 1e3, 2)},
         )
+
+
+async def serve(app: web.Application, settings: Settings) -> None:
+    runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False,
+                           shutdown_timeout=settings.shutdown_timeout_s)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    log.info("WAVIS API listening on http://%s:%d/api/v1 (data dir %s)", settings.host, settings.port,
+             settings.data_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signame: str) -> None:
+        if not app[SHUTTING_DOWN][0]:
+            log.info("%s: not ready any more; draining in %.1f s", signame, settings.pre_stop_s)
+        app[SHUTTING_DOWN][0] = True  # /readyz → 503 before anything drains
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    try:
+        await stop.wait()
+        if settings.pre_stop_s > 0:
+            await asyncio.sleep(settings.pre_stop_s)
+        log.info("stopping: no new connections; in-flight requests get %.1f s", settings.shutdown_timeout_s)
+    finally:
+        # stops listening, waits for in-flight handlers (bounded), runs on_shutdown and the
+        # cleanup contexts (pools closed)
+        await runner.cleanup()
+        log.info("stopped")
 
 
 def run(settings: Settings) -> None:
     from .app import create_app  # noqa: PLC0415
 
-    settings = settings.with_pepper()
+    settings = settings.with_pepper().with_master_key()
     emb = embedded.start(settings.data_dir, database_url=settings.database_url, redis_url=settings.redis_url)
     try:
         settings = replace(settings, database_url=emb.database_url, redis_url=emb.redis_url)
         app = create_app(settings)
-        log.info("WAVIS API listening on http://%s:%d/api/v1 (data dir %s)", settings.host, settings.port,
-                 settings.data_dir)
-        web.run_app(app, host=settings.host, port=settings.port, access_log_class=AccessLogger,
-                    print=None, shutdown_timeout=10.0)
+        asyncio.run(serve(app, settings))
     finally:
         emb.close()

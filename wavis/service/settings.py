@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .ratelimit import PLANS, Plan
+
 log = logging.getLogger("wavis.service")
 
 MiB = 1024 * 1024
@@ -60,6 +62,18 @@ class Settings:
     db_pool_max: int = 10
     hsts: bool = False  # send Strict-Transport-Security (behind TLS)
     stripe_configured: bool = False
+    plans: dict[str, Plan] = field(default_factory=lambda: dict(PLANS))  # ratelimit.PLANS (tests shrink it)
+    trust_forwarded_for: bool = False  # client IP from the last X-Forwarded-For hop (behind a proxy)
+    request_timeout_s: float = 120.0  # whole request, body included → 408 / 504
+    idempotency_ttl_s: int = 24 * 3600
+    idempotency_lease_s: int = 300  # an in-progress record of a crashed process frees itself
+    maintenance: bool = False  # WAVIS_MAINTENANCE=1 (or `wavis admin maintenance on`, stored in Redis)
+    maintenance_retry_after_s: int = 300
+    master_key: bytes | None = None  # None → read/generate data_dir/master_key (secrets_at_rest)
+    allow_sk_in_response: bool = False  # WAVIS_ALLOW_SK_IN_RESPONSE
+    pre_stop_s: float = 0.0  # SIGTERM → /readyz 503 at once, keep serving this long, then drain
+    shutdown_timeout_s: float = 10.0  # in-flight requests get this long after SIGTERM's drain starts
+    json_logs: bool = True
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -77,9 +91,24 @@ class Settings:
             compute_threads=_env_int("WAVIS_COMPUTE_THREADS", cls.compute_threads),
             hsts=_env_bool("WAVIS_HSTS"),
             stripe_configured=bool(env.get("WAVIS_STRIPE_SECRET_KEY")),
+            trust_forwarded_for=_env_bool("WAVIS_TRUST_X_FORWARDED_FOR"),
+            request_timeout_s=float(env.get("WAVIS_REQUEST_TIMEOUT_S") or cls.request_timeout_s),
+            maintenance=_env_bool("WAVIS_MAINTENANCE"),
+            master_key=_master_key_from_env(),
+            allow_sk_in_response=_env_bool("WAVIS_ALLOW_SK_IN_RESPONSE"),
+            pre_stop_s=float(env.get("WAVIS_PRE_STOP_S") or cls.pre_stop_s),
+            shutdown_timeout_s=float(env.get("WAVIS_SHUTDOWN_TIMEOUT_S") or cls.shutdown_timeout_s),
+            json_logs=env.get("WAVIS_LOG_FORMAT", "json").lower() != "text",
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
         return replace(s, **overrides)
+
+    def with_master_key(self) -> "Settings":
+        if self.master_key:
+            return self
+        from .secrets_at_rest import load_or_create_master_key  # noqa: PLC0415
+
+        return replace(self, master_key=load_or_create_master_key(self.data_dir))
 
     def with_pepper(self) -> "Settings":
         """Return settings whose ``api_key_pepper`` is set, reading or creating the pepper
@@ -87,6 +116,15 @@ class Settings:
         if self.api_key_pepper:
             return self
         return replace(self, api_key_pepper=load_or_create_pepper(self.data_dir))
+
+
+def _master_key_from_env() -> bytes | None:
+    raw = os.environ.get("WAVIS_MASTER_KEY")
+    if not raw:
+        return None
+    from .secrets_at_rest import parse_master_key  # noqa: PLC0415
+
+    return parse_master_key(raw)
 
 
 def load_or_create_pepper(data_dir: Path) -> bytes:

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 if TYPE_CHECKING:
     from .engine import ComputeEngine
+    from .metrics import Metrics
     from .settings import Settings
 
 SETTINGS: web.AppKey["Settings"] = web.AppKey("settings")
@@ -18,6 +19,7 @@ REDIS: web.AppKey[Redis] = web.AppKey("redis")
 ENGINE: web.AppKey["ComputeEngine"] = web.AppKey("engine")
 STARTED_AT: web.AppKey[float] = web.AppKey("started_at")
 SHUTTING_DOWN: web.AppKey[list[bool]] = web.AppKey("shutting_down")  # one-element box
+METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
 
 # Per-request keys: typed web.RequestKey where aiohttp has it (3.12+), plain strings before.
 _RequestKey = getattr(web, "RequestKey", None)
@@ -32,3 +34,6 @@ PRINCIPAL = _rkey("wavis.principal", object)
 RESPONSE_HEADERS = _rkey("wavis.response_headers", object)  # headers wanted on the final response, errors included
 BODY_LIMIT = _rkey("wavis.body_limit", int)
 BODY_BYTES = _rkey("wavis.body_bytes", bytes)
+REPLAYED = _rkey("wavis.idempotent_replayed", bool)  # the answer came from the idempotency store
+EVICTED = _rkey("wavis.evicted_ciphertext_ids", list)  # ciphertexts the LRU store evicted for this request
+BODY_READING = _rkey("wavis.body_reading", bool)  # a request-timeout while reading the body → 408

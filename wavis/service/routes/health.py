@@ -9,9 +9,10 @@ from aiohttp import web
 
 import wavis
 
-from ..access import Access, access
+from .. import ctstore, maintenance
+from ..access import Access, access, doc, operational
 from ..schemas import Dependency, HealthResponse, ProbeResponse
-from ..state import DB, ENGINE, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT
+from ..state import DB, ENGINE, METRICS, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT
 from .util import json_response
 
 routes = web.RouteTableDef()   # mounted under /api/v1
@@ -57,13 +58,24 @@ async def _cache_usage(app: web.Application) -> float | None:
         return None
 
 
+async def _redis_value(app: web.Application, fn, timeout: float = 0.5):
+    try:
+        async with asyncio.timeout(timeout):
+            return await fn(app[REDIS], app[SETTINGS].redis_prefix)
+    except Exception:  # noqa: BLE001 - the redis probe reports the outage
+        return None
+
+
 @routes.get("/health")  # aiohttp registers HEAD with the same handler
 @access(Access.PUBLIC)
+@operational
+@doc("Service health with per-dependency probes", responses={200: HealthResponse, 503: HealthResponse})
 async def health(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
-    pg, rd, usage = await asyncio.gather(
-        probe_postgres(app, settings.probe_timeout_s), probe_redis(app, settings.probe_timeout_s), _cache_usage(app)
+    pg, rd, usage, evictions, maint = await asyncio.gather(
+        probe_postgres(app, settings.probe_timeout_s), probe_redis(app, settings.probe_timeout_s), _cache_usage(app),
+        _redis_value(app, ctstore.evictions_total), _redis_value(app, maintenance.get),
     )
     stripe = Dependency(name="stripe", status="healthy" if settings.stripe_configured else "not_configured")
     counted = [pg, rd]
@@ -87,6 +99,8 @@ async def health(request: web.Request) -> web.Response:
         queue_depth=engine.queue_depth,
         ciphertext_cache_usage_pct=usage,
         ciphertext_cache_warning=bool(usage is not None and usage >= 80.0),
+        ciphertext_evictions_total=evictions,
+        maintenance=bool(settings.maintenance or maint is not None),
         dependencies=[pg, rd, stripe],
     )
     return json_response(body, status=503 if overall == "unavailable" else 200)
@@ -94,12 +108,17 @@ async def health(request: web.Request) -> web.Response:
 
 @probes.get("/livez")
 @access(Access.PUBLIC)
+@operational
+@doc("Liveness: the process answers", responses={200: ProbeResponse})
 async def livez(request: web.Request) -> web.Response:
     return json_response(ProbeResponse(status="ok"))
 
 
 @probes.get("/readyz")
 @access(Access.PUBLIC)
+@operational
+@doc("Readiness: PostgreSQL and Redis reachable, not shutting down",
+     responses={200: ProbeResponse, 503: ProbeResponse})
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
     if app[SHUTTING_DOWN][0]:
@@ -109,3 +128,26 @@ async def readyz(request: web.Request) -> web.Response:
     checks = {d.name: d.status for d in (pg, rd)}
     ok = all(d.status != "unavailable" for d in (pg, rd))
     return json_response(ProbeResponse(status="ok" if ok else "unavailable", checks=checks), status=200 if ok else 503)
+
+
+@probes.get("/metrics")
+@access(Access.PUBLIC)
+@operational
+@doc("Prometheus metrics (text exposition format)", responses={200: None})
+async def metrics(request: web.Request) -> web.Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # noqa: PLC0415
+
+    app = request.app
+    m = app[METRICS]
+    engine = app[ENGINE]
+    m.queue_depth.set(engine.queue_depth)
+    m.running.set(engine.running)
+    usage = await _cache_usage(app)
+    m.cache_usage.set(float("nan") if usage is None else usage / 100.0)
+    evictions = await _redis_value(app, ctstore.evictions_total)
+    if evictions is not None:
+        m.evictions.set(evictions)
+    body = generate_latest(m.registry)
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return resp

@@ -1,18 +1,21 @@
-"""FHE keys: POST /api/v1/keys/upload (blind keys), GET /api/v1/keys/{key_id}."""
+"""FHE keys: POST /keys/upload (blind keys), POST /keys/generate (server mode, deprecated),
+GET /keys (list), GET /keys/{key_id}, DELETE /keys/{key_id} (with all its ciphertexts)."""
 
 from __future__ import annotations
 
 import asyncpg
 from aiohttp import web
 
-from .. import fhe, repo
-from ..access import Access, access, body_limit, principal
+from .. import ctstore, fhe, pagination, repo, secrets_at_rest, serverkeys
+from ..access import Access, access, body_limit, doc, principal
 from ..bodies import parse
 from ..engine import ComputeEngine
 from ..errors import not_found
-from ..schemas import KeyResponse, KeyUploadRequest
-from ..state import ENGINE, SETTINGS
-from .util import db, json_response
+from ..ids import new_id
+from ..schemas import (ErrorResponse, KeyDeleted, KeyGenerated, KeyGenerateRequest, KeyList, KeyResponse,
+                       KeyUploadRequest)
+from ..state import ENGINE, REDIS, SETTINGS
+from .util import db, json_response, upstream_timeout
 
 routes = web.RouteTableDef()
 
@@ -54,8 +57,25 @@ async def evaluator_for(request: web.Request, row: asyncpg.Record):
     return params, await engine.evaluators.get(row["id"], load)
 
 
+SECURITY_WARNING = "these parameters are for testing only and are not secure"
+
+
+def security_headers_for(parsed: fhe.ParsedKeys) -> dict[str, str]:
+    """``X-Security-Warning`` for ``testing`` parameters or rings below N = 4096 (64, 256 …)."""
+    if not parsed.is_secure or parsed.slot_count * 2 < 4096 \
+            or parsed.params_dict.get("security_level") == "testing":
+        return {"X-Security-Warning": SECURITY_WARNING}
+    return {}
+
+
+def secret_aad(key_id: str, account_id: str) -> bytes:
+    return f"fhe_key:{key_id}:{account_id}".encode()
+
+
 @routes.post("/keys/upload")
 @access(Access.TRIAL_PLUS)
+@doc("Upload a public key and evaluation keys (blind mode)", request=KeyUploadRequest,
+     responses={200: KeyResponse, 400: ErrorResponse, 413: ErrorResponse})
 @body_limit(KEY_UPLOAD_LIMIT)
 async def upload_key(request: web.Request) -> web.Response:
     p = principal(request)
@@ -76,14 +96,80 @@ async def upload_key(request: web.Request) -> web.Response:
         )
     engine.params.put(row["id"], parsed.params)
     engine.evaluators.put(row["id"], parsed.evaluator)
-    headers = {}
-    if not parsed.is_secure or parsed.slot_count * 2 < 4096:
-        headers["X-Security-Warning"] = "these parameters are for testing only and are not secure"
-    return json_response(key_response(row), headers=headers)
+    return json_response(key_response(row), headers=security_headers_for(parsed))
+
+
+@routes.post("/keys/generate")
+@access(Access.TRIAL_PLUS)
+@doc("Generate a key pair on the server (deprecated; server mode)", request=KeyGenerateRequest,
+     responses={200: KeyGenerated, 400: ErrorResponse, 501: ErrorResponse}, deprecated=True)
+async def generate_key(request: web.Request) -> web.Response:
+    from ..errors import ApiError  # noqa: PLC0415
+
+    p = principal(request)
+    req = await parse(request, KeyGenerateRequest)
+    settings = request.app[SETTINGS]
+    if req.bootstrappable:
+        raise ApiError(501, "NOT_IMPLEMENTED", "bootstrapping keys are not available yet")
+    engine = request.app[ENGINE]
+    gen: serverkeys.Generated = await engine.run(serverkeys.generate, req.params.model_dump(), req.rotation_steps,
+                                                 settings.limits)
+    parsed = gen.parsed
+    key_id = new_id("key")
+    sealed = secrets_at_rest.seal(settings.master_key, gen.secret_key, secret_aad(key_id, p.account_id))
+    async with db(request) as conn:
+        row = await repo.insert_fhe_key(
+            conn, account_id=p.account_id, scheme="rns-ckks", params=parsed.params_dict,
+            fingerprint=parsed.fingerprint, key_tag=parsed.key_tag, slot_count=parsed.slot_count,
+            max_level=parsed.max_level, galois_steps=parsed.galois_steps, conjugation=parsed.conjugation,
+            public_key=parsed.public_key, eval_key=parsed.eval_key,
+            ciphertext_body_limit=parsed.ciphertext_body_limit, key_id=key_id, secret_key_sealed=sealed,
+        )
+    engine.params.put(row["id"], parsed.params)
+    engine.evaluators.put(row["id"], parsed.evaluator)
+    secret = None
+    if settings.allow_sk_in_response:
+        secret = await engine.run(fhe.b64encode, gen.secret_key)
+    body = KeyGenerated(**key_response(row).model_dump(), secret_key=secret)
+    headers = {"Deprecation": "true", **security_headers_for(parsed)}
+    return json_response(body, headers=headers)
+
+
+@routes.get("/keys")
+@access(Access.READ_PLUS)
+@doc("List this account's FHE keys", responses={200: KeyList, 400: ErrorResponse}, query=pagination.QUERY_DOC)
+async def list_keys(request: web.Request) -> web.Response:
+    p = principal(request)
+    scope = pagination.scope_of("fhe_keys", p.account_id)
+    page = pagination.page_from(request, scope)
+    async with db(request) as conn:
+        rows = await repo.list_fhe_keys(conn, p.account_id, page.limit, page.after)
+    return json_response(KeyList(**pagination.page_body(request, scope, page, rows, key_response)))
+
+
+@routes.delete("/keys/{key_id}")
+@access(Access.WRITE_PLUS)
+@doc("Delete a key and every ciphertext under it", responses={200: KeyDeleted, 404: ErrorResponse})
+async def delete_key(request: web.Request) -> web.Response:
+    p = principal(request)
+    key_id = request.match_info["key_id"]
+    async with db(request) as conn:
+        ct_ids = await repo.delete_fhe_key(conn, p.account_id, key_id)
+    if ct_ids is None:
+        raise not_found("key")
+    engine = request.app[ENGINE]
+    engine.params.discard(key_id)
+    engine.evaluators.discard(key_id)
+    settings = request.app[SETTINGS]
+    for i in range(0, len(ct_ids), 500):
+        async with upstream_timeout(request):
+            await ctstore.delete(request.app[REDIS], settings.redis_prefix, ct_ids[i:i + 500], p.account_id)
+    return json_response(KeyDeleted(deleted=True, ciphertexts_deleted=len(ct_ids)))
 
 
 @routes.get("/keys/{key_id}")
 @access(Access.READ_PLUS)
+@doc("FHE key metadata (never a secret)", responses={200: KeyResponse, 404: ErrorResponse})
 async def get_key(request: web.Request) -> web.Response:
     p = principal(request)
     async with db(request) as conn:

@@ -1,4 +1,5 @@
-"""POST /api/v1/onboarding/temp-key: a trial key (30 min, 10 operations) for a new trial account."""
+"""POST /onboarding/temp-key: a trial key (30 min, 10 operations) for a new trial account;
+DELETE /onboarding/temp-key/{key_prefix} revokes one."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from datetime import timedelta
 from aiohttp import web
 
 from .. import repo
-from ..access import Access, Role, access
-from ..errors import ApiError
-from ..schemas import TempKeyResponse
+from ..access import Access, Role, access, doc
+from ..errors import ApiError, not_found
+from ..schemas import ErrorResponse, TempKeyResponse, TempKeyRevoked
 from ..state import REDIS, SETTINGS
 from .util import db, json_response, upstream_timeout
 
@@ -40,6 +41,7 @@ async def _count_per_ip(request: web.Request, limit: int) -> None:
 
 @routes.post("/onboarding/temp-key")
 @access(Access.PUBLIC)
+@doc("Create a trial key (30 minutes, 10 operations)", responses={200: TempKeyResponse, 429: ErrorResponse})
 async def create_temp_key(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     await _count_per_ip(request, settings.temp_keys_per_ip_per_min)
@@ -56,3 +58,17 @@ async def create_temp_key(request: web.Request) -> web.Response:
                  f"{settings.trial_ops_limit} operations. It is shown only once."),
     )
     return json_response(body)
+
+
+@routes.delete("/onboarding/temp-key/{key_prefix}")
+@access(Access.PUBLIC)
+@doc("Revoke a trial key by its first 16+ characters", responses={200: TempKeyRevoked, 404: ErrorResponse})
+async def revoke_temp_key(request: web.Request) -> web.Response:
+    prefix = request.match_info["key_prefix"]
+    if len(prefix) < 16 or not prefix.startswith("wvs_trial_"):
+        raise not_found("trial key")
+    async with db(request) as conn:
+        ok = await repo.revoke_trial_key_by_prefix(conn, prefix)
+    if not ok:
+        raise not_found("trial key")
+    return json_response(TempKeyRevoked(revoked=True))
