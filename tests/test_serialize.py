@@ -76,3 +76,26 @@ def test_base64():
     for bad in ("abc", "a$==", "YWJj\n!"):
         with pytest.raises(CiphertextFormatError):
             serialize.b64decode(bad)
+
+
+def test_compact_sizes(setup):
+    """Residues take ⌈log2 q⌉ bits and keys carry a seed instead of their uniform half."""
+    params, kg, _, ct = setup
+    rows = ct.level + 1
+    bits = sum(q.bit_length() for q in params.moduli[:rows])
+    assert len(serialize.dumps(ct)) <= 2 * params.poly_degree * bits // 8 + 128
+    pk_blob = serialize.dumps(kg.public_key())
+    assert len(pk_blob) <= params.poly_degree * sum(q.bit_length() for q in params.moduli) // 8 + 128
+    evk = kg.evaluation_keys()
+    full = len(params.digits) * 2 * len(params.all_moduli) * params.poly_degree * 8
+    assert len(serialize.dumps(evk)) < full * 0.5
+
+
+def test_seed_expansion_reproduces_the_key(setup):
+    params, kg, enc, _ = setup
+    evk = kg.evaluation_keys(galois_steps=[1])
+    back = serialize.loads(serialize.dumps(evk), EvaluationKeys, params)
+    assert back.relin_key.a_seed == evk.relin_key.a_seed
+    assert np.array_equal(np.asarray(back.relin_key.data), np.asarray(evk.relin_key.data))
+    for g, k in evk.galois_keys.items():
+        assert np.array_equal(np.asarray(back.galois_keys[g].data), np.asarray(k.data))

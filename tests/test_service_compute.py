@@ -270,7 +270,7 @@ async def test_evaluation_keys_are_cached_after_first_use(dev, pair):
 async def test_keys_with_big_fresh_ciphertexts_raise_their_upload_limit(dev, ckks_pair_factory, pair):
     """2 MiB is the ciphertext limit unless a key's fresh ciphertext is bigger (API.md "Sizes"):
     then that key (only) accepts its fresh size + 10 %."""
-    big = ckks_pair_factory(max_depth=12, poly_degree=8192)  # 13 limbs: a fresh ciphertext is ~2.3 MB in base64
+    big = ckks_pair_factory(max_depth=12, poly_degree=16384)  # 13 limbs of ~41 bits: ~2.9 MB in base64
     small_key = (await dev.upload_keys(pair))["key_id"]
     meta = await dev.upload_keys(big)
     limit = meta["ciphertext_upload_limit_bytes"]

@@ -12,11 +12,17 @@ Layout (little endian)::
     body                kind-specific (below)
     digest  16 B        BLAKE2b-128 of everything before it (detects corruption)
 
-Bodies: ciphertext ``level u16, size u8, 0 u8, scale f64, N u32, rows u16`` then
-``size·rows·N`` uint64 residues; public key ``rows u16, N u32`` then ``2·rows·N`` uint64;
-evaluation keys ``has_relin u8, n_galois u32, dnum u16, rows u16, N u32``, the relinearization
-key ``dnum·2·rows·N`` uint64, then per Galois key ``elt u32`` and its residues; secret key
-``N u32`` then N int8 in {−1,0,1}; parameters: UTF-8 JSON of ``CkksParameters.to_dict()``.
+Bodies (compact, API.md "Sizes"): every residue mod q is stored in ⌈log2 q⌉ bits
+(``wavis._core.pack_bits``, little-endian bit order), row by row; the uniform component of a
+public or key-switching key is replaced by the 32-byte seed it was expanded from
+(``wavis.ring.sampling.expand_uniform``), which halves keys.
+ciphertext ``level u16, size u8, 0 u8, scale f64, N u32, rows u16`` then ``size·rows`` packed
+rows; public key ``rows u16, N u32, seeded u8`` then the rows of b, then the seed (or the rows
+of a); evaluation keys ``has_relin u8, n_galois u32, dnum u16, rows u16, N u32``, the
+relinearization key, then per Galois key ``elt u32`` and the key, each key being
+``seeded u8``, the dnum·rows packed rows of the b_j, then the seed (or the a_j rows);
+secret key ``N u32`` then N int8 in {−1,0,1}; parameters: UTF-8 JSON of
+``CkksParameters.to_dict()``.
 Loading checks the magic, version, kind, lengths, digest, the fingerprint against the
 expected parameters, every shape, and that every residue is below its modulus.
 """
@@ -32,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .ckks.params import CkksParameters
+from .ckks.params import CkksParameters, params_for
 from .ckks.structures import Ciphertext, EvaluationKeys, GaloisKey, PublicKey, RelinearizationKey, SecretKey
 from .errors import CiphertextFormatError, KeyMismatchError, ParameterError
 
@@ -59,36 +65,74 @@ def _frame(kind: int, fingerprint: str | None, key_tag: bytes | None, body: byte
     return head + body + digest
 
 
-def dumps(obj: Any) -> bytes:
+def dumps(obj: Any, params: CkksParameters | None = None) -> bytes:
     """Serialize a Ciphertext, PublicKey, EvaluationKeys, SecretKey or CkksParameters.
 
-    Raises: ParameterError for any other type.
+    ``params``: the object's parameters (the compact format packs each residue in ⌈log2 q_i⌉
+    bits); by default the parameters this process made with the object's fingerprint.
+
+    Raises: ParameterError for any other type, a missing ``params``, or ``params`` whose
+    fingerprint differs from the object's.
     """
+    fp = getattr(obj, "params_fingerprint", None)
+    if params is not None and fp is not None and fp != params.fingerprint:
+        raise ParameterError("the object belongs to other parameters than params")
     if isinstance(obj, CkksParameters):
         return _frame(KIND_PARAMS, None, None, json.dumps(obj.to_dict(), sort_keys=True).encode())
+    if isinstance(obj, (Ciphertext, PublicKey, EvaluationKeys)) and params is None:
+        params = params_for(fp)
+        if params is None:
+            raise ParameterError(f"serializing a {type(obj).__name__} needs its parameters (params=…)")
     if isinstance(obj, Ciphertext):
         d = _np(obj.data)
-        body = struct.pack("<HBBdIH", obj.level, d.shape[0], 0, obj.scale, d.shape[2], d.shape[1]) + d.tobytes()
-        return _frame(KIND_CIPHERTEXT, obj.params_fingerprint, obj.key_tag, body)
+        body = struct.pack("<HBBdIH", obj.level, d.shape[0], 0, obj.scale, d.shape[2], d.shape[1])
+        return _frame(KIND_CIPHERTEXT, obj.params_fingerprint, obj.key_tag,
+                      body + _pack_rows(d, params.moduli[: d.shape[1]]))
     if isinstance(obj, PublicKey):
         d = _np(obj.data)
         return _frame(KIND_PUBLIC_KEY, obj.params_fingerprint, obj.key_tag,
-                      struct.pack("<HI", d.shape[1], d.shape[2]) + d.tobytes())
+                      struct.pack("<HI", d.shape[1], d.shape[2]) + _pack_key(d, obj.a_seed, params.moduli, 0))
     if isinstance(obj, EvaluationKeys):
         parts = []
         ref = obj.relin_key.data if obj.relin_key is not None else next(iter(obj.galois_keys.values())).data
         shape = _np(ref).shape
         parts.append(struct.pack("<BIHHI", obj.relin_key is not None, len(obj.galois_keys), shape[0], shape[2], shape[3]))
         if obj.relin_key is not None:
-            parts.append(_np(obj.relin_key.data).tobytes())
+            parts.append(_pack_key(obj.relin_key.data, obj.relin_key.a_seed, params.all_moduli, 1))
         for elt in sorted(obj.galois_keys):
             parts.append(struct.pack("<I", elt))
-            parts.append(_np(obj.galois_keys[elt].data).tobytes())
+            gk = obj.galois_keys[elt]
+            parts.append(_pack_key(gk.data, gk.a_seed, params.all_moduli, 1))
         return _frame(KIND_EVAL_KEYS, obj.params_fingerprint, obj.key_tag, b"".join(parts))
     if isinstance(obj, SecretKey):
         c = np.asarray(obj.coeffs, dtype=np.int8)
         return _frame(KIND_SECRET_KEY, obj.params_fingerprint, obj.key_tag, struct.pack("<I", c.size) + c.tobytes())
     raise ParameterError(f"cannot serialize {type(obj).__name__}")
+
+
+def _bits(moduli) -> list[int]:
+    return [int(q).bit_length() for q in moduli]
+
+
+def _pack_rows(a: np.ndarray, moduli) -> bytes:
+    """a (..., rows, N): every row r packed in bit_length(moduli[r]) bits."""
+    from . import _core
+
+    rows = a.shape[-2]
+    flat = a.reshape(-1, rows, a.shape[-1])
+    bits = _bits(moduli)
+    return b"".join(_core.pack_bits(np.ascontiguousarray(flat[i, r]), bits[r])
+                    for i in range(flat.shape[0]) for r in range(rows))
+
+
+def _pack_key(data: np.ndarray, a_seed: bytes | None, moduli, a_axis: int) -> bytes:
+    """A key array whose uniform components lie at index 1 of ``a_axis``; stored as b rows
+    then the seed (or the a rows when no seed is known)."""
+    d = _np(data)
+    b = np.take(d, 0, axis=a_axis)
+    if a_seed is not None:
+        return b"\x01" + _pack_rows(b, moduli) + bytes(a_seed)
+    return b"\x00" + _pack_rows(b, moduli) + _pack_rows(np.take(d, 1, axis=a_axis), moduli)
 
 
 class _Reader:
@@ -111,6 +155,44 @@ class _Reader:
         a = np.frombuffer(self.body, dtype=dtype, count=count, offset=self.pos).reshape(shape).copy()
         self.pos += nbytes
         return a
+
+    def packed(self, count: int, moduli, n: int) -> np.ndarray:
+        """(count, len(moduli), n) residues packed row by row."""
+        from . import _core
+
+        bits = _bits(moduli)
+        out = np.empty((count, len(moduli), n), dtype=np.uint64)
+        for i in range(count):
+            for r, b in enumerate(bits):
+                nbytes = (n * b + 7) // 8
+                if self.pos + nbytes > len(self.body):
+                    raise CiphertextFormatError("blob is truncated")
+                out[i, r] = _core.unpack_bits(bytes(self.body[self.pos:self.pos + nbytes]), n, b)
+                self.pos += nbytes
+        _check_residues(out, list(moduli))
+        return out
+
+    def raw(self, nbytes: int) -> bytes:
+        if self.pos + nbytes > len(self.body):
+            raise CiphertextFormatError("blob is truncated")
+        out = bytes(self.body[self.pos:self.pos + nbytes])
+        self.pos += nbytes
+        return out
+
+    def key(self, count: int, moduli, n: int) -> tuple[np.ndarray, bytes | None]:
+        """A packed key: (count, 2, rows, n) with the a part expanded from its seed if seeded."""
+        from .ring.sampling import expand_uniform
+
+        (seeded,) = self.unpack("B")
+        if seeded not in (0, 1):
+            raise CiphertextFormatError("invalid key encoding flag")
+        b = self.packed(count, moduli, n)
+        if seeded:
+            seed = self.raw(32)
+            a = expand_uniform(seed, moduli, n, count)
+        else:
+            seed, a = None, self.packed(count, moduli, n)
+        return np.stack([b, a], axis=1), seed
 
     def done(self) -> None:
         if self.pos != len(self.body):
@@ -176,37 +258,33 @@ def loads(blob: bytes, expected_type: type | None = None, params: CkksParameters
             raise CiphertextFormatError(f"ciphertext header does not fit the parameters (N={nn}, level={level}, size={size})")
         if not (np.isfinite(scale) and scale >= 1.0):
             raise CiphertextFormatError(f"ciphertext scale {scale} is invalid")
-        data = r.array((size, rows, n))
+        data = r.packed(size, params.moduli[:rows], n)
         r.done()
-        _check_residues(data, list(params.moduli[:rows]))
         return Ciphertext(_to_backend(data, params, backend), level, float(scale), params.fingerprint, key_tag)
     if kind == KIND_PUBLIC_KEY:
         rows, nn = r.unpack("HI")
         if nn != n or rows != params.max_level + 1:
             raise CiphertextFormatError("public key shape does not fit the parameters")
-        data = r.array((2, rows, n))
+        data, seed = r.key(1, params.moduli, n)
         r.done()
-        _check_residues(data, list(params.moduli))
-        return PublicKey(_to_backend(data, params, backend), params.fingerprint, key_tag)
+        return PublicKey(_to_backend(np.ascontiguousarray(data[0]), params, backend), params.fingerprint, key_tag,
+                         a_seed=seed)
     if kind == KIND_EVAL_KEYS:
         has_relin, n_gal, dnum, rows, nn = r.unpack("BIHHI")
         if nn != n or dnum != len(params.digits) or rows != len(params.all_moduli) or n_gal > 4 * n:
             raise CiphertextFormatError("evaluation key shape does not fit the parameters")
-        shape = (dnum, 2, rows, n)
         allq = list(params.all_moduli)
         relin = None
         if has_relin:
-            d = r.array(shape)
-            _check_residues(d, allq)
-            relin = RelinearizationKey(_to_backend(d, params, backend))
+            d, seed = r.key(dnum, allq, n)
+            relin = RelinearizationKey(_to_backend(d, params, backend), a_seed=seed)
         gks: dict[int, GaloisKey] = {}
         for _ in range(n_gal):
             (elt,) = r.unpack("I")
             if elt % 2 == 0 or not 0 < elt < 2 * n or elt in gks:
                 raise CiphertextFormatError(f"invalid Galois element {elt}")
-            d = r.array(shape)
-            _check_residues(d, allq)
-            gks[elt] = GaloisKey(_to_backend(d, params, backend), galois_elt=elt)
+            d, seed = r.key(dnum, allq, n)
+            gks[elt] = GaloisKey(_to_backend(d, params, backend), a_seed=seed, galois_elt=elt)
         r.done()
         return EvaluationKeys(params.fingerprint, key_tag, relin, gks)
     # secret key

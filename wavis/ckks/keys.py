@@ -16,7 +16,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import ParameterError
-from ..ring.sampling import Sampler
+from ..ring.sampling import Sampler, expand_uniform
 from .params import CkksParameters
 from .structures import EvaluationKeys, GaloisKey, KeySwitchingKey, PublicKey, RelinearizationKey, SecretKey
 
@@ -63,7 +63,8 @@ class KeyGenerator:
         pk = self._public_key_data(s_ntt)
         self.key_tag = key_tag_of(self.ctx.to_numpy(pk))
         self.secret_key = SecretKey(coeffs=s, data=s_ntt, params_fingerprint=params.fingerprint, key_tag=self.key_tag)
-        self._public_key = PublicKey(data=pk, params_fingerprint=params.fingerprint, key_tag=self.key_tag)
+        self._public_key = PublicKey(data=pk, params_fingerprint=params.fingerprint, key_tag=self.key_tag,
+                                     a_seed=self._pk_seed)
 
     # -- helpers -------------------------------------------------------------------------------
     def _error_ntt(self, idx: list[int]):
@@ -71,10 +72,10 @@ class KeyGenerator:
         self.ctx.ntt(e, idx)
         return e
 
-    def _rlwe_zero(self, s_ntt, idx: list[int]):
-        """(−a·s + e, a) over the primes ``idx`` (NTT domain)."""
+    def _rlwe_zero(self, s_ntt, idx: list[int], a):
+        """(−a·s + e, a) over the primes ``idx`` (NTT domain) for a uniform ``a``."""
         ctx = self.ctx
-        a = ctx.asarray(self.sampler.uniform(ctx.moduli, idx, self.params.poly_degree))
+        a = ctx.asarray(np.ascontiguousarray(a))
         s = s_ntt[idx] if len(idx) != s_ntt.shape[0] else s_ntt
         b = self._error_ntt(idx)
         t = ctx.zeros(len(idx))
@@ -84,23 +85,27 @@ class KeyGenerator:
 
     def _public_key_data(self, s_ntt):
         q_idx = list(range(len(self.params.moduli)))
-        b, a = self._rlwe_zero(s_ntt, q_idx)
+        self._pk_seed = self.sampler.random_bytes(32)
+        a0 = expand_uniform(self._pk_seed, self.params.moduli, self.params.poly_degree)[0]
+        b, a = self._rlwe_zero(s_ntt, q_idx, a0)
         out = self.ctx.zeros(2 * len(q_idx)).reshape(2, len(q_idx), -1)
         out[0] = b
         out[1] = a
         return out
 
-    def _switching_key(self, s_from_ntt) -> np.ndarray:
-        """Rows (dnum, 2, L+1+k, N): key switching from ``s_from`` to s."""
+    def _switching_key(self, s_from_ntt) -> tuple[np.ndarray, bytes]:
+        """Rows (dnum, 2, L+1+k, N): key switching from ``s_from`` to s, and the seed of its a_j."""
         p = self.params
         ctx = self.ctx
         idx = self._all_idx
         big_p = 1
         for q in p.special_moduli:
             big_p *= q
+        seed = self.sampler.random_bytes(32)
+        a_all = expand_uniform(seed, p.all_moduli, p.poly_degree, len(p.digits))
         out = ctx.zeros(len(p.digits) * 2 * len(idx)).reshape(len(p.digits), 2, len(idx), -1)
         for j, (start, end) in enumerate(p.digits):
-            b, a = self._rlwe_zero(self.secret_key.data, idx)
+            b, a = self._rlwe_zero(self.secret_key.data, idx, a_all[j])
             rows = list(range(start, end))
             scaled = ctx.zeros(len(rows))
             ctx.mul_scalar(s_from_ntt[start:end], [big_p % p.all_moduli[i] for i in rows], scaled, rows)
@@ -109,7 +114,7 @@ class KeyGenerator:
             b[start:end] = bj
             out[j, 0] = b
             out[j, 1] = a
-        return out
+        return out, seed
 
     # -- public API ------------------------------------------------------------------------------
     def public_key(self) -> PublicKey:
@@ -121,7 +126,8 @@ class KeyGenerator:
         s = self.secret_key.data
         s2 = self.ctx.zeros(len(self._all_idx))
         self.ctx.mul(s, s, s2, self._all_idx)
-        return RelinearizationKey(data=self._switching_key(s2))
+        data, seed = self._switching_key(s2)
+        return RelinearizationKey(data=data, a_seed=seed)
 
     def galois_key(self, galois_elt: int) -> GaloisKey:
         """Key-switching key from s(X^g) to s, for an odd Galois element g < 2N."""
@@ -129,7 +135,8 @@ class KeyGenerator:
         if galois_elt % 2 == 0 or not 0 < galois_elt < n2:
             raise ParameterError(f"galois element must be odd in 1..{n2 - 1}, got {galois_elt}")
         sg = self.ctx.automorphism(self.secret_key.data, galois_elt, self._all_idx, True)
-        return GaloisKey(data=self._switching_key(sg), galois_elt=galois_elt)
+        data, seed = self._switching_key(sg)
+        return GaloisKey(data=data, a_seed=seed, galois_elt=galois_elt)
 
     def evaluation_keys(self, galois_steps: Iterable[int] = (), conjugation: bool = False) -> EvaluationKeys:
         """Relinearization key plus Galois keys for the rotation ``galois_steps`` (slot

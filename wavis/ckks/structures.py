@@ -70,15 +70,19 @@ class PublicKey:
     data: Any
     params_fingerprint: str
     key_tag: bytes
+    a_seed: bytes | None = None  # 32-byte seed the uniform component a was expanded from
 
 
 @dataclass
 class KeySwitchingKey:
     """Hybrid key-switching key from s' to s (Han–Ki, CT-RSA 2020, §3): for each digit j,
     (b_j, a_j) = (−a_j·s + e_j + P·[Q̂_j·(Q̂_j^{-1} mod Q_j)]·s', a_j) over every prime
-    q_0..q_L, p_0..p_{k-1}. ``data``: (dnum, 2, L+1+k, N) uint64, NTT domain."""
+    q_0..q_L, p_0..p_{k-1}. ``data``: (dnum, 2, L+1+k, N) uint64, NTT domain. ``a_seed``:
+    the 32-byte seed every a_j was expanded from (``wavis.ring.sampling.expand_uniform``),
+    if any — the wire format then stores the seed instead of the a_j."""
 
     data: Any
+    a_seed: bytes | None = None
 
 
 @dataclass

@@ -54,3 +54,23 @@ class Sampler:
 
     def random_bytes(self, n: int) -> bytes:
         return bytes(self._prng.random_bytes(n))
+
+
+def expand_uniform(seed: bytes, moduli: Sequence[int], n: int, count: int = 1) -> np.ndarray:
+    """(count, len(moduli), n) uint64 residues, uniform mod each prime, expanded from a 32-byte
+    seed with ChaCha20 (rejection sampling, rows in order). Keys store this seed instead of
+    their uniform component, which halves their size on the wire (as SEAL does); the
+    expansion is deterministic so client and server derive the same values.
+
+    Raises: ParameterError for a seed that is not 32 bytes.
+    """
+    from .. import _core
+
+    if not isinstance(seed, (bytes, bytearray)) or len(seed) != 32:
+        raise ParameterError("seed must be exactly 32 bytes")
+    prng = _core.Prng(bytes(seed))
+    out = np.empty((count, len(moduli), n), dtype=np.uint64)
+    for c in range(count):
+        for r, q in enumerate(moduli):
+            out[c, r] = prng.uniform_below(n, int(q))
+    return out
