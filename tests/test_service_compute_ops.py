@@ -234,7 +234,8 @@ async def test_matmul_shape_on_key_metadata(rich, bare):
     assert info["ready"] is False and info["galois_steps_missing"] == info["galois_steps_required"]
     # without the query the response is the plain metadata
     plain = await (await rich.api.get(url, headers=rich.headers)).json()
-    assert "matmul" not in plain and plain["galois_steps"] and plain["conjugation"] is True
+    assert "matmul" not in plain and plain["conjugation"] is True
+    assert plain["galois_steps"] == sorted({1 << i for i in range(10)} | set(matmul_galois_steps(16, 16, SLOTS)))
     await error_of(await rich.api.get(url, params={"matmul_shape": "16by16"}, headers=rich.headers),
                    400, "INVALID_PARAMS")
     await error_of(await rich.api.get(url, params={"matmul_shape": f"{SLOTS + 1}x1"}, headers=rich.headers),
