@@ -103,17 +103,20 @@ async def make_client(aiohttp_client):
     """``await make_client(settings)`` → a TestClient of a fresh app (this session's Redis keys cleared)."""
     from wavis.service import create_app
 
-    async def factory(settings):
+    async def factory(settings, setup=None):
+        """``setup(app)`` may add test-only routes before the app starts."""
         await clear_redis_prefix(settings.redis_url, settings.redis_prefix)
-        return await aiohttp_client(create_app(settings))
+        app = create_app(settings)
+        if setup is not None:
+            setup(app)
+        return await aiohttp_client(app)
 
     return factory
 
 
-@pytest.fixture
-async def api(make_client, service_settings):
-    """A TestClient of the service, with ``api.account(role=…)`` to make accounts/keys."""
-    client = await make_client(service_settings)
+def add_account_helper(client) -> None:
+    """``await client.account(role=…, plan=…)`` → a new account's API key;
+    ``await client.key_for(key, role=…)`` → another key of the same account."""
 
     async def account(role: str = "developer", environment: str = "test", **kw) -> str:
         from wavis.service import repo
@@ -125,7 +128,26 @@ async def api(make_client, service_settings):
                                             environment=environment, **kw)
         return new.api_key
 
+    async def key_for(key: str, role: str = "viewer", environment: str = "test") -> str:
+        from wavis.service import repo
+        from wavis.service.access import Role
+        from wavis.service.state import DB
+
+        async with client.app[DB].acquire() as conn:
+            acct = await conn.fetchval("SELECT account_id FROM api_keys WHERE prefix = $1", key[:16])
+            new = await repo.create_api_key(conn, TEST_PEPPER, account_id=acct, role=Role(role),
+                                            environment=environment)
+        return new.api_key
+
     client.account = account
+    client.key_for = key_for
+
+
+@pytest.fixture
+async def api(make_client, service_settings):
+    """A TestClient of the service, with ``api.account(role=…)`` to make accounts/keys."""
+    client = await make_client(service_settings)
+    add_account_helper(client)
     return client
 
 

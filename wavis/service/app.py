@@ -4,7 +4,6 @@ so embedded and external servers go through exactly this code)."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from typing import AsyncIterator
@@ -12,18 +11,29 @@ from typing import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from . import db
+from . import db, metrics, openapi
+from .access import Access, access, doc
 from .engine import ComputeEngine
 from .middleware import CHAIN
-from .routes import ciphertexts, compute, health, keys, onboarding, tfhe
+from .routes import apikeys, ciphertexts, compute, health, keys, onboarding, tfhe
 from .settings import Settings
+from .state import DB, ENGINE, METRICS, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT
 from .tfhe_store import tfhe_ctx
-from .state import DB, ENGINE, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT
 
 log = logging.getLogger("wavis.service")
 
 API_PREFIX = "/api/v1"
-ROUTE_MODULES = (health, onboarding, keys, ciphertexts, compute, tfhe)
+ROUTE_MODULES = (health, onboarding, apikeys, keys, ciphertexts, compute, tfhe)
+OPENAPI = web.AppKey("openapi", list)  # one-element cache, filled on first request
+
+
+@access(Access.PUBLIC)
+@doc("This OpenAPI 3.1 document")
+async def openapi_json(request: web.Request) -> web.Response:
+    box = request.app[OPENAPI]
+    if not box:
+        box.append(openapi.build(request.app))
+    return web.json_response(box[0])
 
 
 async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -74,10 +84,13 @@ def create_app(settings: Settings) -> web.Application:
         raise ValueError("create_app needs database_url and redis_url (see wavis.service.server)")
     if not settings.api_key_pepper:
         raise ValueError("create_app needs api_key_pepper (Settings.with_pepper())")
+    settings = settings.with_master_key()
     app = web.Application(middlewares=CHAIN, client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app[STARTED_AT] = time.monotonic()
     app[SHUTTING_DOWN] = [False]
+    app[METRICS] = metrics.create()
+    app[OPENAPI] = []
     app.cleanup_ctx.extend([postgres_ctx, redis_ctx, engine_ctx, tfhe_ctx])
     app.on_shutdown.append(_mark_shutdown)
 
@@ -85,6 +98,7 @@ def create_app(settings: Settings) -> web.Application:
     for module in ROUTE_MODULES:
         for route in module.routes:
             api.route(route.method, API_PREFIX + route.path, **route.kwargs)(route.handler)
+    api.get(API_PREFIX + "/openapi.json")(openapi_json)
     app.add_routes(api)
     app.add_routes(health.probes)
     return app

@@ -27,7 +27,7 @@ import secrets
 from aiohttp import web
 
 from .errors import ApiError
-from .secrets_at_rest import SealedSecretError, open_sealed, seal
+from .sealing import SealError, Sealer
 
 log = logging.getLogger("wavis.service")
 
@@ -93,8 +93,8 @@ class Slot:
         if stored_fp != self.fp:
             raise reused()
         try:
-            record = json.loads(open_sealed(self.seal_key, base64.b64decode(sealed_b64), self.key.encode()))
-        except (SealedSecretError, ValueError):
+            record = json.loads(Sealer(self.seal_key).open(base64.b64decode(sealed_b64), self.key.encode()))
+        except (SealError, ValueError):
             raise reused() from None
         resp = web.Response(status=record["status"], body=base64.b64decode(record["body"]))
         for k, v in record["headers"]:
@@ -107,7 +107,7 @@ class Slot:
         body = resp.body if isinstance(resp.body, (bytes, bytearray)) else b""
         record = json.dumps({"status": resp.status, "headers": headers,
                              "body": base64.b64encode(bytes(body)).decode()}).encode()
-        sealed = base64.b64encode(seal(self.seal_key, record, self.key.encode())).decode()
+        sealed = base64.b64encode(Sealer(self.seal_key).seal(record, self.key.encode())).decode()
         await self.redis.eval(_FINISH_LUA, 1, self.key, self.claim, f"D:{self.fp}:{sealed}", ttl_s)
 
     async def release(self) -> None:

@@ -2,7 +2,7 @@
 encryption and decryption on the server. Plain synchronous functions run on the compute
 engine's threads. With ``fhe.py`` these are the only service modules that call ``wavis.ckks``;
 the secret key leaves this module only serialized, and the route seals it with AES-GCM
-(``secrets_at_rest``) before it reaches PostgreSQL.
+(``sealing``) before it reaches PostgreSQL.
 """
 
 from __future__ import annotations

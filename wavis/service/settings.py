@@ -69,7 +69,7 @@ class Settings:
     idempotency_lease_s: int = 300  # an in-progress record of a crashed process frees itself
     maintenance: bool = False  # WAVIS_MAINTENANCE=1 (or `wavis admin maintenance on`, stored in Redis)
     maintenance_retry_after_s: int = 300
-    master_key: bytes | None = None  # None → read/generate data_dir/master_key (secrets_at_rest)
+    master_key: bytes | None = None  # None → read/generate data_dir/master_key (sealing.py)
     allow_sk_in_response: bool = False  # WAVIS_ALLOW_SK_IN_RESPONSE
     pre_stop_s: float = 0.0  # SIGTERM → /readyz 503 at once, keep serving this long, then drain
     shutdown_timeout_s: float = 10.0  # in-flight requests get this long after SIGTERM's drain starts
@@ -106,7 +106,7 @@ class Settings:
     def with_master_key(self) -> "Settings":
         if self.master_key:
             return self
-        from .secrets_at_rest import load_or_create_master_key  # noqa: PLC0415
+        from .sealing import load_or_create_master_key  # noqa: PLC0415
 
         return replace(self, master_key=load_or_create_master_key(self.data_dir))
 
@@ -122,7 +122,7 @@ def _master_key_from_env() -> bytes | None:
     raw = os.environ.get("WAVIS_MASTER_KEY")
     if not raw:
         return None
-    from .secrets_at_rest import parse_master_key  # noqa: PLC0415
+    from .sealing import parse_master_key  # noqa: PLC0415
 
     return parse_master_key(raw)
 

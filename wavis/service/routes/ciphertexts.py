@@ -12,7 +12,8 @@ from datetime import timedelta
 import asyncpg
 from aiohttp import web
 
-from .. import ctstore, fhe, ratelimit, repo, secrets_at_rest, serverkeys
+from .. import ctstore, fhe, ratelimit, repo, serverkeys
+from ..sealing import Sealer
 from ..access import Access, RouteBodyLimit, access, body_limit, doc, principal
 from ..bodies import parse, read_body
 from ..errors import ApiError, not_found, payload_too_large
@@ -160,7 +161,7 @@ async def decrypt(request: web.Request) -> web.Response:
     if key["is_blind"] or sealed is None:
         raise blind_key()
     settings = request.app[SETTINGS]
-    secret = secrets_at_rest.open_sealed(settings.master_key, bytes(sealed), secret_aad(key["id"], p.account_id))
+    secret = Sealer(settings.master_key).open(bytes(sealed), secret_aad(key["id"], p.account_id))
     engine = request.app[ENGINE]
     params = await params_for(engine, key)
     values = await engine.run(serverkeys.decrypt, params, secret, blob)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
-from .. import ctstore, fhe, pagination, repo, secrets_at_rest, serverkeys
+from .. import ctstore, fhe, pagination, repo, serverkeys
+from ..sealing import Sealer
 from ..access import Access, access, body_limit, doc, principal
 from ..bodies import parse
 from ..engine import ComputeEngine
@@ -116,7 +117,7 @@ async def generate_key(request: web.Request) -> web.Response:
                                                  settings.limits)
     parsed = gen.parsed
     key_id = new_id("key")
-    sealed = secrets_at_rest.seal(settings.master_key, gen.secret_key, secret_aad(key_id, p.account_id))
+    sealed = Sealer(settings.master_key).seal(gen.secret_key, secret_aad(key_id, p.account_id))
     async with db(request) as conn:
         row = await repo.insert_fhe_key(
             conn, account_id=p.account_id, scheme="rns-ckks", params=parsed.params_dict,
