@@ -401,3 +401,23 @@ async def test_bootstrap_is_501_and_headers_warn_below_half(rich):
     # scale_stable is accepted (the scale is tracked exactly either way)
     body, _ = await rich.ok("multiply", [a, a], scale_stable=True)
     assert body["level"] == DEPTH - 1
+
+
+async def test_operations_charge_their_fcu(make_client, service_settings, bare_pair):
+    from dataclasses import replace
+
+    from conftest import add_account_helper
+    from wavis.service import ratelimit
+
+    plans = dict(ratelimit.PLANS)
+    plans["free"] = replace(plans["free"], monthly_fcu=7)  # no overage: a hard cap
+    client = await make_client(replace(service_settings, plans=plans))
+    add_account_helper(client)
+    s = Session(client, await client.account(plan="free"), bare_pair)
+    await s.upload_keys()
+    a = await s.upload(rand(21))
+    await s.ok("multiply", [a, a])  # 5 FCU
+    await error_of(await s.op("rotate", [a], steps=SLOTS), 402, "QUOTA_EXHAUSTED")  # 5 more: over 7
+    await error_of(await s.op("multiply-plain", [a], plain_operand=[float("nan")]), 400, "INVALID_PLAINTEXT")  # refunded
+    await s.ok("multiply-plain", [a], plain_operand=[0.5])  # 2 FCU: 7 of 7
+    await error_of(await s.op("negate", [a]), 402, "QUOTA_EXHAUSTED")

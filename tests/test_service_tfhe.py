@@ -387,3 +387,27 @@ async def test_trial_key_may_use_tfhe_and_gates_count(api):
     await error_of(await trial.post("/tfhe/gate", {"session_id": sid, "op": "NOT", "a": ct}), 402, "QUOTA_EXHAUSTED")
     # encryption and decryption are not operations
     assert await trial.decrypt(sid, [ct]) == [True]
+
+
+async def test_bootstraps_count_as_fcu_in_the_monthly_window(make_client, service_settings):
+    from dataclasses import replace
+
+    from conftest import add_account_helper
+    from wavis.service import ratelimit
+
+    plans = dict(ratelimit.PLANS)
+    plans["free"] = replace(plans["free"], monthly_fcu=3)  # no overage: a hard cap
+    client = await make_client(replace(service_settings, plans=plans))
+    add_account_helper(client)
+    t = Tfhe(client, await client.account(plan="free"))
+    sid = (await t.session())["session_id"]
+    ct = (await t.encrypt(sid, [True]))[0]
+    await t.gate(sid, "NAND", a=ct, b=ct)  # 1 FCU
+    await t.gate(sid, "MUX", a=ct, b=ct, sel=ct)  # 2 FCU: 3 of 3 used
+    err = await error_of(await t.post("/tfhe/gate", {"session_id": sid, "op": "AND", "a": ct, "b": ct}), 402,
+                         "QUOTA_EXHAUSTED")
+    assert err["details"]["window"] == "monthly"
+    await t.gate(sid, "NOT", a=ct)  # no bootstrap, no FCU
+    # a failed evaluation is refunded
+    resp = await t.post("/tfhe/batch", {"session_id": sid, "gates": [{"op": "NOT", "a": "AAAA"}]})
+    await error_of(resp, 400, "INVALID_CIPHERTEXT")

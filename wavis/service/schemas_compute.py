@@ -60,6 +60,20 @@ class PolyEvalOp(UnaryOp):
     interval: tuple[float, float] | None = None
 
 
+class ComputeRequestDoc(ComputeRequest):
+    """Every field any operation takes (the OpenAPI document's view of the request); each
+    operation accepts only its own (``BinaryOp``, ``UnaryOp``, ``PlainOp``, ``RotateOp``,
+    ``MatmulOp``, ``PolyEvalOp``): 1 id for unary operations, 2 for add, subtract, multiply and
+    inner-product."""
+
+    plain_operand: list[float] | None = None
+    steps: int | None = None
+    matrix: list[list[float]] | None = None
+    polynomial_coeffs: list[float] | None = None
+    basis: Literal["power", "chebyshev"] | None = None
+    interval: tuple[float, float] | None = None
+
+
 class MatmulKeyInfo(Response):
     """What a ``rows × cols`` matmul needs from this key (``GET /keys/{id}?matmul_shape=RxC``)."""
 
@@ -72,4 +86,6 @@ class MatmulKeyInfo(Response):
 
 
 class KeyWithMatmulResponse(KeyResponse):
-    matmul: MatmulKeyInfo
+    """``GET /keys/{id}``; ``matmul`` only with ``?matmul_shape=ROWSxCOLS``."""
+
+    matmul: MatmulKeyInfo | None = None

@@ -7,16 +7,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import ctstore, fhe, repo
-from ..access import Access, RouteBodyLimit, access, body_limit, principal
+from ..access import Access, RouteBodyLimit, access, body_limit, doc, fcu, principal
 from ..bodies import parse
 from ..errors import ApiError, not_found
 from ..ids import new_id
-from ..schemas import ComputeRequest, ComputeResponse
+from ..schemas import ComputeRequest, ComputeResponse, ErrorResponse
 from ..schemas_compute import (
-    BinaryOp, KeyWithMatmulResponse, MatmulKeyInfo, MatmulOp, PlainOp, PolyEvalOp, RotateOp, UnaryOp,
+    BinaryOp, ComputeRequestDoc, KeyWithMatmulResponse, MatmulKeyInfo, MatmulOp, PlainOp, PolyEvalOp, RotateOp,
+    UnaryOp,
 )
 from ..state import ENGINE, REDIS, SETTINGS
-from .ciphertexts import meta, store_ciphertext
+from .ciphertexts import evicted_ids, meta, store_ciphertext
 from .keys import evaluator_for
 from .util import db, json_response, upstream_timeout
 
@@ -71,9 +72,20 @@ async def key_response_with_matmul(request: web.Request, key, base, shape: str) 
     return KeyWithMatmulResponse(**base.model_dump(), matmul=MatmulKeyInfo(**info))
 
 
+def _operation_fcu(request: web.Request) -> int:
+    """FCU of the requested operation (API.md's table), charged to the monthly window."""
+    return fhe.COST_UNITS.get(request.match_info.get("operation", ""), 0)
+
+
 @routes.post("/compute/{operation}")
 @access(Access.TRIAL_PLUS)
 @body_limit(RouteBodyLimit(MATMUL_BODY_LIMIT, _compute_body_limit))
+@fcu(_operation_fcu)
+@doc("A CKKS operation on stored ciphertexts (operation: add, subtract, multiply, add-plain, multiply-plain, "
+     "negate, rescale, rotate, conjugate, matmul, poly-eval, sum, inner-product; bootstrap → 501)",
+     request=ComputeRequestDoc,
+     responses={200: ComputeResponse, 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse,
+                422: ErrorResponse, 501: ErrorResponse})
 async def compute(request: web.Request) -> web.Response:
     operation = request.match_info["operation"]
     if operation not in fhe.ALL_OPERATIONS:
@@ -102,7 +114,8 @@ async def compute(request: web.Request) -> web.Response:
                            {"ciphertext_id": ct_id, "ciphertext_key_id": row["key_id"], "key_id": key["id"]})
 
     async with upstream_timeout(request):
-        blobs = await ctstore.get_many(request.app[REDIS], request.app[SETTINGS].redis_prefix, req.ciphertext_ids)
+        blobs = await ctstore.get_many(request.app[REDIS], request.app[SETTINGS].redis_prefix, req.ciphertext_ids,
+                                       p.account_id)
     for ct_id, blob in zip(req.ciphertext_ids, blobs):
         if blob is None:
             raise not_found("ciphertext", ciphertext_id=ct_id, reason="expired or evicted from the ciphertext store")
@@ -135,7 +148,7 @@ async def compute(request: web.Request) -> web.Response:
         job_id=new_id("op"), status="COMPLETED", operation=operation,
         result_ciphertext_id=row["id"], result_ciphertext=text, level=info.level, scale_bits=m["scale_bits"],
         compute_time_ms=round(timed.compute_ms, 3), queue_time_ms=round(timed.queue_ms, 3),
-        noise_budget_remaining=budget, evicted_ciphertext_ids=[], cost_units=units,
+        noise_budget_remaining=budget, evicted_ciphertext_ids=list(evicted_ids(request)), cost_units=units,
         cost_jpy=round(units * fhe.JPY_PER_UNIT, 4), bootstrap_applied=False, bootstrap_effective_degree=None,
         bootstrap_degraded=False, expires_at=row["expires_at"],
     )

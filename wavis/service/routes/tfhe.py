@@ -1,5 +1,9 @@
 """TFHE Boolean gates (API.md "TFHE (Boolean gates)"): sessions (server-managed and blind),
-encrypt/decrypt for server-managed sessions, single gates, batches/circuits, pricing."""
+encrypt/decrypt for server-managed sessions, single gates, batches/circuits, pricing.
+
+FCU: one per bootstrap (API.md's table). The count depends on the gates in the body, so the
+handler charges it to the monthly window itself once the body is parsed (``@fcu`` is read
+before the body), and refunds it when the evaluation fails."""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ from datetime import timedelta
 import asyncpg
 from aiohttp import web
 
-from .. import repo, repo_tfhe, tfhe_store
-from ..access import Access, Principal, access, body_limit, principal
+from .. import ratelimit, repo, repo_tfhe, tfhe_store
+from ..access import Access, Principal, access, body_limit, doc, principal
 from ..bodies import parse
 from ..errors import ApiError, not_found
-from ..ids import new_id
+from ..ids import new_id, utcnow
+from ..schemas import ErrorResponse
 from ..schemas_tfhe import (
     MAX_BATCH, DeletedResponse, TfheBatchDiscount, TfheBatchRequest, TfheBatchResponse, TfheDecryptManyResponse,
     TfheDecryptOneResponse, TfheDecryptRequest, TfheEncryptManyResponse, TfheEncryptOneResponse, TfheEncryptRequest,
@@ -20,9 +25,9 @@ from ..schemas_tfhe import (
     TfheSessionRequest, TfheSessionResponse,
 )
 from ..sealing import SealError
-from ..state import ENGINE
+from ..state import ENGINE, REDIS, SETTINGS
 from ..tfhe_store import TFHE_STORE, SessionKeys
-from .util import db, json_response
+from .util import db, json_response, upstream_timeout
 
 routes = web.RouteTableDef()
 
@@ -66,6 +71,8 @@ async def _insert(request: web.Request, p: Principal, session_id: str, new: tfhe
 
 @routes.post("/tfhe/session")
 @access(Access.TRIAL_PLUS)
+@doc("Open a server-managed TFHE session (the server generates and seals the keys)", request=TfheSessionRequest,
+     responses={201: TfheSessionResponse, 409: ErrorResponse, 422: ErrorResponse})
 async def create_session(request: web.Request) -> web.Response:
     """Server-managed session: the server generates the keys and keeps the client key sealed."""
     p = principal(request)
@@ -81,6 +88,8 @@ async def create_session(request: web.Request) -> web.Response:
 @routes.post("/tfhe/eval-session")
 @access(Access.TRIAL_PLUS)
 @body_limit(EVAL_KEY_BODY_LIMIT)
+@doc("Open a blind TFHE session from an uploaded server (evaluation) key", request=TfheEvalSessionRequest,
+     responses={201: TfheSessionResponse, 400: ErrorResponse, 409: ErrorResponse, 413: ErrorResponse})
 async def create_eval_session(request: web.Request) -> web.Response:
     """Blind session: only the server (evaluation) key is uploaded; the server can evaluate
     gates but never decrypt."""
@@ -131,6 +140,8 @@ async def _server_managed(request: web.Request) -> tuple[asyncpg.Record, Session
 
 @routes.post("/tfhe/session/{session_id}/encrypt")
 @access(Access.TRIAL_PLUS)
+@doc("Encrypt bits in a server-managed session ({bit} → {ciphertext_b64}, {bits} → {ciphertexts_b64})",
+     request=TfheEncryptRequest, responses={200: TfheEncryptOneResponse, 404: ErrorResponse, 409: ErrorResponse})
 async def encrypt(request: web.Request) -> web.Response:
     req = await parse(request, TfheEncryptRequest)
     _, keys = await _server_managed(request)
@@ -144,6 +155,9 @@ async def encrypt(request: web.Request) -> web.Response:
 @routes.post("/tfhe/session/{session_id}/decrypt")
 @access(Access.TRIAL_PLUS)
 @body_limit(BATCH_BODY_LIMIT)
+@doc("Decrypt in a server-managed session ({ciphertext_b64} → {bit}, {ciphertexts_b64} → {bits})",
+     request=TfheDecryptRequest,
+     responses={200: TfheDecryptOneResponse, 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse})
 async def decrypt(request: web.Request) -> web.Response:
     req = await parse(request, TfheDecryptRequest)
     _, keys = await _server_managed(request)
@@ -156,6 +170,7 @@ async def decrypt(request: web.Request) -> web.Response:
 
 @routes.delete("/tfhe/session/{session_id}")
 @access(Access.TRIAL_PLUS)
+@doc("Delete a TFHE session and free its keys", responses={200: DeletedResponse, 404: ErrorResponse})
 async def delete_session(request: web.Request) -> web.Response:
     p = principal(request)
     session_id = request.match_info["session_id"]
@@ -185,24 +200,54 @@ async def _release(request: web.Request) -> None:
             await repo.release_operation(conn, p.api_key_id)
 
 
-async def _run_counted(request: web.Request, fn, *args):
-    """Run a gate evaluation as one operation of a trial key (released again if it fails)."""
+async def _charge_fcu(request: web.Request, fcu: int) -> ratelimit.Window | None:
+    """Count ``fcu`` in the account's monthly FCU window (402 QUOTA_EXHAUSTED at a hard cap)."""
+    if fcu <= 0:
+        return None
+    settings, p = request.app[SETTINGS], principal(request)
+    plan = ratelimit.plan_of(settings.plans, p.plan)
+    monthly = next(w for w in ratelimit.account_windows(settings.redis_prefix, plan, p.account_id, "-", fcu, utcnow())
+                   if w.name == "monthly")
+    async with upstream_timeout(request):
+        denied, _ = await ratelimit.take(request.app[REDIS], [monthly])
+    if denied is not None:
+        raise ApiError(402, "QUOTA_EXHAUSTED", "the monthly FCU quota of this plan is used up",
+                       {"window": "monthly", "limit": monthly.limit, "fcu": fcu})
+    return monthly
+
+
+async def _run_counted(request: web.Request, fcu: int, fn, *args):
+    """Run a gate evaluation: ``fcu`` FCU to the monthly window and one operation of a trial
+    key, both given back if it fails."""
     await _reserve(request)
+    try:
+        window = await _charge_fcu(request, fcu)
+    except BaseException:
+        await _release(request)
+        raise
     try:
         return await request.app[ENGINE].submit(fn, *args)
     except BaseException:
         await _release(request)
+        if window is not None:
+            try:
+                async with upstream_timeout(request):
+                    await ratelimit.refund(request.app[REDIS], window)
+            except Exception:  # noqa: BLE001 - never turn the answer into another error over a refund
+                pass
         raise
 
 
 @routes.post("/tfhe/gate")
 @access(Access.TRIAL_PLUS)
 @body_limit(GATE_BODY_LIMIT)
+@doc("Evaluate one gate (MUX: a where sel = 1, b where sel = 0)", request=TfheGateRequest,
+     responses={200: TfheGateResponse, 400: ErrorResponse, 404: ErrorResponse, 422: ErrorResponse})
 async def gate(request: web.Request) -> web.Response:
     req = await parse(request, TfheGateRequest)
     _, keys = await live_session(request, req.session_id)
-    timed = await _run_counted(request, tfhe_store.gate, keys, req.op, req.a, req.b, req.sel)
     boots = tfhe_store.gate_bootstraps()[req.op]
+    timed = await _run_counted(request, boots, tfhe_store.gate, keys, req.op, req.a, req.b, req.sel)
     price, _ = tfhe_store.price_jpy(boots, 1)
     return json_response(TfheGateResponse(
         result_b64=timed.value, op=req.op, bootstraps=boots, compute_time_ms=round(timed.compute_ms, 3),
@@ -213,6 +258,9 @@ async def gate(request: web.Request) -> web.Response:
 @routes.post("/tfhe/batch")
 @access(Access.TRIAL_PLUS)
 @body_limit(BATCH_BODY_LIMIT)
+@doc("Evaluate 1–1024 gates; an operand may be \"$k\", the result of gate k < its own index",
+     request=TfheBatchRequest,
+     responses={200: TfheBatchResponse, 400: ErrorResponse, 404: ErrorResponse, 422: ErrorResponse})
 async def batch(request: web.Request) -> web.Response:
     req = await parse(request, TfheBatchRequest)
     if len(req.gates) > MAX_BATCH:
@@ -220,10 +268,10 @@ async def batch(request: web.Request) -> web.Response:
                        {"max_gates": MAX_BATCH, "gates": len(req.gates)})
     _, keys = await live_session(request, req.session_id)
     gates = [g.model_dump() for g in req.gates]
-    timed = await _run_counted(request, tfhe_store.batch, keys, gates)
-    results, levels = timed.value
     per_gate = tfhe_store.gate_bootstraps()
     boots = sum(per_gate[g["op"]] for g in gates)
+    timed = await _run_counted(request, boots, tfhe_store.batch, keys, gates)
+    results, levels = timed.value
     price, pct = tfhe_store.price_jpy(boots, len(gates))
     return json_response(TfheBatchResponse(
         results_b64=results, bootstraps=boots, levels=levels, compute_time_ms=round(timed.compute_ms, 3),
@@ -233,6 +281,7 @@ async def batch(request: web.Request) -> web.Response:
 
 @routes.get("/tfhe/pricing")
 @access(Access.PUBLIC)
+@doc("Price per gate (bootstraps from the library) and the batch discount", responses={200: TfhePricingResponse})
 async def pricing(request: web.Request) -> web.Response:
     per_gate = tfhe_store.gate_bootstraps()
     return json_response(TfhePricingResponse(
