@@ -15,6 +15,7 @@ from ..errors import not_found
 from ..ids import new_id
 from ..schemas import (ErrorResponse, KeyDeleted, KeyGenerated, KeyGenerateRequest, KeyList, KeyResponse,
                        KeyUploadRequest)
+from ..schemas_compute import KeyWithMatmulResponse
 from ..state import ENGINE, REDIS, SETTINGS
 from .util import db, json_response, upstream_timeout
 
@@ -170,7 +171,9 @@ async def delete_key(request: web.Request) -> web.Response:
 
 @routes.get("/keys/{key_id}")
 @access(Access.READ_PLUS)
-@doc("FHE key metadata (never a secret)", responses={200: KeyResponse, 404: ErrorResponse})
+@doc("FHE key metadata (never a secret); with ?matmul_shape=ROWSxCOLS also the Galois steps that matmul needs",
+     responses={200: KeyWithMatmulResponse, 400: ErrorResponse, 404: ErrorResponse},
+     query={"matmul_shape": {"type": "string", "pattern": "^[0-9]+[xX×,][0-9]+$"}})
 async def get_key(request: web.Request) -> web.Response:
     p = principal(request)
     async with db(request) as conn:
