@@ -51,14 +51,12 @@ async def read_body(request: web.Request) -> bytes:
     if length is not None and length > limit:
         raise payload_too_large(limit)
     buf = bytearray()
-    request[BODY_READING] = True
-    try:
-        async for chunk in request.content.iter_chunked(CHUNK):
-            buf += chunk
-            if len(buf) > limit:
-                raise payload_too_large(limit)
-    finally:
-        request[BODY_READING] = False
+    request[BODY_READING] = True  # stays set if reading is cut short (request timeout → 408)
+    async for chunk in request.content.iter_chunked(CHUNK):
+        buf += chunk
+        if len(buf) > limit:
+            raise payload_too_large(limit)
+    request[BODY_READING] = False
     body = bytes(buf)
     request[BODY_BYTES] = body
     return body
