@@ -309,17 +309,24 @@ class ServerKeyCore {
     lwe_size = n + 1;
     big_size = KN + 1;
     StreamPrng mrng(mask_seed);
-    bsk.assign((size_t)n * rows * (k + 1) * 2 * M, 0.0);
+    const size_t ggsw_doubles = (size_t)rows * (k + 1) * 2 * M;
+    bsk.assign((size_t)n * ggsw_doubles, 0.0);
     std::vector<uint32_t> poly(N);
+    avec<double> fre(M), fim(M);
     for (int i = 0; i < n; ++i) {
+      double* g = bsk.data() + (size_t)i * ggsw_doubles;
       for (int r = 0; r < rows; ++r) {
-        double* dst = bsk.data() + (((size_t)i * rows + r) * (k + 1)) * 2 * M;
-        for (int c = 0; c < k; ++c) {
-          mrng.fill_u32(poly.data(), N);
-          fft.forward_torus(poly.data(), dst + (size_t)c * 2 * M, dst + (size_t)c * 2 * M + M);
+        for (int c = 0; c <= k; ++c) {
+          const uint32_t* src = poly.data();
+          if (c < k) mrng.fill_u32(poly.data(), N);
+          else src = bsk_bodies + ((size_t)i * rows + r) * N;
+          fft.forward_torus(src, fre.data(), fim.data());
+          for (int j = 0; j < M; ++j) {
+            double* d = g + bsk_offset(j >> 3, c, r) + (j & 7);
+            d[0] = fre[j];
+            d[8] = fim[j];
+          }
         }
-        const uint32_t* body = bsk_bodies + ((size_t)i * rows + r) * N;
-        fft.forward_torus(body, dst + (size_t)k * 2 * M, dst + (size_t)k * 2 * M + M);
       }
     }
     ksk.assign((size_t)KN * t * (n + 1), 0u);
@@ -330,6 +337,13 @@ class ServerKeyCore {
         row[n] = ksk_bodies[(size_t)i * t + p];
       }
     }
+  }
+
+  // Fourier-domain GGSW layout, interleaved so that the external product reads one GGSW as a
+  // single sequential stream: blocks of 8 Fourier points; in each block, for every output
+  // component oc, every row r (= input component c * l + level p): 8 re then 8 im doubles.
+  inline size_t bsk_offset(int block, int oc, int r) const {
+    return (((size_t)block * (P.k + 1) + oc) * rows + r) * 16;
   }
 
   size_t memory_bytes() const { return bsk.size() * sizeof(double) + ksk.size() * sizeof(uint32_t); }
@@ -351,19 +365,69 @@ class ServerKeyCore {
     }
   };
 
-  // acc <- acc + GGSW ⊡ (X^a acc - acc)
-  void cmux_rotate(uint32_t* acc, int a, const double* ggsw, Work& w) const {
+  // Balanced gadget decomposition of the k+1 polynomials in w.diff, folded and twisted for
+  // the FFT: row r = c*l + p gets c_j = (d_j + i d_{j+N/2}) zeta^j in w.fre/w.fim.
+  void decompose_twist(Work& w) const {
     const int k = P.k, N = P.N, l = P.l;
     const Decomposer dec(P.bg, P.l);
-    for (int c = 0; c <= k; ++c) poly_rotate_sub(acc + (size_t)c * N, w.diff.data() + (size_t)c * N, N, a);
+    const double* __restrict tr = fft.twist_re();
+    const double* __restrict ti = fft.twist_im();
+#if defined(__AVX512F__)
+    if (M % 16 == 0 && l <= 16) {
+      const __m512i rb = _mm512_set1_epi32((int)dec.round_bit), msk = _mm512_set1_epi32((int)dec.mask);
+      const __m512i half = _mm512_set1_epi32((int)dec.half), B = _mm512_set1_epi32((int)(1u << dec.bg));
+      const __m512i one = _mm512_set1_epi32(1);
+      const __m128i sh = _mm_cvtsi32_si128(dec.shift), bgc = _mm_cvtsi32_si128(dec.bg);
+      for (int c = 0; c <= k; ++c) {
+        const uint32_t* v = w.diff.data() + (size_t)c * N;
+        for (int j = 0; j < M; j += 16) {
+          __m512i X = _mm512_loadu_si512(v + j), Y = _mm512_loadu_si512(v + j + M);
+          if (dec.shift > 0) {
+            X = _mm512_srl_epi32(_mm512_add_epi32(X, rb), sh);
+            Y = _mm512_srl_epi32(_mm512_add_epi32(Y, rb), sh);
+          }
+          const __m512d t0r = _mm512_load_pd(tr + j), t1r = _mm512_load_pd(tr + j + 8);
+          const __m512d t0i = _mm512_load_pd(ti + j), t1i = _mm512_load_pd(ti + j + 8);
+          for (int p = l - 1; p >= 0; --p) {
+            __m512i dx, dy;
+            {
+              __m512i u = _mm512_and_si512(X, msk), rest = _mm512_srl_epi32(X, bgc);
+              __mmask16 cy = _mm512_cmpgt_epu32_mask(u, half) |
+                             (_mm512_cmpeq_epu32_mask(u, half) & _mm512_test_epi32_mask(rest, one));
+              dx = _mm512_mask_sub_epi32(u, cy, u, B);
+              X = _mm512_mask_add_epi32(rest, cy, rest, one);
+            }
+            {
+              __m512i u = _mm512_and_si512(Y, msk), rest = _mm512_srl_epi32(Y, bgc);
+              __mmask16 cy = _mm512_cmpgt_epu32_mask(u, half) |
+                             (_mm512_cmpeq_epu32_mask(u, half) & _mm512_test_epi32_mask(rest, one));
+              dy = _mm512_mask_sub_epi32(u, cy, u, B);
+              Y = _mm512_mask_add_epi32(rest, cy, rest, one);
+            }
+            double* fr = w.fre.data() + (size_t)(c * l + p) * M + j;
+            double* fi = w.fim.data() + (size_t)(c * l + p) * M + j;
+            __m512d xr = _mm512_cvtepi32_pd(_mm512_castsi512_si256(dx));
+            __m512d xi = _mm512_cvtepi32_pd(_mm512_castsi512_si256(dy));
+            _mm512_store_pd(fr, _mm512_fmsub_pd(xr, t0r, _mm512_mul_pd(xi, t0i)));
+            _mm512_store_pd(fi, _mm512_fmadd_pd(xr, t0i, _mm512_mul_pd(xi, t0r)));
+            xr = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(dx, 1));
+            xi = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(dy, 1));
+            _mm512_store_pd(fr + 8, _mm512_fmsub_pd(xr, t1r, _mm512_mul_pd(xi, t1i)));
+            _mm512_store_pd(fi + 8, _mm512_fmadd_pd(xr, t1i, _mm512_mul_pd(xi, t1r)));
+          }
+        }
+      }
+      return;
+    }
+#endif
     for (int c = 0; c <= k; ++c) {
       uint32_t* __restrict v = w.diff.data() + (size_t)c * N;  // rounded top bits, consumed in place
       int32_t* d0 = w.dig.data() + (size_t)c * l * N;
       const int sh = dec.shift;
-      const uint32_t rb = dec.round_bit, msk = dec.mask, half = dec.half;
+      const uint32_t rbit = dec.round_bit, msk = dec.mask, half = dec.half;
       const int bg = dec.bg;
       if (sh > 0)
-        for (int j = 0; j < N; ++j) v[j] = (v[j] + rb) >> sh;
+        for (int j = 0; j < N; ++j) v[j] = (v[j] + rbit) >> sh;
       for (int p = l - 1; p >= 0; --p) {
         int32_t* __restrict dp = d0 + (size_t)p * N;
         for (int j = 0; j < N; ++j) {
@@ -375,32 +439,103 @@ class ServerKeyCore {
         }
       }
     }
-    for (int r = 0; r < rows; ++r)
-      fft.forward_i32(w.dig.data() + (size_t)r * N, w.fre.data() + (size_t)r * M, w.fim.data() + (size_t)r * M);
+    for (int r = 0; r < rows; ++r) {
+      const int32_t* d = w.dig.data() + (size_t)r * N;
+      double* fr = w.fre.data() + (size_t)r * M;
+      double* fi = w.fim.data() + (size_t)r * M;
+      for (int j = 0; j < M; ++j) {
+        double xr = (double)d[j], xi = (double)d[j + M];
+        fr[j] = xr * tr[j] - xi * ti[j];
+        fi[j] = xr * ti[j] + xi * tr[j];
+      }
+    }
+  }
+
+  // acc <- acc + GGSW ⊡ (X^a acc - acc)
+  // `next` (may be null): the GGSW the following CMUX will read; it is prefetched into L2 in
+  // slices between the FFTs, so a single bootstrap's key stream overlaps with computation.
+  void cmux_rotate(uint32_t* acc, int a, const double* ggsw, Work& w, const double* next = nullptr) const {
+    const int k = P.k, N = P.N;
+    const size_t ggsw_bytes = (size_t)rows * (k + 1) * 2 * M * sizeof(double);
+    const int slices = rows + k + 2;
+    const size_t slice = ((ggsw_bytes + slices - 1) / slices + 63) & ~(size_t)63;
+    int sl = 0;
+    auto prefetch_slice = [&]() {
+      if (!next || sl >= slices) return;
+      const char* p = reinterpret_cast<const char*>(next) + (size_t)sl * slice;
+      const char* e = reinterpret_cast<const char*>(next) + std::min(ggsw_bytes, (size_t)(sl + 1) * slice);
+      for (; p < e; p += 64) __builtin_prefetch(p, 0, 2);
+      ++sl;
+    };
+    for (int c = 0; c <= k; ++c) poly_rotate_sub(acc + (size_t)c * N, w.diff.data() + (size_t)c * N, N, a);
+    prefetch_slice();
+    decompose_twist(w);
+    for (int r = 0; r < rows; ++r) {
+      prefetch_slice();
+      fft.forward_twisted(w.fre.data() + (size_t)r * M, w.fim.data() + (size_t)r * M);
+    }
+    mac(ggsw, w);
     for (int oc = 0; oc <= k; ++oc) {
-      double* __restrict ar = w.are.data() + (size_t)oc * M;
-      double* __restrict ai = w.aim.data() + (size_t)oc * M;
-      {
-        const double* __restrict br = ggsw + ((size_t)0 * (k + 1) + oc) * 2 * M;
-        const double* __restrict bi = br + M;
-        const double* __restrict xr = w.fre.data();
-        const double* __restrict xi = w.fim.data();
-        for (int j = 0; j < M; ++j) {
-          ar[j] = xr[j] * br[j] - xi[j] * bi[j];
-          ai[j] = xr[j] * bi[j] + xi[j] * br[j];
+      prefetch_slice();
+      fft.inverse_add_torus(w.are.data() + (size_t)oc * M, w.aim.data() + (size_t)oc * M, acc + (size_t)oc * N);
+    }
+  }
+
+  void mac(const double* ggsw, Work& w) const {
+    const int k = P.k;
+    // Fourier-domain multiply-accumulate over all rows, blocks of 8 points (two blocks at a
+    // time with split accumulators, so the FMA chains stay short)
+    const int nb = M / 8;
+    const double* __restrict fre = w.fre.data();
+    const double* __restrict fim = w.fim.data();
+    for (int oc = 0; oc <= k; ++oc) {
+      double* __restrict ore = w.are.data() + (size_t)oc * M;
+      double* __restrict oim = w.aim.data() + (size_t)oc * M;
+      int b = 0;
+#if defined(__AVX512F__)
+      for (; b + 2 <= nb; b += 2) {
+        const double* kb0 = ggsw + bsk_offset(b, oc, 0);
+        const double* kb1 = ggsw + bsk_offset(b + 1, oc, 0);
+        __m512d R0 = _mm512_setzero_pd(), R1 = R0, I0 = R0, I1 = R0, S0 = R0, S1 = R0, J0 = R0, J1 = R0;
+        for (int r = 0; r < rows; ++r) {
+          const double* xr = fre + (size_t)r * M + 8 * b;
+          const double* xi = fim + (size_t)r * M + 8 * b;
+          __m512d ar = _mm512_load_pd(xr), ai = _mm512_load_pd(xi);
+          __m512d cr = _mm512_load_pd(xr + 8), ci = _mm512_load_pd(xi + 8);
+          __m512d br = _mm512_load_pd(kb0 + 16 * r), bi = _mm512_load_pd(kb0 + 16 * r + 8);
+          __m512d dr = _mm512_load_pd(kb1 + 16 * r), di = _mm512_load_pd(kb1 + 16 * r + 8);
+          R0 = _mm512_fmadd_pd(ar, br, R0);
+          S0 = _mm512_fnmadd_pd(ai, bi, S0);
+          I0 = _mm512_fmadd_pd(ar, bi, I0);
+          J0 = _mm512_fmadd_pd(ai, br, J0);
+          R1 = _mm512_fmadd_pd(cr, dr, R1);
+          S1 = _mm512_fnmadd_pd(ci, di, S1);
+          I1 = _mm512_fmadd_pd(cr, di, I1);
+          J1 = _mm512_fmadd_pd(ci, dr, J1);
+        }
+        _mm512_store_pd(ore + 8 * b, _mm512_add_pd(R0, S0));
+        _mm512_store_pd(oim + 8 * b, _mm512_add_pd(I0, J0));
+        _mm512_store_pd(ore + 8 * b + 8, _mm512_add_pd(R1, S1));
+        _mm512_store_pd(oim + 8 * b + 8, _mm512_add_pd(I1, J1));
+      }
+#endif
+      for (; b < nb; ++b) {
+        const double* kb = ggsw + bsk_offset(b, oc, 0);
+        double R[8] = {0}, I[8] = {0};
+        for (int r = 0; r < rows; ++r) {
+          const double* kk = kb + (size_t)r * 16;
+          const double* xr = fre + (size_t)r * M + 8 * b;
+          const double* xi = fim + (size_t)r * M + 8 * b;
+          for (int q = 0; q < 8; ++q) {
+            R[q] += xr[q] * kk[q] - xi[q] * kk[8 + q];
+            I[q] += xr[q] * kk[8 + q] + xi[q] * kk[q];
+          }
+        }
+        for (int q = 0; q < 8; ++q) {
+          ore[8 * b + q] = R[q];
+          oim[8 * b + q] = I[q];
         }
       }
-      for (int r = 1; r < rows; ++r) {
-        const double* __restrict br = ggsw + ((size_t)r * (k + 1) + oc) * 2 * M;
-        const double* __restrict bi = br + M;
-        const double* __restrict xr = w.fre.data() + (size_t)r * M;
-        const double* __restrict xi = w.fim.data() + (size_t)r * M;
-        for (int j = 0; j < M; ++j) {
-          ar[j] += xr[j] * br[j] - xi[j] * bi[j];
-          ai[j] += xr[j] * bi[j] + xi[j] * br[j];
-        }
-      }
-      fft.inverse_add_torus(ar, ai, acc + (size_t)oc * N);
     }
   }
 
@@ -431,9 +566,14 @@ class ServerKeyCore {
     }
     for (int i = 0; i < n; ++i) {
       const double* ggsw = bsk.data() + (size_t)i * ggsw_stride;
+      const double* next = i + 1 < n ? ggsw + ggsw_stride : nullptr;
+      bool fetched = false;
       for (int g = 0; g < G; ++g) {
         int a = mod_switch(in[g][i]);
-        if (a) cmux_rotate(w.accs.data() + g * accsz, a, ggsw, w);
+        if (a) {
+          cmux_rotate(w.accs.data() + g * accsz, a, ggsw, w, fetched ? nullptr : next);
+          fetched = true;
+        }
       }
     }
     // sample extraction (coefficient 0)

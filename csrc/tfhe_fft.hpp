@@ -20,6 +20,9 @@
 #include <new>
 #include <stdexcept>
 #include <vector>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -36,6 +39,18 @@ struct AlignedAlloc {
   AlignedAlloc(const AlignedAlloc<U>&) {}
   T* allocate(std::size_t n) {
     std::size_t bytes = ((n * sizeof(T) + 63) / 64) * 64;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    // large arrays (the Fourier-domain bootstrapping key, tens of MB, streamed once per
+    // bootstrap): 2 MiB pages where the kernel allows them, so the stream is not TLB-bound
+    constexpr std::size_t kHuge = std::size_t(2) << 20;
+    if (bytes >= 2 * kHuge) {
+      bytes = (bytes + kHuge - 1) / kHuge * kHuge;
+      void* p = std::aligned_alloc(kHuge, bytes);
+      if (!p) throw std::bad_alloc();
+      madvise(p, bytes, MADV_HUGEPAGE);
+      return static_cast<T*>(p);
+    }
+#endif
     void* p = std::aligned_alloc(64, bytes ? bytes : 64);
     if (!p) throw std::bad_alloc();
     return static_cast<T*>(p);
@@ -108,11 +123,36 @@ class NegacyclicFFT {
   void forward_torus(const uint32_t* in, double* re, double* im) const {
     forward_i32(reinterpret_cast<const int32_t*>(in), re, im);
   }
+  // Forward transform of an already folded and twisted input (c_j above, split re/im): the
+  // external product computes the fold/twist itself, fused with the gadget decomposition.
+  void forward_twisted(double* __restrict re, double* __restrict im) const { dif(re, im); }
+  const double* twist_re() const { return tw_re_.data(); }
+  const double* twist_im() const { return tw_im_.data(); }
+
   // Inverse transform; re/im are destroyed; out[j] += round(result_j) mod 2^32.
   void inverse_add_torus(double* __restrict re, double* __restrict im, uint32_t* __restrict out) const {
     dit(re, im);
     const double* __restrict tr = itw_re_.data();
     const double* __restrict ti = itw_im_.data();
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+    if (M % 8 == 0) {
+      // round to nearest (even) int64 in hardware, keep the low 32 bits: the same value as
+      // f64_to_torus32 for |x| < 2^51 (the products here stay below 2^47)
+      for (int j = 0; j < M; j += 8) {
+        __m512d xr = _mm512_load_pd(re + j), xi = _mm512_load_pd(im + j);
+        __m512d wr = _mm512_load_pd(tr + j), wi = _mm512_load_pd(ti + j);
+        __m512d r = _mm512_fmsub_pd(xr, wr, _mm512_mul_pd(xi, wi));
+        __m512d i = _mm512_fmadd_pd(xr, wi, _mm512_mul_pd(xi, wr));
+        __m256i lo = _mm512_cvtepi64_epi32(_mm512_cvtpd_epi64(r));
+        __m256i hi = _mm512_cvtepi64_epi32(_mm512_cvtpd_epi64(i));
+        __m256i* o0 = reinterpret_cast<__m256i*>(out + j);
+        __m256i* o1 = reinterpret_cast<__m256i*>(out + j + M);
+        _mm256_storeu_si256(o0, _mm256_add_epi32(_mm256_loadu_si256(o0), lo));
+        _mm256_storeu_si256(o1, _mm256_add_epi32(_mm256_loadu_si256(o1), hi));
+      }
+      return;
+    }
+#endif
     for (int j = 0; j < M; ++j) {
       double r = re[j] * tr[j] - im[j] * ti[j];
       double i = re[j] * ti[j] + im[j] * tr[j];
