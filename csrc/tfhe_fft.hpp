@@ -95,6 +95,27 @@ class NegacyclicFFT {
       itw_re_[j] = std::cos(ang) / M;
       itw_im_[j] = -std::sin(ang) / M;
     }
+#if defined(__AVX512F__)
+    // radix-8 plan when M = 8^a, a >= 2 (M = 512 for N = 1024): passes L = M, M/8, ..., 64
+    // (8-point DFTs across vectors, then twiddles w_L^{jt}), and a last pass of 8-point DFTs
+    // on 8x8 transposed blocks. Output order: base-8 digit reversal, with the last digit pair
+    // transposed; internal (the inverse undoes exactly this).
+    {
+      int lg = __builtin_ctz((unsigned)M);
+      r8_ = (lg % 3 == 0 && M >= 64);
+      if (r8_) {
+        for (int L = M; L >= 64; L /= 8) {
+          int q = L / 8;
+          for (int t = 1; t < 8; ++t)
+            for (int j = 0; j < q; ++j) {
+              double ang = -2.0 * pi * (double)j * t / L;
+              r8_re_.push_back(std::cos(ang));
+              r8_im_.push_back(std::sin(ang));
+            }
+        }
+      }
+    }
+#endif
     // stage twiddles, stage len = M, M/2, ..., 2 at offset M - len, h = len/2 entries
     st_re_.resize(M > 1 ? M : 1);
     st_im_.resize(M > 1 ? M : 1);
@@ -131,6 +152,12 @@ class NegacyclicFFT {
 
   // Inverse transform; re/im are destroyed; out[j] += round(result_j) mod 2^32.
   void inverse_add_torus(double* __restrict re, double* __restrict im, uint32_t* __restrict out) const {
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+    if (r8_) {
+      dit_radix8(re, im, out);
+      return;
+    }
+#endif
     dit(re, im);
     const double* __restrict tr = itw_re_.data();
     const double* __restrict ti = itw_im_.data();
@@ -174,10 +201,15 @@ class NegacyclicFFT {
   }
 
  private:
-  avec<double> tw_re_, tw_im_, itw_re_, itw_im_, st_re_, st_im_;
+  avec<double> tw_re_, tw_im_, itw_re_, itw_im_, st_re_, st_im_, r8_re_, r8_im_;
+  bool r8_ = false;
 
   void dif(double* __restrict re, double* __restrict im) const {
 #if defined(__AVX512F__)
+    if (r8_) {
+      dif_radix8(re, im);
+      return;
+    }
     if (M >= 16) {
       int len = M;
       for (; len >= 32; len >>= 2) dif_radix4_avx512(re, im, len);
@@ -260,6 +292,164 @@ class NegacyclicFFT {
       }
     }
   }
+#if defined(__AVX512F__)
+  // In-place 8-point DFT (w = exp(-2 pi i / 8)) across 8 complex vectors; natural order out.
+  // The inverse DFT is the same call with re and im swapped (swap(z) = i conj(z)).
+  static inline void dft8(__m512d* r, __m512d* i) {
+    const __m512d h = _mm512_set1_pd(0.70710678118654752440);
+    __m512d br[4], bi[4], cr[4], ci[4];
+    for (int m = 0; m < 4; ++m) {
+      br[m] = _mm512_add_pd(r[m], r[m + 4]);
+      bi[m] = _mm512_add_pd(i[m], i[m + 4]);
+      cr[m] = _mm512_sub_pd(r[m], r[m + 4]);
+      ci[m] = _mm512_sub_pd(i[m], i[m + 4]);
+    }
+    // c1 *= (1 - i)/sqrt2, c2 *= -i, c3 *= (-1 - i)/sqrt2
+    __m512d t;
+    t = _mm512_mul_pd(_mm512_add_pd(cr[1], ci[1]), h);
+    ci[1] = _mm512_mul_pd(_mm512_sub_pd(ci[1], cr[1]), h);
+    cr[1] = t;
+    t = ci[2]; ci[2] = _mm512_sub_pd(_mm512_setzero_pd(), cr[2]); cr[2] = t;
+    t = _mm512_mul_pd(_mm512_sub_pd(ci[3], cr[3]), h);
+    ci[3] = _mm512_mul_pd(_mm512_add_pd(cr[3], ci[3]), _mm512_sub_pd(_mm512_setzero_pd(), h));
+    cr[3] = t;
+    // two 4-point DFTs: even outputs from b, odd from c
+    for (int half = 0; half < 2; ++half) {
+      __m512d* dr = half ? cr : br;
+      __m512d* di = half ? ci : bi;
+      __m512d e0r = _mm512_add_pd(dr[0], dr[2]), e0i = _mm512_add_pd(di[0], di[2]);
+      __m512d e1r = _mm512_sub_pd(dr[0], dr[2]), e1i = _mm512_sub_pd(di[0], di[2]);
+      __m512d f0r = _mm512_add_pd(dr[1], dr[3]), f0i = _mm512_add_pd(di[1], di[3]);
+      // f1 = (d1 - d3) * (-i) = (im, -re)
+      __m512d f1r = _mm512_sub_pd(di[1], di[3]), f1i = _mm512_sub_pd(dr[3], dr[1]);
+      r[half + 0] = _mm512_add_pd(e0r, f0r); i[half + 0] = _mm512_add_pd(e0i, f0i);
+      r[half + 4] = _mm512_sub_pd(e0r, f0r); i[half + 4] = _mm512_sub_pd(e0i, f0i);
+      r[half + 2] = _mm512_add_pd(e1r, f1r); i[half + 2] = _mm512_add_pd(e1i, f1i);
+      r[half + 6] = _mm512_sub_pd(e1r, f1r); i[half + 6] = _mm512_sub_pd(e1i, f1i);
+    }
+  }
+  static inline void transpose8(__m512d* v) {
+    const __m512i ia = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+    const __m512i ib = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    __m512d t[8], u[8];
+    for (int m = 0; m < 8; m += 2) {
+      t[m] = _mm512_unpacklo_pd(v[m], v[m + 1]);
+      t[m + 1] = _mm512_unpackhi_pd(v[m], v[m + 1]);
+    }
+    for (int m = 0; m < 8; m += 4) {
+      u[m + 0] = _mm512_permutex2var_pd(t[m], ia, t[m + 2]);
+      u[m + 1] = _mm512_permutex2var_pd(t[m + 1], ia, t[m + 3]);
+      u[m + 2] = _mm512_permutex2var_pd(t[m], ib, t[m + 2]);
+      u[m + 3] = _mm512_permutex2var_pd(t[m + 1], ib, t[m + 3]);
+    }
+    for (int m = 0; m < 4; ++m) {
+      v[m] = _mm512_shuffle_f64x2(u[m], u[m + 4], 0x44);
+      v[m + 4] = _mm512_shuffle_f64x2(u[m], u[m + 4], 0xEE);
+    }
+  }
+  void dif_radix8(double* __restrict re, double* __restrict im) const {
+    const double* twr = r8_re_.data();
+    const double* twi = r8_im_.data();
+    for (int L = M; L >= 64; L /= 8) {
+      const int q = L / 8;
+      for (int s = 0; s < M; s += L) {
+        for (int j = 0; j < q; j += 8) {
+          __m512d r[8], i[8];
+          for (int m = 0; m < 8; ++m) {
+            r[m] = _mm512_load_pd(re + s + j + m * q);
+            i[m] = _mm512_load_pd(im + s + j + m * q);
+          }
+          dft8(r, i);
+          _mm512_store_pd(re + s + j, r[0]);
+          _mm512_store_pd(im + s + j, i[0]);
+          for (int t = 1; t < 8; ++t) {
+            __m512d wr = _mm512_loadu_pd(twr + (t - 1) * q + j), wi = _mm512_loadu_pd(twi + (t - 1) * q + j);
+            _mm512_store_pd(re + s + j + t * q, _mm512_fmsub_pd(r[t], wr, _mm512_mul_pd(i[t], wi)));
+            _mm512_store_pd(im + s + j + t * q, _mm512_fmadd_pd(r[t], wi, _mm512_mul_pd(i[t], wr)));
+          }
+        }
+      }
+      twr += 7 * q;
+      twi += 7 * q;
+    }
+    for (int s = 0; s < M; s += 64) {
+      __m512d r[8], i[8];
+      for (int m = 0; m < 8; ++m) {
+        r[m] = _mm512_load_pd(re + s + 8 * m);
+        i[m] = _mm512_load_pd(im + s + 8 * m);
+      }
+      transpose8(r);
+      transpose8(i);
+      dft8(r, i);
+      for (int t = 0; t < 8; ++t) {
+        _mm512_store_pd(re + s + 8 * t, r[t]);
+        _mm512_store_pd(im + s + 8 * t, i[t]);
+      }
+    }
+  }
+  // Exact inverse of dif_radix8 up to the factor M.
+  // With `out`, the last pass also applies the inverse twist and adds the rounded result to
+  // out (what inverse_add_torus does), saving a pass over the data.
+  void dit_radix8(double* __restrict re, double* __restrict im, uint32_t* __restrict out = nullptr) const {
+    for (int s = 0; s < M; s += 64) {
+      __m512d r[8], i[8];
+      for (int t = 0; t < 8; ++t) {
+        r[t] = _mm512_load_pd(re + s + 8 * t);
+        i[t] = _mm512_load_pd(im + s + 8 * t);
+      }
+      dft8(i, r);  // inverse DFT
+      transpose8(r);
+      transpose8(i);
+      for (int m = 0; m < 8; ++m) {
+        _mm512_store_pd(re + s + 8 * m, r[m]);
+        _mm512_store_pd(im + s + 8 * m, i[m]);
+      }
+    }
+    const double* twr = r8_re_.data() + r8_re_.size();
+    const double* twi = r8_im_.data() + r8_im_.size();
+    for (int L = 64; L <= M; L *= 8) {
+      const int q = L / 8;
+      twr -= 7 * q;
+      twi -= 7 * q;
+      for (int s = 0; s < M; s += L) {
+        for (int j = 0; j < q; j += 8) {
+          __m512d r[8], i[8];
+          r[0] = _mm512_load_pd(re + s + j);
+          i[0] = _mm512_load_pd(im + s + j);
+          for (int t = 1; t < 8; ++t) {
+            __m512d xr = _mm512_load_pd(re + s + j + t * q), xi = _mm512_load_pd(im + s + j + t * q);
+            __m512d wr = _mm512_loadu_pd(twr + (t - 1) * q + j), wi = _mm512_loadu_pd(twi + (t - 1) * q + j);
+            // x * conj(w)
+            r[t] = _mm512_fmadd_pd(xr, wr, _mm512_mul_pd(xi, wi));
+            i[t] = _mm512_fmsub_pd(xi, wr, _mm512_mul_pd(xr, wi));
+          }
+          dft8(i, r);
+#if defined(__AVX512DQ__)
+          if (out && L == M) {
+            for (int m = 0; m < 8; ++m) {
+              const int e = j + m * q;
+              __m512d wr = _mm512_load_pd(itw_re_.data() + e), wi = _mm512_load_pd(itw_im_.data() + e);
+              __m512d xr = _mm512_fmsub_pd(r[m], wr, _mm512_mul_pd(i[m], wi));
+              __m512d xi = _mm512_fmadd_pd(r[m], wi, _mm512_mul_pd(i[m], wr));
+              __m256i lo = _mm512_cvtepi64_epi32(_mm512_cvtpd_epi64(xr));
+              __m256i hi = _mm512_cvtepi64_epi32(_mm512_cvtpd_epi64(xi));
+              __m256i* o0 = reinterpret_cast<__m256i*>(out + e);
+              __m256i* o1 = reinterpret_cast<__m256i*>(out + e + M);
+              _mm256_storeu_si256(o0, _mm256_add_epi32(_mm256_loadu_si256(o0), lo));
+              _mm256_storeu_si256(o1, _mm256_add_epi32(_mm256_loadu_si256(o1), hi));
+            }
+            continue;
+          }
+#endif
+          for (int m = 0; m < 8; ++m) {
+            _mm512_store_pd(re + s + j + m * q, r[m]);
+            _mm512_store_pd(im + s + j + m * q, i[m]);
+          }
+        }
+      }
+    }
+  }
+#endif
 #if defined(__AVX512F__)
   // The three radix-2 stages on blocks of 8 (len = 8, 4, 2) inside one register pair.
   // Lane twiddle vectors: stage len=8: lanes 4..7 get w8_j; len=4: lanes 2,3,6,7 get w4_j.
@@ -437,6 +627,10 @@ class NegacyclicFFT {
   }
   void dit(double* __restrict re, double* __restrict im) const {
 #if defined(__AVX512F__)
+    if (r8_) {
+      dit_radix8(re, im);
+      return;
+    }
     if (M >= 16) {
       dit_first3_avx512(re, im);
       int stages = __builtin_ctz((unsigned)M) - 3;  // remaining radix-2 stages (len 16 .. M)
