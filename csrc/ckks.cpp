@@ -15,6 +15,7 @@
 // bootstrapping", 2021 §3 (NTT-domain ModDown, fused rescale); Bajard–Eynard–Hasan–Zucca SAC
 // 2016 (fast basis conversion).
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -257,11 +258,36 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
       for (std::size_t n = 0; n < N; ++n) x[n] = mul_shoup(add_mod(x[n], h, p), w, wp, p);
     }
   }, 1 << 12);
+  // The conversion Σ_j y_j·(P'/p_j) = x + u·P' overshoots by u = floor(Σ_j y_j / p_j) < Lp; u is
+  // estimated in double precision and removed, so the result is round(a / P') (off by one only
+  // when x/P' is within ~2^-50 of an integer). Without this, −u lands in c_1 and is multiplied by
+  // the secret key (Halevi–Polyakov–Shoup, CT-RSA 2019, §2.2 — exact conversion).
+  std::vector<std::uint8_t> U(batch * N, 0);
+  if (Lp > 1) {
+    std::vector<double> inv(Lp);
+    for (std::size_t j = 0; j < Lp; ++j) inv[j] = 1.0 / (double)c.moduli[ip[j]];
+    for_rows(batch, N * Lp, [&](std::size_t b) {
+      const u64* x0 = X.data() + b * Lp * N;
+      std::uint8_t* u = U.data() + b * N;
+      for (std::size_t n = 0; n < N; ++n) {
+        double sum = 0.0;
+        for (std::size_t j = 0; j < Lp; ++j) {
+          const double t = (double)x0[j * N + n] * inv[j];
+          sum = sum + t;
+        }
+        const double f = std::floor(sum);
+        u[n] = (std::uint8_t)(f < 0 ? 0 : (f > (double)Lp ? (double)Lp : f));
+      }
+    });
+  }
   for_rows(batch * Lq, N, [&](std::size_t r) {
     const std::size_t b = r / Lq, i = r % Lq;
     const Modulus& qi = c.mod(iq[i]);
     u64 Pm = 1;
     for (std::size_t j = 0; j < Lp; ++j) Pm = qi.mul(Pm, qi.reduce(c.moduli[ip[j]]));
+    std::vector<u64> corr(Lp + 1);
+    for (std::size_t k = 0; k <= Lp; ++k) corr[k] = qi.mul(qi.reduce(k), Pm);
+    const std::uint8_t* ub = U.data() + b * N;
     const u64 h = qi.mul(sub_mod(Pm, 1, qi.q), (qi.q + 1) / 2);
     const u64 pinv = inv_mod(Pm, qi.q), pinvp = shoup_precompute(pinv, qi.q);
     const u64* cst = T->qhat_mod_p.data() + i * Lp;
@@ -271,6 +297,7 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
       for (std::size_t n = 0; n < N; ++n) d[n] = sub_mod(qi.reduce(x0[n]), h, qi.q);
     } else {
       convert_lazy(x0, N, Lp, cst, T->qhat_mod_p_shoup.data() + i * Lp, qi.q, d, h);
+      for (std::size_t n = 0; n < N; ++n) d[n] = sub_mod(d[n], corr[ub[n]], qi.q);
     }
     ntt_forward(d, c.tables[iq[i]], N);
     const u64* s = a + (b * R + i) * N;
@@ -442,7 +469,8 @@ static void bind_ckks(py::module_& m) {
         return out;
       }, py::arg("a"), py::arg("idx_q"), py::arg("idx_p"),
       "ModDown in the NTT domain with rounding: a (len(idx_q)+len(idx_p), N) or (batch, ..., N) over\n"
-      "idx_q then idx_p → round(a / P) - u over idx_q (P = ∏ idx_p, 0 <= u < len(idx_p)). Only the idx_p\n"
-      "rows are inverse-transformed. With idx_p = [q_l] this is exactly `rescale`.");
+      "idx_q then idx_p → round(a / P) - u over idx_q (P = ∏ idx_p). Only the idx_p\n"
+      "rows are inverse-transformed; the conversion overshoot u is estimated in floating point and removed,\n"
+      "so u = 0 except when a/P is within ~2^-50 of a half-integer. With idx_p = [q_l] this is exactly `rescale`.");
 }
 WAVIS_REGISTER_BINDINGS(20, bind_ckks);

@@ -575,7 +575,7 @@ void elementwise2(const RnsContext& c, py::handle a, py::handle b, py::handle ou
   const std::size_t rows = A.batch * A.rows, L = ix.size(), N = c.N;
   py::gil_scoped_release nogil;
   for_rows(rows, N, [&](std::size_t r) {
-    const Modulus& m = c.mod(ix[r % L]);
+    const Modulus m = c.mod(ix[r % L]);  // a local copy: the output cannot alias it (lets add/sub vectorize)
     const u64* x = A.ptr + r * N;
     const u64* y = B.ptr + r * N;
     u64* z = O.ptr + r * N;

@@ -103,8 +103,9 @@ def key_switch_ext(ctx, a, key, idx_q, idx_p, digits: Digits, add=None):
 
 def mod_down_ntt(ctx, a, idx_q, idx_p):
     """Rounded ModDown in the NTT domain: ``a`` (len(idx_q)+len(idx_p), N) or (batch, …, N)
-    over ``idx_q + idx_p`` → round(a / P) − u over ``idx_q`` (P = ∏ idx_p, 0 ≤ u < len(idx_p)).
-    With ``idx_p = [q_l]`` it equals ``ctx.rescale``."""
+    over ``idx_q + idx_p`` → round(a / P) over ``idx_q`` (P = ∏ idx_p): the fast-conversion
+    overshoot u·P is estimated in floating point and removed (off by one only when a/P is within
+    ~2^-50 of a half-integer). With ``idx_p = [q_l]`` it equals ``ctx.rescale``."""
     idx_q, idx_p = list(idx_q), list(idx_p)
     fused = getattr(ctx, "mod_down_ntt", None)
     if fused is not None:
@@ -122,6 +123,17 @@ def mod_down_ntt(ctx, a, idx_q, idx_p):
     ctx.add(xp, _const_rows(ctx, [(mods[i] - 1) // 2 for i in idx_p]), xp, idx_p)
     conv = ctx.base_convert(xp, idx_p, idx_q)
     ctx.sub(conv, _const_rows(ctx, [((big_p - 1) // 2) % mods[i] for i in idx_q]), conv, idx_q)
+    if len(idx_p) > 1:  # remove the conversion overshoot u·P, u = floor(Σ_j y_j / p_j) (float estimate)
+        y = ctx.zeros(len(idx_p))
+        ctx.mul_scalar(xp, [pow((big_p // mods[i]) % mods[i], -1, mods[i]) for i in idx_p], y, idx_p)
+        yn = ctx.to_numpy(y)
+        s = np.zeros(ctx.N)
+        for j, i in enumerate(idx_p):
+            s = s + yn[j].astype(np.float64) * (1.0 / mods[i])
+        u = np.clip(np.floor(s), 0, len(idx_p)).astype(np.uint64)
+        corr = ctx.zeros(lq)
+        ctx.mul_scalar(ctx.asarray(np.repeat(u[None, :], lq, axis=0)), [big_p % mods[i] for i in idx_q], corr, idx_q)
+        ctx.sub(conv, corr, conv, idx_q)
     ctx.ntt(conv, idx_q)
     out = ctx.zeros(lq)
     ctx.sub(a[:lq].copy(), conv, out, idx_q)
