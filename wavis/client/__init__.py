@@ -80,11 +80,37 @@ class KeyPair:
         return self.encoder.decode(Decryptor(self.params, self.secret_key).decrypt(ct))
 
     def upload_body(self) -> dict[str, Any]:
-        return {
-            "params": self.params.to_dict(),
-            "public_key": serialize.b64encode(serialize.dumps(self.public_key)),
-            "eval_key": serialize.b64encode(serialize.dumps(self.eval_keys)),
-        }
+        """The POST /keys/upload body with every evaluation key (may exceed the 40 MB limit
+        for large key sets: :meth:`upload_parts` splits them)."""
+        return self.upload_parts()[0]
+
+    def upload_parts(self, max_bytes: int = 28 * 1024 * 1024) -> list[dict[str, Any]]:
+        """The key upload split into request bodies of at most ~``max_bytes`` of key data
+        (base64 grows it by 4/3, under the server's 40 MB): the first for POST /keys/upload
+        (public key, relinearization key and the Galois keys that fit), the rest for
+        POST /keys/{key_id}/galois-keys (Galois keys only)."""
+        evk = self.eval_keys
+        head = EvaluationKeys(evk.params_fingerprint, evk.key_tag, evk.relin_key, {})
+        pk_blob = serialize.dumps(self.public_key)
+        used = len(pk_blob) + len(serialize.dumps(head))
+        chunks: list[dict[int, Any]] = [{}]
+        size = 0  # every Galois key has the same serialized size
+        for elt in sorted(evk.galois_keys):
+            if not size:
+                size = len(serialize.dumps(EvaluationKeys(evk.params_fingerprint, evk.key_tag, None,
+                                                          {elt: evk.galois_keys[elt]})))
+            if chunks[-1] and used + size > max_bytes:
+                chunks.append({})
+                used = 0
+            chunks[-1][elt] = evk.galois_keys[elt]
+            used += size
+        head.galois_keys = chunks[0]
+        bodies = [{"params": self.params.to_dict(), "public_key": serialize.b64encode(pk_blob),
+                   "eval_key": serialize.b64encode(serialize.dumps(head))}]
+        for part in chunks[1:]:
+            blob = serialize.dumps(EvaluationKeys(evk.params_fingerprint, evk.key_tag, None, part))
+            bodies.append({"eval_key": serialize.b64encode(blob)})
+        return bodies
 
 
 @dataclass(frozen=True)
@@ -157,9 +183,13 @@ class AsyncClient:
             self.api_key = data["api_key"]
         return data
 
-    async def upload_keys(self, keys: KeyPair) -> str:
-        body = await asyncio.to_thread(keys.upload_body)
-        _, data, _ = await self.request("POST", "/keys/upload", body)
+    async def upload_keys(self, keys: KeyPair, max_bytes: int = 28 * 1024 * 1024) -> str:
+        """Upload the public and evaluation keys (in several requests when the Galois keys are
+        larger than one 40 MB request); returns the key id."""
+        bodies = await asyncio.to_thread(keys.upload_parts, max_bytes)
+        _, data, _ = await self.request("POST", "/keys/upload", bodies[0])
+        for body in bodies[1:]:
+            await self.request("POST", f"/keys/{data['key_id']}/galois-keys", body)
         keys.key_id = data["key_id"]
         self._params[data["key_id"]] = keys.params
         return data["key_id"]

@@ -119,10 +119,41 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
     )
 
 
-def load_evaluator(params: Any, eval_key: bytes):
+def load_evaluator(params: Any, eval_key: bytes, parts: list[bytes] = ()):
+    """The Evaluator of a stored key: its evaluation-key blob plus any Galois-key chunks."""
     ckks, serialize = _ckks()
     evk = serialize.loads(eval_key, expected_type=ckks.EvaluationKeys, params=params)
+    for blob in parts:
+        evk.galois_keys.update(serialize.loads(blob, expected_type=ckks.EvaluationKeys, params=params).galois_keys)
     return ckks.Evaluator(params, evk)
+
+
+@dataclass
+class GaloisChunk:
+    blob: bytes
+    galois_steps: list[int]
+    conjugation: bool
+    evaluator: Any
+
+
+def parse_galois_chunk(params: Any, key_tag: bytes, evaluator: Any, eval_key_b64: str) -> GaloisChunk:
+    """Validate a chunk of Galois keys for an existing key (same parameters and key pair, no
+    relinearization key) and the merged evaluator / step list it gives."""
+    ckks, serialize = _ckks()
+    from wavis.errors import KeyMismatchError, ParameterError  # noqa: PLC0415
+
+    blob = serialize.b64decode(eval_key_b64)
+    evk = serialize.loads(blob, expected_type=ckks.EvaluationKeys, params=params)
+    if bytes(evk.key_tag) != bytes(key_tag):
+        raise KeyMismatchError("these Galois keys belong to another key pair")
+    if evk.relin_key is not None or not evk.galois_keys:
+        raise ParameterError("a Galois-key chunk must hold Galois keys and no relinearization key",
+                             field="eval_key")
+    merged = ckks.EvaluationKeys(evaluator.eval_keys.params_fingerprint, evaluator.eval_keys.key_tag,
+                                 evaluator.eval_keys.relin_key,
+                                 {**evaluator.eval_keys.galois_keys, **evk.galois_keys})
+    steps, conj = rotation_steps(params, merged.galois_keys)
+    return GaloisChunk(blob, steps, conj, ckks.Evaluator(params, merged))
 
 
 @dataclass

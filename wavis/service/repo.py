@@ -223,6 +223,29 @@ async def get_eval_key_blob(conn: asyncpg.Connection, key_id: str) -> bytes | No
     return await conn.fetchval("SELECT eval_key FROM fhe_keys WHERE id = $1", key_id)
 
 
+async def get_eval_key_parts(conn: asyncpg.Connection, key_id: str) -> list[bytes]:
+    """Galois-key chunks uploaded after the key, in upload order."""
+    return [r["blob"] for r in await conn.fetch(
+        "SELECT blob FROM fhe_key_parts WHERE key_id = $1 ORDER BY part_no", key_id)]
+
+
+async def add_eval_key_part(conn: asyncpg.Connection, account_id: str, key_id: str, blob: bytes,
+                            galois_steps: list[int], conjugation: bool) -> asyncpg.Record | None:
+    """Append a Galois-key chunk and record the key's new step list; the key row, or None."""
+    async with conn.transaction():
+        found = await conn.fetchval(
+            "SELECT id FROM fhe_keys WHERE id = $1 AND account_id = $2 FOR UPDATE", key_id, account_id)
+        if found is None:
+            return None
+        await conn.execute(
+            """INSERT INTO fhe_key_parts (key_id, part_no, blob)
+               VALUES ($1, (SELECT COALESCE(max(part_no), 0) + 1 FROM fhe_key_parts WHERE key_id = $1), $2)""",
+            key_id, blob)
+        return await conn.fetchrow(
+            f"""UPDATE fhe_keys SET galois_steps = $2, conjugation = $3 WHERE id = $1
+                RETURNING {KEY_META_COLUMNS}""", key_id, galois_steps, conjugation)
+
+
 async def max_ciphertext_body_limit(conn: asyncpg.Connection, account_id: str) -> int:
     return await conn.fetchval(
         "SELECT COALESCE(max(ciphertext_body_limit), 0) FROM fhe_keys WHERE account_id = $1", account_id

@@ -134,6 +134,13 @@ class KeyUploadRequest(Request):
     params: CkksParams
 
 
+class GaloisKeysRequest(Request):
+    """A chunk of Galois keys for an uploaded key: base64 of an EvaluationKeys blob holding
+    only Galois keys (no relinearization key)."""
+
+    eval_key: B64
+
+
 class KeyGenerateRequest(Request):
     scheme: Literal["ckks", "rns-ckks"] = "rns-ckks"
     params: CkksParams

@@ -13,8 +13,8 @@ from ..bodies import parse
 from ..engine import ComputeEngine
 from ..errors import not_found
 from ..ids import new_id
-from ..schemas import (ErrorResponse, KeyDeleted, KeyGenerated, KeyGenerateRequest, KeyList, KeyResponse,
-                       KeyUploadRequest)
+from ..schemas import (ErrorResponse, GaloisKeysRequest, KeyDeleted, KeyGenerated, KeyGenerateRequest, KeyList,
+                       KeyResponse, KeyUploadRequest)
 from ..schemas_compute import KeyWithMatmulResponse
 from ..state import ENGINE, REDIS, SETTINGS
 from .util import db, json_response, upstream_timeout
@@ -52,9 +52,10 @@ async def evaluator_for(request: web.Request, row: asyncpg.Record):
     async def load():
         async with db(request) as conn:
             blob = await repo.get_eval_key_blob(conn, row["id"])
+            parts = await repo.get_eval_key_parts(conn, row["id"]) if blob is not None else []
         if blob is None:
             raise not_found("key", key_id=row["id"])
-        return await engine.run(fhe.load_evaluator, params, blob)
+        return await engine.run(fhe.load_evaluator, params, blob, parts)
 
     return params, await engine.evaluators.get(row["id"], load)
 
@@ -99,6 +100,34 @@ async def upload_key(request: web.Request) -> web.Response:
     engine.params.put(row["id"], parsed.params)
     engine.evaluators.put(row["id"], parsed.evaluator)
     return json_response(key_response(row), headers=security_headers_for(parsed))
+
+
+@routes.post("/keys/{key_id}/galois-keys")
+@access(Access.TRIAL_PLUS)
+@doc("Add a chunk of Galois keys (≤ 40 MB) to an uploaded key, for key sets too large for one request "
+     "(e.g. matmul at N ≥ 16384)", request=GaloisKeysRequest,
+     responses={200: KeyResponse, 400: ErrorResponse, 404: ErrorResponse, 413: ErrorResponse})
+@body_limit(KEY_UPLOAD_LIMIT)
+async def add_galois_keys(request: web.Request) -> web.Response:
+    p = principal(request)
+    key_id = request.match_info["key_id"]
+    req = await parse(request, GaloisKeysRequest)
+    async with db(request) as conn:
+        row = await repo.get_fhe_key(conn, p.account_id, key_id)
+    if row is None:
+        raise not_found("key", key_id=key_id)
+    params, evaluator = await evaluator_for(request, row)
+    engine = request.app[ENGINE]
+    chunk: fhe.GaloisChunk = await engine.run(fhe.parse_galois_chunk, params, bytes(row["key_tag"]), evaluator,
+                                              req.eval_key)
+    del req
+    async with db(request) as conn:
+        updated = await repo.add_eval_key_part(conn, p.account_id, key_id, chunk.blob, chunk.galois_steps,
+                                               chunk.conjugation)
+    if updated is None:
+        raise not_found("key", key_id=key_id)
+    engine.evaluators.put(key_id, chunk.evaluator)
+    return json_response(key_response(updated))
 
 
 @routes.post("/keys/generate")

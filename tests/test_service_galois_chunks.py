@@ -1,0 +1,90 @@
+"""Galois keys uploaded in chunks (API.md "Sizes": key sets over 40 MB go up in chunks):
+POST /keys/{key_id}/galois-keys, merged into the key's evaluator, listed by GET /keys/{id}."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wavis import serialize
+from wavis.ckks import EvaluationKeys, KeyGenerator
+from wavis.client import KeyPair
+
+pytestmark = pytest.mark.service
+
+N = 1024
+SLOTS = N // 2
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return KeyPair.generate({"poly_degree": N, "scale_bits": 40, "max_depth": 2, "security_level": "testing"},
+                            galois_steps=[1, 2, 3, 5, 8])
+
+
+async def test_chunked_galois_keys_extend_the_key(api, pair):
+    h = bearer(await api.account())
+    parts = pair.upload_parts(max_bytes=1)  # one Galois key per request
+    assert len(parts) == 1 + len(pair.eval_keys.galois_keys) - 1
+    resp = await api.post("/api/v1/keys/upload", json=parts[0], headers=h)
+    assert resp.status == 200, await resp.text()
+    meta = await resp.json()
+    key_id = meta["key_id"]
+    assert len(meta["galois_steps"]) == 1
+    for body in parts[1:]:
+        resp = await api.post(f"/api/v1/keys/{key_id}/galois-keys", json=body, headers=h)
+        assert resp.status == 200, await resp.text()
+    meta = await (await api.get(f"/api/v1/keys/{key_id}", headers=h)).json()
+    assert meta["galois_steps"] == [1, 2, 3, 5, 8]
+
+    x = np.random.default_rng(3).uniform(-1, 1, SLOTS)
+    ct = serialize.b64encode(serialize.dumps(pair.encrypt(x)))
+    resp = await api.post("/api/v1/ciphertexts", json={"key_id": key_id, "ciphertext_b64": ct}, headers=h)
+    ct_id = (await resp.json())["ciphertext_id"]
+    resp = await api.post("/api/v1/compute/rotate", json={"key_id": key_id, "ciphertext_ids": [ct_id], "steps": 5},
+                          headers=h)
+    assert resp.status == 200, await resp.text()
+    out = pair.decrypt(serialize.loads(serialize.b64decode((await resp.json())["result_ciphertext"]),
+                                       serialize.Ciphertext, pair.params)).real
+    assert np.max(np.abs(out - np.roll(x, -5))) < 1e-5
+
+    # after a restart (evaluator cache empty) the chunks are loaded from PostgreSQL again
+    from wavis.service.state import ENGINE
+
+    api.app[ENGINE].evaluators.discard(key_id)
+    resp = await api.post("/api/v1/compute/rotate", json={"key_id": key_id, "ciphertext_ids": [ct_id], "steps": 8},
+                          headers=h)
+    assert resp.status == 200, await resp.text()
+    out = pair.decrypt(serialize.loads(serialize.b64decode((await resp.json())["result_ciphertext"]),
+                                       serialize.Ciphertext, pair.params)).real
+    assert np.max(np.abs(out - np.roll(x, -8))) < 1e-5
+
+
+async def test_chunk_errors(api, pair):
+    h = bearer(await api.account())
+    resp = await api.post("/api/v1/keys/upload", json=pair.upload_parts(max_bytes=1)[0], headers=h)
+    key_id = (await resp.json())["key_id"]
+    # another key pair's Galois keys → KEY_MISMATCH
+    other = KeyGenerator(pair.params).evaluation_keys(galois_steps=[7])
+    foreign = serialize.dumps(EvaluationKeys(other.params_fingerprint, other.key_tag, None, other.galois_keys))
+    resp = await api.post(f"/api/v1/keys/{key_id}/galois-keys", json={"eval_key": serialize.b64encode(foreign)},
+                          headers=h)
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "KEY_MISMATCH"
+    # a chunk carrying a relinearization key → INVALID_PARAMS
+    full = serialize.b64encode(serialize.dumps(pair.eval_keys))
+    resp = await api.post(f"/api/v1/keys/{key_id}/galois-keys", json={"eval_key": full}, headers=h)
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "INVALID_PARAMS"
+    # truncated blob → INVALID_CIPHERTEXT; unknown key → 404; another account → 404
+    resp = await api.post(f"/api/v1/keys/{key_id}/galois-keys", json={"eval_key": full[:200]}, headers=h)
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "INVALID_CIPHERTEXT"
+    resp = await api.post("/api/v1/keys/key_000000000000000000000000/galois-keys", json={"eval_key": full},
+                          headers=h)
+    assert resp.status == 404
+    stranger = bearer(await api.account())
+    part = pair.upload_parts(max_bytes=1)[1]
+    resp = await api.post(f"/api/v1/keys/{key_id}/galois-keys", json=part, headers=stranger)
+    assert resp.status == 404
