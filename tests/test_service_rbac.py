@@ -146,6 +146,22 @@ async def test_trial_key_expires_after_30_minutes_and_can_be_revoked_by_prefix(a
     assert (await api.get("/api/v1/keys", headers=bearer(other))).status == 401
 
 
+async def test_guessing_trial_key_prefixes_is_locked_out(api):
+    """A 16-character prefix has only 24 random bits: misses count as failed authentications
+    of the caller's IP, so guessing is locked out (429) long before it could succeed."""
+    victim = (await (await api.post("/api/v1/onboarding/temp-key")).json())["api_key"]
+    statuses = []
+    for i in range(12):
+        resp = await api.delete(f"/api/v1/onboarding/temp-key/wvs_trial_{i:06x}")
+        statuses.append(resp.status)
+    assert statuses[0] == 404 and statuses[-1] == 429, statuses
+    assert "Retry-After" in resp.headers
+    # nothing was revoked: the victim's key is intact
+    async with api.app[DB].acquire() as conn:
+        revoked = await conn.fetchval("SELECT revoked_at FROM api_keys WHERE prefix = $1", victim[:16])
+    assert revoked is None
+
+
 async def test_every_presented_key_costs_one_lookup(api, monkeypatch):
     """Constant work: malformed, unknown, revoked, expired and valid keys all go through the
     same HMAC + one indexed lookup (no fast path that would tell them apart by time)."""

@@ -7,9 +7,10 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from .. import repo
+from .. import ratelimit, repo
 from ..access import Access, Role, access, doc
 from ..errors import ApiError, not_found
+from ..middleware import client_ip, too_many_auth_failures
 from ..schemas import ErrorResponse, TempKeyResponse, TempKeyRevoked
 from ..state import REDIS, SETTINGS
 from .util import db, json_response, upstream_timeout
@@ -62,13 +63,25 @@ async def create_temp_key(request: web.Request) -> web.Response:
 
 @routes.delete("/onboarding/temp-key/{key_prefix}")
 @access(Access.PUBLIC)
-@doc("Revoke a trial key by its first 16+ characters", responses={200: TempKeyRevoked, 404: ErrorResponse})
+@doc("Revoke a trial key by its first 16+ characters (misses count towards the per-IP lockout)",
+     responses={200: TempKeyRevoked, 404: ErrorResponse, 429: ErrorResponse})
 async def revoke_temp_key(request: web.Request) -> web.Response:
+    """A 16-character prefix leaves only 24 random bits, so a miss counts as a failed
+    authentication of the caller's IP (the brute-force lockout of API.md §1 applies): guessing
+    prefixes to revoke other people's trial keys is locked out after a few tries."""
+    settings, redis = request.app[SETTINGS], request.app[REDIS]
+    ip = client_ip(request)
+    async with upstream_timeout(request):
+        locked = await ratelimit.lockout_remaining(redis, settings.redis_prefix, ip)
+    if locked:
+        raise too_many_auth_failures(locked)
     prefix = request.match_info["key_prefix"]
-    if len(prefix) < 16 or not prefix.startswith("wvs_trial_"):
-        raise not_found("trial key")
-    async with db(request) as conn:
-        ok = await repo.revoke_trial_key_by_prefix(conn, prefix)
+    ok = False
+    if len(prefix) >= 16 and prefix.startswith("wvs_trial_"):
+        async with db(request) as conn:
+            ok = await repo.revoke_trial_key_by_prefix(conn, prefix)
     if not ok:
+        async with upstream_timeout(request):
+            await ratelimit.record_auth_failure(redis, settings.redis_prefix, ip)
         raise not_found("trial key")
     return json_response(TempKeyRevoked(revoked=True))
