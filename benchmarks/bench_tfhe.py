@@ -54,7 +54,8 @@ def bench_preset(name: str, reps: int, batch: int) -> dict:
         cpu.append(time.thread_time() - c)
     res = {"preset": name, "n": sk.params.n, "k": sk.params.k, "big_n": sk.params.big_n,
            "pbs": [sk.params.pbs_base_log, sk.params.pbs_level], "ks": [sk.params.ks_base_log, sk.params.ks_level],
-           "p_fail_log2": noise.p_fail_log2(sk.params), "p_fail_log2_generic_model": noise.p_fail_log2(sk.params, "generic"),
+           "p_fail_log2": noise.p_fail_log2(sk.params), "p_fail_log2_typical": noise.p_fail_log2(sk.params, "typical"),
+           "p_fail_log2_generic_model": noise.p_fail_log2(sk.params, "generic"),
            "keygen_s": keygen_s, "server_key_bytes": len(blob), "server_key_load_s": load_s,
            "expanded_key_bytes": sk.memory_bytes,
            "ms_per_gate_1thread": 1000 * statistics.median(lat), "ms_per_gate_1thread_min": 1000 * min(lat),
@@ -77,30 +78,57 @@ def bench_preset(name: str, reps: int, batch: int) -> dict:
     return res
 
 
-def failure_count(gates: int, chunk: int = 2048) -> dict:
+def failure_count(gates: int, chunk: int = 4096) -> dict:
+    """Random gates on fast_128 whose inputs are earlier gate outputs (single-bootstrap and MUX
+    outputs, the noisiest), 10 % of them with the same ciphertext on both inputs (the model's
+    worst case); counts wrong outputs and records the largest error and the error spread."""
+    from wavis.tfhe import LweCiphertext
+
     ck, sk = tfhe.keygen("fast_128")
     rng = np.random.default_rng(1)
     ops = ["NAND", "AND", "OR", "XOR", "NOR", "XNOR", "MUX"]
     fn = {"NAND": lambda a, b, s: ~(a & b), "AND": lambda a, b, s: a & b, "OR": lambda a, b, s: a | b,
           "XOR": lambda a, b, s: a ^ b, "NOR": lambda a, b, s: ~(a | b), "XNOR": lambda a, b, s: ~(a ^ b),
           "MUX": lambda a, b, s: np.where(s, a, b)}
+    pool_bits = rng.random(2 * chunk) > 0.5
+    x = ck.encrypt(pool_bits)
+    pool = sk.evaluate_batch("AND", x, x).data.copy()  # a bootstrap's output noise
     done = fails = boots = 0
     worst = 0.0
+    sq = {"mux": [0.0, 0], "single": [0.0, 0]}
     t0 = time.perf_counter()
     while done < gates:
         m = min(chunk, gates - done)
-        a, b, s = (rng.random(m) > 0.5 for _ in range(3))
-        x = ck.encrypt(np.concatenate([a, b]))
-        x = sk.evaluate_batch("AND", x, x)  # inputs with a bootstrap's output noise
+        perm = rng.permutation(2 * chunk)
+        ia, ib, isel = perm[:m], perm[m:2 * m].copy(), rng.integers(0, 2 * chunk, m)
+        same = rng.random(m) < 0.1
+        ib[same] = ia[same]
+        a, b, s = pool_bits[ia], pool_bits[ib], pool_bits[isel]
         opl = [ops[i] for i in rng.integers(0, len(ops), m)]
-        out = sk.evaluate_batch(opl, x[:m], x[m:], ck.encrypt(s))
+        mk = lambda idx: LweCiphertext(sk.params, sk.key_id, pool[idx])  # noqa: E731
+        out = sk.evaluate_batch(opl, mk(ia), mk(ib), mk(isel))
         want = np.array([fn[o](a[i], b[i], s[i]) for i, o in enumerate(opl)], dtype=bool)
-        fails += int(np.sum(ck.decrypt(out) != want))
-        worst = max(worst, float(np.abs(ck.phase(out) - np.where(want, 1 / 8, -1 / 8)).max()))
-        boots += 2 * m + sum(tfhe.bootstraps(o) for o in opl)
+        got = ck.decrypt(out)
+        fails += int(np.sum(got != want))
+        err = ck.phase(out) - np.where(want, 1 / 8, -1 / 8)
+        worst = max(worst, float(np.abs(err).max()))
+        ismux = np.array([o == "MUX" for o in opl])
+        for key, sel in (("mux", ismux), ("single", ~ismux)):
+            sq[key][0] += float(np.sum(err[sel] ** 2))
+            sq[key][1] += int(sel.sum())
+        boots += sum(tfhe.bootstraps(o) for o in opl)
+        pool[ia] = out.data
+        pool_bits[ia] = got
         done += m
+    p = sk.params
     return {"preset": "fast_128", "gates": done, "bootstraps": boots, "failures": fails,
-            "max_abs_error": worst, "margin": 0.125, "seconds": time.perf_counter() - t0}
+            "same_operand_fraction": 0.1, "max_abs_error": worst, "margin": 0.125,
+            "output_var_single_measured": sq["single"][0] / max(1, sq["single"][1]),
+            "output_var_single_model": noise.output_variance(p),
+            "output_var_mux_measured": sq["mux"][0] / max(1, sq["mux"][1]),
+            "output_var_mux_model": noise.mux_output_variance(p),
+            "p_fail_log2_worst_model": noise.p_fail_log2(p),
+            "seconds": time.perf_counter() - t0}
 
 
 def bench_openfhe(reps: int) -> list[dict]:
