@@ -302,3 +302,52 @@ def test_sigterm_readyz_503_first_then_drains_in_flight(tmp_path, service_databa
     parsed = [json.loads(line) for line in lines if line.startswith("{")]
     assert any(p["msg"] == "stopped" for p in parsed), lines[-10:]
     assert any(p.get("request_id", "-").startswith("req_") for p in parsed)
+
+
+async def test_nul_bytes_in_ids_are_client_errors_not_500(api):
+    """PostgreSQL text cannot hold NUL: such ids must be answered 4xx, never 500 (public routes too)."""
+    key = await api.account()
+    h = {"Authorization": f"Bearer {key}"}
+    for method, path in (("DELETE", "/api/v1/onboarding/temp-key/wvs_trial_0000000%00"), ("GET", "/api/v1/keys/%00"),
+                         ("DELETE", "/api/v1/ciphertexts/%00"), ("DELETE", "/api/v1/tfhe/session/%00")):
+        resp = await api.request(method, path, headers=h)
+        assert 400 <= resp.status < 500, (method, path, resp.status, await resp.text())
+    resp = await api.post("/api/v1/compute/add", json={"key_id": "\u0000", "ciphertext_ids": ["a", "b"]}, headers=h)
+    assert 400 <= resp.status < 500, await resp.text()
+
+
+async def test_full_redis_answers_507_and_loses_nothing(make_client, service_settings, own_redis, ckks_pair_factory):
+    """Under noeviction a full Redis refuses writes: the upload is 507 INSUFFICIENT_STORAGE and
+    every ciphertext stored before is still there (Redis never drops another tenant's data)."""
+    import redis.asyncio as aioredis
+
+    from wavis import serialize
+
+    url, _, _ = own_redis
+    client = await make_client(replace(service_settings, redis_url=url))
+    add_account_helper(client)
+    pair = ckks_pair_factory(max_depth=1)
+    h = bearer(await client.account())
+    resp = await client.post("/api/v1/keys/upload", json=pair.upload_body(), headers=h)
+    key_id = (await resp.json())["key_id"]
+    body = {"key_id": key_id, "ciphertext_b64": serialize.b64encode(serialize.dumps(pair.encrypt([0.5])))}
+    first = await client.post("/api/v1/ciphertexts", json=body, headers=h)
+    assert first.status == 201, await first.text()
+    first_id = (await first.json())["ciphertext_id"]
+    r = aioredis.from_url(url)
+    used = int((await r.info("memory"))["used_memory"])
+    await r.config_set("maxmemory-policy", "noeviction")
+    await r.config_set("maxmemory", str(used + 1024))
+    try:
+        statuses = []
+        for _ in range(3):
+            resp = await client.post("/api/v1/ciphertexts", json=body, headers=h)
+            statuses.append(resp.status)
+            if resp.status == 507:
+                assert (await resp.json())["error"]["code"] == "INSUFFICIENT_STORAGE"
+        assert 507 in statuses and 500 not in statuses, statuses
+    finally:
+        await r.config_set("maxmemory", "0")
+        await r.aclose()
+    resp = await client.get(f"/api/v1/ciphertexts/{first_id}", headers=h)
+    assert resp.status == 200

@@ -118,6 +118,8 @@ async def test_server_managed_session_truth_tables(dev):
     expires = datetime.fromisoformat(s["expires_at"].replace("Z", "+00:00"))
     assert timedelta(minutes=59) < expires - datetime.now(timezone.utc) <= timedelta(hours=1, minutes=1)
     sid = s["session_id"]
+    health = await (await dev.api.get("/api/v1/health")).json()
+    assert health["active_sessions"] >= 1  # counted from PostgreSQL, not a constant
 
     # one bit and many bits
     resp = await dev.post(f"/tfhe/session/{sid}/encrypt", {"bit": True})

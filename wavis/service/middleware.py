@@ -131,6 +131,13 @@ def to_api_error(exc: BaseException) -> ApiError:
         return ApiError(status, code, message, headers=headers)
     if isinstance(exc, asyncio.TimeoutError):
         return upstream_unavailable("upstream")
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        # Redis reached maxmemory under noeviction: nothing was stored, nothing of anyone was lost
+        return ApiError(507, "INSUFFICIENT_STORAGE", "the ciphertext store is full; delete ciphertexts or retry later",
+                        headers={"Retry-After": "60"})
+    if isinstance(exc, asyncpg.exceptions.DataError):
+        # e.g. a NUL byte in an id (CharacterNotInRepertoireError) or an out-of-range value
+        return ApiError(400, "INVALID_PARAMS", "a value in the request is not valid text or is out of range")
     for cls, name in _UPSTREAM_ERRORS:
         if isinstance(exc, cls):
             return upstream_unavailable(name)

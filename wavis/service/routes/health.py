@@ -66,6 +66,19 @@ async def _redis_value(app: web.Application, fn, timeout: float = 0.5):
         return None
 
 
+async def _live_sessions(app: web.Application, timeout: float = 0.5) -> int | None:
+    """Live TFHE sessions of every account (None when PostgreSQL does not answer in time)."""
+    from .. import repo_tfhe  # noqa: PLC0415
+    from ..tfhe_store import TFHE_STORE  # noqa: PLC0415
+
+    try:
+        async with asyncio.timeout(timeout):
+            async with app[DB].acquire() as conn:
+                return int(await repo_tfhe.count_all_live_sessions(conn, app[TFHE_STORE].config.idle_s))
+    except Exception:  # noqa: BLE001 - the postgres probe reports the outage
+        return None
+
+
 @routes.get("/health")  # aiohttp registers HEAD with the same handler
 @access(Access.PUBLIC)
 @operational
@@ -73,9 +86,9 @@ async def _redis_value(app: web.Application, fn, timeout: float = 0.5):
 async def health(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
-    pg, rd, usage, evictions, maint = await asyncio.gather(
+    pg, rd, usage, evictions, maint, sessions = await asyncio.gather(
         probe_postgres(app, settings.probe_timeout_s), probe_redis(app, settings.probe_timeout_s), _cache_usage(app),
-        _redis_value(app, ctstore.evictions_total), _redis_value(app, maintenance.get),
+        _redis_value(app, ctstore.evictions_total), _redis_value(app, maintenance.get), _live_sessions(app),
     )
     stripe = Dependency(name="stripe", status="healthy" if settings.stripe_configured else "not_configured")
     counted = [pg, rd]
@@ -94,7 +107,7 @@ async def health(request: web.Request) -> web.Response:
         backend="cpu",
         gpu_available=False,
         gpu_name=None,
-        active_sessions=0,
+        active_sessions=sessions if sessions is not None else 0,
         active_jobs=engine.running,
         queue_depth=engine.queue_depth,
         ciphertext_cache_usage_pct=usage,
