@@ -227,3 +227,33 @@ def test_canonical_level_scales_make_mixed_depth_sums_exact(params, tools):
     fresh_low = encr.encrypt(enc.encode(x, level=sq.level))
     out2 = enc.decode(dec.decrypt(ev.subtract(sq, fresh_low))).real
     assert np.max(np.abs(out2 - (x * x - x))) < 1e-7
+
+
+def test_rescale_without_multiplication_is_refused(params, tools):
+    """Rescaling a fresh ciphertext would divide a 2^40 scale by a 40-bit prime: refused,
+    instead of silently returning garbage."""
+    enc, encr, _, ev = tools
+    ct = encr.encrypt(enc.encode([0.5]))
+    with pytest.raises(ParameterError):
+        ev.rescale(ct)
+    tiny = encr.encrypt(enc.encode([0.5], scale=2.0**12))
+    with pytest.raises(ParameterError):
+        ev.multiply(tiny, tiny)  # 2^24 / q_L < 2
+
+
+def test_huge_scalars_are_typed_errors(params, tools):
+    enc, encr, _, ev = tools
+    ct = encr.encrypt(enc.encode([0.5]))
+    for bad in (1e300, float("inf"), float("nan")):
+        with pytest.raises(EncodingError):
+            ev.add_scalar(ct, bad)
+        with pytest.raises(EncodingError):
+            ev.multiply_scalar(ct, bad)
+    with pytest.raises(EncodingError):
+        enc.encode(np.ones((2, 2)))
+
+
+def test_dnum_that_does_not_fit_names_dnum():
+    with pytest.raises(InsufficientSecurityError) as ei:
+        CkksParameters(poly_degree=16384, scale_bits=40, max_depth=7, dnum=1)
+    assert "dnum" in ei.value.message and ei.value.details["dnum"] == 1

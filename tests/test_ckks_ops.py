@@ -170,3 +170,12 @@ def test_polynomial_errors(env):
         low = ev.multiply_scalar(low, 1.0)
     with pytest.raises(DepthExhaustedError):
         evaluate_polynomial(ev, low, np.ones(8))
+
+
+def test_rotate_many_rejects_non_integer_steps(env):
+    ct = enc_vec(env, X)
+    for bad in (1.7, True, "2"):
+        with pytest.raises(ParameterError):
+            env[4].rotate_many(ct, [bad])
+    with pytest.raises(ShapeError):
+        matmul_galois_steps(4, 4, 100)

@@ -96,9 +96,12 @@ class Encoder:
         if not np.isfinite(scale) or scale < 1.0:
             raise EncodingError(f"scale must be a finite number ≥ 1, got {scale!r}")
         try:
-            arr = np.asarray(values, dtype=np.complex128).reshape(-1)
+            arr = np.asarray(values, dtype=np.complex128)
         except (TypeError, ValueError) as exc:
             raise EncodingError(f"values must be numbers: {exc}") from exc
+        if arr.ndim > 1:
+            raise EncodingError(f"values must be a 1-D vector, got shape {arr.shape}")
+        arr = arr.reshape(-1)
         if arr.size > p.slot_count:
             raise EncodingError(
                 f"{arr.size} values do not fit in {p.slot_count} slots", count=int(arr.size), slots=p.slot_count

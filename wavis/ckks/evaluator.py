@@ -200,6 +200,8 @@ class Evaluator:
         ctx.mul_add(a.data[1], b.data[0], out[1], idx)
         ctx.mul(a.data[1], b.data[1], out[2], idx)
         scale = a.scale * b.scale
+        if rescale:
+            self._check_rescaled_scale(scale, a.level)
         if relinearize:
             # c_2 is key-switched with (c_0, c_1)·P folded into the accumulator, then one ModDown
             # divides by P (or by P·q_ℓ, fusing the rescale: Kim et al. 2021 §3.2).
@@ -245,6 +247,7 @@ class Evaluator:
         self._check(ct)
         if ct.level == 0:
             raise DepthExhaustedError("cannot rescale a ciphertext at level 0", level=0)
+        self._check_rescaled_scale(ct.scale, ct.level)
         idx = list(range(ct.level + 1))
         if hasattr(self.ctx, "mod_down_ntt"):  # all components in one call (same result as rescale)
             out = self.ctx.mod_down_ntt(self.ctx.asarray(ct.data), idx[:-1], idx[-1:])
@@ -255,6 +258,16 @@ class Evaluator:
                 out[c] = comp
         q_last = self.params.moduli[ct.level]
         return Ciphertext(out, ct.level - 1, ct.scale / q_last, ct.params_fingerprint, ct.key_tag)
+
+    def _check_rescaled_scale(self, scale: float, level: int) -> None:
+        """Rescaling must leave a scale ≥ 2 (else the message is destroyed, e.g. rescaling a
+        ciphertext that was not multiplied since its last rescale)."""
+        after = scale / self.params.moduli[level]
+        if after < 2.0:
+            raise ParameterError(
+                f"rescaling would leave scale 2^{math.log2(after):.1f} (< 2): the ciphertext's scale "
+                f"2^{math.log2(scale):.1f} is too small to divide by q_{level}; rescale only after a multiplication",
+                scale_bits=math.log2(scale))
 
     # -- plaintext and scalar operands ------------------------------------------------------------------
     def _encoder(self):
@@ -312,11 +325,14 @@ class Evaluator:
         return self.rescale(res) if rescale else res
 
     def _scalar_residues(self, value: float, scale: float, level: int) -> list[int]:
-        if not math.isfinite(value):
-            raise EncodingError("scalar must be finite")
-        v = round(value * scale)
-        if abs(v) >= 2**62:
-            raise EncodingError("scalar × scale overflows 62 bits")
+        try:
+            scaled = float(value) * float(scale)
+        except (TypeError, ValueError) as exc:
+            raise EncodingError(f"scalar must be a real number: {exc}") from exc
+        if not math.isfinite(scaled) or abs(scaled) >= 2.0**62:
+            raise EncodingError("scalar × scale must be finite and below 2^62", value=float(value)
+                                if math.isfinite(float(value)) else None)
+        v = round(scaled)
         return [v % q for q in self.params.moduli[: level + 1]]
 
     def multiply_scalar(self, ct: Ciphertext, value: float, rescale: bool = True) -> Ciphertext:
@@ -426,6 +442,10 @@ class Evaluator:
         directly (Halevi–Shoup, "Faster homomorphic linear transformations in HElib",
         CRYPTO 2018, §5); others fall back to :meth:`rotate`. Returns {step: ciphertext}."""
         self._check_rotatable(ct)
+        steps = list(steps)
+        for st in steps:
+            if isinstance(st, bool) or not isinstance(st, (int, np.integer)):
+                raise ParameterError(f"steps must be integers, got {st!r}")
         steps = [int(s) for s in steps]
         keys = self._galois_keys()
         exts = None

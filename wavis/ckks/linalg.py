@@ -49,6 +49,8 @@ def _check_matrix(matrix, slots: int) -> np.ndarray:
 def matmul_galois_steps(rows: int, cols: int, slots: int) -> list[int]:
     """The rotation steps (Galois keys) :func:`matmul` needs for a rows × cols matrix,
     normalised to [0, slots). Raises ShapeError when the matrix exceeds the slots."""
+    if slots < 1 or slots & (slots - 1):
+        raise ShapeError(f"the slot count must be a power of two, got {slots}")
     if not (0 < rows <= slots and 0 < cols <= slots):
         raise ShapeError(f"matrix {rows}×{cols} does not fit {slots} slots")
     base, _, b, g = _plan(rows, cols, slots)

@@ -96,6 +96,14 @@ class CkksParameters:
         if bound is not None:
             total = _chain_bits(self.scale_bits, self.max_depth, first, self.special_mod_bits, dnum)
             if total > bound:
+                if self.dnum is not None and _chain_bits(self.scale_bits, self.max_depth, first,
+                                                         self.special_mod_bits, levels) <= bound:
+                    raise InsufficientSecurityError(
+                        f"log2(QP) = {total:.0f} bits exceeds the {self.security_level} bound of {bound} bits for "
+                        f"poly_degree {n}: with dnum={dnum} the special modulus P is too large; "
+                        f"use more digits (dnum up to {levels}) or leave dnum unset",
+                        max_depth=self.max_depth, dnum=dnum, log_qp_bits=round(total), max_log_qp_bits=bound,
+                    )
                 best = -1
                 for d in range(self.max_depth, -1, -1):
                     if _chain_bits(self.scale_bits, d, first, self.special_mod_bits, d + 1) <= bound:
