@@ -45,6 +45,8 @@ async def main() -> int:
     ap.add_argument("--poly-degree", type=int, default=8192, choices=[8192, 16384])
     ap.add_argument("--n", type=int, default=4096, help="vector length (≤ poly_degree/2)")
     args = ap.parse_args()
+    if not 1 <= args.n <= args.poly_degree // 2:
+        ap.error(f"--n must be in 1..{args.poly_degree // 2} (the slot count of poly_degree {args.poly_degree})")
 
     t0 = time.perf_counter()
     params = params_that_fit(args.poly_degree)

@@ -75,6 +75,9 @@ def test_wavis_serve_embedded_health_and_admin_cli(tmp_path: Path):
         assert created["account_id"].startswith("acct_") and created["api_key"].startswith("wvs_live_")
         status, body = get(base + "/api/v1/keys/key_missing", {"Authorization": f"Bearer {created['api_key']}"})
         assert status == 404, body  # the key works against the running server (same DB, same pepper)
+        bad = subprocess.run([*cmd, "admin", "create-account", "--email", "not-an-email", "--data-dir", str(data_dir)],
+                             env=env, capture_output=True, text=True, timeout=30)
+        assert bad.returncode == 2 and "not an email address" in bad.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.plan not in PLANS:
             print(f"wavis: unknown plan {args.plan!r} (one of {', '.join(PLANS)})", file=sys.stderr)
             return 2
+        # a plausibility check, not RFC 5322: one '@', a non-empty local part, a dotted domain
+        local, _, domain = args.email.strip().partition("@")
+        if not local or "." not in domain.strip(".") or " " in args.email.strip() or "@" in domain:
+            print(f"wavis: {args.email!r} is not an email address", file=sys.stderr)
+            return 2
         import asyncpg  # noqa: PLC0415
 
         try:
