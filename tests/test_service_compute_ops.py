@@ -421,3 +421,13 @@ async def test_operations_charge_their_fcu(make_client, service_settings, bare_p
     await error_of(await s.op("multiply-plain", [a], plain_operand=[float("nan")]), 400, "INVALID_PLAINTEXT")  # refunded
     await s.ok("multiply-plain", [a], plain_operand=[0.5])  # 2 FCU: 7 of 7
     await error_of(await s.op("negate", [a]), 402, "QUOTA_EXHAUSTED")
+
+
+async def test_numbers_must_be_json_numbers(rich):
+    """Strings and booleans are not coerced into plaintext values (422, never a silent 1.0)."""
+    a = await rich.upload(rand(5))
+    for bad in (["1"], [True], ["nan"]):
+        resp = await rich.op("add-plain", [a], plain_operand=bad)
+        assert resp.status == 422, (bad, await resp.text())
+    resp = await rich.op("add-plain", [a], plain_operand=[1, 2.5])
+    assert resp.status == 200, await resp.text()

@@ -22,6 +22,10 @@ MAX_POLY_COEFFS_BODY = 1024
 MAX_PLAIN_VALUES = 65536
 
 
+
+# JSON numbers only: strict mode refuses "1" and true (an int is still a valid float)
+Number = Annotated[float, Field(strict=True)]
+
 class BinaryOp(ComputeRequest):
     """add, subtract, multiply, inner-product: two ciphertexts under ``key_id``."""
 
@@ -37,7 +41,7 @@ class UnaryOp(ComputeRequest):
 class PlainOp(UnaryOp):
     """add-plain, multiply-plain: ``plain_operand`` (≤ slot_count values, zero-padded)."""
 
-    plain_operand: Annotated[list[float], Field(min_length=1, max_length=MAX_PLAIN_VALUES)]
+    plain_operand: Annotated[list[Number], Field(min_length=1, max_length=MAX_PLAIN_VALUES)]
 
 
 class RotateOp(UnaryOp):
@@ -49,15 +53,15 @@ class RotateOp(UnaryOp):
 class MatmulOp(UnaryOp):
     """matmul: plaintext matrix M (rows × cols, both ≤ slot_count); result slots = M·x."""
 
-    matrix: Annotated[list[Annotated[list[float], Field(min_length=1)]], Field(min_length=1)]
+    matrix: Annotated[list[Annotated[list[Number], Field(min_length=1)]], Field(min_length=1)]
 
 
 class PolyEvalOp(UnaryOp):
     """poly-eval: ≤ 65 coefficients, lowest degree first."""
 
-    polynomial_coeffs: Annotated[list[float], Field(min_length=1, max_length=MAX_POLY_COEFFS_BODY)]
+    polynomial_coeffs: Annotated[list[Number], Field(min_length=1, max_length=MAX_POLY_COEFFS_BODY)]
     basis: Literal["power", "chebyshev"] = "power"
-    interval: tuple[float, float] | None = None
+    interval: tuple[Number, Number] | None = None
 
 
 class ComputeRequestDoc(ComputeRequest):
@@ -66,12 +70,12 @@ class ComputeRequestDoc(ComputeRequest):
     ``MatmulOp``, ``PolyEvalOp``): 1 id for unary operations, 2 for add, subtract, multiply and
     inner-product."""
 
-    plain_operand: list[float] | None = None
+    plain_operand: list[Number] | None = None
     steps: int | None = None
-    matrix: list[list[float]] | None = None
-    polynomial_coeffs: list[float] | None = None
+    matrix: list[list[Number]] | None = None
+    polynomial_coeffs: list[Number] | None = None
     basis: Literal["power", "chebyshev"] | None = None
-    interval: tuple[float, float] | None = None
+    interval: tuple[Number, Number] | None = None
 
 
 class MatmulKeyInfo(Response):
