@@ -24,10 +24,148 @@
 #include "ring.hpp"
 #include "ring_py.hpp"
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define WAVIS_CKKS_AVX512 1
+#include <immintrin.h>
+#endif
+
 namespace py = pybind11;
 
 namespace wavis {
 namespace {
+
+// ---------------------------------------------------------------- AVX-512 helpers ----
+// Runtime-dispatched (simd_active(): AVX-512F/DQ present and not disabled by WAVIS_SIMD=0 /
+// _core._set_simd(False)). Every vector kernel computes the same fully reduced values as the
+// scalar loop it replaces (tests/test_ckks_keyswitch.py compares both paths).
+#ifdef WAVIS_CKKS_AVX512
+#define WAVIS_CK_AVX512 __attribute__((target("avx512f,avx512dq")))
+// high 64 bits of a*b per lane (bh = b >> 32), from four 32x32 products
+WAVIS_CK_AVX512 inline __m512i ck_mulhi(__m512i a, __m512i b, __m512i bh) {
+  const __m512i mask = _mm512_set1_epi64(0xffffffffLL);
+  __m512i ah = _mm512_srli_epi64(a, 32);
+  __m512i lolo = _mm512_mul_epu32(a, b);
+  __m512i lohi = _mm512_mul_epu32(a, bh);
+  __m512i hilo = _mm512_mul_epu32(ah, b);
+  __m512i hihi = _mm512_mul_epu32(ah, bh);
+  __m512i mid = _mm512_add_epi64(_mm512_srli_epi64(lolo, 32), _mm512_and_si512(lohi, mask));
+  mid = _mm512_add_epi64(mid, _mm512_and_si512(hilo, mask));
+  __m512i hi = _mm512_add_epi64(hihi, _mm512_srli_epi64(lohi, 32));
+  hi = _mm512_add_epi64(hi, _mm512_srli_epi64(hilo, 32));
+  return _mm512_add_epi64(hi, _mm512_srli_epi64(mid, 32));
+}
+// x·w mod q in [0, 2q) (Shoup, same value as mul_shoup_lazy)
+WAVIS_CK_AVX512 inline __m512i ck_shoup_lazy(__m512i x, __m512i w, __m512i wp, __m512i wph, __m512i q) {
+  __m512i qh = ck_mulhi(x, wp, wph);
+  return _mm512_sub_epi64(_mm512_mullo_epi64(x, w), _mm512_mullo_epi64(qh, q));
+}
+// x >= m ? x - m : x  (x < 2m)
+WAVIS_CK_AVX512 inline __m512i ck_csub(__m512i x, __m512i m) { return _mm512_min_epu64(x, _mm512_sub_epi64(x, m)); }
+// a - b mod q for a, b in [0, q) (q < 2^63)
+WAVIS_CK_AVX512 inline __m512i ck_submod(__m512i a, __m512i b, __m512i q) {
+  __m512i t = _mm512_sub_epi64(a, b);
+  return _mm512_min_epu64(t, _mm512_add_epi64(t, q));
+}
+
+// convert_lazy on 16 coefficients per step (two independent accumulators)
+WAVIS_CK_AVX512 void convert_lazy_avx512(const u64* y, std::size_t N, std::size_t L, const u64* c, const u64* cs,
+                                         u64 p, u64* out, u64 sub) {
+  const __m512i P = _mm512_set1_epi64((long long)p), P2 = _mm512_set1_epi64((long long)(2 * p));
+  const __m512i S = _mm512_set1_epi64((long long)sub);
+  for (std::size_t n = 0; n < N; n += 16) {
+    __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
+    for (std::size_t i = 0; i < L; ++i) {
+      const __m512i w = _mm512_set1_epi64((long long)c[i]), wp = _mm512_set1_epi64((long long)cs[i]);
+      const __m512i wph = _mm512_set1_epi64((long long)(cs[i] >> 32));
+      const u64* yi = y + i * N + n;
+      a0 = ck_csub(_mm512_add_epi64(a0, ck_shoup_lazy(_mm512_loadu_si512(yi), w, wp, wph, P)), P2);
+      a1 = ck_csub(_mm512_add_epi64(a1, ck_shoup_lazy(_mm512_loadu_si512(yi + 8), w, wp, wph, P)), P2);
+    }
+    _mm512_storeu_si512(out + n, ck_submod(ck_csub(a0, P), S, P));
+    _mm512_storeu_si512(out + n + 8, ck_submod(ck_csub(a1, P), S, P));
+  }
+}
+
+// y[n] = mul_shoup(x[n], w) (fully reduced), N % 8 == 0; y may alias x
+WAVIS_CK_AVX512 void mul_shoup_avx512(const u64* x, u64* y, std::size_t N, u64 w, u64 wp, u64 q) {
+  const __m512i W = _mm512_set1_epi64((long long)w), Wp = _mm512_set1_epi64((long long)wp);
+  const __m512i Wph = _mm512_set1_epi64((long long)(wp >> 32)), Q = _mm512_set1_epi64((long long)q);
+  for (std::size_t n = 0; n < N; n += 8)
+    _mm512_storeu_si512(y + n, ck_csub(ck_shoup_lazy(_mm512_loadu_si512(x + n), W, Wp, Wph, Q), Q));
+}
+
+// d[n] = mul_shoup(sub_mod(s[n], d[n]), w) (the last ModDown step), N % 8 == 0
+WAVIS_CK_AVX512 void sub_mul_shoup_avx512(const u64* s, u64* d, std::size_t N, u64 w, u64 wp, u64 q) {
+  const __m512i W = _mm512_set1_epi64((long long)w), Wp = _mm512_set1_epi64((long long)wp);
+  const __m512i Wph = _mm512_set1_epi64((long long)(wp >> 32)), Q = _mm512_set1_epi64((long long)q);
+  for (std::size_t n = 0; n < N; n += 8) {
+    __m512i t = ck_submod(_mm512_loadu_si512(s + n), _mm512_loadu_si512(d + n), Q);
+    _mm512_storeu_si512(d + n, ck_csub(ck_shoup_lazy(t, W, Wp, Wph, Q), Q));
+  }
+}
+
+// IFMA inner product of one output row for p < 2^50 (all inputs < p): per 8 coefficients the
+// sums Σ x·k stay in registers as lo + hi·2^52 (vpmadd52{lo,hi}uq: < 2^12 terms cannot overflow),
+// then V mod p = [hi·(2^52 mod p)]_shoup + [lo·1]_shoup, reduced — the same value as the 128-bit
+// lazy accumulator followed by reduce128.
+//   o_c[n] = (Σ_d src_d[perm[n]]·k_c,d[n] + w·add_c[n]) mod p, c = 0, 1 (add_c may be null)
+#define WAVIS_CK_IFMA __attribute__((target("avx512f,avx512dq,avx512ifma")))
+WAVIS_CK_IFMA void inner52(const u64* const* src, const std::uint32_t* perm, const u64* const* k0,
+                           const u64* const* k1, std::size_t D, const u64* add0, const u64* add1, u64 w, u64 p,
+                           u64* o0, u64* o1, std::size_t N) {
+  const __m512i P = _mm512_set1_epi64((long long)p), P2 = _mm512_set1_epi64((long long)(2 * p));
+  const __m512i W = _mm512_set1_epi64((long long)w);
+  const u64 w52 = (u64)(((u128)1 << 52) % p), w52p = shoup_precompute(w52, p), onep = shoup_precompute(1, p);
+  const __m512i W52 = _mm512_set1_epi64((long long)w52), W52p = _mm512_set1_epi64((long long)w52p);
+  const __m512i W52ph = _mm512_set1_epi64((long long)(w52p >> 32)), One = _mm512_set1_epi64(1);
+  const __m512i Onep = _mm512_set1_epi64((long long)onep), Oneph = _mm512_set1_epi64((long long)(onep >> 32));
+  const __m512i z = _mm512_setzero_si512();
+#define WAVIS_CK_FIN(lo, hi) \
+  ck_csub(ck_csub(_mm512_add_epi64(ck_shoup_lazy(hi, W52, W52p, W52ph, P), ck_shoup_lazy(lo, One, Onep, Oneph, P)), P2), P)
+  for (std::size_t n = 0; n < N; n += 8) {
+    __m512i l0 = z, h0 = z, l1 = z, h1 = z;
+    if (add0) {
+      const __m512i x = _mm512_loadu_si512(add0 + n);
+      l0 = _mm512_madd52lo_epu64(l0, x, W);
+      h0 = _mm512_madd52hi_epu64(h0, x, W);
+    }
+    if (add1) {
+      const __m512i x = _mm512_loadu_si512(add1 + n);
+      l1 = _mm512_madd52lo_epu64(l1, x, W);
+      h1 = _mm512_madd52hi_epu64(h1, x, W);
+    }
+    const __m256i pi = perm ? _mm256_loadu_si256((const __m256i*)(perm + n)) : _mm256_setzero_si256();
+    for (std::size_t d = 0; d < D; ++d) {
+      const __m512i x = perm ? _mm512_i32gather_epi64(pi, (const long long*)src[d], 8) : _mm512_loadu_si512(src[d] + n);
+      const __m512i a = _mm512_loadu_si512(k0[d] + n), b = _mm512_loadu_si512(k1[d] + n);
+      l0 = _mm512_madd52lo_epu64(l0, x, a);
+      h0 = _mm512_madd52hi_epu64(h0, x, a);
+      l1 = _mm512_madd52lo_epu64(l1, x, b);
+      h1 = _mm512_madd52hi_epu64(h1, x, b);
+    }
+    _mm512_storeu_si512(o0 + n, WAVIS_CK_FIN(l0, h0));
+    _mm512_storeu_si512(o1 + n, WAVIS_CK_FIN(l1, h1));
+  }
+#undef WAVIS_CK_FIN
+}
+#endif
+
+inline bool use_simd(std::size_t N) {
+#ifdef WAVIS_CKKS_AVX512
+  return N >= 16 && simd_active();
+#else
+  (void)N;
+  return false;
+#endif
+}
+
+// y = x·w mod q (Shoup), fully reduced; y may alias x
+inline void mul_shoup_rows(const u64* x, u64* y, std::size_t N, u64 w, u64 wp, u64 q) {
+#ifdef WAVIS_CKKS_AVX512
+  if (use_simd(N)) return mul_shoup_avx512(x, y, N, w, wp, q);
+#endif
+  for (std::size_t n = 0; n < N; ++n) y[n] = mul_shoup(x[n], w, wp, q);
+}
 
 struct Digits {
   std::vector<std::size_t> start, end;  // positions in idx_q
@@ -81,8 +219,7 @@ void modup_prepare(const KsPlan& P, const u64* a, u64* Y) {
     const BConvTable& T = *P.tabs[d];
     const std::size_t k = i - P.dg.start[d];
     const u64 w = T.qhat_inv[k], wp = T.qhat_inv_shoup[k], q = P.c->moduli[P.full[i]];
-    if (w != 1)
-      for (std::size_t n = 0; n < N; ++n) y[n] = mul_shoup(y[n], w, wp, q);
+    if (w != 1) mul_shoup_rows(y, y, N, w, wp, q);
   }, 1 << 12);
 }
 
@@ -90,6 +227,9 @@ void modup_prepare(const KsPlan& P, const u64* a, u64* Y) {
 // lazily in [0, 2p) (p < 2^62), no 128-bit arithmetic. Same value as the 128-bit conversion.
 inline void convert_lazy(const u64* y, std::size_t N, std::size_t L, const u64* c, const u64* cs, u64 p, u64* out,
                          u64 sub) {
+#ifdef WAVIS_CKKS_AVX512
+  if (use_simd(N)) return convert_lazy_avx512(y, N, L, c, cs, p, out, sub);
+#endif
   const u64 p2 = 2 * p;
   for (std::size_t n = 0; n < N; ++n) {
     u64 acc = 0;
@@ -185,6 +325,25 @@ void start_row(const KsPlan& P, Acc& acc, std::size_t t, const u64* add, std::si
   acc.pending = 1;
 }
 
+#ifdef WAVIS_CKKS_AVX512
+inline bool use_ifma52(std::size_t N, u64 q) { return q < (u64(1) << 50) && use_simd(N) && ifma_active(); }
+
+// Row t of the inner product with inner52, including P·add on the idx_q rows (as start_row).
+void inner52_row(const KsPlan& P, std::size_t t, const u64* const* src, const std::uint32_t* perm,
+                 const u64* const* k0, const u64* const* k1, std::size_t D, const u64* add, std::size_t add_m,
+                 u64* o0, u64* o1) {
+  const u64* a0 = nullptr;
+  const u64* a1 = nullptr;
+  u64 w = 0;
+  if (add && t < P.Lq) {
+    w = P.p_mod[t];
+    a0 = add + t * P.N;
+    if (add_m > 1) a1 = add + (P.Lq + t) * P.N;
+  }
+  inner52(src, perm, k0, k1, D, a0, a1, w, P.c->mod(P.full[t]).q, o0, o1, P.N);
+}
+#endif
+
 // out (2, Lq+Lp, N) = sum_d ModUp_d(a) * key[d] (+ P·add), NTT domain.
 void key_switch_ext(const KsPlan& P, const u64* a, const u64* key, std::size_t key_rows, const u64* add,
                     std::size_t add_m, u64* out) {
@@ -193,6 +352,25 @@ void key_switch_ext(const KsPlan& P, const u64* a, const u64* key, std::size_t k
   modup_prepare(P, a, Y.data());
   for_rows(R, N, [&](std::size_t t) {
     const Modulus& m = P.c->mod(P.full[t]);
+#ifdef WAVIS_CKKS_AVX512
+    if (use_ifma52(N, m.q)) {  // all digits of the row first, then one register-resident inner product
+      const std::size_t D = P.dg.count();
+      std::vector<u64> bufs(D * N);
+      std::vector<const u64*> src(D), k0(D), k1(D);
+      for (std::size_t d = 0; d < D; ++d) {
+        if (P.in_digit(d, t)) {
+          src[d] = a + t * N;
+        } else {
+          modup_row(P, Y.data(), d, t, bufs.data() + d * N);
+          src[d] = bufs.data() + d * N;
+        }
+        k0[d] = key_row(key, key_rows, N, d, 0, P.full[t]);
+        k1[d] = key_row(key, key_rows, N, d, 1, P.full[t]);
+      }
+      inner52_row(P, t, src.data(), nullptr, k0.data(), k1.data(), D, add, add_m, out + t * N, out + (R + t) * N);
+      return;
+    }
+#endif
     Acc acc(N);
     start_row(P, acc, t, add, add_m);
     std::vector<u64> buf(N);
@@ -229,6 +407,18 @@ void ks_inner(const KsPlan& P, const u64* exts, std::size_t D, const u64* key, s
   const std::size_t N = P.N, R = P.R;
   for_rows(R, N, [&](std::size_t t) {
     const Modulus& m = P.c->mod(P.full[t]);
+#ifdef WAVIS_CKKS_AVX512
+    if (use_ifma52(N, m.q)) {
+      std::vector<const u64*> src(D), k0(D), k1(D);
+      for (std::size_t d = 0; d < D; ++d) {
+        src[d] = exts + (d * R + t) * N;
+        k0[d] = key_row(key, key_rows, N, d, 0, P.full[t]);
+        k1[d] = key_row(key, key_rows, N, d, 1, P.full[t]);
+      }
+      inner52_row(P, t, src.data(), perm, k0.data(), k1.data(), D, add, add_m, out + t * N, out + (R + t) * N);
+      return;
+    }
+#endif
     Acc acc(N);
     start_row(P, acc, t, add, add_m);
     for (std::size_t d = 0; d < D; ++d)
@@ -255,7 +445,8 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
     if (w == 1) {
       for (std::size_t n = 0; n < N; ++n) x[n] = add_mod(x[n], h, p);
     } else {
-      for (std::size_t n = 0; n < N; ++n) x[n] = mul_shoup(add_mod(x[n], h, p), w, wp, p);
+      for (std::size_t n = 0; n < N; ++n) x[n] = add_mod(x[n], h, p);
+      mul_shoup_rows(x, x, N, w, wp, p);
     }
   }, 1 << 12);
   // The conversion Σ_j y_j·(P'/p_j) = x + u·P' overshoots by u = floor(Σ_j y_j / p_j) < Lp; u is
@@ -301,6 +492,12 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
     }
     ntt_forward(d, c.tables[iq[i]], N);
     const u64* s = a + (b * R + i) * N;
+#ifdef WAVIS_CKKS_AVX512
+    if (use_simd(N)) {
+      sub_mul_shoup_avx512(s, d, N, pinv, pinvp, qi.q);
+      return;
+    }
+#endif
     for (std::size_t n = 0; n < N; ++n) d[n] = mul_shoup(sub_mod(s[n], d[n], qi.q), pinv, pinvp, qi.q);
   }, 1 << 12);
 }

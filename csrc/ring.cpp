@@ -242,6 +242,9 @@ bool set_simd(bool on) {
   return prev;
 }
 
+bool simd_active() { return simd_enabled(); }
+bool ifma_active() { return ifma_enabled(); }
+
 bool set_ifma(bool on) {
   bool prev = ifma_enabled();
   g_ifma.store(on && cpu_has_ifma() ? 1 : 0);

@@ -66,6 +66,11 @@ void ntt_inverse(u64* a, const NttTable& t, std::size_t N);
 bool set_simd(bool on);
 // Enable/disable the IFMA (52-bit) NTT kernels used for primes < 2^50; returns the previous state.
 bool set_ifma(bool on);
+// Whether the AVX-512 kernels are in use (CPU support and not disabled); other kernels that
+// have vector paths (csrc/ckks.cpp) follow the same switch.
+bool simd_active();
+// Whether the IFMA (52-bit) kernels are enabled (CPU support, WAVIS_IFMA / _set_ifma).
+bool ifma_active();
 
 // Fast basis conversion constants for (in, out) prime-index lists (RnsContext::bconv_table).
 struct BConvTable {

@@ -71,6 +71,53 @@ def test_key_switch_matches_composition(ctx, case, add_m):
     assert np.array_equal(ks.mod_down_ntt(ctx, ref[0], iq, ip), ks.mod_down_ntt(plain, ref[0], iq, ip))
 
 
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_vector_and_scalar_kernels_agree(case):
+    """AVX-512 paths (vector basis conversion, IFMA inner product for primes < 2^50) vs the portable
+    scalar loops (WAVIS_SIMD=0 / _set_simd(False)), bit for bit, with extreme inputs (q - 1, 0)."""
+    from wavis import _core
+
+    n = 64
+    qs = generate_ntt_primes(50, 4, n) + generate_ntt_primes(30, 4, n) + generate_ntt_primes(61, 3, n)
+    c = RnsContext(n, qs)
+    iq, ip, digits = CASES[case]
+    rng = np.random.default_rng(100 + case)
+    allidx = list(range(len(qs)))
+    qcol = np.array(qs, dtype=np.uint64)
+    a = rows(rng, c, iq)
+    a[:, :5] = qcol[iq][:, None] - np.uint64(1)
+    a[:, 5:7] = 0
+    key = np.stack([np.stack([rows(rng, c, allidx) for _ in range(2)]) for _ in range(len(digits))])
+    key[..., :3] = qcol[None, None, :, None] - np.uint64(1)
+    add = np.ascontiguousarray(rows(rng, c, iq, batch=2))
+    add[..., :4] = qcol[iq][None, :, None] - np.uint64(1)
+
+    def run():
+        exts = c.ks_mod_up(a, iq, ip, digits)
+        out = [exts, c.key_switch_ext(a, key, iq, ip, digits), c.key_switch_ext(a, key, iq, ip, digits, add),
+               c.key_switch_ext(a, key, iq, ip, digits, add[:1].copy())]
+        for g in (1, 5, 2 * n - 1):
+            out.append(c.ks_inner(exts, key, iq, ip, g, add))
+        top = np.stack([rows(rng_md, c, iq + ip) for _ in range(2)])
+        top[..., :3] = qcol[iq + ip][None, :, None] - np.uint64(1)
+        out += [c.mod_down_ntt(top, iq, ip), c.mod_down_ntt(top[0].copy(), iq[:-1], [iq[-1]] + ip)]
+        return out
+
+    prev, prev_ifma = _core._set_simd(False), _core._set_ifma(True)
+    try:
+        rng_md = np.random.default_rng(7)
+        ref = run()
+        for ifma in (False, True):  # no-ops on CPUs without AVX-512 / IFMA
+            _core._set_simd(True)
+            _core._set_ifma(ifma)
+            rng_md = np.random.default_rng(7)
+            got = run()
+            assert all(np.array_equal(x, y) for x, y in zip(ref, got))
+    finally:
+        _core._set_simd(prev)
+        _core._set_ifma(prev_ifma)
+
+
 def test_mod_down_ntt_rounds(ctx):
     """Coefficient domain: exactly round(x / P) for the CRT value x (the conversion overshoot is removed)."""
     rng = np.random.default_rng(3)
