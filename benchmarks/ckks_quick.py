@@ -1,12 +1,12 @@
 """Quick back-to-back check of the CKKS hot operations: wavis vs OpenFHE, same parameters, same minute.
 
 Usage:
-    .venv/bin/python benchmarks/ckks_quick.py [--N 16384|65536] [--threads 1] [--rounds 3] [--reps 5]
+    .venv/bin/python benchmarks/ckks_quick.py [--N 16384|65536] [--threads 1] [--rounds 3] [--reps 5] [--poly-reps 1]
 
-Each round times wavis (encrypt incl. encode, decrypt incl. decode, multiply+relinearize+rescale,
-rotate, rescale) and then OpenFHE (benchmarks/.venv-openfhe, its own process) with the
+Each round times wavis (encrypt incl. encode, decrypt incl. decode, add, multiply+relinearize+rescale,
+rotate, rescale, degree-15 polynomial as in bench_ckks.py) and then OpenFHE (benchmarks/.venv-openfhe, its own process) with the
 parameters of benchmarks/bench_ckks.py; prints the per-round numbers and the medians, and the
-wavis/OpenFHE ratio of the medians. Much faster than bench_ckks.py (no matvec/polynomial, few
+wavis/OpenFHE ratio of the medians. Much faster than bench_ckks.py (no matvec/hoisting, few
 Galois keys); meant for iterating on the kernels on a noisy machine.
 """
 
@@ -34,7 +34,8 @@ p.SetFirstModSize(cfg["first_bits"]); p.SetRingDim(cfg["N"]); p.SetBatchSize(cfg
 p.SetSecurityLevel(o.SecurityLevel.HEStd_128_classic); p.SetKeySwitchTechnique(o.KeySwitchTechnique.HYBRID)
 p.SetNumLargeDigits(cfg["dnum"]); p.SetScalingTechnique(o.ScalingTechnique.FIXEDMANUAL)
 cc = o.GenCryptoContext(p)
-for f in (o.PKESchemeFeature.PKE, o.PKESchemeFeature.KEYSWITCH, o.PKESchemeFeature.LEVELEDSHE): cc.Enable(f)
+for f in (o.PKESchemeFeature.PKE, o.PKESchemeFeature.KEYSWITCH, o.PKESchemeFeature.LEVELEDSHE,
+          o.PKESchemeFeature.ADVANCEDSHE): cc.Enable(f)
 kp = cc.KeyGen(); cc.EvalMultKeyGen(kp.secretKey); cc.EvalRotateKeyGen(kp.secretKey, [1])
 pt = cc.MakeCKKSPackedPlaintext([0.5] * (cfg["N"] // 2)); x = cc.Encrypt(kp.publicKey, pt)
 def t(f, n=cfg["reps"]):
@@ -42,13 +43,17 @@ def t(f, n=cfg["reps"]):
     for _ in range(n): f()
     return (time.perf_counter() - s) / n * 1e3
 m = cc.EvalMult(x, x)
+import numpy as np
+coeffs = (np.random.default_rng(1).uniform(-1, 1, 16) / 16).tolist()
 print(json.dumps({"encrypt": t(lambda: cc.Encrypt(kp.publicKey, pt)), "decrypt": t(lambda: cc.Decrypt(kp.secretKey, x)),
+                  "add": t(lambda: cc.EvalAdd(x, x), max(20, cfg["reps"])),
                   "multiply_relin_rescale": t(lambda: cc.Rescale(cc.EvalMult(x, x))),
-                  "rotate": t(lambda: cc.EvalRotate(x, 1)), "rescale": t(lambda: cc.Rescale(m))}))
+                  "rotate": t(lambda: cc.EvalRotate(x, 1)), "rescale": t(lambda: cc.Rescale(m)),
+                  "poly_degree15": t(lambda: cc.EvalPoly(x, coeffs), cfg["poly_reps"])}))
 """
 
 
-def wavis_times(cfg: dict, reps: int) -> dict:
+def wavis_times(cfg: dict, reps: int, poly_reps: int = 1) -> dict:
     import numpy as np
 
     from wavis.ckks import CkksParameters, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
@@ -62,16 +67,22 @@ def wavis_times(cfg: dict, reps: int) -> dict:
     ct = e.encrypt(enc.encode(x))
     m = ev.multiply(ct, ct, rescale=False)
 
-    def t(f):
+    from wavis.ckks.polynomial import evaluate_polynomial
+
+    coeffs = np.random.default_rng(1).uniform(-1, 1, 16) / 16
+
+    def t(f, n=reps):
         f()
         s = time.perf_counter()
-        for _ in range(reps):
+        for _ in range(n):
             f()
-        return (time.perf_counter() - s) / reps * 1e3
+        return (time.perf_counter() - s) / n * 1e3
 
     return {"encrypt": t(lambda: e.encrypt(enc.encode(x))), "decrypt": t(lambda: enc.decode(d.decrypt(ct))),
+            "add": t(lambda: ev.add(ct, ct), max(20, reps)),
             "multiply_relin_rescale": t(lambda: ev.multiply(ct, ct)), "rotate": t(lambda: ev.rotate(ct, 1)),
-            "rescale": t(lambda: ev.rescale(m))}
+            "rescale": t(lambda: ev.rescale(m)),
+            "poly_degree15": t(lambda: evaluate_polynomial(ev, ct, coeffs), poly_reps)}
 
 
 def main() -> None:
@@ -80,8 +91,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--poly-reps", type=int, default=1, help="repetitions of the degree-15 polynomial")
     args = ap.parse_args()
-    cfg = dict(CONFIGS[args.N], reps=args.reps, threads=args.threads)
+    cfg = dict(CONFIGS[args.N], reps=args.reps, threads=args.threads, poly_reps=args.poly_reps)
     env = dict(os.environ, WAVIS_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
     env.pop("PYTHONPATH", None)
     ofpy = HERE / ".venv-openfhe" / "bin" / "python"
@@ -106,6 +118,6 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--_wavis":
         c = json.loads(sys.argv[2])
-        print(json.dumps(wavis_times(c, c["reps"])))
+        print(json.dumps(wavis_times(c, c["reps"], c["poly_reps"])))
     else:
         main()

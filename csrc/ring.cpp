@@ -567,6 +567,60 @@ namespace {
 
 using namespace pyh;
 
+#ifdef WAVIS_HAVE_AVX512_KERNELS
+// z = x·y mod q, or z = (x·y + z) mod q with acc, for q < 2^50, inputs in [0, q), N % 8 == 0 (IFMA):
+// the product is lo + hi·2^52 (vpmadd52{lo,hi}uq), reduced with two 52-bit Shoup products
+// (by 2^52 mod q and by 1), so the result equals the scalar Barrett one. z may alias x or y.
+__attribute__((target("avx512f,avx512dq,avx512ifma")))
+void mul_row_ifma(const u64* x, const u64* y, u64* z, std::size_t N, u64 q, bool acc) {
+  const u64 w = (u64)(((u128)1 << 52) % q);
+  const u64 wp = (u64)(((u128)w << 52) / q), op = (u64)(((u128)1 << 52) / q);
+  const __m512i Q = _mm512_set1_epi64((long long)q), Q2 = _mm512_set1_epi64((long long)(2 * q));
+  const __m512i W = _mm512_set1_epi64((long long)w), Wp = _mm512_set1_epi64((long long)wp);
+  const __m512i Op = _mm512_set1_epi64((long long)op), M = _mm512_set1_epi64((1LL << 52) - 1);
+  const __m512i z0 = _mm512_setzero_si512();
+  for (std::size_t n = 0; n < N; n += 8) {
+    const __m512i X = _mm512_loadu_si512(x + n), Y = _mm512_loadu_si512(y + n);
+    const __m512i lo = _mm512_madd52lo_epu64(z0, X, Y), hi = _mm512_madd52hi_epu64(z0, X, Y);
+    // hi·(2^52 mod q) and lo·1, each in [0, 2q)
+    const __m512i qh = _mm512_madd52hi_epu64(z0, hi, Wp), ql = _mm512_madd52hi_epu64(z0, lo, Op);
+    __m512i rh = _mm512_and_si512(_mm512_sub_epi64(_mm512_madd52lo_epu64(z0, hi, W), _mm512_madd52lo_epu64(z0, qh, Q)), M);
+    __m512i rl = _mm512_and_si512(_mm512_sub_epi64(lo, _mm512_madd52lo_epu64(z0, ql, Q)), M);
+    __m512i r = csub8(_mm512_add_epi64(rh, rl), Q2);  // [0, 2q)
+    if (acc) r = csub8(_mm512_add_epi64(r, _mm512_loadu_si512(z + n)), Q2);  // [0, 3q) -> [0, 2q)
+    _mm512_storeu_si512(z + n, csub8(r, Q));
+  }
+}
+#endif
+
+// out = a·b (acc: out += a·b) mod q per row; IFMA rows for q < 2^50, Barrett otherwise.
+void elementwise_mul(const RnsContext& c, py::handle a, py::handle b, py::handle out, py::handle idx, bool acc) {
+  auto ix = parse_idx(idx, c.moduli.size());
+  Arr A = check_arr(a, "a", c.N, ix.size(), true, false);
+  Arr B = check_arr(b, "b", c.N, ix.size(), true, false);
+  Arr O = check_arr(out, "out", c.N, ix.size(), true, true);
+  same_shape(A, B, "a", "b");
+  same_shape(A, O, "a", "out");
+  const std::size_t rows = A.batch * A.rows, L = ix.size(), N = c.N;
+  const bool vec = N >= 8 && simd_enabled() && ifma_enabled();
+  py::gil_scoped_release nogil;
+  for_rows(rows, N, [&](std::size_t r) {
+    const Modulus m = c.mod(ix[r % L]);
+    const u64* x = A.ptr + r * N;
+    const u64* y = B.ptr + r * N;
+    u64* z = O.ptr + r * N;
+#ifdef WAVIS_HAVE_AVX512_KERNELS
+    if (vec && m.q < (u64(1) << 50)) return mul_row_ifma(x, y, z, N, m.q, acc);
+#endif
+    if (acc) {
+      for (std::size_t n = 0; n < N; ++n) z[n] = m.reduce128((u128)x[n] * y[n] + z[n]);
+    } else {
+      for (std::size_t n = 0; n < N; ++n) z[n] = m.mul(x[n], y[n]);
+    }
+  }, 1 << 16);
+  (void)vec;
+}
+
 template <class F>
 void elementwise2(const RnsContext& c, py::handle a, py::handle b, py::handle out, py::handle idx, F op) {
   auto ix = parse_idx(idx, c.moduli.size());
@@ -701,13 +755,11 @@ static void bind_ring(py::module_& m) {
         elementwise2(c, a, b, out, idx, [](const Modulus& m, u64 x, u64 y, u64) { return sub_mod(x, y, m.q); });
       }, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("idx"), "out = a - b mod q.")
       .def("mul", [](const RnsContext& c, py::handle a, py::handle b, py::handle out, py::handle idx) {
-        elementwise2(c, a, b, out, idx, [](const Modulus& m, u64 x, u64 y, u64) { return m.mul(x, y); });
+        elementwise_mul(c, a, b, out, idx, false);
       }, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("idx"),
       "out = a * b mod q (Barrett); the polynomial product when a, b are in the NTT domain.")
       .def("mul_add", [](const RnsContext& c, py::handle a, py::handle b, py::handle out, py::handle idx) {
-        elementwise2(c, a, b, out, idx, [](const Modulus& m, u64 x, u64 y, u64 z) {
-          return m.reduce128((u128)x * y + z);
-        });
+        elementwise_mul(c, a, b, out, idx, true);
       }, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("idx"), "out += a * b mod q.")
       .def("neg", [](const RnsContext& c, py::handle a, py::handle out, py::handle idx) {
         elementwise2(c, a, a, out, idx, [](const Modulus& m, u64 x, u64, u64) { return neg_mod(x, m.q); });

@@ -336,6 +336,48 @@ def test_bad_idx_and_misc(small_ctx):
         small_ctx.twiddles(5)
 
 
+@pytest.mark.parametrize("N", [8, 16, 1024])
+def test_simd_and_portable_mul_agree(N):
+    """IFMA element-wise mul / mul_add (primes < 2^50) vs the portable Barrett loops, incl. q - 1
+    operands, a batch, and out aliasing an input."""
+    ctx = ctx_for(N, [61, 50, 49, 40, 31, 20])
+    idx = [0, 1, 2, 3, 4, 5]
+    rng = np.random.default_rng(N + 7)
+    qcol = np.array([ctx.moduli[i] for i in idx], dtype=np.uint64)[:, None]
+    a = np.stack([rand_rows(rng, ctx, idx) for _ in range(2)])
+    b = np.stack([rand_rows(rng, ctx, idx) for _ in range(2)])
+    z = np.stack([rand_rows(rng, ctx, idx) for _ in range(2)])
+    for x in (a, b, z):
+        x[:, :, :3] = qcol - np.uint64(1)
+    a[:, :, 3] = 0
+
+    def run():
+        m = np.empty_like(a)
+        ctx.mul(a, b, m, idx)
+        ma = z.copy()
+        ctx.mul_add(a, b, ma, idx)
+        al = a.copy()
+        ctx.mul(al, b, al, idx)
+        ctx.mul_add(b, al, al, idx)
+        return m, ma, al
+
+    prev = _core._set_simd(False)
+    prev_ifma = _core._set_ifma(True)
+    try:
+        ref = run()
+        _core._set_simd(True)  # no-op on CPUs without AVX-512 / IFMA
+        got = run()
+    finally:
+        _core._set_simd(prev)
+        _core._set_ifma(prev_ifma)
+    q = [int(v) for v in qcol[:, 0]]
+    want = np.array([[[(int(x) * int(y)) % q[r] for x, y in zip(a[c, r], b[c, r])] for r in range(len(idx))]
+                     for c in range(2)], dtype=np.uint64)
+    assert np.array_equal(ref[0], want)
+    for x, y in zip(ref, got):
+        assert np.array_equal(x, y)
+
+
 @pytest.mark.parametrize("N", [16, 32, 64, 1024, 8192])
 @pytest.mark.parametrize("ifma", [False, True])
 def test_simd_and_portable_ntt_agree(N, ifma):
