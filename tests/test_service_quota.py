@@ -261,3 +261,17 @@ async def test_cursor_pagination_is_keyset_stable_and_signed(small):
         resp = await small.get(f"/api/v1/api-keys?limit={limit}", headers=bearer(admin))
         assert resp.status == 400 and (await resp.json())["error"]["code"] == "INVALID_PARAMS", limit
     assert (await small.get("/api/v1/api-keys?limit=100", headers=bearer(admin))).status == 200
+
+
+async def test_replayed_error_carries_the_new_request_id(small):
+    """A stored 4xx replayed under the same Idempotency-Key repeats *this* request's id in its
+    body, matching X-Request-ID (API.md §1)."""
+    admin = await small.account(role="account_admin", plan="pro")
+    h = {**bearer(admin), "Idempotency-Key": "bad-env-1"}
+    first = await small.post("/api/v1/api-keys", json={"environment": "moon"}, headers=h)
+    assert first.status == 422
+    again = await small.post("/api/v1/api-keys", json={"environment": "moon"}, headers=h)
+    assert again.headers.get("Idempotent-Replayed") == "true"  # 4xx answers are stored
+    body = await again.json()
+    assert body["error"]["request_id"] == again.headers["X-Request-ID"]
+    assert body["error"]["request_id"] != (await first.json())["error"]["request_id"]

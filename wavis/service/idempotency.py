@@ -79,7 +79,9 @@ class Slot:
         """None when this request now owns the key; else the existing value."""
         return await self.redis.eval(_CLAIM_LUA, 1, self.key, self.claim, lease_s)
 
-    def existing(self, value: bytes) -> web.Response:
+    def existing(self, value: bytes, request_id: str | None = None) -> web.Response:
+        """The stored answer for a replay; an error body's ``request_id`` becomes this
+        request's (API.md §1: every error body repeats the request's id)."""
         text = value.decode("latin-1")
         if text.startswith("R:"):
             if text.split(":", 2)[1] != self.fp:
@@ -96,7 +98,16 @@ class Slot:
             record = json.loads(Sealer(self.seal_key).open(base64.b64decode(sealed_b64), self.key.encode()))
         except (SealError, ValueError):
             raise reused() from None
-        resp = web.Response(status=record["status"], body=base64.b64decode(record["body"]))
+        body = base64.b64decode(record["body"])
+        if request_id and record["status"] >= 400:
+            try:
+                doc = json.loads(body)
+                if isinstance(doc, dict) and isinstance(doc.get("error"), dict) and "request_id" in doc["error"]:
+                    doc["error"]["request_id"] = request_id
+                    body = json.dumps(doc).encode()
+            except ValueError:
+                pass
+        resp = web.Response(status=record["status"], body=body)
         for k, v in record["headers"]:
             resp.headers.add(k, v)
         resp.headers["Idempotent-Replayed"] = "true"

@@ -362,7 +362,7 @@ async def idempotency_mw(request: web.Request, handler) -> web.StreamResponse:
     async with _upstream(request):
         existing = await slot.begin(settings.idempotency_lease_s)
     if existing is not None:
-        resp = slot.existing(existing)
+        resp = slot.existing(existing, request.get(REQUEST_ID))
         request[REPLAYED] = True
         return resp
     try:
