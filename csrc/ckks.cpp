@@ -26,7 +26,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define WAVIS_CKKS_AVX512 1
-#include <immintrin.h>
+#include "simd512.hpp"
 #endif
 
 namespace py = pybind11;
@@ -40,27 +40,12 @@ namespace {
 // scalar loop it replaces (tests/test_ckks_keyswitch.py compares both paths).
 #ifdef WAVIS_CKKS_AVX512
 #define WAVIS_CK_AVX512 __attribute__((target("avx512f,avx512dq")))
-// high 64 bits of a*b per lane (bh = b >> 32), from four 32x32 products
-WAVIS_CK_AVX512 inline __m512i ck_mulhi(__m512i a, __m512i b, __m512i bh) {
-  const __m512i mask = _mm512_set1_epi64(0xffffffffLL);
-  __m512i ah = _mm512_srli_epi64(a, 32);
-  __m512i lolo = _mm512_mul_epu32(a, b);
-  __m512i lohi = _mm512_mul_epu32(a, bh);
-  __m512i hilo = _mm512_mul_epu32(ah, b);
-  __m512i hihi = _mm512_mul_epu32(ah, bh);
-  __m512i mid = _mm512_add_epi64(_mm512_srli_epi64(lolo, 32), _mm512_and_si512(lohi, mask));
-  mid = _mm512_add_epi64(mid, _mm512_and_si512(hilo, mask));
-  __m512i hi = _mm512_add_epi64(hihi, _mm512_srli_epi64(lohi, 32));
-  hi = _mm512_add_epi64(hi, _mm512_srli_epi64(hilo, 32));
-  return _mm512_add_epi64(hi, _mm512_srli_epi64(mid, 32));
-}
-// x·w mod q in [0, 2q) (Shoup, same value as mul_shoup_lazy)
+// shared helpers (simd512.hpp) under this file's names
+WAVIS_CK_AVX512 inline __m512i ck_mulhi(__m512i a, __m512i b, __m512i bh) { return simd::mulhi_epu64(a, b, bh); }
 WAVIS_CK_AVX512 inline __m512i ck_shoup_lazy(__m512i x, __m512i w, __m512i wp, __m512i wph, __m512i q) {
-  __m512i qh = ck_mulhi(x, wp, wph);
-  return _mm512_sub_epi64(_mm512_mullo_epi64(x, w), _mm512_mullo_epi64(qh, q));
+  return simd::shoup_lazy8(x, w, wp, wph, q);
 }
-// x >= m ? x - m : x  (x < 2m)
-WAVIS_CK_AVX512 inline __m512i ck_csub(__m512i x, __m512i m) { return _mm512_min_epu64(x, _mm512_sub_epi64(x, m)); }
+WAVIS_CK_AVX512 inline __m512i ck_csub(__m512i x, __m512i m) { return simd::csub8(x, m); }
 // a - b mod q for a, b in [0, q) (q < 2^63)
 WAVIS_CK_AVX512 inline __m512i ck_submod(__m512i a, __m512i b, __m512i q) {
   __m512i t = _mm512_sub_epi64(a, b);
