@@ -346,8 +346,18 @@ async def test_full_redis_answers_507_and_loses_nothing(make_client, service_set
             if resp.status == 507:
                 assert (await resp.json())["error"]["code"] == "INSUFFICIENT_STORAGE"
         assert 507 in statuses and 500 not in statuses, statuses
+        # completely full (every write refused, the rate-limit script included): reads and deletes
+        # still work so the user can free space; writes answer 507, never 500
+        used = int((await r.info("memory"))["used_memory"])
+        await r.config_set("maxmemory", str(max(1, used // 2)))
+        resp = await client.post("/api/v1/ciphertexts", json=body, headers=h)
+        assert resp.status == 507, await resp.text()
+        resp = await client.get(f"/api/v1/ciphertexts/{first_id}", headers=h)
+        assert resp.status == 200, await resp.text()
+        resp = await client.delete(f"/api/v1/ciphertexts/{first_id}", headers=h)
+        assert resp.status in (200, 204), await resp.text()
     finally:
         await r.config_set("maxmemory", "0")
         await r.aclose()
     resp = await client.get(f"/api/v1/ciphertexts/{first_id}", headers=h)
-    assert resp.status == 200
+    assert resp.status == 404

@@ -19,7 +19,16 @@ from __future__ import annotations
 
 import time
 
+from redis.exceptions import OutOfMemoryError, ResponseError
+
 from redis.asyncio import Redis
+
+
+def is_redis_oom(exc: BaseException) -> bool:
+    """Redis at maxmemory under noeviction: a plain command raises OutOfMemoryError, a Lua
+    script a ResponseError whose message carries the OOM reply."""
+    return isinstance(exc, OutOfMemoryError) or (
+        isinstance(exc, ResponseError) and "OOM command not allowed" in str(exc))
 
 
 def _key(prefix: str, ct_id: str) -> str:
@@ -103,7 +112,11 @@ async def get_many(redis: Redis, prefix: str, ct_ids: list[str], account_id: str
     if account_id is not None:
         found = {i: int(time.time() * 1000) for i, b in zip(ct_ids, blobs) if b is not None}
         if found:
-            await redis.zadd(_acct_keys(prefix, account_id)[0], found, xx=True)
+            try:
+                await redis.zadd(_acct_keys(prefix, account_id)[0], found, xx=True)
+            except ResponseError as exc:  # Redis full (noeviction): the read still succeeds
+                if not is_redis_oom(exc):
+                    raise
     return blobs
 
 
@@ -112,7 +125,22 @@ async def delete(redis: Redis, prefix: str, ct_ids: list[str], account_id: str |
         return 0
     if account_id is None:
         return int(await redis.delete(*[_key(prefix, i) for i in ct_ids]))
-    return int(await redis.eval(_DELETE, 3, *_acct_keys(prefix, account_id), _key(prefix, ""), *ct_ids))
+    keys = _acct_keys(prefix, account_id)
+    try:
+        return int(await redis.eval(_DELETE, 3, *keys, _key(prefix, ""), *ct_ids))
+    except ResponseError as exc:
+        if not is_redis_oom(exc):
+            raise
+    # Redis is full (noeviction) and refuses the script's DECRBY: free the blobs first with
+    # commands Redis allows when full (HGET/HDEL/ZREM/DEL), then fix the byte counter.
+    sizes = await redis.hmget(keys[1], ct_ids)
+    await redis.hdel(keys[1], *ct_ids)
+    await redis.zrem(keys[0], *ct_ids)
+    n = int(await redis.delete(*[_key(prefix, i) for i in ct_ids]))
+    freed = sum(int(x) for x in sizes if x is not None)
+    if freed:
+        await redis.decrby(keys[2], freed)
+    return n
 
 
 async def evictions_total(redis: Redis, prefix: str) -> int:

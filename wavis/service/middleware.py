@@ -32,6 +32,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 import redis.exceptions
+from redis.exceptions import ResponseError as RedisResponseError
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -44,6 +45,7 @@ from .errors import ApiError, forbidden, from_library_error, payload_too_large, 
 from .ids import REQUEST_ID_RE, new_id, utcnow
 from .metrics import route_label
 from .schemas import ErrorDetail, ErrorResponse
+from .ctstore import is_redis_oom
 from .state import (BODY_READING, DB, METRICS, PRINCIPAL, REDIS, REPLAYED, REQUEST_ID, RESPONSE_HEADERS,
                     SETTINGS)
 
@@ -131,7 +133,7 @@ def to_api_error(exc: BaseException) -> ApiError:
         return ApiError(status, code, message, headers=headers)
     if isinstance(exc, asyncio.TimeoutError):
         return upstream_unavailable("upstream")
-    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+    if is_redis_oom(exc):
         # Redis reached maxmemory under noeviction: nothing was stored, nothing of anyone was lost
         return ApiError(507, "INSUFFICIENT_STORAGE", "the ciphertext store is full; delete ciphertexts or retry later",
                         headers={"Retry-After": "60"})
@@ -292,8 +294,12 @@ async def auth(request: web.Request, handler) -> web.StreamResponse:
         async with request.app[DB].acquire() as conn:
             principal = await repo.authenticate(conn, digest)
     if principal is None:
-        async with _upstream(request):
-            await ratelimit.record_auth_failure(redis, settings.redis_prefix, ip)
+        try:
+            async with _upstream(request):
+                await ratelimit.record_auth_failure(redis, settings.redis_prefix, ip)
+        except RedisResponseError as exc:
+            if not is_redis_oom(exc):
+                raise
         raise unauthorized()
     if not level.allows(principal.role):
         raise forbidden()
@@ -320,8 +326,16 @@ async def rate_limit(request: web.Request, handler) -> web.StreamResponse:
         windows = ratelimit.account_windows(settings.redis_prefix, plan, p.account_id, ip, _fcu_of(request), utcnow())
     else:
         windows = [ratelimit.burst_window(settings.redis_prefix, settings.plans["anonymous"], ip)]
-    async with _upstream(request):
-        denied, states = await ratelimit.take(redis, windows)
+    try:
+        async with _upstream(request):
+            denied, states = await ratelimit.take(redis, windows)
+    except RedisResponseError as exc:
+        if not is_redis_oom(exc):
+            raise
+        # Redis is full (noeviction): counters cannot grow. Let the request through uncounted so
+        # users can still read and delete (DEL frees memory); writes that need Redis answer 507.
+        log.warning("Redis is at maxmemory: rate limits not counted for %s %s", request.method, request.path)
+        return await handler(request)
     response_headers(request).update(ratelimit.headers_for(states))
     if denied is not None:
         state = next(s for s in states if s.window is denied)
