@@ -198,3 +198,34 @@ async def test_tenant_isolation_sweep(api, ckks_pair_factory):
         text = await (await api.get(path, headers=bearer(a_admin))).text()
         assert b_meta["key_id"] not in text and b_apikey not in text
     assert checked >= 20
+
+
+async def test_key_deleted_during_compute_is_404_and_leaves_no_blob(api, ckks_pair_factory, monkeypatch):
+    """A compute whose key is deleted before its result row is written answers 404 (not a
+    500 from the foreign key) and removes the result blob it had already stored."""
+    from wavis import serialize
+    from wavis.service import repo
+    from wavis.service.state import DB, REDIS, SETTINGS
+
+    pair = ckks_pair_factory(max_depth=1)
+    h = {"Authorization": f"Bearer {await api.account()}"}
+    key_id = (await (await api.post("/api/v1/keys/upload", json=pair.upload_body(), headers=h)).json())["key_id"]
+    body = {"key_id": key_id, "ciphertext_b64": serialize.b64encode(serialize.dumps(pair.encrypt([0.5])))}
+    ct_id = (await (await api.post("/api/v1/ciphertexts", json=body, headers=h)).json())["ciphertext_id"]
+    original = repo.insert_ciphertext
+
+    async def delete_key_first(conn, **kw):
+        await conn.execute("DELETE FROM ciphertexts WHERE key_id = $1", key_id)
+        await conn.execute("DELETE FROM fhe_keys WHERE id = $1", key_id)
+        return await original(conn, **kw)
+
+    monkeypatch.setattr(repo, "insert_ciphertext", delete_key_first)
+    resp = await api.post("/api/v1/compute/add", json={"key_id": key_id, "ciphertext_ids": [ct_id, ct_id]},
+                          headers=h)
+    assert resp.status == 404, await resp.text()
+    prefix = api.app[SETTINGS].redis_prefix
+    r = api.app[REDIS]
+    stored = [k async for k in r.scan_iter(match=prefix + "ct:ct_*")]
+    async with api.app[DB].acquire() as conn:
+        rows = {x["id"] for x in await conn.fetch("SELECT id FROM ciphertexts")}
+    assert all(k.decode()[len(prefix) + 3:] in rows or k.decode().endswith(ct_id) for k in stored)

@@ -62,12 +62,19 @@ async def store_ciphertext(request: web.Request, *, key_id: str, info: fhe.Ciphe
         evicted = await ctstore.put_lru(request.app[REDIS], settings.redis_prefix, p.account_id, ct_id, info.blob,
                                         ttl, capacity)
     evicted_ids(request).extend(evicted)
-    async with db(request) as conn:
-        return await repo.insert_ciphertext(
-            conn, ct_id=ct_id, account_id=p.account_id, key_id=key_id, level=info.level,
-            scale=info.scale, slots=info.slots, size_bytes=len(info.blob), source=source,
-            expires_at=utcnow() + timedelta(seconds=ttl),
-        )
+    try:
+        async with db(request) as conn:
+            return await repo.insert_ciphertext(
+                conn, ct_id=ct_id, account_id=p.account_id, key_id=key_id, level=info.level,
+                scale=info.scale, slots=info.slots, size_bytes=len(info.blob), source=source,
+                expires_at=utcnow() + timedelta(seconds=ttl),
+            )
+    except asyncpg.ForeignKeyViolationError:
+        # the key was deleted while this request ran: drop the blob (it would count against the
+        # account's store for its whole TTL) and answer as for a missing key
+        async with upstream_timeout(request):
+            await ctstore.delete(request.app[REDIS], settings.redis_prefix, [ct_id], p.account_id)
+        raise not_found("key", key_id=key_id, reason="the key was deleted during the request") from None
 
 
 def evicted_ids(request: web.Request) -> list[str]:
