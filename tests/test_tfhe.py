@@ -311,3 +311,14 @@ def test_failure_rate_fast_128_about_a_minute():
 def test_failure_rate_many_gates_slow():
     fails, total, worst = _failure_run("fast_128", 2048, 25)  # ~10^5 bootstraps
     assert fails == 0 and total >= 50_000
+
+
+def test_circuit_references_are_strict():
+    """Only '$k' with ASCII digits, no leading zeros and k < index is a reference."""
+    from wavis.errors import ParameterError
+    from wavis.tfhe.keys import parse_reference
+
+    assert parse_reference("$0", 1) == 0 and parse_reference("$12", 13) == 12 and parse_reference(None, 3) is None
+    for bad in ("$²", "$٠", "$00", "$01", "$" + "9" * 5000, "$", "$ 0", "$+0", "$-1", "0", "$1"):
+        with pytest.raises(ParameterError):
+            parse_reference(bad, 1)

@@ -222,6 +222,7 @@ def batch(keys: SessionKeys, gates: Sequence[dict[str, Any]]) -> tuple[list[str]
     level (independent gates are one batched bootstrap). Returns (results, levels)."""
     tfhe = _tfhe()
     from wavis.errors import ParameterError  # noqa: PLC0415
+    from wavis.tfhe.keys import parse_reference  # noqa: PLC0415
 
     parsed: dict[str, Any] = {}  # the same ciphertext text is parsed once
     circuit = []
@@ -232,9 +233,11 @@ def batch(keys: SessionKeys, gates: Sequence[dict[str, Any]]) -> tuple[list[str]
             if v is None:
                 continue
             if v.startswith("$"):
-                if not v[1:].isdigit() or int(v[1:]) >= i:
+                try:
+                    parse_reference(v, i)
+                except ParameterError:
                     raise ParameterError(f"gate {i}: operand {name} = {v[:12]!r} must be '$k' with k < {i} "
-                                         "(an earlier gate's result)", gate=i, operand=name)
+                                         "(an earlier gate's result)", gate=i, operand=name) from None
                 out[name] = v
             else:
                 if v not in parsed:

@@ -9,6 +9,8 @@ is for tests only.
 
 from __future__ import annotations
 
+import re
+
 import hashlib
 import secrets
 import threading
@@ -220,15 +222,28 @@ class ServerKey:
         return evaluate_circuit(self, gates, threads=threads)
 
 
-def _parse_ref(x, index: int) -> int | None:
+_REF = re.compile(r"\$(0|[1-9][0-9]{0,8})")
+
+
+def parse_reference(x, index: int) -> int | None:
+    """The k of an operand reference ``"$k"`` (ASCII digits, no leading zeros, k < ``index``),
+    or None when ``x`` is not a string (a ciphertext).
+
+    Raises: ParameterError for any other string or a k that is not an earlier gate.
+    """
     if isinstance(x, str):
-        if not x.startswith("$") or not x[1:].isdigit():
-            raise ParameterError(f"gate {index}: operand reference must look like '$k'", got=x)
-        k = int(x[1:])
+        m = _REF.fullmatch(x)
+        if m is None:
+            raise ParameterError(f"gate {index}: operand reference must look like '$k' (k a gate index)",
+                                 got=x[:16])
+        k = int(m.group(1))
         if k >= index:
             raise ParameterError(f"gate {index}: '$k' must refer to an earlier gate (k < {index})", got=x)
         return k
     return None
+
+
+_parse_ref = parse_reference
 
 
 def circuit_levels(gates: Sequence[dict]) -> list[int]:
