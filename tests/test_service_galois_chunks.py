@@ -88,3 +88,23 @@ async def test_chunk_errors(api, pair):
     part = pair.upload_parts(max_bytes=1)[1]
     resp = await api.post(f"/api/v1/keys/{key_id}/galois-keys", json=part, headers=stranger)
     assert resp.status == 404
+
+
+async def test_concurrent_chunks_keep_every_step_and_repeats_are_not_stored(api, pair):
+    import asyncio
+
+    from wavis.service.state import DB
+
+    h = bearer(await api.account())
+    parts = pair.upload_parts(max_bytes=1)
+    key_id = (await (await api.post("/api/v1/keys/upload", json=parts[0], headers=h)).json())["key_id"]
+    resps = await asyncio.gather(*(api.post(f"/api/v1/keys/{key_id}/galois-keys", json=b, headers=h)
+                                   for b in parts[1:]))
+    assert all(r.status == 200 for r in resps)
+    meta = await (await api.get(f"/api/v1/keys/{key_id}", headers=h)).json()
+    assert meta["galois_steps"] == [1, 2, 3, 5, 8]
+    again = await api.post(f"/api/v1/keys/{key_id}/galois-keys", json=parts[1], headers=h)
+    assert again.status == 200
+    async with api.app[DB].acquire() as conn:
+        n = await conn.fetchval("SELECT count(*) FROM fhe_key_parts WHERE key_id = $1", key_id)
+    assert n == len(parts) - 1  # the repeated chunk added nothing and was not stored

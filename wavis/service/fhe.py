@@ -133,12 +133,12 @@ class GaloisChunk:
     blob: bytes
     galois_steps: list[int]
     conjugation: bool
-    evaluator: Any
 
 
-def parse_galois_chunk(params: Any, key_tag: bytes, evaluator: Any, eval_key_b64: str) -> GaloisChunk:
+def parse_galois_chunk(params: Any, key_tag: bytes, eval_key_b64: str) -> GaloisChunk:
     """Validate a chunk of Galois keys for an existing key (same parameters and key pair, no
-    relinearization key) and the merged evaluator / step list it gives."""
+    relinearization key); the steps it realises. The key's step list is merged under the row
+    lock in ``repo.add_eval_key_part``."""
     ckks, serialize = _ckks()
     from wavis.errors import KeyMismatchError, ParameterError  # noqa: PLC0415
 
@@ -149,11 +149,8 @@ def parse_galois_chunk(params: Any, key_tag: bytes, evaluator: Any, eval_key_b64
     if evk.relin_key is not None or not evk.galois_keys:
         raise ParameterError("a Galois-key chunk must hold Galois keys and no relinearization key",
                              field="eval_key")
-    merged = ckks.EvaluationKeys(evaluator.eval_keys.params_fingerprint, evaluator.eval_keys.key_tag,
-                                 evaluator.eval_keys.relin_key,
-                                 {**evaluator.eval_keys.galois_keys, **evk.galois_keys})
-    steps, conj = rotation_steps(params, merged.galois_keys)
-    return GaloisChunk(blob, steps, conj, ckks.Evaluator(params, merged))
+    steps, conj = rotation_steps(params, evk.galois_keys)  # this chunk's own steps
+    return GaloisChunk(blob, steps, conj)
 
 
 @dataclass

@@ -229,21 +229,41 @@ async def get_eval_key_parts(conn: asyncpg.Connection, key_id: str) -> list[byte
         "SELECT blob FROM fhe_key_parts WHERE key_id = $1 ORDER BY part_no", key_id)]
 
 
+MAX_KEY_PARTS = 256
+
+
 async def add_eval_key_part(conn: asyncpg.Connection, account_id: str, key_id: str, blob: bytes,
-                            galois_steps: list[int], conjugation: bool) -> asyncpg.Record | None:
-    """Append a Galois-key chunk and record the key's new step list; the key row, or None."""
+                            galois_steps: list[int], conjugation: bool) -> tuple[asyncpg.Record | None, bool]:
+    """Append a Galois-key chunk, merging its steps into the key's list under the row lock (so
+    concurrent chunks never lose each other's steps). Returns (the key row or None, whether the
+    chunk added anything: a chunk with no new step is not stored again).
+
+    Raises: ParameterError past MAX_KEY_PARTS chunks for one key.
+    """
+    from wavis.errors import ParameterError  # noqa: PLC0415
+
     async with conn.transaction():
-        found = await conn.fetchval(
-            "SELECT id FROM fhe_keys WHERE id = $1 AND account_id = $2 FOR UPDATE", key_id, account_id)
-        if found is None:
-            return None
+        row = await conn.fetchrow(
+            "SELECT galois_steps, conjugation FROM fhe_keys WHERE id = $1 AND account_id = $2 FOR UPDATE",
+            key_id, account_id)
+        if row is None:
+            return None, False
+        have = set(row["galois_steps"] or [])
+        merged = sorted(have | set(galois_steps))
+        conj = bool(row["conjugation"]) or conjugation
+        if len(merged) == len(have) and conj == bool(row["conjugation"]):
+            return await get_fhe_key(conn, account_id, key_id), False
+        parts = await conn.fetchval("SELECT count(*) FROM fhe_key_parts WHERE key_id = $1", key_id)
+        if parts >= MAX_KEY_PARTS:
+            raise ParameterError(f"a key holds at most {MAX_KEY_PARTS} Galois-key chunks", field="eval_key")
         await conn.execute(
             """INSERT INTO fhe_key_parts (key_id, part_no, blob)
                VALUES ($1, (SELECT COALESCE(max(part_no), 0) + 1 FROM fhe_key_parts WHERE key_id = $1), $2)""",
             key_id, blob)
-        return await conn.fetchrow(
+        updated = await conn.fetchrow(
             f"""UPDATE fhe_keys SET galois_steps = $2, conjugation = $3 WHERE id = $1
-                RETURNING {KEY_META_COLUMNS}""", key_id, galois_steps, conjugation)
+                RETURNING {KEY_META_COLUMNS}""", key_id, merged, conj)
+        return updated, True
 
 
 async def max_ciphertext_body_limit(conn: asyncpg.Connection, account_id: str) -> int:

@@ -116,17 +116,17 @@ async def add_galois_keys(request: web.Request) -> web.Response:
         row = await repo.get_fhe_key(conn, p.account_id, key_id)
     if row is None:
         raise not_found("key", key_id=key_id)
-    params, evaluator = await evaluator_for(request, row)
     engine = request.app[ENGINE]
-    chunk: fhe.GaloisChunk = await engine.run(fhe.parse_galois_chunk, params, bytes(row["key_tag"]), evaluator,
-                                              req.eval_key)
+    params = await params_for(engine, row)
+    chunk: fhe.GaloisChunk = await engine.run(fhe.parse_galois_chunk, params, bytes(row["key_tag"]), req.eval_key)
     del req
     async with db(request) as conn:
-        updated = await repo.add_eval_key_part(conn, p.account_id, key_id, chunk.blob, chunk.galois_steps,
-                                               chunk.conjugation)
+        updated, added = await repo.add_eval_key_part(conn, p.account_id, key_id, chunk.blob, chunk.galois_steps,
+                                                      chunk.conjugation)
     if updated is None:
         raise not_found("key", key_id=key_id)
-    engine.evaluators.put(key_id, chunk.evaluator)
+    if added:
+        engine.evaluators.discard(key_id)  # reloaded with every stored chunk on next use
     return json_response(key_response(updated))
 
 
