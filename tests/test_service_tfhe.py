@@ -378,6 +378,14 @@ async def test_delete_idle_expiry_and_session_cap(api, dev):
     err = await error_of(await dev.post("/tfhe/session", {"preset": PRESET}), 409, "TOO_MANY_SESSIONS")
     assert err["details"]["max_sessions"] == 1
 
+    # ... also under concurrent creations (the cap is re-checked under a per-account lock)
+    import asyncio
+
+    fresh = Tfhe(api, await api.account())
+    store.config = TfheConfig(cache_entries=4, idle_s=3600, max_sessions_per_account=2)
+    resps = await asyncio.gather(*(fresh.post("/tfhe/session", {"preset": PRESET}) for _ in range(5)))
+    assert sorted(r.status for r in resps) == [201, 201, 409, 409, 409]
+
 
 async def test_trial_key_may_use_tfhe_and_gates_count(api):
     resp = await api.post("/api/v1/onboarding/temp-key")

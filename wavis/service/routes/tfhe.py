@@ -60,11 +60,22 @@ async def _session_cap(request: web.Request, p: Principal) -> None:
 
 async def _insert(request: web.Request, p: Principal, session_id: str, new: tfhe_store.NewSession,
                   is_blind: bool) -> web.Response:
+    store = request.app[TFHE_STORE]
+    cap = store.config.max_sessions_per_account
     async with db(request) as conn:
-        row = await repo_tfhe.insert_session(
-            conn, session_id=session_id, account_id=p.account_id, preset=new.preset, is_blind=is_blind,
-            key_id=new.key_id, server_key=new.server_blob, client_key_sealed=new.client_sealed,
-        )
+        async with conn.transaction():
+            # the cap is checked again under a per-account lock: concurrent creations (each past
+            # the cheap pre-check in _session_cap) cannot overshoot it
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('tfhe_sessions:' || $1))", p.account_id)
+            live = await repo_tfhe.count_live_sessions(conn, p.account_id, store.config.idle_s)
+            if live >= cap:
+                raise ApiError(409, "TOO_MANY_SESSIONS",
+                               f"this account has {live} live TFHE sessions (at most {cap}); delete one first",
+                               {"live_sessions": live, "max_sessions": cap})
+            row = await repo_tfhe.insert_session(
+                conn, session_id=session_id, account_id=p.account_id, preset=new.preset, is_blind=is_blind,
+                key_id=new.key_id, server_key=new.server_blob, client_key_sealed=new.client_sealed,
+            )
     request.app[TFHE_STORE].keys.put(session_id, new.keys)
     return json_response(session_response(request, row, new.n, new.big_n), status=201)
 
