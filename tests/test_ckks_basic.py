@@ -257,3 +257,20 @@ def test_dnum_that_does_not_fit_names_dnum():
     with pytest.raises(InsufficientSecurityError) as ei:
         CkksParameters(poly_degree=16384, scale_bits=40, max_depth=7, dnum=1)
     assert "dnum" in ei.value.message and ei.value.details["dnum"] == 1
+
+
+def test_mutated_ciphertexts_are_typed_errors(params, tools):
+    """Nonsense written into a Ciphertext's fields is refused with ParameterError, never a
+    TypeError/OverflowError or a silently infinite scale."""
+    enc, encr, _, ev = tools
+    good = encr.encrypt(enc.encode([0.5]))
+    for field, value in (("level", 1.0), ("level", "3"), ("scale", 1e-300), ("scale", "x"), ("scale", 1e308),
+                         ("scale", float("inf")), ("data", "nope")):
+        bad = good.copy()
+        setattr(bad, field, value)
+        with pytest.raises(ParameterError):
+            ev.multiply(bad, good)
+    kg = KeyGenerator(params, seed=bytes(32))
+    for bad_step in (1.5, "1", True):
+        with pytest.raises(ParameterError):
+            kg.evaluation_keys(galois_steps=[bad_step])

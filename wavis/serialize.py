@@ -93,6 +93,8 @@ def dumps(obj: Any, params: CkksParameters | None = None) -> bytes:
         return _frame(KIND_PUBLIC_KEY, obj.params_fingerprint, obj.key_tag,
                       struct.pack("<HI", d.shape[1], d.shape[2]) + _pack_key(d, obj.a_seed, params.moduli, 0))
     if isinstance(obj, EvaluationKeys):
+        if obj.relin_key is None and not obj.galois_keys:
+            raise ParameterError("EvaluationKeys with neither a relinearization nor a Galois key")
         parts = []
         ref = obj.relin_key.data if obj.relin_key is not None else next(iter(obj.galois_keys.values())).data
         shape = _np(ref).shape

@@ -72,11 +72,16 @@ class Evaluator:
                                        expected=p.fingerprint, got=ct.params_fingerprint)
             if self.eval_keys is not None and ct.key_tag != self.eval_keys.key_tag:
                 raise KeyMismatchError("ciphertext was encrypted under another key than the evaluation keys")
-            shape = tuple(ct.data.shape)
+            if isinstance(ct.level, bool) or not isinstance(ct.level, (int, np.integer)):
+                raise ParameterError(f"malformed ciphertext: level {ct.level!r} is not an integer")
+            shape = tuple(getattr(ct.data, "shape", ()))
+            if getattr(ct.data, "dtype", None) != np.uint64 or len(shape) != 3:
+                raise ParameterError("malformed ciphertext: data must be a (size, level+1, N) uint64 array")
             if not (0 <= ct.level <= p.max_level) or shape[1:] != (ct.level + 1, p.poly_degree) or shape[0] not in (2, 3):
                 raise ParameterError(f"malformed ciphertext: shape {shape} at level {ct.level}")
-            if not (math.isfinite(ct.scale) and ct.scale > 0):
-                raise ParameterError(f"malformed ciphertext: scale {ct.scale}")
+            if isinstance(ct.scale, bool) or not isinstance(ct.scale, (int, float, np.floating)) \
+                    or not (math.isfinite(float(ct.scale)) and 1.0 <= float(ct.scale) < 2.0**1000):
+                raise ParameterError(f"malformed ciphertext: scale {ct.scale!r} (must be a finite float in [1, 2^1000))")
         if len({ct.key_tag for ct in cts}) > 1:
             raise KeyMismatchError("ciphertexts were encrypted under different keys")
 

@@ -142,6 +142,10 @@ class KeyGenerator:
         """Relinearization key plus Galois keys for the rotation ``galois_steps`` (slot
         counts, any integers; normalised modulo N/2) and, optionally, conjugation."""
         gk: dict[int, GaloisKey] = {}
+        galois_steps = list(galois_steps)
+        for st in galois_steps:
+            if isinstance(st, bool) or not isinstance(st, (int, np.integer)):
+                raise ParameterError(f"rotation steps must be integers, got {st!r}")
         for st in galois_steps:
             g = galois_element(int(st), self.params.poly_degree)
             if g != 1 and g not in gk:
