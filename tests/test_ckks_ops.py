@@ -179,3 +179,10 @@ def test_rotate_many_rejects_non_integer_steps(env):
             env[4].rotate_many(ct, [bad])
     with pytest.raises(ShapeError):
         matmul_galois_steps(4, 4, 100)
+
+
+def test_complex_matrix_is_refused(env):
+    with pytest.raises(EncodingError):
+        matmul(env[4], [[1 + 2j, 0], [0, 1]], enc_vec(env, X))
+    with pytest.raises(EncodingError):
+        matmul(env[4], np.eye(2) * 1j, enc_vec(env, X))

@@ -431,3 +431,11 @@ async def test_numbers_must_be_json_numbers(rich):
         assert resp.status == 422, (bad, await resp.text())
     resp = await rich.op("add-plain", [a], plain_operand=[1, 2.5])
     assert resp.status == 200, await resp.text()
+
+
+async def test_flags_must_be_json_booleans(rich):
+    a = await rich.upload(rand(6))
+    resp = await rich.op("add", [a, a], scale_stable="yes")
+    assert resp.status == 422, await resp.text()
+    resp = await rich.op("add", [a, a], scale_stable=True)
+    assert resp.status == 200, await resp.text()

@@ -32,6 +32,9 @@ def _plan(rows: int, cols: int, slots: int) -> tuple[int, int, int, int]:
 
 
 def _check_matrix(matrix, slots: int) -> np.ndarray:
+    if np.iscomplexobj(matrix) or (isinstance(matrix, (list, tuple)) and any(
+            isinstance(v, complex) for row in matrix for v in (row if isinstance(row, (list, tuple)) else [row]))):
+        raise EncodingError("matrix entries must be real (complex matrices are not supported)")
     try:
         m = np.asarray(matrix, dtype=np.float64)
     except (TypeError, ValueError) as exc:

@@ -216,8 +216,8 @@ class DecryptResponse(Response):
 class ComputeRequest(Request):
     key_id: Id
     ciphertext_ids: Annotated[list[Id], Field(min_length=1, max_length=2)]
-    async_: bool = Field(default=False, alias="async")
-    scale_stable: bool = False
+    async_: bool = Field(default=False, alias="async", strict=True)
+    scale_stable: bool = Field(default=False, strict=True)  # JSON true/false only, not "yes"
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
