@@ -322,3 +322,18 @@ def test_circuit_references_are_strict():
     for bad in ("$²", "$٠", "$00", "$01", "$" + "9" * 5000, "$", "$ 0", "$+0", "$-1", "0", "$1"):
         with pytest.raises(ParameterError):
             parse_reference(bad, 1)
+
+
+def test_encrypt_and_gate_reject_loose_inputs():
+    from wavis.errors import ParameterError
+
+    ck, sk = tfhe.keygen("testing", seed=b"L" * 32)
+    for bad in (2, "x", None, 0.5, [], [0, 2]):
+        with pytest.raises(ParameterError):
+            ck.encrypt(bad)
+    a = ck.encrypt(True)
+    assert ck.decrypt(ck.encrypt(1)) is True and list(ck.decrypt(ck.encrypt([0, 1, True]))) == [False, True, True]
+    with pytest.raises(ParameterError):
+        sk.gate("NOT", a, a)
+    with pytest.raises(ParameterError):
+        sk.gate("AND", a, a, sel=a)

@@ -93,8 +93,21 @@ class ClientKey:
         return hashlib.sha256(self._enc_seed + c.to_bytes(8, "little")).digest()
 
     def encrypt(self, bits: "bool | int | Sequence[bool] | np.ndarray") -> LweCiphertext:
-        """Encrypt one bit (-> single ciphertext) or a sequence of bits (-> batch)."""
-        arr = np.asarray(bits)
+        """Encrypt one bit (-> single ciphertext) or a sequence of bits (-> batch).
+
+        Bits are bools or the integers 0/1 (NumPy bool/int arrays too).
+
+        Raises: ParameterError for anything else (2, "x", None, floats, empty input).
+        """
+        try:
+            arr = np.asarray(bits)
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(f"bits must be booleans or 0/1: {exc}") from exc
+        if arr.dtype != np.bool_:
+            if arr.dtype.kind not in "iu" or arr.size == 0 or not np.all((arr == 0) | (arr == 1)):
+                raise ParameterError("bits must be booleans or the integers 0/1")
+        elif arr.size == 0:
+            raise ParameterError("no bits to encrypt")
         single = arr.ndim == 0
         flat = arr.reshape(-1).astype(bool)
         mus = np.where(flat, np.uint32(MU), np.uint32((1 << 32) - MU)).astype(np.uint32)
@@ -197,7 +210,16 @@ class ServerKey:
 
     def gate(self, op: str, a: LweCiphertext, b: LweCiphertext | None = None,
              sel: LweCiphertext | None = None) -> LweCiphertext:
-        """One gate on single ciphertexts (same operand twice is fine)."""
+        """One gate on single ciphertexts (same operand twice is fine).
+
+        Raises: ParameterError for an operand the gate does not take (b for NOT, sel for
+        anything but MUX) or a missing one; KeyMismatchError for another key's ciphertext.
+        """
+        name = str(op).upper()
+        if b is not None and name == "NOT":
+            raise ParameterError("NOT takes one operand (a); b was given")
+        if sel is not None and name != "MUX":
+            raise ParameterError(f"{name} takes no sel operand")
         res = self.evaluate_batch([op], [a], None if b is None else [b], None if sel is None else [sel], threads=1)
         return res[0]
 
