@@ -275,3 +275,13 @@ async def test_replayed_error_carries_the_new_request_id(small):
     body = await again.json()
     assert body["error"]["request_id"] == again.headers["X-Request-ID"]
     assert body["error"]["request_id"] != (await first.json())["error"]["request_id"]
+
+
+async def test_router_404_and_405_are_not_metered(small):
+    """Unknown paths and wrong methods are answered by the router and not counted: a burst of
+    them cannot make a client's real calls 429."""
+    key = await small.account(plan="pro")
+    for _ in range(70):
+        assert (await small.get("/api/v1/nonexistent", headers=bearer(key))).status == 404
+        assert (await small.put("/api/v1/keys", headers=bearer(key))).status == 405
+    assert (await small.get("/api/v1/keys", headers=bearer(key))).status == 200

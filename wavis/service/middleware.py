@@ -315,7 +315,9 @@ def _fcu_of(request: web.Request) -> int:
 
 @web.middleware
 async def rate_limit(request: web.Request, handler) -> web.StreamResponse:
-    if _operational(request):
+    if _operational(request) or getattr(request.match_info, "http_exception", None) is not None:
+        # health probes, and the router's own 404/405 (no route ran: nothing to meter, and
+        # counting them as anonymous would throttle authenticated clients' real calls)
         return await handler(request)
     settings = request.app[SETTINGS]
     redis = request.app[REDIS]
