@@ -421,3 +421,18 @@ async def test_bootstraps_count_as_fcu_in_the_monthly_window(make_client, servic
     # a failed evaluation is refunded
     resp = await t.post("/tfhe/batch", {"session_id": sid, "gates": [{"op": "NOT", "a": "AAAA"}]})
     await error_of(resp, 400, "INVALID_CIPHERTEXT")
+
+
+async def test_long_batch_refreshes_the_session_at_its_end(api, dev):
+    """A batch longer than the session's remaining idle time must not leave its results
+    undecryptable: the session is marked used again when the evaluation ends."""
+    sid = (await dev.session())["session_id"]
+    ct = (await dev.encrypt(sid, [True]))[0]
+    gates = [{"op": "NOT", "a": ct}] + [{"op": "AND", "a": f"${i}", "b": ct} for i in range(24)]
+    start = (await db_row(api, sid))["last_used_at"]
+    resp = await dev.post("/tfhe/batch", {"session_id": sid, "gates": gates})
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    end = (await db_row(api, sid))["last_used_at"]
+    # refreshed after the evaluation, not only when the request arrived
+    assert (end - start).total_seconds() * 1000 >= body["compute_time_ms"] * 0.5

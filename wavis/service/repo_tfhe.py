@@ -18,6 +18,13 @@ async def insert_session(conn: asyncpg.Connection, *, session_id: str, account_i
     )
 
 
+async def refresh_session(conn: asyncpg.Connection, account_id: str, session_id: str) -> None:
+    """Mark a session used now, at the end of a long evaluation (its start already checked it
+    was live, so a batch longer than the idle time cannot leave its results undecryptable)."""
+    await conn.execute("UPDATE tfhe_sessions SET last_used_at = now() WHERE id = $1 AND account_id = $2",
+                       session_id, account_id)
+
+
 async def touch_session(conn: asyncpg.Connection, account_id: str, session_id: str,
                         idle_s: float) -> asyncpg.Record | None:
     """The live session (idle less than ``idle_s``), with ``last_used_at`` set to now."""

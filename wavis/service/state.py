@@ -30,6 +30,7 @@ def _rkey(name: str, t: type):
 
 
 REQUEST_ID = _rkey("wavis.request_id", str)
+TFHE_SESSION_IN_USE = _rkey("wavis.tfhe_session", str)  # refreshed again after a long evaluation
 PRINCIPAL = _rkey("wavis.principal", object)
 RESPONSE_HEADERS = _rkey("wavis.response_headers", object)  # headers wanted on the final response, errors included
 BODY_LIMIT = _rkey("wavis.body_limit", int)

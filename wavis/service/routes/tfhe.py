@@ -7,6 +7,8 @@ before the body), and refunds it when the evaluation fails."""
 
 from __future__ import annotations
 
+import logging
+
 from datetime import timedelta
 
 import asyncpg
@@ -25,11 +27,12 @@ from ..schemas_tfhe import (
     TfheSessionRequest, TfheSessionResponse,
 )
 from ..sealing import SealError
-from ..state import ENGINE, REDIS, SETTINGS
+from ..state import ENGINE, REDIS, SETTINGS, TFHE_SESSION_IN_USE
 from ..tfhe_store import TFHE_STORE, SessionKeys
 from .util import db, json_response, upstream_timeout
 
 routes = web.RouteTableDef()
+log = logging.getLogger("wavis.service")
 
 MiB = 1024 * 1024
 EVAL_KEY_BODY_LIMIT = 40 * MiB
@@ -122,6 +125,7 @@ async def live_session(request: web.Request, session_id: str) -> tuple[asyncpg.R
     if row is None:
         raise not_found("TFHE session", session_id=session_id,
                         reason="unknown, deleted, or expired after 1 h without use")
+    request[TFHE_SESSION_IN_USE] = session_id
     engine = request.app[ENGINE]
 
     async def load() -> SessionKeys:
@@ -237,7 +241,7 @@ async def _run_counted(request: web.Request, fcu: int, fn, *args):
         await _release(request)
         raise
     try:
-        return await request.app[ENGINE].submit(fn, *args)
+        out = await request.app[ENGINE].submit(fn, *args)
     except BaseException:
         await _release(request)
         if window is not None:
@@ -247,6 +251,14 @@ async def _run_counted(request: web.Request, fcu: int, fn, *args):
             except Exception:  # noqa: BLE001 - never turn the answer into another error over a refund
                 pass
         raise
+    session_id = request.get(TFHE_SESSION_IN_USE)
+    if session_id is not None:
+        try:
+            async with db(request) as conn:
+                await repo_tfhe.refresh_session(conn, principal(request).account_id, session_id)
+        except Exception:  # noqa: BLE001 - best effort: the result is already computed
+            log.warning("could not refresh TFHE session %s after evaluation", session_id)
+    return out
 
 
 @routes.post("/tfhe/gate")
