@@ -361,3 +361,23 @@ async def test_full_redis_answers_507_and_loses_nothing(make_client, service_set
         await r.aclose()
     resp = await client.get(f"/api/v1/ciphertexts/{first_id}", headers=h)
     assert resp.status == 404
+
+
+async def test_an_evicting_redis_is_warned_about(own_redis, caplog):
+    import redis.asyncio as aioredis
+
+    from wavis.service.app import warn_if_redis_evicts
+
+    url, _, _ = own_redis
+    r = aioredis.from_url(url)
+    try:
+        await r.config_set("maxmemory-policy", "allkeys-lru")
+        with caplog.at_level(logging.WARNING, logger="wavis.service"):
+            assert await warn_if_redis_evicts(r) == "allkeys-lru"
+        assert any("noeviction" in rec.getMessage() for rec in caplog.records)
+        await r.config_set("maxmemory-policy", "noeviction")
+        caplog.clear()
+        assert await warn_if_redis_evicts(r) == "noeviction"
+        assert not any("noeviction" in rec.getMessage() for rec in caplog.records)
+    finally:
+        await r.aclose()

@@ -48,6 +48,21 @@ async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
 
 
+async def warn_if_redis_evicts(client) -> str | None:
+    """Log a warning when Redis may evict keys on its own (any policy but noeviction): it would
+    silently drop ciphertexts of other tenants, idempotency records and rate-limit counters.
+    Returns the policy (None where CONFIG is not allowed, as on some managed services)."""
+    try:
+        policy = (await client.config_get("maxmemory-policy")).get("maxmemory-policy")
+    except Exception:  # noqa: BLE001 - CONFIG may be disabled; nothing to check then
+        return None
+    policy = policy.decode() if isinstance(policy, bytes) else policy
+    if policy and policy != "noeviction":
+        log.warning("Redis maxmemory-policy is %r: set it to noeviction (Redis must not evict keys; the "
+                    "service's per-account store evicts and reports ciphertexts)", policy)
+    return policy
+
+
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
     client = aioredis.from_url(
@@ -57,6 +72,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         try:
             await client.ping()
+            await warn_if_redis_evicts(client)
         except Exception as exc:  # noqa: BLE001 - start anyway; /health and /readyz report it
             log.warning("Redis is not reachable at start-up (%s); requests that need it answer 502", type(exc).__name__)
         app[REDIS] = client
