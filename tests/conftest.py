@@ -167,3 +167,23 @@ def ckks_pair_factory():
 
     return make
 
+
+
+# --- helpers shared by the service tests ---------------------------------------------------------
+
+def bearer(key: str, ip: str | None = None) -> dict[str, str]:
+    """Authorization header for an API key (and X-Forwarded-For when ``ip`` is given)."""
+    h = {"Authorization": f"Bearer {key}"}
+    if ip:
+        h["X-Forwarded-For"] = ip
+    return h
+
+
+async def error_of(resp, status: int, code: str) -> dict:
+    """Assert an API error of ``status``/``code`` in the contract's shape; returns its body."""
+    assert resp.status == status, await resp.text()
+    body = await resp.json()
+    assert body["error"]["code"] == code, body
+    assert "Traceback" not in body["error"]["message"]
+    assert body["error"]["request_id"] == resp.headers["X-Request-ID"]
+    return body["error"]

@@ -11,15 +11,11 @@ import pytest
 
 from wavis.service.state import DB
 
-from conftest import TEST_PEPPER
+from conftest import TEST_PEPPER, bearer
 
 pytestmark = pytest.mark.service
 
 KEY_RE = re.compile(r"^wvs_(live|test|dev|trial)_[0-9a-f]{32}$")
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 async def assert_401(resp):

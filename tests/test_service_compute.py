@@ -9,19 +9,9 @@ import numpy as np
 import pytest
 
 from wavis import serialize
+from conftest import bearer, error_of
 
 pytestmark = pytest.mark.service
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-async def error_of(resp, status: int, code: str) -> dict:
-    assert resp.status == status, await resp.text()
-    body = await resp.json()
-    assert body["error"]["code"] == code, body
-    return body["error"]
 
 
 class Session:

@@ -11,6 +11,7 @@ import pytest
 from wavis import serialize
 from wavis.ckks import Encryptor, Evaluator
 from wavis.ckks.linalg import matmul_galois_steps
+from conftest import bearer, error_of
 
 pytestmark = pytest.mark.service
 
@@ -18,18 +19,6 @@ N = 2048
 SLOTS = N // 2
 DEPTH = 4
 TOL = 1e-4
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-async def error_of(resp, status: int, code: str) -> dict:
-    assert resp.status == status, await resp.text()
-    body = await resp.json()
-    assert body["error"]["code"] == code, body
-    assert "Traceback" not in body["error"]["message"]
-    return body["error"]
 
 
 @pytest.fixture(scope="session")

@@ -9,15 +9,12 @@ import pytest
 from wavis import serialize
 from wavis.ckks import EvaluationKeys, KeyGenerator
 from wavis.client import KeyPair
+from conftest import bearer
 
 pytestmark = pytest.mark.service
 
 N = 1024
 SLOTS = N // 2
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture(scope="module")

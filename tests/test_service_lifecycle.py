@@ -14,15 +14,11 @@ from wavis.service import ratelimit
 from wavis.service.sealing import Sealer
 from wavis.service.state import DB, REDIS, SETTINGS
 
-from conftest import add_account_helper
+from conftest import add_account_helper, bearer
 
 pytestmark = pytest.mark.service
 
 PARAMS = {"poly_degree": 2048, "scale_bits": 40, "max_depth": 1, "security_level": "testing"}
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 async def generate(api, key: str) -> dict:

@@ -7,22 +7,11 @@ import asyncio
 import json
 
 import pytest
+from conftest import bearer, error_of
 
 pytestmark = pytest.mark.service
 
 MiB = 1024 * 1024
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-async def error_of(resp, status: int, code: str) -> dict:
-    assert resp.status == status, await resp.text()
-    body = await resp.json()
-    assert body["error"]["code"] == code
-    assert body["error"]["request_id"] == resp.headers["X-Request-ID"]
-    return body["error"]
 
 
 @pytest.mark.parametrize("path", ["/api/v1/ciphertexts", "/api/v1/keys/upload", "/api/v1/compute/add"])

@@ -24,13 +24,9 @@ from wavis.service.logs import JsonFormatter, RedactingFilter
 from wavis.service.middleware import RequestIdLogFilter
 from wavis.service.state import REDIS, SETTINGS
 
-from conftest import TEST_PEPPER, TEST_REDIS_URL, add_account_helper
+from conftest import TEST_PEPPER, TEST_REDIS_URL, add_account_helper, bearer
 
 pytestmark = pytest.mark.service
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def free_port() -> int:

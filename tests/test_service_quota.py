@@ -13,16 +13,9 @@ from wavis.service import ratelimit
 from wavis.service.access import Access, access, fcu
 from wavis.service.state import DB
 
-from conftest import add_account_helper
+from conftest import add_account_helper, bearer
 
 pytestmark = pytest.mark.service
-
-
-def bearer(key: str, ip: str | None = None) -> dict[str, str]:
-    h = {"Authorization": f"Bearer {key}"}
-    if ip:
-        h["X-Forwarded-For"] = ip
-    return h
 
 
 SMALL = dict(ratelimit.PLANS)

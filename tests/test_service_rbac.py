@@ -13,18 +13,11 @@ from wavis.service import repo
 from wavis.service.access import Access, Role
 from wavis.service.state import DB, REDIS, SETTINGS
 
-from conftest import add_account_helper
+from conftest import add_account_helper, bearer
 
 pytestmark = pytest.mark.service
 
 ROLES = ("viewer", "developer", "account_admin", "trial")
-
-
-def bearer(key: str, ip: str | None = None) -> dict[str, str]:
-    h = {"Authorization": f"Bearer {key}"}
-    if ip:
-        h["X-Forwarded-For"] = ip
-    return h
 
 
 def ts(text: str) -> datetime:

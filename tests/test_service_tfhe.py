@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from wavis import tfhe
+from conftest import bearer, error_of
 
 pytestmark = pytest.mark.service
 
@@ -20,18 +21,6 @@ TRUTH = {
     "NAND": lambda a, b: not (a and b), "AND": lambda a, b: a and b, "OR": lambda a, b: a or b,
     "XOR": lambda a, b: a != b, "NOR": lambda a, b: not (a or b), "XNOR": lambda a, b: a == b,
 }
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-async def error_of(resp, status: int, code: str) -> dict:
-    assert resp.status == status, await resp.text()
-    body = await resp.json()
-    assert body["error"]["code"] == code, body
-    assert "Traceback" not in body["error"]["message"]
-    return body["error"]
 
 
 @pytest.fixture(scope="session")
