@@ -6,7 +6,7 @@ Measures, with all data resident on the device:
   * CKKS multiply + relinearize + rescale at N = 2^16 with ~30 limbs;
   * CKKS rotation (same parameters);
   * 256 x 256 plaintext matrix x encrypted vector (BSGS, hoisted);
-  * TFHE gates per second (standard_128, batches of gates).
+  * TFHE: one gate's latency and gates per second in batches (standard_128 and fast_128).
 Each figure is reported with its target and as a ratio to the bound "compulsory bytes moved /
 measured copy bandwidth" (ratio 1.0 = at the memory-bandwidth limit; the bytes are listed).
 
@@ -276,18 +276,18 @@ def main() -> int:
     cp.get_default_memory_pool().free_all_blocks()
 
     # -- TFHE ------------------------------------------------------------------------------------------
-    def tfhe_bench():
+    def tfhe_bench(preset: str, sizes: list[int]):
         from wavis import tfhe
         from wavis.backend.cuda_tfhe import CudaTfhe
 
-        ck_, sk = tfhe.keygen("standard_128" if not args.emulate else "testing", seed=b"g" * 32)
+        ck_, sk = tfhe.keygen(preset if not args.emulate else "testing", seed=b"g" * 32)
         t = time.perf_counter()
         eng = CudaTfhe(dev, sk.params, sk)
         sync()
-        B.info["tfhe_key_upload_s"] = round(time.perf_counter() - t, 2)
-        B.info["tfhe_key_bytes"] = eng.memory_bytes
+        B.info[f"tfhe_key_upload_s[{preset}]"] = round(time.perf_counter() - t, 2)
+        B.info[f"tfhe_key_bytes[{preset}]"] = eng.memory_bytes
         p = sk.params
-        for m in ([256, 1024, 4096] if not args.quick else [64]):
+        for m in sizes:
             if B.left() < 15:
                 break
             rng = np.random.default_rng(m)
@@ -297,17 +297,28 @@ def main() -> int:
             out = eng.evaluate_device(ops, A, Bc, A)
             got = ck_.decrypt(tfhe.LweCiphertext(p, sk.key_id, cp.asnumpy(out)))
             ok = bool(np.array_equal(got, ~(x & y)))
-            tt = timeit(lambda: eng.evaluate_device(ops, A, Bc, A), sync, 3, warm=1)
+            tt = timeit(lambda: eng.evaluate_device(ops, A, Bc, A), sync, 5 if m <= 1024 else 3, warm=1)
             lwe = (p.n + 1) * 4
             bound = eng.memory_bytes + m * 3 * lwe  # keys read once per batch + operands/results
-            B.record(f"tfhe_gates_per_s@{m}", m / tt, bound_bytes=bound, unit="gates/s", batch=m, correct=ok)
-        best = max((r for k, r in B.results.items() if k.startswith("tfhe_gates_per_s@")),
+            if m == 1:
+                B.record(f"tfhe_gate_latency_ms[{preset}]", tt * 1e3, bound_bytes=bound, unit="ms", correct=ok)
+            else:
+                B.record(f"tfhe_gates_per_s@{m}[{preset}]", m / tt, bound_bytes=bound, unit="gates/s", batch=m,
+                         correct=ok)
+        del eng
+        cp.get_default_memory_pool().free_all_blocks()
+
+    def tfhe_all():
+        sizes = [1, 256, 4096, 16384] if not args.quick else [1, 64]
+        tfhe_bench("standard_128", sizes)
+        tfhe_bench("fast_128", sizes)
+        best = max((r for k, r in B.results.items() if k.startswith("tfhe_gates_per_s@") and k.endswith("[standard_128]")),
                    key=lambda r: r["value"], default=None)
         if best is not None:
             B.record("tfhe_gates_per_s", best["value"], bound_bytes=best.get("bytes_moved_bound"),
-                     batch=best.get("batch"), correct=best.get("correct"))
+                     batch=best.get("batch"), correct=best.get("correct"), preset="standard_128")
 
-    B.step("tfhe_gates", tfhe_bench, min_left=30)
+    B.step("tfhe_gates", tfhe_all, min_left=30)
     B.write()
     return 0 if not B.errors else 1
 

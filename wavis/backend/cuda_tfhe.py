@@ -85,6 +85,7 @@ class CudaTfhe:
         self._ninv, self._ninvp = int(t_cpu["n_inv"]), int(t_cpu["n_inv_shoup"])
         self._wl = int(r.to_numpy(r._wl)[0])
         self._wlp = int(r.to_numpy(r._wlp)[0])
+        self.block_threads: int | None = None  # threads per bootstrap block (None: min(512, N/2))
 
     @property
     def memory_bytes(self) -> int:
@@ -104,7 +105,8 @@ class CudaTfhe:
                 np.uint64(self._rlo), np.uint64(self._ninv), np.uint64(self._ninvp), np.uint64(self._wl),
                 np.uint64(self._wlp), np.int32(n), np.int32(k), np.int32(self.logN), np.int32(self.bg),
                 np.int32(self.l), np.uint32(MU))
-        self._dev.kernel("tfhe", "tfhe_blind_rotate")(J, max(1, min(512, N // 2)), args, shared)
+        block = self.block_threads or max(1, min(512, N // 2))
+        self._dev.kernel("tfhe", "tfhe_blind_rotate")(J, int(block), args, shared)
         return big
 
     def key_switch(self, big, src_rows, dst_rows, out) -> None:
