@@ -132,6 +132,33 @@ extern "C" __global__ void moddown_final(const u64* __restrict__ a, const u64* c
   }
 }
 
+// ModDown in the NTT domain (CudaRingContext.mod_down_ntt), the step between the fast
+// conversion and the forward NTT: conv[i] = conv[i] - h_i - u·(P mod q_i) mod q_i, with
+// h_i = ((P-1)/2) mod q_i and, for k > 1 special primes, the conversion overshoot
+// u = clamp(floor(sum_j y_j · (1/p_j)), 0, k) (y: the k scaled rows of bconv_scale). The double
+// products and sums are rounded one at a time in order j (never fused into an FMA), exactly as
+// the CPU oracle (wavis/ckks/keyswitch.py: mod_down_ntt), so u matches it bit for bit.
+extern "C" __global__ void moddown_sub(const u64* __restrict__ y, u64* conv, const int* __restrict__ q_prime, int l,
+                                       int k, int logN, const u64* __restrict__ mods,
+                                       const double* __restrict__ pinv_f, const u64* __restrict__ h,
+                                       const u64* __restrict__ pmod) {
+  const u64 total = (u64)l << logN;
+  const u64 mask = (1ull << logN) - 1;
+  GRID_LOOP(i, total) {
+    const u64 r = i >> logN, n = i & mask;
+    const u64 q = mods[q_prime[r]];
+    u64 v = sub_mod(conv[i], h[r], q);
+    if (k > 1) {
+      double s = 0.0;
+      for (int j = 0; j < k; ++j) s = __dadd_rn(s, __dmul_rn(__ull2double_rn(y[((u64)j << logN) | n]), pinv_f[j]));
+      const double f = floor(s);
+      const int u = f < 0.0 ? 0 : (f > (double)k ? k : (int)f);
+      for (int t = 0; t < u; ++t) v = sub_mod(v, pmod[r], q);
+    }
+    conv[i] = v;
+  }
+}
+
 // ------------------------------------------------------------------------------ rescale ----
 // x: the last limb in the coefficient domain (mod q_l). d[i] = ((x + half mod q_l) mod q_i) - (half mod q_i).
 extern "C" __global__ void rescale_expand(const u64* __restrict__ x, u64* d, const int* __restrict__ q_prime,

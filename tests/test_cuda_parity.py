@@ -190,6 +190,39 @@ def test_mod_down_bit_exact(dev, logN, l, k, seed):
 
 
 @HYP
+@given(logN=sizes, l=st.integers(1, 5), k=st.integers(1, 4), batch=st.sampled_from([None, 2]),
+       bits=bit_sizes, seed=st.integers(0, 2**32 - 1))
+def test_mod_down_ntt_bit_exact(dev, logN, l, k, batch, bits, seed):
+    """The device ModDown in the NTT domain (one k > 1 overshoot estimate per coefficient)
+    equals the CPU oracle's, for single polynomials and (2, rows, N) batches."""
+    from wavis.ckks import keyswitch as ks
+
+    c, g, mods = contexts(dev, logN, bits, 9)
+    rng = np.random.default_rng(seed)
+    perm = [int(i) for i in rng.permutation(9)]
+    iq, ip = perm[:l], perm[l:l + k]
+    N = 1 << logN
+    rows = [random_rows(rng, mods, iq + ip, N) for _ in range(batch or 1)]
+    a = np.stack(rows) if batch else rows[0]
+    want = ks.mod_down_ntt(c, a, iq, ip)
+    assert np.array_equal(host(g, g.mod_down_ntt(g.asarray(a), iq, ip)), want)
+
+
+def test_mod_down_ntt_overshoot_boundaries(dev):
+    """Inputs whose conversion overshoot u hits 0 and its maximum k (all residues p_j − 1 or 0)
+    are reduced exactly as on the CPU."""
+    from wavis.ckks import keyswitch as ks
+
+    c, g, mods = contexts(dev, 10, 61, 8)
+    iq, ip = [0, 1, 2], [3, 4, 5, 6, 7]
+    for fill in ("max", "zero", "half"):
+        a = np.zeros((len(iq + ip), 1 << 10), dtype=np.uint64)
+        for r, i in enumerate(iq + ip):
+            a[r] = {"max": mods[i] - 1, "zero": 0, "half": mods[i] // 2}[fill]
+        assert np.array_equal(host(g, g.mod_down_ntt(g.asarray(a), iq, ip)), ks.mod_down_ntt(c, a, iq, ip)), fill
+
+
+@HYP
 @given(logN=sizes, limbs=st.integers(2, 6), bits=bit_sizes, seed=st.integers(0, 2**32 - 1))
 def test_rescale_bit_exact(dev, logN, limbs, bits, seed):
     c, g, mods = contexts(dev, logN, bits, 6)
@@ -314,6 +347,25 @@ def test_ckks_multiply_rotate_bit_exact(dev, ckks_cpu, resident):
         assert np.array_equal(np.asarray(rg_h.data), rc.data)  # integer ops are bit-exact
         got = enc.decode(dec.decrypt(rg_h)).real
         assert np.max(np.abs(got - want)) < 1e-5
+
+
+def test_ckks_multiply_rotate_stay_on_device(dev, ckks_cpu, monkeypatch):
+    """multiply (relinearize + rescale) and rotate on resident data never copy to the host
+    (the ModDown overshoot estimate runs on the device)."""
+    from wavis.backend.cuda import to_device
+
+    params, kg, evk, enc, encr, dec = ckks_cpu
+    _, gev = _ev_pair(dev, ckks_cpu, True)
+    x = np.random.default_rng(3).uniform(-1, 1, params.slot_count)
+    gx = to_device(encr.encrypt(enc.encode(x)), gev.ctx)
+    gev.multiply(gx, gx), gev.rotate(gx, 1)  # warm the per-context table caches
+    calls = []
+    ctx = gev.ctx
+    monkeypatch.setattr(type(ctx), "to_numpy", lambda self, a: calls.append("ctx.to_numpy") or np.asarray(a))
+    monkeypatch.setattr(type(ctx._dev), "to_numpy", lambda self, a: calls.append("dev.to_numpy") or np.asarray(a))
+    gev.multiply(gx, gx)
+    gev.rotate(gx, 1)
+    assert calls == []
 
 
 def test_ckks_hoisted_and_matmul(dev, ckks_cpu):

@@ -569,6 +569,71 @@ class CudaRingContext:
                                          (a[:l], d, d, self._primes(iq), np.int32(l), logN, self._mods, inv, invp))
         return d
 
+    def mod_down_ntt(self, a, idx_q, idx_p):
+        """Rounded ModDown in the NTT domain, entirely on the device: ``a`` (lq+lp, N) or
+        (batch, lq+lp, N) over ``idx_q + idx_p`` → round(a / P) over ``idx_q``, P = ∏ idx_p.
+
+        Bit-identical to the CPU oracle (:func:`wavis.ckks.keyswitch.mod_down_ntt`, including its
+        floating-point estimate of the conversion overshoot, evaluated here by ``moddown_sub``):
+        INTT of the P rows, rounding offset, fast basis conversion, overshoot and offset removal,
+        NTT, then (a − conv)·P^-1. Hybrid key switching, Han–Ki, CT-RSA 2020 §3; with
+        ``idx_p = [q_l] + P`` it is the fused ModDown + rescale of Kim et al. 2021 §3.2.
+
+        Raises:
+            ShapeError: bad indices (empty, repeated or overlapping) or a wrong shape/dtype.
+        """
+        iq = _norm_idx(idx_q, len(self.moduli), "idx_q")
+        ip = _norm_idx(idx_p, len(self.moduli), "idx_p")
+        if not iq or not ip:
+            raise ShapeError("idx_q and idx_p must not be empty")
+        if len(set(iq + ip)) != len(iq) + len(ip):
+            raise ShapeError("idx_q and idx_p must be distinct primes")
+        lq, lp = len(iq), len(ip)
+        a = self._in(a, "a", lq + lp)
+        N, logN, xp = self.N, np.int32(self.logN), self.xp
+        three = a.ndim == 3
+        a3 = a if three else a.reshape(1, lq + lp, N)
+
+        def make():
+            P = 1
+            for i in ip:
+                P *= self.moduli[i]
+            h, pm, inv, invp = [], [], [], []
+            for i in iq:
+                q = self.moduli[i]
+                h.append(((P - 1) // 2) % q)
+                pm.append(P % q)
+                v = pow(P % q, -1, q)
+                inv.append(v)
+                invp.append(_shoup(v, q))
+            pinv_f = np.array([1.0 / self.moduli[i] for i in ip], dtype=np.float64)
+            return (xp.asarray(_u64(h)), xp.asarray(_u64(pm)), xp.asarray(_u64(inv)), xp.asarray(_u64(invp)),
+                    xp.asarray(pinv_f))
+
+        h, pm, inv, invp, pinv_f = self._cached(("moddown_ntt", iq, ip), make)
+        w, wp, c, pin, pout = self._bconv_tables(ip, iq)
+        out = xp.empty((a3.shape[0], lq, N), dtype=_U64)
+        for b in range(a3.shape[0]):
+            x = xp.ascontiguousarray(a3[b, lq:]).copy()
+            self._ntt_rows(x, ip, True)
+            xo = xp.empty((lp, N), dtype=_U64)
+            self._k("rns", "moddown_offset")(self._grid(x.size), _EW_BLOCK, (x, xo, pin, np.int32(lp), logN, self._mods))
+            y = x  # reused: y_j = (x_j + (p_j - 1)/2)·(P/p_j)^-1 mod p_j
+            self._k("rns", "bconv_scale")(self._grid(y.size), _EW_BLOCK,
+                                           (xo, y, pin, np.int32(lp), np.uint64(y.size), logN, self._mods, w, wp))
+            conv = out[b]
+            self._k("rns", "bconv_accum")(self._grid(conv.size), _EW_BLOCK,
+                                           (y, conv, pout, np.int32(lp), np.int32(lq), logN, self._mods, self._rhi,
+                                            self._rlo, c))
+            self._k("rns", "moddown_sub")(self._grid(conv.size), _EW_BLOCK,
+                                           (y, conv, pout, np.int32(lq), np.int32(lp), logN, self._mods, pinv_f, h,
+                                            pm))
+            self._ntt_rows(conv, iq, False)
+            head = xp.ascontiguousarray(a3[b, :lq])
+            self._k("rns", "rescale_final")(self._grid(conv.size), _EW_BLOCK,
+                                             (head, conv, conv, pout, np.int32(lq), logN, self._mods, inv, invp))
+        return out if three else out[0]
+
     def crt_compose(self, a, idx) -> np.ndarray:
         """Exact centred CRT → float64 (N,), on the host (CPU oracle); decryption/decoding only."""
         return self._cpu.crt_compose(self.to_numpy(a), list(_norm_idx(idx, len(self.moduli))))

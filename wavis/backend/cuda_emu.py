@@ -36,6 +36,7 @@ from .cuda import KERNEL_FILES, CudaRingContext, kernel_dir
 __all__ = ["EmulatedDevice", "EmulatedBackend", "compiler_available"]
 
 _SHIM = r"""
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 struct wavis_dim3 { unsigned x, y, z; };
@@ -57,6 +58,10 @@ static inline unsigned int __umulhi(unsigned int a, unsigned int b) {
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline int max(int a, int b) { return a > b ? a : b; }
 static inline double __ll2double_rn(long long x) { return (double)x; }
+static inline double __ull2double_rn(unsigned long long x) { return (double)x; }
+static inline double __dmul_rn(double a, double b) { volatile double r = a * b; return r; }
+static inline double __dadd_rn(double a, double b) { volatile double r = a + b; return r; }
+using std::floor;
 unsigned long long sm[1 << 17];
 extern "C" void wavis_emu_set(unsigned bx, unsigned gx) {
   blockIdx.x = bx; gridDim.x = gx; threadIdx.x = 0; blockDim.x = 1;
@@ -88,7 +93,7 @@ def _library() -> ctypes.CDLL:
         cpp.write_text(src)
         tmp = so.with_suffix(f".{os.getpid()}.tmp")
         cxx = os.environ.get("CXX", "g++")
-        cmd = [cxx, "-std=c++17", "-O2", "-shared", "-fPIC", "-w", "-x", "c++", str(cpp), "-I", str(d), "-o", str(tmp)]
+        cmd = [cxx, "-std=c++17", "-O2", "-ffp-contract=off", "-shared", "-fPIC", "-w", "-x", "c++", str(cpp), "-I", str(d), "-o", str(tmp)]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise BackendError(f"emulated kernel build failed:\n{r.stderr[-4000:]}", backend="cuda-emu")
