@@ -168,7 +168,7 @@ def adder(width: int, pairs: int) -> tuple[list[dict], list[list[int]], list[str
     return gates, sums, []
 
 
-async def test_blind_session_adder_through_batch(api, dev, client_keys, server_key_b64):
+async def test_blind_session_32bit_adder_through_batch(api, dev, client_keys, server_key_b64):
     from conftest import TEST_REDIS_PREFIX
     from wavis.service.state import REDIS
 
@@ -177,7 +177,7 @@ async def test_blind_session_adder_through_batch(api, dev, client_keys, server_k
     assert s["is_blind"] is True and s["preset"] == PRESET and s["n"] == ck.params.n and s["big_n"] == 1024
     sid = s["session_id"]
 
-    width, pairs = 16, 2
+    width, pairs = 32, 2  # two 32-bit additions against plain integers (issue 4)
     rng = np.random.default_rng(7)
     xs = [int(v) for v in rng.integers(0, 2**width, pairs)]
     ys = [int(v) for v in rng.integers(0, 2**width, pairs)]
