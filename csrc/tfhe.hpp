@@ -299,6 +299,7 @@ class ServerKeyCore {
   avec<double> bsk;            // [n][rows][k+1][2][M]
   std::vector<uint32_t> ksk;   // [kN][t][n+1]
   static constexpr int kGroup = 16;  // ciphertexts processed in lockstep per thread
+  int pf_per_ = 0;                   // AVX2: lines prefetched per kernel loop step (0: slices)
 
   ServerKeyCore(const Params& p, const uint8_t* mask_seed, const uint32_t* bsk_bodies,
                 const uint32_t* ksk_bodies)
@@ -308,6 +309,18 @@ class ServerKeyCore {
     rows = (k + 1) * l;
     lwe_size = n + 1;
     big_size = KN + 1;
+    // |external product coefficient| <= rows * N * B/2 * 2^31 (digits times int32 key words)
+    fft.set_output_bound_log2(std::log2((double)rows * N) + (P.bg - 1) + 31);
+#if defined(WAVIS_TFHE_AVX2)
+    {
+      // prefetch steps per CMUX (see cmux_rotate) and lines per step to cover one GGSW
+      const int fs = fft.prefetch_steps();
+      const bool kernels = fs > 0 && M % 8 == 0 && P.bg <= 30 && (k == 1 || k == 2);
+      const long steps = (long)(k + 1) * (M / 8) + (long)(rows + k + 1) * fs + M / 4;
+      const long lines = (long)rows * (k + 1) * 2 * M * 8 / 64;
+      pf_per_ = kernels ? (int)((lines + steps - 1) / steps) : 0;
+    }
+#endif
     StreamPrng mrng(mask_seed);
     const size_t ggsw_doubles = (size_t)rows * (k + 1) * 2 * M;
     bsk.assign((size_t)n * ggsw_doubles, 0.0);
@@ -367,7 +380,7 @@ class ServerKeyCore {
 
   // Balanced gadget decomposition of the k+1 polynomials in w.diff, folded and twisted for
   // the FFT: row r = c*l + p gets c_j = (d_j + i d_{j+N/2}) zeta^j in w.fre/w.fim.
-  void decompose_twist(Work& w) const {
+  void decompose_twist(Work& w, StreamPrefetch* pf = nullptr) const {
     const int k = P.k, N = P.N, l = P.l;
     const Decomposer dec(P.bg, P.l);
     const double* __restrict tr = fft.twist_re();
@@ -419,6 +432,57 @@ class ServerKeyCore {
       }
       return;
     }
+#elif defined(WAVIS_TFHE_AVX2)
+    if (M % 8 == 0 && P.bg <= 30) {
+      // the AVX-512 code on 8 lanes: digits < 2^30, so signed compares do; carry masks are
+      // all-ones lanes (rest - mask = rest + 1)
+      const __m256i rb = _mm256_set1_epi32((int)dec.round_bit), msk = _mm256_set1_epi32((int)dec.mask);
+      const __m256i half = _mm256_set1_epi32((int)dec.half), B = _mm256_set1_epi32((int)(1u << dec.bg));
+      const __m256i one = _mm256_set1_epi32(1);
+      const __m128i sh = _mm_cvtsi32_si128(dec.shift), bgc = _mm_cvtsi32_si128(dec.bg);
+      for (int c = 0; c <= k; ++c) {
+        const uint32_t* v = w.diff.data() + (size_t)c * N;
+        for (int j = 0; j < M; j += 8) {
+          if (pf) pf->step();
+          __m256i X = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + j));
+          __m256i Y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + j + M));
+          if (dec.shift > 0) {
+            X = _mm256_srl_epi32(_mm256_add_epi32(X, rb), sh);
+            Y = _mm256_srl_epi32(_mm256_add_epi32(Y, rb), sh);
+          }
+          const __m256d t0r = _mm256_load_pd(tr + j), t1r = _mm256_load_pd(tr + j + 4);
+          const __m256d t0i = _mm256_load_pd(ti + j), t1i = _mm256_load_pd(ti + j + 4);
+          for (int p = l - 1; p >= 0; --p) {
+            __m256i dx, dy;
+            {
+              __m256i u = _mm256_and_si256(X, msk), rest = _mm256_srl_epi32(X, bgc);
+              __m256i cy = _mm256_or_si256(_mm256_cmpgt_epi32(u, half),
+                                           _mm256_and_si256(_mm256_cmpeq_epi32(u, half), _mm256_cmpeq_epi32(_mm256_and_si256(rest, one), one)));
+              dx = _mm256_sub_epi32(u, _mm256_and_si256(cy, B));
+              X = _mm256_sub_epi32(rest, cy);
+            }
+            {
+              __m256i u = _mm256_and_si256(Y, msk), rest = _mm256_srl_epi32(Y, bgc);
+              __m256i cy = _mm256_or_si256(_mm256_cmpgt_epi32(u, half),
+                                           _mm256_and_si256(_mm256_cmpeq_epi32(u, half), _mm256_cmpeq_epi32(_mm256_and_si256(rest, one), one)));
+              dy = _mm256_sub_epi32(u, _mm256_and_si256(cy, B));
+              Y = _mm256_sub_epi32(rest, cy);
+            }
+            double* fr = w.fre.data() + (size_t)(c * l + p) * M + j;
+            double* fi = w.fim.data() + (size_t)(c * l + p) * M + j;
+            __m256d xr = _mm256_cvtepi32_pd(_mm256_castsi256_si128(dx));
+            __m256d xi = _mm256_cvtepi32_pd(_mm256_castsi256_si128(dy));
+            _mm256_store_pd(fr, _mm256_fmsub_pd(xr, t0r, _mm256_mul_pd(xi, t0i)));
+            _mm256_store_pd(fi, _mm256_fmadd_pd(xr, t0i, _mm256_mul_pd(xi, t0r)));
+            xr = _mm256_cvtepi32_pd(_mm256_extracti128_si256(dx, 1));
+            xi = _mm256_cvtepi32_pd(_mm256_extracti128_si256(dy, 1));
+            _mm256_store_pd(fr + 4, _mm256_fmsub_pd(xr, t1r, _mm256_mul_pd(xi, t1i)));
+            _mm256_store_pd(fi + 4, _mm256_fmadd_pd(xr, t1i, _mm256_mul_pd(xi, t1r)));
+          }
+        }
+      }
+      return;
+    }
 #endif
     for (int c = 0; c <= k; ++c) {
       uint32_t* __restrict v = w.diff.data() + (size_t)c * N;  // rounded top bits, consumed in place
@@ -457,6 +521,26 @@ class ServerKeyCore {
   void cmux_rotate(uint32_t* acc, int a, const double* ggsw, Work& w, const double* next = nullptr) const {
     const int k = P.k, N = P.N;
     const size_t ggsw_bytes = (size_t)rows * (k + 1) * 2 * M * sizeof(double);
+#if defined(WAVIS_TFHE_AVX2)
+    if (pf_per_ > 0) {
+      // the next GGSW is prefetched a few lines per loop iteration of every kernel below
+      StreamPrefetch pf;
+      if (next) {
+        pf.p = reinterpret_cast<const char*>(next);
+        pf.e = pf.p + ggsw_bytes;
+        pf.per = pf_per_;
+      }
+      StreamPrefetch* q = next ? &pf : nullptr;
+      for (int c = 0; c <= k; ++c) poly_rotate_sub(acc + (size_t)c * N, w.diff.data() + (size_t)c * N, N, a);
+      decompose_twist(w, q);
+      for (int r = 0; r < rows; ++r) fft.forward_twisted(w.fre.data() + (size_t)r * M, w.fim.data() + (size_t)r * M, q);
+      mac(ggsw, w, q);
+      for (int oc = 0; oc <= k; ++oc)
+        fft.inverse_add_torus(w.are.data() + (size_t)oc * M, w.aim.data() + (size_t)oc * M, acc + (size_t)oc * N, q);
+      pf.finish();
+      return;
+    }
+#endif
     const int slices = rows + k + 2;
     const size_t slice = ((ggsw_bytes + slices - 1) / slices + 63) & ~(size_t)63;
     int sl = 0;
@@ -481,8 +565,12 @@ class ServerKeyCore {
     }
   }
 
-  void mac(const double* ggsw, Work& w) const {
+  void mac(const double* ggsw, Work& w, StreamPrefetch* pf = nullptr) const {
     const int k = P.k;
+#if defined(WAVIS_TFHE_AVX2)
+    if (k == 1) { mac_avx2<2>(ggsw, w, pf); return; }
+    if (k == 2) { mac_avx2<3>(ggsw, w, pf); return; }
+#endif
     // Fourier-domain multiply-accumulate over all rows, blocks of 8 points (two blocks at a
     // time with split accumulators, so the FMA chains stay short)
     const int nb = M / 8;
@@ -538,6 +626,43 @@ class ServerKeyCore {
       }
     }
   }
+
+#if defined(WAVIS_TFHE_AVX2)
+  // mac() on 4-lane half blocks with all KC = k+1 output components at once, so each input
+  // vector is loaded once (the AVX-512 loop reloads the inputs per component; with 16 ymm
+  // registers and a 32 KB L1 the loads were the limit). Same per-lane sums in the same order
+  // as the generic code: R + S and I + J with R, I, J accumulated by FMA over the rows.
+  template <int KC>
+  void mac_avx2(const double* ggsw, Work& w, StreamPrefetch* pf) const {
+    const int nb = M / 8;
+    const double* __restrict fre = w.fre.data();
+    const double* __restrict fim = w.fim.data();
+    for (int b = 0; b < nb; ++b) {
+      for (int h = 0; h < 2; ++h) {
+        if (pf) pf->step();
+        __m256d R[KC], S[KC], I[KC], J[KC];
+        for (int oc = 0; oc < KC; ++oc) R[oc] = S[oc] = I[oc] = J[oc] = _mm256_setzero_pd();
+        const double* kb = ggsw + bsk_offset(b, 0, 0) + 4 * h;
+        for (int r = 0; r < rows; ++r) {
+          const __m256d ar = _mm256_load_pd(fre + (size_t)r * M + 8 * b + 4 * h);
+          const __m256d ai = _mm256_load_pd(fim + (size_t)r * M + 8 * b + 4 * h);
+          for (int oc = 0; oc < KC; ++oc) {
+            const double* kk = kb + ((size_t)oc * rows + r) * 16;
+            const __m256d br = _mm256_load_pd(kk), bi = _mm256_load_pd(kk + 8);
+            R[oc] = _mm256_fmadd_pd(ar, br, R[oc]);
+            S[oc] = _mm256_fnmadd_pd(ai, bi, S[oc]);
+            I[oc] = _mm256_fmadd_pd(ar, bi, I[oc]);
+            J[oc] = _mm256_fmadd_pd(ai, br, J[oc]);
+          }
+        }
+        for (int oc = 0; oc < KC; ++oc) {
+          _mm256_store_pd(w.are.data() + (size_t)oc * M + 8 * b + 4 * h, _mm256_add_pd(R[oc], S[oc]));
+          _mm256_store_pd(w.aim.data() + (size_t)oc * M + 8 * b + 4 * h, _mm256_add_pd(I[oc], J[oc]));
+        }
+      }
+    }
+  }
+#endif
 
   inline int mod_switch(uint32_t x) const {
     const int log2n = __builtin_ctz((unsigned)(2 * P.N));

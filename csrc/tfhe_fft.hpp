@@ -23,8 +23,13 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
+#endif
+// AVX2 + FMA kernels for hosts without AVX-512 (e.g. AMD Zen 2/3): the same radix-8 plan and
+// Fourier order on 4-wide vectors. Dispatch is at compile time (-march=native), like AVX-512.
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+#define WAVIS_TFHE_AVX2 1
 #endif
 
 namespace wavis {
@@ -77,6 +82,22 @@ static inline uint32_t f64_to_torus32(double x) {
   std::memcpy(&bits, &y, 8);
   return (uint32_t)bits;
 }
+// Software prefetch of a byte range (the next GGSW) spread over the compute loops: each step()
+// asks for `per` cache lines (into L2) until the range is covered. A burst of hundreds of
+// prefetches fills the load queue and stalls like a plain load would; one or two lines per
+// loop iteration keep the memory stream going under the arithmetic.
+struct StreamPrefetch {
+  const char* p = nullptr;
+  const char* e = nullptr;
+  int per = 2;
+  inline void step() {
+    for (int i = 0; i < per && p < e; ++i, p += 64) __builtin_prefetch(p, 0, 2);
+  }
+  inline void finish() {
+    for (; p < e; p += 64) __builtin_prefetch(p, 0, 2);
+  }
+};
+
 class NegacyclicFFT {
  public:
   int N = 0, M = 0;
@@ -95,7 +116,7 @@ class NegacyclicFFT {
       itw_re_[j] = std::cos(ang) / M;
       itw_im_[j] = -std::sin(ang) / M;
     }
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(WAVIS_TFHE_AVX2)
     // radix-8 plan when M = 8^a, a >= 2 (M = 512 for N = 1024): passes L = M, M/8, ..., 64
     // (8-point DFTs across vectors, then twiddles w_L^{jt}), and a last pass of 8-point DFTs
     // on 8x8 transposed blocks. Output order: base-8 digit reversal, with the last digit pair
@@ -146,15 +167,48 @@ class NegacyclicFFT {
   }
   // Forward transform of an already folded and twisted input (c_j above, split re/im): the
   // external product computes the fold/twist itself, fused with the gadget decomposition.
-  void forward_twisted(double* __restrict re, double* __restrict im) const { dif(re, im); }
+  void forward_twisted(double* __restrict re, double* __restrict im, StreamPrefetch* pf = nullptr) const {
+#if defined(WAVIS_TFHE_AVX2)
+    if (r8_) {
+      dif_radix8_avx2(re, im, pf);
+      return;
+    }
+#endif
+    dif(re, im);
+  }
+  // prefetch steps one forward_twisted / inverse_add_torus takes (0: the call ignores pf)
+  int prefetch_steps() const {
+#if defined(WAVIS_TFHE_AVX2)
+    if (r8_) {
+      int passes = 0;
+      for (int L = M; L >= 64; L /= 8) ++passes;
+      return (passes + 1) * (M / 32);
+    }
+#endif
+    return 0;
+  }
   const double* twist_re() const { return tw_re_.data(); }
   const double* twist_im() const { return tw_im_.data(); }
 
+  // Outputs of inverse_add_torus are known to stay below 2^bound_log2 in absolute value (the
+  // caller's bound on the exact product, e.g. rows * N * B/2 * 2^31 for the external
+  // product): below 2^50 the AVX2 path rounds with one magic-number add, otherwise it first
+  // reduces mod 2^32 as f64_to_torus32 does. Either way the result equals f64_to_torus32.
+  void set_output_bound_log2(double bound_log2) { out_small_ = bound_log2 <= 50.0; }
+
   // Inverse transform; re/im are destroyed; out[j] += round(result_j) mod 2^32.
-  void inverse_add_torus(double* __restrict re, double* __restrict im, uint32_t* __restrict out) const {
+  void inverse_add_torus(double* __restrict re, double* __restrict im, uint32_t* __restrict out,
+                         StreamPrefetch* pf = nullptr) const {
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
     if (r8_) {
       dit_radix8(re, im, out);
+      return;
+    }
+#endif
+#if defined(WAVIS_TFHE_AVX2)
+    if (r8_) {
+      if (out_small_) dit_radix8_avx2<true>(re, im, out, pf);
+      else dit_radix8_avx2<false>(re, im, out, pf);
       return;
     }
 #endif
@@ -203,8 +257,15 @@ class NegacyclicFFT {
  private:
   avec<double> tw_re_, tw_im_, itw_re_, itw_im_, st_re_, st_im_, r8_re_, r8_im_;
   bool r8_ = false;
+  bool out_small_ = false;
 
   void dif(double* __restrict re, double* __restrict im) const {
+#if defined(WAVIS_TFHE_AVX2)
+    if (r8_) {
+      dif_radix8_avx2(re, im);
+      return;
+    }
+#endif
 #if defined(__AVX512F__)
     if (r8_) {
       dif_radix8(re, im);
@@ -450,6 +511,185 @@ class NegacyclicFFT {
     }
   }
 #endif
+
+#if defined(WAVIS_TFHE_AVX2)
+  // The AVX-512 radix-8 kernels on 4-wide vectors. dft8_4 is dft8 with __m256d; the 8x8
+  // transposes of the last (first, inverse) pass are four 4x4 transposes through a 64-double
+  // scratch block per component (the pass is in place). Same Fourier order as AVX-512.
+  static inline void dft8_4(__m256d* r, __m256d* i) {
+    const __m256d h = _mm256_set1_pd(0.70710678118654752440);
+    const __m256d z = _mm256_setzero_pd();
+    __m256d br[4], bi[4], cr[4], ci[4];
+    for (int m = 0; m < 4; ++m) {
+      br[m] = _mm256_add_pd(r[m], r[m + 4]);
+      bi[m] = _mm256_add_pd(i[m], i[m + 4]);
+      cr[m] = _mm256_sub_pd(r[m], r[m + 4]);
+      ci[m] = _mm256_sub_pd(i[m], i[m + 4]);
+    }
+    __m256d t;
+    t = _mm256_mul_pd(_mm256_add_pd(cr[1], ci[1]), h);
+    ci[1] = _mm256_mul_pd(_mm256_sub_pd(ci[1], cr[1]), h);
+    cr[1] = t;
+    t = ci[2]; ci[2] = _mm256_sub_pd(z, cr[2]); cr[2] = t;
+    t = _mm256_mul_pd(_mm256_sub_pd(ci[3], cr[3]), h);
+    ci[3] = _mm256_mul_pd(_mm256_add_pd(cr[3], ci[3]), _mm256_sub_pd(z, h));
+    cr[3] = t;
+    for (int half = 0; half < 2; ++half) {
+      __m256d* dr = half ? cr : br;
+      __m256d* di = half ? ci : bi;
+      __m256d e0r = _mm256_add_pd(dr[0], dr[2]), e0i = _mm256_add_pd(di[0], di[2]);
+      __m256d e1r = _mm256_sub_pd(dr[0], dr[2]), e1i = _mm256_sub_pd(di[0], di[2]);
+      __m256d f0r = _mm256_add_pd(dr[1], dr[3]), f0i = _mm256_add_pd(di[1], di[3]);
+      __m256d f1r = _mm256_sub_pd(di[1], di[3]), f1i = _mm256_sub_pd(dr[3], dr[1]);
+      r[half + 0] = _mm256_add_pd(e0r, f0r); i[half + 0] = _mm256_add_pd(e0i, f0i);
+      r[half + 4] = _mm256_sub_pd(e0r, f0r); i[half + 4] = _mm256_sub_pd(e0i, f0i);
+      r[half + 2] = _mm256_add_pd(e1r, f1r); i[half + 2] = _mm256_add_pd(e1i, f1i);
+      r[half + 6] = _mm256_sub_pd(e1r, f1r); i[half + 6] = _mm256_sub_pd(e1i, f1i);
+    }
+  }
+  static inline void transpose4(__m256d& a, __m256d& b, __m256d& c, __m256d& d) {
+    __m256d t0 = _mm256_unpacklo_pd(a, b), t1 = _mm256_unpackhi_pd(a, b);
+    __m256d t2 = _mm256_unpacklo_pd(c, d), t3 = _mm256_unpackhi_pd(c, d);
+    a = _mm256_permute2f128_pd(t0, t2, 0x20);
+    b = _mm256_permute2f128_pd(t1, t3, 0x20);
+    c = _mm256_permute2f128_pd(t0, t2, 0x31);
+    d = _mm256_permute2f128_pd(t1, t3, 0x31);
+  }
+  // 64-point block x (rows t of 8 at x + 8t) -> tb[8 * col + row] = x[8 * row + col]
+  static inline void transpose8_to(const double* __restrict x, double* __restrict tb) {
+    for (int h = 0; h < 2; ++h)
+      for (int c = 0; c < 2; ++c) {
+        __m256d a0 = _mm256_load_pd(x + 8 * (4 * h + 0) + 4 * c), a1 = _mm256_load_pd(x + 8 * (4 * h + 1) + 4 * c);
+        __m256d a2 = _mm256_load_pd(x + 8 * (4 * h + 2) + 4 * c), a3 = _mm256_load_pd(x + 8 * (4 * h + 3) + 4 * c);
+        transpose4(a0, a1, a2, a3);
+        _mm256_store_pd(tb + 8 * (4 * c + 0) + 4 * h, a0);
+        _mm256_store_pd(tb + 8 * (4 * c + 1) + 4 * h, a1);
+        _mm256_store_pd(tb + 8 * (4 * c + 2) + 4 * h, a2);
+        _mm256_store_pd(tb + 8 * (4 * c + 3) + 4 * h, a3);
+      }
+  }
+  // round(x) mod 2^32 in the low dword of each lane, packed to 4 words
+  template <bool kSmall>
+  static inline __m128i torus_round4(__m256d x) {
+    const __m256d magic = _mm256_set1_pd(6755399441055744.0);  // 1.5 * 2^52
+    if (!kSmall) {  // as f64_to_torus32: subtract round(x / 2^32) * 2^32 first (both exact)
+      const __m256d inv32 = _mm256_set1_pd(1.0 / 4294967296.0), two32 = _mm256_set1_pd(4294967296.0);
+      __m256d q = _mm256_sub_pd(_mm256_fmadd_pd(x, inv32, magic), magic);
+      x = _mm256_fnmadd_pd(q, two32, x);
+    }
+    __m256i y = _mm256_castpd_si256(_mm256_add_pd(x, magic));
+    const __m256i idx = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(y, idx));
+  }
+  void dif_radix8_avx2(double* __restrict re, double* __restrict im, StreamPrefetch* pf = nullptr) const {
+    const double* twr = r8_re_.data();
+    const double* twi = r8_im_.data();
+    for (int L = M; L >= 64; L /= 8) {
+      const int q = L / 8;
+      for (int s = 0; s < M; s += L) {
+        for (int j = 0; j < q; j += 4) {
+          if (pf) pf->step();
+          __m256d r[8], i[8];
+          for (int m = 0; m < 8; ++m) {
+            r[m] = _mm256_load_pd(re + s + j + m * q);
+            i[m] = _mm256_load_pd(im + s + j + m * q);
+          }
+          dft8_4(r, i);
+          _mm256_store_pd(re + s + j, r[0]);
+          _mm256_store_pd(im + s + j, i[0]);
+          for (int t = 1; t < 8; ++t) {
+            __m256d wr = _mm256_loadu_pd(twr + (t - 1) * q + j), wi = _mm256_loadu_pd(twi + (t - 1) * q + j);
+            _mm256_store_pd(re + s + j + t * q, _mm256_fmsub_pd(r[t], wr, _mm256_mul_pd(i[t], wi)));
+            _mm256_store_pd(im + s + j + t * q, _mm256_fmadd_pd(r[t], wi, _mm256_mul_pd(i[t], wr)));
+          }
+        }
+      }
+      twr += 7 * q;
+      twi += 7 * q;
+    }
+    alignas(32) double tr[64], ti[64];
+    for (int s = 0; s < M; s += 64) {
+      transpose8_to(re + s, tr);
+      transpose8_to(im + s, ti);
+      for (int h = 0; h < 2; ++h) {  // rows 4h .. 4h+3 in the lanes
+        if (pf) pf->step();
+        __m256d r[8], i[8];
+        for (int m = 0; m < 8; ++m) {
+          r[m] = _mm256_load_pd(tr + 8 * m + 4 * h);
+          i[m] = _mm256_load_pd(ti + 8 * m + 4 * h);
+        }
+        dft8_4(r, i);
+        for (int t = 0; t < 8; ++t) {
+          _mm256_store_pd(re + s + 8 * t + 4 * h, r[t]);
+          _mm256_store_pd(im + s + 8 * t + 4 * h, i[t]);
+        }
+      }
+    }
+  }
+  // Exact inverse of dif_radix8_avx2 up to the factor M; with `out`, the last pass untwists,
+  // rounds and adds into out (inverse_add_torus).
+  template <bool kSmall>
+  void dit_radix8_avx2(double* __restrict re, double* __restrict im, uint32_t* __restrict out,
+                       StreamPrefetch* pf) const {
+    alignas(32) double tr[64], ti[64];
+    for (int s = 0; s < M; s += 64) {
+      for (int h = 0; h < 2; ++h) {
+        if (pf) pf->step();
+        __m256d r[8], i[8];
+        for (int t = 0; t < 8; ++t) {
+          r[t] = _mm256_load_pd(re + s + 8 * t + 4 * h);
+          i[t] = _mm256_load_pd(im + s + 8 * t + 4 * h);
+        }
+        dft8_4(i, r);  // inverse DFT
+        for (int m = 0; m < 8; ++m) {
+          _mm256_store_pd(tr + 8 * m + 4 * h, r[m]);
+          _mm256_store_pd(ti + 8 * m + 4 * h, i[m]);
+        }
+      }
+      transpose8_to(tr, re + s);
+      transpose8_to(ti, im + s);
+    }
+    const double* twr = r8_re_.data() + r8_re_.size();
+    const double* twi = r8_im_.data() + r8_im_.size();
+    for (int L = 64; L <= M; L *= 8) {
+      const int q = L / 8;
+      twr -= 7 * q;
+      twi -= 7 * q;
+      for (int s = 0; s < M; s += L) {
+        for (int j = 0; j < q; j += 4) {
+          if (pf) pf->step();
+          __m256d r[8], i[8];
+          r[0] = _mm256_load_pd(re + s + j);
+          i[0] = _mm256_load_pd(im + s + j);
+          for (int t = 1; t < 8; ++t) {
+            __m256d xr = _mm256_load_pd(re + s + j + t * q), xi = _mm256_load_pd(im + s + j + t * q);
+            __m256d wr = _mm256_loadu_pd(twr + (t - 1) * q + j), wi = _mm256_loadu_pd(twi + (t - 1) * q + j);
+            r[t] = _mm256_fmadd_pd(xr, wr, _mm256_mul_pd(xi, wi));
+            i[t] = _mm256_fmsub_pd(xi, wr, _mm256_mul_pd(xr, wi));
+          }
+          dft8_4(i, r);
+          if (out && L == M) {
+            for (int m = 0; m < 8; ++m) {
+              const int e = j + m * q;
+              __m256d wr = _mm256_load_pd(itw_re_.data() + e), wi = _mm256_load_pd(itw_im_.data() + e);
+              __m256d xr = _mm256_fmsub_pd(r[m], wr, _mm256_mul_pd(i[m], wi));
+              __m256d xi = _mm256_fmadd_pd(r[m], wi, _mm256_mul_pd(i[m], wr));
+              __m128i* o0 = reinterpret_cast<__m128i*>(out + e);
+              __m128i* o1 = reinterpret_cast<__m128i*>(out + e + M);
+              _mm_storeu_si128(o0, _mm_add_epi32(_mm_loadu_si128(o0), torus_round4<kSmall>(xr)));
+              _mm_storeu_si128(o1, _mm_add_epi32(_mm_loadu_si128(o1), torus_round4<kSmall>(xi)));
+            }
+            continue;
+          }
+          for (int m = 0; m < 8; ++m) {
+            _mm256_store_pd(re + s + j + m * q, r[m]);
+            _mm256_store_pd(im + s + j + m * q, i[m]);
+          }
+        }
+      }
+    }
+  }
+#endif
 #if defined(__AVX512F__)
   // The three radix-2 stages on blocks of 8 (len = 8, 4, 2) inside one register pair.
   // Lane twiddle vectors: stage len=8: lanes 4..7 get w8_j; len=4: lanes 2,3,6,7 get w4_j.
@@ -626,6 +866,12 @@ class NegacyclicFFT {
     }
   }
   void dit(double* __restrict re, double* __restrict im) const {
+#if defined(WAVIS_TFHE_AVX2)
+    if (r8_) {
+      dit_radix8_avx2<false>(re, im, nullptr, nullptr);
+      return;
+    }
+#endif
 #if defined(__AVX512F__)
     if (r8_) {
       dit_radix8(re, im);
