@@ -513,38 +513,55 @@ class NegacyclicFFT {
 #endif
 
 #if defined(WAVIS_TFHE_AVX2)
-  // The AVX-512 radix-8 kernels on 4-wide vectors. dft8_4 is dft8 with __m256d; the 8x8
+  // The AVX-512 radix-8 kernels on 4-wide vectors. dft8_4s is dft8 with __m256d; the 8x8
   // transposes of the last (first, inverse) pass are four 4x4 transposes through a 64-double
   // scratch block per component (the pass is in place). Same Fourier order as AVX-512.
-  static inline void dft8_4(__m256d* r, __m256d* i) {
+  // dft8 on __m256d with the same arithmetic, scheduled for 16 registers: ld(m, a, b) gives input m
+  // (a: real, b: imaginary part; the inverse passes them swapped), st(t, a, b) takes output t.
+  // All eight inputs are read before the first output is written (in-place safe); the odd
+  // half (c) waits in a 256-byte stack block while the even half is finished and stored.
+  template <class LD, class ST>
+  static inline void dft8_4s(LD ld, ST st) {
     const __m256d h = _mm256_set1_pd(0.70710678118654752440);
     const __m256d z = _mm256_setzero_pd();
-    __m256d br[4], bi[4], cr[4], ci[4];
+    alignas(32) double cb[8][4];
+    __m256d br[4], bi[4];
     for (int m = 0; m < 4; ++m) {
-      br[m] = _mm256_add_pd(r[m], r[m + 4]);
-      bi[m] = _mm256_add_pd(i[m], i[m + 4]);
-      cr[m] = _mm256_sub_pd(r[m], r[m + 4]);
-      ci[m] = _mm256_sub_pd(i[m], i[m + 4]);
+      __m256d xr, xi, yr, yi;
+      ld(m, xr, xi);
+      ld(m + 4, yr, yi);
+      br[m] = _mm256_add_pd(xr, yr);
+      bi[m] = _mm256_add_pd(xi, yi);
+      __m256d cr = _mm256_sub_pd(xr, yr), ci = _mm256_sub_pd(xi, yi), t;
+      if (m == 1) {
+        t = _mm256_mul_pd(_mm256_add_pd(cr, ci), h);
+        ci = _mm256_mul_pd(_mm256_sub_pd(ci, cr), h);
+        cr = t;
+      } else if (m == 2) {
+        t = ci; ci = _mm256_sub_pd(z, cr); cr = t;
+      } else if (m == 3) {
+        t = _mm256_mul_pd(_mm256_sub_pd(ci, cr), h);
+        ci = _mm256_mul_pd(_mm256_add_pd(cr, ci), _mm256_sub_pd(z, h));
+        cr = t;
+      }
+      _mm256_store_pd(cb[m], cr);
+      _mm256_store_pd(cb[m + 4], ci);
     }
-    __m256d t;
-    t = _mm256_mul_pd(_mm256_add_pd(cr[1], ci[1]), h);
-    ci[1] = _mm256_mul_pd(_mm256_sub_pd(ci[1], cr[1]), h);
-    cr[1] = t;
-    t = ci[2]; ci[2] = _mm256_sub_pd(z, cr[2]); cr[2] = t;
-    t = _mm256_mul_pd(_mm256_sub_pd(ci[3], cr[3]), h);
-    ci[3] = _mm256_mul_pd(_mm256_add_pd(cr[3], ci[3]), _mm256_sub_pd(z, h));
-    cr[3] = t;
     for (int half = 0; half < 2; ++half) {
-      __m256d* dr = half ? cr : br;
-      __m256d* di = half ? ci : bi;
+      __m256d dr[4], di[4];
+      if (half == 0) {
+        for (int m = 0; m < 4; ++m) { dr[m] = br[m]; di[m] = bi[m]; }
+      } else {
+        for (int m = 0; m < 4; ++m) { dr[m] = _mm256_load_pd(cb[m]); di[m] = _mm256_load_pd(cb[m + 4]); }
+      }
       __m256d e0r = _mm256_add_pd(dr[0], dr[2]), e0i = _mm256_add_pd(di[0], di[2]);
       __m256d e1r = _mm256_sub_pd(dr[0], dr[2]), e1i = _mm256_sub_pd(di[0], di[2]);
       __m256d f0r = _mm256_add_pd(dr[1], dr[3]), f0i = _mm256_add_pd(di[1], di[3]);
       __m256d f1r = _mm256_sub_pd(di[1], di[3]), f1i = _mm256_sub_pd(dr[3], dr[1]);
-      r[half + 0] = _mm256_add_pd(e0r, f0r); i[half + 0] = _mm256_add_pd(e0i, f0i);
-      r[half + 4] = _mm256_sub_pd(e0r, f0r); i[half + 4] = _mm256_sub_pd(e0i, f0i);
-      r[half + 2] = _mm256_add_pd(e1r, f1r); i[half + 2] = _mm256_add_pd(e1i, f1i);
-      r[half + 6] = _mm256_sub_pd(e1r, f1r); i[half + 6] = _mm256_sub_pd(e1i, f1i);
+      st(half + 0, _mm256_add_pd(e0r, f0r), _mm256_add_pd(e0i, f0i));
+      st(half + 4, _mm256_sub_pd(e0r, f0r), _mm256_sub_pd(e0i, f0i));
+      st(half + 2, _mm256_add_pd(e1r, f1r), _mm256_add_pd(e1i, f1i));
+      st(half + 6, _mm256_sub_pd(e1r, f1r), _mm256_sub_pd(e1i, f1i));
     }
   }
   static inline void transpose4(__m256d& a, __m256d& b, __m256d& c, __m256d& d) {
@@ -589,19 +606,25 @@ class NegacyclicFFT {
       for (int s = 0; s < M; s += L) {
         for (int j = 0; j < q; j += 4) {
           if (pf) pf->step();
-          __m256d r[8], i[8];
-          for (int m = 0; m < 8; ++m) {
-            r[m] = _mm256_load_pd(re + s + j + m * q);
-            i[m] = _mm256_load_pd(im + s + j + m * q);
-          }
-          dft8_4(r, i);
-          _mm256_store_pd(re + s + j, r[0]);
-          _mm256_store_pd(im + s + j, i[0]);
-          for (int t = 1; t < 8; ++t) {
-            __m256d wr = _mm256_loadu_pd(twr + (t - 1) * q + j), wi = _mm256_loadu_pd(twi + (t - 1) * q + j);
-            _mm256_store_pd(re + s + j + t * q, _mm256_fmsub_pd(r[t], wr, _mm256_mul_pd(i[t], wi)));
-            _mm256_store_pd(im + s + j + t * q, _mm256_fmadd_pd(r[t], wi, _mm256_mul_pd(i[t], wr)));
-          }
+          double* xr = re + s + j;
+          double* xi = im + s + j;
+          const double* wr0 = twr + j - q;
+          const double* wi0 = twi + j - q;
+          dft8_4s(
+              [&](int m, __m256d& a, __m256d& b) {
+                a = _mm256_load_pd(xr + m * q);
+                b = _mm256_load_pd(xi + m * q);
+              },
+              [&](int t, __m256d a, __m256d b) {
+                if (t == 0) {
+                  _mm256_store_pd(xr, a);
+                  _mm256_store_pd(xi, b);
+                  return;
+                }
+                __m256d wr = _mm256_loadu_pd(wr0 + t * q), wi = _mm256_loadu_pd(wi0 + t * q);
+                _mm256_store_pd(xr + t * q, _mm256_fmsub_pd(a, wr, _mm256_mul_pd(b, wi)));
+                _mm256_store_pd(xi + t * q, _mm256_fmadd_pd(a, wi, _mm256_mul_pd(b, wr)));
+              });
         }
       }
       twr += 7 * q;
@@ -613,16 +636,19 @@ class NegacyclicFFT {
       transpose8_to(im + s, ti);
       for (int h = 0; h < 2; ++h) {  // rows 4h .. 4h+3 in the lanes
         if (pf) pf->step();
-        __m256d r[8], i[8];
-        for (int m = 0; m < 8; ++m) {
-          r[m] = _mm256_load_pd(tr + 8 * m + 4 * h);
-          i[m] = _mm256_load_pd(ti + 8 * m + 4 * h);
-        }
-        dft8_4(r, i);
-        for (int t = 0; t < 8; ++t) {
-          _mm256_store_pd(re + s + 8 * t + 4 * h, r[t]);
-          _mm256_store_pd(im + s + 8 * t + 4 * h, i[t]);
-        }
+        const double* ar = tr + 4 * h;
+        const double* ai = ti + 4 * h;
+        double* xr = re + s + 4 * h;
+        double* xi = im + s + 4 * h;
+        dft8_4s(
+            [&](int m, __m256d& a, __m256d& b) {
+              a = _mm256_load_pd(ar + 8 * m);
+              b = _mm256_load_pd(ai + 8 * m);
+            },
+            [&](int t, __m256d a, __m256d b) {
+              _mm256_store_pd(xr + 8 * t, a);
+              _mm256_store_pd(xi + 8 * t, b);
+            });
       }
     }
   }
@@ -635,16 +661,19 @@ class NegacyclicFFT {
     for (int s = 0; s < M; s += 64) {
       for (int h = 0; h < 2; ++h) {
         if (pf) pf->step();
-        __m256d r[8], i[8];
-        for (int t = 0; t < 8; ++t) {
-          r[t] = _mm256_load_pd(re + s + 8 * t + 4 * h);
-          i[t] = _mm256_load_pd(im + s + 8 * t + 4 * h);
-        }
-        dft8_4(i, r);  // inverse DFT
-        for (int m = 0; m < 8; ++m) {
-          _mm256_store_pd(tr + 8 * m + 4 * h, r[m]);
-          _mm256_store_pd(ti + 8 * m + 4 * h, i[m]);
-        }
+        const double* xr = re + s + 4 * h;
+        const double* xi = im + s + 4 * h;
+        double* ar = tr + 4 * h;
+        double* ai = ti + 4 * h;
+        dft8_4s(  // inverse DFT: imaginary parts in the real slot
+            [&](int t, __m256d& a, __m256d& b) {
+              a = _mm256_load_pd(xi + 8 * t);
+              b = _mm256_load_pd(xr + 8 * t);
+            },
+            [&](int m, __m256d a, __m256d b) {
+              _mm256_store_pd(ar + 8 * m, b);
+              _mm256_store_pd(ai + 8 * m, a);
+            });
       }
       transpose8_to(tr, re + s);
       transpose8_to(ti, im + s);
@@ -658,33 +687,39 @@ class NegacyclicFFT {
       for (int s = 0; s < M; s += L) {
         for (int j = 0; j < q; j += 4) {
           if (pf) pf->step();
-          __m256d r[8], i[8];
-          r[0] = _mm256_load_pd(re + s + j);
-          i[0] = _mm256_load_pd(im + s + j);
-          for (int t = 1; t < 8; ++t) {
-            __m256d xr = _mm256_load_pd(re + s + j + t * q), xi = _mm256_load_pd(im + s + j + t * q);
-            __m256d wr = _mm256_loadu_pd(twr + (t - 1) * q + j), wi = _mm256_loadu_pd(twi + (t - 1) * q + j);
-            r[t] = _mm256_fmadd_pd(xr, wr, _mm256_mul_pd(xi, wi));
-            i[t] = _mm256_fmsub_pd(xi, wr, _mm256_mul_pd(xr, wi));
-          }
-          dft8_4(i, r);
+          double* xr = re + s + j;
+          double* xi = im + s + j;
+          const double* wr0 = twr + j - q;
+          const double* wi0 = twi + j - q;
+          // inputs times conj(w); inverse DFT (imaginary parts in the real slot)
+          auto ld = [&](int t, __m256d& a, __m256d& b) {
+            __m256d vr = _mm256_load_pd(xr + t * q), vi = _mm256_load_pd(xi + t * q);
+            if (t == 0) {
+              a = vi;
+              b = vr;
+              return;
+            }
+            __m256d wr = _mm256_loadu_pd(wr0 + t * q), wi = _mm256_loadu_pd(wi0 + t * q);
+            b = _mm256_fmadd_pd(vr, wr, _mm256_mul_pd(vi, wi));
+            a = _mm256_fmsub_pd(vi, wr, _mm256_mul_pd(vr, wi));
+          };
           if (out && L == M) {
-            for (int m = 0; m < 8; ++m) {
+            dft8_4s(ld, [&](int m, __m256d a, __m256d b) {
               const int e = j + m * q;
               __m256d wr = _mm256_load_pd(itw_re_.data() + e), wi = _mm256_load_pd(itw_im_.data() + e);
-              __m256d xr = _mm256_fmsub_pd(r[m], wr, _mm256_mul_pd(i[m], wi));
-              __m256d xi = _mm256_fmadd_pd(r[m], wi, _mm256_mul_pd(i[m], wr));
+              __m256d yr = _mm256_fmsub_pd(b, wr, _mm256_mul_pd(a, wi));
+              __m256d yi = _mm256_fmadd_pd(b, wi, _mm256_mul_pd(a, wr));
               __m128i* o0 = reinterpret_cast<__m128i*>(out + e);
               __m128i* o1 = reinterpret_cast<__m128i*>(out + e + M);
-              _mm_storeu_si128(o0, _mm_add_epi32(_mm_loadu_si128(o0), torus_round4<kSmall>(xr)));
-              _mm_storeu_si128(o1, _mm_add_epi32(_mm_loadu_si128(o1), torus_round4<kSmall>(xi)));
-            }
+              _mm_storeu_si128(o0, _mm_add_epi32(_mm_loadu_si128(o0), torus_round4<kSmall>(yr)));
+              _mm_storeu_si128(o1, _mm_add_epi32(_mm_loadu_si128(o1), torus_round4<kSmall>(yi)));
+            });
             continue;
           }
-          for (int m = 0; m < 8; ++m) {
-            _mm256_store_pd(re + s + j + m * q, r[m]);
-            _mm256_store_pd(im + s + j + m * q, i[m]);
-          }
+          dft8_4s(ld, [&](int m, __m256d a, __m256d b) {
+            _mm256_store_pd(xr + m * q, b);
+            _mm256_store_pd(xi + m * q, a);
+          });
         }
       }
     }
