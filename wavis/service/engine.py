@@ -33,12 +33,17 @@ class Timed(Generic[T]):
 
 
 class AsyncLRU(Generic[K, T]):
-    """An LRU of values built by an async loader, with single-flight loading per key."""
+    """An LRU of values built by an async loader, with single-flight loading per key.
+
+    The load runs as its own task: a caller that is cancelled or times out while waiting (its
+    request hit the 120 s limit) does not cancel the load, and the other callers waiting for the
+    same key still get its value (or its own error), never the first caller's cancellation.
+    """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = max(1, capacity)
         self._items: OrderedDict[K, T] = OrderedDict()
-        self._loading: dict[K, asyncio.Future] = {}
+        self._loading: dict[K, asyncio.Task] = {}
 
     def __len__(self) -> int:
         return len(self._items)
@@ -50,28 +55,35 @@ class AsyncLRU(Generic[K, T]):
             self._items.popitem(last=False)
 
     def discard(self, key: K) -> None:
+        """Forget ``key``; a load of it already running still answers its waiters but is not
+        cached (it may predate what made the caller discard the key)."""
         self._items.pop(key, None)
+        self._loading.pop(key, None)
+
+    async def _load(self, key: K, load: Callable[[], Awaitable[T]]) -> T:
+        me = asyncio.current_task()
+        try:
+            value = await load()
+        except BaseException:
+            if self._loading.get(key) is me:
+                del self._loading[key]
+            raise
+        if self._loading.get(key) is me:
+            del self._loading[key]
+            self.put(key, value)
+        return value
 
     async def get(self, key: K, load: Callable[[], Awaitable[T]]) -> T:
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
-        pending = self._loading.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._loading[key] = fut
-        try:
-            value = await load()
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved when nobody else waits
-            raise
-        finally:
-            self._loading.pop(key, None)
-        fut.set_result(value)
-        self.put(key, value)
-        return value
+        task = self._loading.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._load(key, load))
+            # retrieve the outcome even when every waiter has gone (no "never retrieved" warning)
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._loading[key] = task
+        return await asyncio.shield(task)
 
 
 class ComputeEngine:
@@ -84,6 +96,13 @@ class ComputeEngine:
         self.evaluators: AsyncLRU[str, Any] = AsyncLRU(eval_key_cache_entries)
 
     async def submit(self, fn: Callable[..., T], *args: Any) -> Timed[T]:
+        """Run ``fn(*args)`` on the pool. A job counts in ``in_flight`` (so in ``running``,
+        ``queue_depth`` and the 503 OVERLOADED cap) until its thread has really finished: a
+        request that times out or is cancelled while its job runs leaves the job counted until
+        it ends (a job cancelled before it started stops counting at once).
+
+        Raises: ApiError 503 OVERLOADED when the queue is full.
+        """
         if self.queue_depth >= self.queue_max:
             raise ApiError(503, "OVERLOADED", "compute queue is full, retry shortly", headers={"Retry-After": "1"})
         loop = asyncio.get_running_loop()
@@ -95,15 +114,22 @@ class ComputeEngine:
             started.append(time.perf_counter())
             return fn(*args)
 
-        try:
-            # copy the context so log lines from the worker thread carry the request id
-            fut = loop.run_in_executor(self._pool, contextvars.copy_context().run, job)
-            value = await fut
-        finally:
-            self.in_flight -= 1
+        def finished(_f) -> None:  # any thread: the job ran to its end or was cancelled unstarted
+            try:
+                loop.call_soon_threadsafe(self._finished)
+            except RuntimeError:  # the loop is closed (shutdown)
+                pass
+
+        # copy the context so log lines from the worker thread carry the request id
+        cf = self._pool.submit(contextvars.copy_context().run, job)
+        cf.add_done_callback(finished)
+        value = await asyncio.wrap_future(cf)
         done = time.perf_counter()
         start = started[0] if started else done
         return Timed(value, (start - submitted) * 1e3, (done - start) * 1e3)
+
+    def _finished(self) -> None:
+        self.in_flight -= 1
 
     @property
     def running(self) -> int:
