@@ -337,3 +337,38 @@ def test_encrypt_and_gate_reject_loose_inputs():
         sk.gate("NOT", a, a)
     with pytest.raises(ParameterError):
         sk.gate("AND", a, a, sel=a)
+
+
+def test_library_misuse_is_typed():
+    """QA findings: operands a gate does not take, non-ciphertext operands, batches passed as
+    single operands, bad ``threads`` and ``ops`` all raise ParameterError (never a bare
+    TypeError, a pybind11 signature dump, or a silently ignored operand)."""
+    from wavis.errors import ParameterError
+
+    ck, sk = tfhe.keygen("testing", seed=b"M" * 32)
+    a, b = ck.encrypt(True), ck.encrypt(False)
+    batch = ck.encrypt([True, False])
+    bad_circuits = [
+        [{"op": "NOT", "a": a, "b": "$7"}],           # NOT takes no b (even a forward reference)
+        [{"op": "AND", "a": a, "b": a, "sel": "garbage"}],
+        [{"op": "AND", "a": a, "bb": a, "b": a}],     # a typo'd operand name
+        [{"op": "NOT", "a": 0}],
+        [{"op": "NOT", "a": True}],
+        [{"op": "NOT", "a": b"\x00" * 8}],
+        [{"op": "NOT", "a": batch}],
+    ]
+    for gates in bad_circuits:
+        with pytest.raises(ParameterError):
+            sk.evaluate_circuit(gates)
+    for call in (lambda: sk.gate("AND", None, b), lambda: sk.gate("AND", a, 3), lambda: sk.gate("NOT", batch),
+                 lambda: sk.evaluate_batch(None, [a]), lambda: sk.evaluate_batch(["NOT"], None),
+                 lambda: sk.evaluate_batch(["NOT"], [a], threads=2**40), lambda: sk.evaluate_batch(["NOT"], [a], threads="x"),
+                 lambda: sk.evaluate_batch(["NOT"], [a], threads=float("nan")),
+                 lambda: sk.evaluate_batch(["NOT"], [a], threads=-1), lambda: sk.evaluate_batch(["NOT"], [7])):
+        with pytest.raises(ParameterError):
+            call()
+    # what is allowed still works: None for an unused operand, a batch of one, threads as numpy int
+    out = sk.evaluate_circuit([{"op": "NOT", "a": a, "b": None}, {"op": "AND", "a": "$0", "b": ck.encrypt([True])[0:1]}])
+    assert [ck.decrypt(o) for o in out] == [False, False]
+    assert ck.decrypt(sk.gate("NOT", ck.encrypt([False]))) is True
+    assert list(ck.decrypt(sk.evaluate_batch(["NOT", "NOT"], batch, threads=np.int64(1)))) == [False, True]

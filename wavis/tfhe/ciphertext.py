@@ -6,7 +6,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import KeyMismatchError, ShapeError
+from ..errors import KeyMismatchError, ParameterError, ShapeError
 from .params import TfheParameters
 
 
@@ -75,7 +75,7 @@ class LweCiphertext:
 
 def check_same_key(params: TfheParameters, key_id: bytes, ct: object) -> None:
     if not isinstance(ct, LweCiphertext):
-        raise TypeError(f"expected an LweCiphertext, got {type(ct).__name__}")
+        raise ParameterError(f"expected an LweCiphertext, got {type(ct).__name__}")
     if ct.params != params:
         raise KeyMismatchError("ciphertext belongs to another TFHE preset",
                                expected=params.name, got=ct.params.name)
@@ -89,6 +89,8 @@ def as_rows(params: TfheParameters, key_id: bytes, cts: "LweCiphertext | Iterabl
     if isinstance(cts, LweCiphertext):
         check_same_key(params, key_id, cts)
         return cts.rows()
+    if cts is None or isinstance(cts, (str, bytes, bytearray)) or not hasattr(cts, "__iter__"):
+        raise ParameterError(f"expected an LweCiphertext or a sequence of them, got {type(cts).__name__}")
     rows = []
     for c in cts:
         check_same_key(params, key_id, c)

@@ -185,10 +185,14 @@ class ServerKey:
         Raises KeyMismatchError for a ciphertext of another key or preset.
         """
         p = self.params
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 0 <= threads <= 1024:
+            raise ParameterError("threads must be an int in [0, 1024] (0: all cores)", got=repr(threads)[:32])
         A = as_rows(p, self.key_id, a)
         m = A.shape[0]
         if isinstance(ops, str):
             ops = [ops] * m
+        if ops is None or not hasattr(ops, "__iter__"):
+            raise ParameterError("ops must be a gate name or a sequence of gate names")
         names = [normalize_op(o) for o in ops]
         if len(names) != m:
             raise ShapeError("one op per gate needed", ops=len(names), operands=m)
@@ -216,6 +220,14 @@ class ServerKey:
         anything but MUX) or a missing one; KeyMismatchError for another key's ciphertext.
         """
         name = str(op).upper()
+        for nm, x in (("a", a), ("b", b), ("sel", sel)):
+            if x is None and nm != "a":
+                continue
+            if not isinstance(x, LweCiphertext):
+                raise ParameterError(f"operand {nm} must be an LweCiphertext, got {type(x).__name__}")
+            if len(x) != 1:
+                raise ParameterError(f"operand {nm} is a batch of {len(x)} ciphertexts; gate takes single "
+                                     "ciphertexts (use evaluate_batch for batches)")
         if b is not None and name == "NOT":
             raise ParameterError("NOT takes one operand (a); b was given")
         if sel is not None and name != "MUX":
@@ -276,11 +288,20 @@ def circuit_levels(gates: Sequence[dict]) -> list[int]:
             raise ParameterError(f"gate {i}: expected a dict with 'op'")
         op = normalize_op(g["op"])
         names = ("a", "b", "sel")[:GATE_ARITY[op]]
+        extra = sorted(set(g) - {"op", *names})
+        if any(g[nm] is not None for nm in extra):  # an operand the gate does not take (or a typo)
+            raise ParameterError(f"gate {i}: {op} takes only {', '.join(names)}; got {', '.join(map(str, extra))}")
         lvl = 0
         for nm in names:
             if g.get(nm) is None:
                 raise ParameterError(f"gate {i}: {op} needs operand {nm!r}")
-            k = _parse_ref(g[nm], i)
+            x = g[nm]
+            if not isinstance(x, (str, LweCiphertext)):
+                raise ParameterError(f"gate {i}: operand {nm!r} must be a ciphertext or a '$k' reference, "
+                                     f"got {type(x).__name__}")
+            if isinstance(x, LweCiphertext) and len(x) != 1:
+                raise ParameterError(f"gate {i}: operand {nm!r} is a batch of {len(x)} ciphertexts")
+            k = _parse_ref(x, i)
             if k is not None:
                 lvl = max(lvl, levels[k] + 1)
         levels.append(lvl)
