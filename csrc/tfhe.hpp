@@ -435,7 +435,8 @@ class ServerKeyCore {
 #elif defined(WAVIS_TFHE_AVX2)
     if (M % 8 == 0 && P.bg <= 30) {
       // the AVX-512 code on 8 lanes: digits < 2^30, so signed compares do; carry masks are
-      // all-ones lanes (rest - mask = rest + 1)
+      // all-ones lanes (rest - mask = rest + 1). The carry rule u > B/2 or (u = B/2 and the
+      // next bit is 1) is one compare: u + (rest & 1) > B/2.
       const __m256i rb = _mm256_set1_epi32((int)dec.round_bit), msk = _mm256_set1_epi32((int)dec.mask);
       const __m256i half = _mm256_set1_epi32((int)dec.half), B = _mm256_set1_epi32((int)(1u << dec.bg));
       const __m256i one = _mm256_set1_epi32(1);
@@ -456,15 +457,13 @@ class ServerKeyCore {
             __m256i dx, dy;
             {
               __m256i u = _mm256_and_si256(X, msk), rest = _mm256_srl_epi32(X, bgc);
-              __m256i cy = _mm256_or_si256(_mm256_cmpgt_epi32(u, half),
-                                           _mm256_and_si256(_mm256_cmpeq_epi32(u, half), _mm256_cmpeq_epi32(_mm256_and_si256(rest, one), one)));
+              __m256i cy = _mm256_cmpgt_epi32(_mm256_add_epi32(u, _mm256_and_si256(rest, one)), half);
               dx = _mm256_sub_epi32(u, _mm256_and_si256(cy, B));
               X = _mm256_sub_epi32(rest, cy);
             }
             {
               __m256i u = _mm256_and_si256(Y, msk), rest = _mm256_srl_epi32(Y, bgc);
-              __m256i cy = _mm256_or_si256(_mm256_cmpgt_epi32(u, half),
-                                           _mm256_and_si256(_mm256_cmpeq_epi32(u, half), _mm256_cmpeq_epi32(_mm256_and_si256(rest, one), one)));
+              __m256i cy = _mm256_cmpgt_epi32(_mm256_add_epi32(u, _mm256_and_si256(rest, one)), half);
               dy = _mm256_sub_epi32(u, _mm256_and_si256(cy, B));
               Y = _mm256_sub_epi32(rest, cy);
             }
