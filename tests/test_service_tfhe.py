@@ -294,6 +294,10 @@ async def test_gate_errors(api, dev, client_keys, server_key_b64):
     big = [{"op": "NOT", "a": mine}] + [{"op": "NOT", "a": "$0"}] * 1024
     err = await error_of(await dev.post("/tfhe/batch", {"session_id": s1, "gates": big}), 400, "BATCH_TOO_LARGE")
     assert err["details"]["max_gates"] == 1024
+    # too large is reported first, also when a gate is malformed (QA)
+    bad = [{"op": "NOT", "a": mine}] * 1024 + [{"op": "BOGUS", "a": 5}]
+    err = await error_of(await dev.post("/tfhe/batch", {"session_id": s1, "gates": bad}), 400, "BATCH_TOO_LARGE")
+    assert err["details"]["gates"] == 1025
     await error_of(await dev.post("/tfhe/batch", {"session_id": s1, "gates": []}), 422, "SCHEMA_MISMATCH")
     for ref in ("$1", "$5", "$-1", "$x", "$"):
         resp = await dev.post("/tfhe/batch", {"session_id": s1, "gates": [{"op": "NOT", "a": mine},

@@ -148,9 +148,21 @@ class TfheBatchGate(Request):
         return self
 
 
+def _batch_size_first(v: Any) -> Any:
+    """400 BATCH_TOO_LARGE before any gate is validated (a 1025-gate list with a bad gate is
+    still "too large", and 100k gates are not validated one by one first). Raised as ApiError,
+    which pydantic lets through (it only collects ValueError/AssertionError)."""
+    if isinstance(v, list) and len(v) > MAX_BATCH:
+        from .errors import ApiError  # noqa: PLC0415
+
+        raise ApiError(400, "BATCH_TOO_LARGE", f"a batch holds at most {MAX_BATCH} gates, got {len(v)}",
+                       {"max_gates": MAX_BATCH, "gates": len(v)})
+    return v
+
+
 class TfheBatchRequest(Request):
     session_id: Id
-    gates: Annotated[list[TfheBatchGate], Field(min_length=1)]  # > 1024 → 400 BATCH_TOO_LARGE
+    gates: Annotated[list[TfheBatchGate], Field(min_length=1), BeforeValidator(_batch_size_first)]
 
 
 class TfheBatchResponse(Response):
