@@ -598,35 +598,45 @@ class NegacyclicFFT {
     const __m256i idx = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
     return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(y, idx));
   }
+  // one forward radix-8 pass of span L = 8q (q a compile-time constant when kQ > 0)
+  template <int kQ>
+  static inline void dif_pass_avx2(double* __restrict re, double* __restrict im, int M, int qr, const double* twr,
+                                   const double* twi, StreamPrefetch* pf) {
+    const int q = kQ > 0 ? kQ : qr;
+    for (int s = 0; s < M; s += 8 * q) {
+#pragma GCC unroll 1
+      for (int j = 0; j < q; j += 4) {
+        if (pf) pf->step();
+        double* xr = re + s + j;
+        double* xi = im + s + j;
+        const double* wr0 = twr + j - q;
+        const double* wi0 = twi + j - q;
+        dft8_4s(
+            [&](int m, __m256d& a, __m256d& b) {
+              a = _mm256_load_pd(xr + m * q);
+              b = _mm256_load_pd(xi + m * q);
+            },
+            [&](int t, __m256d a, __m256d b) {
+              if (t == 0) {
+                _mm256_store_pd(xr, a);
+                _mm256_store_pd(xi, b);
+                return;
+              }
+              __m256d wr = _mm256_loadu_pd(wr0 + t * q), wi = _mm256_loadu_pd(wi0 + t * q);
+              _mm256_store_pd(xr + t * q, _mm256_fmsub_pd(a, wr, _mm256_mul_pd(b, wi)));
+              _mm256_store_pd(xi + t * q, _mm256_fmadd_pd(a, wi, _mm256_mul_pd(b, wr)));
+            });
+      }
+    }
+  }
   void dif_radix8_avx2(double* __restrict re, double* __restrict im, StreamPrefetch* pf = nullptr) const {
     const double* twr = r8_re_.data();
     const double* twi = r8_im_.data();
     for (int L = M; L >= 64; L /= 8) {
       const int q = L / 8;
-      for (int s = 0; s < M; s += L) {
-        for (int j = 0; j < q; j += 4) {
-          if (pf) pf->step();
-          double* xr = re + s + j;
-          double* xi = im + s + j;
-          const double* wr0 = twr + j - q;
-          const double* wi0 = twi + j - q;
-          dft8_4s(
-              [&](int m, __m256d& a, __m256d& b) {
-                a = _mm256_load_pd(xr + m * q);
-                b = _mm256_load_pd(xi + m * q);
-              },
-              [&](int t, __m256d a, __m256d b) {
-                if (t == 0) {
-                  _mm256_store_pd(xr, a);
-                  _mm256_store_pd(xi, b);
-                  return;
-                }
-                __m256d wr = _mm256_loadu_pd(wr0 + t * q), wi = _mm256_loadu_pd(wi0 + t * q);
-                _mm256_store_pd(xr + t * q, _mm256_fmsub_pd(a, wr, _mm256_mul_pd(b, wi)));
-                _mm256_store_pd(xi + t * q, _mm256_fmadd_pd(a, wi, _mm256_mul_pd(b, wr)));
-              });
-        }
-      }
+      if (q == 64) dif_pass_avx2<64>(re, im, M, q, twr, twi, pf);
+      else if (q == 8) dif_pass_avx2<8>(re, im, M, q, twr, twi, pf);
+      else dif_pass_avx2<0>(re, im, M, q, twr, twi, pf);
       twr += 7 * q;
       twi += 7 * q;
     }
@@ -684,43 +694,55 @@ class NegacyclicFFT {
       const int q = L / 8;
       twr -= 7 * q;
       twi -= 7 * q;
-      for (int s = 0; s < M; s += L) {
-        for (int j = 0; j < q; j += 4) {
-          if (pf) pf->step();
-          double* xr = re + s + j;
-          double* xi = im + s + j;
-          const double* wr0 = twr + j - q;
-          const double* wi0 = twi + j - q;
-          // inputs times conj(w); inverse DFT (imaginary parts in the real slot)
-          auto ld = [&](int t, __m256d& a, __m256d& b) {
-            __m256d vr = _mm256_load_pd(xr + t * q), vi = _mm256_load_pd(xi + t * q);
-            if (t == 0) {
-              a = vi;
-              b = vr;
-              return;
-            }
-            __m256d wr = _mm256_loadu_pd(wr0 + t * q), wi = _mm256_loadu_pd(wi0 + t * q);
-            b = _mm256_fmadd_pd(vr, wr, _mm256_mul_pd(vi, wi));
-            a = _mm256_fmsub_pd(vi, wr, _mm256_mul_pd(vr, wi));
-          };
-          if (out && L == M) {
-            dft8_4s(ld, [&](int m, __m256d a, __m256d b) {
-              const int e = j + m * q;
-              __m256d wr = _mm256_load_pd(itw_re_.data() + e), wi = _mm256_load_pd(itw_im_.data() + e);
-              __m256d yr = _mm256_fmsub_pd(b, wr, _mm256_mul_pd(a, wi));
-              __m256d yi = _mm256_fmadd_pd(b, wi, _mm256_mul_pd(a, wr));
-              __m128i* o0 = reinterpret_cast<__m128i*>(out + e);
-              __m128i* o1 = reinterpret_cast<__m128i*>(out + e + M);
-              _mm_storeu_si128(o0, _mm_add_epi32(_mm_loadu_si128(o0), torus_round4<kSmall>(yr)));
-              _mm_storeu_si128(o1, _mm_add_epi32(_mm_loadu_si128(o1), torus_round4<kSmall>(yi)));
-            });
-            continue;
+      uint32_t* o = L == M ? out : nullptr;
+      if (q == 8) dit_pass_avx2<kSmall, 8>(re, im, q, twr, twi, o, pf);
+      else if (q == 64) dit_pass_avx2<kSmall, 64>(re, im, q, twr, twi, o, pf);
+      else dit_pass_avx2<kSmall, 0>(re, im, q, twr, twi, o, pf);
+    }
+  }
+  // one inverse radix-8 pass of span 8q (q compile-time when kQ > 0); with `out` (last pass),
+  // untwist, round and add into out instead of storing
+  template <bool kSmall, int kQ>
+  void dit_pass_avx2(double* __restrict re, double* __restrict im, int qr, const double* twr, const double* twi,
+                     uint32_t* __restrict out, StreamPrefetch* pf) const {
+    const int q = kQ > 0 ? kQ : qr;
+    for (int s = 0; s < M; s += 8 * q) {
+#pragma GCC unroll 1
+      for (int j = 0; j < q; j += 4) {
+        if (pf) pf->step();
+        double* xr = re + s + j;
+        double* xi = im + s + j;
+        const double* wr0 = twr + j - q;
+        const double* wi0 = twi + j - q;
+        // inputs times conj(w); inverse DFT (imaginary parts in the real slot)
+        auto ld = [&](int t, __m256d& a, __m256d& b) {
+          __m256d vr = _mm256_load_pd(xr + t * q), vi = _mm256_load_pd(xi + t * q);
+          if (t == 0) {
+            a = vi;
+            b = vr;
+            return;
           }
+          __m256d wr = _mm256_loadu_pd(wr0 + t * q), wi = _mm256_loadu_pd(wi0 + t * q);
+          b = _mm256_fmadd_pd(vr, wr, _mm256_mul_pd(vi, wi));
+          a = _mm256_fmsub_pd(vi, wr, _mm256_mul_pd(vr, wi));
+        };
+        if (out) {
           dft8_4s(ld, [&](int m, __m256d a, __m256d b) {
-            _mm256_store_pd(xr + m * q, b);
-            _mm256_store_pd(xi + m * q, a);
+            const int e = j + m * q;
+            __m256d wr = _mm256_load_pd(itw_re_.data() + e), wi = _mm256_load_pd(itw_im_.data() + e);
+            __m256d yr = _mm256_fmsub_pd(b, wr, _mm256_mul_pd(a, wi));
+            __m256d yi = _mm256_fmadd_pd(b, wi, _mm256_mul_pd(a, wr));
+            __m128i* o0 = reinterpret_cast<__m128i*>(out + e);
+            __m128i* o1 = reinterpret_cast<__m128i*>(out + e + M);
+            _mm_storeu_si128(o0, _mm_add_epi32(_mm_loadu_si128(o0), torus_round4<kSmall>(yr)));
+            _mm_storeu_si128(o1, _mm_add_epi32(_mm_loadu_si128(o1), torus_round4<kSmall>(yi)));
           });
+          continue;
         }
+        dft8_4s(ld, [&](int m, __m256d a, __m256d b) {
+          _mm256_store_pd(xr + m * q, b);
+          _mm256_store_pd(xi + m * q, a);
+        });
       }
     }
   }
