@@ -299,6 +299,7 @@ class ServerKeyCore {
   avec<double> bsk;            // [n][rows][k+1][2][M]
   std::vector<uint32_t> ksk;   // [kN][t][n+1]
   static constexpr int kGroup = 16;  // ciphertexts processed in lockstep per thread
+  bool fused_first_ = false;         // AVX2, N = 1024: decomposition fused into the first FFT pass
   int pf_per_ = 0;                   // AVX2: lines prefetched per kernel loop step (0: slices)
 
   ServerKeyCore(const Params& p, const uint8_t* mask_seed, const uint32_t* bsk_bodies,
@@ -316,8 +317,12 @@ class ServerKeyCore {
       // prefetch steps per CMUX (see cmux_rotate) and lines per step to cover one GGSW
       const int fs = fft.prefetch_steps();
       const bool kernels = fs > 0 && M % 8 == 0 && P.bg <= 30 && (k == 1 || k == 2);
-      const long steps = (long)(k + 1) * (M / 8) + (long)(rows + k + 1) * fs + M / 4;
+      long steps = (long)(k + 1) * (M / 8) + (long)(rows + k + 1) * fs + M / 4;
       const long lines = (long)rows * (k + 1) * 2 * M * 8 / 64;
+      fused_first_ = kernels && M == 512 && (l == 2 || l == 3);
+      // fused first pass: per component 8 * (1 + 2l) steps instead of M/8 for the
+      // decomposition and M/32 per row for the first FFT pass
+      if (fused_first_) steps += (long)(k + 1) * 8 * (1 + 2 * l) - (long)(k + 1) * (M / 8) - (long)rows * (M / 32);
       pf_per_ = kernels ? (int)((lines + steps - 1) / steps) : 0;
     }
 #endif
@@ -514,6 +519,82 @@ class ServerKeyCore {
     }
   }
 
+#if defined(WAVIS_TFHE_AVX2)
+  // N = 1024 (M = 512, first-pass stride 64), L levels: decompose_twist fused into the first
+  // radix-8 pass of every digit polynomial. Per 8 positions j..j+7 the digits of the 8 points
+  // j + 64 m (all levels) are computed once into a small stack block, then each level is
+  // converted, twisted, sent through the 8-point DFT and its twiddles and stored: the twisted
+  // input never goes to memory. Same values as decompose_twist + the first pass.
+  template <int L>
+  void decompose_first_pass_avx2(Work& w, StreamPrefetch* pf) const {
+    constexpr int q = 64, MM = 512;
+    const int k = P.k, N = P.N;
+    const Decomposer dec(P.bg, L);
+    const double* __restrict tr = fft.twist_re();
+    const double* __restrict ti = fft.twist_im();
+    const double* __restrict wr0 = fft.first_twiddle_re() - q;
+    const double* __restrict wi0 = fft.first_twiddle_im() - q;
+    const __m256i rb = _mm256_set1_epi32((int)dec.round_bit), msk = _mm256_set1_epi32((int)dec.mask);
+    const __m256i half = _mm256_set1_epi32((int)dec.half), B = _mm256_set1_epi32((int)(1u << dec.bg));
+    const __m256i one = _mm256_set1_epi32(1);
+    const __m128i sh = _mm_cvtsi32_si128(dec.shift), bgc = _mm_cvtsi32_si128(dec.bg);
+    alignas(32) int32_t dg[L][2][8][8];  // [level][x/y][m][lane]
+    for (int c = 0; c <= k; ++c) {
+      const uint32_t* v = w.diff.data() + (size_t)c * N;
+#pragma GCC unroll 1
+      for (int j = 0; j < q; j += 8) {
+        if (pf) pf->step();
+#pragma GCC unroll 1
+        for (int m = 0; m < 8; ++m) {
+          __m256i X = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + j + q * m));
+          __m256i Y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + j + q * m + MM));
+          if (dec.shift > 0) {
+            X = _mm256_srl_epi32(_mm256_add_epi32(X, rb), sh);
+            Y = _mm256_srl_epi32(_mm256_add_epi32(Y, rb), sh);
+          }
+          for (int p = L - 1; p >= 0; --p) {
+            __m256i u = _mm256_and_si256(X, msk), rest = _mm256_srl_epi32(X, bgc);
+            __m256i cy = _mm256_cmpgt_epi32(_mm256_add_epi32(u, _mm256_and_si256(rest, one)), half);
+            _mm256_store_si256(reinterpret_cast<__m256i*>(dg[p][0][m]), _mm256_sub_epi32(u, _mm256_and_si256(cy, B)));
+            X = _mm256_sub_epi32(rest, cy);
+            u = _mm256_and_si256(Y, msk);
+            rest = _mm256_srl_epi32(Y, bgc);
+            cy = _mm256_cmpgt_epi32(_mm256_add_epi32(u, _mm256_and_si256(rest, one)), half);
+            _mm256_store_si256(reinterpret_cast<__m256i*>(dg[p][1][m]), _mm256_sub_epi32(u, _mm256_and_si256(cy, B)));
+            Y = _mm256_sub_epi32(rest, cy);
+          }
+        }
+#pragma GCC unroll 1
+        for (int pp = 0; pp < 2 * L; ++pp) {  // (level, half of the 8 positions)
+          if (pf) pf->step();
+          const int p = pp >> 1, hh = (pp & 1) * 4, j0 = j + hh;
+          double* re = w.fre.data() + (size_t)(c * L + p) * MM;
+          double* im = w.fim.data() + (size_t)(c * L + p) * MM;
+          NegacyclicFFT::dft8(
+              [&](int m, __m256d& a, __m256d& b) {
+                const int e = j0 + q * m;
+                __m256d xr = _mm256_cvtepi32_pd(_mm_load_si128(reinterpret_cast<const __m128i*>(dg[p][0][m] + hh)));
+                __m256d xi = _mm256_cvtepi32_pd(_mm_load_si128(reinterpret_cast<const __m128i*>(dg[p][1][m] + hh)));
+                const __m256d twr = _mm256_load_pd(tr + e), twi = _mm256_load_pd(ti + e);
+                a = _mm256_fmsub_pd(xr, twr, _mm256_mul_pd(xi, twi));
+                b = _mm256_fmadd_pd(xr, twi, _mm256_mul_pd(xi, twr));
+              },
+              [&](int t, __m256d a, __m256d b) {
+                if (t == 0) {
+                  _mm256_store_pd(re + j0, a);
+                  _mm256_store_pd(im + j0, b);
+                  return;
+                }
+                __m256d wr = _mm256_loadu_pd(wr0 + t * q + j0), wi = _mm256_loadu_pd(wi0 + t * q + j0);
+                _mm256_store_pd(re + j0 + t * q, _mm256_fmsub_pd(a, wr, _mm256_mul_pd(b, wi)));
+                _mm256_store_pd(im + j0 + t * q, _mm256_fmadd_pd(a, wi, _mm256_mul_pd(b, wr)));
+              });
+        }
+      }
+    }
+  }
+#endif
+
   // acc <- acc + GGSW ⊡ (X^a acc - acc)
   // `next` (may be null): the GGSW the following CMUX will read; it is prefetched into L2 in
   // slices between the FFTs, so a single bootstrap's key stream overlaps with computation.
@@ -531,8 +612,16 @@ class ServerKeyCore {
       }
       StreamPrefetch* q = next ? &pf : nullptr;
       for (int c = 0; c <= k; ++c) poly_rotate_sub(acc + (size_t)c * N, w.diff.data() + (size_t)c * N, N, a);
-      decompose_twist(w, q);
-      for (int r = 0; r < rows; ++r) fft.forward_twisted(w.fre.data() + (size_t)r * M, w.fim.data() + (size_t)r * M, q);
+      if (fused_first_ && P.l == 2) {
+        decompose_first_pass_avx2<2>(w, q);
+        for (int r = 0; r < rows; ++r) fft.forward_after_first(w.fre.data() + (size_t)r * M, w.fim.data() + (size_t)r * M, q);
+      } else if (fused_first_ && P.l == 3) {
+        decompose_first_pass_avx2<3>(w, q);
+        for (int r = 0; r < rows; ++r) fft.forward_after_first(w.fre.data() + (size_t)r * M, w.fim.data() + (size_t)r * M, q);
+      } else {
+        decompose_twist(w, q);
+        for (int r = 0; r < rows; ++r) fft.forward_twisted(w.fre.data() + (size_t)r * M, w.fim.data() + (size_t)r * M, q);
+      }
       mac(ggsw, w, q);
       for (int oc = 0; oc <= k; ++oc)
         fft.inverse_add_torus(w.are.data() + (size_t)oc * M, w.aim.data() + (size_t)oc * M, acc + (size_t)oc * N, q);

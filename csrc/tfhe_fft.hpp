@@ -176,6 +176,18 @@ class NegacyclicFFT {
 #endif
     dif(re, im);
   }
+#if defined(WAVIS_TFHE_AVX2)
+  // For a caller that computes the input of the first radix-8 pass itself (the external
+  // product fuses the gadget decomposition and the fold/twist into it): that pass is 8-point
+  // DFTs over the points j + (M/8) m, m = 0..7, output t >= 1 times first_twiddle(t, j),
+  // stored at j + (M/8) t; forward_after_first runs the remaining passes. Together they are
+  // exactly forward_twisted.
+  const double* first_twiddle_re() const { return r8_re_.data(); }  // [(t - 1) * M/8 + j]
+  const double* first_twiddle_im() const { return r8_im_.data(); }
+  void forward_after_first(double* re, double* im, StreamPrefetch* pf) const { dif_radix8_avx2_from(re, im, pf, M / 8); }
+  template <class LD, class ST>
+  static inline void dft8(LD ld, ST st) { dft8_4s(ld, st); }
+#endif
   // prefetch steps one forward_twisted / inverse_add_torus takes (0: the call ignores pf)
   int prefetch_steps() const {
 #if defined(WAVIS_TFHE_AVX2)
@@ -630,9 +642,17 @@ class NegacyclicFFT {
     }
   }
   void dif_radix8_avx2(double* __restrict re, double* __restrict im, StreamPrefetch* pf = nullptr) const {
+    dif_radix8_avx2_from(re, im, pf, M);
+  }
+  // the forward passes L = L0, L0/8, ..., 64, then the last pass
+  void dif_radix8_avx2_from(double* __restrict re, double* __restrict im, StreamPrefetch* pf, int L0) const {
     const double* twr = r8_re_.data();
     const double* twi = r8_im_.data();
-    for (int L = M; L >= 64; L /= 8) {
+    for (int L = M; L > L0; L /= 8) {
+      twr += 7 * (L / 8);
+      twi += 7 * (L / 8);
+    }
+    for (int L = L0; L >= 64; L /= 8) {
       const int q = L / 8;
       if (q == 64) dif_pass_avx2<64>(re, im, M, q, twr, twi, pf);
       else if (q == 8) dif_pass_avx2<8>(re, im, M, q, twr, twi, pf);
