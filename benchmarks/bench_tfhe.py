@@ -4,10 +4,13 @@ Python 3.10: ``~/.pyenv/versions/3.10.13/bin/python -m venv benchmarks/.venv-ope
 benchmarks/.venv-openfhe/bin/pip install openfhe``).
 
     .venv/bin/python benchmarks/bench_tfhe.py [--reps 20] [--batch 64] [--failure-gates 100000]
-        [--no-openfhe] [--out benchmarks/results/tfhe_cpu.json]
+        [--ratio-rounds 5] [--no-openfhe] [--out benchmarks/results/tfhe_cpu.json]
 
 Prints a table and writes JSON. ``--failure-gates`` additionally evaluates that many gates on
 fast_128 (random ops, inputs carrying a bootstrap's output noise) and counts wrong outputs.
+``--ratio-rounds R`` (default 5) alternates R times a single-gate run of fast_128 and
+standard_128 with an OpenFHE STD128 run and records each round's ratio of medians, so that a
+noisy shared machine shows up as spread rather than as one lucky or unlucky number.
 OpenFHE runs with OMP_NUM_THREADS=1 (its OpenMP threads oversubscribe a 2-core machine and
 make each gate ~30x slower otherwise).
 """
@@ -33,6 +36,54 @@ from wavis import tfhe  # noqa: E402
 from wavis.tfhe import noise, serialize  # noqa: E402
 
 OPENFHE_SETS = [("STD128", "GINX"), ("STD128_AP", "AP"), ("STD128Q", "GINX"), ("STD128_LMKCDEY", "LMKCDEY")]
+
+
+def simd_path() -> str:
+    """The kernels the C++ core was built with (-march=native: the build host's CPU)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "unknown"
+    if "avx512f" in flags and "avx512dq" in flags:
+        return "avx512"
+    if "avx2" in flags and "fma" in flags:
+        return "avx2+fma"
+    return "portable"
+
+
+def single_gate_ms(sk, ck, reps: int) -> list[float]:
+    a, b = ck.encrypt(True), ck.encrypt(False)
+    sk.gate("NAND", a, b)
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        sk.gate("NAND", a, b)
+        out.append(1000 * (time.perf_counter() - t))
+    return out
+
+
+def ratio_rounds(rounds: int, reps: int, openfhe_reps: int) -> dict:
+    """Back-to-back rounds: wavis single gate (fast_128, standard_128), then OpenFHE STD128."""
+    py = ROOT / ".venv-openfhe" / "bin" / "python"
+    keys = {p: tfhe.keygen(p) for p in ("fast_128", "standard_128")}
+    keys = {p: (ck, sk.prepare()) for p, (ck, sk) in keys.items()}
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = []
+    for _ in range(rounds):
+        row = {"loadavg": os.getloadavg()[0]}
+        for p, (ck, sk) in keys.items():
+            row[p + "_ms_median"] = statistics.median(single_gate_ms(sk, ck, reps))
+        r = subprocess.run([str(py), str(ROOT / "openfhe_binfhe_gate.py"), "STD128", "GINX", str(openfhe_reps)],
+                           capture_output=True, text=True, timeout=900, env=env)
+        o = json.loads(r.stdout.strip().splitlines()[-1])
+        row["openfhe_std128_ms_mean"] = o["ms_per_gate"]
+        row["openfhe_std128_ms_min"] = o["min_ms_per_gate"]
+        for p in keys:
+            row[p + "_ratio"] = o["ms_per_gate"] / row[p + "_ms_median"]
+        out.append(row)
+    summary = {p + "_ratio_median": statistics.median(r[p + "_ratio"] for r in out) for p in keys}
+    summary.update({p + "_ratio_min": min(r[p + "_ratio"] for r in out) for p in keys})
+    return {"rounds": out, **summary}
 
 
 def bench_preset(name: str, reps: int, batch: int) -> dict:
@@ -154,13 +205,17 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--openfhe-reps", type=int, default=10)
     ap.add_argument("--failure-gates", type=int, default=0)
+    ap.add_argument("--ratio-rounds", type=int, default=5)
     ap.add_argument("--no-openfhe", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "results" / "tfhe_cpu.json"))
     args = ap.parse_args()
     res = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                       "python": platform.python_version(), "loadavg_at_start": os.getloadavg()},
+                       "python": platform.python_version(), "loadavg_at_start": os.getloadavg(),
+                       "simd": simd_path()},
            "wavis": [bench_preset(p, args.reps, args.batch) for p in tfhe.PUBLIC_PRESETS]}
     res["openfhe"] = [] if args.no_openfhe else bench_openfhe(args.openfhe_reps)
+    if not args.no_openfhe and args.ratio_rounds > 0 and (ROOT / ".venv-openfhe" / "bin" / "python").exists():
+        res["back_to_back"] = ratio_rounds(args.ratio_rounds, args.reps, args.openfhe_reps)
     if args.failure_gates:
         res["failure_run"] = failure_count(args.failure_gates)
     # speed-up from the least-disturbed samples (minimum per-gate time) of both libraries: on a
@@ -177,6 +232,13 @@ def main() -> None:
             print(f"{'openfhe ' + o['paramset'] + ' (' + o['method'] + ')':34s} {o['ms_per_gate']:10.2f} {o['min_ms_per_gate']:10.2f} {'-':>12s} {1000 / o['ms_per_gate']:11.1f} {'':>16s}")
         else:
             print(f"openfhe {o['paramset']}: {o.get('error')}")
+    if "back_to_back" in res:
+        bb = res["back_to_back"]
+        for row in bb["rounds"]:
+            print("back to back: " + "  ".join(f"{k} {v:.2f}" for k, v in row.items()))
+        print(f"single-gate speed-up vs OpenFHE STD128 (its mean / our median, per round): fast_128 median "
+              f"{bb['fast_128_ratio_median']:.2f}x (worst {bb['fast_128_ratio_min']:.2f}x), standard_128 median "
+              f"{bb['standard_128_ratio_median']:.2f}x (worst {bb['standard_128_ratio_min']:.2f}x)")
     if "failure_run" in res:
         print("failure run:", res["failure_run"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
