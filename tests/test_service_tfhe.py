@@ -266,7 +266,13 @@ async def test_gate_errors(api, dev, client_keys, server_key_b64):
                          400, "KEY_MISMATCH")
     assert err["details"]["operand"] == "b"
     await error_of(await dev.post("/tfhe/gate", {"session_id": s2, "op": "NOT", "a": mine}), 400, "KEY_MISMATCH")
-    await error_of(await dev.post(f"/tfhe/session/{s1}/decrypt", {"ciphertext_b64": foreign}), 400, "KEY_MISMATCH")
+    err = await error_of(await dev.post(f"/tfhe/session/{s1}/decrypt", {"ciphertext_b64": foreign}), 400,
+                         "KEY_MISMATCH")
+    assert err["details"]["operand"] == "ciphertext_b64"
+    # the list form names the element, also for a list of one (QA)
+    err = await error_of(await dev.post(f"/tfhe/session/{s1}/decrypt", {"ciphertexts_b64": [foreign]}), 400,
+                         "KEY_MISMATCH")
+    assert err["details"]["operand"] == "ciphertexts_b64[0]"
     # malformed, truncated, padded, corrupted, a batch, a key instead of a ciphertext
     raw = base64.b64decode(mine)
     batch = b64(client_keys[0].encrypt([True, False]))

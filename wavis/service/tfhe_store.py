@@ -254,7 +254,9 @@ def encrypt(keys: SessionKeys, bits: list[bool]) -> list[str]:
     return [_dump_b64(c) for c in batch_ct]
 
 
-def decrypt(keys: SessionKeys, texts: list[str]) -> list[bool]:
-    cts = [parse_ciphertext(keys, t, f"ciphertexts_b64[{i}]" if len(texts) > 1 else "ciphertext_b64")
+def decrypt(keys: SessionKeys, texts: list[str], many: bool = True) -> list[bool]:
+    """Decrypt base64 ciphertexts; errors name the operand as sent (``ciphertexts_b64[i]`` for
+    the list form, ``ciphertext_b64`` for the single one)."""
+    cts = [parse_ciphertext(keys, t, f"ciphertexts_b64[{i}]" if many else "ciphertext_b64")
            for i, t in enumerate(texts)]
     return [bool(keys.client.decrypt(c)) for c in cts]

@@ -177,7 +177,7 @@ async def decrypt(request: web.Request) -> web.Response:
     req = await parse(request, TfheDecryptRequest)
     _, keys = await _server_managed(request)
     texts = [req.ciphertext_b64] if req.ciphertexts_b64 is None else req.ciphertexts_b64
-    bits = await request.app[ENGINE].run(tfhe_store.decrypt, keys, texts)
+    bits = await request.app[ENGINE].run(tfhe_store.decrypt, keys, texts, req.ciphertexts_b64 is not None)
     if req.ciphertexts_b64 is None:
         return json_response(TfheDecryptOneResponse(bit=bits[0]))
     return json_response(TfheDecryptManyResponse(bits=bits))
