@@ -14,7 +14,6 @@ import io
 import json
 import pstats
 import sys
-import time
 import traceback
 from pathlib import Path
 
@@ -22,6 +21,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_gpu import timeit  # noqa: E402
 
 
 def main() -> int:
@@ -49,17 +50,8 @@ def main() -> int:
         be = get("cuda")
     sync = be.synchronize
 
-    def tm(fn, reps=10, warm=2):
-        for _ in range(warm):
-            fn()
-        sync()
-        ts = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            fn()
-            sync()
-            ts.append(time.perf_counter() - t)
-        return float(np.median(ts)) * 1e3
+    def tm(fn, reps=10, warm=2):  # median ms
+        return timeit(fn, sync, reps, warm) * 1e3
 
     def prof(name, fn, n=3):
         fn()

@@ -502,14 +502,19 @@ class CudaRingContext:
         a = self._in(a, "a", len(ii), allow3=False)
         return self._base_convert(a, ii, io)
 
-    def mod_down(self, a, idx_q, idx_p):
-        """ModDown (coefficient domain): a over Q∪P → round(a / P) over Q (as the CPU)."""
+    def _q_p(self, idx_q, idx_p) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Validated (idx_q, idx_p) of a ModDown: non-empty, in range, pairwise distinct."""
         iq = _norm_idx(idx_q, len(self.moduli), "idx_q")
         ip = _norm_idx(idx_p, len(self.moduli), "idx_p")
         if not iq or not ip:
             raise ShapeError("idx_q and idx_p must not be empty")
         if len(set(iq + ip)) != len(iq) + len(ip):
             raise ShapeError("idx_q and idx_p must be distinct primes")
+        return iq, ip
+
+    def mod_down(self, a, idx_q, idx_p):
+        """ModDown (coefficient domain): a over Q∪P → round(a / P) over Q (as the CPU)."""
+        iq, ip = self._q_p(idx_q, idx_p)
         a = self._in(a, "a", len(iq) + len(ip), allow3=False)
         l, k, N, logN = len(iq), len(ip), self.N, np.int32(self.logN)
 
@@ -582,12 +587,7 @@ class CudaRingContext:
         Raises:
             ShapeError: bad indices (empty, repeated or overlapping) or a wrong shape/dtype.
         """
-        iq = _norm_idx(idx_q, len(self.moduli), "idx_q")
-        ip = _norm_idx(idx_p, len(self.moduli), "idx_p")
-        if not iq or not ip:
-            raise ShapeError("idx_q and idx_p must not be empty")
-        if len(set(iq + ip)) != len(iq) + len(ip):
-            raise ShapeError("idx_q and idx_p must be distinct primes")
+        iq, ip = self._q_p(idx_q, idx_p)
         lq, lp = len(iq), len(ip)
         a = self._in(a, "a", lq + lp)
         N, logN, xp = self.N, np.int32(self.logN), self.xp
