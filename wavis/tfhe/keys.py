@@ -181,8 +181,12 @@ class ServerKey:
 
         ``ops``: m gate names (or one name for all); ``a``, ``b``, ``sel``: batches (m rows) or
         sequences of m single ciphertexts; ``b`` is unused by NOT, ``sel`` only used by MUX
-        (MUX(a, b, sel) = a where sel = 1, b where sel = 0). Returns a batch of m ciphertexts.
-        Raises KeyMismatchError for a ciphertext of another key or preset.
+        (MUX(a, b, sel) = a where sel = 1, b where sel = 0). ``threads``: 0 = all cores, else
+        1–1024. Returns a batch of m ciphertexts, shape (m, n+1) uint32.
+
+        Raises: KeyMismatchError for a ciphertext of another key or preset; ParameterError for an
+        unknown gate, a missing operand, a non-ciphertext operand or a bad ``threads``;
+        ShapeError when the operand counts differ from the number of gates.
         """
         p = self.params
         if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 0 <= threads <= 1024:
