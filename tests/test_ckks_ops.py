@@ -186,3 +186,41 @@ def test_complex_matrix_is_refused(env):
         matmul(env[4], [[1 + 2j, 0], [0, 1]], enc_vec(env, X))
     with pytest.raises(EncodingError):
         matmul(env[4], np.eye(2) * 1j, enc_vec(env, X))
+
+
+def test_non_canonical_scale_is_refused_not_wrong(env):
+    """QA finding: a ciphertext encrypted far above its level's canonical scale used to give
+    silently wrong results (constants and plaintexts encoded at a tiny derived scale). Every
+    operation that derives such a scale now raises ScaleMismatchError; near-canonical scales
+    still compute correctly."""
+    from wavis.errors import ScaleMismatchError
+
+    params, enc, e, _, ev = env
+    lv = params.max_level
+    x = 1e-5 * X
+    big = e.encrypt(enc.encode(x, level=lv, scale=params.level_scale(lv) * 2.0**38))
+    low = ev.drop_to_level(enc_vec(env, X), lv - 1)
+    assert np.allclose(dec(env, big).real, x, atol=1e-9)  # the ciphertext itself is fine
+    calls = [
+        lambda: ev.add(big, low),                      # level alignment (bring_to)
+        lambda: ev.multiply_plain(big, X),
+        lambda: ev.multiply_scalar(big, 0.5),
+        lambda: evaluate_polynomial(ev, big, [0.0, 3.0]),
+        lambda: matmul(ev, np.eye(16), big),
+        lambda: ev.multiply(big, big),                 # product scale far above Δ_ℓ²
+    ]
+    for call in calls:
+        with pytest.raises(ScaleMismatchError):
+            call()
+    # a zero vector at 2^600 used to multiply into an infinite scale
+    huge = e.encrypt(enc.encode(np.zeros(SLOTS), level=lv, scale=2.0**600))
+    with pytest.raises(ScaleMismatchError):
+        ev.multiply(huge, huge)
+    # rescaling far below the canonical scale of the next level is refused (precision gone)
+    mid = e.encrypt(enc.encode(X, level=lv, scale=2.0**50))
+    with pytest.raises(ParameterError):
+        ev.rescale(mid)
+    # a scale a few bits off canonical still works and is exact enough
+    near = e.encrypt(enc.encode(X, level=lv, scale=params.level_scale(lv) * 4.0))
+    assert np.max(np.abs(dec(env, ev.multiply_scalar(near, 0.5)).real - 0.5 * X)) < 1e-5
+    assert np.max(np.abs(dec(env, ev.add(near, low)).real - 2 * X)) < 1e-5

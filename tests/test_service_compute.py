@@ -271,3 +271,42 @@ async def test_keys_with_big_fresh_ciphertexts_raise_their_upload_limit(dev, ckk
     # the same body under the small key is over that key's limit: 413, not a parse error
     resp = await dev.post("/ciphertexts", {"key_id": small_key, "ciphertext_b64": text})
     await error_of(resp, 413, "PAYLOAD_TOO_LARGE")
+
+
+async def test_non_canonical_scales_are_refused_not_wrong(dev, ckks_pair_factory):
+    """QA finding: a ciphertext uploaded far above its level's canonical scale used to give 200
+    with wrong numbers (and a product could reach an infinite scale). Now: 400 SCALE_MISMATCH
+    before computing, and uploads at or above 2^1000 are refused as INVALID_CIPHERTEXT."""
+    from wavis.ckks import Encryptor
+
+    pair = ckks_pair_factory(max_depth=2, index=0)
+    key_id = (await dev.upload_keys(pair))["key_id"]
+    p = pair.params
+    x, y = vectors(pair, 3)
+    lv = p.max_level
+
+    def enc_at(v, scale):
+        return Encryptor(p, pair.public_key).encrypt(pair.encoder.encode(v, level=lv, scale=scale))
+
+    big = await dev.upload(key_id, enc_at(1e-5 * x, p.level_scale(lv) * 2.0**38))
+    plain = await dev.post("/compute/multiply-plain", {"key_id": key_id, "ciphertext_ids": [big["ciphertext_id"]],
+                                                       "plain_operand": [0.5] * 4})
+    await error_of(plain, 400, "SCALE_MISMATCH")
+    poly = await dev.post("/compute/poly-eval", {"key_id": key_id, "ciphertext_ids": [big["ciphertext_id"]],
+                                                 "polynomial_coeffs": [0.0, 3.0]})
+    await error_of(poly, 400, "SCALE_MISMATCH")
+    zero = await dev.upload(key_id, enc_at(np.zeros(p.slot_count), 2.0**600))
+    err = await error_of(await dev.compute("multiply", key_id, [zero["ciphertext_id"]] * 2), 400, "SCALE_MISMATCH")
+    assert "canonical" in err["message"]
+    # a forged scale of 2^1000 or more is refused at upload
+    forged = enc_at(x, p.level_scale(lv))
+    forged.scale = 2.0**1001
+    resp = await dev.post("/ciphertexts", {"key_id": key_id,
+                                           "ciphertext_b64": serialize.b64encode(serialize.dumps(forged))})
+    await error_of(resp, 400, "INVALID_CIPHERTEXT")
+    # the canonical path still computes correctly
+    a = await dev.upload(key_id, pair.encrypt(x))
+    resp = await dev.post("/compute/multiply-plain", {"key_id": key_id, "ciphertext_ids": [a["ciphertext_id"]],
+                                                      "plain_operand": list(y)})
+    assert resp.status == 200, await resp.text()
+    assert np.max(np.abs(decode(pair, (await resp.json())["result_ciphertext"]) - x * y)) < 1e-4

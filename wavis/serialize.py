@@ -258,8 +258,8 @@ def loads(blob: bytes, expected_type: type | None = None, params: CkksParameters
         level, size, _, scale, nn, rows = r.unpack("HBBdIH")
         if nn != n or rows != level + 1 or not 0 <= level <= params.max_level or size not in (2, 3):
             raise CiphertextFormatError(f"ciphertext header does not fit the parameters (N={nn}, level={level}, size={size})")
-        if not (np.isfinite(scale) and scale >= 1.0):
-            raise CiphertextFormatError(f"ciphertext scale {scale} is invalid")
+        if not (np.isfinite(scale) and 1.0 <= scale < 2.0**1000):  # the Evaluator's structural bound
+            raise CiphertextFormatError(f"ciphertext scale {scale} is invalid (must be in [1, 2^1000))")
         data = r.packed(size, params.moduli[:rows], n)
         r.done()
         return Ciphertext(_to_backend(data, params, backend), level, float(scale), params.fingerprint, key_tag)

@@ -23,6 +23,12 @@ from .params import CkksParameters
 from .structures import Ciphertext, EvaluationKeys, KeySwitchingKey, Plaintext
 
 SCALE_TOLERANCE = 2.0**-20  # relative scale difference accepted by add/subtract
+# A constant or plaintext that puts a result back on the canonical scale is encoded at
+# (target scale)·q_ℓ/(ciphertext scale); with a canonical ciphertext that is Δ_ℓ. A ciphertext
+# whose scale is more than this many bits above canonical would need a coarser encoding (its
+# rounding error silently eats the precision), so such operations are refused instead.
+MAX_SCALE_EXCESS_BITS = 4
+MAX_SCALE = 2.0**1000  # the largest ciphertext scale (a structural bound, as in _check)
 
 
 class Evaluator:
@@ -92,6 +98,22 @@ class Evaluator:
                 scale_bits=[math.log2(a.scale), math.log2(b.scale)],
             )
 
+    def _derived_scale(self, ct: Ciphertext, derived: float, what: str) -> float:
+        """Check the scale at which a constant/plaintext for ``ct`` is encoded (see
+        MAX_SCALE_EXCESS_BITS): at least Δ_ℓ·2^-4 and below 2^62.
+
+        Raises: ScaleMismatchError (the ciphertext's scale is too far from the canonical Δ_ℓ of
+        its level for ``what``)."""
+        canonical = self.params.level_scale(ct.level)
+        if not (math.isfinite(derived) and canonical * 2.0**-MAX_SCALE_EXCESS_BITS <= derived < 2.0**62):
+            raise ScaleMismatchError(
+                f"{what}: the ciphertext's scale 2^{math.log2(ct.scale):.2f} is too far from the canonical "
+                f"scale 2^{math.log2(canonical):.2f} of level {ct.level} (its constant would be encoded at "
+                f"2^{math.log2(derived) if derived > 0 else float('-inf'):.2f} and lose precision or overflow); "
+                "encrypt at the default scale of its level",
+                scale_bits=math.log2(ct.scale), canonical_scale_bits=math.log2(canonical), level=int(ct.level))
+        return derived
+
     # -- level management -------------------------------------------------------------------------
     def drop_to_level(self, ct: Ciphertext, level: int) -> Ciphertext:
         """Drop primes q_{level+1}..q_ℓ (the message and scale are unchanged)."""
@@ -111,7 +133,8 @@ class Evaluator:
         if level >= ct.level or level < 0:
             raise ParameterError(f"cannot bring level {ct.level} to {level}")
         x = self.drop_to_level(ct, level + 1) if ct.level > level + 1 else ct
-        const_scale = scale * self.params.moduli[level + 1] / x.scale
+        const_scale = self._derived_scale(x, scale * self.params.moduli[level + 1] / x.scale,
+                                          f"bringing level {ct.level} to level {level}")
         res = self._scalar_residues(1.0, const_scale, x.level)
         idx = list(range(x.level + 1))
         out = self.ctx.zeros(x.size * len(idx)).reshape(x.size, len(idx), -1)
@@ -205,6 +228,14 @@ class Evaluator:
         ctx.mul_add(a.data[1], b.data[0], out[1], idx)
         ctx.mul(a.data[1], b.data[1], out[2], idx)
         scale = a.scale * b.scale
+        canonical = self.params.level_scale(a.level)
+        if not math.isfinite(scale) or scale > canonical * canonical * 2.0**(2 * MAX_SCALE_EXCESS_BITS) \
+                or (not rescale and scale >= MAX_SCALE):
+            # a product this far above Δ_ℓ² can exceed the modulus (silent wrap-around) or overflow
+            raise ScaleMismatchError(
+                f"the product scale 2^{math.log2(a.scale) + math.log2(b.scale):.2f} is too far above the "
+                f"canonical 2^{2 * math.log2(canonical):.2f} of level {a.level}: encrypt at the default scale",
+                scale_bits=[math.log2(a.scale), math.log2(b.scale)], level=int(a.level))
         if rescale:
             self._check_rescaled_scale(scale, a.level)
         if relinearize:
@@ -265,10 +296,13 @@ class Evaluator:
         return Ciphertext(out, ct.level - 1, ct.scale / q_last, ct.params_fingerprint, ct.key_tag)
 
     def _check_rescaled_scale(self, scale: float, level: int) -> None:
-        """Rescaling must leave a scale ≥ 2 (else the message is destroyed, e.g. rescaling a
-        ciphertext that was not multiplied since its last rescale)."""
+        """Rescaling must leave a scale ≥ 2 and at most 2^4 below the canonical Δ_{ℓ−1} (else the
+        rescale rounding destroys the message, e.g. rescaling a ciphertext that was not
+        multiplied since its last rescale).
+
+        Raises: ParameterError."""
         after = scale / self.params.moduli[level]
-        if after < 2.0:
+        if after < 2.0 or (level > 0 and after < self.params.level_scale(level - 1) * 2.0**-MAX_SCALE_EXCESS_BITS):
             raise ParameterError(
                 f"rescaling would leave scale 2^{math.log2(after):.1f} (< 2): the ciphertext's scale "
                 f"2^{math.log2(scale):.1f} is too small to divide by q_{level}; rescale only after a multiplication",
@@ -321,7 +355,10 @@ class Evaluator:
             raise DepthExhaustedError("multiply_plain needs a level to rescale, but the ciphertext is at level 0")
         # scale chosen so the rescaled result sits exactly on the canonical scale of level ℓ−1
         target = self.params.level_scale(ct.level - 1) if ct.level > 0 else ct.scale
-        pt = self._as_plain(values, ct.level, target * self.params.moduli[ct.level] / ct.scale)
+        pt_scale = target * self.params.moduli[ct.level] / ct.scale
+        if not isinstance(values, Plaintext):
+            self._derived_scale(ct, pt_scale, "multiply_plain")
+        pt = self._as_plain(values, ct.level, pt_scale)
         idx = list(range(ct.level + 1))
         out = self.ctx.zeros(ct.size * len(idx)).reshape(ct.size, len(idx), -1)
         for c in range(ct.size):
@@ -347,7 +384,8 @@ class Evaluator:
         if rescale and ct.level == 0:
             raise DepthExhaustedError("multiply_scalar needs a level to rescale, but the ciphertext is at level 0")
         target = self.params.level_scale(ct.level - 1) if ct.level > 0 else ct.scale
-        q_l = target * self.params.moduli[ct.level] / ct.scale  # rescaled result: canonical scale
+        q_l = self._derived_scale(ct, target * self.params.moduli[ct.level] / ct.scale,  # rescaled: canonical
+                                  "multiply_scalar")
         res_mod = self._scalar_residues(value, q_l, ct.level)
         idx = list(range(ct.level + 1))
         out = self.ctx.zeros(ct.size * len(idx)).reshape(ct.size, len(idx), -1)

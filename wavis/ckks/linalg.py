@@ -85,7 +85,8 @@ def matmul(ev: Evaluator, matrix, ct: Ciphertext) -> Ciphertext:
     base, span, b, g = _plan(rows, cols, slots)
     baby = ev.rotate_many(ct, list(range(b)))
     # diagonals encoded so the single final rescale lands on the canonical scale of level ℓ−1
-    q_l = ev.params.level_scale(ct.level - 1) * ev.params.moduli[ct.level] / ct.scale
+    q_l = ev._derived_scale(ct, ev.params.level_scale(ct.level - 1) * ev.params.moduli[ct.level] / ct.scale,  # noqa: SLF001
+                            "matmul")
     enc = ev._encoder()
     i = np.arange(slots)
     total = None

@@ -51,7 +51,7 @@ class _PolyEval:
         x = ev.drop_to_level(x, level + 1) if x.level > level + 1 else x
         q = float(ev.params.moduli[level + 1])
         # multiply by round(c1 · scale·q/s_x) then rescale by q → scale exactly `scale`
-        const_scale = scale * q / x.scale
+        const_scale = ev._derived_scale(x, scale * q / x.scale, "polynomial evaluation")  # noqa: SLF001
         res = ev._scalar_residues(c1, const_scale, x.level)
         idx = list(range(x.level + 1))
         out = ev.ctx.zeros(2 * len(idx)).reshape(2, len(idx), -1)
