@@ -102,3 +102,34 @@ async def test_ciphertext_body_just_under_2_mib_is_read(api):
     key = await api.account()
     body = {"key_id": "key_missing", "ciphertext_b64": "A" * (2 * MiB - 100)}
     await error_of(await api.post("/api/v1/ciphertexts", json=body, headers=bearer(key)), 404, "NOT_FOUND")
+
+
+async def test_client_leaving_mid_body_is_not_an_upstream_outage(api):
+    """QA finding: a client that announced a body and closed the connection part-way was logged
+    and counted as 502 UPSTREAM_UNAVAILABLE (a Redis/Postgres outage to alerting). It is a
+    client error now: 400 when the body read fails, 499 ("client closed request") when aiohttp
+    cancels the handler; no 5xx is recorded."""
+    from wavis.service.state import METRICS
+
+    reg = api.app[METRICS].registry
+
+    def count(status: str) -> float:
+        return sum(s.value for m in reg.collect() if m.name == "wavis_http_requests"
+                   for s in m.samples if s.name.endswith("_total") and s.labels.get("status") == status)
+
+    key = await api.account()
+    before_502, before_400 = count("502"), count("400")
+    reader, writer = await asyncio.open_connection(api.host, api.port)
+    head = (f"POST /api/v1/ciphertexts HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 100000\r\nAuthorization: Bearer {key}\r\n\r\n" + '{"key_id": "key_x", "cip')
+    writer.write(head.encode())
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.close()
+    for _ in range(50):  # the server notices the lost connection and finishes the request
+        await asyncio.sleep(0.1)
+        if count("400") + count("499") + count("500") + count("502") > before_400:
+            break
+    # either the body read fails (400) or aiohttp cancels the handler (499): never 5xx
+    assert count("502") == before_502 and count("500") == 0
+    assert count("400") + count("499") == before_400 + 1

@@ -15,7 +15,7 @@ import pydantic
 from aiohttp import web
 
 from .access import RouteBodyLimit, route_attr
-from .errors import payload_too_large, schema_mismatch
+from .errors import ApiError, payload_too_large, schema_mismatch
 from .state import BODY_BYTES, BODY_LIMIT, BODY_READING, SETTINGS
 
 M = TypeVar("M", bound=pydantic.BaseModel)
@@ -52,10 +52,14 @@ async def read_body(request: web.Request) -> bytes:
         raise payload_too_large(limit)
     buf = bytearray()
     request[BODY_READING] = True  # stays set if reading is cut short (request timeout → 408)
-    async for chunk in request.content.iter_chunked(CHUNK):
-        buf += chunk
-        if len(buf) > limit:
-            raise payload_too_large(limit)
+    try:
+        async for chunk in request.content.iter_chunked(CHUNK):
+            buf += chunk
+            if len(buf) > limit:
+                raise payload_too_large(limit)
+    except ConnectionResetError:
+        # the client went away mid-body: its fault, not an upstream outage (no 502, no alert)
+        raise ApiError(400, "BAD_REQUEST", "the connection closed before the whole body arrived") from None
     request[BODY_READING] = False
     body = bytes(buf)
     request[BODY_BYTES] = body

@@ -225,6 +225,11 @@ async def metrics(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         status = exc.status
         raise
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler when the client disconnects: recorded as 499 ("client
+        # closed request", nginx's convention), not as a server error
+        status = 499
+        raise
     finally:
         m.in_flight.dec()
         route = route_label(request)
