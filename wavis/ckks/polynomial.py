@@ -6,8 +6,8 @@ bootstrapping for approximate HE with non-sparse keys", EUROCRYPT 2021, §4.2 an
 2020: every branch is evaluated towards an exact *target level and scale*, so the pieces add
 without scale mismatch and the result's level is predictable:
 
-    level(result) = level(x) − ⌈log2(d+1)⌉          (power basis; Chebyshev on [−1, 1])
-    level(result) = level(x) − ⌈log2(d+1)⌉ − 1      (Chebyshev on another interval [a, b]:
+    level(result) = level(x) − max(1, ⌈log2(d+1)⌉)  (power basis; Chebyshev on [−1, 1])
+    level(result) = level(x) − max(1, ⌈log2(d+1)⌉) − 1  (Chebyshev on another interval [a, b]:
                                                       one level for y = (2x − a − b)/(b − a))
 and scale(result) = the canonical scale of the result's level (``params.level_scale``).
 """
