@@ -109,9 +109,11 @@ class CkksParameters:
                     if _chain_bits(self.scale_bits, d, first, self.special_mod_bits, d + 1) <= bound:
                         best = d
                         break
+                hint = (f"the largest max_depth that fits is {best}" if best >= 1 else
+                        "no max_depth fits with these scale_bits: use a larger poly_degree or fewer scale_bits")
                 raise InsufficientSecurityError(
                     f"log2(QP) = {total:.0f} bits exceeds the {self.security_level} bound of {bound} bits for "
-                    f"poly_degree {n} (HE Standard); the largest max_depth that fits is {best}",
+                    f"poly_degree {n} (HE Standard); {hint}",
                     max_depth=best, log_qp_bits=round(total), max_log_qp_bits=bound,
                 )
 
