@@ -218,15 +218,6 @@ class Evaluator:
                                       level=0)
         if relinearize:
             self._relin_key()  # fail before computing
-        ctx = self.ctx
-        idx = list(range(a.level + 1))
-        rows = len(idx)
-        n = self.params.poly_degree
-        out = ctx.zeros(3 * rows).reshape(3, rows, n)
-        ctx.mul(a.data[0], b.data[0], out[0], idx)
-        ctx.mul(a.data[0], b.data[1], out[1], idx)
-        ctx.mul_add(a.data[1], b.data[0], out[1], idx)
-        ctx.mul(a.data[1], b.data[1], out[2], idx)
         scale = a.scale * b.scale
         canonical = self.params.level_scale(a.level)
         if not math.isfinite(scale) or scale > canonical * canonical * 2.0**(2 * MAX_SCALE_EXCESS_BITS) \
@@ -236,6 +227,15 @@ class Evaluator:
                 f"the product scale 2^{math.log2(a.scale) + math.log2(b.scale):.2f} is too far above the "
                 f"canonical 2^{2 * math.log2(canonical):.2f} of level {a.level}: encrypt at the default scale",
                 scale_bits=[math.log2(a.scale), math.log2(b.scale)], level=int(a.level))
+        ctx = self.ctx
+        idx = list(range(a.level + 1))
+        rows = len(idx)
+        n = self.params.poly_degree
+        out = ctx.zeros(3 * rows).reshape(3, rows, n)
+        ctx.mul(a.data[0], b.data[0], out[0], idx)
+        ctx.mul(a.data[0], b.data[1], out[1], idx)
+        ctx.mul_add(a.data[1], b.data[0], out[1], idx)
+        ctx.mul(a.data[1], b.data[1], out[2], idx)
         if rescale:
             self._check_rescaled_scale(scale, a.level)
         if relinearize:
@@ -304,8 +304,10 @@ class Evaluator:
         after = scale / self.params.moduli[level]
         if after < 2.0 or (level > 0 and after < self.params.level_scale(level - 1) * 2.0**-MAX_SCALE_EXCESS_BITS):
             raise ParameterError(
-                f"rescaling would leave scale 2^{math.log2(after):.1f} (< 2): the ciphertext's scale "
-                f"2^{math.log2(scale):.1f} is too small to divide by q_{level}; rescale only after a multiplication",
+                f"rescaling would leave scale 2^{math.log2(after):.1f}, far below the canonical "
+                f"2^{math.log2(self.params.level_scale(level - 1)) if level > 0 else 0:.1f} of level {level - 1}: "
+                f"the ciphertext's scale 2^{math.log2(scale):.1f} is too small to divide by q_{level}; rescale only "
+                "after a multiplication",
                 scale_bits=math.log2(scale))
 
     # -- plaintext and scalar operands ------------------------------------------------------------------
