@@ -220,17 +220,29 @@ async def test_missing_resources_and_other_accounts_are_404(api, dev, pair):
     await error_of(await stranger.compute("add", key_id, [ct["ciphertext_id"]] * 2), 404, "NOT_FOUND")
 
 
-async def test_evicted_ciphertext_is_404_not_500(dev, pair):
+async def test_redis_flush_loses_no_ciphertext_and_a_lost_blob_is_404_not_500(dev, pair):
+    """Redis is only a cache: flushing it loses nothing. A blob file missing from the blob
+    store (an operator deleted it) is a 404 with its reason, never a 500."""
     from conftest import clear_redis_prefix
-    from wavis.service.state import SETTINGS
+    from wavis.service.ctstore import blob_name
+    from wavis.service.state import CTSTORE, SETTINGS
 
     key_id = (await dev.upload_keys(pair))["key_id"]
     ct = await dev.upload(key_id, pair.encrypt([0.25]))
     settings = dev.api.app[SETTINGS]
     await clear_redis_prefix(settings.redis_url, settings.redis_prefix)
+    resp = await dev.api.get(f"/api/v1/ciphertexts/{ct['ciphertext_id']}", headers=dev.headers)
+    assert resp.status == 200, await resp.text()
+    ok = await dev.compute("add", key_id, [ct["ciphertext_id"]] * 2)
+    assert ok.status == 200, await ok.text()
+
+    store = dev.api.app[CTSTORE]
+    account = next(p.name for p in store.blobs.root.joinpath("ct").iterdir())
+    await store.blobs.delete([blob_name(account, ct["ciphertext_id"])])
+    await clear_redis_prefix(settings.redis_url, settings.redis_prefix)
     err = await error_of(await dev.api.get(f"/api/v1/ciphertexts/{ct['ciphertext_id']}", headers=dev.headers),
                          404, "NOT_FOUND")
-    assert "expired" in err["details"]["reason"]
+    assert "missing from the blob store" in err["details"]["reason"]
     await error_of(await dev.compute("add", key_id, [ct["ciphertext_id"]] * 2), 404, "NOT_FOUND")
 
 

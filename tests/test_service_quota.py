@@ -154,17 +154,15 @@ async def test_idempotent_replay_and_reuse(small):
     assert bad.status == 400
 
 
-async def test_stored_answers_are_sealed_in_redis(small):
-    from wavis.service.state import REDIS, SETTINGS
+async def test_stored_answers_are_sealed_in_postgres(small):
     admin = await small.account(role="account_admin", plan="pro")
     resp = await small.post("/api/v1/api-keys", json={"environment": "test"},
                             headers={**bearer(admin), "Idempotency-Key": "sealed-1"})
     new_key = (await resp.json())["key"]
-    r = small.app[REDIS]
-    prefix = small.app[SETTINGS].redis_prefix
-    blobs = [await r.get(k) async for k in r.scan_iter(match=prefix + "idem:*")]
-    assert blobs and all(new_key.encode() not in b and new_key[9:].encode() not in base64.b64decode(b.split(b":", 2)[2])
-                         for b in blobs if b.startswith(b"D:"))
+    async with small.app[DB].acquire() as conn:
+        blobs = [bytes(r["sealed"]) for r in await conn.fetch(
+            "SELECT sealed FROM idempotency_records WHERE status = 201")]
+    assert blobs and all(new_key.encode() not in b and new_key[9:].encode() not in b for b in blobs)
 
 
 async def test_in_progress_409_then_replay_and_5xx_not_stored(small):

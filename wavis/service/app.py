@@ -11,13 +11,15 @@ from typing import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from . import db, metrics, openapi
+from . import blobstore, db, metrics, openapi
 from .access import Access, access, doc
+from .ctstore import CiphertextStore
 from .engine import ComputeEngine
 from .middleware import CHAIN
 from .routes import apikeys, ciphertexts, compute, health, keys, onboarding, tfhe
 from .settings import Settings
-from .state import DB, ENGINE, METRICS, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT
+from .state import CTSTORE, DB, ENGINE, METRICS, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT
+from .sweeper import sweeper_ctx
 from .tfhe_store import tfhe_ctx
 
 log = logging.getLogger("wavis.service")
@@ -81,6 +83,16 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await client.aclose()
 
 
+async def ctstore_ctx(app: web.Application) -> AsyncIterator[None]:
+    s = app[SETTINGS]
+    blobs = blobstore.open_store(s.blob_store, s.data_dir)
+    app[CTSTORE] = CiphertextStore(blobs, app[REDIS], s.redis_prefix, s.ciphertext_cache_ttl_s)
+    try:
+        yield
+    finally:
+        await blobs.close()
+
+
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
     engine = ComputeEngine(s.compute_threads, s.compute_queue_max, s.eval_key_cache_entries)
@@ -107,7 +119,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SHUTTING_DOWN] = [False]
     app[METRICS] = metrics.create()
     app[OPENAPI] = []
-    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, engine_ctx, tfhe_ctx])
+    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, ctstore_ctx, engine_ctx, tfhe_ctx, sweeper_ctx])
     app.on_shutdown.append(_mark_shutdown)
 
     api = web.RouteTableDef()

@@ -29,6 +29,7 @@ class Metrics:
     running: Gauge
     cache_usage: Gauge
     evictions: Gauge
+    deletions: Gauge
 
 
 def create() -> Metrics:
@@ -45,6 +46,8 @@ def create() -> Metrics:
                           registry=reg),
         evictions=Gauge("wavis_ciphertext_evictions_total", "ciphertexts evicted by the LRU store (all processes)",
                         registry=reg),
+        deletions=Gauge("wavis_ciphertext_deletions_total", "ciphertexts deleted from the durable store, by reason",
+                        ["reason"], registry=reg),
     )
 
 

@@ -38,7 +38,7 @@ from multidict import CIMultiDict
 
 from wavis.errors import WavisError
 
-from . import apikeys, idempotency, maintenance as maint, ratelimit, repo
+from . import apikeys, idempotency, maintenance as maint, metering, ratelimit, repo
 from .access import Access, AccessLevel, route_attr
 from .bodies import read_body, route_limit
 from .errors import ApiError, forbidden, from_library_error, payload_too_large, unauthorized, upstream_unavailable
@@ -333,9 +333,10 @@ async def rate_limit(request: web.Request, handler) -> web.StreamResponse:
         windows = ratelimit.account_windows(settings.redis_prefix, plan, p.account_id, ip, _fcu_of(request), utcnow())
     else:
         windows = [ratelimit.burst_window(settings.redis_prefix, settings.plans["anonymous"], ip)]
+    seed = metering.seeder(request, p.account_id) if p is not None else None
     try:
         async with _upstream(request):
-            denied, states = await ratelimit.take(redis, windows)
+            denied, states = await ratelimit.take(redis, windows, seed)
     except RedisResponseError as exc:
         if not is_redis_oom(exc):
             raise
@@ -353,10 +354,17 @@ async def rate_limit(request: web.Request, handler) -> web.StreamResponse:
                            headers=retry)
         raise ApiError(429, "RATE_LIMITED", f"{denied.name} rate limit reached", details, headers=retry)
     monthly = next((w for w in windows if w.name == "monthly" and w.cost > 0), None)
+    if monthly is not None:
+        metering.note(request, monthly.cost)
     refund = True
     try:
         resp = await handler(request)
         refund = resp.status >= 400 or bool(request.get(REPLAYED))
+        if not refund and metering.pending(request):
+            # metered before the answer leaves (idempotent requests did it with their record)
+            async with _upstream(request):
+                async with request.app[DB].acquire() as conn:
+                    await metering.record(conn, request)
         return resp
     finally:
         if monthly is not None and refund:
@@ -379,7 +387,7 @@ async def idempotency_mw(request: web.Request, handler) -> web.StreamResponse:
     scope = f"acct:{p.account_id}" if p is not None else f"ip:{client_ip(request)}"
     body = await read_body(request)
     fp = idempotency.fingerprint(request.method, request.path_qs, body)
-    slot = idempotency.Slot(request.app[REDIS], settings.redis_prefix, settings.api_key_pepper, scope, idem_key, fp)
+    slot = idempotency.Slot(request.app[DB], settings.api_key_pepper, scope, idem_key, fp, settings.upstream_timeout_s)
     async with _upstream(request):
         existing = await slot.begin(settings.idempotency_lease_s)
     if existing is not None:
@@ -399,7 +407,9 @@ async def idempotency_mw(request: web.Request, handler) -> web.StreamResponse:
         raise
     async with _upstream(request):
         if resp.status < 500 and isinstance(resp, web.Response):
-            await slot.store(resp, settings.idempotency_ttl_s)
+            # the answer and its usage in one transaction: a replay is never metered again
+            await slot.store(resp, settings.idempotency_ttl_s,
+                             (lambda conn: metering.record(conn, request)) if resp.status < 400 else None)
         else:
             await slot.release()
     return resp

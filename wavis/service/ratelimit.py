@@ -9,7 +9,8 @@ Windows (API.md §1 "Rate limits"):
 * ``daily``   — requests per account per UTC day (every authenticated request costs 1);
 * ``monthly`` — FCU per account per calendar month UTC (routes declare their cost with
   ``@fcu``; an answer ≥ 400 refunds it). Plans without overage answer 402 QUOTA_EXHAUSTED at
-  the cap; plans with overage keep going (billing charges the overage);
+  the cap; plans with overage keep going (billing charges the overage). The counter is a cache
+  of PostgreSQL's ``usage_events`` (``metering.py``): a missing counter is seeded from there;
 * ``burst``   — requests per client IP per 60 s (limit from the caller's plan; ``anonymous``
   for requests without a key).
 
@@ -23,6 +24,8 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+from typing import Awaitable, Callable
 
 from redis.asyncio import Redis
 
@@ -78,6 +81,7 @@ class Window:
     cost: int
     ttl: int  # seconds until the window resets when it is opened now
     blocking: bool  # refuse when cost would pass the limit
+    seeded: bool = False  # a cache of PostgreSQL: when the key is missing, seed it first (take(seed=…))
 
 
 @dataclass(frozen=True)
@@ -92,12 +96,17 @@ class WindowState:
 
 
 # Check every window first, then count in every window (or none). Returns
-# {denied_index (0 = none), used_1, ttl_1, used_2, ttl_2, ...}.
+# {denied_index (0 = none), used_1, ttl_1, used_2, ttl_2, ...}, or {-i} when seeded window i
+# has no counter (Redis lost it: the caller seeds it from PostgreSQL and retries).
 _WINDOWS_LUA = """
 local n = tonumber(ARGV[1])
 local denied = 0
 for i = 1, n do
-  local b = 1 + (i - 1) * 4
+  local b = 1 + (i - 1) * 5
+  if tonumber(ARGV[b + 5]) == 1 and redis.call('EXISTS', KEYS[i]) == 0 then return {-i} end
+end
+for i = 1, n do
+  local b = 1 + (i - 1) * 5
   local limit, cost, block = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 4])
   if block == 1 and cost > 0 then
     local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
@@ -106,7 +115,7 @@ for i = 1, n do
 end
 local out = {denied}
 for i = 1, n do
-  local b = 1 + (i - 1) * 4
+  local b = 1 + (i - 1) * 5
   local cost, ttl = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
   local cur
   if denied == 0 and cost > 0 then
@@ -130,13 +139,28 @@ return v
 """
 
 
-async def take(redis: Redis, windows: list[Window]) -> tuple[Window | None, list[WindowState]]:
-    """Atomically check and count ``windows``; returns (the window that refused or None, states)."""
+Seed = Callable[[Window], Awaitable[int]]
+
+
+async def take(redis: Redis, windows: list[Window], seed: Seed | None = None) -> tuple[Window | None, list[WindowState]]:
+    """Atomically check and count ``windows``; returns (the window that refused or None, states).
+
+    A ``seeded`` window whose counter is missing (first use this period, or Redis lost its data)
+    is first set from ``seed(window)`` — PostgreSQL's total (``metering.seed_monthly``) — with
+    SET NX, so concurrent seeders agree, then the check runs again."""
     args: list = [len(windows)]
     for w in windows:
-        args += [w.limit, w.cost, max(1, w.ttl), 1 if w.blocking else 0]
-    out = await redis.eval(_WINDOWS_LUA, len(windows), *[w.key for w in windows], *args)
-    denied = int(out[0])
+        args += [w.limit, w.cost, max(1, w.ttl), 1 if w.blocking else 0, 1 if (w.seeded and seed) else 0]
+    keys = [w.key for w in windows]
+    for _ in range(3):
+        out = await redis.eval(_WINDOWS_LUA, len(windows), *keys, *args)
+        denied = int(out[0])
+        if denied >= 0:
+            break
+        w = windows[-denied - 1]
+        await redis.set(w.key, int(await seed(w)), ex=max(1, w.ttl), nx=True)
+    else:  # pragma: no cover - the key vanished three times in a row
+        raise RuntimeError("rate-limit counter could not be seeded")
     states = [WindowState(w, int(out[1 + 2 * i]), int(out[2 + 2 * i])) for i, w in enumerate(windows)]
     return (windows[denied - 1] if denied else None), states
 
@@ -163,7 +187,7 @@ def account_windows(prefix: str, plan: Plan, account_id: str, ip: str, fcu: int,
     return [
         Window("daily", f"{prefix}rl:day:{account_id}:{day}", plan.daily_requests, 1, seconds_to_day_end(now), True),
         Window("monthly", f"{prefix}rl:fcu:{account_id}:{month}", plan.monthly_fcu, fcu,
-               seconds_to_month_end(now), not plan.overage),
+               seconds_to_month_end(now), not plan.overage, seeded=True),
         burst_window(prefix, plan, ip),
     ]
 

@@ -191,16 +191,19 @@ async def list_fhe_keys(conn: asyncpg.Connection, account_id: str, limit: int,
 
 
 async def delete_fhe_key(conn: asyncpg.Connection, account_id: str, key_id: str) -> list[str] | None:
-    """Delete the key and its ciphertext rows; the ciphertext ids (for the blob store), or None."""
+    """Delete the key and its ciphertext rows (logged as ``key_deleted``); the ciphertext ids
+    (for the blob store), or None."""
     async with conn.transaction():
         found = await conn.fetchval(
             "SELECT id FROM fhe_keys WHERE id = $1 AND account_id = $2 FOR UPDATE", key_id, account_id)
         if found is None:
             return None
-        ids = [r["id"] for r in await conn.fetch(
-            "DELETE FROM ciphertexts WHERE key_id = $1 AND account_id = $2 RETURNING id", key_id, account_id)]
+        rows = await conn.fetch(
+            "DELETE FROM ciphertexts WHERE key_id = $1 AND account_id = $2 RETURNING id, account_id, key_id, size_bytes",
+            key_id, account_id)
+        await log_deletions(conn, rows, "key_deleted")
         await conn.execute("DELETE FROM fhe_keys WHERE id = $1", key_id)
-    return ids
+    return [r["id"] for r in rows]
 
 
 async def get_secret_key_sealed(conn: asyncpg.Connection, account_id: str, key_id: str) -> bytes | None:
@@ -209,8 +212,12 @@ async def get_secret_key_sealed(conn: asyncpg.Connection, account_id: str, key_i
 
 
 async def delete_ciphertext(conn: asyncpg.Connection, account_id: str, ct_id: str) -> bool:
-    return await conn.fetchval(
-        "DELETE FROM ciphertexts WHERE id = $1 AND account_id = $2 RETURNING id", ct_id, account_id) is not None
+    async with conn.transaction():
+        rows = await conn.fetch(
+            "DELETE FROM ciphertexts WHERE id = $1 AND account_id = $2 RETURNING id, account_id, key_id, size_bytes",
+            ct_id, account_id)
+        await log_deletions(conn, rows, "deleted")
+    return bool(rows)
 
 
 async def get_fhe_key(conn: asyncpg.Connection, account_id: str, key_id: str) -> asyncpg.Record | None:
@@ -293,3 +300,146 @@ async def get_ciphertexts(conn: asyncpg.Connection, account_id: str, ids: list[s
         account_id, ids,
     )
     return {r["id"]: r for r in rows}
+
+
+async def touch_ciphertexts(conn: asyncpg.Connection, account_id: str, ids: list[str]) -> None:
+    """Mark ciphertexts as used now (the LRU order of the account's store)."""
+    await conn.execute(
+        "UPDATE ciphertexts SET last_used_at = now() WHERE account_id = $1 AND id = ANY($2::text[])",
+        account_id, ids)
+
+
+async def lock_ciphertext_store(conn: asyncpg.Connection, account_id: str) -> None:
+    """Serialize this account's store changes until the transaction ends (quota accounting)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('ctstore:' || $1))", account_id)
+
+
+async def evict_lru(conn: asyncpg.Connection, account_id: str, keep_id: str, capacity_bytes: int) -> list[asyncpg.Record]:
+    """Inside the transaction that added ``keep_id``: delete the account's least recently used
+    ciphertexts (never ``keep_id``) while its live bytes exceed ``capacity_bytes``; logs them as
+    ``lru`` and returns the deleted rows (id, account_id, key_id, size_bytes)."""
+    total = await conn.fetchval(
+        "SELECT COALESCE(sum(size_bytes), 0) FROM ciphertexts WHERE account_id = $1 AND expires_at > now()",
+        account_id)
+    excess = int(total) - int(capacity_bytes)
+    if excess <= 0:
+        return []
+    rows = await conn.fetch(
+        """WITH ordered AS (
+               SELECT id, size_bytes,
+                      sum(size_bytes) OVER (ORDER BY last_used_at, id) - size_bytes AS before
+               FROM ciphertexts WHERE account_id = $1 AND id <> $2)
+           DELETE FROM ciphertexts c USING ordered o
+           WHERE c.id = o.id AND o.before < $3
+           RETURNING c.id, c.account_id, c.key_id, c.size_bytes, c.last_used_at""",
+        account_id, keep_id, excess)
+    rows = sorted(rows, key=lambda r: (r["last_used_at"], r["id"]))
+    await log_deletions(conn, rows, "lru")
+    return rows
+
+
+async def log_deletions(conn: asyncpg.Connection, rows: list[asyncpg.Record], reason: str) -> None:
+    """Record deleted ciphertexts (``ciphertext_deletions``) and count them per reason."""
+    if not rows:
+        return
+    await conn.executemany(
+        """INSERT INTO ciphertext_deletions (ciphertext_id, account_id, key_id, size_bytes, reason)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (ciphertext_id) DO NOTHING""",
+        [(r["id"], r["account_id"], r["key_id"], r["size_bytes"], reason) for r in rows])
+    await conn.execute("UPDATE ciphertext_deletion_totals SET total = total + $2 WHERE reason = $1",
+                       reason, len(rows))
+
+
+async def expire_ciphertexts(conn: asyncpg.Connection, limit: int = 1000) -> list[asyncpg.Record]:
+    """Delete up to ``limit`` ciphertexts past their TTL (logged as ``ttl``); the deleted rows."""
+    async with conn.transaction():
+        rows = await conn.fetch(
+            """DELETE FROM ciphertexts WHERE id IN (
+                   SELECT id FROM ciphertexts WHERE expires_at <= now() ORDER BY expires_at LIMIT $1
+                   FOR UPDATE SKIP LOCKED)
+               RETURNING id, account_id, key_id, size_bytes""", limit)
+        await log_deletions(conn, rows, "ttl")
+    return rows
+
+
+async def existing_ciphertext_ids(conn: asyncpg.Connection, ids: list[str]) -> set[str]:
+    return {r["id"] for r in await conn.fetch("SELECT id FROM ciphertexts WHERE id = ANY($1::text[])", ids)}
+
+
+async def deletion_totals(conn: asyncpg.Connection) -> dict[str, int]:
+    return {r["reason"]: int(r["total"]) for r in await conn.fetch(
+        "SELECT reason, total FROM ciphertext_deletion_totals")}
+
+
+async def prune_deletion_log(conn: asyncpg.Connection, keep_days: int = 30) -> int:
+    n = await conn.fetchval(
+        """WITH d AS (DELETE FROM ciphertext_deletions WHERE deleted_at < now() - make_interval(days => $1)
+                      RETURNING 1) SELECT count(*) FROM d""", keep_days)
+    return int(n)
+
+
+# --- idempotency records ---------------------------------------------------------------
+
+async def claim_idempotency_slot(conn: asyncpg.Connection, slot: str, fingerprint: str, claim: str,
+                                 lease_s: float) -> asyncpg.Record | None:
+    """Claim ``slot`` for this request (a lease of ``lease_s``); None when claimed now, else the
+    live record (fingerprint, status, sealed) that holds it (status 0: still in progress)."""
+    got = await conn.fetchval(
+        """INSERT INTO idempotency_records (slot, fingerprint, claim, status, sealed, expires_at)
+           VALUES ($1, $2, $3, 0, NULL, now() + make_interval(secs => $4))
+           ON CONFLICT (slot) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, claim = EXCLUDED.claim,
+               status = 0, sealed = NULL, created_at = now(), expires_at = EXCLUDED.expires_at
+           WHERE idempotency_records.expires_at <= now()
+           RETURNING claim""", slot, fingerprint, claim, float(lease_s))
+    if got == claim:
+        return None
+    row = await conn.fetchrow(
+        "SELECT fingerprint, status, sealed FROM idempotency_records WHERE slot = $1", slot)
+    if row is None:  # deleted between the two statements (a release): try once more
+        return await claim_idempotency_slot(conn, slot, fingerprint, claim, lease_s)
+    return row
+
+
+async def finish_idempotency_slot(conn: asyncpg.Connection, slot: str, claim: str, status: int, sealed: bytes,
+                                  ttl_s: int) -> bool:
+    """Store the answer under our claim (kept ``ttl_s``); False when the claim was lost."""
+    n = await conn.fetchval(
+        """UPDATE idempotency_records SET status = $3, sealed = $4, expires_at = now() + make_interval(secs => $5)
+           WHERE slot = $1 AND claim = $2 RETURNING 1""", slot, claim, status, sealed, float(ttl_s))
+    return n is not None
+
+
+async def release_idempotency_slot(conn: asyncpg.Connection, slot: str, claim: str) -> None:
+    await conn.execute("DELETE FROM idempotency_records WHERE slot = $1 AND claim = $2 AND status = 0", slot, claim)
+
+
+async def purge_idempotency_records(conn: asyncpg.Connection) -> int:
+    n = await conn.fetchval(
+        "WITH d AS (DELETE FROM idempotency_records WHERE expires_at <= now() RETURNING 1) SELECT count(*) FROM d")
+    return int(n)
+
+
+# --- usage (the source of truth for FCU; Redis's monthly counters are a cache of it) -------
+
+async def record_usage(conn: asyncpg.Connection, *, account_id: str, api_key_id: str | None, route: str,
+                       operation: str | None, fcu: int, request_id: str | None) -> None:
+    await conn.execute(
+        """INSERT INTO usage_events (account_id, api_key_id, route, operation, fcu, request_id)
+           VALUES ($1, $2, $3, $4, $5, $6)""", account_id, api_key_id, route, operation, fcu, request_id)
+
+
+async def fcu_since(conn: asyncpg.Connection, account_id: str, since: datetime) -> int:
+    return int(await conn.fetchval(
+        "SELECT COALESCE(sum(fcu), 0) FROM usage_events WHERE account_id = $1 AND created_at >= $2",
+        account_id, since))
+
+
+async def deletion_reason(conn: asyncpg.Connection, account_id: str, ct_id: str) -> str | None:
+    """Why this account's ciphertext is gone: lru, ttl, key_deleted, deleted (None: unknown id).
+    A row past its TTL that the sweeper has not reached yet counts as ``ttl``."""
+    reason = await conn.fetchval(
+        "SELECT reason FROM ciphertext_deletions WHERE ciphertext_id = $1 AND account_id = $2", ct_id, account_id)
+    if reason is None and await conn.fetchval(
+            "SELECT 1 FROM ciphertexts WHERE id = $1 AND account_id = $2 AND expires_at <= now()", ct_id, account_id):
+        reason = "ttl"
+    return reason

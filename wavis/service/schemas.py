@@ -57,6 +57,8 @@ class HealthResponse(Response):
     ciphertext_cache_usage_pct: float | None
     ciphertext_cache_warning: bool
     ciphertext_evictions_total: int | None = None  # [ours] LRU evictions since the store began
+    # [ours] every deletion from the durable store by reason: lru, ttl, key_deleted, deleted
+    ciphertext_deletions_total: dict[str, int] | None = None
     maintenance: bool = False  # [ours]
     dependencies: list[Dependency]
 

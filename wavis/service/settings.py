@@ -50,6 +50,9 @@ class Settings:
     api_key_pepper: bytes | None = None  # None → read/generate data_dir/api_key_pepper
     limits: Limits = field(default_factory=Limits)
     ciphertext_ttl_s: int = 24 * 3600
+    blob_store: str | None = None  # None → <data_dir>/blobs (blobstore.open_store); a path or file:// URL
+    ciphertext_cache_ttl_s: int = 3600  # Redis copy of a blob (the durable copy is in the blob store)
+    sweep_interval_s: float = 60.0  # TTL expiry, orphan blobs, old idempotency records (0 = off)
     trial_key_ttl_s: int = 30 * 60
     trial_ops_limit: int = 10
     temp_keys_per_ip_per_min: int = 5
@@ -87,6 +90,9 @@ class Settings:
             redis_prefix=env.get("WAVIS_REDIS_PREFIX") or cls.redis_prefix,
             api_key_pepper=(env["WAVIS_API_KEY_PEPPER"].encode() if env.get("WAVIS_API_KEY_PEPPER") else None),
             ciphertext_ttl_s=_env_int("WAVIS_CIPHERTEXT_TTL_S", cls.ciphertext_ttl_s),
+            blob_store=env.get("WAVIS_BLOB_STORE") or None,
+            ciphertext_cache_ttl_s=_env_int("WAVIS_CIPHERTEXT_CACHE_TTL_S", cls.ciphertext_cache_ttl_s),
+            sweep_interval_s=float(env.get("WAVIS_SWEEP_INTERVAL_S") or cls.sweep_interval_s),
             eval_key_cache_entries=_env_int("WAVIS_EVAL_KEY_CACHE", cls.eval_key_cache_entries),
             compute_threads=_env_int("WAVIS_COMPUTE_THREADS", cls.compute_threads),
             hsts=_env_bool("WAVIS_HSTS"),

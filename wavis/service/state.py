@@ -9,6 +9,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 if TYPE_CHECKING:
+    from .ctstore import CiphertextStore
     from .engine import ComputeEngine
     from .metrics import Metrics
     from .settings import Settings
@@ -20,6 +21,7 @@ ENGINE: web.AppKey["ComputeEngine"] = web.AppKey("engine")
 STARTED_AT: web.AppKey[float] = web.AppKey("started_at")
 SHUTTING_DOWN: web.AppKey[list[bool]] = web.AppKey("shutting_down")  # one-element box
 METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
+CTSTORE: web.AppKey["CiphertextStore"] = web.AppKey("ctstore")  # durable blobs + Redis cache
 
 # Per-request keys: typed web.RequestKey where aiohttp has it (3.12+), plain strings before.
 _RequestKey = getattr(web, "RequestKey", None)
@@ -37,4 +39,5 @@ BODY_LIMIT = _rkey("wavis.body_limit", int)
 BODY_BYTES = _rkey("wavis.body_bytes", bytes)
 REPLAYED = _rkey("wavis.idempotent_replayed", bool)  # the answer came from the idempotency store
 EVICTED = _rkey("wavis.evicted_ciphertext_ids", list)  # ciphertexts the LRU store evicted for this request
-BODY_READING = _rkey("wavis.body_reading", bool)  # a request-timeout while reading the body → 408
+BODY_READING = _rkey("wavis.body_reading", bool)
+USAGE = _rkey("wavis.usage", list)  # FCU charged by this request, metered in PostgreSQL on success (metering.py)  # a request-timeout while reading the body → 408

@@ -1,18 +1,20 @@
 """Ciphertexts: upload, get, delete; server-mode encrypt / decrypt; POST /decrypt → 501.
 
-Blobs live in the per-account LRU store with a TTL (``ctstore``); evictions caused by a
-request are collected on the request (``state.EVICTED``, see ``evicted_ids``) and reported in
-that response's ``evicted_ciphertext_ids``."""
+Blobs are durable (``ctstore``: blob store + Redis cache) before the answer; the per-account
+quota (LRU) and the TTL are kept in PostgreSQL. Evictions caused by a request are collected on
+the request (``state.EVICTED``, see ``evicted_ids``) and reported in that response's
+``evicted_ciphertext_ids``."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import timedelta
 
 import asyncpg
 from aiohttp import web
 
-from .. import ctstore, fhe, ratelimit, repo, serverkeys
+from .. import fhe, ratelimit, repo, serverkeys
 from ..sealing import Sealer
 from ..access import Access, RouteBodyLimit, access, body_limit, doc, principal
 from ..bodies import parse, read_body
@@ -20,9 +22,9 @@ from ..errors import ApiError, not_found, payload_too_large
 from ..ids import new_id, utcnow
 from ..schemas import (CiphertextCreated, CiphertextData, CiphertextUploadRequest, DecryptResponse, EncryptRequest,
                        ErrorResponse)
-from ..state import ENGINE, EVICTED, PRINCIPAL, REDIS, SETTINGS
+from ..state import CTSTORE, ENGINE, EVICTED, PRINCIPAL, SETTINGS
 from .keys import params_for, secret_aad
-from .util import db, json_response, upstream_timeout
+from .util import db, json_response
 
 routes = web.RouteTableDef()
 
@@ -51,30 +53,52 @@ def meta(row: asyncpg.Record) -> dict:
 
 async def store_ciphertext(request: web.Request, *, key_id: str, info: fhe.CiphertextInfo, source: str,
                            ct_id: str | None = None) -> asyncpg.Record:
-    """Blob into the account's LRU store in Redis (TTL), then metadata into Postgres; an orphan
-    blob just expires. Ids evicted to make room are added to ``evicted_ids(request)``."""
+    """The blob onto durable storage (fsync'd), then — in one transaction under the account's
+    store lock — its row and the LRU evictions that make room within the plan's
+    ``ciphertext_store_bytes``. Evicted ids are added to ``evicted_ids(request)``; their blobs
+    go after the commit (a crash in between leaves orphan files for the sweeper, never a row
+    without its blob)."""
     settings = request.app[SETTINGS]
+    store = request.app[CTSTORE]
     p = principal(request)
     ct_id = ct_id or new_id("ct")
     ttl = settings.ciphertext_ttl_s
     capacity = ratelimit.plan_of(settings.plans, p.plan).ciphertext_store_bytes
-    async with upstream_timeout(request):
-        evicted = await ctstore.put_lru(request.app[REDIS], settings.redis_prefix, p.account_id, ct_id, info.blob,
-                                        ttl, capacity)
-    evicted_ids(request).extend(evicted)
+    await store.put(p.account_id, ct_id, info.blob)
     try:
         async with db(request) as conn:
-            return await repo.insert_ciphertext(
-                conn, ct_id=ct_id, account_id=p.account_id, key_id=key_id, level=info.level,
-                scale=info.scale, slots=info.slots, size_bytes=len(info.blob), source=source,
-                expires_at=utcnow() + timedelta(seconds=ttl),
-            )
+            async with conn.transaction():
+                await repo.lock_ciphertext_store(conn, p.account_id)
+                row = await repo.insert_ciphertext(
+                    conn, ct_id=ct_id, account_id=p.account_id, key_id=key_id, level=info.level,
+                    scale=info.scale, slots=info.slots, size_bytes=len(info.blob), source=source,
+                    expires_at=utcnow() + timedelta(seconds=ttl),
+                )
+                evicted = await repo.evict_lru(conn, p.account_id, ct_id, capacity)
     except asyncpg.ForeignKeyViolationError:
-        # the key was deleted while this request ran: drop the blob (it would count against the
-        # account's store for its whole TTL) and answer as for a missing key
-        async with upstream_timeout(request):
-            await ctstore.delete(request.app[REDIS], settings.redis_prefix, [ct_id], p.account_id)
+        # the key was deleted while this request ran: drop the blob and answer as for a missing key
+        await store.drop(p.account_id, [ct_id])
         raise not_found("key", key_id=key_id, reason="the key was deleted during the request") from None
+    except BaseException:
+        # no row: the blob would be an orphan (the sweeper removes it later if this fails too)
+        try:
+            await asyncio.shield(store.drop(p.account_id, [ct_id]))
+        except Exception:  # noqa: BLE001
+            pass
+        raise
+    ids = [r["id"] for r in evicted]
+    evicted_ids(request).extend(ids)
+    if ids:
+        await store.drop(p.account_id, ids)
+    return row
+
+
+async def load_blobs(request: web.Request, account_id: str, ct_ids: list[str]) -> list[bytes | None]:
+    """Blobs of rows already checked to exist (None where the blob store lost one), marking them
+    used in the account's LRU order."""
+    async with db(request) as conn:
+        await repo.touch_ciphertexts(conn, account_id, ct_ids)
+    return await request.app[CTSTORE].get_many(account_id, ct_ids)
 
 
 def evicted_ids(request: web.Request) -> list[str]:
@@ -90,16 +114,33 @@ def created(request: web.Request, row: asyncpg.Record) -> web.Response:
                          status=201)
 
 
+DELETION_REASONS = {
+    "lru": "expired or evicted from the ciphertext store (the account's store was full: least recently used)",
+    "ttl": "expired or evicted from the ciphertext store (its TTL passed)",
+    "key_deleted": "deleted with its key",
+    "deleted": "deleted",
+}
+
+
+async def missing_ciphertext(request: web.Request, account_id: str, ct_id: str, **details) -> ApiError:
+    """404 for a ciphertext of this account that is not (or no longer) stored, saying why
+    (``details.reason`` and ``details.deletion``) when it was deleted."""
+    async with db(request) as conn:
+        why = await repo.deletion_reason(conn, account_id, ct_id)
+    if why is None:
+        return not_found("ciphertext", **details)
+    return not_found("ciphertext", **details, reason=DELETION_REASONS[why], deletion=why)
+
+
 async def blob_of(request: web.Request, account_id: str, ct_id: str) -> tuple[asyncpg.Record, bytes]:
     async with db(request) as conn:
         rows = await repo.get_ciphertexts(conn, account_id, [ct_id])
     row = rows.get(ct_id)
     if row is None:
-        raise not_found("ciphertext")
-    async with upstream_timeout(request):
-        (blob,) = await ctstore.get_many(request.app[REDIS], request.app[SETTINGS].redis_prefix, [ct_id], account_id)
-    if blob is None:
-        raise not_found("ciphertext", reason="expired or evicted from the ciphertext store")
+        raise await missing_ciphertext(request, account_id, ct_id)
+    (blob,) = await load_blobs(request, account_id, [ct_id])
+    if blob is None:  # the row exists but the blob store lost the file (operator error)
+        raise not_found("ciphertext", reason="the blob is missing from the blob store")
     return row, blob
 
 
@@ -195,8 +236,7 @@ async def delete_ciphertext(request: web.Request) -> web.Response:
         found = await repo.delete_ciphertext(conn, p.account_id, ct_id)
     if not found:
         raise not_found("ciphertext")
-    async with upstream_timeout(request):
-        await ctstore.delete(request.app[REDIS], request.app[SETTINGS].redis_prefix, [ct_id], p.account_id)
+    await request.app[CTSTORE].drop(p.account_id, [ct_id])
     return web.Response(status=204)
 
 

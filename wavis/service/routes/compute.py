@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import ctstore, fhe, repo
+from .. import fhe, repo
 from ..access import Access, RouteBodyLimit, access, body_limit, doc, fcu, principal
 from ..bodies import parse
 from ..errors import ApiError, not_found
@@ -16,10 +16,10 @@ from ..schemas_compute import (
     BinaryOp, ComputeRequestDoc, KeyWithMatmulResponse, MatmulKeyInfo, MatmulOp, PlainOp, PolyEvalOp, RotateOp,
     UnaryOp,
 )
-from ..state import ENGINE, REDIS, SETTINGS
-from .ciphertexts import evicted_ids, meta, store_ciphertext
+from ..state import ENGINE, SETTINGS
+from .ciphertexts import evicted_ids, load_blobs, meta, missing_ciphertext, store_ciphertext
 from .keys import evaluator_for
-from .util import db, json_response, upstream_timeout
+from .util import db, json_response
 
 routes = web.RouteTableDef()
 
@@ -108,17 +108,15 @@ async def compute(request: web.Request) -> web.Response:
     for ct_id in req.ciphertext_ids:
         row = rows.get(ct_id)
         if row is None:
-            raise not_found("ciphertext", ciphertext_id=ct_id)
+            raise await missing_ciphertext(request, p.account_id, ct_id, ciphertext_id=ct_id)
         if row["key_id"] != key["id"]:
             raise ApiError(400, "KEY_MISMATCH", "every operand must be a ciphertext under key_id",
                            {"ciphertext_id": ct_id, "ciphertext_key_id": row["key_id"], "key_id": key["id"]})
 
-    async with upstream_timeout(request):
-        blobs = await ctstore.get_many(request.app[REDIS], request.app[SETTINGS].redis_prefix, req.ciphertext_ids,
-                                       p.account_id)
+    blobs = await load_blobs(request, p.account_id, req.ciphertext_ids)
     for ct_id, blob in zip(req.ciphertext_ids, blobs):
         if blob is None:
-            raise not_found("ciphertext", ciphertext_id=ct_id, reason="expired or evicted from the ciphertext store")
+            raise not_found("ciphertext", ciphertext_id=ct_id, reason="the blob is missing from the blob store")
 
     params, evaluator = await evaluator_for(request, key)
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 import wavis
 
-from .. import ctstore, maintenance
+from .. import maintenance
 from ..access import Access, access, doc, operational
 from ..schemas import Dependency, HealthResponse, ProbeResponse
 from ..state import DB, ENGINE, METRICS, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT
@@ -79,6 +79,19 @@ async def _live_sessions(app: web.Application, timeout: float = 0.5) -> int | No
         return None
 
 
+async def _deletion_totals(app: web.Application, timeout: float = 0.5) -> dict[str, int] | None:
+    """Ciphertexts deleted from the durable store since it began, per reason (lru, ttl,
+    key_deleted, deleted); None when PostgreSQL does not answer in time."""
+    from .. import repo  # noqa: PLC0415
+
+    try:
+        async with asyncio.timeout(timeout):
+            async with app[DB].acquire() as conn:
+                return await repo.deletion_totals(conn)
+    except Exception:  # noqa: BLE001 - the postgres probe reports the outage
+        return None
+
+
 @routes.get("/health")  # aiohttp registers HEAD with the same handler
 @access(Access.PUBLIC)
 @operational
@@ -86,9 +99,9 @@ async def _live_sessions(app: web.Application, timeout: float = 0.5) -> int | No
 async def health(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
-    pg, rd, usage, evictions, maint, sessions = await asyncio.gather(
+    pg, rd, usage, deletions, maint, sessions = await asyncio.gather(
         probe_postgres(app, settings.probe_timeout_s), probe_redis(app, settings.probe_timeout_s), _cache_usage(app),
-        _redis_value(app, ctstore.evictions_total), _redis_value(app, maintenance.get), _live_sessions(app),
+        _deletion_totals(app), _redis_value(app, maintenance.get), _live_sessions(app),
     )
     stripe = Dependency(name="stripe", status="healthy" if settings.stripe_configured else "not_configured")
     counted = [pg, rd]
@@ -112,7 +125,8 @@ async def health(request: web.Request) -> web.Response:
         queue_depth=engine.queue_depth,
         ciphertext_cache_usage_pct=usage,
         ciphertext_cache_warning=bool(usage is not None and usage >= 80.0),
-        ciphertext_evictions_total=evictions,
+        ciphertext_evictions_total=deletions.get("lru") if deletions is not None else None,
+        ciphertext_deletions_total=deletions,
         maintenance=bool(settings.maintenance or maint is not None),
         dependencies=[pg, rd, stripe],
     )
@@ -157,9 +171,11 @@ async def metrics(request: web.Request) -> web.Response:
     m.running.set(engine.running)
     usage = await _cache_usage(app)
     m.cache_usage.set(float("nan") if usage is None else usage / 100.0)
-    evictions = await _redis_value(app, ctstore.evictions_total)
-    if evictions is not None:
-        m.evictions.set(evictions)
+    deletions = await _deletion_totals(app)
+    if deletions is not None:
+        m.evictions.set(deletions.get("lru", 0))
+        for reason, n in deletions.items():
+            m.deletions.labels(reason).set(n)
     body = generate_latest(m.registry)
     resp = web.Response(body=body)
     resp.headers["Content-Type"] = CONTENT_TYPE_LATEST

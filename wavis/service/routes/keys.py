@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
-from .. import ctstore, fhe, pagination, repo, serverkeys
+from .. import fhe, pagination, repo, serverkeys
 from ..sealing import Sealer
 from ..access import Access, access, body_limit, doc, principal
 from ..bodies import parse
@@ -16,8 +16,8 @@ from ..ids import new_id
 from ..schemas import (ErrorResponse, GaloisKeysRequest, KeyDeleted, KeyGenerated, KeyGenerateRequest, KeyList,
                        KeyResponse, KeyUploadRequest)
 from ..schemas_compute import KeyWithMatmulResponse
-from ..state import ENGINE, REDIS, SETTINGS
-from .util import db, json_response, upstream_timeout
+from ..state import CTSTORE, ENGINE, SETTINGS
+from .util import db, json_response
 
 routes = web.RouteTableDef()
 
@@ -191,10 +191,7 @@ async def delete_key(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     engine.params.discard(key_id)
     engine.evaluators.discard(key_id)
-    settings = request.app[SETTINGS]
-    for i in range(0, len(ct_ids), 500):
-        async with upstream_timeout(request):
-            await ctstore.delete(request.app[REDIS], settings.redis_prefix, ct_ids[i:i + 500], p.account_id)
+    await request.app[CTSTORE].drop(p.account_id, ct_ids)
     return json_response(KeyDeleted(deleted=True, ciphertexts_deleted=len(ct_ids)))
 
 

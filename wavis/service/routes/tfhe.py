@@ -14,7 +14,7 @@ from datetime import timedelta
 import asyncpg
 from aiohttp import web
 
-from .. import ratelimit, repo, repo_tfhe, tfhe_store
+from .. import metering, ratelimit, repo, repo_tfhe, tfhe_store
 from ..access import Access, Principal, access, body_limit, doc, principal
 from ..bodies import parse
 from ..errors import ApiError, not_found
@@ -224,10 +224,11 @@ async def _charge_fcu(request: web.Request, fcu: int) -> ratelimit.Window | None
     monthly = next(w for w in ratelimit.account_windows(settings.redis_prefix, plan, p.account_id, "-", fcu, utcnow())
                    if w.name == "monthly")
     async with upstream_timeout(request):
-        denied, _ = await ratelimit.take(request.app[REDIS], [monthly])
+        denied, _ = await ratelimit.take(request.app[REDIS], [monthly], metering.seeder(request, p.account_id))
     if denied is not None:
         raise ApiError(402, "QUOTA_EXHAUSTED", "the monthly FCU quota of this plan is used up",
                        {"window": "monthly", "limit": monthly.limit, "fcu": fcu})
+    metering.note(request, fcu, "tfhe")
     return monthly
 
 
@@ -245,6 +246,7 @@ async def _run_counted(request: web.Request, fcu: int, fn, *args):
     except BaseException:
         await _release(request)
         if window is not None:
+            metering.forget(request, window.cost)
             try:
                 async with upstream_timeout(request):
                     await ratelimit.refund(request.app[REDIS], window)

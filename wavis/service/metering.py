@@ -1,0 +1,88 @@
+"""Usage metering: PostgreSQL (``usage_events``) is the only source of truth for FCU used.
+
+A request's FCU are charged to Redis's monthly window before it runs (``ratelimit.take``: fast,
+atomic, refunded on an error) and noted on the request (``note``); when the answer is a
+success, they are written to ``usage_events`` before the answer leaves — in the same
+transaction as the idempotency record when the request has an ``Idempotency-Key``
+(``idempotency.Slot.store``), so a confirmed operation is metered exactly once, and a replay
+is never metered again. The Redis counter is a cache: when it is missing (a new month, or
+Redis lost its data) ``seed_monthly`` rebuilds it from ``usage_events``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import asyncpg
+from aiohttp import web
+
+from . import repo
+from .ids import utcnow
+from .ratelimit import Seed, Window
+from .state import DB, PRINCIPAL, REQUEST_ID, SETTINGS, USAGE
+
+
+@dataclass(frozen=True)
+class Charge:
+    fcu: int
+    operation: str | None
+
+
+def note(request: web.Request, fcu: int, operation: str | None = None) -> None:
+    """Remember ``fcu`` charged for this request (written by ``record`` on success)."""
+    if fcu > 0:
+        pending = request.get(USAGE)
+        if pending is None:
+            pending = request[USAGE] = []
+        pending.append(Charge(int(fcu), operation))
+
+
+def forget(request: web.Request, fcu: int) -> None:
+    """Drop a charge that was refunded."""
+    pending = request.get(USAGE) or []
+    for i, c in enumerate(pending):
+        if c.fcu == fcu:
+            del pending[i]
+            return
+
+
+def pending(request: web.Request) -> list[Charge]:
+    return list(request.get(USAGE) or [])
+
+
+async def record(conn: asyncpg.Connection, request: web.Request) -> int:
+    """Write the request's pending charges to ``usage_events`` (call inside the transaction that
+    confirms the answer); returns the FCU written."""
+    charges = request.get(USAGE) or []
+    p = request.get(PRINCIPAL)
+    if not charges or p is None:
+        return 0
+    route = f"{request.method} {_route(request)}"
+    for c in charges:
+        await repo.record_usage(conn, account_id=p.account_id, api_key_id=p.api_key_id, route=route,
+                                operation=c.operation or request.match_info.get("operation"), fcu=c.fcu,
+                                request_id=request.get(REQUEST_ID))
+    total = sum(c.fcu for c in charges)
+    charges.clear()
+    return total
+
+
+def _route(request: web.Request) -> str:
+    resource = getattr(getattr(request.match_info, "route", None), "resource", None)
+    return getattr(resource, "canonical", None) or request.path
+
+
+def month_start(now: datetime | None = None) -> datetime:
+    now = now or utcnow()
+    return datetime(now.year, now.month, 1, tzinfo=timezone.utc)
+
+
+def seeder(request: web.Request, account_id: str) -> Seed:
+    """``ratelimit.take``'s seed for the account's monthly window: FCU metered this month."""
+
+    async def seed(window: Window) -> int:
+        async with request.app[DB].acquire(timeout=request.app[SETTINGS].upstream_timeout_s) as conn:
+            return await repo.fcu_since(conn, account_id, month_start())
+
+    return seed
