@@ -256,7 +256,7 @@ def loads(blob: bytes, expected_type: type | None = None, params: CkksParameters
     n = params.poly_degree
     if kind == KIND_CIPHERTEXT:
         level, size, _, scale, nn, rows = r.unpack("HBBdIH")
-        if nn != n or rows != level + 1 or not 0 <= level <= params.max_level or size not in (2, 3):
+        if nn != n or rows != level + 1 or not 0 <= level <= params.top_level or size not in (2, 3):
             raise CiphertextFormatError(f"ciphertext header does not fit the parameters (N={nn}, level={level}, size={size})")
         if not (np.isfinite(scale) and 1.0 <= scale < 2.0**1000):  # the Evaluator's structural bound
             raise CiphertextFormatError(f"ciphertext scale {scale} is invalid (must be in [1, 2^1000))")
@@ -265,7 +265,7 @@ def loads(blob: bytes, expected_type: type | None = None, params: CkksParameters
         return Ciphertext(_to_backend(data, params, backend), level, float(scale), params.fingerprint, key_tag)
     if kind == KIND_PUBLIC_KEY:
         rows, nn = r.unpack("HI")
-        if nn != n or rows != params.max_level + 1:
+        if nn != n or rows != params.top_level + 1:
             raise CiphertextFormatError("public key shape does not fit the parameters")
         data, seed = r.key(1, params.moduli, n)
         r.done()

@@ -90,8 +90,8 @@ class Encoder:
         """
         p = self.params
         level = p.max_level if level is None else level
-        if not isinstance(level, (int, np.integer)) or not 0 <= level <= p.max_level:
-            raise LevelError(f"level must be in 0..{p.max_level}, got {level!r}", level=level)
+        if not isinstance(level, (int, np.integer)) or not 0 <= level <= p.top_level:
+            raise LevelError(f"level must be in 0..{p.top_level}, got {level!r}", level=level)
         scale = p.level_scale(level) if scale is None else float(scale)
         if not np.isfinite(scale) or scale < 1.0:
             raise EncodingError(f"scale must be a finite number ≥ 1, got {scale!r}")

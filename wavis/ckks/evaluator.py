@@ -83,7 +83,7 @@ class Evaluator:
             shape = tuple(getattr(ct.data, "shape", ()))
             if getattr(ct.data, "dtype", None) != np.uint64 or len(shape) != 3:
                 raise ParameterError("malformed ciphertext: data must be a (size, level+1, N) uint64 array")
-            if not (0 <= ct.level <= p.max_level) or shape[1:] != (ct.level + 1, p.poly_degree) or shape[0] not in (2, 3):
+            if not (0 <= ct.level <= p.top_level) or shape[1:] != (ct.level + 1, p.poly_degree) or shape[0] not in (2, 3):
                 raise ParameterError(f"malformed ciphertext: shape {shape} at level {ct.level}")
             if isinstance(ct.scale, bool) or not isinstance(ct.scale, (int, float, np.floating)) \
                     or not (math.isfinite(float(ct.scale)) and 1.0 <= float(ct.scale) < 2.0**1000):

@@ -28,12 +28,16 @@ _KNOWN: "OrderedDict[str, CkksParameters]" = OrderedDict()  # recent parameters 
 PARAMS_VERSION = 1
 
 
-def _chain_bits(scale_bits: int, max_depth: int, first_bits: int, special_bits: int, dnum: int) -> float:
-    """log2(Q·P) (approximate, in bits) of the chain these sizes produce."""
-    alpha = math.ceil((max_depth + 1) / dnum)
-    digit_bits = first_bits + (alpha - 1) * scale_bits  # the first digit is the widest
+def _chain_bits(scale_bits: int, max_depth: int, first_bits: int, special_bits: int, dnum: int,
+                boot_bits: tuple[int, ...] = ()) -> float:
+    """log2(Q·P) (approximate, in bits) of the chain these sizes produce: q_0, max_depth primes
+    of scale_bits, then the bootstrapping primes ``boot_bits`` (bottom-up), and the special
+    primes P ≥ the widest of the dnum key-switching digits."""
+    bits = [first_bits] + [scale_bits] * max_depth + list(boot_bits)
+    alpha = math.ceil(len(bits) / dnum)
+    digit_bits = max(sum(bits[s:s + alpha]) for s in range(0, len(bits), alpha))
     k = math.ceil((digit_bits + 1) / special_bits)
-    return first_bits + max_depth * scale_bits + k * special_bits
+    return sum(bits) + k * special_bits
 
 
 @dataclass(frozen=True)
@@ -62,9 +66,12 @@ class CkksParameters:
     first_mod_bits: int | None = None
     special_mod_bits: int = 61
     dnum: int | None = None
+    bootstrap_preset: str | None = None
 
     # -- construction ---------------------------------------------------------------------
     def __post_init__(self) -> None:
+        if self.bootstrap_preset is not None:
+            self._check_preset()
         n = self.poly_degree
         if not isinstance(n, int) or isinstance(n, bool) or n < 16 or n > 65536 or n & (n - 1):
             raise ParameterError(f"poly_degree must be a power of two in 16..65536, got {n!r}", field="poly_degree")
@@ -81,23 +88,25 @@ class CkksParameters:
             )
         object.__setattr__(self, "first_mod_bits", first)
         bound = max_log_qp(n, self.security_level)
-        levels = self.max_depth + 1
+        boot = self.boot_mod_bits
+        levels = self.max_depth + 1 + len(boot)
         if self.dnum is not None:
             if not isinstance(self.dnum, int) or not 1 <= self.dnum <= levels:
-                raise ParameterError(f"dnum must be in 1..max_depth+1 = {levels}, got {self.dnum!r}", field="dnum")
+                raise ParameterError(f"dnum must be in 1..{levels} (the number of ciphertext primes), got {self.dnum!r}",
+                                     field="dnum")
             dnum = self.dnum
         else:
             dnum = next(
                 (d for d in range(1, levels + 1)
-                 if bound is None or _chain_bits(self.scale_bits, self.max_depth, first, self.special_mod_bits, d) <= bound),
+                 if bound is None or _chain_bits(self.scale_bits, self.max_depth, first, self.special_mod_bits, d, boot) <= bound),
                 levels,
             )
             object.__setattr__(self, "dnum", dnum)
         if bound is not None:
-            total = _chain_bits(self.scale_bits, self.max_depth, first, self.special_mod_bits, dnum)
+            total = _chain_bits(self.scale_bits, self.max_depth, first, self.special_mod_bits, dnum, boot)
             if total > bound:
                 if self.dnum is not None and _chain_bits(self.scale_bits, self.max_depth, first,
-                                                         self.special_mod_bits, levels) <= bound:
+                                                         self.special_mod_bits, levels, boot) <= bound:
                     raise InsufficientSecurityError(
                         f"log2(QP) = {total:.0f} bits exceeds the {self.security_level} bound of {bound} bits for "
                         f"poly_degree {n}: with dnum={dnum} the special modulus P is too large; "
@@ -106,7 +115,7 @@ class CkksParameters:
                     )
                 best = -1
                 for d in range(self.max_depth, -1, -1):
-                    if _chain_bits(self.scale_bits, d, first, self.special_mod_bits, d + 1) <= bound:
+                    if _chain_bits(self.scale_bits, d, first, self.special_mod_bits, d + 1 + len(boot), boot) <= bound:
                         best = d
                         break
                 hint = (f"the largest max_depth that fits is {best}" if best >= 1 else
@@ -117,18 +126,68 @@ class CkksParameters:
                     max_depth=best, log_qp_bits=round(total), max_log_qp_bits=bound,
                 )
 
+    def _check_preset(self) -> None:
+        """A bootstrappable preset fixes the ring, the scale, q_0, the special primes and the
+        security level (``wavis.ckks.presets``); fields given explicitly must agree."""
+        from .presets import BOOTSTRAP_PRESETS
+
+        name = self.bootstrap_preset
+        preset = BOOTSTRAP_PRESETS.get(name) if isinstance(name, str) else None
+        if preset is None:
+            raise ParameterError(
+                f"unknown bootstrap_preset {name!r}; the presets are {sorted(BOOTSTRAP_PRESETS)}",
+                field="bootstrap_preset", presets=sorted(BOOTSTRAP_PRESETS))
+        for fld in ("poly_degree", "scale_bits", "security_level", "special_mod_bits", "first_mod_bits"):
+            mine, theirs = getattr(self, fld), getattr(preset, fld)
+            if fld == "first_mod_bits" and mine is None:
+                continue
+            if mine != theirs:
+                raise ParameterError(
+                    f"bootstrap_preset {name!r} fixes {fld} = {theirs!r}, got {mine!r} (leave it out)",
+                    field=fld, presets=sorted(BOOTSTRAP_PRESETS))
+
+    @classmethod
+    def bootstrappable(cls, preset: str, max_depth: int | None = None, dnum: int | None = None) -> "CkksParameters":
+        """Parameters of the bootstrappable preset ``preset`` (``wavis.ckks.presets``): the user's
+        chain has ``max_depth`` levels (default: the preset's, the levels left after each
+        bootstrap) and the bootstrapping levels sit above it. Raises ParameterError (unknown
+        preset) or InsufficientSecurityError (a max_depth too large for the security bound)."""
+        from .presets import BOOTSTRAP_PRESETS
+
+        if preset not in BOOTSTRAP_PRESETS:
+            raise ParameterError(f"unknown bootstrap_preset {preset!r}; the presets are {sorted(BOOTSTRAP_PRESETS)}",
+                                 field="bootstrap_preset", presets=sorted(BOOTSTRAP_PRESETS))
+        p = BOOTSTRAP_PRESETS[preset]
+        return cls(poly_degree=p.poly_degree, scale_bits=p.scale_bits,
+                   max_depth=p.max_depth if max_depth is None else max_depth, security_level=p.security_level,
+                   first_mod_bits=p.first_mod_bits, special_mod_bits=p.special_mod_bits,
+                   dnum=p.dnum if dnum is None else dnum,
+                   bootstrap_preset=preset)
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "CkksParameters":
-        """Build from a JSON-able mapping (the API's ``params`` object). Unknown keys → ParameterError."""
+        """Build from a JSON-able mapping (the API's ``params`` object). Unknown keys → ParameterError.
+        With ``bootstrap_preset``, missing fields come from the preset (``max_depth``: the levels
+        left to the user after each bootstrap)."""
         if not isinstance(d, Mapping):
             raise ParameterError("params must be an object")
-        allowed = {"poly_degree", "scale_bits", "max_depth", "security_level", "first_mod_bits", "special_mod_bits", "dnum"}
+        allowed = {"poly_degree", "scale_bits", "max_depth", "security_level", "first_mod_bits", "special_mod_bits", "dnum",
+                   "bootstrap_preset"}
         extra = set(d) - allowed
         if extra:
             raise ParameterError(f"unknown parameter(s): {sorted(extra)}", field=sorted(extra)[0])
+        d = dict(d)
+        if d.get("bootstrap_preset") is not None:
+            from .presets import BOOTSTRAP_PRESETS
+
+            preset = BOOTSTRAP_PRESETS.get(d["bootstrap_preset"]) if isinstance(d["bootstrap_preset"], str) else None
+            if preset is not None:
+                for fld in ("poly_degree", "scale_bits", "max_depth", "security_level", "first_mod_bits",
+                            "special_mod_bits", "dnum"):
+                    d.setdefault(fld, getattr(preset, fld))
         if "poly_degree" not in d:
             raise ParameterError("poly_degree is required", field="poly_degree")
-        return cls(**dict(d))
+        return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able literal (round-trips through :meth:`from_dict`)."""
@@ -136,6 +195,7 @@ class CkksParameters:
             "poly_degree": self.poly_degree, "scale_bits": self.scale_bits, "max_depth": self.max_depth,
             "security_level": self.security_level, "first_mod_bits": self.first_mod_bits,
             "special_mod_bits": self.special_mod_bits, "dnum": self.dnum,
+            **({"bootstrap_preset": self.bootstrap_preset} if self.bootstrap_preset is not None else {}),
         }
 
     # -- derived --------------------------------------------------------------------------
@@ -143,8 +203,26 @@ class CkksParameters:
     def moduli(self) -> tuple[int, ...]:
         """Ciphertext primes (q_0, q_1, …, q_L)."""
         q0 = ntt_primes(self.first_mod_bits, 1, self.poly_degree)
-        rest = ntt_primes(self.scale_bits, self.max_depth, self.poly_degree, exclude=q0)
-        return q0 + rest
+        chain = q0 + ntt_primes(self.scale_bits, self.max_depth, self.poly_degree, exclude=q0)
+        for bits in self.boot_mod_bits:  # bootstrapping primes, bottom-up (closest to 2^bits first)
+            chain = chain + ntt_primes(bits, 1, self.poly_degree, exclude=chain)
+        return chain
+
+    @property
+    def boot_mod_bits(self) -> tuple[int, ...]:
+        """Sizes of the bootstrapping primes above q_max_depth, bottom-up (SlotsToCoeffs,
+        EvalMod, CoeffsToSlots; ``wavis.ckks.presets``); () without a bootstrap preset."""
+        if self.bootstrap_preset is None:
+            return ()
+        from .presets import BOOTSTRAP_PRESETS
+
+        return BOOTSTRAP_PRESETS[self.bootstrap_preset].boot_mod_bits
+
+    @property
+    def top_level(self) -> int:
+        """The highest level of the chain (len(moduli) − 1): max_level plus the bootstrapping
+        levels of a bootstrap preset (a ciphertext reaches them only inside a bootstrap)."""
+        return self.max_depth + len(self.boot_mod_bits)
 
     @cached_property
     def special_moduli(self) -> tuple[int, ...]:
@@ -160,7 +238,7 @@ class CkksParameters:
     @cached_property
     def digits(self) -> tuple[tuple[int, int], ...]:
         """Key-switching digits as half-open prime-index ranges [start, end) over q_0..q_L."""
-        levels = self.max_depth + 1
+        levels = self.top_level + 1
         alpha = math.ceil(levels / self.dnum)
         return tuple((s, min(s + alpha, levels)) for s in range(0, levels, alpha))
 
@@ -188,11 +266,28 @@ class CkksParameters:
         product of two level-ℓ ciphertexts at their canonical scale lands exactly on Δ_{ℓ−1}
         after rescaling (the scale of a ciphertext then depends only on its level, as in
         OpenFHE's FLEXIBLEAUTO; Kim et al., "Approximate HE with reduced approximation
-        error", CT-RSA 2022, §3)."""
-        scales = [0.0] * (self.max_depth + 1)
+        error", CT-RSA 2022, §3).
+
+        With a bootstrap preset the levels above L = max_depth continue the same recurrence
+        upwards, Δ_ℓ = √(Δ_{ℓ−1}·q_ℓ), region by region (``wavis.ckks.bootstrap``): the
+        SlotsToCoeffs levels start from Δ_L; the EvalMod levels start from
+        Δ_{L+s}·q_0/(2π·Δ_0) (s SlotsToCoeffs levels), the scale at which sin(2πt) ≈ 2π·m·Δ_0/q_0
+        carries the message m at exactly Δ_{L+s} (the bootstrap relabels it there); the
+        CoeffsToSlots levels continue the EvalMod ladder."""
+        scales = [0.0] * (self.top_level + 1)
         scales[self.max_depth] = float(2**self.scale_bits)
         for lv in range(self.max_depth, 0, -1):
             scales[lv - 1] = scales[lv] * scales[lv] / self.moduli[lv]
+        if self.bootstrap_preset is not None:
+            from .presets import BOOTSTRAP_PRESETS
+
+            pre = BOOTSTRAP_PRESETS[self.bootstrap_preset]
+            top_stc = self.max_depth + len(pre.stc_bits)
+            for lv in range(self.max_depth + 1, self.top_level + 1):
+                below = scales[lv - 1]
+                if lv == top_stc + 1:  # first EvalMod level: its product lands on the sine's scale
+                    below = scales[top_stc] * self.moduli[0] / (2 * math.pi * scales[0])
+                scales[lv] = math.sqrt(below * self.moduli[lv])
         return tuple(scales)
 
     def level_scale(self, level: int) -> float:
@@ -219,6 +314,7 @@ class CkksParameters:
             "scheme": SCHEME, "version": PARAMS_VERSION, "N": self.poly_degree, "scale_bits": self.scale_bits,
             "q": list(self.moduli), "p": list(self.special_moduli), "dnum": self.dnum,
             "security": self.security_level,
+            **({"bootstrap_preset": self.bootstrap_preset} if self.bootstrap_preset is not None else {}),
         }
         fp = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:32]
         _KNOWN[fp] = self

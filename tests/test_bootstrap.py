@@ -1,0 +1,315 @@
+"""CKKS bootstrapping (wavis.ckks.bootstrap) on the small `testing` preset, stage by stage
+against NumPy references, end to end (precision over all slots), sparse packing, the input
+contract and 20 sequential multiply+bootstrap rounds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from wavis import serialize
+from wavis.ckks import CkksParameters, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
+from wavis.ckks.bootstrap import Bootstrapper, dft
+from wavis.ckks.bootstrap.evalmod import (
+    approximation_error_log2, cosine_coefficients, failure_log2, reference_evalmod,
+)
+from wavis.ckks.linalg import LinearTransform
+from wavis.ckks.presets import BOOTSTRAP_PRESETS
+from wavis.errors import (
+    InsufficientSecurityError, MissingKeyError, MissingRotationKeyError, ParameterError, ScaleMismatchError,
+)
+
+PRESET = "testing-n1024"
+# measured on this preset (mean / min bits over all 512 slots, uniform [-1, 1]): ~16 / ~14
+MEAN_BITS, MIN_BITS = 14.0, 12.0
+
+
+@pytest.fixture(scope="module")
+def env():
+    params = CkksParameters.bootstrappable(PRESET)
+    kg = KeyGenerator(params, seed=b"b" * 32)
+    plan = Bootstrapper.key_plan(params)
+    evk = kg.evaluation_keys(galois_steps=plan.galois_steps, conjugation=True)
+    enc = Encoder(params)
+    return dict(params=params, kg=kg, evk=evk, enc=enc, plan=plan,
+                encryptor=Encryptor(params, kg.public_key(), seed=b"e" * 32),
+                dec=Decryptor(params, kg.secret_key), bs=Bootstrapper(params, evk))
+
+
+def _decode(env, ct):
+    return env["enc"].decode(env["dec"].decrypt(ct))
+
+
+def _bits(err):
+    err = np.maximum(np.abs(err), 2.0**-60)
+    return float(np.mean(-np.log2(err))), float(-np.log2(np.max(err)))
+
+
+def _coeffs(env, ct):
+    """Decrypted polynomial coefficients (exact integers, centred)."""
+    bs = env["bs"]
+    pt = env["dec"].decrypt(ct)
+    d = pt.data.copy()
+    idx = list(range(ct.level + 1))
+    bs.ctx.intt(d, idx)
+    return np.array([int(v) for v in bs.ctx.crt_compose(d, idx)], dtype=object)
+
+
+# -- NumPy references: the DFT factors -----------------------------------------------------------
+@pytest.mark.parametrize("n", [2, 8, 64, 512])
+@pytest.mark.parametrize("levels", [1, 2, 3, 4])
+def test_dft_factors_match_the_slot_matrix(n, levels):
+    u = dft.slot_matrix(n)
+    br = np.zeros((n, n))
+    br[np.arange(n), dft.bit_reverse_indices(n)] = 1
+    stc = np.eye(n)
+    for f in dft.slots_to_coeffs_factors(n, levels):
+        stc = dft.to_dense(f, n) @ stc
+    cts = np.eye(n)
+    for f in dft.coeffs_to_slots_factors(n, levels):
+        cts = dft.to_dense(f, n) @ cts
+    assert np.max(np.abs(stc @ br - u)) < 1e-12 * n
+    assert np.max(np.abs(br @ cts - np.linalg.inv(u))) < 1e-12 * n
+    assert len(dft.slots_to_coeffs_factors(n, levels)) == levels
+
+
+def test_slot_matrix_is_the_encoder(env):
+    """U·(m_lo + i·m_hi) are the slots of the polynomial m (the encoder's canonical embedding)."""
+    n = env["params"].slot_count
+    m = np.random.default_rng(3).normal(size=2 * n)
+    z = env["enc"].embed(m)
+    assert np.max(np.abs(dft.slot_matrix(n) @ (m[:n] + 1j * m[n:]) - z)) < 1e-9
+
+
+def test_factor_diagonal_counts():
+    """A factor merging k butterfly layers has at most 2^(k+1) − 1 diagonals."""
+    for f, k in zip(dft.coeffs_to_slots_factors(512, 3), dft.split_layers(9, 3)):
+        assert len(f) <= 2 ** (k + 1) - 1
+
+
+# -- NumPy references: EvalMod -----------------------------------------------------------------
+def test_evalmod_approximation():
+    pre = BOOTSTRAP_PRESETS[PRESET]
+    t = np.arange(-pre.eval_mod_k + 1, pre.eval_mod_k)[:, None] + np.linspace(-1e-3, 1e-3, 11)[None, :]
+    got = reference_evalmod(t.ravel(), pre.eval_mod_k, pre.double_angle, pre.cheb_degree)
+    assert np.max(np.abs(got - np.sin(2 * np.pi * t.ravel()))) < 2.0**-36
+    assert approximation_error_log2(pre.eval_mod_k, pre.double_angle, pre.cheb_degree) < -36
+    # a too-low degree is visibly wrong (the check above can fail)
+    assert approximation_error_log2(pre.eval_mod_k, pre.double_angle, 15) > -5
+    c = np.asarray(cosine_coefficients(pre.eval_mod_k, pre.double_angle, pre.cheb_degree))
+    assert c.shape == (pre.cheb_degree + 1,)
+
+
+def test_failure_bound():
+    # monotone in K and h; vanishing for large K; a Monte Carlo tail is below the bound
+    assert failure_log2(16, 32, 1024) < failure_log2(12, 32, 1024)
+    assert failure_log2(16, 64, 1024) > failure_log2(16, 32, 1024)
+    assert failure_log2(84, 1024, 1024) < -40
+    rng = np.random.default_rng(0)
+    s = rng.uniform(-0.5, 0.5, size=(20000, 33)).sum(axis=1)
+    emp = np.mean(np.abs(s) >= 6.0)
+    assert emp <= 2.0 ** (failure_log2(7, 32, 1))
+
+
+# -- presets and parameters ----------------------------------------------------------------------
+def test_preset_chain(env):
+    params = env["params"]
+    pre = BOOTSTRAP_PRESETS[PRESET]
+    assert params.top_level == pre.max_depth + pre.boot_depth
+    assert params.max_level == pre.max_depth
+    assert [q.bit_length() for q in params.moduli] == [pre.first_mod_bits] + [pre.scale_bits] * pre.max_depth + \
+        list(pre.boot_mod_bits)
+    assert params.level_scale(params.max_depth) == 2.0**pre.scale_bits
+    assert CkksParameters.from_dict(params.to_dict()) == params
+    assert CkksParameters.from_dict({"bootstrap_preset": PRESET}).fingerprint == params.fingerprint
+    for lv in range(1, params.top_level + 1):  # the recurrence holds except at the EvalMod boundary
+        if lv != params.max_depth + len(pre.stc_bits) + 1:
+            assert math.isclose(params.level_scale(lv - 1), params.level_scale(lv) ** 2 / params.moduli[lv],
+                                rel_tol=1e-12)
+
+
+def test_preset_errors():
+    with pytest.raises(ParameterError) as ei:
+        CkksParameters.bootstrappable("nope")
+    assert PRESET in ei.value.details["presets"]
+    with pytest.raises(ParameterError):
+        CkksParameters.from_dict({"bootstrap_preset": PRESET, "scale_bits": 30})
+    with pytest.raises(ParameterError):
+        Bootstrapper.key_plan(CkksParameters(poly_degree=1024, security_level="testing"))
+
+
+def test_key_plan_is_exact(env):
+    params, plan, kg = env["params"], env["plan"], env["kg"]
+    assert plan.conjugation and plan.relinearization
+    assert set(plan.galois_steps) == set(env["bs"].galois_steps())
+    assert plan.key_count == 1 + len(env["evk"].galois_keys)
+    assert plan.key_bytes == len(serialize.dumps(env["evk"], params))
+    sparse = Bootstrapper.key_plan(params, 16)
+    assert 16 in sparse.galois_steps and 32 in sparse.galois_steps  # SubSum steps n·2^i
+    sparse_keys = kg.evaluation_keys(galois_steps=sparse.galois_steps, conjugation=True)
+    assert sparse.key_bytes == len(serialize.dumps(sparse_keys, params))
+    with pytest.raises(ParameterError):
+        Bootstrapper.key_plan(params, 3)
+
+
+# -- homomorphic stages against NumPy -----------------------------------------------------------
+def test_linear_transform_matches_numpy(env):
+    params, bs = env["params"], env["bs"]
+    n = params.slot_count
+    rng = np.random.default_rng(5)
+    z = rng.uniform(-1, 1, n) + 1j * rng.uniform(-1, 1, n)
+    ct = env["encryptor"].encrypt(env["enc"].encode(z, level=params.top_level))
+    for lt, f in zip(bs._transforms["cts"], dft.coeffs_to_slots_factors(n, 3)):
+        out = lt.apply(bs.ev, ct)
+        ref = dft.apply(f, z) * (1 / (2 * bs.k)) ** (1 / 3)
+        assert np.max(np.abs(_decode(env, out) - ref)) < 1e-9
+        assert out.level == ct.level - 1 and out.scale == params.level_scale(ct.level - 1)
+    with pytest.raises(Exception):
+        LinearTransform({0: np.ones(3)}, n)
+
+
+def test_stages_against_numpy(env):
+    params, bs, enc = env["params"], env["bs"], env["enc"]
+    n = params.slot_count
+    rng = np.random.default_rng(6)
+    x = rng.uniform(-1, 1, n) + 1j * rng.uniform(-1, 1, n)
+    ct = env["encryptor"].encrypt(enc.encode(x, level=0))
+    # ModRaise: t = I + m·Δ_0/q_0 with small integers I
+    raised = bs.mod_raise(ct)
+    assert raised.level == params.top_level
+    q0 = params.moduli[0]
+    cf = _coeffs(env, raised)
+    ii = np.array([(2 * int(v) + q0) // (2 * q0) for v in cf])  # round(v / q_0), exactly
+    rem = np.array([float(int(v) - int(i) * q0) for v, i in zip(cf, ii)])
+    t = ii.astype(np.float64) + rem / q0
+    mu = enc.embed_inverse(x)
+    assert np.max(np.abs(ii)) < bs.k - 1
+    assert np.max(np.abs(rem / params.level_scale(0) - mu)) < 1e-8  # the encryption noise (~2^11 / Δ_0)
+    # CoeffsToSlots: t/K in bit-reversed order, real and imaginary halves
+    parts = bs.coeffs_to_slots(raised)
+    br = dft.bit_reverse_indices(n)
+    assert len(parts) == 2
+    for k, part in enumerate(parts):
+        assert np.max(np.abs(_decode(env, part) - t[br + k * n] / bs.k)) < 1e-12
+    # EvalMod: the message coefficients μ (relabelled sin(2πt)/(2π·Δ_0/q_0))
+    mods = [bs.eval_mod(p) for p in parts]
+    for k, part in enumerate(mods):
+        assert part.level == params.max_depth + len(bs.preset.stc_bits)
+        assert np.max(np.abs(_decode(env, part).real - mu[br + k * n])) < 2.0**-12
+    # SlotsToCoeffs: the slots again
+    out = bs.slots_to_coeffs(mods)
+    assert out.level == params.max_depth and out.scale == params.level_scale(params.max_depth)
+    assert np.max(np.abs(_decode(env, out) - x)) < 2.0**-MIN_BITS
+
+
+# -- end to end ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["real", "complex"])
+@pytest.mark.parametrize("level", [0, 2])
+def test_bootstrap_precision(env, kind, level):
+    params, bs, enc = env["params"], env["bs"], env["enc"]
+    n = params.slot_count
+    rng = np.random.default_rng(11 + level)
+    x = rng.uniform(-1, 1, n) + (1j * rng.uniform(-1, 1, n) if kind == "complex" else 0)
+    ct = env["encryptor"].encrypt(enc.encode(x, level=level))
+    out = bs.bootstrap(ct)
+    assert out.level == params.max_depth
+    mean, low = _bits(_decode(env, out) - x)
+    assert mean >= MEAN_BITS and low >= MIN_BITS, (mean, low)
+
+
+@pytest.mark.parametrize("slots", [1, 8, 128])
+def test_sparse_packing(env, slots):
+    params, enc, kg = env["params"], env["enc"], env["kg"]
+    plan = Bootstrapper.key_plan(params, slots)
+    evk = kg.evaluation_keys(galois_steps=plan.galois_steps, conjugation=True)
+    bs = Bootstrapper(params, evk, slots=slots)
+    rng = np.random.default_rng(slots)
+    v = rng.uniform(-1, 1, slots) + 1j * rng.uniform(-1, 1, slots)
+    x = np.tile(v, params.slot_count // slots)
+    out = bs.bootstrap(env["encryptor"].encrypt(enc.encode(x, level=1)))
+    mean, low = _bits(_decode(env, out) - x)
+    assert mean >= MEAN_BITS and low >= MIN_BITS, (mean, low)
+
+
+def test_input_range(env):
+    params, enc, kg = env["params"], env["enc"], env["kg"]
+    bs = Bootstrapper(params, env["evk"], input_range=8.0)
+    x = np.random.default_rng(2).uniform(-8, 8, params.slot_count)
+    out = bs.bootstrap(env["encryptor"].encrypt(enc.encode(x, level=1)))
+    err = np.abs(_decode(env, out) - x) / 8
+    assert _bits(err)[0] >= MEAN_BITS - 1
+    with pytest.raises(ParameterError):  # the scale-down needs a level
+        bs.bootstrap(env["encryptor"].encrypt(enc.encode(x / 8, level=0)))
+    with pytest.raises(ParameterError):
+        Bootstrapper(params, env["evk"], input_range=0)
+
+
+def test_out_of_range_input_degrades_measurably(env):
+    """Undeclared |x| > 1 is the caller's error: measured here (|x| ≤ 4 still refreshes, with
+    the relative error of the sine approximation growing as (2π·x·Δ/q_0)²/6)."""
+    params, enc = env["params"], env["enc"]
+    x = np.random.default_rng(4).uniform(-4, 4, params.slot_count)
+    out = env["bs"].bootstrap(env["encryptor"].encrypt(enc.encode(x, level=1)))
+    assert _bits((_decode(env, out) - x) / 4)[0] >= MEAN_BITS - 2
+
+
+# -- input contract --------------------------------------------------------------------------------
+def test_non_canonical_scale_is_refused(env):
+    params, enc = env["params"], env["enc"]
+    ct = env["encryptor"].encrypt(enc.encode([0.5], level=1, scale=2.0**30))
+    with pytest.raises(ScaleMismatchError) as ei:
+        env["bs"].bootstrap(ct)
+    assert "canonical" in str(ei.value) and ei.value.details["level"] == 1
+
+
+def test_non_relinearized_is_refused(env):
+    params, enc = env["params"], env["enc"]
+    ev = env["bs"].ev
+    ct = env["encryptor"].encrypt(enc.encode([0.5], level=2))
+    big = ev.multiply(ct, ct, relinearize=False)
+    with pytest.raises(ParameterError) as ei:
+        env["bs"].bootstrap(big)
+    assert "relinearize" in str(ei.value)
+
+
+def test_missing_keys_are_named(env):
+    params, kg, enc = env["params"], env["kg"], env["enc"]
+    some = kg.evaluation_keys(galois_steps=env["plan"].galois_steps[:3])
+    bs = Bootstrapper(params, some)
+    ct = env["encryptor"].encrypt(enc.encode([0.5], level=1))
+    with pytest.raises(MissingRotationKeyError) as ei:
+        bs.bootstrap(ct)
+    assert "conjugation" in ei.value.details["missing"]
+    assert set(ei.value.details["steps"]) == set(env["plan"].galois_steps[3:])
+    with pytest.raises(MissingKeyError):
+        Bootstrapper(params, None).bootstrap(ct)
+
+
+def test_security_checked_presets():
+    for pre in BOOTSTRAP_PRESETS.values():
+        if pre.security_level != "testing":
+            p = CkksParameters.bootstrappable(pre.name)
+            assert p.log_qp_bits <= {65536: 1772, 32768: 881}[pre.poly_degree]
+            with pytest.raises(InsufficientSecurityError):
+                CkksParameters.bootstrappable(pre.name, max_depth=pre.max_depth + 30)
+
+
+# -- 20 sequential multiply + bootstrap rounds ------------------------------------------------------
+def test_twenty_multiply_bootstrap_rounds(env):
+    params, enc, bs = env["params"], env["enc"], env["bs"]
+    n = params.slot_count
+    rng = np.random.default_rng(20)
+    x = rng.uniform(-1, 1, n) + 1j * rng.uniform(-1, 1, n)
+    x /= np.maximum(1, np.abs(x))
+    ct = env["encryptor"].encrypt(enc.encode(x, level=params.max_depth))
+    want = x.copy()
+    for _ in range(20):
+        w = np.exp(2j * np.pi * rng.uniform(size=n))  # unit modulus: the product stays in range
+        ct = bs.ev.multiply(ct, env["encryptor"].encrypt(enc.encode(w, level=params.max_depth)))
+        want = want * w
+        ct = bs.bootstrap(ct)
+        assert ct.level == params.max_depth
+    mean, low = _bits(_decode(env, ct) - want)
+    assert mean >= MEAN_BITS - 4 and low >= MIN_BITS - 5, (mean, low)

@@ -1,0 +1,361 @@
+"""The CKKS bootstrapping pipeline: ModRaise → (SubSum) → CoeffsToSlots → EvalMod → SlotsToCoeffs.
+
+Sources: Cheon–Han–Kim–Kim–Song, "Bootstrapping for approximate homomorphic encryption",
+EUROCRYPT 2018 (the pipeline, sparse packing by the trace/SubSum, §4); Chen–Chillotti–Song,
+"Improved bootstrapping for approximate HE", EUROCRYPT 2019 (factored DFT with level budgets,
+§4); Han–Ki, CT-RSA 2020 (cosine + double angle, hybrid key switching); Bossuat et al.,
+EUROCRYPT 2021 (scale management: every stage lands on exact target scales, §4–5).
+
+Scale bookkeeping (the chain of a bootstrap preset, see ``CkksParameters.level_scales``):
+the input is brought to level 0 at exactly Δ_0 (``bring_to``), so ModRaise yields
+t = I + m·Δ_0/q_0 per coefficient, read at scale q_0 at the top level. CoeffsToSlots puts
+u = t/K into the slots at the canonical scale of the top EvalMod level; EvalMod returns
+sin(2πt) at Δ_{L+s}·q_0/(2πΔ_0), which *is* the message at the canonical Δ_{L+s} (relabelled);
+SlotsToCoeffs lands on Δ_L = 2^scale_bits at level L = max_depth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...errors import KeyMismatchError, MissingKeyError, MissingRotationKeyError, ParameterError, ScaleMismatchError
+from ..evaluator import Evaluator
+from ..keys import galois_element
+from ..linalg import LinearTransform
+from ..params import CkksParameters
+from ..polynomial import evaluate_polynomial
+from ..structures import Ciphertext, EvaluationKeys
+from . import dft
+from .evalmod import approximation_error_log2, cosine_coefficients, failure_log2
+
+SCALE_TOLERANCE = 2.0**-20
+
+
+def _preset(params: CkksParameters):
+    from ..presets import BOOTSTRAP_PRESETS
+
+    if not isinstance(params, CkksParameters):
+        raise ParameterError(f"expected CkksParameters, got {type(params).__name__}")
+    if params.bootstrap_preset is None:
+        raise ParameterError(
+            "these parameters have no bootstrap preset: build them with CkksParameters.bootstrappable(name) "
+            f"(presets: {sorted(BOOTSTRAP_PRESETS)})", field="bootstrap_preset", presets=sorted(BOOTSTRAP_PRESETS))
+    return BOOTSTRAP_PRESETS[params.bootstrap_preset]
+
+
+def _check_slots(params: CkksParameters, slots: int | None) -> int:
+    full = params.slot_count
+    if slots is None:
+        return full
+    if isinstance(slots, bool) or not isinstance(slots, (int, np.integer)) or slots < 1 or slots > full \
+            or slots & (slots - 1):
+        raise ParameterError(f"slots must be a power of two in 1..{full}, got {slots!r}", field="slots")
+    return int(slots)
+
+
+@dataclass(frozen=True)
+class BootstrapKeyPlan:
+    """What a bootstrap configuration needs, computed before any key exists.
+
+    Attributes:
+        galois_steps: the rotation steps (normalised to [0, N/2)), sorted.
+        galois_elements: their Galois elements 5^step mod 2N, plus 2N−1 for conjugation.
+        conjugation: always True (the real/imaginary split needs it).
+        relinearization: always True (EvalMod multiplies ciphertexts).
+        key_count: relinearization key + Galois keys.
+        key_bytes: the size in bytes of the serialized EvaluationKeys (``wavis.serialize.dumps``,
+            seeded compact format) holding exactly these keys.
+    """
+
+    galois_steps: tuple[int, ...]
+    galois_elements: tuple[int, ...]
+    conjugation: bool
+    relinearization: bool
+    key_count: int
+    key_bytes: int
+
+
+class Bootstrapper:
+    """Refreshes CKKS ciphertexts of a bootstrappable parameter set.
+
+    Args:
+        params: parameters built with ``CkksParameters.bootstrappable(preset)``.
+        eval_keys: evaluation keys holding the relinearization key, conjugation and the
+            Galois keys of :meth:`key_plan` (generate them with ``KeyGenerator.evaluation_keys(
+            galois_steps=plan.galois_steps, conjugation=True)``).
+        slots: n, the number of slots of the messages (a power of two ≤ N/2; default N/2, full
+            packing). With n < N/2 (sparse packing) the message must be n-periodic in the N/2
+            slots (encode ``np.tile(values, N // 2 // n)``), as in Cheon et al. 2018 §4.3.
+        input_range: R, the declared bound |x| ≤ R of every slot's real and imaginary part
+            (default 1). R > 1 scales the message down by R before ModRaise (inside ``bring_to``,
+            so the input must be at level ≥ 1) and back up in SlotsToCoeffs.
+        evaluator: an Evaluator of these keys (default: a new one).
+
+    Raises:
+        ParameterError: parameters without a bootstrap preset, bad slots/range.
+        KeyMismatchError: keys of other parameters.
+    """
+
+    def __init__(self, params: CkksParameters, eval_keys: EvaluationKeys | None, *, slots: int | None = None,
+                 input_range: float = 1.0, evaluator: Evaluator | None = None, backend=None) -> None:
+        self.preset = _preset(params)
+        self.params = params
+        self.slots = _check_slots(params, slots)
+        try:
+            rng = float(input_range)
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(f"input_range must be a number: {exc}", field="input_range") from exc
+        if not (math.isfinite(rng) and 0 < rng <= 2.0**10):
+            raise ParameterError(f"input_range must be in (0, 1024], got {input_range!r}", field="input_range")
+        self.input_range = rng
+        if evaluator is None:
+            evaluator = Evaluator(params, eval_keys, backend=backend)
+        elif evaluator.params.fingerprint != params.fingerprint:
+            raise KeyMismatchError("the evaluator belongs to other parameters")
+        self.ev = evaluator
+        self.eval_keys = evaluator.eval_keys
+        self.backend = evaluator.backend
+        self.ctx = self.backend.ring_context(params.poly_degree, params.all_moduli)
+        self._transforms = _build_transforms(params, self.preset, self.slots, rng)
+        pre = self.preset
+        self.k = pre.eval_mod_k
+        self.cheb = np.asarray(cosine_coefficients(pre.eval_mod_k, pre.double_angle, pre.cheb_degree))
+        self._monomial_cache: dict[int, object] = {}
+
+    # -- planning -------------------------------------------------------------------------------
+    @staticmethod
+    def key_plan(params: CkksParameters, slots: int | None = None) -> BootstrapKeyPlan:
+        """The exact Galois steps, conjugation and relinearization keys a bootstrap of
+        ``slots`` slots needs, and the serialized size of that key set (bytes), without
+        generating anything. Raises ParameterError (no preset, bad slots)."""
+        pre = _preset(params)
+        slots = _check_slots(params, slots)
+        steps = _galois_steps(_build_transforms(params, pre, slots, 1.0), params, slots)
+        n = params.poly_degree
+        elts = sorted({galois_element(s, n) for s in steps} | {2 * n - 1})
+        return BootstrapKeyPlan(tuple(steps), tuple(elts), True, True, 1 + len(elts),
+                                _key_set_bytes(params, len(elts)))
+
+    def galois_steps(self) -> list[int]:
+        """The rotation steps this bootstrapper uses (see :meth:`key_plan`)."""
+        return _galois_steps(self._transforms, self.params, self.slots)
+
+    @property
+    def output_level(self) -> int:
+        """The level of every bootstrapped ciphertext: max_depth (the user's top level)."""
+        return self.params.max_depth
+
+    @property
+    def effective_degree(self) -> int:
+        """Degree of the EvalMod approximation as a polynomial in t: d·2^r."""
+        return self.preset.cheb_degree * 2**self.preset.double_angle
+
+    def failure_probability_log2(self) -> float:
+        """log2 of the bound on the probability that a bootstrap fails (some |I| ≥ K − 1);
+        h = N (a uniform ternary secret has at most N non-zero coefficients) or the
+        encapsulated sparse secret's weight. See :func:`evalmod.failure_log2`."""
+        h = self.preset.bootstrap_hamming_weight or self.params.poly_degree
+        return failure_log2(self.k, h, self.params.poly_degree)
+
+    def approximation_error_log2(self) -> float:
+        """log2 of the largest EvalMod approximation error |EvalMod(t) − sin(2πt)| (NumPy model)."""
+        p = self.preset
+        return approximation_error_log2(p.eval_mod_k, p.double_angle, p.cheb_degree)
+
+    # -- stages ---------------------------------------------------------------------------------
+    def check_input(self, ct: Ciphertext) -> None:
+        """The input contract. Raises ParameterError (not a Ciphertext, or size 3: relinearize
+        first), KeyMismatchError, ScaleMismatchError (the scale is not its level's canonical
+        scale), ParameterError (input_range > 1 at level 0)."""
+        ev = self.ev
+        if not isinstance(ct, Ciphertext):
+            raise ParameterError(f"bootstrap takes a Ciphertext, got {type(ct).__name__}")
+        if ct.size != 2:
+            raise ParameterError("bootstrap needs a relinearized (size-2) ciphertext: call relinearize first",
+                                 size=int(ct.size))
+        ev._check_rotatable(ct)  # noqa: SLF001  (fingerprint, key tag, shape; as linalg does)
+        if ct.level > self.params.max_level:
+            raise ParameterError(f"the ciphertext is at level {ct.level}, above the user's top level "
+                                 f"{self.params.max_level}; it needs no bootstrap")
+        canonical = self.params.level_scale(ct.level)
+        if abs(ct.scale - canonical) > SCALE_TOLERANCE * canonical:
+            raise ScaleMismatchError(
+                f"bootstrap needs the canonical scale of the ciphertext's level: level {ct.level} has "
+                f"2^{math.log2(canonical):.4f}, the ciphertext 2^{math.log2(ct.scale):.4f}; encrypt at the "
+                "default scale (Encoder.encode without scale=) or bring it there with Evaluator.bring_to",
+                scale_bits=math.log2(ct.scale), canonical_scale_bits=math.log2(canonical), level=int(ct.level))
+        if self.input_range != 1.0 and ct.level == 0:
+            raise ParameterError("input_range ≠ 1 scales the message by 1/R on the way to level 0, so the "
+                                 "ciphertext must be at level ≥ 1", level=0)
+
+    def mod_raise(self, ct: Ciphertext) -> Ciphertext:
+        """Level ≥ 0 → the top level: (bring_to level 0 at Δ_0/R, then) lift (c_0, c_1) mod q_0
+        centred to every prime. Returns a ciphertext at ``params.top_level`` labelled with scale
+        q_0: its message is t = I + m·Δ_0/(R·q_0) per coefficient."""
+        p = self.params
+        x = ct
+        target = p.level_scale(0) / self.input_range
+        if x.level > 0:
+            x = self.ev.bring_to(x, 0, target)
+        ctx = self.ctx
+        q0 = p.moduli[0]
+        raw = ctx.asarray(np.ascontiguousarray(ctx.to_numpy(x.data)[:, :1, :]))
+        idx_all = list(range(p.top_level + 1))
+        out = ctx.zeros(2 * len(idx_all)).reshape(2, len(idx_all), -1)
+        for c in range(2):
+            a = raw[c].copy()
+            ctx.intt(a, [0])
+            v = ctx.to_numpy(a)[0].astype(np.int64)
+            v = np.where(v > q0 // 2, v - q0, v)
+            lifted = ctx.from_signed(v, idx_all)
+            ctx.ntt(lifted, idx_all)
+            out[c] = lifted
+        return Ciphertext(out, p.top_level, float(q0), ct.params_fingerprint, ct.key_tag)
+
+    def sub_sum(self, ct: Ciphertext) -> Ciphertext:
+        """Sparse packing: Σ over the subgroup <5^n> of the Galois group (log2(N/(2n)) rotations
+        by n·2^i), which keeps the coefficients of Y^k = X^{N/(2n)·k} times N/(2n) and removes
+        the others (Cheon et al. 2018 §4.3). Identity for full packing."""
+        out = ct
+        step = self.slots
+        while step < self.params.slot_count:
+            out = self.ev.add(out, self.ev.rotate(out, step))
+            step <<= 1
+        return out
+
+    def _times_i(self, ct: Ciphertext, power: int) -> Ciphertext:
+        """ct · i^power exactly: multiplication by the monomial X^{power·N/2} (no level, no noise:
+        every slot ζ^{5^j·N/2} = i)."""
+        power %= 4
+        if power == 0:
+            return ct
+        key = (ct.level, power)
+        pt = self._monomial_cache.get(key)
+        if pt is None:
+            from ..encoder import Encoder
+
+            enc = Encoder(self.params, self.backend)
+            pt = enc.encode(np.full(self.params.slot_count, 1j**power), level=ct.level, scale=1.0)
+            self._monomial_cache[key] = pt
+        out = self.ev.multiply_plain(ct, pt, rescale=False)
+        out.scale = ct.scale
+        return out
+
+    def coeffs_to_slots(self, ct: Ciphertext) -> list[Ciphertext]:
+        """The factored homomorphic U^{-1} (one level per factor), then the real split:
+        full packing → [Re, Im] (two ciphertexts, real values t_k/K and t_{k+n}/K in
+        bit-reversed order); sparse → [one ciphertext with both halves in 2n slots]."""
+        x = ct
+        for lt in self._transforms["cts"]:
+            x = lt.apply(self.ev, x)
+        conj = self.ev.conjugate(x)
+        if self.slots == self.params.slot_count:
+            re = self.ev.add(x, conj)
+            im = self._times_i(self.ev.subtract(x, conj), 3)  # −i(w − w̄) = 2·Im(w)
+            return [re, im]
+        return [self.ev.add(x, conj)]
+
+    def eval_mod(self, ct: Ciphertext) -> Ciphertext:
+        """u = t/K (canonical scale of the top EvalMod level) → sin(2πt) (r double angles after
+        the Chebyshev polynomial), relabelled as the message at the canonical scale of the top
+        SlotsToCoeffs level."""
+        ev = self.ev
+        c = evaluate_polynomial(ev, ct, self.cheb, basis="chebyshev")
+        for _ in range(self.preset.double_angle):
+            sq = ev.multiply(c, c)
+            c = ev.add_scalar(ev.add(sq, sq), -1.0)
+        top_stc = self.params.max_depth + len(self.preset.stc_bits)
+        assert c.level == top_stc, (c.level, top_stc)
+        c.scale = self.params.level_scale(top_stc)
+        return c
+
+    def slots_to_coeffs(self, parts: list[Ciphertext]) -> Ciphertext:
+        """Recombine (full packing: Re + i·Im) and apply the factored U (one level per factor),
+        landing on the canonical scale of level max_depth."""
+        x = parts[0] if len(parts) == 1 else self.ev.add(parts[0], self._times_i(parts[1], 1))
+        for lt in self._transforms["stc"]:
+            x = lt.apply(self.ev, x)
+        return x
+
+    def bootstrap(self, ct: Ciphertext) -> Ciphertext:
+        """A fresh-level encryption of the same message: ModRaise, SubSum (sparse), CoeffsToSlots,
+        EvalMod, SlotsToCoeffs. Input at any level with its canonical scale; output at level
+        max_depth with scale Δ = 2^scale_bits.
+
+        Raises: see :meth:`check_input`; MissingKeyError / MissingRotationKeyError (keys of
+        :meth:`key_plan` absent).
+        """
+        self.check_input(ct)
+        self._check_keys()
+        x = self.sub_sum(self.mod_raise(ct))
+        parts = [self.eval_mod(p) for p in self.coeffs_to_slots(x)]
+        return self.slots_to_coeffs(parts)
+
+    def _check_keys(self) -> None:
+        keys = self.eval_keys
+        if keys is None or keys.relin_key is None:
+            raise MissingKeyError("bootstrap needs a relinearization key", missing=["relinearization"])
+        have = set(keys.galois_keys)
+        n = self.params.poly_degree
+        missing = [s for s in self.galois_steps() if galois_element(s, n) not in have]
+        conj = (2 * n - 1) not in have
+        if missing or conj:
+            raise MissingRotationKeyError(
+                f"bootstrap needs Galois keys for steps {missing}" + (" and conjugation" if conj else "")
+                + "; generate them from Bootstrapper.key_plan(params, slots)",
+                steps=missing, missing=(["conjugation"] if conj else []) + [f"rotation:{s}" for s in missing])
+
+
+def _build_transforms(params: CkksParameters, pre, slots: int, rng: float) -> dict[str, list[LinearTransform]]:
+    """The CoeffsToSlots and SlotsToCoeffs factors with their constants folded in."""
+    full = params.slot_count
+    sparse = slots < full
+    n_c, n_s = len(pre.cts_bits), len(pre.stc_bits)
+    cts = dft.coeffs_to_slots_factors(slots, n_c)
+    stc = dft.slots_to_coeffs_factors(slots, n_s)
+    gap = full // slots
+    # CtS: t (read at scale q_0) → u = t/K; the real split doubles (w + w̄ = 2Re w), SubSum multiplies by gap
+    const = 1.0 / (2.0 * pre.eval_mod_k * (gap if sparse else 1))
+    period = 2 * slots if sparse else slots
+    if sparse:
+        cts = [dft.tile(m, slots, period) for m in cts]
+        mux = np.concatenate([np.ones(slots), np.full(slots, -1j)])  # second half: −i·w → Re = Im(w)
+        cts[-1] = dft.scale_rows(cts[-1], mux)
+        demux = {0: np.concatenate([np.ones(slots), np.full(slots, 1j)]),
+                 slots: np.concatenate([np.full(slots, 1j), np.ones(slots)])}
+        stc = [dft.tile(m, slots, period) for m in stc]
+        stc[0] = dft.compose(stc[0], demux, period)
+    per = const ** (1.0 / len(cts))
+    cts = [dft.scale(m, per) for m in cts]
+    if rng != 1.0:
+        per_s = rng ** (1.0 / len(stc))
+        stc = [dft.scale(m, per_s) for m in stc]
+    return {"cts": [LinearTransform(m, full, period) for m in cts],
+            "stc": [LinearTransform(m, full, period) for m in stc]}
+
+
+def _galois_steps(transforms, params: CkksParameters, slots: int) -> list[int]:
+    steps: set[int] = set()
+    for lt in transforms["cts"] + transforms["stc"]:
+        steps |= set(lt.galois_steps())
+    step = slots
+    while step < params.slot_count:  # SubSum
+        steps.add(step % params.slot_count)
+        step <<= 1
+    steps.discard(0)
+    return sorted(steps)
+
+
+def _key_set_bytes(params: CkksParameters, galois_count: int) -> int:
+    """Exact length of ``serialize.dumps(EvaluationKeys)`` with a relinearization key and
+    ``galois_count`` Galois keys, all seeded (the format of ``wavis.serialize``)."""
+    from ... import serialize
+
+    n = params.poly_degree
+    rows = sum((n * int(q).bit_length() + 7) // 8 for q in params.all_moduli)
+    key = 1 + len(params.digits) * rows + 32
+    body = 13 + key + galois_count * (4 + key)  # "<BIHHI" header, relinearization key, (element, key)…
+    return serialize._HEAD.size + body + serialize._DIGEST  # noqa: SLF001

@@ -1,0 +1,105 @@
+"""Bootstrappable CKKS parameter presets: the one place where the prime sizes of every
+bootstrapping chain are chosen (``CkksParameters.bootstrappable(name)`` builds them; the
+primes themselves come from ``wavis.ring.ntt_primes``, closest below 2^bits).
+
+A chain, bottom-up: q_0 (``first_mod_bits``), ``max_depth`` user primes of ``scale_bits``
+(the levels left to the user after each bootstrap), then the bootstrapping primes
+(``boot_mod_bits``): SlotsToCoeffs (``stc_bits``, one prime per level of the factored
+inverse DFT), EvalMod (``evalmod_bits``: ⌈log2(degree+1)⌉ levels for the Chebyshev
+polynomial and one per double-angle step), CoeffsToSlots (``cts_bits``). A bootstrap
+consumes all of them and returns a ciphertext at level ``max_depth`` with scale Δ = 2^scale_bits.
+
+Sources of the constants:
+
+* Chain layout and prime sizes: Bossuat, Mouchet, Troncoso-Pastoriza, Hubaux, "Efficient
+  bootstrapping for approximate homomorphic encryption with non-sparse keys", EUROCRYPT 2021,
+  Table 6 (q_0 = 60 bits, 60-bit EvalMod primes, 56/53-bit CoeffsToSlots primes, ~40-bit
+  SlotsToCoeffs and user primes); Lattigo v5 ``bootstrapping.DefaultParametersSparse`` (N16QP1546H192H32:
+  the same layout, 9 user levels at 2^40). The q_0/Δ = 2^20 ratio keeps the sine's
+  approximation error (2π·2^-20)²/6 ≈ 2^-37 relative below the target precision.
+* EvalMod: cos(2π(t − 1/4)/2^r) approximated by Chebyshev interpolation on [−K, K], then r
+  double-angle steps (Han–Ki, "Better bootstrapping for approximate HE", CT-RSA 2020, §4;
+  Bossuat et al. 2021 §5). K bounds |I| in t = I + m·Δ/q_0 (see
+  :func:`wavis.ckks.bootstrap.evalmod.failure_log2`: a Chernoff bound on the sum of h + 1
+  uniform terms for a secret of Hamming weight h; Bossuat et al. 2021 §5.1 and Bossuat–
+  Troncoso-Pastoriza–Hubaux, "Bootstrapping for approximate HE with negligible failure-
+  probability by using sparse-secret encapsulation", ACNS 2022, §3). Degrees/r were chosen
+  with the numeric search in ``tests/test_bootstrap.py::test_evalmod_approximation`` so that
+  the approximation error before the double angles is ≤ 2^-45.
+* Level budgets (factors of the homomorphic DFT): Chen–Chillotti–Song, "Improved
+  bootstrapping for approximate HE", EUROCRYPT 2019, §4 (a depth-c factorisation of the
+  n-point special FFT into c groups of ⌈log2 n / c⌉ butterfly layers).
+* Security: the whole chain (user secret, uniform ternary) is checked against the HE
+  Standard table (``wavis.ring.security``); ``special_mod_bits`` = 61 as everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BootstrapPreset:
+    """One bootstrappable parameter set (see the module docstring for every constant's source).
+
+    Attributes:
+        name: the preset's name (REST ``bootstrap_preset``).
+        poly_degree, scale_bits, first_mod_bits, special_mod_bits, security_level: as in
+            :class:`wavis.ckks.params.CkksParameters`.
+        max_depth: levels of scale ≥ 2^scale_bits left to the user after each bootstrap.
+        stc_bits / evalmod_bits / cts_bits: prime sizes of the SlotsToCoeffs, EvalMod and
+            CoeffsToSlots levels (bottom-up; their counts are the level budgets).
+        eval_mod_k: K, half-width of the EvalMod interval (|I| + 1 must stay below it).
+        double_angle: r, the number of double-angle steps.
+        cheb_degree: degree of the Chebyshev approximation of cos(2π(t − 1/4)/2^r).
+        dnum: key-switching digits.
+        bootstrap_hamming_weight: h of the secret the bootstrap runs under (None: the user's
+            uniform ternary secret, bounded by h ≤ N; an int: sparse-secret encapsulation).
+    """
+
+    name: str
+    poly_degree: int
+    security_level: str
+    scale_bits: int
+    first_mod_bits: int
+    max_depth: int
+    stc_bits: tuple[int, ...]
+    evalmod_bits: tuple[int, ...]
+    cts_bits: tuple[int, ...]
+    eval_mod_k: int
+    double_angle: int
+    cheb_degree: int
+    dnum: int
+    special_mod_bits: int = 61
+    bootstrap_hamming_weight: int | None = None
+
+    @property
+    def boot_mod_bits(self) -> tuple[int, ...]:
+        return self.stc_bits + self.evalmod_bits + self.cts_bits
+
+    @property
+    def boot_depth(self) -> int:
+        return len(self.boot_mod_bits)
+
+    def check(self) -> None:
+        """Internal consistency (EvalMod levels = ⌈log2(d+1)⌉ + r). Raises ValueError."""
+        need = max(1, math.ceil(math.log2(self.cheb_degree + 1))) + self.double_angle
+        if len(self.evalmod_bits) != need:
+            raise ValueError(f"preset {self.name}: EvalMod needs {need} levels, has {len(self.evalmod_bits)}")
+
+
+def _p(**kw) -> BootstrapPreset:
+    p = BootstrapPreset(**kw)
+    p.check()
+    return p
+
+
+BOOTSTRAP_PRESETS: dict[str, BootstrapPreset] = {
+    p.name: p for p in (
+        # Small insecure ring for the test suite (dense ternary secret, h ≤ N = 1024 → K = 84).
+        _p(name="testing-n1024", poly_degree=1024, security_level="testing", scale_bits=40, first_mod_bits=60,
+           max_depth=2, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 11, cts_bits=(58, 58, 58),
+           eval_mod_k=84, double_angle=5, cheb_degree=63, dnum=4),
+    )
+}
