@@ -1,4 +1,5 @@
-"""Command line: ``wavis serve`` (the API server) and ``wavis admin create-account``.
+"""Command line: ``wavis serve`` (the API server), ``wavis webhooks`` (the webhook delivery
+worker alone) and ``wavis admin …``.
 
 Service dependencies are imported only inside the commands, so ``import wavis.cli`` stays light.
 """
@@ -31,6 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(serve)
     serve.add_argument("--log-level", default=os.environ.get("WAVIS_LOG_LEVEL", "INFO"))
 
+    wh = sub.add_parser("webhooks", help="run the webhook delivery worker alone",
+                        description="Deliver webhook events from the outbox (any number of these, and the "
+                                    "workers inside `wavis serve`, may run together). WAVIS_WEBHOOK_WORKER=0 "
+                                    "keeps `wavis serve` from delivering itself.")
+    _add_common(wh)
+    wh.add_argument("--log-level", default=os.environ.get("WAVIS_LOG_LEVEL", "INFO"))
+
     admin = sub.add_parser("admin", help="operator commands")
     admin_sub = admin.add_subparsers(dest="admin_command", required=True)
     ca = admin_sub.add_parser("create-account", help="create an account and its first account_admin API key")
@@ -57,6 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         from wavis.service.server import run  # noqa: PLC0415
 
         run(Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir))
+        return 0
+
+    if args.command == "webhooks":
+        settings = Settings.from_env(data_dir=args.data_dir)
+        setup_logging(getattr(logging, str(args.log_level).upper(), logging.INFO), settings.json_logs)
+        from wavis.service.webhook_worker import run as run_webhooks  # noqa: PLC0415
+
+        run_webhooks(settings)
         return 0
 
     if args.command == "admin" and args.admin_command == "maintenance":

@@ -31,7 +31,10 @@ from wavis.ckks import (
     Ciphertext, CkksParameters, Decryptor, Encoder, Encryptor, EvaluationKeys, KeyGenerator, PublicKey, SecretKey,
 )
 
-__all__ = ["ApiError", "KeyPair", "AsyncClient", "Client", "CiphertextRef", "ComputeResult"]
+from .webhooks import WebhookSignatureError, verify_signature
+
+__all__ = ["ApiError", "KeyPair", "AsyncClient", "Client", "CiphertextRef", "ComputeResult", "verify_signature",
+           "WebhookSignatureError"]
 
 API_PREFIX = "/api/v1"
 

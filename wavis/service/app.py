@@ -16,16 +16,17 @@ from .access import Access, access, doc
 from .ctstore import CiphertextStore
 from .engine import ComputeEngine
 from .middleware import CHAIN
-from .routes import apikeys, ciphertexts, compute, health, keys, onboarding, tfhe
+from .routes import apikeys, ciphertexts, compute, health, keys, onboarding, tfhe, webhooks
 from .settings import Settings
-from .state import CTSTORE, DB, ENGINE, METRICS, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT
+from .state import (CTSTORE, DB, ENGINE, METRICS, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT, WEBHOOK_RESOLVER,
+                    WEBHOOK_WORKER)
 from .sweeper import sweeper_ctx
 from .tfhe_store import tfhe_ctx
 
 log = logging.getLogger("wavis.service")
 
 API_PREFIX = "/api/v1"
-ROUTE_MODULES = (health, onboarding, apikeys, keys, ciphertexts, compute, tfhe)
+ROUTE_MODULES = (health, onboarding, apikeys, keys, ciphertexts, compute, tfhe, webhooks)
 OPENAPI = web.AppKey("openapi", list)  # one-element cache, filled on first request
 
 
@@ -103,6 +104,23 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         engine.close()
 
 
+async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The in-process webhook delivery worker (``webhook_worker.py``), unless
+    ``WAVIS_WEBHOOK_WORKER=0`` leaves delivery to separate ``wavis webhooks`` processes."""
+    from . import webhook_worker  # noqa: PLC0415
+
+    s = app[SETTINGS]
+    if not s.webhook_worker:
+        yield
+        return
+    worker, task = await webhook_worker.worker_ctx_start(app[DB], s, app.get(WEBHOOK_RESOLVER))
+    app[WEBHOOK_WORKER] = worker
+    try:
+        yield
+    finally:
+        await webhook_worker.stop_worker(worker, task, s.webhook_timeout_s + 2)
+
+
 async def _mark_shutdown(app: web.Application) -> None:
     app[SHUTTING_DOWN][0] = True
 
@@ -119,7 +137,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SHUTTING_DOWN] = [False]
     app[METRICS] = metrics.create()
     app[OPENAPI] = []
-    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, ctstore_ctx, engine_ctx, tfhe_ctx, sweeper_ctx])
+    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, ctstore_ctx, engine_ctx, tfhe_ctx, sweeper_ctx, webhooks_ctx])
     app.on_shutdown.append(_mark_shutdown)
 
     api = web.RouteTableDef()

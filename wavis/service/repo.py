@@ -13,6 +13,7 @@ import asyncpg
 from . import apikeys
 from .access import Principal, Role
 from .ids import new_id, utcnow
+from .webhooks import emit_event, iso
 
 
 # --- accounts and API keys -------------------------------------------------------------
@@ -85,16 +86,27 @@ async def create_api_key_limited(conn: asyncpg.Connection, pepper: bytes, *, acc
                AND created_at > now() - interval '1 hour'""", account_id)
         if n >= per_hour:
             return None
-        return await create_api_key(conn, pepper, account_id=account_id, role=role, environment=environment,
-                                    origin="api")
+        new = await create_api_key(conn, pepper, account_id=account_id, role=role, environment=environment,
+                                   origin="api")
+        await emit_event(conn, account_id, "key_created", {
+            "kind": "api_key", "api_key_id": new.api_key_id, "prefix": apikeys.prefix(new.api_key),
+            "role": role.value, "environment": environment})
+        return new
 
 
 async def revoke_api_key(conn: asyncpg.Connection, account_id: str, key_id: str) -> bool:
-    """Revoke now; True when the key exists in this account (revoking twice is fine)."""
-    row = await conn.fetchval(
-        """UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
-           WHERE id = $1 AND account_id = $2 RETURNING id""", key_id, account_id)
-    return row is not None
+    """Revoke now; True when the key exists in this account (revoking twice is fine; the
+    ``key_deleted`` event is emitted by the revocation that took effect)."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            """UPDATE api_keys SET revoked_at = now()
+               WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL RETURNING id, prefix""", key_id, account_id)
+        if row is None:
+            return await conn.fetchval("SELECT id FROM api_keys WHERE id = $1 AND account_id = $2",
+                                       key_id, account_id) is not None
+        await emit_event(conn, account_id, "key_deleted",
+                         {"kind": "api_key", "api_key_id": key_id, "prefix": row["prefix"]})
+    return True
 
 
 async def revoke_trial_key_by_prefix(conn: asyncpg.Connection, key_prefix: str) -> bool:
@@ -119,6 +131,9 @@ async def rotate_api_key(conn: asyncpg.Connection, pepper: bytes, p: Principal,
         ends = await conn.fetchval(
             """UPDATE api_keys SET expires_at = LEAST(COALESCE(expires_at, 'infinity'), now() + $2::interval)
                WHERE id = $1 RETURNING expires_at""", p.api_key_id, grace)
+        await emit_event(conn, p.account_id, "key_rotated", {
+            "old_api_key_id": p.api_key_id, "old_key_prefix": old["prefix"], "new_api_key_id": new.api_key_id,
+            "new_key_prefix": apikeys.prefix(new.api_key), "grace_period_ends_at": iso(ends)})
     return new, old["prefix"], ends
 
 
@@ -168,6 +183,19 @@ async def insert_fhe_key(conn: asyncpg.Connection, *, account_id: str, scheme: s
                          galois_steps: list[int], conjugation: bool, public_key: bytes, eval_key: bytes,
                          ciphertext_body_limit: int, key_id: str | None = None,
                          secret_key_sealed: bytes | None = None) -> asyncpg.Record:
+    async with conn.transaction():
+        row = await _insert_fhe_key(conn, account_id, scheme, params, fingerprint, key_tag, slot_count, max_level,
+                                    galois_steps, conjugation, public_key, eval_key, ciphertext_body_limit,
+                                    key_id, secret_key_sealed)
+        await emit_event(conn, account_id, "key_created", {
+            "kind": "fhe_key", "key_id": row["id"], "scheme": scheme, "slot_count": slot_count,
+            "max_level": max_level, "blind": row["is_blind"]})
+    return row
+
+
+async def _insert_fhe_key(conn, account_id, scheme, params, fingerprint, key_tag, slot_count, max_level,
+                          galois_steps, conjugation, public_key, eval_key, ciphertext_body_limit, key_id,
+                          secret_key_sealed) -> asyncpg.Record:
     return await conn.fetchrow(
         f"""INSERT INTO fhe_keys (id, account_id, scheme, params, params_fingerprint, key_tag, slot_count, max_level,
                                   galois_steps, conjugation, public_key, eval_key, ciphertext_body_limit,
@@ -203,6 +231,8 @@ async def delete_fhe_key(conn: asyncpg.Connection, account_id: str, key_id: str)
             key_id, account_id)
         await log_deletions(conn, rows, "key_deleted")
         await conn.execute("DELETE FROM fhe_keys WHERE id = $1", key_id)
+        await emit_event(conn, account_id, "key_deleted",
+                         {"kind": "fhe_key", "key_id": key_id, "ciphertexts_deleted": len(rows)})
     return [r["id"] for r in rows]
 
 

@@ -77,6 +77,16 @@ class Settings:
     pre_stop_s: float = 0.0  # SIGTERM → /readyz 503 at once, keep serving this long, then drain
     shutdown_timeout_s: float = 10.0  # in-flight requests get this long after SIGTERM's drain starts
     json_logs: bool = True
+    # webhooks (issue 16): delivery worker and SSRF guard
+    webhooks_allow_loopback: bool = False  # WAVIS_WEBHOOKS_ALLOW_LOOPBACK: http to loopback, for tests only
+    webhook_worker: bool = True  # WAVIS_WEBHOOK_WORKER=0: no in-process worker (run `wavis webhooks`)
+    webhook_poll_s: float = 1.0  # WAVIS_WEBHOOK_POLL_S: how often an idle worker looks for due events
+    webhook_timeout_s: float = 10.0  # a 2xx within this is a success (resolution included)
+    webhook_lease_s: float = 60.0  # WAVIS_WEBHOOK_LEASE_S: a claimed attempt of a dead worker is retried after it
+    webhook_concurrency: int = 16  # deliveries in flight per worker
+    webhook_retry_schedule_s: tuple[float, ...] = (30, 120, 600, 3600, 6 * 3600, 24 * 3600)  # then failed
+    webhook_disable_after_s: float = 3 * 24 * 3600  # an endpoint failing this long is disabled
+    webhook_max_endpoints: int = 10  # per account
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -105,6 +115,10 @@ class Settings:
             pre_stop_s=float(env.get("WAVIS_PRE_STOP_S") or cls.pre_stop_s),
             shutdown_timeout_s=float(env.get("WAVIS_SHUTDOWN_TIMEOUT_S") or cls.shutdown_timeout_s),
             json_logs=env.get("WAVIS_LOG_FORMAT", "json").lower() != "text",
+            webhooks_allow_loopback=_env_bool("WAVIS_WEBHOOKS_ALLOW_LOOPBACK"),
+            webhook_worker=_env_bool("WAVIS_WEBHOOK_WORKER", True),
+            webhook_poll_s=float(env.get("WAVIS_WEBHOOK_POLL_S") or cls.webhook_poll_s),
+            webhook_lease_s=float(env.get("WAVIS_WEBHOOK_LEASE_S") or cls.webhook_lease_s),
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
         return replace(s, **overrides)

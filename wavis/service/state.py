@@ -22,6 +22,8 @@ STARTED_AT: web.AppKey[float] = web.AppKey("started_at")
 SHUTTING_DOWN: web.AppKey[list[bool]] = web.AppKey("shutting_down")  # one-element box
 METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
 CTSTORE: web.AppKey["CiphertextStore"] = web.AppKey("ctstore")  # durable blobs + Redis cache
+WEBHOOK_RESOLVER: web.AppKey[object] = web.AppKey("webhook_resolver")  # aiohttp AbstractResolver (tests inject one)
+WEBHOOK_WORKER: web.AppKey[object] = web.AppKey("webhook_worker")  # the in-process DeliveryWorker, when running
 
 # Per-request keys: typed web.RequestKey where aiohttp has it (3.12+), plain strings before.
 _RequestKey = getattr(web, "RequestKey", None)
