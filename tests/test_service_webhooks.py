@@ -297,9 +297,10 @@ def test_verify_signature_rules():
 
 # --- delivery -----------------------------------------------------------------------------------
 
-async def test_background_worker_delivers_signed_event(make_client, service_settings, dns, receiver):
+async def test_background_worker_delivers_signed_event(make_client, service_settings, dns, receiver, caplog):
     """The worker inside the server process: a test event arrives signed; the signature verifies
-    with the SDK helper and with a plain HMAC recomputation."""
+    with the SDK helper and with a plain HMAC recomputation; the secret is never logged."""
+    caplog.set_level("DEBUG")
     client = await webhook_client(make_client, wh_settings(service_settings, webhook_worker=True), dns)
     dev = await client.account()
     made = await create(client, dev, receiver.url)
@@ -327,6 +328,8 @@ async def test_background_worker_delivers_signed_event(make_client, service_sett
     [ev] = await events_of(client, dev)
     assert ev["status"] == "delivered" and ev["attempts"] == 1 and ev["last_status_code"] == 200
     assert ev["next_attempt_at"] is None and ev["delivered_at"]
+    assert any(event_id in r.getMessage() for r in caplog.records)  # the worker logged the delivery …
+    assert not any(made["secret"] in r.getMessage() for r in caplog.records)  # … never the secret
 
 
 async def test_500_then_200_retries_with_the_same_id_and_history(wh, dns, receiver):
@@ -597,6 +600,81 @@ async def test_worker_process_killed_mid_delivery_loses_nothing(wh, receiver, tm
     assert [(a["attempt"], a["status_code"]) for a in detail["delivery_attempts"]] == [(2, 200)]
 
 
+def self_signed(tmp_path, name: str):
+    """A certificate for ``name`` (and a key) in ``tmp_path``; returns (cert path, key path)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+async def test_https_goes_to_the_vetted_address_with_the_name_for_sni_host_and_certificate(
+        wh, dns, aiohttp_server, tmp_path):
+    """The connection goes to the address resolved once and vetted, while TLS (SNI and the
+    certificate check) and the Host header use the URL's name."""
+    import ssl
+
+    name = "secure-receiver.example"
+    cert, key = self_signed(tmp_path, name)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    sni: list[str] = []
+    server_ctx.sni_callback = lambda sock, server_name, ctx: sni.append(server_name)
+    rec = Receiver()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", rec.handle)
+    server = await aiohttp_server(app, host="127.0.0.1", ssl=server_ctx)
+    dns.answers[name] = ["127.0.0.1"]  # https to loopback: allowed only by the test setting
+    dev = await wh.account()
+    await create(wh, dev, f"https://{name}:{server.port}/hook")
+    [event_id] = await send_test(wh, dev)
+    dns.lookups.clear()
+    worker = worker_for(wh, dns)
+    worker.ssl_context = ssl.create_default_context(cafile=str(cert))
+    assert await worker.run_once() == 1
+    assert rec.ids() == [event_id]
+    assert rec.requests[0]["headers"]["Host"] == f"{name}:{server.port}"
+    assert sni == [name]
+    assert dns.lookups == [name]  # one resolution for the delivery, none by the connector
+
+    # a certificate for another name is refused (the name, not the address, is verified)
+    other = "other-name.example"
+    dns.answers[other] = ["127.0.0.1"]
+    made = await create(wh, dev, f"https://{other}:{server.port}/hook")
+    async with wh.app[DB].acquire() as conn:
+        async with conn.transaction():
+            [evt] = await rw_insert_one(conn, made["webhook_id"])
+    await worker.run_once()
+    detail = await (await wh.get(f"/api/v1/webhooks/events/{evt}", headers=bearer(dev))).json()
+    assert detail["status"] == "pending" and detail["last_status_code"] is None
+    assert "certificate" in detail["last_error"].lower() or "ssl" in detail["last_error"].lower()
+    assert rec.ids() == [event_id]
+
+
+async def rw_insert_one(conn, webhook_id: str) -> list[str]:
+    from wavis.service.webhooks import insert_events
+
+    acct = await conn.fetchval("SELECT account_id FROM webhooks WHERE id = $1", webhook_id)
+    return [e for e, _ in await insert_events(conn, acct, "test", {"message": "x"}, [webhook_id])]
+
+
 # --- the outbox -----------------------------------------------------------------------------------
 
 async def test_outbox_is_transactional_and_filters_by_event_type(wh, receiver):
@@ -755,6 +833,37 @@ async def test_dns_answer_changed_after_registration_is_refused_at_delivery(stri
         async with wh.app[DB].acquire() as conn:  # done with this one
             await conn.execute("UPDATE webhook_events SET status = 'failed' WHERE id = $1", event_id)
     assert receiver.requests == []
+
+
+async def test_url_forms_are_refused_again_at_delivery(strict, dns, receiver):
+    """Rows whose URL would not pass today (written under older rules, or edited in the
+    database) are refused by the worker too: the guard runs at every delivery."""
+    wh = strict
+    dev = await wh.account()
+    made = await create(wh, dev, "https://hooks.example.com/hook")
+    sealer = Sealer(wh.app[SETTINGS].master_key)
+    worker = worker_for(wh, dns)
+    forms = dict(LITERAL_URLS)
+    forms.pop("relative")
+    forms["loopback receiver"] = receiver.url
+    async with wh.app[DB].acquire() as conn:
+        acct = await conn.fetchval("SELECT account_id FROM webhooks WHERE id = $1", made["webhook_id"])
+        await conn.execute("DELETE FROM webhooks WHERE id = $1", made["webhook_id"])
+        for label, url in forms.items():
+            wid = f"wh_{hashlib.sha256(label.encode()).hexdigest()[:24]}"
+            await conn.execute("INSERT INTO webhooks (id, account_id, url, secret_sealed) VALUES ($1, $2, $3, $4)",
+                               wid, acct, url, sealer.seal(b"s" * 32, rw.secret_aad(wid, acct)))
+            async with conn.transaction():
+                await rw_insert_one(conn, wid)
+    while await worker.run_once():
+        pass
+    evs = await events_of(wh, dev)
+    assert len(evs) == len(forms)
+    for ev in evs:
+        assert ev["last_error"].startswith("refused by the SSRF guard"), ev
+        assert ev["last_status_code"] is None
+    assert receiver.requests == []
+    assert [h for h in dns.lookups if h != "hooks.example.com"] == []  # refused before any lookup
 
 
 async def test_loopback_needs_the_operator_setting(wh, dns, receiver):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,9 +241,10 @@ class PostResult:
 
 async def safe_post(url: str, body: bytes, headers: dict[str, str], *, resolver: AbstractResolver,
                     allow_loopback: bool = False, timeout_s: float = 10.0,
-                    max_response_bytes: int = 64 * 1024) -> PostResult:
+                    max_response_bytes: int = 64 * 1024, ssl_context: "ssl.SSLContext | None" = None) -> PostResult:
     """POST ``body`` to ``url`` under the rules above. The deadline ``timeout_s`` covers
-    resolution, connection, TLS, the request and reading the (capped) response.
+    resolution, connection, TLS, the request and reading the (capped) response. Certificates
+    are verified against the URL's host name (``ssl_context``: default trust store unless given).
 
     Raises: UnsafeTarget, UnresolvableTarget, asyncio.TimeoutError, aiohttp.ClientError.
     """
@@ -250,7 +252,7 @@ async def safe_post(url: str, body: bytes, headers: dict[str, str], *, resolver:
     async with asyncio.timeout(timeout_s):
         infos = await resolve_and_vet(target, resolver, allow_loopback, timeout_s)
         connector = aiohttp.TCPConnector(resolver=PinnedResolver(target.host, infos), use_dns_cache=False,
-                                         force_close=True, limit=1)
+                                         force_close=True, limit=1, ssl=ssl_context if ssl_context else True)
         async with aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False,
                                          timeout=aiohttp.ClientTimeout(total=None)) as session:
             async with session.post(target.url, data=body, headers=headers, allow_redirects=False) as resp:

@@ -78,15 +78,17 @@ def _snippet(body: bytes) -> str:
 
 class DeliveryWorker:
     """Delivers due webhook events from ``pool``'s database. ``resolver`` is the aiohttp
-    resolver hosts are looked up with (default ``getaddrinfo``; tests inject theirs)."""
+    resolver hosts are looked up with (default ``getaddrinfo``; tests inject theirs);
+    ``ssl_context`` is the trust store for receivers' certificates (default: the system's)."""
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings, *, resolver=None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, ssl_context=None) -> None:
         if not settings.master_key:
             raise ValueError("the webhook worker needs the master key (Settings.with_master_key())")
         self.pool = pool
         self.settings = settings
         self.resolver = resolver
+        self.ssl_context = ssl_context  # None: the default trust store
         self.rng = rng or random.SystemRandom()
         self.sealer = Sealer(settings.master_key)
         self.stop = asyncio.Event()
@@ -142,7 +144,8 @@ class DeliveryWorker:
         error: str | None = None
         try:
             result = await ssrf.safe_post(row["url"], body, headers, resolver=self._resolver(),
-                                          allow_loopback=s.webhooks_allow_loopback, timeout_s=s.webhook_timeout_s)
+                                          allow_loopback=s.webhooks_allow_loopback, timeout_s=s.webhook_timeout_s,
+                                          ssl_context=self.ssl_context)
             status_code = result.status
             if not 200 <= status_code < 300:
                 snippet = _snippet(result.body)
