@@ -148,27 +148,26 @@ def main() -> int:
     # ---- TFHE ------------------------------------------------------------------------------
     def tfhe_():
         from wavis import tfhe
-        from wavis.backend.cuda_tfhe import CudaTfhe
+        from wavis.tfhe import gates
 
         preset = "fast_128" if not args.emulate else "testing"
         ck, sk = tfhe.keygen(preset, seed=b"g" * 32)
-        eng = CudaTfhe(be.device, sk.params, sk)
+        eng = be.lwe(sk.params)
+        key = eng.load_server_key(sk.mask_seed, sk.bsk_bodies, sk.ksk_bodies)
         xp = eng.xp
-        p = sk.params
         t = {}
         for J in (1, 4096) if not args.emulate else (1, 16):
             rng = np.random.default_rng(J)
-            A = xp.asarray(ck.encrypt(rng.integers(0, 2, J).astype(bool)).rows())
+            rows = ck.encrypt(rng.integers(0, 2, J).astype(bool)).rows()
+            A = xp.asarray(rows)
             for blk in (64, 128, 256, 512):
                 eng.block_threads = blk
-                t[f"blind_rotate_J{J}_b{blk}"] = tm(lambda: eng.blind_rotate(A), reps=3, warm=1)
+                t[f"blind_rotate_J{J}_b{blk}"] = tm(lambda: eng.bootstrap(key, A, gates.MU), reps=3, warm=1)
             eng.block_threads = None
-            big = eng.blind_rotate(A)
-            outb = xp.zeros((J, p.n + 1), dtype=np.uint32)
-            rows = np.arange(J)
-            t[f"keyswitch_J{J}"] = tm(lambda: eng.key_switch(big, rows, rows, outb), reps=3, warm=1)
-            ops = np.zeros(J, dtype=np.int8)
-            t[f"gate_J{J}"] = tm(lambda: eng.evaluate_device(ops, A, A, A), reps=3, warm=1)
+            big = eng.bootstrap(key, A, gates.MU)
+            t[f"keyswitch_J{J}"] = tm(lambda: eng.key_switch(key, big), reps=3, warm=1)
+            ops = ["NAND"] * J
+            t[f"gate_J{J}"] = tm(lambda: gates.evaluate(eng, key, ops, rows, rows, rows), reps=3, warm=1)
         res["tfhe_ms"] = t
         for k, v in t.items():
             say(f"tfhe {k:24s} {v:9.3f} ms")

@@ -17,27 +17,15 @@ namespace {
 
 using U32 = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>;
 using U8 = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
-using I8 = py::array_t<int8_t, py::array::c_style | py::array::forcecast>;
 using I32 = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 
-Params params_from(py::tuple t) {
-  if (t.size() != 9) throw py::value_error("TFHE params tuple must be (n, k, N, pbs_base_log, pbs_level, ks_base_log, ks_level, lwe_std, glwe_std)");
-  Params P;
-  P.n = t[0].cast<int>();
-  P.k = t[1].cast<int>();
-  P.N = t[2].cast<int>();
-  P.bg = t[3].cast<int>();
-  P.l = t[4].cast<int>();
-  P.bks = t[5].cast<int>();
-  P.t = t[6].cast<int>();
-  P.lwe_std = t[7].cast<double>();
-  P.glwe_std = t[8].cast<double>();
+Params checked(const Params& p) {
   try {
-    P.validate();
+    p.validate();
   } catch (const std::invalid_argument& e) {
     throw py::value_error(e.what());
   }
-  return P;
+  return p;
 }
 
 std::string seed32(py::bytes b, const char* what) {
@@ -55,13 +43,48 @@ const char* kCoreDoc = R"doc(TfheServerKeyCore(params, mask_seed, bsk_bodies, ks
 
 The evaluation side of a TFHE server key, ready to compute: the bootstrapping key expanded
 from its seed and bodies and converted to the Fourier domain (doubles), and the key-switching
-key expanded likewise. Private back end of wavis.tfhe.ServerKey.)doc";
+key expanded likewise. Used through wavis.backend.cpu (the LweOps of the CPU backend).)doc";
+
+const char* kParamsDoc = R"doc(TfheParams(lwe_dimension, glwe_dimension, polynomial_size, pbs_base_log, pbs_level,
+ks_base_log, ks_level, lwe_noise_std, glwe_noise_std)
+
+The named sizes of a TFHE parameter set (wavis.tfhe.TfheParameters), keyword arguments only.
+Noise standard deviations are fractions of the torus. Raises ValueError when out of range.)doc";
 
 void bind_tfhe(py::module_& m) {
+  py::class_<Params>(m, "TfheParams", kParamsDoc)
+      .def(py::init([](int lwe_dimension, int glwe_dimension, int polynomial_size, int pbs_base_log, int pbs_level,
+                       int ks_base_log, int ks_level, double lwe_noise_std, double glwe_noise_std) {
+             Params P;
+             P.n = lwe_dimension;
+             P.k = glwe_dimension;
+             P.N = polynomial_size;
+             P.bg = pbs_base_log;
+             P.l = pbs_level;
+             P.bks = ks_base_log;
+             P.t = ks_level;
+             P.lwe_std = lwe_noise_std;
+             P.glwe_std = glwe_noise_std;
+             return checked(P);
+           }),
+           py::kw_only(), py::arg("lwe_dimension"), py::arg("glwe_dimension"), py::arg("polynomial_size"),
+           py::arg("pbs_base_log"), py::arg("pbs_level"), py::arg("ks_base_log"), py::arg("ks_level"),
+           py::arg("lwe_noise_std"), py::arg("glwe_noise_std"))
+      .def_readonly("lwe_dimension", &Params::n)
+      .def_readonly("glwe_dimension", &Params::k)
+      .def_readonly("polynomial_size", &Params::N)
+      .def_readonly("pbs_base_log", &Params::bg)
+      .def_readonly("pbs_level", &Params::l)
+      .def_readonly("ks_base_log", &Params::bks)
+      .def_readonly("ks_level", &Params::t)
+      .def_readonly("lwe_noise_std", &Params::lwe_std)
+      .def_readonly("glwe_noise_std", &Params::glwe_std)
+      .def_property_readonly("extracted_lwe_dimension", &Params::extracted_lwe_dimension);
+
   m.def(
       "tfhe_keygen",
-      [](py::tuple params, py::bytes seed) {
-        Params P = params_from(params);
+      [](const Params& params, py::bytes seed) {
+        Params P = checked(params);
         std::string s = seed32(seed, "seed");
         KeygenResult r;
         {
@@ -84,8 +107,8 @@ void bind_tfhe(py::module_& m) {
 
   m.def(
       "tfhe_encrypt",
-      [](py::tuple params, U8 lwe_key, U32 mus, py::bytes seed) {
-        Params P = params_from(params);
+      [](const Params& params, U8 lwe_key, U32 mus, py::bytes seed) {
+        Params P = checked(params);
         std::string s = seed32(seed, "seed");
         if (lwe_key.ndim() != 1 || lwe_key.shape(0) != P.n) throw py::value_error("lwe_key has the wrong length");
         if (mus.ndim() != 1) throw py::value_error("messages must be 1-D");
@@ -147,8 +170,8 @@ void bind_tfhe(py::module_& m) {
   m.def("tfhe_default_threads", &default_threads, "Threads a batched TFHE call uses: WAVIS_THREADS, else hardware_concurrency.");
 
   py::class_<ServerKeyCore>(m, "TfheServerKeyCore", kCoreDoc)
-      .def(py::init([](py::tuple params, py::bytes mask_seed, U32 bsk, U32 ksk) {
-             Params P = params_from(params);
+      .def(py::init([](const Params& params, py::bytes mask_seed, U32 bsk, U32 ksk) {
+             Params P = checked(params);
              std::string s = seed32(mask_seed, "mask_seed");
              const size_t rows = (size_t)(P.k + 1) * P.l;
              if ((size_t)bsk.size() != (size_t)P.n * rows * P.N) throw py::value_error("bootstrapping-key bodies have the wrong size");
@@ -160,32 +183,48 @@ void bind_tfhe(py::module_& m) {
            }),
            py::arg("params"), py::arg("mask_seed"), py::arg("bsk_bodies"), py::arg("ksk_bodies"))
       .def(
-          "evaluate",
-          [](const ServerKeyCore& self, I8 ops, U32 a, U32 b, U32 c, int threads) {
-            const int n = self.P.n;
-            if (ops.ndim() != 1) throw py::value_error("ops must be 1-D int8");
-            size_t m = (size_t)ops.shape(0);
-            check_lwe_batch(a, n, "a");
-            check_lwe_batch(b, n, "b");
-            check_lwe_batch(c, n, "sel");
-            if ((size_t)a.shape(0) != m || (size_t)b.shape(0) != m || (size_t)c.shape(0) != m)
-              throw py::value_error("operands must have one row per gate");
-            for (size_t g = 0; g < m; ++g)
-              if (ops.data()[g] < 0 || ops.data()[g] > 7) throw py::value_error("unknown gate op code");
+          "bootstrap",
+          [](const ServerKeyCore& self, U32 lwe, uint32_t mu, bool extract, int threads) {
+            check_lwe_batch(lwe, self.P.n, "lwe");
+            const size_t J = (size_t)lwe.shape(0);
             if (threads <= 0) threads = default_threads();
-            U32 out({(py::ssize_t)m, (py::ssize_t)(n + 1)});
-            const int8_t* o = ops.data();
-            const uint32_t *pa = a.data(), *pb = b.data(), *pc = c.data();
-            uint32_t* po = out.mutable_data();
+            std::vector<py::ssize_t> shape{(py::ssize_t)J};
+            if (extract) {
+              shape.push_back((py::ssize_t)self.big_size);
+            } else {
+              shape.push_back((py::ssize_t)(self.P.k + 1));
+              shape.push_back((py::ssize_t)self.P.N);
+            }
+            U32 out(shape);
+            const uint32_t* in = lwe.data();
+            uint32_t* o = out.mutable_data();
             {
               py::gil_scoped_release nogil;
-              self.evaluate(o, m, pa, pb, pc, po, threads);
+              self.bootstrap(in, J, mu, extract, o, threads);
             }
             return out;
           },
-          py::arg("ops"), py::arg("a"), py::arg("b"), py::arg("sel"), py::arg("threads") = 0,
-          "Evaluate m independent gates (op codes 0..7 = NAND AND OR XOR NOR XNOR NOT MUX) on "
-          "operand rows a, b, sel (u32[m, n+1]); returns u32[m, n+1]. GIL released.")
+          py::arg("lwe"), py::arg("mu"), py::arg("extract") = true, py::arg("threads") = 0,
+          "Blind rotation of u32[J, n+1] with the test vector mu·(1 + X + ... + X^{N-1}); extract=True:\n"
+          "sample extraction -> u32[J, k*N+1]; extract=False: the GLWE accumulators u32[J, k+1, N]. GIL released.")
+      .def(
+          "key_switch",
+          [](const ServerKeyCore& self, U32 big, int threads) {
+            if (big.ndim() != 2 || big.shape(1) != self.big_size)
+              throw py::value_error("big: expected shape (J, " + std::to_string(self.big_size) + ")");
+            const size_t J = (size_t)big.shape(0);
+            if (threads <= 0) threads = default_threads();
+            U32 out({(py::ssize_t)J, (py::ssize_t)(self.P.n + 1)});
+            const uint32_t* in = big.data();
+            uint32_t* o = out.mutable_data();
+            {
+              py::gil_scoped_release nogil;
+              self.key_switch(in, J, o, threads);
+            }
+            return out;
+          },
+          py::arg("big"), py::arg("threads") = 0,
+          "LWE key switching u32[J, k*N+1] -> u32[J, n+1] under the small key. GIL released.")
       .def_property_readonly("memory_bytes", &ServerKeyCore::memory_bytes);
 }
 

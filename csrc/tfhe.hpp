@@ -48,7 +48,8 @@ struct Params {
   int t = 0;   // KS DecompositionLevelCount
   double lwe_std = 0, glwe_std = 0;
 
-  int big_n() const { return k * N; }
+  // k·N: the LWE dimension after sample extraction (not "big_n", which names N in the API)
+  int extracted_lwe_dimension() const { return k * N; }
   void validate() const {
     if (n < 1 || n > 4096) throw std::invalid_argument("LweDimension out of range");
     if (k < 1 || k > 8) throw std::invalid_argument("GlweDimension out of range");
@@ -58,8 +59,6 @@ struct Params {
     if (!(lwe_std > 0 && lwe_std < 0.1 && glwe_std > 0 && glwe_std < 0.1)) throw std::invalid_argument("noise std dev out of range");
   }
 };
-
-static constexpr uint32_t kMu = 1u << 29;  // 1/8
 
 inline uint32_t gaussian_torus(StreamPrng& rng, double std_dev) {
   return f64_to_torus32(rng.normal() * std_dev * 4294967296.0);
@@ -250,8 +249,10 @@ inline void lwe_phase(int n, const uint8_t* lwe_key, const uint32_t* cts, size_t
 // ---------------------------------------------------------------------------------------
 // Server side.
 
-enum GateOp : int8_t { NAND = 0, AND = 1, OR = 2, XOR = 3, NOR = 4, XNOR = 5, NOT = 6, MUX = 7 };
-inline int gate_bootstraps(int op) { return op == NOT ? 0 : (op == MUX ? 2 : 1); }
+// The gates themselves (table, linear combinations, the MUX sum) live in wavis/tfhe/gates.py;
+// this core provides the batched primitives they are built from: bootstrap (blind rotation with
+// the test vector mu·(1 + X + ... + X^{N-1}), optionally followed by sample extraction) and key
+// switching.
 
 inline int default_threads() {
   const char* e = std::getenv("WAVIS_THREADS");
@@ -757,8 +758,11 @@ class ServerKeyCore {
     return (int)(((x >> (31 - log2n)) + 1u) >> 1) & (2 * P.N - 1);
   }
 
-  // Bootstrap G LWE ciphertexts (small key) to big-key LWE ciphertexts encrypting ±1/8.
-  void bootstrap_group(const uint32_t* const* in, int G, uint32_t* const* out, Work& w) const {
+  // Bootstrap G LWE ciphertexts (small key): blind rotation of the test vector mu·sum X^j, then
+  // (extract) sample extraction to big-key LWE ciphertexts (kN+1 words) encrypting ±mu, or
+  // (!extract) the GLWE accumulators themselves ((k+1)·N words).
+  void bootstrap_group(const uint32_t* const* in, int G, uint32_t* const* out, Work& w, uint32_t mu,
+                       bool extract) const {
     const int n = P.n, k = P.k, N = P.N, twoN = 2 * N;
     const size_t accsz = (size_t)(k + 1) * N;
     const size_t ggsw_stride = (size_t)rows * (k + 1) * 2 * M;
@@ -769,12 +773,12 @@ class ServerKeyCore {
       int rot = (twoN - bb) % twoN;  // X^{-b} * testv, testv = mu * sum X^j
       uint32_t* body = acc + (size_t)k * N;
       if (rot < N) {
-        for (int j = 0; j < rot; ++j) body[j] = 0u - kMu;
-        for (int j = rot; j < N; ++j) body[j] = kMu;
+        for (int j = 0; j < rot; ++j) body[j] = 0u - mu;
+        for (int j = rot; j < N; ++j) body[j] = mu;
       } else {
         rot -= N;
-        for (int j = 0; j < rot; ++j) body[j] = kMu;
-        for (int j = rot; j < N; ++j) body[j] = 0u - kMu;
+        for (int j = 0; j < rot; ++j) body[j] = mu;
+        for (int j = rot; j < N; ++j) body[j] = 0u - mu;
       }
     }
     for (int i = 0; i < n; ++i) {
@@ -788,6 +792,10 @@ class ServerKeyCore {
           fetched = true;
         }
       }
+    }
+    if (!extract) {
+      for (int g = 0; g < G; ++g) std::memcpy(out[g], w.accs.data() + g * accsz, accsz * sizeof(uint32_t));
+      return;
     }
     // sample extraction (coefficient 0)
     for (int g = 0; g < G; ++g) {
@@ -825,51 +833,11 @@ class ServerKeyCore {
     }
   }
 
-  // Batched gates. a, b, c: [m][n+1] (b, c may be unused by an op). out: [m][n+1].
-  void evaluate(const int8_t* ops, size_t m, const uint32_t* A, const uint32_t* B, const uint32_t* C,
-                uint32_t* out, int threads) const {
-    const int n = P.n, KN = P.k * P.N;
+  // Batched bootstrap of J small-key LWE ciphertexts lwe[J][n+1]: out[J][kN+1] (extract) or the GLWE
+  // accumulators out[J][k+1][N] (!extract). Split over threads in lockstep groups of kGroup.
+  void bootstrap(const uint32_t* lwe, size_t J, uint32_t mu, bool extract, uint32_t* out, int threads) const {
     const size_t L = (size_t)lwe_size;
-    // 1. linear combinations -> bootstrap jobs
-    std::vector<uint32_t> jobs;
-    std::vector<int64_t> job_of_gate(m, -1);
-    jobs.reserve(m * L);
-    size_t J = 0;
-    for (size_t g = 0; g < m; ++g) {
-      const uint32_t* a = A + g * L;
-      const uint32_t* b = B + g * L;
-      const uint32_t* s = C + g * L;
-      int op = ops[g];
-      if (op < 0 || op > 7) throw std::invalid_argument("unknown gate op code");
-      if (op == NOT) {
-        uint32_t* o = out + g * L;
-        for (size_t j = 0; j < L; ++j) o[j] = 0u - a[j];
-        continue;
-      }
-      job_of_gate[g] = (int64_t)J;
-      size_t base = jobs.size();
-      jobs.resize(base + L * (op == MUX ? 2 : 1));
-      uint32_t* x = jobs.data() + base;
-      switch (op) {
-        case NAND: for (size_t j = 0; j < L; ++j) x[j] = 0u - a[j] - b[j]; x[n] += kMu; break;
-        case AND:  for (size_t j = 0; j < L; ++j) x[j] = a[j] + b[j]; x[n] -= kMu; break;
-        case OR:   for (size_t j = 0; j < L; ++j) x[j] = a[j] + b[j]; x[n] += kMu; break;
-        case XOR:  for (size_t j = 0; j < L; ++j) x[j] = 2u * (a[j] + b[j]); x[n] += 2 * kMu; break;
-        case NOR:  for (size_t j = 0; j < L; ++j) x[j] = 0u - a[j] - b[j]; x[n] -= kMu; break;
-        case XNOR: for (size_t j = 0; j < L; ++j) x[j] = 0u - 2u * (a[j] + b[j]); x[n] -= 2 * kMu; break;
-        case MUX: {  // sel ? a : b = KS( BS(AND(sel, a)) + BS(AND(NOT sel, b)) + 1/8 )
-          uint32_t* y = x + L;
-          for (size_t j = 0; j < L; ++j) { x[j] = s[j] + a[j]; y[j] = b[j] - s[j]; }
-          x[n] -= kMu;
-          y[n] -= kMu;
-          break;
-        }
-      }
-      J += (op == MUX ? 2 : 1);
-    }
-    if (J == 0) return;
-    // 2. blind rotation + sample extraction, split over threads, lockstep groups
-    std::vector<uint32_t> big(J * (size_t)big_size);
+    const size_t osz = extract ? (size_t)big_size : (size_t)(P.k + 1) * P.N;
     parallel_chunks(J, threads, [&](size_t b0, size_t e0) {
       Work w(*this);
       const uint32_t* ins[kGroup];
@@ -877,34 +845,25 @@ class ServerKeyCore {
       for (size_t s = b0; s < e0; s += kGroup) {
         int G = (int)std::min<size_t>(kGroup, e0 - s);
         for (int g = 0; g < G; ++g) {
-          ins[g] = jobs.data() + (s + g) * L;
-          outs[g] = big.data() + (s + g) * (size_t)big_size;
+          ins[g] = lwe + (s + g) * L;
+          outs[g] = out + (s + g) * osz;
         }
-        bootstrap_group(ins, G, outs, w);
+        bootstrap_group(ins, G, outs, w, mu, extract);
       }
     });
-    // 3. combine (MUX) and key switch
-    std::vector<size_t> ks_gate;
-    ks_gate.reserve(m);
-    for (size_t g = 0; g < m; ++g) {
-      if (job_of_gate[g] < 0) continue;
-      if (ops[g] == MUX) {
-        uint32_t* x = big.data() + (size_t)job_of_gate[g] * big_size;
-        const uint32_t* y = x + big_size;
-        for (int j = 0; j < big_size; ++j) x[j] += y[j];
-        x[KN] += kMu;
-      }
-      ks_gate.push_back(g);
-    }
-    parallel_chunks(ks_gate.size(), threads, [&](size_t b0, size_t e0) {
+  }
+
+  // Batched key switching of J big-key LWE ciphertexts big[J][kN+1] to out[J][n+1].
+  void key_switch(const uint32_t* big, size_t J, uint32_t* out, int threads) const {
+    const size_t L = (size_t)lwe_size;
+    parallel_chunks(J, threads, [&](size_t b0, size_t e0) {
       const uint32_t* ins[kGroup];
       uint32_t* outs[kGroup];
       for (size_t s = b0; s < e0; s += kGroup) {
         int G = (int)std::min<size_t>(kGroup, e0 - s);
         for (int g = 0; g < G; ++g) {
-          size_t gate = ks_gate[s + g];
-          ins[g] = big.data() + (size_t)job_of_gate[gate] * big_size;
-          outs[g] = out + gate * L;
+          ins[g] = big + (s + g) * (size_t)big_size;
+          outs[g] = out + (s + g) * L;
         }
         keyswitch_group(ins, G, outs);
       }

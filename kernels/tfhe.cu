@@ -106,8 +106,9 @@ __device__ __forceinline__ int tfhe_mod_switch(u32 x, int log2_2N) {
 }
 
 // Blind rotation + sample extraction of J LWE ciphertexts (small key, (n+1) words each) into
-// big-key LWE ciphertexts (k·N + 1 words each) encrypting ±mu.
-//   lwe:  (J, n+1) u32            big: (J, k·N+1) u32
+// big-key LWE ciphertexts (k·N + 1 words each) encrypting ±mu; with extract = 0 the GLWE
+// accumulators themselves ((k+1)·N words each) instead.
+//   lwe:  (J, n+1) u32            big: (J, k·N+1) u32 (extract) or (J, k+1, N) u32 (!extract)
 //   bsk:  (n, rows, k+1, N) u64, NTT domain mod q (rows = (k+1)·l; row r = (c, p) = (r / l, r % l + 1))
 //   tw:   NTT tables (psi_rev, psi_rev_shoup, ipsi_rev, ipsi_rev_shoup), N words each.
 extern "C" __global__ void tfhe_blind_rotate(const u32* __restrict__ lwe, u32* __restrict__ big,
@@ -115,7 +116,7 @@ extern "C" __global__ void tfhe_blind_rotate(const u32* __restrict__ lwe, u32* _
                                              const u64* __restrict__ twp, const u64* __restrict__ itw,
                                              const u64* __restrict__ itwp, u64 q, u64 rhi, u64 rlo, u64 ninv,
                                              u64 ninvp, u64 wl, u64 wlp, int n, int k, int logN, int bg, int l,
-                                             u32 mu) {
+                                             u32 mu, int extract) {
   extern __shared__ u64 sm[];
   const int N = 1 << logN;
   const int rows = (k + 1) * l;
@@ -180,6 +181,11 @@ extern "C" __global__ void tfhe_blind_rotate(const u32* __restrict__ lwe, u32* _
     __syncthreads();
   }
 
+  if (!extract) {
+    u32* o = big + (size_t)blockIdx.x * ((size_t)(k + 1) * N);
+    for (u32 e = threadIdx.x; e < (u32)((k + 1) * N); e += blockDim.x) o[e] = acc[e];
+    return;
+  }
   // sample extraction (coefficient 0)
   u32* o = big + (size_t)blockIdx.x * ((size_t)k * N + 1);
   for (u32 e = threadIdx.x; e < (u32)(k * N); e += blockDim.x) {

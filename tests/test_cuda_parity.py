@@ -258,23 +258,43 @@ def test_automorphism_commutes_with_ntt(dev):
         assert np.array_equal(host(g, x), host(g, y))
 
 
+KS_CASES = [  # (idx_q, idx_p, digits) over 7 primes: 4 ciphertext primes, 3 special primes
+    ([0, 1, 2, 3], [4], [(i, i + 1) for i in range(4)]),
+    ([0, 1, 2, 3], [4, 5, 6], [(0, 2), (2, 4)]),
+    ([0, 2], [5, 6], [(0, 2)]),
+]
+
+
 @HYP
-@given(logN=st.integers(10, 14), rows=st.integers(1, 6), dnum=st.integers(1, 16), acc=st.booleans(),
-       seed=st.integers(0, 2**32 - 1))
-def test_key_switch_inner_product_matches_mul_add(dev, logN, rows, dnum, acc, seed):
-    c, g, mods = contexts(dev, logN, 60, 6)
+@given(logN=st.integers(10, 13), case=st.integers(0, len(KS_CASES) - 1), add_m=st.sampled_from([0, 1, 2]),
+       galois=st.sampled_from([1, 5, 25, -1]), seed=st.integers(0, 2**32 - 1))
+def test_fused_key_switching_bit_exact(dev, logN, case, add_m, galois, seed):
+    """ks_mod_up, the fused ks_inner kernel (automorphism and full-prime key rows read in place),
+    key_switch_ext, mod_down_ntt and their batched variants: bit for bit the CPU core's."""
+    c, g, mods = contexts(dev, logN, 50, 7)
+    iq, ip, digits = KS_CASES[case]
     rng = np.random.default_rng(seed)
-    idx = list(range(rows))
     N = 1 << logN
-    exts = np.stack([random_rows(rng, mods, idx, N) for _ in range(dnum)])
-    key = np.stack([np.stack([random_rows(rng, mods, idx, N) for _ in range(2)]) for _ in range(dnum)])
-    start = np.stack([random_rows(rng, mods, idx, N) for _ in range(2)])
-    ref = start.copy() if acc else np.zeros_like(start)
-    for j in range(dnum):
-        for comp in range(2):
-            c.mul_add(exts[j], key[j, comp], ref[comp], idx)
-    out = g.key_switch_inner_product(exts, key, idx, g.asarray(start.copy()) if acc else None)
-    assert np.array_equal(host(g, out), ref)
+    gelt = galois % (2 * N)
+    a = random_rows(rng, mods, iq, N)
+    key = np.stack([np.stack([random_rows(rng, mods, range(7), N) for _ in range(2)]) for _ in range(len(digits))])
+    add = random_rows(rng, mods, iq, N, batch=add_m) if add_m else None
+    exts = c.ks_mod_up(a, iq, ip, digits)
+    assert np.array_equal(host(g, g.ks_mod_up(g.asarray(a), iq, ip, digits)), exts)
+    acc = c.ks_inner(exts, key, iq, ip, gelt, add)
+    assert np.array_equal(host(g, g.ks_inner(g.asarray(exts), g.asarray(key), iq, ip, gelt, add)), acc)
+    ext_acc = c.key_switch_ext(a, key, iq, ip, digits, add)
+    assert np.array_equal(host(g, g.key_switch_ext(g.asarray(a), g.asarray(key), iq, ip, digits, add)), ext_acc)
+    assert np.array_equal(host(g, g.mod_down_ntt(g.asarray(ext_acc), iq, ip)), c.mod_down_ntt(ext_acc, iq, ip))
+    # batched variants (a batch of 2, one Galois element per item)
+    a2 = np.stack([a, random_rows(rng, mods, iq, N)])
+    add2 = None if add is None else np.stack([add, add])
+    assert np.array_equal(host(g, g.key_switch_ext_batch(g.asarray(a2), key, iq, ip, digits, add2)),
+                          c.key_switch_ext_batch(a2, key, iq, ip, digits, add2))
+    ex2 = c.ks_mod_up_batch(a2, iq, ip, digits)
+    assert np.array_equal(host(g, g.ks_mod_up_batch(g.asarray(a2), iq, ip, digits)), ex2)
+    assert np.array_equal(host(g, g.ks_inner_batch(g.asarray(ex2), key, iq, ip, [gelt, 1], add2)),
+                          c.ks_inner_batch(ex2, key, iq, ip, [gelt, 1], add2))
 
 
 def test_shape_errors(dev):

@@ -13,7 +13,7 @@ Layout (little endian)::
     digest  16 B        BLAKE2b-128 of everything before it (detects corruption)
 
 Bodies (compact, API.md "Sizes"): every residue mod q is stored in ⌈log2 q⌉ bits
-(``wavis._core.pack_bits``, little-endian bit order), row by row; the uniform component of a
+(``wavis.backend.cpu.pack_bits``, little-endian bit order), row by row; the uniform component of a
 public or key-switching key is replaced by the 32-byte seed it was expanded from
 (``wavis.ring.sampling.expand_uniform``), which halves keys.
 ciphertext ``level u16, size u8, 0 u8, scale f64, N u32, rows u16`` then ``size·rows`` packed
@@ -118,12 +118,12 @@ def _bits(moduli) -> list[int]:
 
 def _pack_rows(a: np.ndarray, moduli) -> bytes:
     """a (..., rows, N): every row r packed in bit_length(moduli[r]) bits."""
-    from . import _core
+    from .backend.cpu import pack_bits
 
     rows = a.shape[-2]
     flat = a.reshape(-1, rows, a.shape[-1])
     bits = _bits(moduli)
-    return b"".join(_core.pack_bits(np.ascontiguousarray(flat[i, r]), bits[r])
+    return b"".join(pack_bits(np.ascontiguousarray(flat[i, r]), bits[r])
                     for i in range(flat.shape[0]) for r in range(rows))
 
 
@@ -160,7 +160,7 @@ class _Reader:
 
     def packed(self, count: int, moduli, n: int) -> np.ndarray:
         """(count, len(moduli), n) residues packed row by row."""
-        from . import _core
+        from .backend.cpu import unpack_bits
 
         bits = _bits(moduli)
         out = np.empty((count, len(moduli), n), dtype=np.uint64)
@@ -169,7 +169,7 @@ class _Reader:
                 nbytes = (n * b + 7) // 8
                 if self.pos + nbytes > len(self.body):
                     raise CiphertextFormatError("blob is truncated")
-                out[i, r] = _core.unpack_bits(bytes(self.body[self.pos:self.pos + nbytes]), n, b)
+                out[i, r] = unpack_bits(bytes(self.body[self.pos:self.pos + nbytes]), n, b)
                 self.pos += nbytes
         _check_residues(out, list(moduli))
         return out

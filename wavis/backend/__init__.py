@@ -1,4 +1,6 @@
-"""Compute backends behind one protocol (:mod:`wavis.backend.protocol`).
+"""Compute backends behind one protocol (:mod:`wavis.backend.protocol`: RingOps for CKKS,
+LweOps for TFHE, every operation required; :mod:`wavis.backend.reference` holds the generic
+compositions a backend delegates to explicitly).
 
 ``get(name)`` returns a :class:`~wavis.backend.protocol.Backend`:
 
@@ -7,6 +9,9 @@
   :class:`wavis.errors.BackendError` when CuPy or a CUDA device is missing;
 * ``"auto"`` (default) — the environment variable ``WAVIS_BACKEND`` if set, else CUDA when
   ``wavis.backend.cuda`` imports and a device exists, else CPU.
+
+``host()`` is the CPU backend: the host-side helpers (ChaCha20 CSPRNG, NTT-prime search) that
+:mod:`wavis.ring` reaches native code through.
 
 Importing this package never imports CuPy; only ``get("cuda")``/``get("auto")`` try it.
 """
@@ -18,9 +23,9 @@ import os
 
 from wavis.errors import BackendError
 
-from .protocol import Backend, RingContext
+from .protocol import Backend, LweOps, RingContext, RingOps
 
-__all__ = ["Backend", "RingContext", "get", "available"]
+__all__ = ["Backend", "LweOps", "RingContext", "RingOps", "available", "get", "host"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,6 +48,11 @@ def _cuda() -> Backend:
     except Exception as e:  # no device, driver errors, ...
         raise BackendError(f"CUDA backend unavailable: {e}", backend="cuda") from e
     return backend
+
+
+def host() -> Backend:
+    """The CPU backend, which owns the host-side native helpers (CSPRNG, prime search)."""
+    return _cpu()
 
 
 def _cuda_available() -> bool:

@@ -35,8 +35,11 @@ import numpy as np
 
 from wavis.errors import BackendError, ShapeError
 
+from . import reference
+
 __all__ = [
     "CudaBackend",
+    "DeviceBackend",
     "CudaRingContext",
     "kernel_dir",
     "kernel_source",
@@ -201,8 +204,9 @@ def ntt_plan(logN: int) -> list[tuple[int, int, int, int]]:
 class CudaRingContext:
     """:class:`wavis.backend.protocol.RingContext` on device arrays (see the module docstring).
 
-    Extra methods: :meth:`key_switch_inner_product` (fused inner product over digits),
-    :meth:`synchronize`.
+    Fused kernels: :meth:`ks_inner` (inner product with the key, automorphism fused),
+    :meth:`mod_down_ntt`; :meth:`ks_mod_up`, :meth:`key_switch_ext` and the ``*_batch`` variants
+    delegate to :mod:`wavis.backend.reference` on the device kernels. Extra: :meth:`synchronize`.
     """
 
     def __init__(self, device, N: int, moduli: Sequence[int]) -> None:
@@ -277,6 +281,10 @@ class CudaRingContext:
     def zeros(self, limbs: int, batch: int | None = None):
         shape = (int(limbs), self.N) if batch is None else (int(batch), int(limbs), self.N)
         return self.xp.zeros(shape, dtype=_U64)
+
+    def empty(self, limbs: int, batch: int | None = None):
+        shape = (int(limbs), self.N) if batch is None else (int(batch), int(limbs), self.N)
+        return self.xp.empty(shape, dtype=_U64)
 
     def synchronize(self) -> None:
         self._dev.synchronize()
@@ -671,38 +679,136 @@ class CudaRingContext:
         return out
 
     # -- key switching ---------------------------------------------------------------------------
-    def key_switch_inner_product(self, exts, key, idx, acc=None):
-        """Fused hybrid key-switching inner product over the dnum digits, NTT domain:
-        ``acc[c] (+)= sum_j exts[j] * key[j, c]`` mod q for c in {0, 1}.
+    def ks_mod_up(self, a, idx_q, idx_p, digits):
+        """ModUp of every digit (protocol :meth:`~wavis.backend.protocol.RingOps.ks_mod_up`) by the
+        reference composition on the device (INTT, ``base_convert``, NTT kernels per digit)."""
+        return reference.ks_mod_up(self, self.asarray(a), idx_q, idx_p, digits)
 
-        exts: (dnum, rows, N); key: (dnum, 2, rows, N); acc: (2, rows, N) or None (fresh).
-        Bit-identical to ``mul_add`` over the digits. Returns acc."""
-        ix = _norm_idx(idx, len(self.moduli))
-        rows = len(ix)
-        exts = self.asarray(exts)
+    def ks_inner(self, exts, key, idx_q, idx_p, galois_elt: int = 1, add=None):
+        """Fused key-switching inner product (kernel ``ks_inner_keyed``): (2, R, N) with
+        ``acc[c] = Σ_d aut_g(exts[d]) ⊙ key[d, c, idx_q + idx_p]`` (+ P·add[c] on the idx_q rows).
+
+        The automorphism is a permutation fused into the read of ``exts``; the key's rows are read
+        in place from the full-prime layout ``(≥D, 2, len(moduli), N)``, so a key kept resident on
+        the device (:meth:`wavis.ckks.CkksContext.put_key`) is never copied. Bit-identical to the CPU
+        oracle (128-bit accumulation, Barrett reduction). Raises ShapeError for bad shapes/indices."""
+        iq, ip = self._q_p(idx_q, idx_p)
+        full = iq + ip
+        R, lq, N = len(full), len(iq), self.N
+        exts = self._in(exts, "exts", R)
+        if exts.ndim != 3:
+            raise ShapeError(f"exts must be 3-D (digits, {R}, {N})")
+        D = int(exts.shape[0])
         key = self.asarray(key)
-        if exts.ndim != 3 or exts.shape[1:] != (rows, self.N):
-            raise ShapeError(f"exts must be (dnum, {rows}, {self.N})")
-        dnum = exts.shape[0]
-        if tuple(key.shape) != (dnum, 2, rows, self.N):
-            raise ShapeError(f"key must be ({dnum}, 2, {rows}, {self.N})")
-        accumulate = acc is not None
-        if acc is None:
-            acc = self.xp.empty((2, rows, self.N), dtype=_U64)
-        elif not self._dev.is_device_array(acc) or not acc.flags.c_contiguous or acc.shape != (2, rows, self.N):
-            raise ShapeError(f"acc must be a contiguous device array (2, {rows}, {self.N})")
-        plane = rows * self.N
-        args = (exts, key, acc, self._primes(ix), np.int32(rows), np.int32(dnum), np.int32(self.logN),
-                self._mods, self._rhi, self._rlo, np.int32(1 if accumulate else 0))
-        self._k("rns", "ks_inner")(self._grid(plane), _EW_BLOCK, args)
+        if key.ndim != 4 or key.shape[0] < D or tuple(key.shape[1:]) != (2, len(self.moduli), N):
+            raise ShapeError(f"key must be (>= {D}, 2, {len(self.moduli)}, {N}), got {tuple(key.shape)}")
+        g = int(galois_elt) % (2 * N)
+        if g % 2 == 0:
+            raise ShapeError(f"galois_elt must be odd, got {galois_elt}")
+        acc = self.xp.zeros((2, R, N), dtype=_U64)
+        if add is not None:
+            add = self._in(add, "add", lq)
+            if add.ndim != 3 or add.shape[0] not in (1, 2):
+                raise ShapeError(f"add must be (1 or 2, {lq}, {N})")
+            big_p = 1
+            for i in ip:
+                big_p *= self.moduli[i]
+            pm = [big_p % self.moduli[i] for i in iq]
+            for c in range(int(add.shape[0])):
+                self.mul_scalar(add[c], pm, acc[c, :lq], iq)
+        if D and R:
+            args = (exts, key, acc, self._primes(full), self._perm(g), np.int32(R), np.int32(D),
+                    np.int32(len(self.moduli)), np.int32(self.logN), self._mods, self._rhi, self._rlo, np.int32(1))
+            self._k("rns", "ks_inner_keyed")(self._grid(R * N), _EW_BLOCK, args)
         return acc
+
+    def key_switch_ext(self, a, key, idx_q, idx_p, digits, add=None):
+        """:meth:`ks_inner` of :meth:`ks_mod_up` (the digits are stored on the device)."""
+        return self.ks_inner(self.ks_mod_up(a, idx_q, idx_p, digits), key, idx_q, idx_p, 1, add)
+
+    # -- batched variants: loops over the kernels above (wavis.backend.reference) -------------------
+    def automorphism_batch(self, a, galois_elts, idx, ntt_domain: bool):
+        return reference.automorphism_batch(self, a, galois_elts, idx, ntt_domain)
+
+    def rescale_batch(self, a, idx):
+        return reference.rescale_batch(self, a, idx)
+
+    def ks_mod_up_batch(self, a, idx_q, idx_p, digits):
+        return reference.ks_mod_up_batch(self, a, idx_q, idx_p, digits)
+
+    def ks_inner_batch(self, exts, key, idx_q, idx_p, galois_elts, add=None):
+        return reference.ks_inner_batch(self, exts, key, idx_q, idx_p, galois_elts, add)
+
+    def key_switch_ext_batch(self, a, key, idx_q, idx_p, digits, add=None):
+        return reference.key_switch_ext_batch(self, a, key, idx_q, idx_p, digits, add)
 
     def __repr__(self) -> str:
         return f"CudaRingContext(N={self.N}, limbs={len(self.moduli)}, device={getattr(self._dev, 'name', '?')})"
 
 
 # ------------------------------------------------------------------------------ backend ---
-class CudaBackend:
+class DeviceBackend:
+    """What the CUDA backend and its CPU emulation share: per-device caches of
+    :class:`CudaRingContext` (tables uploaded once per (N, moduli)) and
+    :class:`wavis.backend.cuda_tfhe.CudaLwe` (per TFHE parameter set), and the host helpers
+    (CSPRNG, prime search), delegated explicitly to the CPU backend (they run on the host)."""
+
+    name = "cuda"
+
+    def __init__(self, device) -> None:
+        self._dev = device
+        self._contexts: dict[tuple[int, tuple[int, ...]], CudaRingContext] = {}
+        self._lwes: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def device(self):
+        return self._dev
+
+    def _cached(self, table: dict, key, make):
+        with self._lock:
+            v = table.get(key)
+        if v is None:
+            v = make()
+            with self._lock:
+                v = table.setdefault(key, v)
+        return v
+
+    def ring_context(self, N: int, moduli: Sequence[int]) -> CudaRingContext:
+        """A cached :class:`CudaRingContext` (tables uploaded once per (N, moduli))."""
+        key = (int(N), tuple(int(q) for q in moduli))
+        return self._cached(self._contexts, key, lambda: CudaRingContext(self._dev, *key))
+
+    def lwe(self, params):
+        """A cached :class:`wavis.backend.cuda_tfhe.CudaLwe` for a TFHE parameter set."""
+        from .cuda_tfhe import CudaLwe
+
+        return self._cached(self._lwes, params, lambda: CudaLwe(self._dev, params))
+
+    def prng(self, seed: bytes | None = None, nonce: bytes = bytes(12)):
+        """The host ChaCha20 CSPRNG (the CPU backend's)."""
+        from .cpu import CpuBackend
+
+        return CpuBackend().prng(seed, nonce)
+
+    def generate_ntt_primes(self, bits: int, count: int, N: int, exclude: Sequence[int] = (),
+                            descending: bool = True) -> list[int]:
+        """Host prime search (the CPU backend's)."""
+        from .cpu import CpuBackend
+
+        return CpuBackend().generate_ntt_primes(bits, count, N, exclude, descending)
+
+    def is_prime(self, q: int) -> bool:
+        """Host primality test (the CPU backend's)."""
+        from .cpu import CpuBackend
+
+        return CpuBackend().is_prime(q)
+
+    def synchronize(self) -> None:
+        self._dev.synchronize()
+
+
+class CudaBackend(DeviceBackend):
     """The CUDA backend (``wavis.backend.get("cuda")``). Raises :class:`BackendError` when CuPy
     is not installed or no CUDA device is usable."""
 
@@ -724,36 +830,10 @@ class CudaBackend:
         if not 0 <= device_id < count:
             raise BackendError(f"CUDA device {device_id} does not exist ({count} present)", backend="cuda")
         try:
-            self._dev = _CupyDevice(cupy, device_id)
+            dev = _CupyDevice(cupy, device_id)
         except Exception as e:
             raise BackendError(f"CUDA backend unavailable: {e}", backend="cuda") from e
-        self._contexts: dict[tuple[int, tuple[int, ...]], CudaRingContext] = {}
-        self._lock = threading.Lock()
-
-    @property
-    def device(self):
-        return self._dev
-
-    def ring_context(self, N: int, moduli: Sequence[int]) -> CudaRingContext:
-        """A cached :class:`CudaRingContext` (tables uploaded once per (N, moduli))."""
-        key = (int(N), tuple(int(q) for q in moduli))
-        with self._lock:
-            ctx = self._contexts.get(key)
-        if ctx is None:
-            ctx = CudaRingContext(self._dev, *key)
-            with self._lock:
-                self._contexts.setdefault(key, ctx)
-                ctx = self._contexts[key]
-        return ctx
-
-    def tfhe(self, params, server_key):
-        """A :class:`wavis.backend.cuda_tfhe.CudaTfhe` batched gate engine (UNVERIFIED glue)."""
-        from .cuda_tfhe import CudaTfhe
-
-        return CudaTfhe(self._dev, params, server_key)
-
-    def synchronize(self) -> None:
-        self._dev.synchronize()
+        super().__init__(dev)
 
     def __repr__(self) -> str:
         return f"CudaBackend(device={self._dev.device_id}: {self._dev.name}, sm_{self._dev.cc[0]}{self._dev.cc[1]})"

@@ -31,7 +31,7 @@ import numpy as np
 
 from wavis.errors import BackendError
 
-from .cuda import KERNEL_FILES, CudaRingContext, kernel_dir
+from .cuda import KERNEL_FILES, CudaRingContext, DeviceBackend, kernel_dir
 
 __all__ = ["EmulatedDevice", "EmulatedBackend", "compiler_available"]
 
@@ -164,29 +164,14 @@ class EmulatedDevice:
         pass
 
 
-class EmulatedBackend:
-    """A Backend whose contexts are :class:`CudaRingContext` on :class:`EmulatedDevice`."""
+class EmulatedBackend(DeviceBackend):
+    """A Backend whose contexts are :class:`CudaRingContext` / :class:`~wavis.backend.cuda_tfhe.CudaLwe`
+    on :class:`EmulatedDevice` (the kernels compiled for the CPU)."""
 
     name = "cuda-emu"
 
     def __init__(self) -> None:
-        self._dev = EmulatedDevice()
-        self._contexts: dict = {}
+        super().__init__(EmulatedDevice())
 
-    @property
-    def device(self):
-        return self._dev
-
-    def ring_context(self, N: int, moduli) -> CudaRingContext:
-        key = (int(N), tuple(int(q) for q in moduli))
-        if key not in self._contexts:
-            self._contexts[key] = CudaRingContext(self._dev, *key)
-        return self._contexts[key]
-
-    def tfhe(self, params, server_key):
-        from .cuda_tfhe import CudaTfhe
-
-        return CudaTfhe(self._dev, params, server_key)
-
-    def synchronize(self) -> None:
-        pass
+    def __repr__(self) -> str:
+        return "EmulatedBackend(cpu-emulation)"

@@ -31,6 +31,14 @@ MAX_SCALE_EXCESS_BITS = 4
 MAX_SCALE = 2.0**1000  # the largest ciphertext scale (a structural bound, as in _check)
 
 
+def _shape_dtype(data) -> tuple[tuple[int, ...], object]:
+    """(shape, dtype) of an array-like ciphertext payload, ((), None) for anything else."""
+    try:
+        return tuple(data.shape), data.dtype
+    except AttributeError:
+        return (), None
+
+
 class Evaluator:
     """Homomorphic operations on ciphertexts of one key pair.
 
@@ -57,6 +65,7 @@ class Evaluator:
         big_p = math.prod(params.special_moduli)
         self._p_inv = [pow(big_p % q, -1, q) for q in params.moduli]
         self._idx_cache: dict[int, tuple[list[int], list[tuple[int, int]]]] = {}
+        self._enc = None
 
     def _ks_plan(self, level: int) -> tuple[list[int], list[tuple[int, int]]]:
         """(q indices 0..level, key-switching digits truncated to the level)."""
@@ -80,8 +89,8 @@ class Evaluator:
                 raise KeyMismatchError("ciphertext was encrypted under another key than the evaluation keys")
             if isinstance(ct.level, bool) or not isinstance(ct.level, (int, np.integer)):
                 raise ParameterError(f"malformed ciphertext: level {ct.level!r} is not an integer")
-            shape = tuple(getattr(ct.data, "shape", ()))
-            if getattr(ct.data, "dtype", None) != np.uint64 or len(shape) != 3:
+            shape, dtype = _shape_dtype(ct.data)
+            if dtype != np.uint64 or len(shape) != 3:
                 raise ParameterError("malformed ciphertext: data must be a (size, level+1, N) uint64 array")
             if not (0 <= ct.level <= p.top_level) or shape[1:] != (ct.level + 1, p.poly_degree) or shape[0] not in (2, 3):
                 raise ParameterError(f"malformed ciphertext: shape {shape} at level {ct.level}")
@@ -160,15 +169,15 @@ class Evaluator:
         ctx = self.ctx
         idx = list(range(a.level + 1))
         size = max(a.size, b.size)
-        if a.size == b.size and isinstance(a.data, np.ndarray) and isinstance(b.data, np.ndarray):
-            # CPU: one call over the (size, limbs, N) batch, no zero fill
-            out = np.empty_like(a.data)
-            getattr(ctx, op)(ctx.asarray(a.data), ctx.asarray(b.data), out, idx)
+        fn = ctx.add if op == "add" else ctx.sub
+        if a.size == b.size:  # one call over the (size, limbs, N) batch, no zero fill
+            out = ctx.empty(len(idx), size)
+            fn(ctx.asarray(a.data), ctx.asarray(b.data), out, idx)
             return Ciphertext(out, a.level, a.scale, a.params_fingerprint, a.key_tag)
-        out = ctx.zeros(size * len(idx)).reshape(size, len(idx), -1)
+        out = ctx.zeros(len(idx), size)
         for c in range(size):
             if c < a.size and c < b.size:
-                getattr(ctx, op)(a.data[c], b.data[c], out[c], idx)
+                fn(a.data[c], b.data[c], out[c], idx)
             elif c < a.size:
                 out[c] = a.data[c]
             elif op == "add":
@@ -285,13 +294,8 @@ class Evaluator:
             raise DepthExhaustedError("cannot rescale a ciphertext at level 0", level=0)
         self._check_rescaled_scale(ct.scale, ct.level)
         idx = list(range(ct.level + 1))
-        if hasattr(self.ctx, "mod_down_ntt"):  # all components in one call (same result as rescale)
-            out = self.ctx.mod_down_ntt(self.ctx.asarray(ct.data), idx[:-1], idx[-1:])
-        else:
-            comps = [self.ctx.rescale(ct.data[c].copy(), idx) for c in range(ct.size)]
-            out = self.ctx.zeros(ct.size * ct.level).reshape(ct.size, ct.level, -1)
-            for c, comp in enumerate(comps):
-                out[c] = comp
+        # all components in one call (the same result as ctx.rescale per component)
+        out = self.ctx.mod_down_ntt(self.ctx.asarray(ct.data), idx[:-1], idx[-1:])
         q_last = self.params.moduli[ct.level]
         return Ciphertext(out, ct.level - 1, ct.scale / q_last, ct.params_fingerprint, ct.key_tag)
 
@@ -312,7 +316,7 @@ class Evaluator:
 
     # -- plaintext and scalar operands ------------------------------------------------------------------
     def _encoder(self):
-        if not hasattr(self, "_enc"):
+        if self._enc is None:
             from .encoder import Encoder
 
             self._enc = Encoder(self.params, self.backend)

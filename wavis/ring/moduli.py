@@ -16,13 +16,13 @@ def ntt_primes(bits: int, count: int, poly_degree: int, exclude: tuple[int, ...]
     Raises:
         ParameterError: bits outside 20..61 or not enough such primes.
     """
-    from .. import _core
+    from ..backend import host
 
     if not 20 <= bits <= 61:
         raise ParameterError(f"prime size must be 20..61 bits, got {bits}", field="bits")
     if count == 0:
         return ()
     try:
-        return tuple(int(q) for q in _core.generate_ntt_primes(bits, count, poly_degree, list(exclude)))
+        return tuple(int(q) for q in host().generate_ntt_primes(bits, count, poly_degree, exclude))
     except ValueError as exc:
         raise ParameterError(str(exc), field="bits") from exc

@@ -1,4 +1,4 @@
-"""Samplers over the C++ ChaCha20 CSPRNG (``wavis._core.Prng``, RFC 8439 keystream).
+"""Samplers over the host ChaCha20 CSPRNG (``wavis.backend.host().prng``, RFC 8439 keystream).
 
 Seeded from the OS (``secrets.token_bytes(32)``) unless a 32-byte seed is given for
 reproducible tests. Distributions: uniform mod each prime (rejection sampling), uniform
@@ -29,13 +29,13 @@ class Sampler:
     """
 
     def __init__(self, seed: bytes | None = None) -> None:
-        from .. import _core
+        from ..backend import host
 
         if seed is None:
             seed = secrets.token_bytes(32)
         if not isinstance(seed, (bytes, bytearray)) or len(seed) != 32:
             raise ParameterError("seed must be exactly 32 bytes")
-        self._prng = _core.Prng(bytes(seed))
+        self._prng = host().prng(bytes(seed))
 
     def ternary(self, n: int) -> np.ndarray:
         """(n,) int64 uniform in {−1, 0, 1}."""
@@ -64,11 +64,11 @@ def expand_uniform(seed: bytes, moduli: Sequence[int], n: int, count: int = 1) -
 
     Raises: ParameterError for a seed that is not 32 bytes.
     """
-    from .. import _core
+    from ..backend import host
 
     if not isinstance(seed, (bytes, bytearray)) or len(seed) != 32:
         raise ParameterError("seed must be exactly 32 bytes")
-    prng = _core.Prng(bytes(seed))
+    prng = host().prng(bytes(seed))
     out = np.empty((count, len(moduli), n), dtype=np.uint64)
     for c in range(count):
         for r, q in enumerate(moduli):

@@ -9,12 +9,14 @@
     outs = sk.evaluate_circuit([{"op": "XOR", "a": a, "b": b}, {"op": "NOT", "a": "$0"}])
     blob = tfhe.serialize.dumps(sk)                 # versioned wire format (no pickle)
 
-The whole bootstrap (FFT external products, blind rotation, sample extraction, key switching)
-runs in C++ (``csrc/tfhe*.{hpp,cpp}``). See docs/tfhe.md.
+The gates are written once (:mod:`wavis.tfhe.gates`); the bootstrap (external products, blind
+rotation, sample extraction, key switching) runs on a backend's LweOps (the C++ core
+``csrc/tfhe*.{hpp,cpp}`` by default, or a GPU: ``TfheContext(params, backend)``). See docs/tfhe.md.
 """
 
-from . import noise, serialize
+from . import gates, noise, serialize
 from .ciphertext import LweCiphertext
+from .context import TfheContext
 from .keys import (GATE_ARITY, GATE_BOOTSTRAPS, OPS, ClientKey, ServerKey, bootstraps, circuit_levels,
                    evaluate_circuit, keygen)
 from .params import (PUBLIC_PRESETS, DecompositionBaseLog, DecompositionLevelCount, GlweDimension, LweDimension,
@@ -25,5 +27,5 @@ __all__ = [
     "ClientKey", "ServerKey", "LweCiphertext", "TfheParameters", "keygen", "evaluate_circuit", "circuit_levels",
     "bootstraps", "GATE_BOOTSTRAPS", "GATE_ARITY", "OPS", "PUBLIC_PRESETS", "get_preset", "fast_128",
     "standard_128", "conservative_128", "LweDimension", "GlweDimension", "PolynomialSize", "DecompositionBaseLog",
-    "DecompositionLevelCount", "StandardDev", "noise", "serialize",
+    "DecompositionLevelCount", "StandardDev", "TfheContext", "gates", "noise", "serialize",
 ]

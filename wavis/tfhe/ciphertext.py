@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable
+from typing import Sequence
 
 import numpy as np
 
@@ -89,7 +90,7 @@ def as_rows(params: TfheParameters, key_id: bytes, cts: "LweCiphertext | Iterabl
     if isinstance(cts, LweCiphertext):
         check_same_key(params, key_id, cts)
         return cts.rows()
-    if cts is None or isinstance(cts, (str, bytes, bytearray)) or not hasattr(cts, "__iter__"):
+    if cts is None or isinstance(cts, (str, bytes, bytearray)) or not isinstance(cts, Iterable):
         raise ParameterError(f"expected an LweCiphertext or a sequence of them, got {type(cts).__name__}")
     rows = []
     for c in cts:

@@ -2,9 +2,13 @@
 nothing secret), key generation, encryption/decryption, and gate evaluation.
 
 Randomness: ``keygen(preset)`` draws its 32-byte seed from the OS (``secrets.token_bytes``) and
-expands it with the core's ChaCha20 CSPRNG (RFC 8439; ``wavis._core.Prng`` uses the same
-keystream); each encryption draws a fresh OS seed. A ``seed`` makes everything reproducible and
+expands it with the native ChaCha20 CSPRNG (RFC 8439; the same keystream as the backend's
+``prng``); each encryption draws a fresh OS seed. A ``seed`` makes everything reproducible and
 is for tests only.
+
+Every native operation goes through the backend's :class:`~wavis.backend.protocol.LweOps` of a
+:class:`~wavis.tfhe.context.TfheContext` (the CPU by default); the gates are
+:mod:`wavis.tfhe.gates`.
 """
 
 from __future__ import annotations
@@ -14,36 +18,17 @@ import re
 import hashlib
 import secrets
 import threading
-from typing import Iterable, Sequence
+from collections.abc import Iterable
+from typing import Sequence
 
 import numpy as np
 
-from .. import _core
 from ..errors import ParameterError, ShapeError
+from . import gates as _gates
 from .ciphertext import LweCiphertext, as_rows, check_same_key
+from .context import TfheContext
+from .gates import GATE_ARITY, GATE_BOOTSTRAPS, MU, OPS, bootstraps, normalize_op  # noqa: F401  (public names)
 from .params import TfheParameters, get_preset
-
-MU = 1 << 29  # 1/8 on the 32-bit torus
-
-#: gate name -> op code of the C++ core
-OPS = {"NAND": 0, "AND": 1, "OR": 2, "XOR": 3, "NOR": 4, "XNOR": 5, "NOT": 6, "MUX": 7}
-#: bootstraps each gate costs (what /tfhe/pricing charges): NOT is a negation; MUX is two
-#: bootstraps (sel AND a, NOT sel AND b) summed and key-switched once.
-GATE_BOOTSTRAPS = {"NAND": 1, "AND": 1, "OR": 1, "XOR": 1, "NOR": 1, "XNOR": 1, "NOT": 0, "MUX": 2}
-#: operands each gate reads (MUX(a, b, sel) = a if sel else b)
-GATE_ARITY = {"NAND": 2, "AND": 2, "OR": 2, "XOR": 2, "NOR": 2, "XNOR": 2, "NOT": 1, "MUX": 3}
-
-
-def bootstraps(op: str) -> int:
-    """Bootstraps one gate costs (0 for NOT, 2 for MUX, else 1)."""
-    return GATE_BOOTSTRAPS[normalize_op(op)]
-
-
-def normalize_op(op: str) -> str:
-    name = str(op).upper()
-    if name not in OPS:
-        raise ParameterError(f"unknown TFHE gate {op!r}", allowed=list(OPS))
-    return name
 
 
 def _seed_bytes(seed: "bytes | int | None") -> bytes:
@@ -70,8 +55,9 @@ class ClientKey:
     """The secret side: LWE key (n bits), GLWE key (k·N bits). Encrypts and decrypts bits."""
 
     def __init__(self, params: TfheParameters, lwe_key: np.ndarray, glwe_key: np.ndarray, key_id: bytes,
-                 *, enc_seed: bytes | None = None) -> None:
+                 *, enc_seed: bytes | None = None, context: TfheContext | None = None) -> None:
         self.params = params
+        self.context = context if context is not None else TfheContext.default(params)
         self.lwe_key = np.ascontiguousarray(lwe_key, dtype=np.uint8)
         self.glwe_key = np.ascontiguousarray(glwe_key, dtype=np.uint8)
         if self.lwe_key.shape != (params.n,) or self.glwe_key.shape != (params.k * params.big_n,):
@@ -111,19 +97,19 @@ class ClientKey:
         single = arr.ndim == 0
         flat = arr.reshape(-1).astype(bool)
         mus = np.where(flat, np.uint32(MU), np.uint32((1 << 32) - MU)).astype(np.uint32)
-        data = _core.tfhe_encrypt(self.params.core_tuple(), self.lwe_key, mus, self._next_seed())
+        data = self.context.lwe.encrypt(self.lwe_key, mus, self._next_seed())
         return LweCiphertext(self.params, self.key_id, data[0] if single else data)
 
     def phase(self, ct: LweCiphertext) -> np.ndarray:
         """Signed phases (b - <a, s>) as fractions of the torus in [-1/2, 1/2) (float64)."""
         check_same_key(self.params, self.key_id, ct)
-        ph = _core.tfhe_phase(self.lwe_key, ct.rows()).view(np.int32).astype(np.float64) / 2.0 ** 32
+        ph = self.context.lwe.phase(self.lwe_key, ct.rows()).view(np.int32).astype(np.float64) / 2.0 ** 32
         return ph if ct.is_batch else ph[:1]
 
     def decrypt(self, ct: LweCiphertext) -> "bool | np.ndarray":
         """The bit of a single ciphertext (bool), or of every ciphertext of a batch (bool array)."""
         check_same_key(self.params, self.key_id, ct)
-        bits = _core.tfhe_phase(self.lwe_key, ct.rows()).view(np.int32) > 0
+        bits = self.context.lwe.phase(self.lwe_key, ct.rows()).view(np.int32) > 0
         return bits if ct.is_batch else bool(bits[0])
 
 
@@ -133,13 +119,18 @@ class ServerKey:
     nothing secret. It is stored compactly (uniform masks replaced by a public seed, words as
     uint32) and expanded on first use into the Fourier domain (``memory_bytes``).
 
-    Thread-safe: evaluation runs in C++ with the GIL released, split across ``threads``
-    (default ``WAVIS_THREADS`` or all cores).
+    Thread-safe: evaluation runs in native code with the GIL released, split across ``threads``
+    (default ``WAVIS_THREADS`` or all cores on the CPU backend).
+
+    ``context``: the :class:`TfheContext` (backend) it evaluates on (default: the CPU context of its
+    parameters). When the key is resident in that context (``context.load_server_key(sk)``) that
+    copy is used; otherwise the key keeps its own expanded copy, built on first use.
     """
 
     def __init__(self, params: TfheParameters, mask_seed: bytes, bsk_bodies: np.ndarray, ksk_bodies: np.ndarray,
-                 key_id: bytes | None = None) -> None:
+                 key_id: bytes | None = None, *, context: TfheContext | None = None) -> None:
         self.params = params
+        self.context = context if context is not None else TfheContext.default(params)
         self.mask_seed = bytes(mask_seed)
         rows = (params.k + 1) * params.pbs_level
         self.bsk_bodies = np.ascontiguousarray(bsk_bodies, dtype=np.uint32).reshape(params.n, rows, params.big_n)
@@ -149,31 +140,39 @@ class ServerKey:
             raise ShapeError("mask seed must be 32 bytes")
         self.key_id = key_id if key_id is not None else server_key_id(params, self.mask_seed, self.bsk_bodies,
                                                                        self.ksk_bodies)
-        self._core = None
-        self._core_lock = threading.Lock()
+        self._own = None  # expanded copy when the context holds none
+        self._own_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ServerKey({self.params.name}, key_id={self.key_id.hex()[:8]}…)"
 
+    def on(self, context: TfheContext) -> "ServerKey":
+        """The same key evaluating on ``context`` (e.g. a GPU context); nothing is copied until used."""
+        if context.params != self.params:
+            raise ParameterError("the context has other TFHE parameters than the key",
+                                 key_preset=self.params.name, context_preset=context.params.name)
+        return ServerKey(self.params, self.mask_seed, self.bsk_bodies, self.ksk_bodies, self.key_id, context=context)
+
     # -- the expanded key ---------------------------------------------------------------------
-    @property
-    def core(self):
-        if self._core is None:
-            with self._core_lock:
-                if self._core is None:
-                    self._core = _core.TfheServerKeyCore(self.params.core_tuple(), self.mask_seed, self.bsk_bodies,
-                                                         self.ksk_bodies)
-        return self._core
+    def _resident(self):
+        handle = self.context.get_key(self.key_id)
+        if handle is not None:
+            return handle
+        if self._own is None:
+            with self._own_lock:
+                if self._own is None:
+                    self._own = self.context.lwe.load_server_key(self.mask_seed, self.bsk_bodies, self.ksk_bodies)
+        return self._own
 
     def prepare(self) -> "ServerKey":
         """Expand the key now (otherwise the first gate does it)."""
-        _ = self.core
+        self._resident()
         return self
 
     @property
     def memory_bytes(self) -> int:
-        """Bytes of the expanded (Fourier-domain) key in memory, once prepared."""
-        return int(self.core.memory_bytes)
+        """Bytes of the expanded (transform-domain) key, once prepared."""
+        return int(self._resident().memory_bytes)
 
     # -- gates ------------------------------------------------------------------------------------
     def evaluate_batch(self, ops: "Sequence[str] | str", a, b=None, sel=None, *, threads: int = 0) -> LweCiphertext:
@@ -195,12 +194,11 @@ class ServerKey:
         m = A.shape[0]
         if isinstance(ops, str):
             ops = [ops] * m
-        if ops is None or not hasattr(ops, "__iter__"):
+        if ops is None or not isinstance(ops, Iterable):
             raise ParameterError("ops must be a gate name or a sequence of gate names")
         names = [normalize_op(o) for o in ops]
         if len(names) != m:
             raise ShapeError("one op per gate needed", ops=len(names), operands=m)
-        codes = np.fromiter((OPS[o] for o in names), dtype=np.int8, count=m)
         B = as_rows(p, self.key_id, b) if b is not None else None
         S = as_rows(p, self.key_id, sel) if sel is not None else None
         if B is None:
@@ -213,7 +211,7 @@ class ServerKey:
             S = A
         if B.shape != A.shape or S.shape != A.shape:
             raise ShapeError("operands a, b, sel must have one ciphertext per gate")
-        out = self.core.evaluate(codes, A, B, S, int(threads))
+        out = _gates.evaluate(self.context.lwe, self._resident(), names, A, B, S, int(threads))
         return LweCiphertext(p, self.key_id, out)
 
     def gate(self, op: str, a: LweCiphertext, b: LweCiphertext | None = None,
@@ -339,13 +337,19 @@ def evaluate_circuit(sk: ServerKey, gates: Sequence[dict], *, threads: int = 0) 
     return results  # type: ignore[return-value]
 
 
-def keygen(preset: "str | TfheParameters" = "standard_128", seed: "bytes | int | None" = None) -> tuple[ClientKey, ServerKey]:
+def keygen(preset: "str | TfheParameters" = "standard_128", seed: "bytes | int | None" = None, *,
+           context: TfheContext | None = None) -> tuple[ClientKey, ServerKey]:
     """Generate a key pair on the client. ``seed`` (bytes or int) makes it reproducible — tests
-    only; by default 32 bytes from ``secrets.token_bytes`` seed the ChaCha20 CSPRNG."""
+    only; by default 32 bytes from ``secrets.token_bytes`` seed the ChaCha20 CSPRNG. ``context``:
+    where the keys compute (default: the CPU context of the preset)."""
     params = get_preset(preset)
+    if context is None:
+        context = TfheContext.default(params)
+    elif context.params != params:
+        raise ParameterError("the context has other TFHE parameters than the preset", preset=params.name)
     s = _seed_bytes(seed)
-    lwe_key, glwe_key, mask_seed, bsk, ksk = _core.tfhe_keygen(params.core_tuple(), s)
-    sk = ServerKey(params, mask_seed, bsk, ksk)
+    lwe_key, glwe_key, mask_seed, bsk, ksk = context.lwe.keygen(s)
+    sk = ServerKey(params, mask_seed, bsk, ksk, context=context)
     enc_seed = None if seed is None else hashlib.sha256(b"wavis-tfhe-encrypt\0" + s).digest()
-    ck = ClientKey(params, lwe_key, glwe_key, sk.key_id, enc_seed=enc_seed)
+    ck = ClientKey(params, lwe_key, glwe_key, sk.key_id, enc_seed=enc_seed, context=context)
     return ck, sk

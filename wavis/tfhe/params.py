@@ -94,10 +94,6 @@ class TfheParameters:
     def ciphertext_words(self) -> int:
         return self.n + 1
 
-    def core_tuple(self) -> tuple:
-        return (self.n, self.k, self.big_n, int(self.pbs_base_log), int(self.pbs_level),
-                int(self.ks_base_log), int(self.ks_level), float(self.lwe_noise_std), float(self.glwe_noise_std))
-
     def to_dict(self) -> dict:
         return asdict(self)
 
