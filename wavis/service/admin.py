@@ -25,7 +25,7 @@ async def _create_account(settings: Settings, email: str, plan: str, environment
 
 def create_account(settings: Settings, *, email: str, plan: str = "free", environment: str = "live") -> repo.NewKey:
     settings = settings.with_pepper()
-    emb = embedded.start(settings.data_dir, database_url=settings.database_url, redis_url=None, need_redis=False)
+    emb = embedded.attach(settings.data_dir, database_url=settings.database_url, redis_url=None, need_redis=False)
     try:
         settings = replace(settings, database_url=emb.database_url)
         return asyncio.run(_create_account(settings, email, plan, environment))
@@ -48,7 +48,7 @@ async def _maintenance(settings: Settings, mode: str, retry_after: int) -> bool:
 def maintenance(settings: Settings, mode: str, retry_after: int = 300) -> bool:
     """``wavis admin maintenance on|off|status``: the flag in the same Redis as ``wavis serve``
     (WAVIS_REDIS_URL, or the embedded Redis of the data directory). Returns whether it is on."""
-    emb = embedded.start(settings.data_dir, database_url="unused", redis_url=settings.redis_url)
+    emb = embedded.attach(settings.data_dir, database_url="unused", redis_url=settings.redis_url)
     try:
         return asyncio.run(_maintenance(replace(settings, redis_url=emb.redis_url), mode, retry_after))
     finally:

