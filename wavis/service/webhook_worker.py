@@ -252,7 +252,7 @@ def run(settings: Settings) -> None:
     from . import embedded  # noqa: PLC0415
 
     settings = settings.with_master_key()
-    emb = embedded.start(settings.data_dir, database_url=settings.database_url, redis_url=None, need_redis=False)
+    emb = embedded.attach(settings.data_dir, database_url=settings.database_url, redis_url=None, need_redis=False)
     try:
         asyncio.run(_serve(replace(settings, database_url=emb.database_url)))
     finally:
