@@ -1,5 +1,5 @@
-"""Command line: ``wavis serve`` (the API server), ``wavis webhooks`` (the webhook delivery
-worker alone) and ``wavis admin …``.
+"""Command line: ``wavis serve`` (the API server), ``wavis worker`` (a compute worker),
+``wavis webhooks`` (the webhook delivery worker alone) and ``wavis admin …``.
 
 Service dependencies are imported only inside the commands, so ``import wavis.cli`` stays light.
 """
@@ -31,6 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="listen port (env WAVIS_PORT, default 8080)")
     _add_common(serve)
     serve.add_argument("--log-level", default=os.environ.get("WAVIS_LOG_LEVEL", "INFO"))
+    serve.add_argument("--engine", choices=["embedded", "remote"], default=None,
+                       help="embedded (default, env WAVIS_ENGINE): this process also computes; remote: jobs go "
+                            "to `wavis worker` processes only")
+
+    worker = sub.add_parser("worker", help="run a compute worker (consumes the job streams)",
+                            description="Run the compute engine alone: consume the job streams through the Redis "
+                                        "consumer group, batch jobs onto the CPU/GPU, write results to PostgreSQL. "
+                                        "Needs the same WAVIS_DATABASE_URL / WAVIS_REDIS_URL / WAVIS_REDIS_PREFIX and "
+                                        "WAVIS_MASTER_KEY as the API processes.")
+    _add_common(worker)
+    worker.add_argument("--log-level", default=os.environ.get("WAVIS_LOG_LEVEL", "INFO"))
+    worker.add_argument("--threads", type=int, default=None, help="compute threads (env WAVIS_COMPUTE_THREADS)")
 
     wh = sub.add_parser("webhooks", help="run the webhook delivery worker alone",
                         description="Deliver webhook events from the outbox (any number of these, and the "
@@ -64,7 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(getattr(logging, str(args.log_level).upper(), logging.INFO))
         from wavis.service.server import run  # noqa: PLC0415
 
-        run(Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir))
+        run(Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir, engine=args.engine))
+        return 0
+
+    if args.command == "worker":
+        setup_logging(getattr(logging, str(args.log_level).upper(), logging.INFO))
+        from wavis.service.server import run_worker  # noqa: PLC0415
+
+        run_worker(Settings.from_env(data_dir=args.data_dir, compute_threads=args.threads))
         return 0
 
     if args.command == "webhooks":

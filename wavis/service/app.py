@@ -16,17 +16,17 @@ from .access import Access, access, doc
 from .ctstore import CiphertextStore
 from .engine import ComputeEngine
 from .middleware import CHAIN
-from .routes import apikeys, ciphertexts, compute, health, keys, onboarding, tfhe, webhooks
+from .routes import apikeys, ciphertexts, compute, health, jobs, keys, onboarding, tfhe, webhooks
 from .settings import Settings
-from .state import (CTSTORE, DB, ENGINE, METRICS, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT, WEBHOOK_RESOLVER,
-                    WEBHOOK_WORKER)
+from .state import (CTSTORE, DB, DISPATCHER, ENGINE, METRICS, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT,
+                    WEBHOOK_RESOLVER, WEBHOOK_WORKER, WORKER)
 from .sweeper import sweeper_ctx
 from .tfhe_store import tfhe_ctx
 
 log = logging.getLogger("wavis.service")
 
 API_PREFIX = "/api/v1"
-ROUTE_MODULES = (health, onboarding, apikeys, keys, ciphertexts, compute, tfhe, webhooks)
+ROUTE_MODULES = (health, onboarding, apikeys, keys, ciphertexts, compute, tfhe, jobs, webhooks)
 OPENAPI = web.AppKey("openapi", list)  # one-element cache, filled on first request
 
 
@@ -96,7 +96,8 @@ async def ctstore_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
-    engine = ComputeEngine(s.compute_threads, s.compute_queue_max, s.eval_key_cache_entries)
+    engine = ComputeEngine(s.compute_threads, s.compute_queue_max, s.eval_key_cache_entries,
+                           s.eval_key_cache_bytes)
     app[ENGINE] = engine
     try:
         yield
@@ -121,6 +122,60 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
         await webhook_worker.stop_worker(worker, task, s.webhook_timeout_s + 2)
 
 
+async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context (after the engine and TFHE store): the dispatcher (jobs in, replies
+    out) and — unless ``engine == "remote"`` — a worker in this process (the embedded engine)."""
+    from .dispatch import Dispatcher  # noqa: PLC0415
+    from .worker import Worker  # noqa: PLC0415
+
+    s = app[SETTINGS]
+    dispatcher = Dispatcher(app)
+    app[DISPATCHER] = dispatcher
+    worker = Worker(app, local_reply=dispatcher.deliver) if s.engine != "remote" else None
+    app[WORKER] = worker
+    started = []
+    try:
+        try:
+            await dispatcher.start()
+            started.append(dispatcher)
+            if worker is not None:
+                await worker.start()
+                started.append(worker)
+        except Exception as exc:  # noqa: BLE001 - Redis down at start: requests answer 502; /health says so
+            log.warning("compute engine could not start (%r); compute requests will fail until restart", exc)
+        yield
+    finally:
+        for part in reversed(started):
+            await part.stop()
+
+
+async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context of a ``wavis worker`` process: the worker alone (no API, no dispatcher)."""
+    from .worker import Worker  # noqa: PLC0415
+
+    worker = Worker(app)
+    app[WORKER] = worker
+    await worker.start()
+    try:
+        yield
+    finally:
+        await worker.stop()
+
+
+def create_worker_app(settings: Settings) -> web.Application:
+    """The app state of ``wavis worker``: PostgreSQL pool, Redis, compute pool, key LRUs and the
+    worker consuming the job streams; no routes (it serves no HTTP)."""
+    if not settings.database_url or not settings.redis_url:
+        raise ValueError("create_worker_app needs database_url and redis_url")
+    settings = settings.with_master_key()
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[STARTED_AT] = time.monotonic()
+    app[SHUTTING_DOWN] = [False]
+    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, ctstore_ctx, engine_ctx, tfhe_ctx, worker_ctx])
+    return app
+
+
 async def _mark_shutdown(app: web.Application) -> None:
     app[SHUTTING_DOWN][0] = True
 
@@ -137,7 +192,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SHUTTING_DOWN] = [False]
     app[METRICS] = metrics.create()
     app[OPENAPI] = []
-    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, ctstore_ctx, engine_ctx, tfhe_ctx, sweeper_ctx, webhooks_ctx])
+    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, ctstore_ctx, engine_ctx, tfhe_ctx, sweeper_ctx, webhooks_ctx,
+                            jobs_ctx])
     app.on_shutdown.append(_mark_shutdown)
 
     api = web.RouteTableDef()

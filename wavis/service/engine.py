@@ -2,8 +2,8 @@
 validation, homomorphic operations; the C++ core releases the GIL), and an in-process LRU of
 parsed parameters and evaluation keys so a 15 MB key is parsed once, not on every request.
 
-Issue 2 runs each request as one job on the pool; the batcher and the Redis-stream workers of
-DESIGN.md §5 replace ``submit`` later without changing the handlers.
+Requests become jobs (``jobs.py``, ``dispatch.py``) that workers (``worker.py``) batch onto
+this pool; the pool also runs the CPU-heavy work that is not a job (key and blob parsing).
 """
 
 from __future__ import annotations
@@ -40,24 +40,43 @@ class AsyncLRU(Generic[K, T]):
     same key still get its value (or its own error), never the first caller's cancellation.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int | None = None,
+                 weigh: Callable[[T], int] | None = None) -> None:
         self.capacity = max(1, capacity)
+        self.max_bytes = max_bytes  # None: bounded in entries only
+        self._weigh = weigh or (lambda _v: 0)
         self._items: OrderedDict[K, T] = OrderedDict()
+        self._sizes: dict[K, int] = {}
+        self.bytes = 0  # sum of the weights of the cached values
         self._loading: dict[K, asyncio.Task] = {}
 
     def __len__(self) -> int:
         return len(self._items)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
     def put(self, key: K, value: T) -> None:
+        """Cache ``value``; the least recently used entries go while there are more than
+        ``capacity`` or their weights pass ``max_bytes`` (the newest entry always stays)."""
+        self._drop(key)
+        size = max(0, int(self._weigh(value)))
         self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+        self._sizes[key] = size
+        self.bytes += size
+        while len(self._items) > 1 and (len(self._items) > self.capacity
+                                        or (self.max_bytes is not None and self.bytes > self.max_bytes)):
+            self._drop(next(iter(self._items)))
+
+    def _drop(self, key: K) -> None:
+        if key in self._items:
+            del self._items[key]
+            self.bytes -= self._sizes.pop(key, 0)
 
     def discard(self, key: K) -> None:
         """Forget ``key``; a load of it already running still answers its waiters but is not
         cached (it may predate what made the caller discard the key)."""
-        self._items.pop(key, None)
+        self._drop(key)
         self._loading.pop(key, None)
 
     async def _load(self, key: K, load: Callable[[], Awaitable[T]]) -> T:
@@ -87,13 +106,16 @@ class AsyncLRU(Generic[K, T]):
 
 
 class ComputeEngine:
-    def __init__(self, threads: int, queue_max: int, eval_key_cache_entries: int) -> None:
+    def __init__(self, threads: int, queue_max: int, eval_key_cache_entries: int,
+                 eval_key_cache_bytes: int | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wavis-compute")
         self.threads = threads
         self.queue_max = queue_max
         self.in_flight = 0  # submitted and not finished; only touched on the event loop
         self.params: AsyncLRU[str, Any] = AsyncLRU(256)  # fingerprint-free cache by key_id
-        self.evaluators: AsyncLRU[str, Any] = AsyncLRU(eval_key_cache_entries)
+        from .fhe import evaluator_bytes  # noqa: PLC0415
+
+        self.evaluators: AsyncLRU[str, Any] = AsyncLRU(eval_key_cache_entries, eval_key_cache_bytes, evaluator_bytes)
 
     async def submit(self, fn: Callable[..., T], *args: Any) -> Timed[T]:
         """Run ``fn(*args)`` on the pool. A job counts in ``in_flight`` (so in ``running``,

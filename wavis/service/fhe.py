@@ -128,6 +128,16 @@ def load_evaluator(params: Any, eval_key: bytes, parts: list[bytes] = ()):
     return ckks.Evaluator(params, evk)
 
 
+def evaluator_bytes(evaluator: Any) -> int:
+    """Bytes of the key-switching keys an ``Evaluator`` holds (relinearization + Galois keys),
+    the weight of an entry in the evaluation-key LRU."""
+    evk = getattr(evaluator, "eval_keys", None)
+    if evk is None:
+        return 0
+    keys = ([evk.relin_key] if evk.relin_key is not None else []) + list(evk.galois_keys.values())
+    return sum(int(getattr(getattr(k, "data", None), "nbytes", 0)) for k in keys)
+
+
 @dataclass
 class GaloisChunk:
     blob: bytes
@@ -293,6 +303,21 @@ def compute(operation: str, params: Any, evaluator: Any, blobs: list[bytes],
         out = _dispatch(operation, params, evaluator, cts, args)
     blob = serialize.dumps(out)
     return _info(out, blob, params)
+
+
+def compute_many(operation: str, params: Any, evaluator: Any,
+                 jobs: list[tuple[list[bytes], dict[str, Any] | None]]) -> list[Any]:
+    """One batch of jobs sharing key, operation, level and parameters: per job a
+    ``CiphertextInfo`` or the exception it raised (a failing job fails alone). The evaluator
+    and its parsed constants are shared; the operations run one after another on this thread
+    until the backend seam offers batched CKKS operations (then this becomes one call)."""
+    out: list[Any] = []
+    for blobs, args in jobs:
+        try:
+            out.append(compute(operation, params, evaluator, blobs, args))
+        except Exception as exc:  # noqa: BLE001 - reported per job
+            out.append(exc)
+    return out
 
 
 def _dispatch(operation: str, params: Any, evaluator: Any, cts: list[Any], args: dict[str, Any]) -> Any:

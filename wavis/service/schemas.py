@@ -250,3 +250,4 @@ class ComputeResponse(Response):
     bootstrap_effective_degree: int | None
     bootstrap_degraded: bool
     expires_at: datetime
+    batch_size: int = 1  # jobs that shared this job's backend call

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
 from .schemas import B64, Id, Request, Response
 
@@ -119,6 +119,9 @@ class TfheGateRequest(Request):
     a: B64
     b: B64 | None = None
     sel: B64 | None = None
+    async_: bool = Field(default=False, alias="async", strict=True)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     @model_validator(mode="after")
     def _arity(self):
@@ -134,6 +137,8 @@ class TfheGateResponse(Response):
     queue_time_ms: float
     cost_units: int
     cost_jpy: float
+    job_id: str | None = None
+    batch_size: int = 1  # jobs that shared this job's batched bootstrap
 
 
 class TfheBatchGate(Request):
@@ -163,6 +168,9 @@ def _batch_size_first(v: Any) -> Any:
 class TfheBatchRequest(Request):
     session_id: Id
     gates: Annotated[list[TfheBatchGate], Field(min_length=1), BeforeValidator(_batch_size_first)]
+    async_: bool = Field(default=False, alias="async", strict=True)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class TfheBatchResponse(Response):
@@ -174,6 +182,8 @@ class TfheBatchResponse(Response):
     cost_units: int
     cost_jpy: float
     discount_pct: int
+    job_id: str | None = None
+    batch_size: int = 1  # jobs that shared this job's batched bootstrap
 
 
 # --- pricing ----------------------------------------------------------------------------------------

@@ -92,3 +92,33 @@ def run(settings: Settings) -> None:
         asyncio.run(serve(app, settings))
     finally:
         emb.close()
+
+
+async def work(app: web.Application) -> None:
+    """Run a worker app until SIGTERM/SIGINT: the worker stops reading, finishes what it holds
+    (bounded) and leaves; anything unfinished stays pending and another worker reclaims it."""
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()  # runs the cleanup contexts' start-up: pools, engine, worker
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("worker stopping")
+    finally:
+        await runner.cleanup()
+        log.info("worker stopped")
+
+
+def run_worker(settings: Settings) -> None:
+    """``wavis worker``: the compute engine alone, consuming the job streams."""
+    from .app import create_worker_app  # noqa: PLC0415
+
+    settings = settings.with_master_key()
+    emb = embedded.start(settings.data_dir, database_url=settings.database_url, redis_url=settings.redis_url)
+    try:
+        settings = replace(settings, database_url=emb.database_url, redis_url=emb.redis_url)
+        asyncio.run(work(create_worker_app(settings)))
+    finally:
+        emb.close()

@@ -87,6 +87,18 @@ class Settings:
     webhook_retry_schedule_s: tuple[float, ...] = (30, 120, 600, 3600, 6 * 3600, 24 * 3600)  # then failed
     webhook_disable_after_s: float = 3 * 24 * 3600  # an endpoint failing this long is disabled
     webhook_max_endpoints: int = 10  # per account
+    # compute engine (issue 13): jobs, batcher, workers
+    engine: str = "embedded"  # embedded: this process also runs a worker; remote: `wavis worker` processes only
+    eval_key_cache_bytes: int = 4 * 1024 ** 3  # CKKS evaluation keys kept per process, in bytes
+    batch_max_size: int = 32  # jobs per backend call
+    batch_max_delay_ms: float = 1.0  # a batch closes when its oldest job has waited this long
+    batch_slots: int = 0  # backend calls in flight per worker (0: compute_threads)
+    job_queue_max: int = 1024  # jobs queued or running, all accounts (→ 503 OVERLOADED)
+    job_queue_per_account: int = 256  # jobs queued or running per account (→ 429 QUEUE_QUOTA_EXCEEDED)
+    job_shards: int = 8  # job streams; a key's jobs go to one shard, owned by one live worker
+    job_reclaim_idle_s: float = 30.0  # a message pending this long on a silent worker is reclaimed
+    worker_heartbeat_s: float = 1.0  # workers announce themselves this often …
+    worker_ttl_s: float = 5.0  # … and count as gone after this long without
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -119,6 +131,15 @@ class Settings:
             webhook_worker=_env_bool("WAVIS_WEBHOOK_WORKER", True),
             webhook_poll_s=float(env.get("WAVIS_WEBHOOK_POLL_S") or cls.webhook_poll_s),
             webhook_lease_s=float(env.get("WAVIS_WEBHOOK_LEASE_S") or cls.webhook_lease_s),
+            engine=(env.get("WAVIS_ENGINE") or cls.engine).lower(),
+            eval_key_cache_bytes=_env_int("WAVIS_EVAL_KEY_CACHE_BYTES", cls.eval_key_cache_bytes),
+            batch_max_size=_env_int("WAVIS_BATCH_MAX_SIZE", cls.batch_max_size),
+            batch_max_delay_ms=float(env.get("WAVIS_BATCH_MAX_DELAY_MS") or cls.batch_max_delay_ms),
+            batch_slots=_env_int("WAVIS_BATCH_SLOTS", cls.batch_slots),
+            job_queue_max=_env_int("WAVIS_JOB_QUEUE_MAX", cls.job_queue_max),
+            job_queue_per_account=_env_int("WAVIS_JOB_QUEUE_PER_ACCOUNT", cls.job_queue_per_account),
+            job_shards=_env_int("WAVIS_JOB_SHARDS", cls.job_shards),
+            job_reclaim_idle_s=float(env.get("WAVIS_JOB_RECLAIM_S") or cls.job_reclaim_idle_s),
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
         return replace(s, **overrides)

@@ -10,7 +10,9 @@ from redis.asyncio import Redis
 
 if TYPE_CHECKING:
     from .ctstore import CiphertextStore
+    from .dispatch import Dispatcher
     from .engine import ComputeEngine
+    from .worker import Worker
     from .metrics import Metrics
     from .settings import Settings
 
@@ -24,6 +26,8 @@ METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
 CTSTORE: web.AppKey["CiphertextStore"] = web.AppKey("ctstore")  # durable blobs + Redis cache
 WEBHOOK_RESOLVER: web.AppKey[object] = web.AppKey("webhook_resolver")  # aiohttp AbstractResolver (tests inject one)
 WEBHOOK_WORKER: web.AppKey[object] = web.AppKey("webhook_worker")  # the in-process DeliveryWorker, when running
+DISPATCHER: web.AppKey["Dispatcher"] = web.AppKey("dispatcher")  # API processes: jobs in, replies out
+WORKER: web.AppKey["Worker | None"] = web.AppKey("worker")  # embedded engine or `wavis worker`; None: remote
 
 # Per-request keys: typed web.RequestKey where aiohttp has it (3.12+), plain strings before.
 _RequestKey = getattr(web, "RequestKey", None)

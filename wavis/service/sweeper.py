@@ -8,7 +8,8 @@ Each round (``Settings.sweep_interval_s``):
 * orphan blobs — files without a row, left by a crash between the blob write and the row's
   commit, or between an eviction's commit and the file deletion — older than
   ``ORPHAN_MIN_AGE_S`` (so an upload in progress is never touched);
-* expired idempotency records, and deletion-log entries older than 30 days (the totals stay).
+* expired idempotency records, and deletion-log entries older than 30 days (the totals stay);
+* jobs past their expiry (they expire with the ciphertext TTL, ``jobs.delete_expired``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 
 from aiohttp import web
 
-from . import repo
+from . import jobs, repo
 from .ctstore import CiphertextStore
 from .state import CTSTORE, DB, SETTINGS
 
@@ -85,9 +86,10 @@ async def sweep_once(app: web.Application, orphan_min_age_s: float = ORPHAN_MIN_
             orphans = await orphans_once(pool, store, orphan_min_age_s)
             idem = await repo.purge_idempotency_records(conn)
             pruned = await repo.prune_deletion_log(conn)
+            jobs_gone = await jobs.delete_expired(conn)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", SWEEP_LOCK_ID)
-    out = {"expired": expired, "orphans": orphans, "idempotency": idem, "deletion_log": pruned}
+    out = {"expired": expired, "orphans": orphans, "idempotency": idem, "deletion_log": pruned, "jobs": jobs_gone}
     if any(out.values()):
         log.info("sweep: %s", out)
     return out

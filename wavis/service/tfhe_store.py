@@ -40,6 +40,7 @@ SWEEP_INTERVAL_S = 60.0
 @dataclass(frozen=True)
 class TfheConfig:
     cache_entries: int = 4
+    cache_bytes: int = 2 * 1024 ** 3  # expanded keys in memory, in bytes (each 56–160 MB)
     idle_s: float = 3600.0
     max_sessions_per_account: int = 16
 
@@ -48,6 +49,7 @@ class TfheConfig:
         env = os.environ
         return cls(
             cache_entries=int(env.get("WAVIS_TFHE_SESSION_CACHE") or cls.cache_entries),
+            cache_bytes=int(env.get("WAVIS_TFHE_SESSION_CACHE_BYTES") or cls.cache_bytes),
             idle_s=float(env.get("WAVIS_TFHE_SESSION_IDLE_S") or cls.idle_s),
             max_sessions_per_account=int(env.get("WAVIS_TFHE_MAX_SESSIONS") or cls.max_sessions_per_account),
         )
@@ -67,7 +69,42 @@ class TfheStore:
     def __init__(self, sealer: Sealer, config: TfheConfig) -> None:
         self.sealer = sealer
         self.config = config
-        self.keys: AsyncLRU[str, SessionKeys] = AsyncLRU(config.cache_entries)
+        self.keys: AsyncLRU[str, SessionKeys] = AsyncLRU(config.cache_entries, config.cache_bytes, _key_bytes)
+
+
+def _key_bytes(keys: "SessionKeys") -> int:
+    try:
+        return int(keys.server.memory_bytes)
+    except Exception:  # noqa: BLE001 - a key that cannot say its size weighs nothing
+        return 0
+
+
+async def session_keys(app: web.Application, session_id: str) -> "SessionKeys":
+    """A session's keys from this process's LRU, loaded from PostgreSQL on a miss
+    (single-flight): the server key parsed and checked, the client key unsealed.
+
+    Raises: ApiError 404 (no such session), 500 SEALED_KEY_UNAVAILABLE."""
+    from .errors import ApiError, not_found  # noqa: PLC0415
+    from .sealing import SealError  # noqa: PLC0415
+    from .state import ENGINE  # noqa: PLC0415
+
+    store = app[TFHE_STORE]
+    engine = app[ENGINE]
+
+    async def load() -> SessionKeys:
+        async with app[DB].acquire(timeout=app[SETTINGS].upstream_timeout_s) as conn:
+            blobs = await repo_tfhe.get_session_blobs(conn, session_id)
+        if blobs is None:
+            raise not_found("TFHE session", session_id=session_id)
+        try:
+            return await engine.run(load_session, session_id, blobs["account_id"], blobs["server_key"],
+                                    blobs["client_key_sealed"], store.sealer)
+        except SealError as exc:
+            raise ApiError(500, "SEALED_KEY_UNAVAILABLE",
+                           "this session's secret key cannot be unsealed with the server's master key; "
+                           "delete the session and open a new one", {"session_id": session_id}) from exc
+
+    return await store.keys.get(session_id, load)
 
 
 TFHE_STORE: web.AppKey[TfheStore] = web.AppKey("tfhe_store", TfheStore)
@@ -217,10 +254,10 @@ def gate(keys: SessionKeys, op: str, a: str, b: str | None, sel: str | None) -> 
     return _dump_b64(keys.server.gate(op, ca, cb, cs))
 
 
-def batch(keys: SessionKeys, gates: Sequence[dict[str, Any]]) -> tuple[list[str], int]:
-    """Evaluate a gate list whose operands are ciphertexts or ``"$k"`` (k < index), level by
-    level (independent gates are one batched bootstrap). Returns (results, levels)."""
-    tfhe = _tfhe()
+def _parse_circuit(keys: SessionKeys, gates: Sequence[dict[str, Any]], single: bool = False) -> list[dict[str, Any]]:
+    """Gate dicts with base64 operands or ``"$k"`` references → the library's circuit form
+    (operands parsed and checked against the session's key; errors name the operand as
+    ``gates[i].b``, or ``b`` for a single-gate request)."""
     from wavis.errors import ParameterError  # noqa: PLC0415
     from wavis.tfhe.keys import parse_reference  # noqa: PLC0415
 
@@ -241,12 +278,67 @@ def batch(keys: SessionKeys, gates: Sequence[dict[str, Any]]) -> tuple[list[str]
                 out[name] = v
             else:
                 if v not in parsed:
-                    parsed[v] = parse_ciphertext(keys, v, f"gates[{i}].{name}")
+                    parsed[v] = parse_ciphertext(keys, v, name if single else f"gates[{i}].{name}")
                 out[name] = parsed[v]
         circuit.append(out)
-    levels = tfhe.circuit_levels(circuit)
-    results = keys.server.evaluate_circuit(circuit, threads=0)
-    return [_dump_b64(r) for r in results], (max(levels) + 1 if levels else 0)
+    return circuit
+
+
+def batch(keys: SessionKeys, gates: Sequence[dict[str, Any]]) -> tuple[list[str], int]:
+    """Evaluate a gate list whose operands are ciphertexts or ``"$k"`` (k < index), level by
+    level (independent gates are one batched bootstrap). Returns (results, levels)."""
+    (out,) = evaluate_jobs(keys, [gates])
+    if isinstance(out, BaseException):
+        raise out
+    return out
+
+
+def _shift(x: Any, offset: int) -> Any:
+    return f"${int(x[1:]) + offset}" if isinstance(x, str) else x
+
+
+def evaluate_jobs(keys: SessionKeys, jobs: Sequence[Sequence[dict[str, Any]]],
+                  single: Sequence[bool] | None = None) -> list[Any]:
+    """Several jobs of one session (single gates and circuits, any gate mix) in one circuit:
+    their gates are concatenated (``"$k"`` references shifted to the merged indices), so gates
+    of equal depth across all jobs form ONE batched bootstrap (``ServerKey.evaluate_circuit``
+    → ``evaluate_batch`` per level). Gate bootstrapping is deterministic, so each output equals
+    the job evaluated alone, bit for bit.
+
+    Returns per job ``(results_b64, levels)`` or the exception that job raised: a job whose
+    operands do not parse fails alone; if the merged call fails, every job is retried alone so
+    a failing job never fails its batch-mates."""
+    tfhe = _tfhe()
+    out: list[Any] = [None] * len(jobs)
+    prepared: list[tuple[int, list[dict[str, Any]], int]] = []
+    for i, gates in enumerate(jobs):
+        try:
+            circuit = _parse_circuit(keys, gates, bool(single[i]) if single is not None else False)
+            levels = tfhe.circuit_levels(circuit)
+            prepared.append((i, circuit, max(levels) + 1 if levels else 0))
+        except Exception as exc:  # noqa: BLE001 - reported per job
+            out[i] = exc
+    if not prepared:
+        return out
+    merged: list[dict[str, Any]] = []
+    spans = []
+    for i, circuit, depth in prepared:
+        off = len(merged)
+        merged.extend({k: _shift(v, off) if k != "op" else v for k, v in g.items()} for g in circuit)
+        spans.append((i, off, len(circuit), depth))
+    try:
+        results = keys.server.evaluate_circuit(merged, threads=0)
+    except Exception:  # noqa: BLE001 - find the culprit: each job alone
+        for i, circuit, depth in prepared:
+            try:
+                res = keys.server.evaluate_circuit(circuit, threads=0)
+                out[i] = ([_dump_b64(r) for r in res], depth)
+            except Exception as exc:  # noqa: BLE001
+                out[i] = exc
+        return out
+    for i, off, n, depth in spans:
+        out[i] = ([_dump_b64(r) for r in results[off:off + n]], depth)
+    return out
 
 
 def encrypt(keys: SessionKeys, bits: list[bool]) -> list[str]:

@@ -22,7 +22,7 @@ from ..errors import ApiError, not_found, payload_too_large
 from ..ids import new_id, utcnow
 from ..schemas import (CiphertextCreated, CiphertextData, CiphertextUploadRequest, DecryptResponse, EncryptRequest,
                        ErrorResponse)
-from ..state import CTSTORE, ENGINE, EVICTED, PRINCIPAL, SETTINGS
+from ..state import CTSTORE, DB, ENGINE, EVICTED, PRINCIPAL, SETTINGS
 from .keys import params_for, secret_aad
 from .util import db, json_response
 
@@ -53,52 +53,67 @@ def meta(row: asyncpg.Record) -> dict:
 
 async def store_ciphertext(request: web.Request, *, key_id: str, info: fhe.CiphertextInfo, source: str,
                            ct_id: str | None = None) -> asyncpg.Record:
+    """``persist_ciphertext`` for the caller of this request; the evicted ids are added to
+    ``evicted_ids(request)``."""
+    p = principal(request)
+    row, evicted = await persist_ciphertext(request.app, account_id=p.account_id, plan=p.plan, key_id=key_id,
+                                            info=info, source=source, ct_id=ct_id)
+    evicted_ids(request).extend(evicted)
+    return row
+
+
+async def persist_ciphertext(app: web.Application, *, account_id: str, plan: str, key_id: str,
+                             info: fhe.CiphertextInfo, source: str,
+                             ct_id: str | None = None) -> tuple[asyncpg.Record, list[str]]:
     """The blob onto durable storage (fsync'd), then — in one transaction under the account's
     store lock — its row and the LRU evictions that make room within the plan's
-    ``ciphertext_store_bytes``. Evicted ids are added to ``evicted_ids(request)``; their blobs
-    go after the commit (a crash in between leaves orphan files for the sweeper, never a row
-    without its blob)."""
-    settings = request.app[SETTINGS]
-    store = request.app[CTSTORE]
-    p = principal(request)
+    ``ciphertext_store_bytes``. Returns the row and the evicted ids; their blobs go after the
+    commit (a crash in between leaves orphan files for the sweeper, never a row without its
+    blob). Needs no request: the compute workers store results through it."""
+    settings = app[SETTINGS]
+    store = app[CTSTORE]
     ct_id = ct_id or new_id("ct")
     ttl = settings.ciphertext_ttl_s
-    capacity = ratelimit.plan_of(settings.plans, p.plan).ciphertext_store_bytes
-    await store.put(p.account_id, ct_id, info.blob)
+    capacity = ratelimit.plan_of(settings.plans, plan).ciphertext_store_bytes
+    await store.put(account_id, ct_id, info.blob)
     try:
-        async with db(request) as conn:
+        async with app[DB].acquire(timeout=settings.upstream_timeout_s) as conn:
             async with conn.transaction():
-                await repo.lock_ciphertext_store(conn, p.account_id)
+                await repo.lock_ciphertext_store(conn, account_id)
                 row = await repo.insert_ciphertext(
-                    conn, ct_id=ct_id, account_id=p.account_id, key_id=key_id, level=info.level,
+                    conn, ct_id=ct_id, account_id=account_id, key_id=key_id, level=info.level,
                     scale=info.scale, slots=info.slots, size_bytes=len(info.blob), source=source,
                     expires_at=utcnow() + timedelta(seconds=ttl),
                 )
-                evicted = await repo.evict_lru(conn, p.account_id, ct_id, capacity)
+                evicted = await repo.evict_lru(conn, account_id, ct_id, capacity)
     except asyncpg.ForeignKeyViolationError:
         # the key was deleted while this request ran: drop the blob and answer as for a missing key
-        await store.drop(p.account_id, [ct_id])
+        await store.drop(account_id, [ct_id])
         raise not_found("key", key_id=key_id, reason="the key was deleted during the request") from None
     except BaseException:
         # no row: the blob would be an orphan (the sweeper removes it later if this fails too)
         try:
-            await asyncio.shield(store.drop(p.account_id, [ct_id]))
+            await asyncio.shield(store.drop(account_id, [ct_id]))
         except Exception:  # noqa: BLE001
             pass
         raise
     ids = [r["id"] for r in evicted]
-    evicted_ids(request).extend(ids)
     if ids:
-        await store.drop(p.account_id, ids)
-    return row
+        await store.drop(account_id, ids)
+    return row, ids
 
 
 async def load_blobs(request: web.Request, account_id: str, ct_ids: list[str]) -> list[bytes | None]:
     """Blobs of rows already checked to exist (None where the blob store lost one), marking them
     used in the account's LRU order."""
-    async with db(request) as conn:
+    return await load_blobs_app(request.app, account_id, ct_ids)
+
+
+async def load_blobs_app(app: web.Application, account_id: str, ct_ids: list[str]) -> list[bytes | None]:
+    """``load_blobs`` without a request (the compute workers use it)."""
+    async with app[DB].acquire(timeout=app[SETTINGS].upstream_timeout_s) as conn:
         await repo.touch_ciphertexts(conn, account_id, ct_ids)
-    return await request.app[CTSTORE].get_many(account_id, ct_ids)
+    return await app[CTSTORE].get_many(account_id, ct_ids)
 
 
 def evicted_ids(request: web.Request) -> list[str]:

@@ -6,18 +6,21 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import fhe, repo
+import math
+
+from .. import fhe, jobs, repo
+from ..dispatch import ckks_batch_key, timings
 from ..access import Access, RouteBodyLimit, access, body_limit, doc, fcu, principal
 from ..bodies import parse
 from ..errors import ApiError, not_found
-from ..ids import new_id
 from ..schemas import ComputeRequest, ComputeResponse, ErrorResponse
 from ..schemas_compute import (
     BinaryOp, ComputeRequestDoc, KeyWithMatmulResponse, MatmulKeyInfo, MatmulOp, PlainOp, PolyEvalOp, RotateOp,
     UnaryOp,
 )
-from ..state import ENGINE, SETTINGS
-from .ciphertexts import evicted_ids, load_blobs, meta, missing_ciphertext, store_ciphertext
+from ..schemas_jobs import JobAccepted
+from ..state import DISPATCHER, ENGINE, SETTINGS
+from .ciphertexts import evicted_ids, missing_ciphertext
 from .keys import evaluator_for
 from .util import db, json_response
 
@@ -84,8 +87,9 @@ def _operation_fcu(request: web.Request) -> int:
 @doc("A CKKS operation on stored ciphertexts (operation: add, subtract, multiply, add-plain, multiply-plain, "
      "negate, rescale, rotate, conjugate, matmul, poly-eval, sum, inner-product; bootstrap → 501)",
      request=ComputeRequestDoc,
-     responses={200: ComputeResponse, 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse,
-                422: ErrorResponse, 501: ErrorResponse})
+     responses={200: ComputeResponse, 202: JobAccepted, 400: ErrorResponse, 404: ErrorResponse,
+                409: ErrorResponse, 422: ErrorResponse, 429: ErrorResponse, 501: ErrorResponse,
+                503: ErrorResponse, 504: ErrorResponse})
 async def compute(request: web.Request) -> web.Response:
     operation = request.match_info["operation"]
     if operation not in fhe.ALL_OPERATIONS:
@@ -97,8 +101,6 @@ async def compute(request: web.Request) -> web.Response:
                        {"operation": operation})
     p = principal(request)
     req = await parse(request, request_model(operation))
-    if req.async_:
-        raise ApiError(501, "NOT_IMPLEMENTED", "asynchronous compute is not available yet")
 
     async with db(request) as conn:
         key = await repo.get_fhe_key(conn, p.account_id, req.key_id)
@@ -113,44 +115,68 @@ async def compute(request: web.Request) -> web.Response:
             raise ApiError(400, "KEY_MISMATCH", "every operand must be a ciphertext under key_id",
                            {"ciphertext_id": ct_id, "ciphertext_key_id": row["key_id"], "key_id": key["id"]})
 
-    blobs = await load_blobs(request, p.account_id, req.ciphertext_ids)
-    for ct_id, blob in zip(req.ciphertext_ids, blobs):
-        if blob is None:
-            raise not_found("ciphertext", ciphertext_id=ct_id, reason="the blob is missing from the blob store")
-
-    params, evaluator = await evaluator_for(request, key)
 
     if p.ops_limit is not None:
         async with db(request) as conn:
             if not await repo.reserve_operation(conn, p.api_key_id):
                 raise ApiError(402, "QUOTA_EXHAUSTED", "this key has used all of its operations",
                                {"ops_limit": p.ops_limit})
-    engine = request.app[ENGINE]
+    units = fhe.COST_UNITS[operation]
+    args = {f: getattr(req, f) for f in OP_ARGS if hasattr(req, f)}
+    level = min(rows[c]["level"] for c in req.ciphertext_ids)
+    spec = jobs.JobSpec(
+        account_id=p.account_id, api_key_id=p.api_key_id, kind="ckks", operation=operation,
+        batch_key=ckks_batch_key(key["id"], operation, level, args), affinity=key["id"],
+        payload={"key_id": key["id"], "ciphertext_ids": list(req.ciphertext_ids), "args": args, "plan": p.plan,
+                 "refund": charge_refund(request, units)},
+        cost_units=units, cost_jpy=round(units * fhe.JPY_PER_UNIT, 4), is_async=req.async_,
+    )
     try:
-        args = {f: getattr(req, f) for f in OP_ARGS if hasattr(req, f)}
-        timed = await engine.submit(fhe.compute, operation, params, evaluator, blobs, args)
+        job_row, reply = await request.app[DISPATCHER].run(spec)
     except BaseException:
         if p.ops_limit is not None:
             async with db(request) as conn:
                 await repo.release_operation(conn, p.api_key_id)
         raise
-    info: fhe.CiphertextInfo = timed.value
-    row = await store_ciphertext(request, key_id=key["id"], info=info, source="compute")
-    text = await engine.run(fhe.b64encode, info.blob)
+    if reply is None:
+        return json_response(job_accepted(job_row, operation), status=202)
 
-    max_level = max(1, key["max_level"])
-    budget = round(100.0 * info.level / max_level, 2)
-    units = fhe.COST_UNITS[operation]
-    m = meta(row)
+    res = reply["result"]
+    evicted_ids(request).extend(res.get("evicted_ciphertext_ids") or [])
+    budget = float(res["noise_budget_remaining"])
+    queue_ms, compute_ms = timings(reply)
     body = ComputeResponse(
-        job_id=new_id("op"), status="COMPLETED", operation=operation,
-        result_ciphertext_id=row["id"], result_ciphertext=text, level=info.level, scale_bits=m["scale_bits"],
-        compute_time_ms=round(timed.compute_ms, 3), queue_time_ms=round(timed.queue_ms, 3),
+        job_id=job_row["id"], status="COMPLETED", operation=operation,
+        result_ciphertext_id=res["result_ciphertext_id"], result_ciphertext=res["result_ciphertext"],
+        level=res["level"], scale_bits=round(math.log2(res["scale"]), 6) if res["scale"] > 0 else 0.0,
+        compute_time_ms=compute_ms, queue_time_ms=queue_ms,
         noise_budget_remaining=budget, evicted_ciphertext_ids=list(evicted_ids(request)), cost_units=units,
         cost_jpy=round(units * fhe.JPY_PER_UNIT, 4), bootstrap_applied=False, bootstrap_effective_degree=None,
-        bootstrap_degraded=False, expires_at=row["expires_at"],
+        bootstrap_degraded=False, expires_at=res["expires_at"], batch_size=int(reply.get("batch_size") or 1),
     )
     headers = {"X-Noise-Budget-Remaining": f"{budget:g}", "X-Noise-Budget-Warning": "true" if budget < 50 else "false"}
     if budget < 50:
         headers["X-Noise-Budget-Recovery"] = "POST /api/v1/compute/bootstrap restores levels"
     return json_response(body, headers=headers)
+
+
+def job_accepted(row, operation: str) -> JobAccepted:
+    return JobAccepted(job_id=row["id"], status="QUEUED", operation=operation, created_at=row["created_at"],
+                       expires_at=row["expires_at"])
+
+
+def charge_refund(request: web.Request, fcu: int) -> dict:
+    """What an asynchronous job gives back if it fails or is cancelled: the FCU its request
+    charged to the monthly window (``ratelimit``) and a trial key's operation."""
+    from .. import ratelimit  # noqa: PLC0415
+    from ..ids import utcnow  # noqa: PLC0415
+
+    p = principal(request)
+    settings = request.app[SETTINGS]
+    out: dict = {"ops_key_id": p.api_key_id if p.ops_limit is not None else None}
+    if fcu > 0:
+        plan = ratelimit.plan_of(settings.plans, p.plan)
+        monthly = next(w for w in ratelimit.account_windows(settings.redis_prefix, plan, p.account_id, "-", fcu,
+                                                            utcnow()) if w.name == "monthly")
+        out.update(fcu_key=monthly.key, fcu=fcu)
+    return out

@@ -16,7 +16,7 @@ from ..ids import new_id
 from ..schemas import (ErrorResponse, GaloisKeysRequest, KeyDeleted, KeyGenerated, KeyGenerateRequest, KeyList,
                        KeyResponse, KeyUploadRequest)
 from ..schemas_compute import KeyWithMatmulResponse
-from ..state import CTSTORE, ENGINE, SETTINGS
+from ..state import CTSTORE, DB, ENGINE, SETTINGS
 from .util import db, json_response
 
 routes = web.RouteTableDef()
@@ -46,11 +46,17 @@ async def params_for(engine: ComputeEngine, row: asyncpg.Record):
 
 async def evaluator_for(request: web.Request, row: asyncpg.Record):
     """The key's ``Evaluator`` from the LRU, loading its evaluation key from Postgres once."""
-    engine = request.app[ENGINE]
+    return await evaluator_for_app(request.app, row)
+
+
+async def evaluator_for_app(app: web.Application, row: asyncpg.Record):
+    """``(params, evaluator)`` of a key row without a request (the compute workers use it);
+    the evaluator LRU is bounded in entries and bytes (``engine.ComputeEngine``)."""
+    engine = app[ENGINE]
     params = await params_for(engine, row)
 
     async def load():
-        async with db(request) as conn:
+        async with app[DB].acquire(timeout=app[SETTINGS].upstream_timeout_s) as conn:
             blob = await repo.get_eval_key_blob(conn, row["id"])
             parts = await repo.get_eval_key_parts(conn, row["id"]) if blob is not None else []
         if blob is None:

@@ -14,7 +14,8 @@ from datetime import timedelta
 import asyncpg
 from aiohttp import web
 
-from .. import metering, ratelimit, repo, repo_tfhe, tfhe_store
+from .. import jobs, metering, ratelimit, repo, repo_tfhe, tfhe_store
+from ..dispatch import tfhe_batch_key, timings
 from ..access import Access, Principal, access, body_limit, doc, principal
 from ..bodies import parse
 from ..errors import ApiError, not_found
@@ -26,9 +27,10 @@ from ..schemas_tfhe import (
     TfheEvalSessionRequest, TfheGatePrice, TfheGateRequest, TfheGateResponse, TfhePricingResponse,
     TfheSessionRequest, TfheSessionResponse,
 )
-from ..sealing import SealError
-from ..state import ENGINE, REDIS, SETTINGS, TFHE_SESSION_IN_USE
+from ..schemas_jobs import JobAccepted
+from ..state import DISPATCHER, ENGINE, REDIS, SETTINGS, TFHE_SESSION_IN_USE
 from ..tfhe_store import TFHE_STORE, SessionKeys
+from .compute import job_accepted
 from .util import db, json_response, upstream_timeout
 
 routes = web.RouteTableDef()
@@ -116,8 +118,8 @@ async def create_eval_session(request: web.Request) -> web.Response:
     return await _insert(request, p, session_id, new, is_blind=True)
 
 
-async def live_session(request: web.Request, session_id: str) -> tuple[asyncpg.Record, SessionKeys]:
-    """The caller's live session (touched) and its keys from the LRU (loaded on a miss)."""
+async def touched_session(request: web.Request, session_id: str) -> asyncpg.Record:
+    """The caller's live session row, touched (404 when unknown, another account's or idle)."""
     p = principal(request)
     store = request.app[TFHE_STORE]
     async with db(request) as conn:
@@ -126,22 +128,13 @@ async def live_session(request: web.Request, session_id: str) -> tuple[asyncpg.R
         raise not_found("TFHE session", session_id=session_id,
                         reason="unknown, deleted, or expired after 1 h without use")
     request[TFHE_SESSION_IN_USE] = session_id
-    engine = request.app[ENGINE]
+    return row
 
-    async def load() -> SessionKeys:
-        async with db(request) as conn:
-            blobs = await repo_tfhe.get_session_blobs(conn, session_id)
-        if blobs is None:
-            raise not_found("TFHE session", session_id=session_id)
-        try:
-            return await engine.run(tfhe_store.load_session, session_id, blobs["account_id"], blobs["server_key"],
-                                    blobs["client_key_sealed"], store.sealer)
-        except SealError as exc:
-            raise ApiError(500, "SEALED_KEY_UNAVAILABLE",
-                           "this session's secret key cannot be unsealed with the server's master key; "
-                           "delete the session and open a new one", {"session_id": session_id}) from exc
 
-    return row, await store.keys.get(session_id, load)
+async def live_session(request: web.Request, session_id: str) -> tuple[asyncpg.Record, SessionKeys]:
+    """The caller's live session (touched) and its keys from the LRU (loaded on a miss)."""
+    row = await touched_session(request, session_id)
+    return row, await tfhe_store.session_keys(request.app, session_id)
 
 
 async def _server_managed(request: web.Request) -> tuple[asyncpg.Record, SessionKeys]:
@@ -232,17 +225,29 @@ async def _charge_fcu(request: web.Request, fcu: int) -> ratelimit.Window | None
     return monthly
 
 
-async def _run_counted(request: web.Request, fcu: int, fn, *args):
-    """Run a gate evaluation: ``fcu`` FCU to the monthly window and one operation of a trial
-    key, both given back if it fails."""
+async def _run_job(request: web.Request, fcu: int, operation: str, session_id: str, gates: list[dict],
+                   is_async: bool, price: float) -> tuple[asyncpg.Record, dict | None]:
+    """Run a gate evaluation as a job: ``fcu`` FCU to the monthly window and one operation of
+    a trial key, both given back if it fails (by this handler for a synchronous job, by the
+    worker or DELETE /jobs for an asynchronous one)."""
+    p = principal(request)
     await _reserve(request)
     try:
         window = await _charge_fcu(request, fcu)
     except BaseException:
         await _release(request)
         raise
+    refund = {"ops_key_id": p.api_key_id if p.ops_limit is not None else None}
+    if window is not None:
+        refund.update(fcu_key=window.key, fcu=window.cost)
+    spec = jobs.JobSpec(
+        account_id=p.account_id, api_key_id=p.api_key_id, kind="tfhe", operation=operation,
+        batch_key=tfhe_batch_key(session_id), affinity=session_id,
+        payload={"session_id": session_id, "gates": gates, "single": operation == "gate", "refund": refund},
+        cost_units=fcu, cost_jpy=price, is_async=is_async,
+    )
     try:
-        out = await request.app[ENGINE].submit(fn, *args)
+        row, reply = await request.app[DISPATCHER].run(spec)
     except BaseException:
         await _release(request)
         if window is not None:
@@ -253,54 +258,78 @@ async def _run_counted(request: web.Request, fcu: int, fn, *args):
             except Exception:  # noqa: BLE001 - never turn the answer into another error over a refund
                 pass
         raise
-    session_id = request.get(TFHE_SESSION_IN_USE)
-    if session_id is not None:
+    if reply is not None:
         try:
             async with db(request) as conn:
-                await repo_tfhe.refresh_session(conn, principal(request).account_id, session_id)
+                await repo_tfhe.refresh_session(conn, p.account_id, session_id)
         except Exception:  # noqa: BLE001 - best effort: the result is already computed
             log.warning("could not refresh TFHE session %s after evaluation", session_id)
-    return out
+    return row, reply
+
+
+def _outputs(reply: dict) -> dict:
+    res = reply.get("result") or {}
+    if "results_b64" not in res:  # a redelivered message of a job that completed unseen
+        raise ApiError(503, "RESULT_UNAVAILABLE", "the job completed but its result was not kept; retry the request",
+                       headers={"Retry-After": "1"})
+    return res
 
 
 @routes.post("/tfhe/gate")
 @access(Access.TRIAL_PLUS)
 @body_limit(GATE_BODY_LIMIT)
-@doc("Evaluate one gate (MUX: a where sel = 1, b where sel = 0)", request=TfheGateRequest,
-     responses={200: TfheGateResponse, 400: ErrorResponse, 404: ErrorResponse, 422: ErrorResponse})
+@doc("Evaluate one gate (MUX: a where sel = 1, b where sel = 0); \"async\": true → 202 with job_id",
+     request=TfheGateRequest,
+     responses={200: TfheGateResponse, 202: JobAccepted, 400: ErrorResponse, 404: ErrorResponse,
+                422: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse})
 async def gate(request: web.Request) -> web.Response:
     req = await parse(request, TfheGateRequest)
-    _, keys = await live_session(request, req.session_id)
+    await touched_session(request, req.session_id)
     boots = tfhe_store.gate_bootstraps()[req.op]
-    timed = await _run_counted(request, boots, tfhe_store.gate, keys, req.op, req.a, req.b, req.sel)
     price, _ = tfhe_store.price_jpy(boots, 1)
+    g = {"op": req.op, "a": req.a}
+    if req.b is not None:
+        g["b"] = req.b
+    if req.sel is not None:
+        g["sel"] = req.sel
+    row, reply = await _run_job(request, boots, "gate", req.session_id, [g], req.async_, price)
+    if reply is None:
+        return json_response(job_accepted(row, "gate"), status=202)
+    queue_ms, compute_ms = timings(reply)
     return json_response(TfheGateResponse(
-        result_b64=timed.value, op=req.op, bootstraps=boots, compute_time_ms=round(timed.compute_ms, 3),
-        queue_time_ms=round(timed.queue_ms, 3), cost_units=boots, cost_jpy=price,
+        result_b64=_outputs(reply)["results_b64"][0], op=req.op, bootstraps=boots, compute_time_ms=compute_ms,
+        queue_time_ms=queue_ms, cost_units=boots, cost_jpy=price, job_id=row["id"],
+        batch_size=int(reply.get("batch_size") or 1),
     ))
 
 
 @routes.post("/tfhe/batch")
 @access(Access.TRIAL_PLUS)
 @body_limit(BATCH_BODY_LIMIT)
-@doc("Evaluate 1–1024 gates; an operand may be \"$k\", the result of gate k < its own index",
+@doc("Evaluate 1–1024 gates; an operand may be \"$k\", the result of gate k < its own index; "
+     "\"async\": true → 202 with job_id",
      request=TfheBatchRequest,
-     responses={200: TfheBatchResponse, 400: ErrorResponse, 404: ErrorResponse, 422: ErrorResponse})
+     responses={200: TfheBatchResponse, 202: JobAccepted, 400: ErrorResponse, 404: ErrorResponse,
+                422: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse})
 async def batch(request: web.Request) -> web.Response:
     req = await parse(request, TfheBatchRequest)
     if len(req.gates) > MAX_BATCH:
         raise ApiError(400, "BATCH_TOO_LARGE", f"a batch holds at most {MAX_BATCH} gates, got {len(req.gates)}",
                        {"max_gates": MAX_BATCH, "gates": len(req.gates)})
-    _, keys = await live_session(request, req.session_id)
-    gates = [g.model_dump() for g in req.gates]
+    await touched_session(request, req.session_id)
+    gates = [g.model_dump(exclude_none=True) for g in req.gates]
     per_gate = tfhe_store.gate_bootstraps()
     boots = sum(per_gate[g["op"]] for g in gates)
-    timed = await _run_counted(request, boots, tfhe_store.batch, keys, gates)
-    results, levels = timed.value
     price, pct = tfhe_store.price_jpy(boots, len(gates))
+    row, reply = await _run_job(request, boots, "batch", req.session_id, gates, req.async_, price)
+    if reply is None:
+        return json_response(job_accepted(row, "batch"), status=202)
+    out = _outputs(reply)
+    queue_ms, compute_ms = timings(reply)
     return json_response(TfheBatchResponse(
-        results_b64=results, bootstraps=boots, levels=levels, compute_time_ms=round(timed.compute_ms, 3),
-        queue_time_ms=round(timed.queue_ms, 3), cost_units=boots, cost_jpy=price, discount_pct=pct,
+        results_b64=out["results_b64"], bootstraps=boots, levels=out["levels"], compute_time_ms=compute_ms,
+        queue_time_ms=queue_ms, cost_units=boots, cost_jpy=price, discount_pct=pct, job_id=row["id"],
+        batch_size=int(reply.get("batch_size") or 1),
     ))
 
 

@@ -1,0 +1,199 @@
+"""The API side of the compute engine (issue 13): a request becomes a job row (``jobs.py``)
+and a message on its shard's Redis stream (``streams.py``); a synchronous request then waits
+for the job's reply, an asynchronous one answers 202 with the job id.
+
+Admission, in this order: the account's queue quota (jobs QUEUED or RUNNING, counted in
+PostgreSQL) → 429 ``QUEUE_QUOTA_EXCEEDED``; the global bound (the job streams' total length:
+every job is an entry until its worker acknowledges and deletes it) → 503 ``OVERLOADED``; both
+with ``Retry-After``. Nothing waits in an unbounded queue: the backlog lives in Redis, bounded
+by ``job_queue_max``, and a worker reads only what its prefetch allows.
+
+Replies: the message names this API process (``api_id``); a worker in this process (the
+embedded engine) hands the reply over directly, a remote worker writes it to this process's
+reply stream, which one reader task dispatches to the waiting requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from . import jobs, streams
+from .errors import ApiError
+from .ids import new_id
+from .state import DB, REDIS, SETTINGS
+
+log = logging.getLogger("wavis.service.dispatch")
+
+RETRY_AFTER_S = 1
+
+
+def params_digest(args: dict[str, Any]) -> str:
+    """Digest of an operation's own parameters (part of a CKKS batch key)."""
+    return hashlib.blake2b(json.dumps(args, sort_keys=True, separators=(",", ":")).encode(),
+                           digest_size=12).hexdigest()
+
+
+def ckks_batch_key(key_id: str, operation: str, level: int, args: dict[str, Any]) -> str:
+    return f"ckks:{key_id}:{operation}:{level}:{params_digest(args)}"
+
+
+def tfhe_batch_key(session_id: str) -> str:
+    return f"tfhe:{session_id}"
+
+
+class Dispatcher:
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.settings = app[SETTINGS]
+        self.api_id = new_id("api", 6)
+        self.waiters: dict[str, asyncio.Future] = {}
+        self._reader: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await streams.ensure_groups(self.app[REDIS], self.settings.redis_prefix, self.settings.job_shards)
+        self._reader = asyncio.get_running_loop().create_task(self._read_replies(), name="wavis-replies")
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        for fut in self.waiters.values():
+            if not fut.done():
+                fut.cancel()
+        try:
+            await self.app[REDIS].delete(streams.reply_stream(self.settings.redis_prefix, self.api_id))
+        except Exception:  # noqa: BLE001 - it expires anyway
+            pass
+
+    # -- submitting -----------------------------------------------------------------------------------
+    async def submit(self, spec: jobs.JobSpec) -> tuple[Any, asyncio.Future | None]:
+        """Admit and enqueue a job: ``(row, future)``; the future (synchronous jobs only)
+        resolves to the worker's reply dict.
+
+        Raises: ApiError 429 QUEUE_QUOTA_EXCEEDED, 503 OVERLOADED (both with Retry-After),
+        502 UPSTREAM_UNAVAILABLE when the stream cannot be written."""
+        s = self.settings
+        redis = self.app[REDIS]
+        timeout = s.upstream_timeout_s
+        retry = {"Retry-After": str(RETRY_AFTER_S)}
+        async with self.app[DB].acquire(timeout=timeout) as conn:
+            active = await jobs.count_active(conn, spec.account_id)
+            if active >= s.job_queue_per_account:
+                raise ApiError(429, "QUEUE_QUOTA_EXCEEDED",
+                               f"this account has {active} jobs queued or running (at most {s.job_queue_per_account})",
+                               {"active_jobs": active, "queue_quota": s.job_queue_per_account}, headers=retry)
+            async with asyncio.timeout(timeout):
+                depth = await streams.queue_depth(redis, s.redis_prefix, s.job_shards)
+            if depth >= s.job_queue_max:
+                raise ApiError(503, "OVERLOADED", "the compute queue is full, retry shortly",
+                               {"queue_depth": depth, "queue_max": s.job_queue_max}, headers=retry)
+            row = await jobs.insert(conn, spec, s.ciphertext_ttl_s)
+            job_id = row["id"]
+            fut = None
+            if not spec.is_async:
+                fut = asyncio.get_running_loop().create_future()
+                self.waiters[job_id] = fut
+            fields: dict[str, Any] = {"job": job_id, "reply": "" if spec.is_async else self.api_id}
+            if not spec.is_async:
+                fields["payload"] = jobs.encode_payload(spec.payload)
+            stream = streams.shard_stream(s.redis_prefix, streams.shard_of(spec.affinity, s.job_shards))
+            try:
+                async with asyncio.timeout(timeout):
+                    await redis.xadd(stream, fields)
+            except BaseException as exc:
+                self.waiters.pop(job_id, None)
+                await jobs.fail_unsent(conn, job_id, {"status": 502, "code": "UPSTREAM_UNAVAILABLE",
+                                                      "message": "the job could not be queued"})
+                if isinstance(exc, Exception):
+                    raise ApiError(502, "UPSTREAM_UNAVAILABLE", "redis is unavailable, try again later",
+                                   {"upstream": "redis"}) from exc
+                raise
+        return row, fut
+
+    async def wait(self, job_id: str, fut: asyncio.Future) -> dict[str, Any]:
+        """The reply of a synchronous job, bounded by the request timeout: past it, 504
+        JOB_TIMEOUT names the job (it still completes; GET /jobs/{id} shows its end)."""
+        budget = max(1.0, self.settings.request_timeout_s - 2.0)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), budget)
+        except asyncio.TimeoutError:
+            raise ApiError(504, "JOB_TIMEOUT", "the job did not finish within the request timeout; "
+                           "poll GET /api/v1/jobs/{job_id}", {"job_id": job_id}) from None
+        finally:
+            self.waiters.pop(job_id, None)
+
+    async def run(self, spec: jobs.JobSpec) -> tuple[Any, dict[str, Any] | None]:
+        """Submit; for a synchronous job wait for its reply and raise its error as the API
+        error it maps to. Returns ``(row, reply)`` (reply None for async jobs)."""
+        row, fut = await self.submit(spec)
+        if fut is None:
+            return row, None
+        reply = await self.wait(row["id"], fut)
+        err = reply.get("error")
+        if err:
+            raise ApiError(int(err.get("status", 500)), err.get("code", "INTERNAL_ERROR"),
+                           err.get("message", "the job failed"), err.get("details"))
+        return row, reply
+
+    # -- replies ----------------------------------------------------------------------------------------
+    def deliver(self, api_id: str, job_id: str, reply: dict[str, Any]) -> bool:
+        """Hand a reply to a waiter of this process; False when ``api_id`` is another process."""
+        if api_id != self.api_id:
+            return False
+        fut = self.waiters.get(job_id)
+        if fut is not None and not fut.done():
+            fut.set_result(reply)
+        return True
+
+    async def _read_replies(self) -> None:
+        redis = self.app[REDIS]
+        stream = streams.reply_stream(self.settings.redis_prefix, self.api_id)
+        last = "0-0"
+        while True:
+            try:
+                resp = await redis.xread({stream: last}, count=256, block=500)
+                ids = []
+                for _, msgs in resp or []:
+                    for eid, fields in msgs:
+                        last = eid.decode() if isinstance(eid, bytes) else eid
+                        ids.append(last)
+                        job_id = fields[b"job"].decode()
+                        self.deliver(self.api_id, job_id, json.loads(fields[b"reply"]))
+                if ids:
+                    await redis.xdel(stream, *ids)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                log.warning("reading replies failed: %r", exc)
+                await asyncio.sleep(0.5)
+
+
+async def refund(app: web.Application, payload: dict[str, Any]) -> None:
+    """Give back what an asynchronous job's request charged (FCU in the monthly window, a
+    trial key's operation) when the job fails or is cancelled; a synchronous job's handler
+    sees the error and refunds through the usual paths."""
+    from . import ratelimit, repo  # noqa: PLC0415
+
+    spec = payload.get("refund") or {}
+    try:
+        if spec.get("fcu_key") and spec.get("fcu"):
+            await ratelimit.refund(app[REDIS], ratelimit.Window("monthly", spec["fcu_key"], 0, int(spec["fcu"]), 0,
+                                                                False))
+        if spec.get("ops_key_id"):
+            async with app[DB].acquire(timeout=app[SETTINGS].upstream_timeout_s) as conn:
+                await repo.release_operation(conn, spec["ops_key_id"])
+    except Exception as exc:  # noqa: BLE001 - never fail the caller over a refund
+        log.warning("could not refund a job's charge: %r", exc)
+
+
+def timings(reply: dict[str, Any]) -> tuple[float, float]:
+    return round(float(reply.get("queue_ms") or 0.0), 3), round(float(reply.get("compute_ms") or 0.0), 3)
+
+

@@ -1,0 +1,314 @@
+"""Jobs: the PostgreSQL side of the compute engine (issue 13; DESIGN.md §5 "Compute engine").
+
+Every compute and TFHE request (and later model inference) is a row of ``jobs``
+(migration 060) — the source of truth — plus a message on a Redis stream that carries it to a
+worker (``dispatch.py`` writes it, ``worker.py`` consumes it). Life of a job::
+
+    QUEUED --claim (attempts += 1)--> RUNNING --complete_jobs--> COMPLETED | FAILED
+    QUEUED --DELETE /jobs/{id}--> CANCELLED
+
+* **Claim** (``claim``): one ``UPDATE … WHERE status IN ('QUEUED', 'RUNNING')`` bumps
+  ``attempts`` and returns the new value: the worker's *fencing token*. A message reclaimed
+  from a dead (or slow) worker through ``XAUTOCLAIM`` is claimed again, with a larger token.
+* **Complete** (``complete_jobs`` / ``complete_job``): in ONE PostgreSQL transaction the rows
+  are locked (``SELECT … FOR UPDATE``); a row whose ``attempts`` is no longer the caller's token,
+  or that is no longer RUNNING, is skipped (a newer claim owns it, or it already completed), so
+  a job completes exactly once; the others are written, and every registered completion hook
+  runs in that same transaction.
+
+Extension point — ``COMPLETION_HOOKS``: a list of ``async def hook(conn, job, result)``
+called inside the completing transaction for every job that really completes (COMPLETED or
+FAILED; never twice, never for a fenced-off late attempt). ``conn`` is an asyncpg connection
+inside the transaction: write usage records (billing), outbox rows (webhooks:
+``compute_complete``) there, and they commit or roll back together with the job row. A hook
+that raises rolls the whole transaction back (the worker then retries that job alone; if it
+still fails the message stays pending and is reclaimed later). Register with
+``register_completion_hook(fn)`` at import time of the owning module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Awaitable, Callable, Sequence
+
+import asyncpg
+
+from .ids import new_id, utcnow
+
+log = logging.getLogger("wavis.service.jobs")
+
+QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = "QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
+ACTIVE = (QUEUED, RUNNING)
+FINAL = (COMPLETED, FAILED, CANCELLED)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a request asks the engine to do. ``payload`` is JSON-able (no pickle): the
+    operation's inputs (ids, ciphertexts in base64, arguments) and what the worker needs to
+    answer (plan, refunds). ``batch_key``: jobs with equal keys may share one backend call;
+    ``affinity``: the evaluation key (CKKS key id / TFHE session id) the job needs, so every job
+    of one key lands on the stream shard of the worker that holds it."""
+
+    account_id: str
+    kind: str  # ckks | tfhe | model
+    operation: str
+    batch_key: str
+    affinity: str
+    payload: dict[str, Any]
+    cost_units: int = 0
+    cost_jpy: float = 0.0
+    is_async: bool = False
+    api_key_id: str | None = None
+
+
+@dataclass
+class Job:
+    """A claimed job on a worker: its id, the fencing token of this claim, and its request."""
+
+    id: str
+    account_id: str
+    kind: str
+    operation: str
+    batch_key: str
+    attempt: int
+    is_async: bool
+    payload: dict[str, Any]
+    created_at: datetime
+    cost_units: int = 0
+    cost_jpy: float = 0.0
+    # set by the worker
+    stream: str = ""
+    entry_id: str = ""
+    reply_to: str = ""
+    claimed_at: float = 0.0  # time.monotonic() when claimed on this worker
+
+
+@dataclass
+class Outcome:
+    """A job's end: ``result`` (JSON-able, stored in the row) or ``error`` ({status, code,
+    message, details}); ``reply`` is what a synchronous waiter receives (may hold more than the
+    row, e.g. TFHE outputs that are never persisted); timings in ms."""
+
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    reply: dict[str, Any] | None = None
+    batch_size: int = 1
+    queue_ms: float = 0.0
+    compute_ms: float = 0.0
+
+    @property
+    def status(self) -> str:
+        return FAILED if self.error is not None else COMPLETED
+
+
+CompletionHook = Callable[[asyncpg.Connection, Job, Outcome], Awaitable[None]]
+COMPLETION_HOOKS: list[CompletionHook] = []
+
+
+def register_completion_hook(hook: CompletionHook) -> CompletionHook:
+    """Add ``hook(conn, job, outcome)`` to the completing transaction (see the module doc)."""
+    if hook not in COMPLETION_HOOKS:
+        COMPLETION_HOOKS.append(hook)
+    return hook
+
+
+def jsonb_safe(obj: Any) -> Any:
+    """JSON for a jsonb column: PostgreSQL refuses NaN/Infinity, so non-finite floats become
+    strings ("nan", "inf", "-inf")."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {str(k): jsonb_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonb_safe(v) for v in obj]
+    return obj
+
+
+def encode_payload(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def decode_payload(raw: bytes | str | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    return json.loads(raw)
+
+
+# --- API side ------------------------------------------------------------------------------------
+
+async def count_active(conn: asyncpg.Connection, account_id: str) -> int:
+    return await conn.fetchval(
+        "SELECT count(*) FROM jobs WHERE account_id = $1 AND status IN ('QUEUED', 'RUNNING')", account_id)
+
+
+async def insert(conn: asyncpg.Connection, spec: JobSpec, ttl_s: int, job_id: str | None = None) -> asyncpg.Record:
+    """The QUEUED row. An async job's payload is stored with it (it must survive a restart of
+    every process); a synchronous one travels only on the stream."""
+    job_id = job_id or new_id("op")
+    return await conn.fetchrow(
+        """INSERT INTO jobs (id, account_id, api_key_id, kind, operation, is_async, batch_key, payload,
+                             cost_units, cost_jpy, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+           RETURNING id, status, created_at, expires_at""",
+        job_id, spec.account_id, spec.api_key_id, spec.kind, spec.operation, spec.is_async, spec.batch_key,
+        encode_payload(spec.payload) if spec.is_async else None, spec.cost_units, spec.cost_jpy,
+        utcnow() + timedelta(seconds=ttl_s),
+    )
+
+
+async def fail_unsent(conn: asyncpg.Connection, job_id: str, error: dict[str, Any]) -> None:
+    """A job whose message could not be written to the stream: FAILED, never left QUEUED."""
+    await conn.execute(
+        "UPDATE jobs SET status = 'FAILED', error = $2, payload = NULL, finished_at = now() "
+        "WHERE id = $1 AND status = 'QUEUED'", job_id, jsonb_safe(error))
+
+
+JOB_COLUMNS = ("id, account_id, kind, operation, status, is_async, attempts, result, error, batch_size, cost_units, "
+               "cost_jpy, queue_ms, compute_ms, created_at, started_at, finished_at, expires_at")
+
+
+async def get(conn: asyncpg.Connection, account_id: str, job_id: str) -> asyncpg.Record | None:
+    """The caller's job (another account's or an expired one is None: 404)."""
+    return await conn.fetchrow(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND account_id = $2 AND expires_at > now()",
+        job_id, account_id)
+
+
+async def list_page(conn: asyncpg.Connection, account_id: str, limit: int,
+                    before: tuple[datetime, str] | None) -> list[asyncpg.Record]:
+    """Newest first, keyset on (created_at, id) descending; ``limit + 1`` rows."""
+    if before is None:
+        return await conn.fetch(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE account_id = $1 AND expires_at > now() "
+            "ORDER BY created_at DESC, id DESC LIMIT $2", account_id, limit + 1)
+    return await conn.fetch(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE account_id = $1 AND expires_at > now() "
+        "AND (created_at, id) < ($3::timestamptz, $4::text) ORDER BY created_at DESC, id DESC LIMIT $2",
+        account_id, limit + 1, before[0], before[1])
+
+
+async def cancel(conn: asyncpg.Connection, account_id: str,
+                 job_id: str) -> tuple[bool, str | None, dict[str, Any]]:
+    """(cancelled, status, payload): only a QUEUED job is cancelled (its payload is returned
+    for refunds); status None = no such job here."""
+    row = await conn.fetchrow(
+        """WITH old AS (SELECT id, payload FROM jobs
+                        WHERE id = $1 AND account_id = $2 AND status = 'QUEUED' AND expires_at > now() FOR UPDATE)
+           UPDATE jobs AS j SET status = 'CANCELLED', payload = NULL, finished_at = now()
+           FROM old WHERE j.id = old.id RETURNING old.payload""",
+        job_id, account_id)
+    if row is not None:
+        return True, CANCELLED, decode_payload(row["payload"])
+    status = await conn.fetchval(
+        "SELECT status FROM jobs WHERE id = $1 AND account_id = $2 AND expires_at > now()", job_id, account_id)
+    return False, status, {}
+
+
+async def delete_expired(conn: asyncpg.Connection, limit: int = 1000) -> int:
+    """Expired jobs go with the ciphertext TTL (API.md)."""
+    return int((await conn.execute(
+        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE expires_at <= now() LIMIT $1)", limit)).split()[-1])
+
+
+# --- worker side ---------------------------------------------------------------------------------
+
+async def claim(conn: asyncpg.Connection, job_ids: Sequence[str], worker: str) -> dict[str, asyncpg.Record]:
+    """Claim jobs still QUEUED or RUNNING (a reclaimed message) and not expired: ``attempts``
+    goes up by one and is returned as this claim's fencing token. Jobs not returned are done,
+    cancelled or expired: their messages are acknowledged without work."""
+    rows = await conn.fetch(
+        """UPDATE jobs SET status = 'RUNNING', attempts = attempts + 1, worker = $2,
+                           started_at = COALESCE(started_at, now())
+           WHERE id = ANY($1::text[]) AND status IN ('QUEUED', 'RUNNING') AND expires_at > now()
+           RETURNING id, account_id, kind, operation, batch_key, attempts, is_async, payload, created_at,
+                     cost_units, cost_jpy""",
+        list(job_ids), worker)
+    return {r["id"]: r for r in rows}
+
+
+async def status_of(conn: asyncpg.Connection, job_ids: Sequence[str]) -> dict[str, str]:
+    rows = await conn.fetch("SELECT id, status FROM jobs WHERE id = ANY($1::text[])", list(job_ids))
+    return {r["id"]: r["status"] for r in rows}
+
+
+async def complete_jobs(conn: asyncpg.Connection, done: Sequence[tuple[Job, Outcome]]) -> list[str]:
+    """Write the end of several jobs in ONE transaction (the caller's, or one opened here):
+    lock the rows, skip every job whose row moved on (``attempts`` ≠ this claim's token, or
+    not RUNNING any more), write the others and run ``COMPLETION_HOOKS`` for each. Returns the
+    ids really completed by this call (the caller acknowledges the messages of all of them
+    either way: a skipped job belongs to a newer claim or is already final)."""
+    if not done:
+        return []
+    if not conn.is_in_transaction():
+        async with conn.transaction():
+            return await complete_jobs(conn, done)
+    by_id = {job.id: (job, out) for job, out in done}
+    rows = await conn.fetch("SELECT id, attempts, status FROM jobs WHERE id = ANY($1::text[]) FOR UPDATE",
+                            list(by_id))
+    live = [(by_id[r["id"]]) for r in rows
+            if r["status"] == RUNNING and r["attempts"] == by_id[r["id"]][0].attempt]
+    if not live:
+        return []
+    await conn.execute(
+        """UPDATE jobs AS j SET status = u.status, result = u.result::jsonb, error = u.error::jsonb,
+                                batch_size = u.batch_size, queue_ms = u.queue_ms, compute_ms = u.compute_ms,
+                                payload = NULL, finished_at = now()
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::float8[], $7::float8[])
+                AS u(id, status, result, error, batch_size, queue_ms, compute_ms)
+           WHERE j.id = u.id""",
+        [j.id for j, _ in live], [o.status for _, o in live],
+        [None if o.result is None else json.dumps(jsonb_safe(o.result)) for _, o in live],
+        [None if o.error is None else json.dumps(jsonb_safe(o.error)) for _, o in live],
+        [o.batch_size for _, o in live], [o.queue_ms for _, o in live], [o.compute_ms for _, o in live],
+    )
+    for job, out in live:
+        for hook in COMPLETION_HOOKS:
+            await hook(conn, job, out)
+    return [j.id for j, _ in live]
+
+
+async def complete_job(conn: asyncpg.Connection, job: Job, outcome: Outcome) -> bool:
+    """``complete_jobs`` for one job: True when this call completed it."""
+    return bool(await complete_jobs(conn, [(job, outcome)]))
+
+
+def job_from_row(row: asyncpg.Record, payload: dict[str, Any] | None = None) -> Job:
+    return Job(
+        id=row["id"], account_id=row["account_id"], kind=row["kind"], operation=row["operation"],
+        batch_key=row["batch_key"], attempt=row["attempts"], is_async=row["is_async"],
+        payload=payload if payload is not None else decode_payload(row["payload"]),
+        created_at=row["created_at"], cost_units=row["cost_units"], cost_jpy=row["cost_jpy"],
+    )
+
+
+@dataclass
+class ErrorInfo:
+    status: int
+    code: str
+    message: str
+    details: dict[str, Any] | None = field(default=None)
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"status": self.status, "code": self.code, "message": self.message}
+        if self.details:
+            d["details"] = self.details
+        return d
+
+
+def error_dict(exc: BaseException) -> dict[str, Any]:
+    """An exception as the job's stored error (the same status/code the API would answer)."""
+    from wavis.errors import WavisError  # noqa: PLC0415
+
+    from .errors import ApiError, from_library_error  # noqa: PLC0415
+
+    if isinstance(exc, WavisError):
+        exc = from_library_error(exc)
+    if isinstance(exc, ApiError):
+        return ErrorInfo(exc.status, exc.code, exc.message, exc.details).as_dict()
+    log.error("job failed with an unexpected error", exc_info=exc)
+    return ErrorInfo(500, "INTERNAL_ERROR", "the job failed with an internal error").as_dict()
