@@ -161,8 +161,9 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis/PostgreSQL hiccup: pause and go on
-                log.warning("worker read failed: %r", exc)
-                await asyncio.sleep(0.5)
+                if not await self._regroup(exc):
+                    log.warning("worker read failed: %r", exc)
+                    await asyncio.sleep(0.5)
 
     async def _reclaim_loop(self) -> None:
         """Take over messages pending on silent consumers (XAUTOCLAIM), from every shard."""
@@ -191,7 +192,21 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001
-                log.warning("worker reclaim failed: %r", exc)
+                if not await self._regroup(exc):
+                    log.warning("worker reclaim failed: %r", exc)
+
+    async def _regroup(self, exc: BaseException) -> bool:
+        """Redis lost the streams or groups (flushed, restarted without persistence): create
+        them again (messages written meanwhile are read from the start). True if that was it."""
+        if "NOGROUP" not in str(exc):
+            return False
+        try:
+            await streams.ensure_groups(self.app[REDIS], self.prefix, self.shards)
+            log.warning("job streams/groups were missing in Redis (flushed?); created them again")
+        except Exception as exc2:  # noqa: BLE001
+            log.warning("could not create the job streams again: %r", exc2)
+            await asyncio.sleep(0.5)
+        return True
 
     async def _accept(self, entries: list[tuple[str, str, dict]]) -> None:
         """Claim the jobs of freshly read (or reclaimed) messages and hand them to the batcher."""
