@@ -140,3 +140,68 @@ async def test_lru_discard_during_a_load_keeps_the_stale_value_out():
     lru.discard("k")
     assert await first == "old"  # the waiter gets what it asked for before the discard
     assert await lru.get("k", load) == "new"  # but the cache did not keep it
+
+
+async def test_lru_bounded_in_bytes_keeps_the_newest():
+    lru: AsyncLRU[str, bytes] = AsyncLRU(100, max_bytes=10, weigh=len)
+    lru.put("a", b"xxxx")
+    lru.put("b", b"yyyy")
+    assert lru.bytes == 8 and "a" in lru
+    lru.put("c", b"zzzz")  # 12 > 10: the least recently used goes
+    assert "a" not in lru and "b" in lru and "c" in lru and lru.bytes == 8
+    lru.put("big", b"q" * 50)  # larger than the bound on its own: it stays, alone
+    assert len(lru) == 1 and "big" in lru and lru.bytes == 50
+    lru.discard("big")
+    assert lru.bytes == 0 and len(lru) == 0
+
+
+async def test_batcher_closes_at_max_size_or_delay_and_bounds_slots():
+    from wavis.service.batcher import Batcher
+
+    batches: list[tuple[str, list[int]]] = []
+    running = 0
+    peak = 0
+    gate = asyncio.Event()
+
+    async def run(key, items):
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        batches.append((key, list(items)))
+        await gate.wait()
+        running -= 1
+
+    b = Batcher(run, max_size=3, max_delay_s=0.2, slots=1)
+    for i in range(3):
+        b.add("k", i)  # full at 3: closes at once, no delay
+    await asyncio.sleep(0.01)
+    assert batches == [("k", [0, 1, 2])]
+    b.add("k", 3)
+    b.add("j", 10)  # another key: its own batch
+    await asyncio.sleep(0.05)
+    assert len(batches) == 1  # neither full nor due, and the only slot is busy
+    for i in range(4, 8):
+        b.add("k", i)  # k is full again while it waits for the slot
+    gate.set()
+    await asyncio.sleep(0.3)
+    flat = [x for key, items in batches if key == "k" for x in items]
+    assert flat == list(range(8))  # FIFO per key, nothing lost, nothing twice
+    assert all(len(items) <= 3 for _, items in batches)
+    assert ("j", [10]) in batches  # closed by its delay
+    assert peak == 1  # never more batches at once than slots
+    assert b.waiting == 0 and b.running == 0
+
+
+async def test_batcher_zero_delay_groups_what_arrives_together():
+    from wavis.service.batcher import Batcher
+
+    batches = []
+
+    async def run(key, items):
+        batches.append(list(items))
+
+    b = Batcher(run, max_size=64, max_delay_s=0.0, slots=2)
+    for i in range(5):
+        b.add("k", i)  # one stream read: added in one go, before the loop runs the dispatch
+    await asyncio.sleep(0.01)
+    assert batches == [[0, 1, 2, 3, 4]]

@@ -185,6 +185,8 @@ def create_app(settings: Settings) -> web.Application:
         raise ValueError("create_app needs database_url and redis_url (see wavis.service.server)")
     if not settings.api_key_pepper:
         raise ValueError("create_app needs api_key_pepper (Settings.with_pepper())")
+    if settings.engine not in ("embedded", "remote"):
+        raise ValueError(f"engine must be 'embedded' or 'remote', got {settings.engine!r} (WAVIS_ENGINE)")
     settings = settings.with_master_key()
     app = web.Application(middlewares=CHAIN, client_max_size=1024 * 1024)
     app[SETTINGS] = settings

@@ -40,7 +40,7 @@ def create() -> Metrics:
         latency=Histogram("wavis_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
                           buckets=BUCKETS, registry=reg),
         in_flight=Gauge("wavis_http_requests_in_flight", "HTTP requests being handled", registry=reg),
-        queue_depth=Gauge("wavis_compute_queue_depth", "compute jobs waiting for a thread", registry=reg),
+        queue_depth=Gauge("wavis_compute_queue_depth", "compute jobs queued or running (all processes)", registry=reg),
         running=Gauge("wavis_compute_running", "compute jobs running", registry=reg),
         cache_usage=Gauge("wavis_ciphertext_cache_usage_ratio", "ciphertext store memory / maxmemory (NaN: no cap)",
                           registry=reg),

@@ -127,12 +127,12 @@ class Worker:
     async def _touch_held(self) -> None:
         """Reset the idle time of the messages this worker holds (XCLAIM to itself, JUSTID),
         so a batch that runs long is not taken over while this worker is alive. Messages idle
-        for less than a heartbeat were just (re)claimed and are left alone."""
+        for less than half a heartbeat were just (re)claimed and are left alone."""
         by_stream: dict[str, list[str]] = {}
         for (stream, eid) in list(self.held):
             by_stream.setdefault(stream, []).append(eid)
         redis = self.app[REDIS]
-        min_idle = int(self.settings.worker_heartbeat_s * 1000)
+        min_idle = int(self.settings.worker_heartbeat_s * 500)
         for stream, ids in by_stream.items():
             await redis.xclaim(stream, streams.GROUP, self.name, min_idle, ids, justid=True)
 

@@ -122,7 +122,7 @@ async def health(request: web.Request) -> web.Response:
         gpu_name=None,
         active_sessions=sessions if sessions is not None else 0,
         active_jobs=engine.running,
-        queue_depth=engine.queue_depth,
+        queue_depth=await job_queue_depth(app),
         ciphertext_cache_usage_pct=usage,
         ciphertext_cache_warning=bool(usage is not None and usage >= 80.0),
         ciphertext_evictions_total=deletions.get("lru") if deletions is not None else None,
@@ -157,6 +157,19 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response(ProbeResponse(status="ok" if ok else "unavailable", checks=checks), status=200 if ok else 503)
 
 
+async def job_queue_depth(app: web.Application) -> int:
+    """Jobs queued or running in the whole deployment (the job streams' length, ``streams``);
+    this process's pool queue when Redis does not answer."""
+    from .. import streams  # noqa: PLC0415
+
+    s = app[SETTINGS]
+    try:
+        async with asyncio.timeout(s.probe_timeout_s):
+            return await streams.queue_depth(app[REDIS], s.redis_prefix, s.job_shards)
+    except Exception:  # noqa: BLE001 - health never fails over a counter
+        return app[ENGINE].queue_depth
+
+
 @probes.get("/metrics")
 @access(Access.PUBLIC)
 @operational
@@ -167,7 +180,7 @@ async def metrics(request: web.Request) -> web.Response:
     app = request.app
     m = app[METRICS]
     engine = app[ENGINE]
-    m.queue_depth.set(engine.queue_depth)
+    m.queue_depth.set(await job_queue_depth(app))
     m.running.set(engine.running)
     usage = await _cache_usage(app)
     m.cache_usage.set(float("nan") if usage is None else usage / 100.0)
