@@ -80,10 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "worker":
-        setup_logging(getattr(logging, str(args.log_level).upper(), logging.INFO))
+        settings = Settings.from_env(data_dir=args.data_dir, compute_threads=args.threads)
+        setup_logging(getattr(logging, str(args.log_level).upper(), logging.INFO), settings.json_logs)
         from wavis.service.server import run_worker  # noqa: PLC0415
 
-        run_worker(Settings.from_env(data_dir=args.data_dir, compute_threads=args.threads))
+        run_worker(settings)
         return 0
 
     if args.command == "webhooks":
