@@ -323,7 +323,10 @@ async def test_worker_sigkilled_mid_batch_every_job_completes_exactly_once(tmp_p
             try:
                 from wavis.service import streams
 
-                assert await streams.queue_depth(r, cluster.prefix, 8) == 0  # all acknowledged and deleted
+                deadline = time.monotonic() + 10  # acknowledged and deleted right after the commit
+                while await streams.queue_depth(r, cluster.prefix, 8) != 0:
+                    assert time.monotonic() < deadline, "messages left on the job streams"
+                    await asyncio.sleep(0.1)
             finally:
                 await r.aclose()
     finally:
