@@ -112,11 +112,12 @@ async def work(app: web.Application) -> None:
 
 
 def run_worker(settings: Settings) -> None:
-    """``wavis worker``: the compute engine alone, consuming the job streams."""
+    """``wavis worker``: the compute engine alone, consuming the job streams (WAVIS_DATABASE_URL /
+    WAVIS_REDIS_URL, or the embedded servers of a ``wavis serve`` running on the same data dir)."""
     from .app import create_worker_app  # noqa: PLC0415
 
     settings = settings.with_master_key()
-    emb = embedded.start(settings.data_dir, database_url=settings.database_url, redis_url=settings.redis_url)
+    emb = embedded.attach(settings.data_dir, database_url=settings.database_url, redis_url=settings.redis_url)
     try:
         settings = replace(settings, database_url=emb.database_url, redis_url=emb.redis_url)
         asyncio.run(work(create_worker_app(settings)))
