@@ -104,13 +104,21 @@ def test_get_cuda_without_device_raises_backend_error():
 
 
 @pytest.mark.skipif(cuda_available(), reason="a CUDA device is present")
-def test_env_forcing_cuda_without_device_raises():
-    r = _run_py(
-        "import os\nos.environ['WAVIS_BACKEND']='cuda'\n"
-        "from wavis.backend import get\nfrom wavis.errors import BackendError\n"
-        "try:\n    get()\nexcept BackendError as e:\n    print('BackendError', e.code)\n"
-    )
-    assert "BackendError BACKEND_UNAVAILABLE" in r.stdout, r.stdout + r.stderr
+def test_service_setting_forcing_cuda_without_device_raises(monkeypatch):
+    """WAVIS_BACKEND is the service's setting (the library ignores the environment): asking the
+    service's device contexts for CUDA without a device is a BackendError, not a silent CPU."""
+    from wavis.backend import get
+    from wavis.errors import BackendError
+    from wavis.service.fhe import DeviceContexts
+    from wavis.service.settings import Settings
+
+    monkeypatch.setenv("WAVIS_BACKEND", "cuda")
+    assert get().name == "cpu"  # the library does not read the variable
+    s = Settings.from_env()
+    assert s.compute_backend == "cuda"
+    with pytest.raises(BackendError) as e:
+        DeviceContexts(s.compute_backend).backend
+    assert e.value.code == "BACKEND_UNAVAILABLE"
 
 
 def test_ntt_plan_covers_every_bit():

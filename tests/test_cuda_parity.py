@@ -330,26 +330,24 @@ def ckks_cpu():
 
 
 def _ev_pair(dev, ckks_cpu, resident: bool):
-    from wavis.backend.cuda import to_device
     from wavis.ckks import Evaluator
 
     params, kg, evk, *_ = ckks_cpu
     gev = Evaluator(params, evk, backend=dev)
     if resident:
-        gev = Evaluator(params, to_device(evk, gev.ctx), backend=dev)
+        gev = Evaluator(params, gev.context.to_device(evk), backend=dev)
     return Evaluator(params, evk, backend=cpu_backend()), gev
 
 
 @pytest.mark.parametrize("resident", [True, False])
 def test_ckks_multiply_rotate_bit_exact(dev, ckks_cpu, resident):
-    from wavis.backend.cuda import to_device, to_host
 
     params, kg, evk, enc, encr, dec = ckks_cpu
     cev, gev = _ev_pair(dev, ckks_cpu, resident)
     rng = np.random.default_rng(11)
     x, y = rng.uniform(-1, 1, params.slot_count), rng.uniform(-1, 1, params.slot_count)
     cx, cy = encr.encrypt(enc.encode(x)), encr.encrypt(enc.encode(y))
-    gx, gy = (to_device(cx, gev.ctx), to_device(cy, gev.ctx)) if resident else (cx, cy)
+    gx, gy = (gev.context.to_device(cx), gev.context.to_device(cy)) if resident else (cx, cy)
 
     pairs = [
         (cev.multiply(cx, cy), gev.multiply(gx, gy), x * y),
@@ -362,7 +360,7 @@ def test_ckks_multiply_rotate_bit_exact(dev, ckks_cpu, resident):
     conj_c, conj_g = cev.conjugate(cx), gev.conjugate(gx)
     pairs.append((conj_c, conj_g, x))
     for rc, rg, want in pairs:
-        rg_h = to_host(rg, gev.ctx)
+        rg_h = gev.context.to_host(rg)
         assert rg_h.level == rc.level and rg_h.scale == rc.scale
         assert np.array_equal(np.asarray(rg_h.data), rc.data)  # integer ops are bit-exact
         got = enc.decode(dec.decrypt(rg_h)).real
@@ -372,12 +370,11 @@ def test_ckks_multiply_rotate_bit_exact(dev, ckks_cpu, resident):
 def test_ckks_multiply_rotate_stay_on_device(dev, ckks_cpu, monkeypatch):
     """multiply (relinearize + rescale) and rotate on resident data never copy to the host
     (the ModDown overshoot estimate runs on the device)."""
-    from wavis.backend.cuda import to_device
 
     params, kg, evk, enc, encr, dec = ckks_cpu
     _, gev = _ev_pair(dev, ckks_cpu, True)
     x = np.random.default_rng(3).uniform(-1, 1, params.slot_count)
-    gx = to_device(encr.encrypt(enc.encode(x)), gev.ctx)
+    gx = gev.context.to_device(encr.encrypt(enc.encode(x)))
     gev.multiply(gx, gx), gev.rotate(gx, 1)  # warm the per-context table caches
     calls = []
     ctx = gev.ctx
@@ -389,7 +386,6 @@ def test_ckks_multiply_rotate_stay_on_device(dev, ckks_cpu, monkeypatch):
 
 
 def test_ckks_hoisted_and_matmul(dev, ckks_cpu):
-    from wavis.backend.cuda import to_device, to_host
     from wavis.ckks.linalg import matmul
 
     params, kg, evk, enc, encr, dec = ckks_cpu
@@ -397,13 +393,13 @@ def test_ckks_hoisted_and_matmul(dev, ckks_cpu):
     rng = np.random.default_rng(12)
     x = rng.uniform(-1, 1, params.slot_count)
     cx = encr.encrypt(enc.encode(x))
-    gx = to_device(cx, gev.ctx)
+    gx = gev.context.to_device(cx)
     outs_c, outs_g = cev.rotate_many(cx, [1, 2, 5]), gev.rotate_many(gx, [1, 2, 5])
     for s in (1, 2, 5):
-        assert np.array_equal(to_host(outs_g[s], gev.ctx).data, outs_c[s].data)
+        assert np.array_equal(gev.context.to_host(outs_g[s]).data, outs_c[s].data)
     m = rng.uniform(-1, 1, (16, 16))
     rc, rg = matmul(cev, m, cx), matmul(gev, m, gx)
-    rg = to_host(rg, gev.ctx)
+    rg = gev.context.to_host(rg)
     assert np.array_equal(rg.data, rc.data)
     got = enc.decode(dec.decrypt(rg)).real[:16]
     assert np.max(np.abs(got - m @ x[:16])) < 1e-4
@@ -411,7 +407,6 @@ def test_ckks_hoisted_and_matmul(dev, ckks_cpu):
 
 def test_ckks_keygen_on_device_matches_cpu(dev):
     """The same seed gives bit-identical keys on both backends (sampling is on the host)."""
-    from wavis.backend.cuda import to_host
     from wavis.ckks import CkksParameters, KeyGenerator
 
     params = CkksParameters(poly_degree=1024, scale_bits=40, max_depth=2, security_level="testing", dnum=2)
@@ -419,7 +414,7 @@ def test_ckks_keygen_on_device_matches_cpu(dev):
     kd = KeyGenerator(params, seed=b"s" * 32, backend=dev)
     assert kc.key_tag == kd.key_tag
     ec = kc.evaluation_keys(galois_steps=[1, 7])
-    ed = to_host(kd.evaluation_keys(galois_steps=[1, 7]), dev.ring_context(params.poly_degree, params.all_moduli))
+    ed = kd.context.to_host(kd.evaluation_keys(galois_steps=[1, 7]))
     assert np.array_equal(ec.relin_key.data, ed.relin_key.data)
     for gk in ec.galois_keys:
         assert np.array_equal(ec.galois_keys[gk].data, ed.galois_keys[gk].data)

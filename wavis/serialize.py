@@ -297,7 +297,7 @@ def loads(blob: bytes, expected_type: type | None = None, params: CkksParameters
     r.done()
     if np.any(np.abs(coeffs) > 1):
         raise CiphertextFormatError("secret key is not ternary")
-    from .backend import get as get_backend
+    from .backend import host as get_backend
 
     ctx = (backend or get_backend()).ring_context(n, params.all_moduli)
     idx = list(range(len(params.all_moduli)))

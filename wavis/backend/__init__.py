@@ -7,8 +7,11 @@ compositions a backend delegates to explicitly).
 * ``"cpu"``  — the C++ core ``wavis._core`` (always available; the bit-exact oracle);
 * ``"cuda"`` — CuPy + ``kernels/*.cu`` (:mod:`wavis.backend.cuda`); raises
   :class:`wavis.errors.BackendError` when CuPy or a CUDA device is missing;
-* ``"auto"`` (default) — the environment variable ``WAVIS_BACKEND`` if set, else CUDA when
-  ``wavis.backend.cuda`` imports and a device exists, else CPU.
+* ``"auto"`` (default) — CUDA when ``wavis.backend.cuda`` imports and a device exists, else CPU.
+
+The library never picks a backend by itself: the schemes compute in a context built on an
+explicit backend (``CkksContext(params, get("cuda"))``); constructors given only parameters use
+the CPU context. The service names its backend in its settings (``WAVIS_BACKEND``).
 
 ``host()`` is the CPU backend: the host-side helpers (ChaCha20 CSPRNG, NTT-prime search) that
 :mod:`wavis.ring` reaches native code through.
@@ -19,7 +22,6 @@ Importing this package never imports CuPy; only ``get("cuda")``/``get("auto")`` 
 from __future__ import annotations
 
 import functools
-import os
 
 from wavis.errors import BackendError
 
@@ -71,15 +73,10 @@ def available() -> list[str]:
 def get(name: str = "auto") -> Backend:
     """The backend ``name`` (``"auto"``, ``"cpu"`` or ``"cuda"``), one instance per process.
 
-    ``"auto"`` honours ``WAVIS_BACKEND`` (``cpu``/``cuda``/``auto``), then prefers CUDA when a
-    device exists. Raises :class:`wavis.errors.BackendError` for an unknown name or when
-    ``"cuda"`` is requested (explicitly or through ``WAVIS_BACKEND``) without a usable device.
+    ``"auto"`` prefers CUDA when a device exists. Raises :class:`wavis.errors.BackendError` for an
+    unknown name or when ``"cuda"`` is requested without a usable device.
     """
-    name = (name or "auto").lower()
-    if name == "auto":
-        env = os.environ.get("WAVIS_BACKEND", "").strip().lower()
-        if env and env != "auto":
-            name = env
+    name = (name or "auto").strip().lower()
     if name == "cpu":
         return _cpu()
     if name == "cuda":

@@ -13,7 +13,7 @@
   kernel returns the unique residue in ``[0, q)``.
 * Inputs may be NumPy or CuPy arrays (NumPy inputs are uploaded; a NumPy ``out`` is written
   back), so the CKKS layer runs unchanged; keep data resident (``asarray`` once,
-  :func:`to_device` for ciphertexts and keys) for speed.
+  :meth:`wavis.ckks.CkksContext.to_device` for ciphertexts and keys) for speed.
 * ``crt_compose`` (decryption/decoding only) copies to the host and uses the CPU oracle.
 
 CuPy is imported only in this module, and only when a :class:`CudaBackend` is built. The device
@@ -43,8 +43,6 @@ __all__ = [
     "CudaRingContext",
     "kernel_dir",
     "kernel_source",
-    "to_device",
-    "to_host",
 ]
 
 _U64 = np.uint64
@@ -837,35 +835,3 @@ class CudaBackend(DeviceBackend):
 
     def __repr__(self) -> str:
         return f"CudaBackend(device={self._dev.device_id}: {self._dev.name}, sm_{self._dev.cc[0]}{self._dev.cc[1]})"
-
-
-# --------------------------------------------------------------------- object movement ---
-def _map_arrays(obj, fn):
-    """Copy of a CKKS object (Ciphertext, Plaintext, keys, EvaluationKeys) with fn applied to
-    every ``data`` array."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        changes = {}
-        for f in dataclasses.fields(obj):
-            v = getattr(obj, f.name)
-            if f.name == "data" and hasattr(v, "shape"):
-                changes[f.name] = fn(v)
-            elif isinstance(v, dict):
-                changes[f.name] = {k: _map_arrays(x, fn) for k, x in v.items()}
-            elif dataclasses.is_dataclass(v):
-                changes[f.name] = _map_arrays(v, fn)
-        return dataclasses.replace(obj, **changes)
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_map_arrays(x, fn) for x in obj)
-    return obj
-
-
-def to_device(obj, ctx: CudaRingContext):
-    """The object with its ``data`` arrays resident on ``ctx``'s device."""
-    return _map_arrays(obj, ctx.asarray)
-
-
-def to_host(obj, ctx: CudaRingContext):
-    """The object with its ``data`` arrays as NumPy arrays."""
-    return _map_arrays(obj, ctx.to_numpy)

@@ -7,8 +7,13 @@ Typical use::
     enc, ev = Encoder(params), Evaluator(params, kg.evaluation_keys())
     ct = Encryptor(params, kg.public_key()).encrypt(enc.encode(x))
     y = enc.decode(Decryptor(params, kg.secret_key).decrypt(ev.multiply(ct, ct))).real
+
+Every object computes in a :class:`CkksContext` (parameters × backend); passing ``params`` uses
+the default CPU context. On a GPU: ``ctx = CkksContext(params, wavis.backend.get("cuda"))`` and
+``Evaluator(ctx, evk)`` (the keys are moved onto the device once).
 """
 
+from .context import CkksContext
 from .encoder import Encoder
 from .encryptor import Decryptor, Encryptor
 from .evaluator import Evaluator
@@ -19,6 +24,7 @@ from .structures import (
 )
 
 __all__ = [
+    "CkksContext",
     "CkksParameters", "Encoder", "Encryptor", "Decryptor", "Evaluator", "KeyGenerator", "galois_element",
     "Ciphertext", "Plaintext", "PublicKey", "SecretKey", "EvaluationKeys", "KeySwitchingKey",
     "RelinearizationKey", "GaloisKey",

@@ -15,6 +15,7 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import EncodingError, LevelError
+from .context import CkksContext, context_of
 from .params import CkksParameters
 from .structures import Plaintext
 
@@ -25,16 +26,16 @@ class Encoder:
     """Encode complex/real vectors into :class:`Plaintext` polynomials and back.
 
     Args:
-        params: the scheme parameters (gives N and the default scale Δ = 2^scale_bits).
-        backend: optional compute backend (default ``wavis.backend.get()``).
+        params: a :class:`CkksContext`, or the scheme parameters (gives N and the default scale
+            Δ = 2^scale_bits; then the default CPU context, or the context of ``backend``).
+        backend: with parameters only: the backend whose context to use.
     """
 
-    def __init__(self, params: CkksParameters, backend=None) -> None:
-        from ..backend import get as get_backend
-
-        self.params = params
-        self.backend = backend or get_backend()
-        self.ctx = self.backend.ring_context(params.poly_degree, params.all_moduli)
+    def __init__(self, params: "CkksParameters | CkksContext", backend=None) -> None:
+        self.context = context_of(params, backend)
+        self.params = self.context.params
+        self.backend = self.context.backend
+        self.ctx = self.context.ring
 
     @cached_property
     def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..errors import KeyMismatchError, ParameterError
 from ..ring.sampling import Sampler
+from .context import CkksContext, context_of
 from .params import CkksParameters
 from .structures import Ciphertext, Plaintext, PublicKey, SecretKey
 
@@ -20,20 +21,22 @@ class Encryptor:
     """Encrypts plaintexts under a :class:`PublicKey`.
 
     Args:
-        params: scheme parameters; public_key: the key; seed: 32 bytes for tests only.
+        params: a :class:`CkksContext` or the scheme parameters (then the default CPU context, or the
+            context of ``backend``); public_key: the key; seed: 32 bytes for tests only.
 
     Raises:
         KeyMismatchError: the key or a plaintext belongs to other parameters.
     """
 
-    def __init__(self, params: CkksParameters, public_key: PublicKey, seed: bytes | None = None, backend=None):
-        from ..backend import get as get_backend
-
+    def __init__(self, params: "CkksParameters | CkksContext", public_key: PublicKey, seed: bytes | None = None,
+                 backend=None):
+        self.context = context_of(params, backend)
+        params = self.context.params
         _check_fp(public_key, params, "public key")
         self.params = params
         self.public_key = public_key
-        self.backend = backend or get_backend()
-        self.ctx = self.backend.ring_context(params.poly_degree, params.all_moduli)
+        self.backend = self.context.backend
+        self.ctx = self.context.ring
         self.sampler = Sampler(seed)
 
     def encrypt(self, pt: Plaintext) -> Ciphertext:
@@ -70,14 +73,14 @@ class Decryptor:
         KeyMismatchError: ciphertext of other parameters or of another key.
     """
 
-    def __init__(self, params: CkksParameters, secret_key: SecretKey, backend=None):
-        from ..backend import get as get_backend
-
+    def __init__(self, params: "CkksParameters | CkksContext", secret_key: SecretKey, backend=None):
+        self.context = context_of(params, backend)
+        params = self.context.params
         _check_fp(secret_key, params, "secret key")
         self.params = params
         self.secret_key = secret_key
-        self.backend = backend or get_backend()
-        self.ctx = self.backend.ring_context(params.poly_degree, params.all_moduli)
+        self.backend = self.context.backend
+        self.ctx = self.context.ring
 
     def decrypt(self, ct: Ciphertext) -> Plaintext:
         """Returns the Plaintext m + e (NTT domain) at the ciphertext's level and scale."""

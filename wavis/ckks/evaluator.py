@@ -18,6 +18,7 @@ from ..errors import (
     ParameterError, ScaleMismatchError,
 )
 from . import keyswitch as ks
+from .context import CkksContext, context_of
 from .keys import galois_element
 from .params import CkksParameters
 from .structures import Ciphertext, EvaluationKeys, KeySwitchingKey, Plaintext
@@ -43,38 +44,36 @@ class Evaluator:
     """Homomorphic operations on ciphertexts of one key pair.
 
     Args:
-        params: scheme parameters.
+        params: the :class:`CkksContext` to compute in (parameters × backend), or the parameters
+            (then the default CPU context, or the context of ``backend``).
         eval_keys: the key pair's :class:`EvaluationKeys` (relinearization key for
-            multiply; Galois keys for rotations). Without them only linear ops work.
-        backend: compute backend (default ``wavis.backend.get()``).
+            multiply; Galois keys for rotations). Without them only linear ops work. They are
+            moved onto the context's device once (no copy on the CPU).
+        backend: with parameters only: the backend whose context to use.
 
     Every method raises :class:`KeyMismatchError` for operands of other parameters or
-    keys and never mutates its inputs.
+    keys and never mutates its inputs. Raises ParameterError for a context with a backend other
+    than ``backend``.
     """
 
-    def __init__(self, params: CkksParameters, eval_keys: EvaluationKeys | None = None, backend=None):
-        from ..backend import get as get_backend
-
+    def __init__(self, params: "CkksParameters | CkksContext", eval_keys: EvaluationKeys | None = None,
+                 backend=None):
+        context = context_of(params, backend)
+        params = context.params
         if eval_keys is not None and eval_keys.params_fingerprint != params.fingerprint:
             raise KeyMismatchError("evaluation keys belong to other parameters")
+        self.context = context
         self.params = params
-        self.eval_keys = eval_keys
-        self.backend = backend or get_backend()
-        self.ctx = self.backend.ring_context(params.poly_degree, params.all_moduli)
-        self._p_idx = params.special_index()
-        big_p = math.prod(params.special_moduli)
-        self._p_inv = [pow(big_p % q, -1, q) for q in params.moduli]
-        self._idx_cache: dict[int, tuple[list[int], list[tuple[int, int]]]] = {}
+        self.backend = context.backend
+        self.ctx = context.ring
+        self.eval_keys = context.to_device(eval_keys) if eval_keys is not None else None
+        self._p_idx = context.special_index
+        self._p_inv = context.p_inv
         self._enc = None
 
     def _ks_plan(self, level: int) -> tuple[list[int], list[tuple[int, int]]]:
         """(q indices 0..level, key-switching digits truncated to the level)."""
-        plan = self._idx_cache.get(level)
-        if plan is None:
-            digits = [(s, min(e, level + 1)) for s, e in self.params.digits if s <= level]
-            plan = (list(range(level + 1)), digits)
-            self._idx_cache[level] = plan
-        return plan
+        return self.context.ks_plan(level)
 
     # -- checks -----------------------------------------------------------------------------------
     def _check(self, *cts: Ciphertext) -> None:
@@ -319,7 +318,7 @@ class Evaluator:
         if self._enc is None:
             from .encoder import Encoder
 
-            self._enc = Encoder(self.params, self.backend)
+            self._enc = Encoder(self.context)
         return self._enc
 
     def _as_plain(self, values, level: int, scale: float) -> Plaintext:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..ring.sampling import Sampler, expand_uniform
+from .context import CkksContext, context_of
 from .params import CkksParameters
 from .structures import EvaluationKeys, GaloisKey, KeySwitchingKey, PublicKey, RelinearizationKey, SecretKey
 
@@ -40,20 +41,20 @@ class KeyGenerator:
     """Generates a fresh key pair and its evaluation keys.
 
     Args:
-        params: scheme parameters.
+        params: a :class:`CkksContext`, or the scheme parameters (then the default CPU context, or
+            the context of ``backend``).
         seed: 32 bytes for reproducible tests only; ``None`` (default) draws OS randomness.
-        backend: compute backend (default ``wavis.backend.get()``).
+        backend: with parameters only: the backend whose context to use.
 
     Raises:
         ParameterError: a seed that is not 32 bytes.
     """
 
-    def __init__(self, params: CkksParameters, seed: bytes | None = None, backend=None) -> None:
-        from ..backend import get as get_backend
-
-        self.params = params
-        self.backend = backend or get_backend()
-        self.ctx = self.backend.ring_context(params.poly_degree, params.all_moduli)
+    def __init__(self, params: "CkksParameters | CkksContext", seed: bytes | None = None, backend=None) -> None:
+        self.context = context_of(params, backend)
+        params = self.params = self.context.params
+        self.backend = self.context.backend
+        self.ctx = self.context.ring
         self.sampler = Sampler(seed)
         n = params.poly_degree
         self._all_idx = list(range(len(params.all_moduli)))

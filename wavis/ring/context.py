@@ -136,20 +136,22 @@ class Context:
         return self.keys.evict(key_id)
 
     # -- default contexts ------------------------------------------------------------------
-    _defaults: dict[tuple[type, Hashable], "Context"] = {}
+    _defaults: dict[tuple[type, Hashable, int], "Context"] = {}
     _defaults_lock = threading.Lock()
 
     @classmethod
-    def default(cls, params: Any) -> "Context":
-        """The process-wide context of ``params`` on the CPU backend (what constructors called
-        without a context use). One per (context class, parameters)."""
+    def default(cls, params: Any, backend: Any = None) -> "Context":
+        """The process-wide context of ``params`` on ``backend`` (default: the CPU backend, the
+        oracle); what the constructors called with parameters instead of a context use. One per
+        (context class, parameters, backend object)."""
         from ..backend import host
 
-        key = (cls, params)
+        backend = host() if backend is None else backend
+        key = (cls, params, id(backend))
         with Context._defaults_lock:
             ctx = Context._defaults.get(key)
-        if ctx is None:
-            ctx = cls(params, host())
+        if ctx is None or ctx.backend is not backend:
+            ctx = cls(params, backend)
             with Context._defaults_lock:
                 ctx = Context._defaults.setdefault(key, ctx)
         return ctx

@@ -11,7 +11,7 @@ from typing import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from . import blobstore, db, metrics, openapi
+from . import blobstore, db, fhe, metrics, openapi
 from .access import Access, access, doc
 from .ctstore import CiphertextStore
 from .engine import ComputeEngine
@@ -98,6 +98,7 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
     engine = ComputeEngine(s.compute_threads, s.compute_queue_max, s.eval_key_cache_entries,
                            s.eval_key_cache_bytes)
+    engine.contexts = fhe.DeviceContexts(s.compute_backend)  # one context per parameter set on the device
     app[ENGINE] = engine
     try:
         yield

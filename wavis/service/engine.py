@@ -116,6 +116,7 @@ class ComputeEngine:
         from .fhe import evaluator_bytes  # noqa: PLC0415
 
         self.evaluators: AsyncLRU[str, Any] = AsyncLRU(eval_key_cache_entries, eval_key_cache_bytes, evaluator_bytes)
+        self.contexts: Any = None  # fhe.DeviceContexts of the compute device (set by the app; None: CPU)
 
     async def submit(self, fn: Callable[..., T], *args: Any) -> Timed[T]:
         """Run ``fn(*args)`` on the pool. A job counts in ``in_flight`` (so in ``running``,

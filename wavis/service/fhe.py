@@ -23,6 +23,46 @@ def _ckks():
     return ckks, serialize
 
 
+class DeviceContexts:
+    """The service's compute device: one :class:`wavis.ckks.CkksContext` per parameter set on
+    one backend (named explicitly by the settings: ``WAVIS_BACKEND``, default ``cpu``). Evaluation
+    keys are loaded onto a context's device when their Evaluator is built (the engine's LRU of
+    evaluators bounds what stays resident). Thread-safe; contexts are built on first use, on the
+    compute threads (their ring tables cost milliseconds)."""
+
+    def __init__(self, backend: Any = "cpu") -> None:
+        import threading  # noqa: PLC0415
+
+        self.backend_name = backend if isinstance(backend, str) else backend.name
+        self._backend = None if isinstance(backend, str) else backend
+        self._contexts: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def backend(self):
+        if self._backend is None:
+            from wavis.backend import get  # noqa: PLC0415
+
+            self._backend = get(self.backend_name)
+        return self._backend
+
+    def get(self, params):
+        """The context of ``params`` on this device."""
+        ckks, _ = _ckks()
+        with self._lock:
+            ctx = self._contexts.get(params)
+        if ctx is None:
+            ctx = ckks.CkksContext(params, self.backend)
+            with self._lock:
+                ctx = self._contexts.setdefault(params, ctx)
+        return ctx
+
+
+def _context(params, contexts: DeviceContexts | None):
+    ckks, _ = _ckks()
+    return contexts.get(params) if contexts is not None else ckks.CkksContext.default(params)
+
+
 def build_params(params: dict[str, Any]):
     ckks, _ = _ckks()
     return ckks.CkksParameters.from_dict(params)
@@ -73,9 +113,11 @@ def fresh_ciphertext_bytes(params: Any, key_tag: bytes) -> int:
     return len(serialize.dumps(zero))
 
 
-def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b64: str, limits: Limits) -> ParsedKeys:
+def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b64: str, limits: Limits,
+                     contexts: DeviceContexts | None = None) -> ParsedKeys:
     """Rebuild the parameters, parse and validate both blobs against them, and measure a fresh
-    ciphertext (its size sets the upload limit for this key: API.md "Sizes")."""
+    ciphertext (its size sets the upload limit for this key: API.md "Sizes"). The Evaluator is
+    built on the service's device (``contexts``; default: the CPU context)."""
     ckks, serialize = _ckks()
     params = ckks.CkksParameters.from_dict(params_in)
     pk_bytes = serialize.b64decode(public_key_b64)
@@ -113,19 +155,20 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
         conjugation=conj,
         public_key=pk_bytes,
         eval_key=evk_bytes,
-        evaluator=ckks.Evaluator(params, evk),
+        evaluator=ckks.Evaluator(_context(params, contexts), evk),
         ciphertext_body_limit=body_limit,
         is_secure=bool(getattr(params, "is_secure", True)),
     )
 
 
-def load_evaluator(params: Any, eval_key: bytes, parts: list[bytes] = ()):
-    """The Evaluator of a stored key: its evaluation-key blob plus any Galois-key chunks."""
+def load_evaluator(params: Any, eval_key: bytes, parts: list[bytes] = (), contexts: DeviceContexts | None = None):
+    """The Evaluator of a stored key: its evaluation-key blob plus any Galois-key chunks, loaded
+    onto the service's device (``contexts``; default: the CPU context)."""
     ckks, serialize = _ckks()
     evk = serialize.loads(eval_key, expected_type=ckks.EvaluationKeys, params=params)
     for blob in parts:
         evk.galois_keys.update(serialize.loads(blob, expected_type=ckks.EvaluationKeys, params=params).galois_keys)
-    return ckks.Evaluator(params, evk)
+    return ckks.Evaluator(_context(params, contexts), evk)
 
 
 def evaluator_bytes(evaluator: Any) -> int:

@@ -59,6 +59,7 @@ class Settings:
     eval_key_cache_entries: int = 8
     compute_threads: int = max(2, os.cpu_count() or 2)
     compute_queue_max: int = 256  # jobs waiting for a thread; beyond → 503 + Retry-After
+    compute_backend: str = "cpu"  # WAVIS_BACKEND: the device CKKS evaluates on ("cpu" or "cuda")
     upstream_timeout_s: float = 5.0  # every Postgres/Redis call from a request
     probe_timeout_s: float = 2.0  # /health probes
     db_pool_min: int = 1
@@ -117,6 +118,7 @@ class Settings:
             sweep_interval_s=float(env.get("WAVIS_SWEEP_INTERVAL_S") or cls.sweep_interval_s),
             eval_key_cache_entries=_env_int("WAVIS_EVAL_KEY_CACHE", cls.eval_key_cache_entries),
             compute_threads=_env_int("WAVIS_COMPUTE_THREADS", cls.compute_threads),
+            compute_backend=(env.get("WAVIS_BACKEND") or cls.compute_backend).strip().lower(),
             hsts=_env_bool("WAVIS_HSTS"),
             stripe_configured=bool(env.get("WAVIS_STRIPE_SECRET_KEY")),
             trust_forwarded_for=_env_bool("WAVIS_TRUST_X_FORWARDED_FOR"),

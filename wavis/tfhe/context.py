@@ -30,8 +30,8 @@ class TfheContext(Context):
         self.lwe = backend.lwe(self.params)
 
     @classmethod
-    def default(cls, params: "TfheParameters | str") -> "TfheContext":
-        return super().default(get_preset(params))
+    def default(cls, params: "TfheParameters | str", backend: Any = None) -> "TfheContext":
+        return super().default(get_preset(params), backend)
 
     def load_server_key(self, server_key) -> Any:
         """Make ``server_key`` (:class:`wavis.tfhe.ServerKey`) resident on this context's device

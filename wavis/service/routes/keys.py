@@ -61,7 +61,7 @@ async def evaluator_for_app(app: web.Application, row: asyncpg.Record):
             parts = await repo.get_eval_key_parts(conn, row["id"]) if blob is not None else []
         if blob is None:
             raise not_found("key", key_id=row["id"])
-        return await engine.run(fhe.load_evaluator, params, blob, parts)
+        return await engine.run(fhe.load_evaluator, params, blob, parts, engine.contexts)
 
     return params, await engine.evaluators.get(row["id"], load)
 
@@ -92,7 +92,7 @@ async def upload_key(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     limits = request.app[SETTINGS].limits
     parsed: fhe.ParsedKeys = await engine.run(
-        fhe.parse_key_upload, req.params.model_dump(), req.public_key, req.eval_key, limits
+        fhe.parse_key_upload, req.params.model_dump(), req.public_key, req.eval_key, limits, engine.contexts
     )
     del req  # drop the base64 text early
     async with db(request) as conn:
