@@ -105,11 +105,17 @@ async def make_client(aiohttp_client):
 
     async def factory(settings, setup=None):
         """``setup(app)`` may add test-only routes before the app starts."""
+        from aiohttp.test_utils import TestServer
+
+        from wavis.service.server import RUNNER_OPTIONS
+
         await clear_redis_prefix(settings.redis_url, settings.redis_prefix)
         app = create_app(settings)
         if setup is not None:
             setup(app)
-        return await aiohttp_client(app)
+        server = TestServer(app)
+        await server.start_server(**RUNNER_OPTIONS)  # as `wavis serve` runs it (bodies decoded by the app)
+        return await aiohttp_client(server)
 
     return factory
 

@@ -92,7 +92,7 @@ async def test_concurrent_chunks_keep_every_step_and_repeats_are_not_stored(api,
 
     from wavis.service.state import DB
 
-    h = bearer(await api.account())
+    h = bearer(await api.account(plan="pro"))  # pro: 8 concurrent heavy requests (admission)
     parts = pair.upload_parts(max_bytes=1)
     key_id = (await (await api.post("/api/v1/keys/upload", json=parts[0], headers=h)).json())["key_id"]
     resps = await asyncio.gather(*(api.post(f"/api/v1/keys/{key_id}/galois-keys", json=b, headers=h)

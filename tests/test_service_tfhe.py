@@ -380,7 +380,7 @@ async def test_delete_idle_expiry_and_session_cap(api, dev):
     # ... also under concurrent creations (the cap is re-checked under a per-account lock)
     import asyncio
 
-    fresh = Tfhe(api, await api.account())
+    fresh = Tfhe(api, await api.account(plan="pro"))  # pro: 8 concurrent heavy requests (admission)
     store.config = TfheConfig(cache_entries=4, idle_s=3600, max_sessions_per_account=2)
     resps = await asyncio.gather(*(fresh.post("/tfhe/session", {"preset": PRESET}) for _ in range(5)))
     assert sorted(r.status for r in resps) == [201, 201, 409, 409, 409]

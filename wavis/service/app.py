@@ -4,6 +4,7 @@ so embedded and external servers go through exactly this code)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import AsyncIterator
@@ -11,15 +12,17 @@ from typing import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from . import blobstore, db, fhe, metrics, openapi
+from . import blobstore, db, fhe, metrics, openapi, pools, protocol
+from .admission import Admission, default_memory_budget
+from .protocol import SERVER_NAME
 from .access import Access, access, doc
 from .ctstore import CiphertextStore
 from .engine import ComputeEngine
 from .middleware import CHAIN
 from .routes import apikeys, ciphertexts, compute, health, jobs, keys, onboarding, tfhe, webhooks
 from .settings import Settings
-from .state import (CTSTORE, DB, DISPATCHER, ENGINE, METRICS, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT,
-                    WEBHOOK_RESOLVER, WEBHOOK_WORKER, WORKER)
+from .state import (ADMISSION, CTSTORE, DB, DISPATCHER, ENGINE, LOOP_LAG, METRICS, PROBE_DB, PROBE_REDIS, REDIS,
+                    SETTINGS, SHUTTING_DOWN, STARTED_AT, WEBHOOK_RESOLVER, WEBHOOK_WORKER, WORKER)
 from .sweeper import sweeper_ctx
 from .tfhe_store import tfhe_ctx
 
@@ -40,15 +43,22 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The request pool (``pools.PgPool``: a bounded wait, then 503) and /health's own small
+    pool, so a saturated request pool reads as "degraded", never as PostgreSQL being down."""
     s = app[SETTINGS]
-    pool = await db.create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
+    raw = await db.create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
+    probe = None
     try:
-        async with pool.acquire() as conn:
+        async with raw.acquire() as conn:
             await db.migrate(conn)
-        app[DB] = pool
+        probe = await db.create_pool(s.database_url, min_size=0, max_size=3, command_timeout=s.probe_timeout_s)
+        app[DB] = pools.PgPool(raw, s.pool_wait_s)
+        app[PROBE_DB] = probe
         yield
     finally:
-        await pool.close()
+        if probe is not None:
+            await probe.close()
+        await raw.close()
 
 
 async def warn_if_redis_evicts(client) -> str | None:
@@ -68,10 +78,10 @@ async def warn_if_redis_evicts(client) -> str | None:
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
-    client = aioredis.from_url(
-        s.redis_url, socket_timeout=s.upstream_timeout_s, socket_connect_timeout=s.upstream_timeout_s,
-        health_check_interval=30,
-    )
+    client = pools.redis_client(s.redis_url, max_connections=s.redis_max_connections, wait_s=s.pool_wait_s,
+                                socket_timeout=s.upstream_timeout_s)
+    app[PROBE_REDIS] = pools.redis_client(s.redis_url, max_connections=4, wait_s=s.probe_timeout_s,
+                                          socket_timeout=s.probe_timeout_s)
     try:
         try:
             await client.ping()
@@ -82,6 +92,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await client.aclose()
+        await app[PROBE_REDIS].aclose()
 
 
 async def ctstore_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -92,6 +103,19 @@ async def ctstore_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await blobs.close()
+
+
+async def loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
+    lag = app[LOOP_LAG] = pools.LoopLag()
+    task = asyncio.create_task(lag.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
 
 
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -177,6 +201,11 @@ def create_worker_app(settings: Settings) -> web.Application:
     return app
 
 
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """No banner with versions (aiohttp would send ``Python/3.x aiohttp/3.y``)."""
+    response.headers["Server"] = SERVER_NAME
+
+
 async def _mark_shutdown(app: web.Application) -> None:
     app[SHUTTING_DOWN][0] = True
 
@@ -195,9 +224,12 @@ def create_app(settings: Settings) -> web.Application:
     app[SHUTTING_DOWN] = [False]
     app[METRICS] = metrics.create()
     app[OPENAPI] = []
-    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, ctstore_ctx, engine_ctx, tfhe_ctx, sweeper_ctx, webhooks_ctx,
-                            jobs_ctx])
+    app.cleanup_ctx.extend([loop_lag_ctx, postgres_ctx, redis_ctx, ctstore_ctx, engine_ctx, tfhe_ctx, sweeper_ctx,
+                            webhooks_ctx, jobs_ctx])
     app.on_shutdown.append(_mark_shutdown)
+    app.on_response_prepare.append(_server_header)
+    protocol.install()  # the HTTP layer's own errors: typed JSON, no version banner
+    app[ADMISSION] = Admission(settings.memory_budget_bytes or default_memory_budget())
 
     api = web.RouteTableDef()
     for module in ROUTE_MODULES:

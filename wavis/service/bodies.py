@@ -9,10 +9,13 @@ The bytes are cached on the request so later layers (idempotency, issue 5) can h
 from __future__ import annotations
 
 import asyncio
+import zlib
 from typing import Any, TypeVar
 
 import pydantic
 from aiohttp import web
+from aiohttp.client_exceptions import ClientConnectionResetError
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .access import RouteBodyLimit, route_attr
 from .errors import ApiError, payload_too_large, schema_mismatch
@@ -42,24 +45,91 @@ async def effective_limit(request: web.Request) -> int:
     return limit
 
 
+SUPPORTED_ENCODINGS = ["gzip", "deflate", "identity"]
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+class _Inflater:
+    """``Content-Encoding: gzip | deflate`` (RFC 9110 §8.4.1) decoded while streaming, never
+    past the route's limit (a decompression bomb is a 413 after ``limit`` bytes of output)."""
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        self._d = None
+
+    def _bad(self, why: str) -> ApiError:
+        return ApiError(400, "INVALID_BODY_ENCODING", f"the body is not valid {self.coding} data ({why})",
+                        {"content_encoding": self.coding})
+
+    def feed(self, chunk: bytes, room: int) -> bytes:
+        if self._d is None:
+            wbits = _WBITS[self.coding]
+            if self.coding == "deflate" and chunk and chunk[0] & 0x0F != 8:
+                wbits = -zlib.MAX_WBITS  # raw deflate without the zlib header, as some clients send
+            self._d = zlib.decompressobj(wbits)
+        if self._d.eof:
+            raise self._bad("data after the end of the compressed stream")
+        try:
+            out = self._d.decompress(chunk, room + 1)  # +1: notice passing the limit, inflate no further
+        except zlib.error as exc:
+            raise self._bad(str(exc)) from None
+        if self._d.unused_data:
+            raise self._bad("data after the end of the compressed stream")
+        return out
+
+    def finish(self) -> None:
+        if self._d is not None and not self._d.eof:
+            raise self._bad("the compressed stream is truncated")
+
+
+def _inflater(request: web.Request) -> _Inflater | None:
+    raw = request.headers.get("Content-Encoding")
+    if raw is None:
+        return None
+    codings = [c.strip().lower() for c in raw.split(",") if c.strip() and c.strip().lower() != "identity"]
+    if not codings:
+        return None
+    if getattr(request.content, "total_compressed_bytes", None) is not None:
+        return None  # the HTTP layer already decoded it (a runner with auto_decompress)
+    if len(codings) > 1 or codings[0] not in _WBITS:
+        raise ApiError(415, "UNSUPPORTED_CONTENT_ENCODING",
+                       f"Content-Encoding {raw[:40]!r} is not supported; send gzip, deflate or an uncompressed body",
+                       {"supported": SUPPORTED_ENCODINGS})
+    return _Inflater("gzip" if codings[0] == "x-gzip" else codings[0])
+
+
 async def read_body(request: web.Request) -> bytes:
+    """The request body (decoded from gzip/deflate), at most the route's limit.
+
+    Raises: ApiError 413 PAYLOAD_TOO_LARGE (also for a decompression bomb), 400
+    INVALID_BODY_ENCODING (bad gzip/deflate data, malformed chunked framing), 415
+    UNSUPPORTED_CONTENT_ENCODING (br, zstd, …), 400 BAD_REQUEST (the client went away)."""
     cached = request.get(BODY_BYTES)
     if cached is not None:
         return cached
     limit = await effective_limit(request)
     length = request.content_length
+    inflater = _inflater(request)
     if length is not None and length > limit:
         raise payload_too_large(limit)
     buf = bytearray()
     request[BODY_READING] = True  # stays set if reading is cut short (request timeout → 408)
     try:
         async for chunk in request.content.iter_chunked(CHUNK):
+            if inflater is not None:
+                chunk = inflater.feed(chunk, limit - len(buf))
             buf += chunk
             if len(buf) > limit:
                 raise payload_too_large(limit)
-    except ConnectionResetError:
+        if inflater is not None:
+            inflater.finish()
+    except (ConnectionResetError, ClientConnectionResetError):
         # the client went away mid-body: its fault, not an upstream outage (no 502, no alert)
         raise ApiError(400, "BAD_REQUEST", "the connection closed before the whole body arrived") from None
+    except HttpProcessingError as exc:
+        # malformed chunked framing, a body shorter than its Content-Length, bad compressed data
+        raise ApiError(400, "INVALID_BODY_ENCODING", f"the request body is malformed ({exc.message or type(exc).__name__})",
+                       {"reason": type(exc).__name__}) from None
     request[BODY_READING] = False
     body = bytes(buf)
     request[BODY_BYTES] = body
@@ -74,9 +144,28 @@ def _errors(exc: pydantic.ValidationError) -> list[dict[str, Any]]:
     return out
 
 
+JSON_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+
+
+def _check_charset(request: web.Request) -> None:
+    """JSON is UTF-8 (RFC 8259 §8.1): a declared charset other than UTF-8 (or ASCII) is 400
+    INVALID_CHARSET; bytes that are not UTF-8 are not JSON (422 SCHEMA_MISMATCH, from pydantic)."""
+    ctype = request.headers.get("Content-Type", "")
+    charset = None
+    for part in ctype.split(";")[1:]:
+        k, _, v = part.strip().partition("=")
+        if k.strip().lower() == "charset":
+            charset = v.strip().strip('"').lower()
+    if charset is not None and charset not in JSON_CHARSETS:
+        raise ApiError(400, "INVALID_CHARSET", f"JSON bodies must be UTF-8, not charset={charset[:40]!r}",
+                       {"charset": charset[:40]})
+
+
 async def parse(request: web.Request, model: type[M]) -> M:
     """Read and validate the JSON body; 422 SCHEMA_MISMATCH with ``details.errors`` if it
-    is not JSON or does not fit ``model``."""
+    is not JSON (invalid UTF-8 included) or does not fit ``model``; 400 INVALID_CHARSET for a
+    declared charset other than UTF-8."""
+    _check_charset(request)
     body = await read_body(request)
     if not body.strip():
         raise schema_mismatch([{"loc": "body", "msg": "a JSON body is required", "type": "missing"}])

@@ -38,15 +38,16 @@ from multidict import CIMultiDict
 
 from wavis.errors import WavisError
 
-from . import apikeys, idempotency, maintenance as maint, metering, ratelimit, repo
+from . import admission, apikeys, idempotency, maintenance as maint, metering, ratelimit, repo
 from .access import Access, AccessLevel, route_attr
 from .bodies import read_body, route_limit
 from .errors import ApiError, forbidden, from_library_error, payload_too_large, unauthorized, upstream_unavailable
 from .ids import REQUEST_ID_RE, new_id, utcnow
 from .metrics import route_label
+from .pools import PoolExhausted
 from .schemas import ErrorDetail, ErrorResponse
 from .ctstore import is_redis_oom
-from .state import (BODY_READING, DB, METRICS, PRINCIPAL, REDIS, REPLAYED, REQUEST_ID, RESPONSE_HEADERS,
+from .state import (BODY_READING, DB, LOOP_LAG, METRICS, PRINCIPAL, REDIS, REPLAYED, REQUEST_ID, RESPONSE_HEADERS,
                     SETTINGS)
 
 log = logging.getLogger("wavis.service")
@@ -131,6 +132,11 @@ def to_api_error(exc: BaseException) -> ApiError:
         if status == 413:
             return ApiError(413, code, "request body too large")
         return ApiError(status, code, message, headers=headers)
+    if isinstance(exc, PoolExhausted) or isinstance(exc, asyncpg.exceptions.TooManyConnectionsError):
+        # a busy pool (or a PostgreSQL at max_connections) is overload, not an outage
+        upstream = getattr(exc, "upstream", "postgres")
+        return ApiError(503, "OVERLOADED", f"all {upstream} connections are busy; retry shortly",
+                        {"upstream": upstream}, headers={"Retry-After": "1"})
     if isinstance(exc, asyncio.TimeoutError):
         return upstream_unavailable("upstream")
     if is_redis_oom(exc):
@@ -146,6 +152,12 @@ def to_api_error(exc: BaseException) -> ApiError:
     return ApiError(500, "INTERNAL_ERROR", "internal error; quote the request id when reporting it")
 
 
+def _overloaded(app: web.Application) -> bool:
+    from .pools import overloaded  # noqa: PLC0415
+
+    return overloaded(app.get(DB), app.get(REDIS), app.get(LOOP_LAG))
+
+
 @web.middleware
 async def errors(request: web.Request, handler) -> web.StreamResponse:
     try:
@@ -158,6 +170,11 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
         resp = error_response(request, to_api_error(exc))
     except Exception as exc:  # noqa: BLE001 - the one place that turns everything into a body
         err = to_api_error(exc)
+        if err.code == "UPSTREAM_UNAVAILABLE" and isinstance(exc, TimeoutError) and _overloaded(request.app):
+            # the deadline ran out while this process was overloaded (pool waiters, a lagging
+            # event loop): overload, answered 503 + Retry-After, not an upstream outage (502)
+            err = ApiError(503, "OVERLOADED", "the server is overloaded; retry shortly", {"upstream": "timeout"},
+                           headers={"Retry-After": "1"})
         if err.status >= 500 and err.code == "INTERNAL_ERROR":
             log.exception("unhandled error on %s %s", request.method, request.path)
         elif err.status >= 500 and not isinstance(exc, ApiError):
@@ -416,4 +433,4 @@ async def idempotency_mw(request: web.Request, handler) -> web.StreamResponse:
 
 
 CHAIN = [request_id, metrics, errors, security_headers, maintenance, request_timeout, body_limit, auth, rate_limit,
-         idempotency_mw]
+         idempotency_mw, admission.release_middleware]

@@ -41,25 +41,34 @@ class Plan:
     overage: bool  # False: the monthly FCU cap is hard (402 QUOTA_EXHAUSTED)
     ciphertext_store_bytes: int  # per-account ciphertext LRU store
     api_keys_per_hour: int = 10  # POST /api-keys per account per hour
+    # admission by cost (admission.py): one heavy request's estimated peak memory and CPU, and
+    # how many heavy requests (key generation/upload, matmul, bootstrap, TFHE sessions) of one
+    # account run at once in one API process
+    max_job_bytes: int = 512 * MiB
+    max_job_cpu_s: float = 10.0
+    heavy_jobs: int = 2
 
 
 # THE table of per-plan numbers. "anonymous" applies to requests without an API key.
 PLANS: dict[str, Plan] = {
-    "anonymous": Plan(daily_requests=0, monthly_fcu=0, burst_per_ip=60, overage=False, ciphertext_store_bytes=0),
+    "anonymous": Plan(daily_requests=0, monthly_fcu=0, burst_per_ip=60, overage=False, ciphertext_store_bytes=0,
+                      max_job_bytes=0, max_job_cpu_s=0, heavy_jobs=0),
+    # trial: a TFHE session of every preset (≤ 260 MiB) and small CKKS key sets, one at a time
     "trial": Plan(daily_requests=1_000, monthly_fcu=1_000, burst_per_ip=60, overage=False,
-                  ciphertext_store_bytes=64 * MiB),
+                  ciphertext_store_bytes=64 * MiB, max_job_bytes=320 * MiB, max_job_cpu_s=5.0, heavy_jobs=1),
     "free": Plan(daily_requests=5_000, monthly_fcu=10_000, burst_per_ip=120, overage=False,
-                 ciphertext_store_bytes=256 * MiB),
+                 ciphertext_store_bytes=256 * MiB, max_job_bytes=512 * MiB, max_job_cpu_s=10.0, heavy_jobs=2),
     "payg": Plan(daily_requests=100_000, monthly_fcu=10**12, burst_per_ip=600, overage=True,
-                 ciphertext_store_bytes=1 * GiB),
+                 ciphertext_store_bytes=1 * GiB, max_job_bytes=2 * GiB, max_job_cpu_s=60.0, heavy_jobs=4),
     "starter": Plan(daily_requests=50_000, monthly_fcu=1_000_000, burst_per_ip=300, overage=True,
-                    ciphertext_store_bytes=1 * GiB),
+                    ciphertext_store_bytes=1 * GiB, max_job_bytes=2 * GiB, max_job_cpu_s=60.0, heavy_jobs=4),
     "pro": Plan(daily_requests=500_000, monthly_fcu=20_000_000, burst_per_ip=1_200, overage=True,
-                ciphertext_store_bytes=4 * GiB),
+                ciphertext_store_bytes=4 * GiB, max_job_bytes=4 * GiB, max_job_cpu_s=120.0, heavy_jobs=8),
     "scale": Plan(daily_requests=2_000_000, monthly_fcu=100_000_000, burst_per_ip=3_000, overage=True,
-                  ciphertext_store_bytes=16 * GiB),
+                  ciphertext_store_bytes=16 * GiB, max_job_bytes=16 * GiB, max_job_cpu_s=300.0, heavy_jobs=16),
     "enterprise": Plan(daily_requests=10_000_000, monthly_fcu=1_000_000_000, burst_per_ip=6_000, overage=True,
-                       ciphertext_store_bytes=64 * GiB),
+                       ciphertext_store_bytes=64 * GiB, max_job_bytes=64 * GiB, max_job_cpu_s=900.0,
+                       heavy_jobs=32),
 }
 
 BURST_WINDOW_S = 60

@@ -25,6 +25,11 @@ from .state import SHUTTING_DOWN
 
 log = logging.getLogger("wavis.service")
 
+# bodies are decoded by bodies.read_body (typed JSON errors for every bad encoding, br included,
+# and the route's limit applied to the decoded size); the parser never answers them in plain text
+RUNNER_OPTIONS = {"auto_decompress": False}
+
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
@@ -52,7 +57,7 @@ class AccessLogger(AbstractAccessLogger):
 
 async def serve(app: web.Application, settings: Settings) -> None:
     runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False,
-                           shutdown_timeout=settings.shutdown_timeout_s)
+                           shutdown_timeout=settings.shutdown_timeout_s, **RUNNER_OPTIONS)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()

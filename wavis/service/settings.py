@@ -63,7 +63,10 @@ class Settings:
     upstream_timeout_s: float = 5.0  # every Postgres/Redis call from a request
     probe_timeout_s: float = 2.0  # /health probes
     db_pool_min: int = 1
-    db_pool_max: int = 10
+    db_pool_max: int = 20
+    redis_max_connections: int = 64  # BlockingConnectionPool (pools.py)
+    pool_wait_s: float = 2.0  # bounded wait for a pooled connection → 503 OVERLOADED; < upstream_timeout_s
+    memory_budget_bytes: int | None = None  # heavy jobs' estimated bytes in flight; None → half the RAM/cgroup
     hsts: bool = False  # send Strict-Transport-Security (behind TLS)
     stripe_configured: bool = False
     plans: dict[str, Plan] = field(default_factory=lambda: dict(PLANS))  # ratelimit.PLANS (tests shrink it)
@@ -119,6 +122,10 @@ class Settings:
             eval_key_cache_entries=_env_int("WAVIS_EVAL_KEY_CACHE", cls.eval_key_cache_entries),
             compute_threads=_env_int("WAVIS_COMPUTE_THREADS", cls.compute_threads),
             compute_backend=(env.get("WAVIS_BACKEND") or cls.compute_backend).strip().lower(),
+            db_pool_max=_env_int("WAVIS_DB_POOL_MAX", cls.db_pool_max),
+            redis_max_connections=_env_int("WAVIS_REDIS_MAX_CONNECTIONS", cls.redis_max_connections),
+            pool_wait_s=float(env.get("WAVIS_POOL_WAIT_S") or cls.pool_wait_s),
+            memory_budget_bytes=_env_int("WAVIS_MEMORY_BUDGET_BYTES", 0) or None,
             hsts=_env_bool("WAVIS_HSTS"),
             stripe_configured=bool(env.get("WAVIS_STRIPE_SECRET_KEY")),
             trust_forwarded_for=_env_bool("WAVIS_TRUST_X_FORWARDED_FOR"),

@@ -9,8 +9,10 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 if TYPE_CHECKING:
+    from .admission import Admission
     from .ctstore import CiphertextStore
     from .dispatch import Dispatcher
+    from .pools import LoopLag
     from .engine import ComputeEngine
     from .worker import Worker
     from .metrics import Metrics
@@ -24,6 +26,10 @@ STARTED_AT: web.AppKey[float] = web.AppKey("started_at")
 SHUTTING_DOWN: web.AppKey[list[bool]] = web.AppKey("shutting_down")  # one-element box
 METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
 CTSTORE: web.AppKey["CiphertextStore"] = web.AppKey("ctstore")  # durable blobs + Redis cache
+ADMISSION: web.AppKey["Admission"] = web.AppKey("admission")  # admission by cost (admission.py)
+PROBE_DB: web.AppKey[asyncpg.Pool] = web.AppKey("probe_db")  # /health's own connections
+PROBE_REDIS: web.AppKey[Redis] = web.AppKey("probe_redis")
+LOOP_LAG: web.AppKey["LoopLag"] = web.AppKey("loop_lag")  # event-loop lag (pools.LoopLag)
 WEBHOOK_RESOLVER: web.AppKey[object] = web.AppKey("webhook_resolver")  # aiohttp AbstractResolver (tests inject one)
 WEBHOOK_WORKER: web.AppKey[object] = web.AppKey("webhook_worker")  # the in-process DeliveryWorker, when running
 DISPATCHER: web.AppKey["Dispatcher"] = web.AppKey("dispatcher")  # API processes: jobs in, replies out
@@ -46,4 +52,5 @@ BODY_BYTES = _rkey("wavis.body_bytes", bytes)
 REPLAYED = _rkey("wavis.idempotent_replayed", bool)  # the answer came from the idempotency store
 EVICTED = _rkey("wavis.evicted_ciphertext_ids", list)  # ciphertexts the LRU store evicted for this request
 BODY_READING = _rkey("wavis.body_reading", bool)
+ADMITTED = _rkey("wavis.admitted", list)  # (account, cost) held by admission.admit until the answer
 USAGE = _rkey("wavis.usage", list)  # FCU charged by this request, metered in PostgreSQL on success (metering.py)  # a request-timeout while reading the body → 408

@@ -8,7 +8,7 @@ from aiohttp import web
 
 import math
 
-from .. import fhe, jobs, repo
+from .. import admission, fhe, jobs, repo
 from ..dispatch import ckks_batch_key, timings
 from ..access import Access, RouteBodyLimit, access, body_limit, doc, fcu, principal
 from ..bodies import parse
@@ -75,6 +75,14 @@ async def key_response_with_matmul(request: web.Request, key, base, shape: str) 
     return KeyWithMatmulResponse(**base.model_dump(), matmul=MatmulKeyInfo(**info))
 
 
+# compute operations whose memory/CPU depend on their parameters: ops.REGISTRY["compute/<op>"]
+# and the request fields its cost takes
+ADMITTED_OPERATIONS = {
+    "matmul": lambda req: (len(req.matrix), max(len(r) for r in req.matrix)),
+    "bootstrap": lambda req: (),
+}
+
+
 def _operation_fcu(request: web.Request) -> int:
     """FCU of the requested operation (API.md's table), charged to the monthly window."""
     return fhe.COST_UNITS.get(request.match_info.get("operation", ""), 0)
@@ -115,6 +123,9 @@ async def compute(request: web.Request) -> web.Response:
             raise ApiError(400, "KEY_MISMATCH", "every operand must be a ciphertext under key_id",
                            {"ciphertext_id": ct_id, "ciphertext_key_id": row["key_id"], "key_id": key["id"]})
 
+    heavy = ADMITTED_OPERATIONS.get(operation)
+    if heavy is not None:  # priced from the parameters before any job is submitted
+        admission.admit(request, f"compute/{operation}", key["params"], *heavy(req))
 
     if p.ops_limit is not None:
         async with db(request) as conn:

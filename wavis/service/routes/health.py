@@ -9,10 +9,10 @@ from aiohttp import web
 
 import wavis
 
-from .. import maintenance
+from .. import maintenance, pools
 from ..access import Access, access, doc, operational
 from ..schemas import Dependency, HealthResponse, ProbeResponse
-from ..state import DB, ENGINE, METRICS, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT
+from ..state import PROBE_DB, PROBE_REDIS, DB, ENGINE, METRICS, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT
 from .util import json_response
 
 routes = web.RouteTableDef()   # mounted under /api/v1
@@ -35,21 +35,34 @@ async def _probe(name: str, coro_fn, timeout: float) -> Dependency:
 
 
 async def probe_postgres(app: web.Application, timeout: float) -> Dependency:
+    """PostgreSQL through /health's own small pool (``PROBE_DB``); a saturated request pool
+    is reported as ``degraded`` (overload), not as PostgreSQL being unavailable."""
     async def q():
-        async with app[DB].acquire(timeout=timeout) as conn:
+        async with app[PROBE_DB].acquire(timeout=timeout) as conn:
             await conn.fetchval("SELECT 1")
 
-    return await _probe("postgres", q, timeout)
+    return _saturated(await _probe("postgres", q, timeout), app[DB].saturation())
 
 
 async def probe_redis(app: web.Application, timeout: float) -> Dependency:
-    return await _probe("redis", app[REDIS].ping, timeout)
+    return _saturated(await _probe("redis", app[PROBE_REDIS].ping, timeout), pools.redis_saturation(app[REDIS]))
+
+
+def _saturated(dep: Dependency, saturation: tuple[int, int, int] | None) -> Dependency:
+    """``degraded`` when every pooled connection is in use and requests wait for one."""
+    if dep.status == "unavailable" or saturation is None:
+        return dep
+    in_use, size, waiting = saturation
+    if waiting > 0 and in_use >= size:
+        return dep.model_copy(update={"status": "degraded",
+                                      "error": f"connection pool saturated ({in_use}/{size} in use, {waiting} waiting)"})
+    return dep
 
 
 async def _cache_usage(app: web.Application) -> float | None:
     try:
         async with asyncio.timeout(0.5):
-            info = await app[REDIS].info("memory")
+            info = await app[PROBE_REDIS].info("memory")
         maxmem = int(info.get("maxmemory", 0))
         if maxmem <= 0:
             return None
@@ -61,7 +74,7 @@ async def _cache_usage(app: web.Application) -> float | None:
 async def _redis_value(app: web.Application, fn, timeout: float = 0.5):
     try:
         async with asyncio.timeout(timeout):
-            return await fn(app[REDIS], app[SETTINGS].redis_prefix)
+            return await fn(app[PROBE_REDIS], app[SETTINGS].redis_prefix)
     except Exception:  # noqa: BLE001 - the redis probe reports the outage
         return None
 
@@ -73,7 +86,7 @@ async def _live_sessions(app: web.Application, timeout: float = 0.5) -> int | No
 
     try:
         async with asyncio.timeout(timeout):
-            async with app[DB].acquire() as conn:
+            async with app[PROBE_DB].acquire() as conn:
                 return int(await repo_tfhe.count_all_live_sessions(conn, app[TFHE_STORE].config.idle_s))
     except Exception:  # noqa: BLE001 - the postgres probe reports the outage
         return None
@@ -86,7 +99,7 @@ async def _deletion_totals(app: web.Application, timeout: float = 0.5) -> dict[s
 
     try:
         async with asyncio.timeout(timeout):
-            async with app[DB].acquire() as conn:
+            async with app[PROBE_DB].acquire() as conn:
                 return await repo.deletion_totals(conn)
     except Exception:  # noqa: BLE001 - the postgres probe reports the outage
         return None

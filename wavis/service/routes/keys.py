@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
-from .. import fhe, pagination, repo, serverkeys
+from .. import admission, fhe, pagination, repo, serverkeys
 from ..sealing import Sealer
 from ..access import Access, access, body_limit, doc, principal
 from ..bodies import parse
@@ -69,6 +69,11 @@ async def evaluator_for_app(app: web.Application, row: asyncpg.Record):
 SECURITY_WARNING = "these parameters are for testing only and are not secure"
 
 
+def _galois_steps(steps: list[int]) -> set[int]:
+    """Distinct non-zero rotation steps (each one Galois key; the count admission prices)."""
+    return {int(s) for s in steps} - {0}
+
+
 def security_headers_for(parsed: fhe.ParsedKeys) -> dict[str, str]:
     """``X-Security-Warning`` for ``testing`` parameters or rings below N = 4096 (64, 256 …)."""
     if not parsed.is_secure or parsed.slot_count * 2 < 4096 \
@@ -91,6 +96,7 @@ async def upload_key(request: web.Request) -> web.Response:
     req = await parse(request, KeyUploadRequest)
     engine = request.app[ENGINE]
     limits = request.app[SETTINGS].limits
+    admission.admit(request, "keys/upload", req.params.model_dump(), len(req.eval_key))
     parsed: fhe.ParsedKeys = await engine.run(
         fhe.parse_key_upload, req.params.model_dump(), req.public_key, req.eval_key, limits, engine.contexts
     )
@@ -123,6 +129,7 @@ async def add_galois_keys(request: web.Request) -> web.Response:
     if row is None:
         raise not_found("key", key_id=key_id)
     engine = request.app[ENGINE]
+    admission.admit(request, "keys/galois-keys", row["params"], len(req.eval_key))
     params = await params_for(engine, row)
     chunk: fhe.GaloisChunk = await engine.run(fhe.parse_galois_chunk, params, bytes(row["key_tag"]), req.eval_key)
     del req
@@ -149,6 +156,7 @@ async def generate_key(request: web.Request) -> web.Response:
     if req.bootstrappable:
         raise ApiError(501, "NOT_IMPLEMENTED", "bootstrapping keys are not available yet")
     engine = request.app[ENGINE]
+    admission.admit(request, "keys/generate", req.params.model_dump(), len(_galois_steps(req.rotation_steps)))
     gen: serverkeys.Generated = await engine.run(serverkeys.generate, req.params.model_dump(), req.rotation_steps,
                                                  settings.limits)
     parsed = gen.parsed

@@ -14,7 +14,7 @@ from datetime import timedelta
 import asyncpg
 from aiohttp import web
 
-from .. import jobs, metering, ratelimit, repo, repo_tfhe, tfhe_store
+from .. import admission, jobs, metering, ratelimit, repo, repo_tfhe, tfhe_store
 from ..dispatch import tfhe_batch_key, timings
 from ..access import Access, Principal, access, body_limit, doc, principal
 from ..bodies import parse
@@ -94,6 +94,7 @@ async def create_session(request: web.Request) -> web.Response:
     p = principal(request)
     req = await parse(request, TfheSessionRequest)
     await _session_cap(request, p)
+    admission.admit(request, "tfhe/session", req.preset)
     session_id = new_id("sess")
     store = request.app[TFHE_STORE]
     new = await request.app[ENGINE].run(tfhe_store.new_server_managed, req.preset, session_id, p.account_id,
@@ -112,6 +113,7 @@ async def create_eval_session(request: web.Request) -> web.Response:
     p = principal(request)
     req = await parse(request, TfheEvalSessionRequest)
     await _session_cap(request, p)
+    admission.admit(request, "tfhe/eval-session")
     session_id = new_id("sess")
     new = await request.app[ENGINE].run(tfhe_store.new_blind, req.eval_key_b64, session_id)
     del req

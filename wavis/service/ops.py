@@ -1,0 +1,171 @@
+"""The service's operation registry: the heavy operations and what each costs.
+
+Every operation whose memory or CPU depends on its parameters has an entry here, with the
+``cost`` function that admission (``admission.py``) evaluates *before* anything is allocated
+or any engine job starts. FCU prices of compute operations stay in ``fhe.COST_UNITS`` (API.md's
+table; ``fcu`` below reads it).
+
+Estimates (bytes resident at the peak, CPU seconds on one core) are computed from the
+parameters alone — no key material is built:
+
+* RNS-CKKS (hybrid key switching, Han–Ki CT-RSA 2020): a key-switching key holds ``dnum``
+  digits × 2 polynomials × (L+1+k) limbs × N uint64 words in memory (NTT form); a ciphertext
+  2 × (ℓ+1) × N words. Key generation holds the key set twice (generated, then parsed back
+  through the upload path) plus its serialized copy; CPU grows with keys × dnum × limbs ×
+  N log N. The constants are calibrated by ``benchmarks/bench_admission.py`` on this code
+  (estimates ≥ measured peak RSS growth and CPU; results in ``benchmarks/results/admission.json``).
+* TFHE (Chillotti et al., J. Cryptology 2020): the bootstrapping key in the Fourier domain is
+  n × (k+1)² × ℓ_pbs × N/2 complex128, the key-switching key k·N × ℓ_ks × (n+1) words.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+MiB = 1024 * 1024
+
+# calibration (benchmarks/bench_admission.py; see docs/operations.md "Admission by cost")
+KEYGEN_MEMORY_FACTOR = 3.6  # peak RSS / (key set in memory); measured 3.4-3.6 (bench_admission.py)
+UPLOAD_MEMORY_FACTOR = 1.4  # peak RSS / (key set in memory) parsing an upload (measured ~0.5-0.7 + the body)
+CPU_S_PER_UNIT = 3.0e-9  # seconds per (limb · N · log2 N) of key-switching work
+BASE_BYTES = 16 * MiB  # interpreter-side overhead of any heavy job
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a request will take at its peak."""
+
+    bytes: int
+    cpu_s: float
+    what: str  # a short description for error details
+
+    def to_details(self) -> dict[str, Any]:
+        return {"estimated_bytes": int(self.bytes), "estimated_cpu_s": round(self.cpu_s, 3), "operation": self.what}
+
+
+@dataclass(frozen=True)
+class CkksShape:
+    """The sizes a CKKS cost needs (from a parameter dict, without building primes)."""
+
+    n: int
+    limbs: int  # L + 1
+    special: int  # k
+    dnum: int
+
+    @property
+    def ksk_bytes(self) -> int:
+        return self.dnum * 2 * (self.limbs + self.special) * self.n * 8
+
+    def ct_bytes(self, limbs: int | None = None) -> int:
+        return 2 * (limbs or self.limbs) * self.n * 8
+
+    @property
+    def log_n(self) -> int:
+        return max(1, int(self.n).bit_length() - 1)
+
+
+def ckks_shape(params: dict[str, Any]) -> CkksShape:
+    """Sizes of ``params`` (a key's ``params`` dict). Raises ``ParameterError`` /
+    ``InsufficientSecurityError`` for invalid parameters (validation only: no primes built)."""
+    from wavis.ckks import CkksParameters  # noqa: PLC0415
+
+    p = CkksParameters.from_dict(params)  # __post_init__ validates and picks dnum; moduli are lazy
+    first = p.first_mod_bits or min(60, p.scale_bits + 20)
+    alpha = math.ceil((p.max_depth + 1) / p.dnum)
+    digit_bits = first + (alpha - 1) * p.scale_bits
+    special = math.ceil((digit_bits + 1) / p.special_mod_bits)
+    return CkksShape(int(p.poly_degree), int(p.max_depth) + 1, special, int(p.dnum))
+
+
+def keygen_cost(params: dict[str, Any], galois_keys: int) -> Cost:
+    """``POST /keys/generate``: a key pair with a relinearization key and ``galois_keys``
+    Galois keys, generated, serialized and parsed back."""
+    s = ckks_shape(params)
+    keys = 1 + max(0, galois_keys)
+    resident = keys * s.ksk_bytes
+    cpu = keys * s.dnum * (s.limbs + s.special) * s.n * s.log_n * CPU_S_PER_UNIT * 6
+    return Cost(BASE_BYTES + int(resident * KEYGEN_MEMORY_FACTOR), cpu, "keys/generate")
+
+
+def upload_cost(params: dict[str, Any], eval_key_b64_len: int) -> Cost:
+    """``POST /keys/upload`` and key chunks: parsing ``eval_key_b64_len`` characters of base64
+    evaluation keys into NTT-form key-switching keys (their count from the compact wire size:
+    one seeded polynomial per digit, residues packed to their bit width)."""
+    s = ckks_shape(params)
+    wire_per_key = s.dnum * (s.limbs + s.special) * s.n * 60 / 8  # ≤ 61-bit residues, seeded half
+    keys = max(1, math.ceil(eval_key_b64_len * 3 / 4 / wire_per_key))
+    resident = keys * s.ksk_bytes
+    cpu = keys * s.dnum * (s.limbs + s.special) * s.n * s.log_n * CPU_S_PER_UNIT * 3
+    return Cost(BASE_BYTES + int(resident * UPLOAD_MEMORY_FACTOR) + eval_key_b64_len, cpu, "keys/upload")
+
+
+def matmul_cost(params: dict[str, Any], rows: int, cols: int) -> Cost:
+    """``compute/matmul``: ⌈√span⌉ baby-step rotations held at once (hoisted), one plaintext
+    diagonal at a time (never the slots × slots matrix), span = rows + cols − 1 diagonals."""
+    s = ckks_shape(params)
+    slots = s.n // 2
+    span = min(slots, rows + cols - 1)
+    b = math.isqrt(max(0, span - 1)) + 1
+    g = math.ceil(span / b)
+    resident = (b + 6) * s.ct_bytes() + s.dnum * (s.limbs + s.special) * s.n * 8 + rows * cols * 8 * 3
+    rotations = (b - 1) + g
+    cpu = rotations * s.dnum * (s.limbs + s.special) * s.n * s.log_n * CPU_S_PER_UNIT * 4 + span * s.n * 1e-8
+    return Cost(BASE_BYTES + resident, cpu, "compute/matmul")
+
+
+def bootstrap_cost(params: dict[str, Any]) -> Cost:
+    """``compute/bootstrap``: CoeffsToSlots / EvalMod / SlotsToCoeffs at the top of the chain —
+    about 40 ciphertexts resident and ~100 key switchings (the key set itself is already
+    loaded with the key and counted there)."""
+    s = ckks_shape(params)
+    resident = 40 * s.ct_bytes(s.limbs + s.special)
+    cpu = 100 * s.dnum * (s.limbs + s.special) * s.n * s.log_n * CPU_S_PER_UNIT * 4
+    return Cost(BASE_BYTES + resident, cpu, "compute/bootstrap")
+
+
+def tfhe_session_cost(preset: str, server_keygen: bool) -> Cost:
+    """``POST /tfhe/session`` (server key generation) and ``/tfhe/eval-session`` (parse and
+    expand a client's server key): the expanded key in memory plus its wire form."""
+    from wavis.tfhe import get_preset  # noqa: PLC0415
+
+    p = get_preset(preset)
+    n, k, big_n = p.n, p.k, p.big_n
+    bsk = n * (k + 1) ** 2 * int(p.pbs_level) * (big_n // 2) * 16  # complex128, Fourier domain
+    ksk = k * big_n * int(p.ks_level) * (n + 1) * 4  # torus32 words
+    wire = n * (k + 1) ** 2 * int(p.pbs_level) * big_n * 4 + ksk
+    cpu = (n * (k + 1) * int(p.pbs_level) * big_n * 2e-8) * (3 if server_keygen else 1)
+    return Cost(BASE_BYTES + bsk + ksk + wire, cpu, "tfhe/session" if server_keygen else "tfhe/eval-session")
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    cost: Callable[..., Cost]
+    heavy: bool = True  # counts toward the account's concurrent heavy jobs
+
+
+REGISTRY: dict[str, Operation] = {
+    "keys/generate": Operation("keys/generate", keygen_cost),
+    "keys/upload": Operation("keys/upload", upload_cost),
+    "keys/galois-keys": Operation("keys/galois-keys", upload_cost),
+    "compute/matmul": Operation("compute/matmul", matmul_cost),
+    "compute/bootstrap": Operation("compute/bootstrap", bootstrap_cost),
+    "tfhe/session": Operation("tfhe/session", lambda preset: tfhe_session_cost(preset, True)),
+    "tfhe/eval-session": Operation("tfhe/eval-session", lambda: tfhe_eval_session_cost()),
+}
+
+
+def tfhe_eval_session_cost() -> Cost:
+    """An uploaded server key's preset is known only once parsed: the largest offered one."""
+    from wavis.tfhe import PUBLIC_PRESETS  # noqa: PLC0415
+
+    return max((tfhe_session_cost(name, False) for name in PUBLIC_PRESETS), key=lambda c: c.bytes)
+
+
+def fcu(operation: str) -> int:
+    """FCU of a compute operation (API.md's table, ``fhe.COST_UNITS``)."""
+    from .fhe import COST_UNITS  # noqa: PLC0415
+
+    return COST_UNITS.get(operation, 0)
