@@ -167,10 +167,23 @@ def _holding_routes(app: web.Application) -> None:
 
 @pytest.mark.parametrize("upstream", ["pg", "redis"])
 async def test_exhausted_pool_is_503_with_retry_after_and_health_degraded(make_client, service_settings, upstream):
-    settings = replace(service_settings, db_pool_min=1, db_pool_max=1, redis_max_connections=1, pool_wait_s=0.3)
+    from wavis.service.state import REDIS
+
+    if upstream == "pg":
+        settings = replace(service_settings, db_pool_min=1, db_pool_max=1, pool_wait_s=0.3)
+    else:
+        settings = replace(service_settings, pool_wait_s=0.3)
     api = await make_client(settings, setup=_holding_routes)
     add_account_helper(api)
     key = await api.account()
+    if upstream == "redis":
+        # the job engine's blocking stream reads hold connections of the same pool: leave exactly
+        # one free connection for the holder
+        pool = api.app[REDIS].connection_pool
+        for c in list(pool._available_connections):
+            await c.disconnect()
+        pool._available_connections.clear()
+        pool.max_connections = len(pool._in_use_connections) + 1
     holder = asyncio.ensure_future(api.get(f"/_test/hold-{upstream}?s=1.5"))
     await asyncio.sleep(0.3)
     waiting = asyncio.ensure_future(api.get("/api/v1/keys", headers=bearer(key)))  # waits for the pool
