@@ -83,9 +83,11 @@ def test_compact_sizes(setup):
     params, kg, _, ct = setup
     rows = ct.level + 1
     bits = sum(q.bit_length() for q in params.moduli[:rows])
+    # frame: 84-byte header + 16-byte digest; payload head; one width byte per packed row; a seed
     assert len(serialize.dumps(ct)) <= 2 * params.poly_degree * bits // 8 + 128
+    assert len(serialize.dumps(ct)) == serialize.ciphertext_size(params, ct.level)
     pk_blob = serialize.dumps(kg.public_key())
-    assert len(pk_blob) <= params.poly_degree * sum(q.bit_length() for q in params.moduli) // 8 + 128
+    assert len(pk_blob) <= params.poly_degree * sum(q.bit_length() for q in params.moduli) // 8 + 160
     evk = kg.evaluation_keys()
     full = len(params.digits) * 2 * len(params.all_moduli) * params.poly_degree * 8
     assert len(serialize.dumps(evk)) < full * 0.5

@@ -206,7 +206,7 @@ def test_bad_blobs(fast_keys):
     bad = [
         blob[:10], blob[:-1], blob + b"\0", b"XXXX" + blob[4:], b"",
         blob[:4] + b"\x09\x00" + blob[6:],          # version
-        blob[:40] + bytes([blob[40] ^ 1]) + blob[41:],  # corrupted word (CRC)
+        blob[:100] + bytes([blob[100] ^ 1]) + blob[101:],  # corrupted word (digest)
     ]
     for b in bad:
         with pytest.raises(CiphertextFormatError):
@@ -217,20 +217,27 @@ def test_bad_blobs(fast_keys):
         serialize.from_b64("not base64 !!")
     with pytest.raises(CiphertextFormatError):
         serialize.loads(b"\x80\x04pickle")
+    import hashlib
+    from wavis import frame
+
+    def redigest(raw: bytearray) -> bytes:
+        raw[-16:] = hashlib.blake2b(bytes(raw[:-16]), digest_size=16).digest()
+        return bytes(raw)
+
     # right header, payload of another preset's length
     t_ct = tfhe.keygen("testing", seed=1)[0].encrypt(True)
     raw = bytearray(serialize.dumps(t_ct))
-    raw[7] = 1  # claim fast_128
-    import struct, zlib
-    raw[-4:] = struct.pack("<I", zlib.crc32(bytes(raw[:-4])) & 0xFFFFFFFF)
+    raw[8:24] = tfhe.get_preset("fast_128").fingerprint  # claim fast_128
     with pytest.raises(CiphertextFormatError):
-        serialize.loads(bytes(raw))
+        serialize.loads(redigest(raw))
+    raw[8:24] = bytes(16)  # no preset has this fingerprint
+    with pytest.raises(CiphertextFormatError, match="parameter set"):
+        serialize.loads(redigest(raw))
     skb = bytearray(serialize.dumps(sk))
-    skb[100] ^= 1
-    skb[-4:] = struct.pack("<I", zlib.crc32(bytes(skb[:-4])) & 0xFFFFFFFF)
+    skb[frame.HEAD_BYTES + 100] ^= 1
     with pytest.raises(CiphertextFormatError):
-        serialize.load_server_key(bytes(skb))  # fingerprint no longer matches
-    assert base64.b64decode(serialize.to_b64(sk))[:4] == b"WVTF"
+        serialize.load_server_key(redigest(skb))  # fingerprint no longer matches
+    assert base64.b64decode(serialize.to_b64(sk))[:6] == b"WAVS\x02\x00"
 
 
 # -- noise: model vs measurement ---------------------------------------------------------------------

@@ -1,19 +1,15 @@
-"""Versioned binary wire format for CKKS parameters, keys and ciphertexts (no pickle).
+"""CKKS payload codec of the WAVIS wire frame (``wavis.frame``): parameters, keys and
+ciphertexts (no pickle).
 
-Layout (little endian)::
+Frame (``wavis.frame``, version 2): scheme 1 (CKKS); kind 1 ciphertext, 2 public key,
+3 evaluation keys, 4 secret key, 5 parameters; ``params`` the parameter fingerprint and
+``key_id`` the key tag (zeros for parameters); a keyed-tag slot (set by the service:
+:func:`wavis.frame.sign`); a BLAKE2b-128 digest.
 
-    magic  b"WAVS"      4 bytes
-    version u16         = 1
-    kind    u8          1 ciphertext, 2 public key, 3 evaluation keys, 4 secret key, 5 parameters
-    flags   u8          0
-    fingerprint 16 B    parameter fingerprint (zeros for kind 5)
-    key_tag     16 B    key-pair identifier (zeros for kind 5)
-    body_len u64        length of the body in bytes
-    body                kind-specific (below)
-    digest  16 B        BLAKE2b-128 of everything before it (detects corruption)
-
-Bodies (compact, API.md "Sizes"): every residue mod q is stored in ⌈log2 q⌉ bits
-(``wavis.backend.cpu.pack_bits``, little-endian bit order), row by row; the uniform component of a
+Payloads (compact, API.md "Sizes"): residues are bit-packed row by row
+(``wavis.backend.cpu.pack_bits``, little-endian bit order); each packed block starts with one u8
+bit width per row (the bit length of the row's largest residue, at most ⌈log2 q_i⌉, checked on
+load), so writing needs no parameters and no process-wide registry. The uniform component of a
 public or key-switching key is replaced by the 32-byte seed it was expanded from
 (``wavis.ring.sampling.expand_uniform``), which halves keys.
 ciphertext ``level u16, size u8, 0 u8, scale f64, N u32, rows u16`` then ``size·rows`` packed
@@ -23,6 +19,10 @@ relinearization key, then per Galois key ``elt u32`` and the key, each key being
 ``seeded u8``, the dnum·rows packed rows of the b_j, then the seed (or the a_j rows);
 secret key ``N u32`` then N int8 in {−1,0,1}; parameters: UTF-8 JSON of
 ``CkksParameters.to_dict()``.
+
+Version 1 (``b"WAVS"`` v1: header ``magic, version, kind, flags, fingerprint, key_tag,
+body_len``, the same payloads with every row packed at ⌈log2 q_i⌉ bits and no width bytes,
+then the digest) is still read, so keys stored before version 2 keep loading.
 Loading checks the magic, version, kind, lengths, digest, the fingerprint against the
 expected parameters, every shape, and that every residue is below its modulus.
 """
@@ -38,18 +38,20 @@ from typing import Any
 
 import numpy as np
 
-from .ckks.params import CkksParameters, params_for
+from . import frame
+from .ckks.params import CkksParameters
 from .ckks.structures import Ciphertext, EvaluationKeys, GaloisKey, PublicKey, RelinearizationKey, SecretKey
 from .errors import CiphertextFormatError, KeyMismatchError, ParameterError
 
-MAGIC = b"WAVS"
-VERSION = 1
-_HEAD = struct.Struct("<4sHBB16s16sQ")
+MAGIC = frame.MAGIC
+VERSION = frame.VERSION
+_V1_HEAD = struct.Struct("<4sHBB16s16sQ")
 _DIGEST = 16
 KIND_CIPHERTEXT, KIND_PUBLIC_KEY, KIND_EVAL_KEYS, KIND_SECRET_KEY, KIND_PARAMS = 1, 2, 3, 4, 5
 _KIND_OF = {Ciphertext: KIND_CIPHERTEXT, PublicKey: KIND_PUBLIC_KEY, EvaluationKeys: KIND_EVAL_KEYS,
             SecretKey: KIND_SECRET_KEY, CkksParameters: KIND_PARAMS}
 _NAMES = {v: k.__name__ for k, v in _KIND_OF.items()}
+_CT_HEAD = struct.Struct("<HBBdIH")
 
 
 def _np(a) -> np.ndarray:
@@ -60,38 +62,31 @@ def _np(a) -> np.ndarray:
 
 def _frame(kind: int, fingerprint: str | None, key_tag: bytes | None, body: bytes) -> bytes:
     fp = bytes.fromhex(fingerprint) if fingerprint else bytes(16)
-    head = _HEAD.pack(MAGIC, VERSION, kind, 0, fp, key_tag or bytes(16), len(body))
-    digest = hashlib.blake2b(head + body, digest_size=_DIGEST).digest()
-    return head + body + digest
+    return frame.pack(frame.SCHEME_CKKS, kind, fp, key_tag, body)
 
 
 def dumps(obj: Any, params: CkksParameters | None = None) -> bytes:
-    """Serialize a Ciphertext, PublicKey, EvaluationKeys, SecretKey or CkksParameters.
+    """Serialize a Ciphertext, PublicKey, EvaluationKeys, SecretKey or CkksParameters into a
+    version-2 frame (untagged).
 
-    ``params``: the object's parameters (the compact format packs each residue in ⌈log2 q_i⌉
-    bits); by default the parameters this process made with the object's fingerprint.
+    ``params`` is optional: when given, the object's fingerprint must match it.
 
-    Raises: ParameterError for any other type, a missing ``params``, or ``params`` whose
-    fingerprint differs from the object's.
+    Raises: ParameterError for any other type, or ``params`` whose fingerprint differs from
+    the object's.
     """
     fp = getattr(obj, "params_fingerprint", None)
     if params is not None and fp is not None and fp != params.fingerprint:
         raise ParameterError("the object belongs to other parameters than params")
     if isinstance(obj, CkksParameters):
         return _frame(KIND_PARAMS, None, None, json.dumps(obj.to_dict(), sort_keys=True).encode())
-    if isinstance(obj, (Ciphertext, PublicKey, EvaluationKeys)) and params is None:
-        params = params_for(fp)
-        if params is None:
-            raise ParameterError(f"serializing a {type(obj).__name__} needs its parameters (params=…)")
     if isinstance(obj, Ciphertext):
         d = _np(obj.data)
-        body = struct.pack("<HBBdIH", obj.level, d.shape[0], 0, obj.scale, d.shape[2], d.shape[1])
-        return _frame(KIND_CIPHERTEXT, obj.params_fingerprint, obj.key_tag,
-                      body + _pack_rows(d, params.moduli[: d.shape[1]]))
+        body = _CT_HEAD.pack(obj.level, d.shape[0], 0, obj.scale, d.shape[2], d.shape[1])
+        return _frame(KIND_CIPHERTEXT, obj.params_fingerprint, obj.key_tag, body + _pack_rows(d))
     if isinstance(obj, PublicKey):
         d = _np(obj.data)
         return _frame(KIND_PUBLIC_KEY, obj.params_fingerprint, obj.key_tag,
-                      struct.pack("<HI", d.shape[1], d.shape[2]) + _pack_key(d, obj.a_seed, params.moduli, 0))
+                      struct.pack("<HI", d.shape[1], d.shape[2]) + _pack_key(d, obj.a_seed, 0))
     if isinstance(obj, EvaluationKeys):
         if obj.relin_key is None and not obj.galois_keys:
             raise ParameterError("EvaluationKeys with neither a relinearization nor a Galois key")
@@ -100,11 +95,11 @@ def dumps(obj: Any, params: CkksParameters | None = None) -> bytes:
         shape = _np(ref).shape
         parts.append(struct.pack("<BIHHI", obj.relin_key is not None, len(obj.galois_keys), shape[0], shape[2], shape[3]))
         if obj.relin_key is not None:
-            parts.append(_pack_key(obj.relin_key.data, obj.relin_key.a_seed, params.all_moduli, 1))
+            parts.append(_pack_key(obj.relin_key.data, obj.relin_key.a_seed, 1))
         for elt in sorted(obj.galois_keys):
             parts.append(struct.pack("<I", elt))
             gk = obj.galois_keys[elt]
-            parts.append(_pack_key(gk.data, gk.a_seed, params.all_moduli, 1))
+            parts.append(_pack_key(gk.data, gk.a_seed, 1))
         return _frame(KIND_EVAL_KEYS, obj.params_fingerprint, obj.key_tag, b"".join(parts))
     if isinstance(obj, SecretKey):
         c = np.asarray(obj.coeffs, dtype=np.int8)
@@ -112,34 +107,54 @@ def dumps(obj: Any, params: CkksParameters | None = None) -> bytes:
     raise ParameterError(f"cannot serialize {type(obj).__name__}")
 
 
+def ciphertext_size(params: CkksParameters, level: int | None = None, size: int = 2) -> int:
+    """Upper bound (reached by ciphertexts with uniform-looking residues, i.e. every real one) on
+    the bytes of a serialized ciphertext with ``size`` components at ``level`` (default: top)."""
+    level = params.max_level if level is None else level
+    rows = level + 1
+    packed = sum((params.poly_degree * q.bit_length() + 7) // 8 for q in params.moduli[:rows])
+    return frame.frame_size(_CT_HEAD.size + size * (rows + packed))
+
+
+def eval_keys_size(params: CkksParameters, galois_count: int, relin: bool = True) -> int:
+    """Bytes of ``dumps(EvaluationKeys)`` with (``relin``) a relinearization key and
+    ``galois_count`` Galois keys, all seeded; exact for real keys (uniform residues fill every
+    row to its modulus's width), an upper bound otherwise."""
+    n = params.poly_degree
+    rows = len(params.digits) * len(params.all_moduli)
+    packed = len(params.digits) * sum((n * int(q).bit_length() + 7) // 8 for q in params.all_moduli)
+    key = 1 + rows + packed + 32  # seeded flag, one width byte per row, b rows, seed
+    body = struct.calcsize("<BIHHI") + (key if relin else 0) + galois_count * (4 + key)
+    return frame.frame_size(body)
+
+
 def _bits(moduli) -> list[int]:
     return [int(q).bit_length() for q in moduli]
 
 
-def _pack_rows(a: np.ndarray, moduli) -> bytes:
-    """a (..., rows, N): every row r packed in bit_length(moduli[r]) bits."""
+def _pack_rows(a: np.ndarray) -> bytes:
+    """a (..., rows, N): one u8 width per row (bit length of its largest value, ≥ 1), then the
+    rows packed at those widths."""
     from .backend.cpu import pack_bits
 
-    rows = a.shape[-2]
-    flat = a.reshape(-1, rows, a.shape[-1])
-    bits = _bits(moduli)
-    return b"".join(pack_bits(np.ascontiguousarray(flat[i, r]), bits[r])
-                    for i in range(flat.shape[0]) for r in range(rows))
+    flat = a.reshape(-1, a.shape[-1])
+    widths = [max(1, int(row.max()).bit_length()) if row.size else 1 for row in flat]
+    return bytes(widths) + b"".join(pack_bits(np.ascontiguousarray(row), w) for row, w in zip(flat, widths))
 
 
-def _pack_key(data: np.ndarray, a_seed: bytes | None, moduli, a_axis: int) -> bytes:
+def _pack_key(data: np.ndarray, a_seed: bytes | None, a_axis: int) -> bytes:
     """A key array whose uniform components lie at index 1 of ``a_axis``; stored as b rows
     then the seed (or the a rows when no seed is known)."""
     d = _np(data)
-    b = np.take(d, 0, axis=a_axis)
+    b = np.ascontiguousarray(np.take(d, 0, axis=a_axis))
     if a_seed is not None:
-        return b"\x01" + _pack_rows(b, moduli) + bytes(a_seed)
-    return b"\x00" + _pack_rows(b, moduli) + _pack_rows(np.take(d, 1, axis=a_axis), moduli)
+        return b"\x01" + _pack_rows(b) + bytes(a_seed)
+    return b"\x00" + _pack_rows(b) + _pack_rows(np.ascontiguousarray(np.take(d, 1, axis=a_axis)))
 
 
 class _Reader:
-    def __init__(self, body: bytes) -> None:
-        self.body, self.pos = memoryview(body), 0
+    def __init__(self, body: bytes, version: int) -> None:
+        self.body, self.pos, self.version = memoryview(body), 0, version
 
     def unpack(self, fmt: str) -> tuple:
         s = struct.Struct("<" + fmt)
@@ -159,17 +174,27 @@ class _Reader:
         return a
 
     def packed(self, count: int, moduli, n: int) -> np.ndarray:
-        """(count, len(moduli), n) residues packed row by row."""
+        """(count, len(moduli), n) residues packed row by row (v2: after one width byte per
+        row, each at most the modulus's bit length; v1: every row at the modulus's width)."""
         from .backend.cpu import unpack_bits
 
         bits = _bits(moduli)
+        rows = count * len(bits)
+        if self.version >= 2:
+            widths = list(self.raw(rows))
+            limit = bits * count
+            if any(not 1 <= w <= lim for w, lim in zip(widths, limit)):
+                raise CiphertextFormatError("a packed row is wider than its modulus (corrupt or foreign data)")
+        else:
+            widths = bits * count
         out = np.empty((count, len(moduli), n), dtype=np.uint64)
         for i in range(count):
-            for r, b in enumerate(bits):
-                nbytes = (n * b + 7) // 8
+            for r in range(len(bits)):
+                w = widths[i * len(bits) + r]
+                nbytes = (n * w + 7) // 8
                 if self.pos + nbytes > len(self.body):
                     raise CiphertextFormatError("blob is truncated")
-                out[i, r] = unpack_bits(bytes(self.body[self.pos:self.pos + nbytes]), n, b)
+                out[i, r] = unpack_bits(bytes(self.body[self.pos:self.pos + nbytes]), n, w)
                 self.pos += nbytes
         _check_residues(out, list(moduli))
         return out
@@ -207,8 +232,33 @@ def _check_residues(a: np.ndarray, moduli: list[int]) -> None:
         raise CiphertextFormatError("a residue is not below its modulus (corrupt or foreign data)")
 
 
+def _open_v1(blob: bytes) -> tuple[int, bytes, bytes, bytes]:
+    """(kind, fingerprint, key_tag, body) of a version-1 CKKS frame (digest checked)."""
+    if len(blob) < _V1_HEAD.size + _DIGEST:
+        raise CiphertextFormatError("blob is truncated (shorter than the header)")
+    _magic, _version, kind, _flags, fp, key_tag, body_len = _V1_HEAD.unpack_from(blob)
+    end = _V1_HEAD.size + body_len
+    if len(blob) < end + _DIGEST:
+        raise CiphertextFormatError("blob is truncated")
+    if len(blob) > end + _DIGEST:
+        raise CiphertextFormatError("blob has trailing bytes")
+    if hashlib.blake2b(blob[:end], digest_size=_DIGEST).digest() != blob[end:]:
+        raise CiphertextFormatError("blob is corrupted (digest mismatch)")
+    return kind, fp, key_tag, blob[_V1_HEAD.size:end]
+
+
+def peek_version(blob: bytes) -> int:
+    """The wire-format version of a CKKS blob (1 or 2). Raises CiphertextFormatError otherwise."""
+    if len(blob) < 6 or bytes(blob[:4]) != MAGIC:
+        raise CiphertextFormatError("not a WAVIS object (bad magic)")
+    version = struct.unpack_from("<H", blob, 4)[0]
+    if version not in (1, VERSION):
+        raise CiphertextFormatError(f"unsupported wire-format version {version} (this library reads 1 and {VERSION})")
+    return version
+
+
 def loads(blob: bytes, expected_type: type | None = None, params: CkksParameters | None = None, backend=None) -> Any:
-    """Parse a blob made by :func:`dumps`.
+    """Parse a blob made by :func:`dumps` (version 2) or by the version-1 writer.
 
     Args:
         blob: the bytes.
@@ -216,7 +266,7 @@ def loads(blob: bytes, expected_type: type | None = None, params: CkksParameters
         params: needed for everything but CkksParameters: the fingerprint must match.
 
     Raises:
-        CiphertextFormatError: not a WAVIS blob, other version, truncated, trailing bytes,
+        CiphertextFormatError: not a WAVIS CKKS blob, other version, truncated, trailing bytes,
             corrupted (digest), wrong kind, bad shapes or residues out of range.
         KeyMismatchError: the blob belongs to other parameters.
         ParameterError: ``params`` missing where needed.
@@ -224,25 +274,16 @@ def loads(blob: bytes, expected_type: type | None = None, params: CkksParameters
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise CiphertextFormatError("blob must be bytes")
     blob = bytes(blob)
-    if len(blob) < _HEAD.size + _DIGEST:
-        raise CiphertextFormatError("blob is truncated (shorter than the header)")
-    magic, version, kind, _flags, fp, key_tag, body_len = _HEAD.unpack_from(blob)
-    if magic != MAGIC:
-        raise CiphertextFormatError("not a WAVIS object (bad magic)")
-    if version != VERSION:
-        raise CiphertextFormatError(f"unsupported wire-format version {version} (this library reads {VERSION})")
+    version = peek_version(blob)
+    if version == 1:
+        kind, fp, key_tag, body = _open_v1(blob)
+    else:
+        f = frame.unpack(blob, frame.SCHEME_CKKS)
+        kind, fp, key_tag, body = f.kind, f.params_id, f.key_id, bytes(f.payload)
     if kind not in _NAMES:
         raise CiphertextFormatError(f"unknown object kind {kind}")
     if expected_type is not None and _KIND_OF.get(expected_type) != kind:
         raise CiphertextFormatError(f"expected a {expected_type.__name__}, got a {_NAMES[kind]}")
-    end = _HEAD.size + body_len
-    if len(blob) < end + _DIGEST:
-        raise CiphertextFormatError("blob is truncated")
-    if len(blob) > end + _DIGEST:
-        raise CiphertextFormatError("blob has trailing bytes")
-    if hashlib.blake2b(blob[:end], digest_size=_DIGEST).digest() != blob[end:]:
-        raise CiphertextFormatError("blob is corrupted (digest mismatch)")
-    body = blob[_HEAD.size:end]
     if kind == KIND_PARAMS:
         try:
             return CkksParameters.from_dict(json.loads(body.decode()))
@@ -252,7 +293,7 @@ def loads(blob: bytes, expected_type: type | None = None, params: CkksParameters
         raise ParameterError(f"loading a {_NAMES[kind]} needs the parameters")
     if fp.hex() != params.fingerprint:
         raise KeyMismatchError(f"{_NAMES[kind]} belongs to other parameters", expected=params.fingerprint, got=fp.hex())
-    r = _Reader(body)
+    r = _Reader(body, version)
     n = params.poly_degree
     if kind == KIND_CIPHERTEXT:
         level, size, _, scale, nn, rows = r.unpack("HBBdIH")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Mapping
@@ -24,7 +23,6 @@ from ..ring import max_log_qp, ntt_primes
 from ..ring.security import SECURITY_LEVELS
 
 SCHEME = "rns-ckks"
-_KNOWN: "OrderedDict[str, CkksParameters]" = OrderedDict()  # recent parameters by fingerprint
 PARAMS_VERSION = 1
 
 
@@ -316,19 +314,9 @@ class CkksParameters:
             "security": self.security_level,
             **({"bootstrap_preset": self.bootstrap_preset} if self.bootstrap_preset is not None else {}),
         }
-        fp = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:32]
-        _KNOWN[fp] = self
-        _KNOWN.move_to_end(fp)
-        while len(_KNOWN) > 256:
-            _KNOWN.popitem(last=False)
-        return fp
+        return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:32]
 
     @property
     def fingerprint_bytes(self) -> bytes:
         return bytes.fromhex(self.fingerprint)
 
-
-def params_for(fingerprint: str) -> CkksParameters | None:
-    """The parameters with this fingerprint if this process made them recently (the last 256
-    distinct sets), else None."""
-    return _KNOWN.get(fingerprint)

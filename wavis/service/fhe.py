@@ -101,16 +101,11 @@ class ParsedKeys:
     is_secure: bool
 
 
-def fresh_ciphertext_bytes(params: Any, key_tag: bytes) -> int:
-    """Serialized size of a fresh (top-level, 2-component) ciphertext under these parameters,
-    measured with the wire format itself (a public-key encryption has no seeded component)."""
-    import numpy as np  # noqa: PLC0415
-
-    ckks, serialize = _ckks()
-    rows = int(params.max_level) + 1
-    zero = ckks.Ciphertext(np.zeros((2, rows, int(params.poly_degree)), dtype=np.uint64), int(params.max_level),
-                           float(params.scale), params.fingerprint, key_tag)
-    return len(serialize.dumps(zero))
+def fresh_ciphertext_bytes(params: Any, key_tag: bytes = b"") -> int:
+    """Serialized size of a fresh (top-level, 2-component) ciphertext under these parameters
+    (the wire format's bound: every residue at its modulus's width)."""
+    _, serialize = _ckks()
+    return serialize.ciphertext_size(params)
 
 
 def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b64: str, limits: Limits,

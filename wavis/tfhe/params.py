@@ -197,3 +197,12 @@ def preset_by_id(preset_id: int) -> TfheParameters:
         if p.preset_id == preset_id:
             return p
     raise KeyError(preset_id)
+
+
+def preset_by_fingerprint(fingerprint: bytes) -> TfheParameters:
+    """The preset whose :attr:`TfheParameters.fingerprint` this is (the wire frame's
+    ``params`` field). Raises KeyError for none."""
+    for p in _PRESETS.values():
+        if p.fingerprint == bytes(fingerprint):
+            return p
+    raise KeyError(bytes(fingerprint).hex())

@@ -1,15 +1,9 @@
-"""Versioned binary wire format for TFHE objects (no pickle).
+"""TFHE payload codec of the WAVIS wire frame (``wavis.frame``; no pickle).
 
-Layout (little-endian)::
-
-    magic    4  b"WVTF"
-    version  2  u16 = 1
-    kind     1  u8: 1 = LWE ciphertext(s), 2 = server key, 3 = client key
-    preset   1  u8 preset id (1 fast_128, 2 standard_128, 3 conservative_128, 255 testing)
-    key_id  16  fingerprint of the server key (SHA-256 over the preset and every public word)
-    length   8  u64 payload length
-    payload
-    crc32    4  zlib.crc32 of everything before it
+Frame (``wavis.frame``, version 2): scheme 2 (TFHE); kind 1 = LWE ciphertext(s), 2 = server
+key, 3 = client key; ``params`` = :attr:`TfheParameters.fingerprint` of the preset; ``key_id``
+= the server key's id (SHA-256 over the preset and every public word); a keyed-tag slot (set
+by the service with :func:`wavis.frame.sign`); a BLAKE2b-128 digest.
 
 Payloads:
 * ciphertext: ``flags u8`` (bit 0: batch) | ``count u32`` | count·(n+1) u32 words.
@@ -19,7 +13,10 @@ Payloads:
   size of the expanded key and well under 40 MB (fast/standard 16.9 MB, conservative 20.6 MB).
 * client key: LWE key bits then GLWE key bits, packed (np.packbits). Secret: never upload it.
 
-Truncated, corrupted (CRC), foreign (magic), newer (version) or inconsistent blobs raise
+Version 1 (``b"WVTF"`` v1: ``magic, version u16, kind u8, preset id u8, key_id 16, length u64``,
+the same payloads, a CRC32) is still read, so server keys stored before version 2 keep loading.
+
+Truncated, corrupted (digest/CRC), foreign (magic), newer (version) or inconsistent blobs raise
 :class:`wavis.errors.CiphertextFormatError`; a ciphertext of another key or preset, when a key
 is given to check against, raises :class:`wavis.errors.KeyMismatchError`.
 """
@@ -34,13 +31,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import frame
 from ..errors import CiphertextFormatError, KeyMismatchError
 from .ciphertext import LweCiphertext
 from .keys import ClientKey, ServerKey, server_key_id
-from .params import TfheParameters, preset_by_id
+from .params import TfheParameters, preset_by_fingerprint, preset_by_id
 
-MAGIC = b"WVTF"
-VERSION = 1
+V1_MAGIC = b"WVTF"
+VERSION = frame.VERSION
 KIND_CIPHERTEXT, KIND_SERVER_KEY, KIND_CLIENT_KEY = 1, 2, 3
 _HEADER = struct.Struct("<4sHBB16sQ")
 _KIND_NAMES = {KIND_CIPHERTEXT: "ciphertext", KIND_SERVER_KEY: "server_key", KIND_CLIENT_KEY: "client_key"}
@@ -55,22 +53,13 @@ class Header:
 
 
 def _pack(kind: int, params: TfheParameters, key_id: bytes, payload: bytes) -> bytes:
-    head = _HEADER.pack(MAGIC, VERSION, kind, params.preset_id, key_id, len(payload))
-    body = head + payload
-    return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
+    return frame.pack(frame.SCHEME_TFHE, kind, params.fingerprint, key_id, payload)
 
 
-def _unpack(blob: bytes) -> tuple[int, TfheParameters, bytes, memoryview]:
-    if not isinstance(blob, (bytes, bytearray, memoryview)):
-        raise CiphertextFormatError("TFHE blob must be bytes")
-    mv = memoryview(blob).cast("B")
+def _unpack_v1(mv: memoryview) -> tuple[int, TfheParameters, bytes, memoryview]:
     if len(mv) < _HEADER.size + 4:
         raise CiphertextFormatError("TFHE blob is truncated", length=len(mv))
-    magic, version, kind, preset_id, key_id, length = _HEADER.unpack_from(mv, 0)
-    if magic != MAGIC:
-        raise CiphertextFormatError("not a WAVIS TFHE blob (bad magic)")
-    if version != VERSION:
-        raise CiphertextFormatError(f"unsupported TFHE wire-format version {version}", version=version)
+    _magic, _version, kind, preset_id, key_id, length = _HEADER.unpack_from(mv, 0)
     if kind not in _KIND_NAMES:
         raise CiphertextFormatError(f"unknown TFHE object kind {kind}")
     if len(mv) != _HEADER.size + length + 4:
@@ -84,6 +73,25 @@ def _unpack(blob: bytes) -> tuple[int, TfheParameters, bytes, memoryview]:
     except KeyError:
         raise CiphertextFormatError(f"unknown TFHE preset id {preset_id}") from None
     return kind, params, bytes(key_id), mv[_HEADER.size:_HEADER.size + length]
+
+
+def _unpack(blob: bytes) -> tuple[int, TfheParameters, bytes, memoryview]:
+    if not isinstance(blob, (bytes, bytearray, memoryview)):
+        raise CiphertextFormatError("TFHE blob must be bytes")
+    mv = memoryview(blob).cast("B")
+    if len(mv) >= 6 and bytes(mv[:4]) == V1_MAGIC:
+        version = struct.unpack_from("<H", mv, 4)[0]
+        if version != 1:
+            raise CiphertextFormatError(f"unsupported TFHE wire-format version {version}", version=version)
+        return _unpack_v1(mv)
+    f = frame.unpack(mv, frame.SCHEME_TFHE)
+    if f.kind not in _KIND_NAMES:
+        raise CiphertextFormatError(f"unknown TFHE object kind {f.kind}")
+    try:
+        params = preset_by_fingerprint(f.params_id)
+    except KeyError:
+        raise CiphertextFormatError("unknown TFHE parameter set (fingerprint of no preset)") from None
+    return f.kind, params, f.key_id, f.payload
 
 
 def peek(blob: bytes) -> Header:
@@ -136,7 +144,7 @@ def dump_server_key(sk: ServerKey) -> bytes:
 def server_key_size(params: TfheParameters) -> int:
     """Bytes of a serialized server key of this preset."""
     words = params.n * (params.k + 1) * params.pbs_level * params.big_n + params.k * params.big_n * params.ks_level
-    return _HEADER.size + 32 + 4 * words + 4
+    return frame.frame_size(32 + 4 * words)
 
 
 def load_server_key(blob: bytes) -> ServerKey:

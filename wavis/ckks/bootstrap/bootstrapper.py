@@ -354,8 +354,4 @@ def _key_set_bytes(params: CkksParameters, galois_count: int) -> int:
     ``galois_count`` Galois keys, all seeded (the format of ``wavis.serialize``)."""
     from ... import serialize
 
-    n = params.poly_degree
-    rows = sum((n * int(q).bit_length() + 7) // 8 for q in params.all_moduli)
-    key = 1 + len(params.digits) * rows + 32
-    body = 13 + key + galois_count * (4 + key)  # "<BIHHI" header, relinearization key, (element, key)…
-    return serialize._HEAD.size + body + serialize._DIGEST  # noqa: SLF001
+    return serialize.eval_keys_size(params, galois_count)
