@@ -95,6 +95,7 @@ def service_settings(service_database_url, service_redis_url, tmp_path):
         data_dir=tmp_path, database_url=service_database_url, redis_url=service_redis_url,
         redis_prefix=TEST_REDIS_PREFIX,
         api_key_pepper=TEST_PEPPER, compute_threads=2, db_pool_max=5,
+        allow_insecure_params=True,  # most service tests use small `testing` keys (refusal: test_security.py)
     )
 
 

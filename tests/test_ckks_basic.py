@@ -204,7 +204,8 @@ def test_trivial_zero_ciphertext_is_handled(params, tools):
 
 def test_encoder_with_a_very_long_chain():
     """A modulus chain far above 1024 bits must not overflow float conversions."""
-    p = CkksParameters(poly_degree=64, scale_bits=60, max_depth=24, security_level="testing")
+    p = CkksParameters(poly_degree=64, scale_bits=60, first_mod_bits=61, magnitude_bits=0, max_depth=24,
+                       security_level="testing")
     enc = Encoder(p)
     out = enc.decode(enc.encode([0.5, -0.25])).real
     assert abs(out[0] - 0.5) < 1e-9 and abs(out[1] + 0.25) < 1e-9

@@ -69,7 +69,13 @@ async def test_upload_is_on_disk_before_201_and_survives_a_redis_flush(api, pair
     await clear_redis_prefix(api.app[SETTINGS].redis_url, api.app[SETTINGS].redis_prefix)
     got = await api.get(f"/api/v1/ciphertexts/{ct_id}", headers=h)
     assert got.status == 200
-    assert (await got.json())["ciphertext_b64"] == body["ciphertext_b64"]
+    # the same blob, now carrying the server's keyed tag (issue 15) in the frame's tag slot
+    import base64
+
+    from wavis import frame
+
+    assert frame.strip_tag(base64.b64decode((await got.json())["ciphertext_b64"])) == \
+        base64.b64decode(body["ciphertext_b64"])
 
 
 # --- idempotency and usage survive a Redis loss ----------------------------------------------

@@ -65,6 +65,20 @@ class DepthExhaustedError(WavisError):
     code = "DEPTH_EXHAUSTED"
 
 
+class ScaleOverflowError(WavisError, ValueError):
+    """The result's scale would reach the modulus the ciphertext has left: its values would
+    wrap modulo q and decrypt to garbage (e.g. a product without rescaling at level 0)."""
+
+    code = "SCALE_OVERFLOW"
+
+
+class PrecisionError(WavisError):
+    """A flooded decryption would keep no bits: the noise flood that protects the key is as
+    large as the values' units (``details['precision_bits']``)."""
+
+    code = "INSUFFICIENT_PRECISION"
+
+
 class MissingKeyError(WavisError):
     """A needed evaluation key is absent (e.g. relinearization or a Galois key)."""
 

@@ -85,8 +85,9 @@ class Encoder:
             Plaintext in the NTT domain, shape (level+1, N) uint64.
 
         Raises:
-            EncodingError: too many values, NaN/inf, non-numeric input, or values × scale
-                too large for the 62-bit coefficient range / the modulus q_0.
+            EncodingError: too many values, NaN/inf, non-numeric input, |values| not below the
+                declared magnitude bound 2^magnitude_bits, or values × scale too large for the
+                62-bit coefficient range / the modulus q_0.
             LevelError: level outside 0..L.
         """
         p = self.params
@@ -109,6 +110,12 @@ class Encoder:
             )
         if not np.all(np.isfinite(arr)):
             raise EncodingError("values must be finite (no NaN or infinity)")
+        big = float(np.max(np.abs(arr))) if arr.size else 0.0
+        if big >= p.magnitude_bound:
+            raise EncodingError(
+                f"|value| up to {big:.6g} is not below the parameters' declared magnitude bound 2^{p.magnitude_bits}: "
+                "results near it would wrap modulo q_0 and decrypt to wrong numbers (CkksParameters.magnitude_bits)",
+                max_abs=big, magnitude_bits=p.magnitude_bits)
         slots = np.zeros(p.slot_count, dtype=np.complex128)
         slots[: arr.size] = arr
         coeffs = np.rint(self.embed_inverse(slots) * scale)
@@ -142,3 +149,46 @@ class Encoder:
             self.ctx.intt(data, idx)
         coeffs = self.ctx.crt_compose(data, idx)
         return self.embed(np.asarray(coeffs, dtype=np.float64) / pt.scale)
+
+    def decode_flooded(self, pt: Plaintext, statistical_bits: int = 30, noise_bound: float | None = None):
+        """Decode for sharing: the decryption's error is drowned in fresh Gaussian noise of
+        standard deviation 2^statistical_bits·B and the real parts are rounded to the precision
+        that is left (IND-CPA-D, Li–Micciancio EUROCRYPT 2021; OpenFHE's NOISE_FLOODING_DECRYPT).
+        Use it for any decoded result someone else will see; keep :meth:`decode` for yourself.
+
+        Args:
+            pt: a decryption (from :class:`Decryptor`) of a ciphertext encoding real values.
+            statistical_bits: s ≥ 30.
+            noise_bound: B, a bound on the Euclidean norm of the decryption error's coefficients
+                (integer units); default: estimated from the imaginary parts of the slots
+                (valid for real-valued plaintexts), never below a fresh encryption's bound.
+
+        Returns: :class:`wavis.ckks.flooding.Flooded` (values float64 (slot_count,),
+            precision_bits, noise_bound_log2, sigma_log2, statistical_bits).
+
+        Raises: ParameterError (statistical_bits < 30 or > 128, non-positive noise_bound),
+            KeyMismatchError (plaintext of other parameters).
+        """
+        from . import flooding
+
+        s = flooding.check_statistical_bits(statistical_bits)
+        if pt.params_fingerprint != self.params.fingerprint:
+            from ..errors import KeyMismatchError
+
+            raise KeyMismatchError("plaintext belongs to other parameters")
+        idx = list(range(pt.level + 1))
+        data = pt.data.copy() if pt.is_ntt else pt.data
+        if pt.is_ntt:
+            self.ctx.intt(data, idx)
+        coeffs = np.asarray(self.ctx.crt_compose(data, idx), dtype=np.float64)
+        if noise_bound is None:
+            noise_bound = flooding.estimate_noise_bound(self.params, self.embed(coeffs / pt.scale), pt.scale)
+        elif not (np.isfinite(noise_bound) and noise_bound > 0):
+            from ..errors import ParameterError
+
+            raise ParameterError(f"noise_bound must be a positive number, got {noise_bound!r}", field="noise_bound")
+        sigma = 2.0**s * float(noise_bound)
+        slots = self.embed(flooding.flood_coefficients(coeffs, sigma) / pt.scale).real
+        p = flooding.precision_bits(self.params, pt.scale, float(noise_bound), s)
+        step = 2.0 ** -p
+        return flooding.Flooded(np.round(slots / step) * step, p, math.log2(noise_bound), math.log2(sigma), s)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import (
     DepthExhaustedError, EncodingError, KeyMismatchError, LevelError, MissingKeyError, MissingRotationKeyError,
-    ParameterError, ScaleMismatchError,
+    ParameterError, ScaleMismatchError, ScaleOverflowError,
 )
 from . import keyswitch as ks
 from .context import CkksContext, context_of
@@ -121,6 +121,21 @@ class Evaluator:
                 "encrypt at the default scale of its level",
                 scale_bits=math.log2(ct.scale), canonical_scale_bits=math.log2(canonical), level=int(ct.level))
         return derived
+
+    def _check_fits(self, scale: float, level: int, what: str) -> None:
+        """A level-ℓ result at ``scale`` must leave room below Q_ℓ/2 = q_0···q_ℓ/2 for values of
+        magnitude ≥ 1; otherwise every value wraps modulo Q_ℓ and decrypts to garbage.
+
+        Raises: ScaleOverflowError."""
+        need = math.log2(scale) + 1 if scale > 0 and math.isfinite(scale) else math.inf
+        have = self.params.log_modulus_bits(level)
+        if need > have:
+            raise ScaleOverflowError(
+                f"{what}: the result's scale 2^{math.log2(scale) if scale > 0 else float('-inf'):.2f} would exceed the "
+                f"modulus 2^{have:.2f} left at level {level}: its values would wrap and decrypt to garbage; rescale "
+                "(the default) instead of multiplying further at this level, or use a parameter set with more levels",
+                scale_bits=round(math.log2(scale), 3) if scale > 0 and math.isfinite(scale) else None,
+                modulus_bits=round(have, 3), level=int(level))
 
     # -- level management -------------------------------------------------------------------------
     def drop_to_level(self, ct: Ciphertext, level: int) -> Ciphertext:
@@ -235,6 +250,7 @@ class Evaluator:
                 f"the product scale 2^{math.log2(a.scale) + math.log2(b.scale):.2f} is too far above the "
                 f"canonical 2^{2 * math.log2(canonical):.2f} of level {a.level}: encrypt at the default scale",
                 scale_bits=[math.log2(a.scale), math.log2(b.scale)], level=int(a.level))
+        self._check_fits(scale, a.level, "multiply")
         ctx = self.ctx
         idx = list(range(a.level + 1))
         rows = len(idx)
@@ -361,6 +377,8 @@ class Evaluator:
         # scale chosen so the rescaled result sits exactly on the canonical scale of level ℓ−1
         target = self.params.level_scale(ct.level - 1) if ct.level > 0 else ct.scale
         pt_scale = target * self.params.moduli[ct.level] / ct.scale
+        self._check_fits(ct.scale * (values.scale if isinstance(values, Plaintext) else pt_scale), ct.level,
+                         "multiply_plain")
         if not isinstance(values, Plaintext):
             self._derived_scale(ct, pt_scale, "multiply_plain")
         pt = self._as_plain(values, ct.level, pt_scale)
@@ -391,6 +409,7 @@ class Evaluator:
         target = self.params.level_scale(ct.level - 1) if ct.level > 0 else ct.scale
         q_l = self._derived_scale(ct, target * self.params.moduli[ct.level] / ct.scale,  # rescaled: canonical
                                   "multiply_scalar")
+        self._check_fits(ct.scale * q_l, ct.level, "multiply_scalar")
         res_mod = self._scalar_residues(value, q_l, ct.level)
         idx = list(range(ct.level + 1))
         out = self.ctx.zeros(ct.size * len(idx)).reshape(ct.size, len(idx), -1)

@@ -7,6 +7,13 @@ Modulus chain (Cheon–Han–Kim–Kim–Song, "A full RNS variant of approximat
 the special primes ``p_0..p_{k-1}`` form P for hybrid key switching with ``dnum`` digits
 (Han–Ki, CT-RSA 2020, §3): digit j holds α = ⌈(L+1)/dnum⌉ consecutive q_i, and P ≥ every
 digit's product. log2(Q·P) is checked against the HE Standard table (``wavis.ring.security``).
+
+Magnitude bound (headroom): at level 0 a value m is held as Δ_0·m + e modulo q_0, so every
+value a computation produces must satisfy |m| < q_0/(2Δ_0) ≈ 2^(first_mod_bits − scale_bits − 1),
+or it wraps modulo q_0 and decrypts to garbage with no error. The parameters therefore carry a
+declared bound |values| < 2^magnitude_bits (default 19) and refuse a first modulus whose
+headroom over the scale, H = first_mod_bits − scale_bits, is below magnitude_bits + 1 bits:
+the default 40-bit scale with a 60-bit q_0 keeps exactly 20 bits (values below 2^19 = 524288).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from ..ring.security import SECURITY_LEVELS
 
 SCHEME = "rns-ckks"
 PARAMS_VERSION = 1
+DEFAULT_MAGNITUDE_BITS = 19  # |values| < 2^19 by default: 20 bits of headroom between q_0 and Δ
 
 
 def _chain_bits(scale_bits: int, max_depth: int, first_bits: int, special_bits: int, dnum: int,
@@ -50,9 +58,14 @@ class CkksParameters:
         first_mod_bits: size of q_0 in bits (default min(60, scale_bits + 20)).
         special_mod_bits: size of each special prime p_i in bits (default 61, so one p exceeds a 60-bit q_0).
         dnum: number of key-switching digits (default: the fewest that fit the security bound).
+        magnitude_bits: the declared input bound: every value the computation encrypts or produces
+            has |value| < 2^magnitude_bits (default 19, 0..60). Needs first_mod_bits − scale_bits ≥
+            magnitude_bits + 1 (see the module docstring); not part of the fingerprint (it changes no
+            prime), reported in key metadata as ``magnitude_bound``.
 
     Raises:
-        ParameterError: a field out of range.
+        ParameterError: a field out of range, or a first modulus with too little headroom over
+            the scale for ``magnitude_bits`` (values would wrap modulo q_0 silently).
         InsufficientSecurityError: log2(QP) exceeds the HE Standard bound;
             ``details['max_depth']`` is the largest depth that fits (-1 if none).
     """
@@ -65,6 +78,7 @@ class CkksParameters:
     special_mod_bits: int = 61
     dnum: int | None = None
     bootstrap_preset: str | None = None
+    magnitude_bits: int | None = None
 
     # -- construction ---------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -85,6 +99,23 @@ class CkksParameters:
                 f"first_mod_bits must be in max(20, scale_bits)..61, got {first!r}", field="first_mod_bits"
             )
         object.__setattr__(self, "first_mod_bits", first)
+        mag = self.magnitude_bits if self.magnitude_bits is not None else DEFAULT_MAGNITUDE_BITS
+        if not isinstance(mag, int) or isinstance(mag, bool) or not 0 <= mag <= 60:
+            raise ParameterError(f"magnitude_bits must be an integer in 0..60, got {mag!r}", field="magnitude_bits")
+        headroom = first - self.scale_bits
+        if headroom < mag + 1:
+            declared = "declared" if self.magnitude_bits is not None else "default"
+            hint = (f"declare magnitude_bits ≤ {headroom - 1} if your values stay below 2^{headroom - 1}, or "
+                    if headroom >= 1 else "")
+            widen = (f"use first_mod_bits ≥ {self.scale_bits + mag + 1} (at most 61) or " if self.scale_bits + mag + 1 <= 61
+                     else "")
+            raise ParameterError(
+                f"the first modulus q_0 ({first} bits) leaves {headroom} bit(s) of headroom over the {self.scale_bits}-bit "
+                f"scale, but values up to the {declared} bound 2^{mag} need {mag + 1}: they would wrap modulo q_0 and "
+                f"decrypt to wrong numbers without any error; {hint}{widen}use scale_bits ≤ {first - mag - 1}",
+                field="first_mod_bits", headroom_bits=headroom, magnitude_bits=mag,
+                min_first_mod_bits=self.scale_bits + mag + 1)
+        object.__setattr__(self, "magnitude_bits", mag)
         bound = max_log_qp(n, self.security_level)
         boot = self.boot_mod_bits
         levels = self.max_depth + 1 + len(boot)
@@ -170,7 +201,7 @@ class CkksParameters:
         if not isinstance(d, Mapping):
             raise ParameterError("params must be an object")
         allowed = {"poly_degree", "scale_bits", "max_depth", "security_level", "first_mod_bits", "special_mod_bits", "dnum",
-                   "bootstrap_preset"}
+                   "bootstrap_preset", "magnitude_bits"}
         extra = set(d) - allowed
         if extra:
             raise ParameterError(f"unknown parameter(s): {sorted(extra)}", field=sorted(extra)[0])
@@ -192,7 +223,7 @@ class CkksParameters:
         return {
             "poly_degree": self.poly_degree, "scale_bits": self.scale_bits, "max_depth": self.max_depth,
             "security_level": self.security_level, "first_mod_bits": self.first_mod_bits,
-            "special_mod_bits": self.special_mod_bits, "dnum": self.dnum,
+            "special_mod_bits": self.special_mod_bits, "dnum": self.dnum, "magnitude_bits": self.magnitude_bits,
             **({"bootstrap_preset": self.bootstrap_preset} if self.bootstrap_preset is not None else {}),
         }
 
@@ -291,6 +322,15 @@ class CkksParameters:
     def level_scale(self, level: int) -> float:
         """The canonical scale Δ_level (see :attr:`level_scales`)."""
         return self.level_scales[level]
+
+    @property
+    def magnitude_bound(self) -> float:
+        """The declared bound on |values|: 2^magnitude_bits."""
+        return float(2**self.magnitude_bits)
+
+    def log_modulus_bits(self, level: int) -> float:
+        """log2(Q_ℓ) = log2(q_0·…·q_ℓ), the modulus a level-ℓ ciphertext has left."""
+        return sum(math.log2(q) for q in self.moduli[: level + 1])
 
     @property
     def is_secure(self) -> bool:

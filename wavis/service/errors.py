@@ -67,6 +67,8 @@ LIBRARY_STATUS: dict[type[lib.WavisError], int] = {
     lib.LevelError: 400,  # LEVEL_MISMATCH
     lib.ScaleMismatchError: 400,  # SCALE_MISMATCH
     lib.DepthExhaustedError: 409,  # DEPTH_EXHAUSTED
+    lib.ScaleOverflowError: 400,  # SCALE_OVERFLOW
+    lib.PrecisionError: 409,  # INSUFFICIENT_PRECISION
     lib.MissingKeyError: 400,  # MISSING_KEY
     lib.MissingRotationKeyError: 400,  # MISSING_ROTATION_KEY
     lib.CiphertextFormatError: 400,  # INVALID_CIPHERTEXT

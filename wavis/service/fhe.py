@@ -64,8 +64,26 @@ def _context(params, contexts: DeviceContexts | None):
 
 
 def build_params(params: dict[str, Any]):
+    """The parameters of a *stored* key. Keys stored before the headroom rule (issue 15) have no
+    ``magnitude_bits``: they keep loading with the bound their headroom actually gives
+    (first_mod_bits − scale_bits − 1), which their metadata then reports."""
     ckks, _ = _ckks()
+    if "magnitude_bits" not in params and params.get("first_mod_bits") is not None:
+        params = {**params, "magnitude_bits": magnitude_bits_of(params)}
     return ckks.CkksParameters.from_dict(params)
+
+
+def magnitude_bits_of(params: dict[str, Any]) -> int:
+    """The declared magnitude bound (log2) of a stored key's parameter literal; for keys stored
+    before it existed, what their headroom gives (at most the default 19)."""
+    if params.get("magnitude_bits") is not None:
+        return int(params["magnitude_bits"])
+    from wavis.ckks.params import DEFAULT_MAGNITUDE_BITS  # noqa: PLC0415
+
+    scale = int(params.get("scale_bits", 40))
+    first = params.get("first_mod_bits")
+    first = int(first) if first is not None else min(60, scale + 20)
+    return max(0, min(DEFAULT_MAGNITUDE_BITS, first - scale - 1))
 
 
 def rotation_steps(params: Any, galois_elements) -> tuple[list[int], bool]:
@@ -216,7 +234,8 @@ def _info(ct: Any, blob: bytes, params: Any) -> CiphertextInfo:
 
 def parse_ciphertext(params: Any, key_tag: bytes, ciphertext_b64: str) -> CiphertextInfo:
     """Decode and fully validate an uploaded ciphertext (format, fingerprint, residues, and
-    that it was encrypted under this key); it is stored as sent."""
+    that it was encrypted under this key); it is stored as sent (a version-1 blob rewritten in
+    the current frame), then tagged by the route."""
     ckks, serialize = _ckks()
     from wavis.errors import KeyMismatchError  # noqa: PLC0415
 
@@ -228,6 +247,8 @@ def parse_ciphertext(params: Any, key_tag: bytes, ciphertext_b64: str) -> Cipher
         from wavis.errors import CiphertextFormatError  # noqa: PLC0415
 
         raise CiphertextFormatError("upload relinearized ciphertexts (2 components)")
+    if serialize.peek_version(blob) != serialize.VERSION:
+        blob = serialize.dumps(ct)  # stored in the current frame (it carries the server's tag)
     return _info(ct, blob, params)
 
 

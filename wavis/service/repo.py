@@ -311,16 +311,17 @@ async def max_ciphertext_body_limit(conn: asyncpg.Connection, account_id: str) -
 
 # --- ciphertexts --------------------------------------------------------------------------
 
-CT_COLUMNS = "id, account_id, key_id, level, scale, slots, size_bytes, source, created_at, expires_at"
+CT_COLUMNS = "id, account_id, key_id, level, scale, slots, size_bytes, source, provenance, created_at, expires_at"
 
 
 async def insert_ciphertext(conn: asyncpg.Connection, *, ct_id: str, account_id: str, key_id: str, level: int,
                             scale: float, slots: int, size_bytes: int, source: str,
-                            expires_at: datetime) -> asyncpg.Record:
+                            expires_at: datetime, provenance: str = "client") -> asyncpg.Record:
     return await conn.fetchrow(
-        f"""INSERT INTO ciphertexts (id, account_id, key_id, level, scale, slots, size_bytes, source, expires_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {CT_COLUMNS}""",
-        ct_id, account_id, key_id, level, scale, slots, size_bytes, source, expires_at,
+        f"""INSERT INTO ciphertexts (id, account_id, key_id, level, scale, slots, size_bytes, source, provenance,
+                                     expires_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {CT_COLUMNS}""",
+        ct_id, account_id, key_id, level, scale, slots, size_bytes, source, provenance, expires_at,
     )
 
 

@@ -161,6 +161,8 @@ class KeyResponse(Response):
     created_at: datetime
     blind_guarantee: bool
     ciphertext_upload_limit_bytes: int
+    insecure: bool = False  # [ours] `testing` parameters, accepted only in the operator's insecure mode
+    magnitude_bound: float | None = None  # [ours] |values| must stay below this (2^magnitude_bits), else they wrap
 
 
 class KeyGenerated(KeyResponse):
@@ -192,6 +194,7 @@ class CiphertextMeta(Response):
     scale_bits: float
     slots: int
     size_bytes: int
+    provenance: Literal["server", "client"] = "client"  # [ours] server-produced all the way down, or not
     created_at: datetime
     expires_at: datetime
 
@@ -210,7 +213,10 @@ class EncryptRequest(Request):
 
 
 class DecryptResponse(Response):
-    values: list[float]
+    values: list[float]  # noise-flooded, rounded to multiples of 2^-precision_bits
+    precision_bits: int  # [ours] absolute precision kept after flooding
+    statistical_bits: int  # [ours] s: the flood's standard deviation is 2^s·B
+    noise_bound_log2: float  # [ours] log2 B, the bound on the decryption error's norm
 
 
 # --- compute ----------------------------------------------------------------------------------

@@ -7,11 +7,14 @@ the secret key leaves this module only serialized, and the route seals it with A
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from . import fhe
 from .settings import Limits
+
+FLOOD_STATISTICAL_BITS = 30  # s in σ_flood = 2^s·B (issue 15: s ≥ 30)
 
 
 @dataclass
@@ -46,13 +49,30 @@ def encrypt(params: Any, public_key: bytes, values: list[float]) -> fhe.Cipherte
     return fhe.CiphertextInfo(blob, int(ct.level), float(ct.scale), int(params.slot_count))
 
 
-def decrypt(params: Any, secret_key: bytes, ciphertext: bytes) -> list[float]:
-    import numpy as np  # noqa: PLC0415
+def decrypt(params: Any, secret_key: bytes, ciphertext: bytes,
+            statistical_bits: int = FLOOD_STATISTICAL_BITS) -> dict[str, Any]:
+    """Flooded decryption (``Encoder.decode_flooded``: σ = 2^s·B, outputs rounded to the
+    precision left). Returns {values, precision_bits, statistical_bits, noise_bound_log2}.
 
+    Raises: PrecisionError (409 INSUFFICIENT_PRECISION) when the flooded values would keep
+    less than one bit after the binary point."""
     from wavis import serialize  # noqa: PLC0415
     from wavis.ckks import Ciphertext, Decryptor, Encoder, SecretKey  # noqa: PLC0415
+    from wavis.errors import PrecisionError  # noqa: PLC0415
 
     sk = serialize.loads(secret_key, expected_type=SecretKey, params=params)
     ct = serialize.loads(ciphertext, expected_type=Ciphertext, params=params)
-    values = Encoder(params).decode(Decryptor(params, sk).decrypt(ct)).real
-    return [float(v) for v in np.asarray(values)]
+    flooded = Encoder(params).decode_flooded(Decryptor(params, sk).decrypt(ct), statistical_bits)
+    if flooded.precision_bits < 1:
+        want = 8  # bits worth returning: the scale that would give them, other things equal
+        need = math.ceil(math.log2(ct.scale) + want - flooded.precision_bits)
+        raise PrecisionError(
+            f"after noise flooding (σ = 2^{flooded.statistical_bits}·B = 2^{flooded.sigma_log2:.1f}) this ciphertext "
+            f"at scale 2^{math.log2(ct.scale):.1f} keeps {flooded.precision_bits} bits: nothing worth returning. "
+            f"Server-managed decryption of it needs a scale of about 2^{need} for {want} bits (see docs/security.md), "
+            "or decrypt on the client with your own key",
+            precision_bits=flooded.precision_bits, scale_bits=round(math.log2(ct.scale), 3),
+            scale_bits_for_8_bits=need, noise_bound_log2=flooded.noise_bound_log2,
+            statistical_bits=flooded.statistical_bits)
+    return dict(values=[float(v) for v in flooded.values], precision_bits=flooded.precision_bits,
+                statistical_bits=flooded.statistical_bits, noise_bound_log2=round(flooded.noise_bound_log2, 3))

@@ -78,6 +78,7 @@ class Settings:
     maintenance_retry_after_s: int = 300
     master_key: bytes | None = None  # None → read/generate data_dir/master_key (sealing.py)
     allow_sk_in_response: bool = False  # WAVIS_ALLOW_SK_IN_RESPONSE
+    allow_insecure_params: bool = False  # WAVIS_ALLOW_INSECURE_PARAMS: accept `testing` CKKS keys (never in production)
     pre_stop_s: float = 0.0  # SIGTERM → /readyz 503 at once, keep serving this long, then drain
     shutdown_timeout_s: float = 10.0  # in-flight requests get this long after SIGTERM's drain starts
     json_logs: bool = True
@@ -133,6 +134,7 @@ class Settings:
             maintenance=_env_bool("WAVIS_MAINTENANCE"),
             master_key=_master_key_from_env(),
             allow_sk_in_response=_env_bool("WAVIS_ALLOW_SK_IN_RESPONSE"),
+            allow_insecure_params=_env_bool("WAVIS_ALLOW_INSECURE_PARAMS"),
             pre_stop_s=float(env.get("WAVIS_PRE_STOP_S") or cls.pre_stop_s),
             shutdown_timeout_s=float(env.get("WAVIS_SHUTDOWN_TIMEOUT_S") or cls.shutdown_timeout_s),
             json_logs=env.get("WAVIS_LOG_FORMAT", "json").lower() != "text",

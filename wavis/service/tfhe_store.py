@@ -24,7 +24,7 @@ from typing import Any, AsyncIterator, Sequence
 
 from aiohttp import web
 
-from . import repo_tfhe
+from . import provenance, repo_tfhe
 from .engine import AsyncLRU
 from .sealing import Sealer, load_or_create_master_key
 from .state import DB, SETTINGS
@@ -65,10 +65,27 @@ class SessionKeys:
     client: Any | None  # wavis.tfhe.ClientKey
 
 
+@dataclass(frozen=True)
+class Tagging:
+    """Keyed tags of one session's ciphertexts (``provenance``): the associated data binds a
+    tag to the account, the session and the provenance (``server`` / ``client``)."""
+
+    tags: provenance.BlobTags
+    account_id: str
+    session_id: str
+
+    def is_server(self, blob: bytes) -> bool:
+        return self.tags.verify(blob, provenance.tfhe_aad(self.account_id, self.session_id, provenance.SERVER))
+
+    def sign(self, blob: bytes, origin: str) -> bytes:
+        return self.tags.sign(blob, provenance.tfhe_aad(self.account_id, self.session_id, origin))
+
+
 class TfheStore:
-    def __init__(self, sealer: Sealer, config: TfheConfig) -> None:
+    def __init__(self, sealer: Sealer, config: TfheConfig, tags: provenance.BlobTags | None = None) -> None:
         self.sealer = sealer
         self.config = config
+        self.tags = tags
         self.keys: AsyncLRU[str, SessionKeys] = AsyncLRU(config.cache_entries, config.cache_bytes, _key_bytes)
 
 
@@ -136,7 +153,7 @@ async def tfhe_ctx(app: web.Application) -> AsyncIterator[None]:
     # Settings.master_key when the settings carry one (WAVIS_MASTER_KEY), else the same env /
     # <data dir>/master_key file that secrets for server-mode CKKS keys use
     master = getattr(settings, "master_key", None) or load_or_create_master_key(settings.data_dir)
-    store = TfheStore(Sealer(master), TfheConfig.from_env())
+    store = TfheStore(Sealer(master), TfheConfig.from_env(), provenance.tags_for(master))
     app[TFHE_STORE] = store
     task = asyncio.create_task(_sweep(app, store), name="wavis-tfhe-sweeper")
     try:
@@ -229,65 +246,89 @@ def _b64(text: str, name: str) -> bytes:
         raise CiphertextFormatError(f"{name} is not valid base64", field=name) from None
 
 
-def parse_ciphertext(keys: SessionKeys, text: str, where: str):
-    """One single LWE ciphertext of this session (INVALID_CIPHERTEXT / KEY_MISMATCH otherwise)."""
+# Decryption only of ciphertexts whose phase is this close to ±1/8 (after the tag check): the
+# outputs of every gate have a noise std of about 0.006–0.008 (docs/tfhe.md), fresh encryptions
+# far less, so 1/16 is more than 7 standard deviations away; a tag-valid ciphertext outside it
+# would mean a bug, and is refused like a forged one.
+PHASE_TOLERANCE = 1.0 / 16
+
+
+def parse_ciphertext(keys: SessionKeys, text: str, where: str, tagging: Tagging | None = None):
+    """One single LWE ciphertext of this session (INVALID_CIPHERTEXT / KEY_MISMATCH otherwise).
+    With ``tagging``, returns (ciphertext, provenance of the blob: ``server`` only if it carries
+    the server's tag for this account and session)."""
     tfhe = _tfhe()
     from wavis.errors import CiphertextFormatError, WavisError  # noqa: PLC0415
 
+    blob = _b64(text, where)
     try:
-        ct = tfhe.serialize.load_ciphertext(_b64(text, where), key=keys.server)
+        ct = tfhe.serialize.load_ciphertext(blob, key=keys.server)
         if ct.is_batch:
             raise CiphertextFormatError("expected a single ciphertext, got a batch")
     except WavisError as exc:
         raise type(exc)(f"{where}: {exc.message}", **{**exc.details, "operand": where}) from None
-    return ct
+    if tagging is None:
+        return ct
+    return ct, (provenance.SERVER if tagging.is_server(blob) else provenance.CLIENT)
 
 
-def _dump_b64(ct) -> str:
-    return base64.b64encode(_tfhe().serialize.dump_ciphertext(ct)).decode("ascii")
+def _dump_b64(ct, tagging: Tagging, origin: str) -> str:
+    """The wire format of a result, carrying the server's keyed tag for its provenance."""
+    return base64.b64encode(tagging.sign(_tfhe().serialize.dump_ciphertext(ct), origin)).decode("ascii")
 
 
-def gate(keys: SessionKeys, op: str, a: str, b: str | None, sel: str | None) -> str:
-    ca = parse_ciphertext(keys, a, "a")
-    cb = parse_ciphertext(keys, b, "b") if b is not None else None
-    cs = parse_ciphertext(keys, sel, "sel") if sel is not None else None
-    return _dump_b64(keys.server.gate(op, ca, cb, cs))
+def _join(origins: Sequence[str]) -> str:
+    return provenance.SERVER if all(o == provenance.SERVER for o in origins) else provenance.CLIENT
 
 
-def _parse_circuit(keys: SessionKeys, gates: Sequence[dict[str, Any]], single: bool = False) -> list[dict[str, Any]]:
+def gate(keys: SessionKeys, tagging: Tagging, op: str, a: str, b: str | None, sel: str | None) -> str:
+    """One gate; the result is ``server`` only if every operand carried the server's tag."""
+    ca, oa = parse_ciphertext(keys, a, "a", tagging)
+    cb, ob = parse_ciphertext(keys, b, "b", tagging) if b is not None else (None, provenance.SERVER)
+    cs, os_ = parse_ciphertext(keys, sel, "sel", tagging) if sel is not None else (None, provenance.SERVER)
+    return _dump_b64(keys.server.gate(op, ca, cb, cs), tagging, _join([oa, ob, os_]))
+
+
+def _parse_circuit(keys: SessionKeys, tagging: Tagging, gates: Sequence[dict[str, Any]],
+                   single: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
     """Gate dicts with base64 operands or ``"$k"`` references → the library's circuit form
     (operands parsed and checked against the session's key; errors name the operand as
-    ``gates[i].b``, or ``b`` for a single-gate request)."""
+    ``gates[i].b``, or ``b`` for a single-gate request), and each gate's provenance: ``server``
+    only if everything it is computed from (through ``$k`` too) carried the server's tag."""
     from wavis.errors import ParameterError  # noqa: PLC0415
     from wavis.tfhe.keys import parse_reference  # noqa: PLC0415
 
     parsed: dict[str, Any] = {}  # the same ciphertext text is parsed once
-    circuit = []
+    circuit, origins = [], []
     for i, g in enumerate(gates):
         out = {"op": g["op"]}
+        mine = []
         for name in ("a", "b", "sel"):
             v = g.get(name)
             if v is None:
                 continue
             if v.startswith("$"):
                 try:
-                    parse_reference(v, i)
+                    k = parse_reference(v, i)
                 except ParameterError:
                     raise ParameterError(f"gate {i}: operand {name} = {v[:12]!r} must be '$k' with k < {i} "
                                          "(an earlier gate's result)", gate=i, operand=name) from None
                 out[name] = v
+                mine.append(origins[int(k)])
             else:
                 if v not in parsed:
-                    parsed[v] = parse_ciphertext(keys, v, name if single else f"gates[{i}].{name}")
-                out[name] = parsed[v]
+                    parsed[v] = parse_ciphertext(keys, v, name if single else f"gates[{i}].{name}", tagging)
+                out[name] = parsed[v][0]
+                mine.append(parsed[v][1])
         circuit.append(out)
-    return circuit
+        origins.append(_join(mine))
+    return circuit, origins
 
 
-def batch(keys: SessionKeys, gates: Sequence[dict[str, Any]]) -> tuple[list[str], int]:
+def batch(keys: SessionKeys, tagging: Tagging, gates: Sequence[dict[str, Any]]) -> tuple[list[str], int]:
     """Evaluate a gate list whose operands are ciphertexts or ``"$k"`` (k < index), level by
     level (independent gates are one batched bootstrap). Returns (results, levels)."""
-    (out,) = evaluate_jobs(keys, [gates])
+    (out,) = evaluate_jobs(keys, tagging, [gates])
     if isinstance(out, BaseException):
         raise out
     return out
@@ -297,7 +338,7 @@ def _shift(x: Any, offset: int) -> Any:
     return f"${int(x[1:]) + offset}" if isinstance(x, str) else x
 
 
-def evaluate_jobs(keys: SessionKeys, jobs: Sequence[Sequence[dict[str, Any]]],
+def evaluate_jobs(keys: SessionKeys, tagging: Tagging, jobs: Sequence[Sequence[dict[str, Any]]],
                   single: Sequence[bool] | None = None) -> list[Any]:
     """Several jobs of one session (single gates and circuits, any gate mix) in one circuit:
     their gates are concatenated (``"$k"`` references shifted to the merged indices), so gates
@@ -307,13 +348,15 @@ def evaluate_jobs(keys: SessionKeys, jobs: Sequence[Sequence[dict[str, Any]]],
 
     Returns per job ``(results_b64, levels)`` or the exception that job raised: a job whose
     operands do not parse fails alone; if the merged call fails, every job is retried alone so
-    a failing job never fails its batch-mates."""
+    a failing job never fails its batch-mates. Every output carries the server's keyed tag for
+    its provenance (``tagging``; issue 15)."""
     tfhe = _tfhe()
     out: list[Any] = [None] * len(jobs)
     prepared: list[tuple[int, list[dict[str, Any]], int]] = []
+    origins: dict[int, list[str]] = {}
     for i, gates in enumerate(jobs):
         try:
-            circuit = _parse_circuit(keys, gates, bool(single[i]) if single is not None else False)
+            circuit, origins[i] = _parse_circuit(keys, tagging, gates, bool(single[i]) if single is not None else False)
             levels = tfhe.circuit_levels(circuit)
             prepared.append((i, circuit, max(levels) + 1 if levels else 0))
         except Exception as exc:  # noqa: BLE001 - reported per job
@@ -332,23 +375,36 @@ def evaluate_jobs(keys: SessionKeys, jobs: Sequence[Sequence[dict[str, Any]]],
         for i, circuit, depth in prepared:
             try:
                 res = keys.server.evaluate_circuit(circuit, threads=0)
-                out[i] = ([_dump_b64(r) for r in res], depth)
+                out[i] = ([_dump_b64(r, tagging, o) for r, o in zip(res, origins[i])], depth)
             except Exception as exc:  # noqa: BLE001
                 out[i] = exc
         return out
     for i, off, n, depth in spans:
-        out[i] = ([_dump_b64(r) for r in results[off:off + n]], depth)
+        out[i] = ([_dump_b64(r, tagging, o) for r, o in zip(results[off:off + n], origins[i])], depth)
     return out
 
 
-def encrypt(keys: SessionKeys, bits: list[bool]) -> list[str]:
+def encrypt(keys: SessionKeys, tagging: Tagging, bits: list[bool]) -> list[str]:
     batch_ct = keys.client.encrypt(list(bits))
-    return [_dump_b64(c) for c in batch_ct]
+    return [_dump_b64(c, tagging, provenance.SERVER) for c in batch_ct]
 
 
-def decrypt(keys: SessionKeys, texts: list[str], many: bool = True) -> list[bool]:
-    """Decrypt base64 ciphertexts; errors name the operand as sent (``ciphertexts_b64[i]`` for
-    the list form, ``ciphertext_b64`` for the single one)."""
-    cts = [parse_ciphertext(keys, t, f"ciphertexts_b64[{i}]" if many else "ciphertext_b64")
-           for i, t in enumerate(texts)]
-    return [bool(keys.client.decrypt(c)) for c in cts]
+def decrypt(keys: SessionKeys, tagging: Tagging, texts: list[str], many: bool = True) -> list[bool]:
+    """Decrypt base64 ciphertexts this session produced. Each must carry the server's tag for
+    ``server`` (checked first), then have a phase within 1/16 of ±1/8; anything else →
+    403 NOT_SERVER_PRODUCED naming the operand (``ciphertexts_b64[i]`` / ``ciphertext_b64``).
+    Malformed or foreign blobs keep their 400 (INVALID_CIPHERTEXT / KEY_MISMATCH)."""
+    cts = []
+    for i, t in enumerate(texts):
+        where = f"ciphertexts_b64[{i}]" if many else "ciphertext_b64"
+        ct, origin = parse_ciphertext(keys, t, where, tagging)
+        if origin != provenance.SERVER:
+            raise provenance.not_server_produced(where, operand=where)
+        cts.append((where, ct))
+    out = []
+    for where, ct in cts:
+        phase = float(keys.client.phase(ct)[0])
+        if abs(abs(phase) - 0.125) > PHASE_TOLERANCE:
+            raise provenance.not_server_produced(where, operand=where)
+        out.append(phase > 0)
+    return out

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from . import jobs, repo, streams, tfhe_store
+from . import jobs, provenance, repo, streams, tfhe_store
 from .batcher import Batcher
 from .errors import ApiError, not_found
 from .ids import new_id
@@ -367,7 +367,10 @@ class Worker:
     async def _run_tfhe(self, batch: list[jobs.Job]) -> list[jobs.Outcome]:
         session_id = batch[0].payload["session_id"]
         keys = await tfhe_store.session_keys(self.app, session_id)
-        results, compute_ms = await self._compute(tfhe_store.evaluate_jobs, keys,
+        # every output carries the server's keyed tag for its provenance (issue 15); the jobs of
+        # one batch share the session, hence the account
+        tagging = tfhe_store.Tagging(self.app[tfhe_store.TFHE_STORE].tags, batch[0].account_id, session_id)
+        results, compute_ms = await self._compute(tfhe_store.evaluate_jobs, keys, tagging,
                                                   [j.payload["gates"] for j in batch],
                                                   [bool(j.payload.get("single")) for j in batch])
         outcomes = []
@@ -396,6 +399,7 @@ class Worker:
         params, evaluator = await evaluator_for_app(self.app, key)
         outcomes: list[jobs.Outcome | None] = [None] * len(batch)
         todo, inputs = [], []
+        origins: dict[int, str] = {}
         for i, job in enumerate(batch):
             ids = job.payload["ciphertext_ids"]
             async with self.app[DB].acquire(timeout=self.settings.upstream_timeout_s) as conn:
@@ -409,6 +413,11 @@ class Worker:
                 continue
             todo.append(i)
             inputs.append((blobs, job.payload.get("args") or {}))
+            # server-produced only if every operand is (row and keyed tag): anything computed from
+            # an upload stays a client ciphertext, so the server never decrypts it (issue 15)
+            origins[i] = await self.app[ENGINE].run(
+                provenance.ckks_result_provenance, provenance.tags_for(self.settings.master_key),
+                [rows[c]["provenance"] for c in ids], blobs, account_id, key_id)
         results, compute_ms = await self._compute(fhe.compute_many, first.operation, params, evaluator, inputs)
         max_level = max(1, key["max_level"])
         for i, res in zip(todo, results):
@@ -418,7 +427,7 @@ class Worker:
                 continue
             try:
                 row, evicted = await persist_ciphertext(self.app, account_id=account_id, plan=job.payload["plan"],
-                                                        key_id=key_id, info=res, source="compute")
+                                                        key_id=key_id, info=res, source="compute", origin=origins[i])
             except Exception as exc:  # noqa: BLE001
                 outcomes[i] = jobs.Outcome(error=jobs.error_dict(exc), compute_ms=compute_ms)
                 continue

@@ -14,7 +14,7 @@ from datetime import timedelta
 import asyncpg
 from aiohttp import web
 
-from .. import fhe, ratelimit, repo, serverkeys
+from .. import fhe, provenance, ratelimit, repo, serverkeys
 from ..sealing import Sealer
 from ..access import Access, RouteBodyLimit, access, body_limit, doc, principal
 from ..bodies import parse, read_body
@@ -46,31 +46,40 @@ def meta(row: asyncpg.Record) -> dict:
     return dict(
         ciphertext_id=row["id"], key_id=row["key_id"], level=row["level"],
         scale_bits=round(math.log2(row["scale"]), 6) if row["scale"] > 0 else 0.0,
-        slots=row["slots"], size_bytes=row["size_bytes"], created_at=row["created_at"],
+        slots=row["slots"], size_bytes=row["size_bytes"], provenance=row["provenance"], created_at=row["created_at"],
         expires_at=row["expires_at"],
     )
 
 
+def blob_tags(app: web.Application) -> provenance.BlobTags:
+    return provenance.tags_for(app[SETTINGS].master_key)
+
+
 async def store_ciphertext(request: web.Request, *, key_id: str, info: fhe.CiphertextInfo, source: str,
-                           ct_id: str | None = None) -> asyncpg.Record:
+                           origin: str, ct_id: str | None = None) -> asyncpg.Record:
     """``persist_ciphertext`` for the caller of this request; the evicted ids are added to
     ``evicted_ids(request)``."""
     p = principal(request)
     row, evicted = await persist_ciphertext(request.app, account_id=p.account_id, plan=p.plan, key_id=key_id,
-                                            info=info, source=source, ct_id=ct_id)
+                                            info=info, source=source, origin=origin, ct_id=ct_id)
     evicted_ids(request).extend(evicted)
     return row
 
 
 async def persist_ciphertext(app: web.Application, *, account_id: str, plan: str, key_id: str,
-                             info: fhe.CiphertextInfo, source: str,
+                             info: fhe.CiphertextInfo, source: str, origin: str,
                              ct_id: str | None = None) -> tuple[asyncpg.Record, list[str]]:
     """The blob onto durable storage (fsync'd), then — in one transaction under the account's
     store lock — its row and the LRU evictions that make room within the plan's
     ``ciphertext_store_bytes``. Returns the row and the evicted ids; their blobs go after the
     commit (a crash in between leaves orphan files for the sweeper, never a row without its
-    blob). Needs no request: the compute workers store results through it."""
+    blob). Needs no request: the compute workers store results through it.
+
+    ``origin`` is the provenance (``provenance.SERVER`` / ``CLIENT``, issue 15): the blob is first
+    given the server's keyed tag over blob, account, key and provenance (``info.blob`` becomes the
+    tagged blob) and the row records it."""
     settings = app[SETTINGS]
+    info.blob = await app[ENGINE].run(provenance.sign_ckks, blob_tags(app), info.blob, account_id, key_id, origin)
     store = app[CTSTORE]
     ct_id = ct_id or new_id("ct")
     ttl = settings.ciphertext_ttl_s
@@ -83,7 +92,7 @@ async def persist_ciphertext(app: web.Application, *, account_id: str, plan: str
                 row = await repo.insert_ciphertext(
                     conn, ct_id=ct_id, account_id=account_id, key_id=key_id, level=info.level,
                     scale=info.scale, slots=info.slots, size_bytes=len(info.blob), source=source,
-                    expires_at=utcnow() + timedelta(seconds=ttl),
+                    expires_at=utcnow() + timedelta(seconds=ttl), provenance=origin,
                 )
                 evicted = await repo.evict_lru(conn, account_id, ct_id, capacity)
     except asyncpg.ForeignKeyViolationError:
@@ -181,7 +190,9 @@ async def upload_ciphertext(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     params = await params_for(engine, key)
     info = await engine.run(fhe.parse_ciphertext, params, key["key_tag"], req.ciphertext_b64)
-    row = await store_ciphertext(request, key_id=key["id"], info=info, source="upload")
+    # an upload is never server-produced, whatever tag it carries (issue 15: client-uploaded
+    # ciphertexts and anything computed from them are never decrypted)
+    row = await store_ciphertext(request, key_id=key["id"], info=info, source="upload", origin=provenance.CLIENT)
     return created(request, row)
 
 
@@ -205,17 +216,21 @@ async def encrypt(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     params = await params_for(engine, key)
     info = await engine.run(serverkeys.encrypt, params, public_key, req.values)
-    row = await store_ciphertext(request, key_id=key["id"], info=info, source="upload")
+    row = await store_ciphertext(request, key_id=key["id"], info=info, source="upload", origin=provenance.SERVER)
     return created(request, row)
 
 
 @routes.post("/ciphertexts/{ciphertext_id}/decrypt")
 @access(Access.WRITE_PLUS)
-@doc("Decrypt a ciphertext under a server-mode key",
-     responses={200: DecryptResponse, 404: ErrorResponse, 409: ErrorResponse})
+@doc("Decrypt a ciphertext the server produced under a server-mode key (noise-flooded, rounded)",
+     responses={200: DecryptResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse})
 async def decrypt(request: web.Request) -> web.Response:
+    """Only ciphertexts that are server-produced all the way down (row provenance ``server``
+    and the blob's keyed tag for it) are decrypted; the values are noise-flooded
+    (σ = 2^30·B, ``wavis.ckks.flooding``) and rounded to the precision left."""
     p = principal(request)
-    row, blob = await blob_of(request, p.account_id, request.match_info["ciphertext_id"])
+    ct_id = request.match_info["ciphertext_id"]
+    row, blob = await blob_of(request, p.account_id, ct_id)
     async with db(request) as conn:
         key = await repo.get_fhe_key(conn, p.account_id, row["key_id"])
         sealed = await repo.get_secret_key_sealed(conn, p.account_id, row["key_id"])
@@ -223,12 +238,15 @@ async def decrypt(request: web.Request) -> web.Response:
         raise not_found("ciphertext")
     if key["is_blind"] or sealed is None:
         raise blind_key()
+    engine = request.app[ENGINE]
+    tag_ok = await engine.run(provenance.ckks_is_server, blob_tags(request.app), blob, p.account_id, key["id"])
+    if not tag_ok or row["provenance"] != provenance.SERVER:
+        raise provenance.not_server_produced("this ciphertext", ciphertext_id=ct_id, provenance=row["provenance"])
     settings = request.app[SETTINGS]
     secret = Sealer(settings.master_key).open(bytes(sealed), secret_aad(key["id"], p.account_id))
-    engine = request.app[ENGINE]
     params = await params_for(engine, key)
-    values = await engine.run(serverkeys.decrypt, params, secret, blob)
-    return json_response(DecryptResponse(values=values))
+    out = await engine.run(serverkeys.decrypt, params, secret, blob)
+    return json_response(DecryptResponse(**out))
 
 
 @routes.get("/ciphertexts/{ciphertext_id}")

@@ -36,7 +36,26 @@ def key_response(row: asyncpg.Record) -> KeyResponse:
         created_at=row["created_at"],
         blind_guarantee=row["is_blind"],
         ciphertext_upload_limit_bytes=row["ciphertext_body_limit"],
+        insecure=is_insecure(row["params"]),
+        magnitude_bound=float(2 ** fhe.magnitude_bits_of(row["params"])),
     )
+
+
+def is_insecure(params: dict) -> bool:
+    """`testing` parameters: no security bound at all (N as small as 16)."""
+    return params.get("security_level") == "testing"
+
+
+def refuse_insecure(request: web.Request, params: dict) -> None:
+    """400 INSUFFICIENT_SECURITY for `testing` parameters unless the operator turned on
+    ``WAVIS_ALLOW_INSECURE_PARAMS`` (issue 15)."""
+    from ..errors import ApiError  # noqa: PLC0415
+
+    if is_insecure(params) and not request.app[SETTINGS].allow_insecure_params:
+        raise ApiError(400, "INSUFFICIENT_SECURITY",
+                       "security_level 'testing' has no security at all and is refused by this server; use "
+                       "'128-bit', '192-bit' or '256-bit' (the operator can allow insecure keys for development with "
+                       "WAVIS_ALLOW_INSECURE_PARAMS=1)", {"security_level": "testing", "field": "params.security_level"})
 
 
 async def params_for(engine: ComputeEngine, row: asyncpg.Record):
@@ -94,6 +113,7 @@ def secret_aad(key_id: str, account_id: str) -> bytes:
 async def upload_key(request: web.Request) -> web.Response:
     p = principal(request)
     req = await parse(request, KeyUploadRequest)
+    refuse_insecure(request, req.params.model_dump())
     engine = request.app[ENGINE]
     limits = request.app[SETTINGS].limits
     admission.admit(request, "keys/upload", req.params.model_dump(), len(req.eval_key))
@@ -152,6 +172,7 @@ async def generate_key(request: web.Request) -> web.Response:
 
     p = principal(request)
     req = await parse(request, KeyGenerateRequest)
+    refuse_insecure(request, req.params.model_dump())
     settings = request.app[SETTINGS]
     if req.bootstrappable:
         raise ApiError(501, "NOT_IMPLEMENTED", "bootstrapping keys are not available yet")

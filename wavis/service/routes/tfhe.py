@@ -139,6 +139,10 @@ async def live_session(request: web.Request, session_id: str) -> tuple[asyncpg.R
     return row, await tfhe_store.session_keys(request.app, session_id)
 
 
+def _tagging(request: web.Request, session_id: str) -> tfhe_store.Tagging:
+    return tfhe_store.Tagging(request.app[TFHE_STORE].tags, principal(request).account_id, session_id)
+
+
 async def _server_managed(request: web.Request) -> tuple[asyncpg.Record, SessionKeys]:
     row, keys = await live_session(request, request.match_info["session_id"])
     if row["is_blind"] or keys.client is None:
@@ -156,7 +160,7 @@ async def encrypt(request: web.Request) -> web.Response:
     req = await parse(request, TfheEncryptRequest)
     _, keys = await _server_managed(request)
     bits = [req.bit] if req.bits is None else req.bits
-    out = await request.app[ENGINE].run(tfhe_store.encrypt, keys, bits)
+    out = await request.app[ENGINE].run(tfhe_store.encrypt, keys, _tagging(request, keys.session_id), bits)
     if req.bits is None:
         return json_response(TfheEncryptOneResponse(ciphertext_b64=out[0]))
     return json_response(TfheEncryptManyResponse(ciphertexts_b64=out))
@@ -165,14 +169,16 @@ async def encrypt(request: web.Request) -> web.Response:
 @routes.post("/tfhe/session/{session_id}/decrypt")
 @access(Access.TRIAL_PLUS)
 @body_limit(BATCH_BODY_LIMIT)
-@doc("Decrypt in a server-managed session ({ciphertext_b64} → {bit}, {ciphertexts_b64} → {bits})",
-     request=TfheDecryptRequest,
-     responses={200: TfheDecryptOneResponse, 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse})
+@doc("Decrypt ciphertexts this server-managed session produced ({ciphertext_b64} → {bit}, {ciphertexts_b64} → "
+     "{bits}); anything else → 403 NOT_SERVER_PRODUCED", request=TfheDecryptRequest,
+     responses={200: TfheDecryptOneResponse, 400: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse,
+                409: ErrorResponse})
 async def decrypt(request: web.Request) -> web.Response:
     req = await parse(request, TfheDecryptRequest)
     _, keys = await _server_managed(request)
     texts = [req.ciphertext_b64] if req.ciphertexts_b64 is None else req.ciphertexts_b64
-    bits = await request.app[ENGINE].run(tfhe_store.decrypt, keys, texts, req.ciphertexts_b64 is not None)
+    bits = await request.app[ENGINE].run(tfhe_store.decrypt, keys, _tagging(request, keys.session_id), texts,
+                                         req.ciphertexts_b64 is not None)
     if req.ciphertexts_b64 is None:
         return json_response(TfheDecryptOneResponse(bit=bits[0]))
     return json_response(TfheDecryptManyResponse(bits=bits))
