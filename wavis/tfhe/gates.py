@@ -95,10 +95,20 @@ def evaluate(lwe, key, names: list[str], A: np.ndarray, B: np.ndarray, S: np.nda
     ``key``: linear combinations here, one batched :meth:`bootstrap` of every term, the term sums,
     one batched :meth:`key_switch`. Returns uint32 (m, n+1)."""
     m = len(names)
+    present = [GATES[nm] for nm in dict.fromkeys(names)]  # distinct gates, first-seen order
+    if len(present) == 1 and present[0].linear is not None:  # e.g. only NOT: no bootstrap at all
+        return _combine(present[0].linear, A, B, S)
     out = np.empty(A.shape, dtype=np.uint32)
-    codes = np.fromiter((GATES[nm].code for nm in names), dtype=np.int16, count=m)
-    nboot = np.fromiter((GATES[nm].bootstraps for nm in names), dtype=np.int16, count=m)
-    boot = np.nonzero(nboot)[0]  # gates that bootstrap, in gate order
+    if len(present) == 1:
+        rows_of = {present[0].name: np.arange(m)}
+    else:
+        arr = np.asarray(names)
+        rows_of = {g.name: np.nonzero(arr == g.name)[0] for g in present}
+    boot_mask = np.zeros(m, dtype=bool)
+    for g in present:
+        if g.bootstraps:
+            boot_mask[rows_of[g.name]] = True
+    boot = np.nonzero(boot_mask)[0]  # gates that bootstrap, in gate order
     pos_of = np.full(m, -1, dtype=np.int64)
     pos_of[boot] = np.arange(boot.size)
     jobs: list[np.ndarray] = []
@@ -106,10 +116,8 @@ def evaluate(lwe, key, names: list[str], A: np.ndarray, B: np.ndarray, S: np.nda
     extra: list[tuple[np.ndarray, np.ndarray]] = []  # (gate positions, jobs) of further terms
     posts = np.zeros(boot.size, dtype=np.int64)
     J = 0
-    for g in GATES.values():
-        rows = np.nonzero(codes == g.code)[0]
-        if rows.size == 0:
-            continue
+    for g in present:
+        rows = rows_of[g.name]
         if g.linear is not None:
             out[rows] = _combine(g.linear, A[rows], B[rows], S[rows])
             continue
