@@ -213,34 +213,6 @@ extern "C" __global__ void automorph_coeff(const u64* __restrict__ a, u64* __res
 }
 
 // ---------------------------------------------------------- key-switching inner product ----
-// acc[c, r, n] (+)= sum_j ext[j, r, n] * key[j, c, r, n] mod q_r, for c in {0, 1}:
-// ext (dnum, rows, N), key (dnum, 2, rows, N), acc (2, rows, N). 128-bit accumulation over the
-// digits (reduced every 14 products), one read of each input, one write of each output.
-extern "C" __global__ void ks_inner(const u64* __restrict__ ext, const u64* __restrict__ key, u64* acc,
-                                    const int* __restrict__ row_prime, int rows, int dnum, int logN,
-                                    const u64* __restrict__ mods, const u64* __restrict__ rhi,
-                                    const u64* __restrict__ rlo, int accumulate) {
-  const u64 plane = (u64)rows << logN;  // elements of one (rows, N) polynomial
-  GRID_LOOP(i, plane) {
-    const int pr = row_prime[i >> logN];
-    const u64 q = mods[pr], h = rhi[pr], l = rlo[pr];
-    u64 lo0 = accumulate ? acc[i] : 0, hi0 = 0, lo1 = accumulate ? acc[plane + i] : 0, hi1 = 0;
-    int pending = 0;
-    for (int j = 0; j < dnum; ++j) {
-      const u64 e = ext[(u64)j * plane + i];
-      acc128_mad(lo0, hi0, e, key[(2 * (u64)j) * plane + i]);
-      acc128_mad(lo1, hi1, e, key[(2 * (u64)j + 1) * plane + i]);
-      if (++pending == 14) {
-        lo0 = barrett_reduce128(lo0, hi0, q, h, l); hi0 = 0;
-        lo1 = barrett_reduce128(lo1, hi1, q, h, l); hi1 = 0;
-        pending = 0;
-      }
-    }
-    acc[i] = barrett_reduce128(lo0, hi0, q, h, l);
-    acc[plane + i] = barrett_reduce128(lo1, hi1, q, h, l);
-  }
-}
-
 // Fused key-switching inner product against a key over the full prime list, with the hoisted
 // automorphism fused into the read (Han–Ki, CT-RSA 2020 §3; Halevi–Shoup, CRYPTO 2018 §5):
 //   acc[c][r][j] (+)= sum_d ext[d][r][perm[j]] * key[d][c][row_prime[r]][j]  mod q_{row_prime[r]}
