@@ -111,7 +111,14 @@ async def make_client(aiohttp_client):
         from wavis.service.server import RUNNER_OPTIONS
 
         await clear_redis_prefix(settings.redis_url, settings.redis_prefix)
+        remote = TEST_ENGINE == "remote" and settings.engine == "embedded"
+        if remote:
+            from dataclasses import replace
+
+            settings = replace(settings, engine="remote")
         app = create_app(settings)
+        if remote:
+            app.cleanup_ctx.append(_remote_workers_ctx)
         if setup is not None:
             setup(app)
         server = TestServer(app)
@@ -119,6 +126,27 @@ async def make_client(aiohttp_client):
         return await aiohttp_client(server)
 
     return factory
+
+
+# WAVIS_TEST_ENGINE=remote: every test app runs as `wavis serve --engine remote` with two
+# separate workers (own consumer names, replies through Redis, shards split between them), so
+# the same end-to-end suite checks the scale-out path (tests/test_engine_scaleout.py runs it).
+TEST_ENGINE = os.environ.get("WAVIS_TEST_ENGINE", "embedded")
+
+
+async def _remote_workers_ctx(app):
+    from wavis.service.worker import Worker
+
+    workers = [Worker(app), Worker(app)]
+    for w in workers:
+        await w.start()
+    for w in workers:  # both see each other before the first request
+        await w._heartbeat_once()
+    try:
+        yield
+    finally:
+        for w in workers:
+            await w.stop()
 
 
 def add_account_helper(client) -> None:

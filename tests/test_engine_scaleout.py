@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import secrets
 import signal
@@ -177,9 +178,20 @@ async def test_two_workers_two_apis_500_mixed_requests(tmp_path, service_databas
                 async with s.post(bases[i % 2] + path, json=body, headers=h) as r:
                     return r.status, await r.json()
 
-            st, sess = await post(0, "/tfhe/eval-session", {"eval_key_b64": b64(sk)})
-            assert st == 201, sess
-            sid = sess["session_id"]
+            # sessions until both workers own one (each session's jobs go to its shard's owner)
+            from wavis.service import streams
+
+            ids = sorted(cluster.worker_id(n) for n in ("w1", "w2"))
+            sids, owners = [], set()
+            for attempt in range(16):
+                st, sess = await post(attempt, "/tfhe/eval-session", {"eval_key_b64": b64(sk)})
+                assert st == 201, sess
+                owner = streams.owner_of(streams.shard_of(sess["session_id"], 8), ids)
+                if owner not in owners or attempt == 15:
+                    sids.append(sess["session_id"])
+                    owners.add(owner)
+                if len(owners) == 2:
+                    break
             st, kmeta = await post(1, "/keys/upload", pair.upload_body())
             assert st == 200, kmeta
             key_id = kmeta["key_id"]
@@ -203,13 +215,13 @@ async def test_two_workers_two_apis_500_mixed_requests(tmp_path, service_databas
                 if kind < 6:  # single gates
                     op = ops[i % len(ops)]
                     x, y = bool(rng.integers(2)), bool(rng.integers(2))
-                    body = {"session_id": sid, "op": op, "a": enc[x][i % 4], "b": enc[y][(i + 1) % 4]}
+                    body = {"session_id": sids[i % len(sids)], "op": op, "a": enc[x][i % 4], "b": enc[y][(i + 1) % 4]}
                     reqs.append(("/tfhe/gate", body, ("gate", [truth[op](x, y)])))
                 elif kind == 6:  # a small circuit
                     x, y = bool(rng.integers(2)), bool(rng.integers(2))
                     gates = [{"op": "XOR", "a": enc[x][0], "b": enc[y][1]}, {"op": "AND", "a": enc[x][2],
                              "b": enc[y][3]}, {"op": "OR", "a": "$0", "b": "$1"}]
-                    reqs.append(("/tfhe/batch", {"session_id": sid, "gates": gates},
+                    reqs.append(("/tfhe/batch", {"session_id": sids[i % len(sids)], "gates": gates},
                                  ("batch", [x != y, x and y, (x != y) or (x and y)])))
                 else:  # CKKS
                     a, b = int(rng.integers(6)), int(rng.integers(6))
@@ -244,6 +256,7 @@ async def test_two_workers_two_apis_500_mixed_requests(tmp_path, service_databas
             assert all(len(done[j]) == 1 for j in job_ids), [d for d in done.items() if len(d[1]) != 1][:3]
             workers_used = {w for d in done.values() for (_, _, w) in d}
             print(f"500 mixed requests in {elapsed:.1f} s over workers {sorted(workers_used)}")
+            assert workers_used == {"w1", "w2"}  # both workers served (each its own sessions)
     finally:
         cluster.stop()
 
@@ -317,7 +330,7 @@ async def test_worker_sigkilled_mid_batch_every_job_completes_exactly_once(tmp_p
             assert all(done[r["id"]][0][2] == survivor for r in reclaimed)
             by_id = {r["id"]: r for r in rows}
             for j, bit in zip(job_ids, bits):
-                out = by_id[j]["result"]["results_b64"][0]
+                out = json.loads(by_id[j]["result"])["results_b64"][0]  # a plain connection: jsonb as text
                 assert bool(ck.decrypt(tfhe.serialize.load_ciphertext(base64.b64decode(out), key=ck))) is (not bit)
             r = aioredis.from_url(service_redis_url)
             try:
@@ -331,3 +344,16 @@ async def test_worker_sigkilled_mid_batch_every_job_completes_exactly_once(tmp_p
                 await r.aclose()
     finally:
         cluster.stop()
+
+
+def test_the_end_to_end_suite_passes_with_a_remote_engine_and_two_workers():
+    """The service's end-to-end tests (jobs, TFHE, CKKS compute, SDK) once more with every app
+    as ``wavis serve --engine remote`` and two separate workers (conftest WAVIS_TEST_ENGINE)."""
+    files = ["test_service_jobs.py", "test_service_tfhe.py", "test_service_compute.py",
+             "test_service_compute_ops.py", "test_client.py"]
+    env = {**os.environ, "WAVIS_TEST_ENGINE": "remote"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                           *[str(HERE / f) for f in files]], env=env, cwd=HERE.parent, capture_output=True,
+                          text=True, timeout=280)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout.splitlines()[-1]

@@ -87,10 +87,19 @@ class Worker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
             await asyncio.wait_for(self.batcher.drain(), timeout)
-        except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+        except asyncio.CancelledError:
+            if _being_cancelled():
+                raise
+            self.batcher.cancel()
+        except Exception:  # noqa: BLE001 - timed out: the rest stays pending and is reclaimed
             self.batcher.cancel()
         try:
             await self.app[REDIS].zrem(streams.workers_key(self.prefix), self.name)
+        except asyncio.CancelledError:
+            # a Redis connection cancelled under one of our loops may surface here; only a
+            # cancellation of this very task is ours to pass on
+            if _being_cancelled():
+                raise
         except Exception:  # noqa: BLE001 - the heartbeat TTL removes it anyway
             pass
 
@@ -438,6 +447,11 @@ class Worker:
             reply = dict(result, result_ciphertext=base64.b64encode(res.blob).decode("ascii"))
             outcomes[i] = jobs.Outcome(result=result, reply=reply, compute_ms=compute_ms)
         return outcomes  # type: ignore[return-value]
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return bool(task is not None and task.cancelling())
 
 
 def _iso(t: datetime) -> str:
