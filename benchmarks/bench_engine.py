@@ -99,7 +99,7 @@ class Server:
                    WAVIS_BATCH_MAX_DELAY_MS=str(delay_ms), WAVIS_JOB_QUEUE_MAX="4096",
                    WAVIS_JOB_QUEUE_PER_ACCOUNT="4096")
         self.log = open(data_dir / f"serve-{max_size}-{delay_ms}.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "wavis.cli", "serve", "--port", str(self.port),
+        self.proc = subprocess.Popen([sys.executable, *(["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []), "-m", "wavis.cli", "serve", "--port", str(self.port),
                                       "--log-level", "WARNING"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.base = f"http://127.0.0.1:{self.port}/api/v1"
 

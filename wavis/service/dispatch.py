@@ -84,29 +84,25 @@ class Dispatcher:
         timeout = s.upstream_timeout_s
         retry = {"Retry-After": str(RETRY_AFTER_S)}
         async with self.app[DB].acquire(timeout=timeout) as conn:
-            active = await jobs.count_active(conn, spec.account_id)
-            if active >= s.job_queue_per_account:
+            row = await jobs.insert(conn, spec, s.ciphertext_ttl_s, quota=s.job_queue_per_account)
+            if row is None:
+                active = await jobs.count_active(conn, spec.account_id)
                 raise ApiError(429, "QUEUE_QUOTA_EXCEEDED",
                                f"this account has {active} jobs queued or running (at most {s.job_queue_per_account})",
                                {"active_jobs": active, "queue_quota": s.job_queue_per_account}, headers=retry)
-            async with asyncio.timeout(timeout):
-                depth = await streams.queue_depth(redis, s.redis_prefix, s.job_shards)
-            if depth >= s.job_queue_max:
-                raise ApiError(503, "OVERLOADED", "the compute queue is full, retry shortly",
-                               {"queue_depth": depth, "queue_max": s.job_queue_max}, headers=retry)
-            row = await jobs.insert(conn, spec, s.ciphertext_ttl_s)
             job_id = row["id"]
             fut = None
             if not spec.is_async:
                 fut = asyncio.get_running_loop().create_future()
                 self.waiters[job_id] = fut
-            fields: dict[str, Any] = {"job": job_id, "reply": "" if spec.is_async else self.api_id}
+            fields: dict[str, Any] = {"max": s.job_queue_max, "job": job_id,
+                                      "reply": "" if spec.is_async else self.api_id}
             if not spec.is_async:
                 fields["payload"] = jobs.encode_payload(spec.payload)
-            stream = streams.shard_stream(s.redis_prefix, streams.shard_of(spec.affinity, s.job_shards))
+            shard = streams.shard_of(spec.affinity, s.job_shards)
             try:
                 async with asyncio.timeout(timeout):
-                    await redis.xadd(stream, fields)
+                    added, depth = await streams.admit_and_add(redis, s.redis_prefix, s.job_shards, shard, fields)
             except BaseException as exc:
                 self.waiters.pop(job_id, None)
                 await jobs.fail_unsent(conn, job_id, {"status": 502, "code": "UPSTREAM_UNAVAILABLE",
@@ -115,6 +111,11 @@ class Dispatcher:
                     raise ApiError(502, "UPSTREAM_UNAVAILABLE", "redis is unavailable, try again later",
                                    {"upstream": "redis"}) from exc
                 raise
+            if not added:
+                self.waiters.pop(job_id, None)
+                await jobs.delete_unsent(conn, job_id)
+                raise ApiError(503, "OVERLOADED", "the compute queue is full, retry shortly",
+                               {"queue_depth": depth, "queue_max": s.job_queue_max}, headers=retry)
         return row, fut
 
     async def wait(self, job_id: str, fut: asyncio.Future) -> dict[str, Any]:

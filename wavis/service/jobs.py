@@ -10,11 +10,12 @@ worker (``dispatch.py`` writes it, ``worker.py`` consumes it). Life of a job::
 * **Claim** (``claim``): one ``UPDATE … WHERE status IN ('QUEUED', 'RUNNING')`` bumps
   ``attempts`` and returns the new value: the worker's *fencing token*. A message reclaimed
   from a dead (or slow) worker through ``XAUTOCLAIM`` is claimed again, with a larger token.
-* **Complete** (``complete_jobs`` / ``complete_job``): in ONE PostgreSQL transaction the rows
-  are locked (``SELECT … FOR UPDATE``); a row whose ``attempts`` is no longer the caller's token,
-  or that is no longer RUNNING, is skipped (a newer claim owns it, or it already completed), so
-  a job completes exactly once; the others are written, and every registered completion hook
-  runs in that same transaction.
+* **Complete** (``complete_jobs`` / ``complete_job``): in ONE PostgreSQL transaction, one
+  ``UPDATE … WHERE attempts = <token> AND status = 'RUNNING'`` row-locks and writes the jobs
+  whose claim is still current; a row whose ``attempts`` moved on, or that is no longer RUNNING,
+  is skipped (a newer claim owns it, or it already completed — under READ COMMITTED the
+  condition is re-checked after the row lock), so a job completes exactly once; every
+  registered completion hook runs in that same transaction.
 
 Extension point — ``COMPLETION_HOOKS``: a list of ``async def hook(conn, job, result)``
 called inside the completing transaction for every job that really completes (COMPLETED or
@@ -146,19 +147,29 @@ async def count_active(conn: asyncpg.Connection, account_id: str) -> int:
         "SELECT count(*) FROM jobs WHERE account_id = $1 AND status IN ('QUEUED', 'RUNNING')", account_id)
 
 
-async def insert(conn: asyncpg.Connection, spec: JobSpec, ttl_s: int, job_id: str | None = None) -> asyncpg.Record:
-    """The QUEUED row. An async job's payload is stored with it (it must survive a restart of
-    every process); a synchronous one travels only on the stream."""
+async def insert(conn: asyncpg.Connection, spec: JobSpec, ttl_s: int, quota: int | None = None,
+                 job_id: str | None = None) -> asyncpg.Record | None:
+    """The QUEUED row, or None when the account already has ``quota`` jobs QUEUED or RUNNING
+    (checked in the same statement; concurrent inserts may pass it by their number). An async
+    job's payload is stored with it (it must survive a restart of every process); a synchronous
+    one travels only on the stream."""
     job_id = job_id or new_id("op")
     return await conn.fetchrow(
         """INSERT INTO jobs (id, account_id, api_key_id, kind, operation, is_async, batch_key, payload,
                              cost_units, cost_jpy, expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+           WHERE $12::int IS NULL OR (SELECT count(*) FROM jobs
+                                      WHERE account_id = $2 AND status IN ('QUEUED', 'RUNNING')) < $12::int
            RETURNING id, status, created_at, expires_at""",
         job_id, spec.account_id, spec.api_key_id, spec.kind, spec.operation, spec.is_async, spec.batch_key,
         encode_payload(spec.payload) if spec.is_async else None, spec.cost_units, spec.cost_jpy,
-        utcnow() + timedelta(seconds=ttl_s),
+        utcnow() + timedelta(seconds=ttl_s), quota,
     )
+
+
+async def delete_unsent(conn: asyncpg.Connection, job_id: str) -> None:
+    """A job refused after its row was written (the global queue bound): it never existed."""
+    await conn.execute("DELETE FROM jobs WHERE id = $1 AND status = 'QUEUED'", job_id)
 
 
 async def fail_unsent(conn: asyncpg.Connection, job_id: str, error: dict[str, Any]) -> None:
@@ -237,39 +248,38 @@ async def status_of(conn: asyncpg.Connection, job_ids: Sequence[str]) -> dict[st
 
 
 async def complete_jobs(conn: asyncpg.Connection, done: Sequence[tuple[Job, Outcome]]) -> list[str]:
-    """Write the end of several jobs in ONE transaction (the caller's, or one opened here):
-    lock the rows, skip every job whose row moved on (``attempts`` ≠ this claim's token, or
-    not RUNNING any more), write the others and run ``COMPLETION_HOOKS`` for each. Returns the
-    ids really completed by this call (the caller acknowledges the messages of all of them
-    either way: a skipped job belongs to a newer claim or is already final)."""
+    """Write the end of several jobs: one ``UPDATE`` that locks each row and writes it only
+    while ``attempts`` is still this claim's token and the job is RUNNING (a row that moved on —
+    a newer claim, or already final — is skipped), then ``COMPLETION_HOOKS`` for each job
+    written, all in ONE transaction (the caller's, or one opened here when hooks are
+    registered; without hooks the single statement is its own transaction). Returns the ids
+    really completed by this call (the caller acknowledges only those messages: a skipped job
+    belongs to a newer claim or is already final)."""
     if not done:
         return []
-    if not conn.is_in_transaction():
+    if COMPLETION_HOOKS and not conn.is_in_transaction():
         async with conn.transaction():
             return await complete_jobs(conn, done)
-    by_id = {job.id: (job, out) for job, out in done}
-    rows = await conn.fetch("SELECT id, attempts, status FROM jobs WHERE id = ANY($1::text[]) FOR UPDATE",
-                            list(by_id))
-    live = [(by_id[r["id"]]) for r in rows
-            if r["status"] == RUNNING and r["attempts"] == by_id[r["id"]][0].attempt]
-    if not live:
-        return []
-    await conn.execute(
+    pairs = list({job.id: (job, out) for job, out in done}.values())
+    rows = await conn.fetch(
         """UPDATE jobs AS j SET status = u.status, result = u.result::jsonb, error = u.error::jsonb,
                                 batch_size = u.batch_size, queue_ms = u.queue_ms, compute_ms = u.compute_ms,
                                 payload = NULL, finished_at = now()
-           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::float8[], $7::float8[])
-                AS u(id, status, result, error, batch_size, queue_ms, compute_ms)
-           WHERE j.id = u.id""",
-        [j.id for j, _ in live], [o.status for _, o in live],
-        [None if o.result is None else json.dumps(jsonb_safe(o.result)) for _, o in live],
-        [None if o.error is None else json.dumps(jsonb_safe(o.error)) for _, o in live],
-        [o.batch_size for _, o in live], [o.queue_ms for _, o in live], [o.compute_ms for _, o in live],
+           FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::int[], $7::float8[],
+                       $8::float8[]) AS u(id, attempt, status, result, error, batch_size, queue_ms, compute_ms)
+           WHERE j.id = u.id AND j.attempts = u.attempt AND j.status = 'RUNNING'
+           RETURNING j.id""",
+        [j.id for j, _ in pairs], [j.attempt for j, _ in pairs], [o.status for _, o in pairs],
+        [None if o.result is None else json.dumps(jsonb_safe(o.result)) for _, o in pairs],
+        [None if o.error is None else json.dumps(jsonb_safe(o.error)) for _, o in pairs],
+        [o.batch_size for _, o in pairs], [o.queue_ms for _, o in pairs], [o.compute_ms for _, o in pairs],
     )
-    for job, out in live:
-        for hook in COMPLETION_HOOKS:
-            await hook(conn, job, out)
-    return [j.id for j, _ in live]
+    written = {r["id"] for r in rows}
+    for job, out in pairs:
+        if job.id in written:
+            for hook in COMPLETION_HOOKS:
+                await hook(conn, job, out)
+    return [j.id for j, _ in pairs if j.id in written]
 
 
 async def complete_job(conn: asyncpg.Connection, job: Job, outcome: Outcome) -> bool:

@@ -1,7 +1,8 @@
 """Redis names and routing of the job streams (issue 13), shared by ``dispatch.py`` (API side)
 and ``worker.py`` (worker side).
 
-* Job streams ``<prefix>jobs:<shard>`` for shard 0 … S−1, each with the consumer group
+* Job streams ``<prefix>{jobs}:<shard>`` for shard 0 … S−1 (one Redis Cluster hash tag, so the
+  admission script that sums their lengths and appends atomically works there too), each with the consumer group
   ``workers``. A job goes to shard ``blake2b(affinity) mod S``, where the affinity is the
   evaluation key it needs (CKKS key id, TFHE session id): every job of one key lands on one
   shard.
@@ -28,7 +29,8 @@ GROUP = "workers"
 
 
 def shard_stream(prefix: str, shard: int) -> str:
-    return f"{prefix}jobs:{shard}"
+    # one hash tag for all job streams: the admission script reads every shard's length
+    return f"{prefix}{{jobs}}:{shard}"
 
 
 def all_streams(prefix: str, shards: int) -> list[str]:
@@ -71,6 +73,31 @@ async def ensure_groups(redis, prefix: str, shards: int) -> None:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+
+# XADD only while the job streams hold fewer than ARGV[1] entries in all (one round trip, atomic):
+# KEYS = every shard stream, the target first; ARGV = max, then field/value pairs.
+_ADMIT_XADD = """
+local total = 0
+for i = 1, #KEYS do total = total + redis.call('XLEN', KEYS[i]) end
+if total >= tonumber(ARGV[1]) then return {0, total} end
+local fields = {}
+for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[1], '*', unpack(fields))
+return {1, id}
+"""
+
+
+async def admit_and_add(redis, prefix: str, shards: int, shard: int, fields: dict) -> tuple[bool, int | str]:
+    """Append a job message to its shard's stream unless the job streams already hold
+    ``max`` entries: ``(True, entry id)`` or ``(False, depth)``. ``fields["max"]`` is the bound."""
+    bound = fields.pop("max")
+    keys = [shard_stream(prefix, shard)] + [s for s in all_streams(prefix, shards) if s != shard_stream(prefix, shard)]
+    args: list = [bound]
+    for k, v in fields.items():
+        args += [k, v]
+    ok, val = await redis.eval(_ADMIT_XADD, len(keys), *keys, *args)
+    return bool(ok), (val.decode() if isinstance(val, bytes) else int(val))
 
 
 async def queue_depth(redis, prefix: str, shards: int) -> int:
