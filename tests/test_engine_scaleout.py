@@ -54,6 +54,7 @@ class Cluster:
                     "WAVIS_REDIS_PREFIX": self.prefix, "WAVIS_API_KEY_PEPPER": TEST_PEPPER.decode(),
                     "WAVIS_MASTER_KEY": secrets.token_hex(32), "WAVIS_DATA_DIR": str(tmp / "data"),
                     "WAVIS_LOG_FORMAT": "text", "WAVIS_COMPUTE_THREADS": "1", "WAVIS_JOB_RECLAIM_S": "2",
+                    "WAVIS_ALLOW_INSECURE_PARAMS": "1",  # small `testing` keys (issue 15: refused by default)
                     "PYTHONPATH": str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""), **env}
         self.procs: dict[str, subprocess.Popen] = {}
         self.ports: list[int] = []

@@ -61,7 +61,8 @@ class Serve:
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items()
                     if k not in ("WAVIS_DATABASE_URL", "WAVIS_REDIS_URL", "WAVIS_API_KEY_PEPPER")}
-        self.env.update(WAVIS_LOG_FORMAT="text", WAVIS_SHUTDOWN_TIMEOUT_S="3")
+        self.env.update(WAVIS_LOG_FORMAT="text", WAVIS_SHUTDOWN_TIMEOUT_S="3",
+                        WAVIS_ALLOW_INSECURE_PARAMS="1")  # small `testing` keys (issue 15: refused by default)
         self.proc: subprocess.Popen | None = None
         self.runs = 0
 
