@@ -391,3 +391,30 @@ async def test_messages_of_a_dead_consumer_are_reclaimed_and_completed(make_clie
     assert await redis.xlen(stream) == 0  # acknowledged and deleted
     info = await redis.xpending(stream, streams.GROUP)
     assert info["pending"] == 0
+
+
+async def test_usage_is_metered_in_the_completing_transaction_once(api, tfhe_keys):
+    """A job's FCU go to usage_events when (and only when) it completes: a synchronous and an
+    async gate once each, a failing job and a cancelled one never."""
+    from wavis.service.state import DB
+
+    ck, sk = tfhe_keys
+    key = await api.account()
+    h = bearer(key)
+    sid = await blind_session(api, h, sk)
+    a = b64(ck.encrypt(True))
+    r1 = await api.post("/api/v1/tfhe/gate", json={"session_id": sid, "op": "AND", "a": a, "b": a}, headers=h)
+    assert r1.status == 200
+    r2 = await api.post("/api/v1/tfhe/batch", json={"session_id": sid, "async": True, "gates": [
+        {"op": "MUX", "a": a, "b": a, "sel": a}, {"op": "AND", "a": a, "b": a}]}, headers=h)
+    j2 = (await r2.json())["job_id"]
+    assert (await wait_job(api, h, j2))["status"] == "COMPLETED"
+    bad = await api.post("/api/v1/tfhe/gate", json={"session_id": sid, "op": "AND", "a": a, "b": a[:-8] + "AAAAAAA=",
+                                                    "async": True}, headers=h)
+    assert (await wait_job(api, h, (await bad.json())["job_id"]))["status"] == "FAILED"
+    async with api.app[DB].acquire() as conn:
+        account_id = await conn.fetchval("SELECT account_id FROM api_keys WHERE prefix = $1", key[:16])
+        rows = await conn.fetch("SELECT route, operation, fcu, request_id FROM usage_events WHERE account_id = $1 "
+                                "ORDER BY id", account_id)
+    assert [(r["operation"], r["fcu"]) for r in rows] == [("tfhe:gate", 1), ("tfhe:batch", 3)]
+    assert rows[0]["route"] == "POST /api/v1/tfhe/gate" and rows[0]["request_id"] == r1.headers["X-Request-ID"]

@@ -82,6 +82,7 @@ class Job:
     created_at: datetime
     cost_units: int = 0
     cost_jpy: float = 0.0
+    api_key_id: str | None = None
     # set by the worker
     stream: str = ""
     entry_id: str = ""
@@ -236,8 +237,8 @@ async def claim(conn: asyncpg.Connection, job_ids: Sequence[str], worker: str) -
         """UPDATE jobs SET status = 'RUNNING', attempts = attempts + 1, worker = $2,
                            started_at = COALESCE(started_at, now())
            WHERE id = ANY($1::text[]) AND status IN ('QUEUED', 'RUNNING') AND expires_at > now()
-           RETURNING id, account_id, kind, operation, batch_key, attempts, is_async, payload, created_at,
-                     cost_units, cost_jpy""",
+           RETURNING id, account_id, api_key_id, kind, operation, batch_key, attempts, is_async, payload,
+                     created_at, cost_units, cost_jpy""",
         list(job_ids), worker)
     return {r["id"]: r for r in rows}
 
@@ -293,6 +294,7 @@ def job_from_row(row: asyncpg.Record, payload: dict[str, Any] | None = None) -> 
         batch_key=row["batch_key"], attempt=row["attempts"], is_async=row["is_async"],
         payload=payload if payload is not None else decode_payload(row["payload"]),
         created_at=row["created_at"], cost_units=row["cost_units"], cost_jpy=row["cost_jpy"],
+        api_key_id=row.get("api_key_id") if hasattr(row, "get") else None,
     )
 
 

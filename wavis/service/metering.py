@@ -5,7 +5,8 @@ atomic, refunded on an error) and noted on the request (``note``); when the answ
 success, they are written to ``usage_events`` before the answer leaves — in the same
 transaction as the idempotency record when the request has an ``Idempotency-Key``
 (``idempotency.Slot.store``), so a confirmed operation is metered exactly once, and a replay
-is never metered again. The Redis counter is a cache: when it is missing (a new month, or
+is never metered again. Jobs (compute, TFHE) are metered instead in the transaction that
+completes them (``job_usage``, a ``jobs`` completion hook). The Redis counter is a cache: when it is missing (a new month, or
 Redis lost its data) ``seed_monthly`` rebuilds it from ``usage_events``.
 """
 
@@ -17,7 +18,7 @@ from datetime import datetime, timezone
 import asyncpg
 from aiohttp import web
 
-from . import repo
+from . import jobs, repo
 from .ids import utcnow
 from .ratelimit import Seed, Window
 from .state import DB, PRINCIPAL, REQUEST_ID, SETTINGS, USAGE
@@ -86,3 +87,29 @@ def seeder(request: web.Request, account_id: str) -> Seed:
             return await repo.fcu_since(conn, account_id, month_start())
 
     return seed
+
+
+# --- jobs: metered in the transaction that completes them ---------------------------------------
+
+def defer_to_job(request: web.Request, fcu: int, operation: str) -> dict:
+    """Take the request's pending charge of ``fcu`` off the request: its job meters it, in the
+    transaction that marks it COMPLETED (``job_usage``), so usage is never lost or counted
+    twice — and a job that fails or is cancelled is never metered. Returns what the job
+    carries for that (its payload's ``metering``)."""
+    forget(request, fcu)
+    return {"route": f"{request.method} {_route(request)}", "operation": operation,
+            "request_id": request.get(REQUEST_ID)}
+
+
+async def job_usage(conn: asyncpg.Connection, job: "jobs.Job", outcome: "jobs.Outcome") -> None:
+    """Completion hook (``jobs.COMPLETION_HOOKS``): a COMPLETED job's FCU into ``usage_events``."""
+    m = job.payload.get("metering")
+    if outcome.status != jobs.COMPLETED or job.cost_units <= 0 or not m:
+        return
+    await repo.record_usage(conn, account_id=job.account_id, api_key_id=job.api_key_id, route=m.get("route") or "",
+                            operation=m.get("operation") or job.operation, fcu=job.cost_units,
+                            request_id=m.get("request_id"))
+
+
+jobs.register_completion_hook(job_usage)
+

@@ -8,7 +8,7 @@ from aiohttp import web
 
 import math
 
-from .. import admission, fhe, jobs, repo
+from .. import admission, fhe, jobs, metering, repo
 from ..dispatch import ckks_batch_key, timings
 from ..access import Access, RouteBodyLimit, access, body_limit, doc, fcu, principal
 from ..bodies import parse
@@ -139,7 +139,8 @@ async def compute(request: web.Request) -> web.Response:
         account_id=p.account_id, api_key_id=p.api_key_id, kind="ckks", operation=operation,
         batch_key=ckks_batch_key(key["id"], operation, level, args), affinity=key["id"],
         payload={"key_id": key["id"], "ciphertext_ids": list(req.ciphertext_ids), "args": args, "plan": p.plan,
-                 "refund": charge_refund(request, units)},
+                 "refund": charge_refund(request, units),
+                 "metering": metering.defer_to_job(request, units, operation)},
         cost_units=units, cost_jpy=round(units * fhe.JPY_PER_UNIT, 4), is_async=req.async_,
     )
     try:

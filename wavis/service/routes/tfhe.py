@@ -251,7 +251,8 @@ async def _run_job(request: web.Request, fcu: int, operation: str, session_id: s
     spec = jobs.JobSpec(
         account_id=p.account_id, api_key_id=p.api_key_id, kind="tfhe", operation=operation,
         batch_key=tfhe_batch_key(session_id), affinity=session_id,
-        payload={"session_id": session_id, "gates": gates, "single": operation == "gate", "refund": refund},
+        payload={"session_id": session_id, "gates": gates, "single": operation == "gate", "refund": refund,
+                 "metering": metering.defer_to_job(request, fcu, f"tfhe:{operation}")},
         cost_units=fcu, cost_jpy=price, is_async=is_async,
     )
     try:
