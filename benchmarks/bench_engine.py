@@ -281,10 +281,13 @@ def plot(result: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
     markers = {0.0: "o", 1.0: "s", 5.0: "^"}
+    styles = {0.0: "-", 1.0: "--", 5.0: ":"}
+    colors = {1: "tab:red", 8: "tab:orange", 32: "tab:green", 128: "tab:blue"}
     for r in result["runs"]:
         xs = [g["rps"] for g in r["gate"]]
         ys = [g["p99_ms"] for g in r["gate"]]
-        ax.plot(xs, ys, marker=markers.get(r["delay_ms"], "x"), label=f"max {r['max_size']}, {r['delay_ms']:g} ms")
+        ax.plot(xs, ys, marker=markers.get(r["delay_ms"], "x"), ls=styles.get(r["delay_ms"], "-"),
+                color=colors.get(r["max_size"]), label=f"batch ≤ {r['max_size']}, delay {r['delay_ms']:g} ms")
     lib1 = result["library"].get(1, result["library"].get("1"))
     if lib1:
         ax.axvline(lib1["gates_per_s"], color="grey", ls=":", label="library, one gate per call")
@@ -306,7 +309,11 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     ap.add_argument("--batch-concurrency", type=int, default=4)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "engine_cpu.json")
+    ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from --out's JSON")
     args = ap.parse_args()
+    if args.plot_only:
+        plot(json.loads(args.out.read_text()), args.out.with_suffix(".png"))
+        return
     result = asyncio.run(main_async(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
