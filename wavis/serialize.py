@@ -14,8 +14,10 @@ public or key-switching key is replaced by the 32-byte seed it was expanded from
 (``wavis.ring.sampling.expand_uniform``), which halves keys.
 ciphertext ``level u16, size u8, 0 u8, scale f64, N u32, rows u16`` then ``size·rows`` packed
 rows; public key ``rows u16, N u32, seeded u8`` then the rows of b, then the seed (or the rows
-of a); evaluation keys ``has_relin u8, n_galois u32, dnum u16, rows u16, N u32``, the
-relinearization key, then per Galois key ``elt u32`` and the key, each key being
+of a); evaluation keys ``flags u8 (bit 0: relinearization key, bit 1: encapsulation keys),
+n_galois u32, dnum u16, rows u16, N u32``, the relinearization key, then per Galois key
+``elt u32`` and the key, then (bit 1) ``h u32``, the s→s' key (1 digit, rows q_0 and p_0)
+and the s'→s key (dnum digits, every row); each key being
 ``seeded u8``, the dnum·rows packed rows of the b_j, then the seed (or the a_j rows);
 secret key ``N u32`` then N int8 in {−1,0,1}; parameters: UTF-8 JSON of
 ``CkksParameters.to_dict()``.
@@ -40,7 +42,10 @@ import numpy as np
 
 from . import frame
 from .ckks.params import CkksParameters
-from .ckks.structures import Ciphertext, EvaluationKeys, GaloisKey, PublicKey, RelinearizationKey, SecretKey
+from .ckks.structures import (
+    Ciphertext, EncapsulationKeys, EvaluationKeys, GaloisKey, KeySwitchingKey, PublicKey, RelinearizationKey,
+    SecretKey,
+)
 from .errors import CiphertextFormatError, KeyMismatchError, ParameterError
 
 MAGIC = frame.MAGIC
@@ -88,18 +93,25 @@ def dumps(obj: Any, params: CkksParameters | None = None) -> bytes:
         return _frame(KIND_PUBLIC_KEY, obj.params_fingerprint, obj.key_tag,
                       struct.pack("<HI", d.shape[1], d.shape[2]) + _pack_key(d, obj.a_seed, 0))
     if isinstance(obj, EvaluationKeys):
-        if obj.relin_key is None and not obj.galois_keys:
-            raise ParameterError("EvaluationKeys with neither a relinearization nor a Galois key")
+        if obj.relin_key is None and not obj.galois_keys and obj.encapsulation is None:
+            raise ParameterError("EvaluationKeys with neither a relinearization, a Galois nor an encapsulation key")
         parts = []
-        ref = obj.relin_key.data if obj.relin_key is not None else next(iter(obj.galois_keys.values())).data
+        ref = (obj.relin_key.data if obj.relin_key is not None else
+               next(iter(obj.galois_keys.values())).data if obj.galois_keys else obj.encapsulation.sparse_to_dense.data)
         shape = _np(ref).shape
-        parts.append(struct.pack("<BIHHI", obj.relin_key is not None, len(obj.galois_keys), shape[0], shape[2], shape[3]))
+        flags = (1 if obj.relin_key is not None else 0) | (2 if obj.encapsulation is not None else 0)
+        parts.append(struct.pack("<BIHHI", flags, len(obj.galois_keys), shape[0], shape[2], shape[3]))
         if obj.relin_key is not None:
             parts.append(_pack_key(obj.relin_key.data, obj.relin_key.a_seed, 1))
         for elt in sorted(obj.galois_keys):
             parts.append(struct.pack("<I", elt))
             gk = obj.galois_keys[elt]
             parts.append(_pack_key(gk.data, gk.a_seed, 1))
+        if obj.encapsulation is not None:
+            enc = obj.encapsulation
+            parts.append(struct.pack("<I", enc.hamming_weight))
+            parts.append(_pack_key(enc.dense_to_sparse.data, enc.dense_to_sparse.a_seed, 1))
+            parts.append(_pack_key(enc.sparse_to_dense.data, enc.sparse_to_dense.a_seed, 1))
         return _frame(KIND_EVAL_KEYS, obj.params_fingerprint, obj.key_tag, b"".join(parts))
     if isinstance(obj, SecretKey):
         c = np.asarray(obj.coeffs, dtype=np.int8)
@@ -116,16 +128,27 @@ def ciphertext_size(params: CkksParameters, level: int | None = None, size: int 
     return frame.frame_size(_CT_HEAD.size + size * (rows + packed))
 
 
-def eval_keys_size(params: CkksParameters, galois_count: int, relin: bool = True) -> int:
-    """Bytes of ``dumps(EvaluationKeys)`` with (``relin``) a relinearization key and
-    ``galois_count`` Galois keys, all seeded; exact for real keys (uniform residues fill every
-    row to its modulus's width), an upper bound otherwise."""
+def eval_keys_size(params: CkksParameters, galois_count: int, relin: bool = True,
+                   encapsulation: bool = False) -> int:
+    """Bytes of ``dumps(EvaluationKeys)`` with (``relin``) a relinearization key,
+    ``galois_count`` Galois keys and (``encapsulation``) the two sparse-secret encapsulation keys,
+    all seeded; exact for real keys (uniform residues fill every row to its modulus's width),
+    an upper bound otherwise."""
     n = params.poly_degree
-    rows = len(params.digits) * len(params.all_moduli)
-    packed = len(params.digits) * sum((n * int(q).bit_length() + 7) // 8 for q in params.all_moduli)
-    key = 1 + rows + packed + 32  # seeded flag, one width byte per row, b rows, seed
+
+    def key_bytes(digits: int, moduli) -> int:  # seeded flag, one width byte per row, b rows, seed
+        return 1 + digits * len(moduli) + digits * sum((n * int(q).bit_length() + 7) // 8 for q in moduli) + 32
+
+    key = key_bytes(len(params.digits), params.all_moduli)
     body = struct.calcsize("<BIHHI") + (key if relin else 0) + galois_count * (4 + key)
+    if encapsulation:
+        body += 4 + key_bytes(1, _encaps_moduli(params)) + key
     return frame.frame_size(body)
+
+
+def _encaps_moduli(params: CkksParameters) -> list[int]:
+    """The primes of the s→s' encapsulation key: q_0 and the first special prime."""
+    return [params.moduli[0], params.special_moduli[0]]
 
 
 def _bits(moduli) -> list[int]:
@@ -313,8 +336,9 @@ def loads(blob: bytes, expected_type: type | None = None, params: CkksParameters
         return PublicKey(_to_backend(np.ascontiguousarray(data[0]), params, backend), params.fingerprint, key_tag,
                          a_seed=seed)
     if kind == KIND_EVAL_KEYS:
-        has_relin, n_gal, dnum, rows, nn = r.unpack("BIHHI")
-        if nn != n or dnum != len(params.digits) or rows != len(params.all_moduli) or n_gal > 4 * n:
+        flags, n_gal, dnum, rows, nn = r.unpack("BIHHI")
+        has_relin = flags & 1
+        if flags > 3 or nn != n or dnum != len(params.digits) or rows != len(params.all_moduli) or n_gal > 4 * n:
             raise CiphertextFormatError("evaluation key shape does not fit the parameters")
         allq = list(params.all_moduli)
         relin = None
@@ -328,8 +352,17 @@ def loads(blob: bytes, expected_type: type | None = None, params: CkksParameters
                 raise CiphertextFormatError(f"invalid Galois element {elt}")
             d, seed = r.key(dnum, allq, n)
             gks[elt] = GaloisKey(_to_backend(d, params, backend), a_seed=seed, galois_elt=elt)
+        encaps = None
+        if flags & 2:
+            (h,) = r.unpack("I")
+            if not 1 <= h <= n:
+                raise CiphertextFormatError(f"invalid encapsulation Hamming weight {h}")
+            d_down, s_down = r.key(1, _encaps_moduli(params), n)
+            d_up, s_up = r.key(dnum, allq, n)
+            encaps = EncapsulationKeys(h, KeySwitchingKey(_to_backend(d_down, params, backend), a_seed=s_down),
+                                       KeySwitchingKey(_to_backend(d_up, params, backend), a_seed=s_up))
         r.done()
-        return EvaluationKeys(params.fingerprint, key_tag, relin, gks)
+        return EvaluationKeys(params.fingerprint, key_tag, relin, gks, encaps)
     # secret key
     (nn,) = r.unpack("I")
     if nn != n:

@@ -19,7 +19,9 @@ from ..errors import ParameterError
 from ..ring.sampling import Sampler, expand_uniform
 from .context import CkksContext, context_of
 from .params import CkksParameters
-from .structures import EvaluationKeys, GaloisKey, KeySwitchingKey, PublicKey, RelinearizationKey, SecretKey
+from .structures import (
+    EncapsulationKeys, EvaluationKeys, GaloisKey, KeySwitchingKey, PublicKey, RelinearizationKey, SecretKey,
+)
 
 
 def galois_element(steps: int, poly_degree: int) -> int:
@@ -139,9 +141,50 @@ class KeyGenerator:
         data, seed = self._switching_key(sg)
         return GaloisKey(data=data, a_seed=seed, galois_elt=galois_elt)
 
-    def evaluation_keys(self, galois_steps: Iterable[int] = (), conjugation: bool = False) -> EvaluationKeys:
+    def encapsulation_keys(self, hamming_weight: int) -> EncapsulationKeys:
+        """A fresh sparse secret s' of exactly ``hamming_weight`` non-zero ±1 coefficients and the
+        two key-switching keys of sparse-secret encapsulation (Bossuat–Troncoso-Pastoriza–Hubaux,
+        ACNS 2022, §3): s → s' over q_0·P only (an RLWE sample under s' with a small modulus;
+        its security is that paper's analysis, not the HE Standard table) and s' → s over Q·P
+        (under the user's uniform ternary s, covered by the table). s' itself is discarded.
+
+        Raises: ParameterError (hamming_weight outside 1..N)."""
+        p = self.params
+        ctx = self.ctx
+        n = p.poly_degree
+        if isinstance(hamming_weight, bool) or not isinstance(hamming_weight, (int, np.integer)) \
+                or not 1 <= hamming_weight <= n:
+            raise ParameterError(f"hamming_weight must be an integer in 1..{n}, got {hamming_weight!r}")
+        sp = ctx.from_signed(self.sampler.sparse_ternary(n, int(hamming_weight)), self._all_idx)
+        ctx.ntt(sp, self._all_idx)
+        up, seed_up = self._switching_key(sp)  # s' → s, under s
+        # s → s' restricted to (q_0, P): b = −a·s' + e + P·s over those primes only
+        rows = [0] + p.special_index()
+        mods = [p.all_moduli[i] for i in rows]
+        seed = self.sampler.random_bytes(32)
+        a = expand_uniform(seed, mods, n)[0]
+        full_a = ctx.zeros(len(self._all_idx))
+        full_a[rows] = ctx.asarray(a)
+        b, _ = self._rlwe_zero(sp, self._all_idx, full_a)
+        big_p = 1
+        for q in p.special_moduli:
+            big_p *= q
+        t = ctx.zeros(1)
+        ctx.mul_scalar(self.secret_key.data[:1], [big_p % p.moduli[0]], t, [0])
+        b0 = b[:1].copy()
+        ctx.add(b0, t, b0, [0])
+        b[:1] = b0
+        down = ctx.zeros(2 * len(rows)).reshape(1, 2, len(rows), -1)
+        down[0, 0] = b[rows]
+        down[0, 1] = full_a[rows]
+        return EncapsulationKeys(int(hamming_weight), KeySwitchingKey(down, a_seed=seed),
+                                 KeySwitchingKey(up, a_seed=seed_up))
+
+    def evaluation_keys(self, galois_steps: Iterable[int] = (), conjugation: bool = False,
+                        encapsulation_hamming_weight: int | None = None) -> EvaluationKeys:
         """Relinearization key plus Galois keys for the rotation ``galois_steps`` (slot
-        counts, any integers; normalised modulo N/2) and, optionally, conjugation."""
+        counts, any integers; normalised modulo N/2), optionally conjugation and the
+        sparse-secret encapsulation keys (:meth:`encapsulation_keys`) with that Hamming weight."""
         gk: dict[int, GaloisKey] = {}
         galois_steps = list(galois_steps)
         for st in galois_steps:
@@ -157,4 +200,6 @@ class KeyGenerator:
         return EvaluationKeys(
             params_fingerprint=self.params.fingerprint, key_tag=self.key_tag,
             relin_key=self.relinearization_key(), galois_keys=gk,
+            encapsulation=(self.encapsulation_keys(encapsulation_hamming_weight)
+                           if encapsulation_hamming_weight is not None else None),
         )

@@ -300,8 +300,9 @@ class CkksParameters:
         With a bootstrap preset the levels above L = max_depth continue the same recurrence
         upwards, Δ_ℓ = √(Δ_{ℓ−1}·q_ℓ), region by region (``wavis.ckks.bootstrap``): the
         SlotsToCoeffs levels start from Δ_L; the EvalMod levels start from
-        Δ_{L+s}·q_0/(2π·Δ_0) (s SlotsToCoeffs levels), the scale at which sin(2πt) ≈ 2π·m·Δ_0/q_0
-        carries the message m at exactly Δ_{L+s} (the bootstrap relabels it there); the
+        Δ_{L+s}·q_0/(2π·Δ_0·2^k) (s SlotsToCoeffs levels, k the preset's ``sine_headroom_bits``),
+        the scale at which sin(2πt) ≈ 2π·m·Δ_0·2^k/q_0 carries the message m at exactly Δ_{L+s}
+        (the bootstrap relabels it there); the
         CoeffsToSlots levels continue the EvalMod ladder."""
         scales = [0.0] * (self.top_level + 1)
         scales[self.max_depth] = float(2**self.scale_bits)
@@ -315,7 +316,7 @@ class CkksParameters:
             for lv in range(self.max_depth + 1, self.top_level + 1):
                 below = scales[lv - 1]
                 if lv == top_stc + 1:  # first EvalMod level: its product lands on the sine's scale
-                    below = scales[top_stc] * self.moduli[0] / (2 * math.pi * scales[0])
+                    below = scales[top_stc] * self.moduli[0] / (2 * math.pi * scales[0] * 2.0**pre.sine_headroom_bits)
                 scales[lv] = math.sqrt(below * self.moduli[lv])
         return tuple(scales)
 

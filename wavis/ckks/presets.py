@@ -56,6 +56,9 @@ class BootstrapPreset:
         dnum: key-switching digits.
         bootstrap_hamming_weight: h of the secret the bootstrap runs under (None: the user's
             uniform ternary secret, bounded by h ≤ N; an int: sparse-secret encapsulation).
+        sine_headroom_bits: k, the message is multiplied by 2^k before ModRaise, so EvalMod sees
+            ε = m·Δ_0·2^k/q_0 (2^k more signal against its rounding noise, at a relative
+            error (2π·ε)²/6 of the sine: 2^-25.3 for k = 6, |m| = 1, q_0/Δ_0 = 2^20).
     """
 
     name: str
@@ -73,6 +76,7 @@ class BootstrapPreset:
     dnum: int
     special_mod_bits: int = 61
     bootstrap_hamming_weight: int | None = None
+    sine_headroom_bits: int = 0
 
     @property
     def boot_mod_bits(self) -> tuple[int, ...]:
@@ -97,9 +101,14 @@ def _p(**kw) -> BootstrapPreset:
 
 BOOTSTRAP_PRESETS: dict[str, BootstrapPreset] = {
     p.name: p for p in (
-        # Small insecure ring for the test suite (dense ternary secret, h ≤ N = 1024 → K = 84).
+        # Small insecure rings for the test suite: the N = 2^16 layout (sparse-secret encapsulation,
+        # h = 32, K = 16 as OpenFHE's K_SPARSE_ENCAPSULATED) with fewer user levels …
         _p(name="testing-n1024", poly_degree=1024, security_level="testing", scale_bits=40, first_mod_bits=60,
-           max_depth=2, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 11, cts_bits=(58, 58, 58),
+           max_depth=2, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 9, cts_bits=(58, 58, 58),
+           eval_mod_k=16, double_angle=3, cheb_degree=39, dnum=4, bootstrap_hamming_weight=32, sine_headroom_bits=6),
+        # … and the dense user secret inside the bootstrap (h ≤ N = 1024 → K = 84, r = 5).
+        _p(name="testing-n1024-dense", poly_degree=1024, security_level="testing", scale_bits=40,
+           first_mod_bits=60, max_depth=2, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 11, cts_bits=(58, 58, 58),
            eval_mod_k=84, double_angle=5, cheb_degree=63, dnum=4),
     )
 }

@@ -98,11 +98,33 @@ class GaloisKey(KeySwitchingKey):
 
 
 @dataclass
+class EncapsulationKeys:
+    """Sparse-secret encapsulation keys of a bootstrap (Bossuat, Troncoso-Pastoriza, Hubaux,
+    "Bootstrapping for approximate HE with negligible failure-probability by using
+    sparse-secret encapsulation", ACNS 2022; OpenFHE's SPARSE_ENCAPSULATED).
+
+    Attributes:
+        hamming_weight: h of the sparse secret s' (exactly h non-zero coefficients in {±1}).
+        dense_to_sparse: key switching s → s' over q_0 and the special primes only (so the sparse
+            secret is never used with a large modulus): ``data`` (1, 2, 1 + k, N) uint64 NTT
+            over (q_0, p_0, …, p_{k−1}).
+        sparse_to_dense: key switching s' → s, an ordinary hybrid key over every prime,
+            ``data`` (dnum, 2, L+1+k, N) encrypted under the user's secret s.
+    """
+
+    hamming_weight: int
+    dense_to_sparse: KeySwitchingKey
+    sparse_to_dense: KeySwitchingKey
+
+
+@dataclass
 class EvaluationKeys:
-    """Everything the server needs to compute (nothing secret): the relinearization key
-    and Galois keys by Galois element."""
+    """Everything the server needs to compute (nothing secret): the relinearization key,
+    Galois keys by Galois element and (for bootstrap presets with sparse-secret
+    encapsulation) the :class:`EncapsulationKeys`."""
 
     params_fingerprint: str
     key_tag: bytes
     relin_key: RelinearizationKey | None = None
     galois_keys: dict[int, GaloisKey] = field(default_factory=dict)
+    encapsulation: EncapsulationKeys | None = None

@@ -41,6 +41,21 @@ class Sampler:
         """(n,) int64 uniform in {−1, 0, 1}."""
         return np.asarray(self._prng.ternary(n), dtype=np.int64)
 
+    def sparse_ternary(self, n: int, hamming_weight: int) -> np.ndarray:
+        """(n,) int64 in {−1, 0, 1} with exactly ``hamming_weight`` non-zero entries: uniform
+        positions (a partial Fisher–Yates shuffle driven by the CSPRNG) and uniform signs.
+        Raises ParameterError unless 1 ≤ hamming_weight ≤ n."""
+        if not 1 <= hamming_weight <= n:
+            raise ParameterError(f"hamming_weight must be in 1..{n}, got {hamming_weight}")
+        perm = np.arange(n)
+        for i in range(hamming_weight):
+            j = i + int(self._prng.uniform_below(1, n - i)[0])
+            perm[i], perm[j] = perm[j], perm[i]
+        signs = np.frombuffer(self.random_bytes(hamming_weight), dtype=np.uint8) & 1
+        out = np.zeros(n, dtype=np.int64)
+        out[perm[:hamming_weight]] = 1 - 2 * signs.astype(np.int64)
+        return out
+
     def gaussian(self, n: int, sigma: float = SIGMA) -> np.ndarray:
         """(n,) int64 rounded Gaussian, standard deviation ``sigma``, clipped at 6σ."""
         return np.asarray(self._prng.gaussian(n, sigma), dtype=np.int64)

@@ -27,7 +27,7 @@ from ..keys import galois_element
 from ..linalg import LinearTransform
 from ..params import CkksParameters
 from ..polynomial import evaluate_polynomial
-from ..structures import Ciphertext, EvaluationKeys
+from ..structures import Ciphertext, EvaluationKeys, KeySwitchingKey
 from . import dft
 from .evalmod import approximation_error_log2, cosine_coefficients, failure_log2
 
@@ -65,7 +65,9 @@ class BootstrapKeyPlan:
         galois_elements: their Galois elements 5^step mod 2N, plus 2N−1 for conjugation.
         conjugation: always True (the real/imaginary split needs it).
         relinearization: always True (EvalMod multiplies ciphertexts).
-        key_count: relinearization key + Galois keys.
+        encapsulation_hamming_weight: h of the sparse-secret encapsulation keys the preset needs
+            (``KeyGenerator.evaluation_keys(encapsulation_hamming_weight=h)``), or None.
+        key_count: relinearization key + Galois keys (+ 2 encapsulation keys).
         key_bytes: the size in bytes of the serialized EvaluationKeys (``wavis.serialize.dumps``,
             seeded compact format) holding exactly these keys.
     """
@@ -74,6 +76,7 @@ class BootstrapKeyPlan:
     galois_elements: tuple[int, ...]
     conjugation: bool
     relinearization: bool
+    encapsulation_hamming_weight: int | None
     key_count: int
     key_bytes: int
 
@@ -136,8 +139,9 @@ class Bootstrapper:
         steps = _galois_steps(_build_transforms(params, pre, slots, 1.0), params, slots)
         n = params.poly_degree
         elts = sorted({galois_element(s, n) for s in steps} | {2 * n - 1})
-        return BootstrapKeyPlan(tuple(steps), tuple(elts), True, True, 1 + len(elts),
-                                _key_set_bytes(params, len(elts)))
+        h = pre.bootstrap_hamming_weight
+        return BootstrapKeyPlan(tuple(steps), tuple(elts), True, True, h, 1 + len(elts) + (2 if h else 0),
+                                _key_set_bytes(params, len(elts), h is not None))
 
     def galois_steps(self) -> list[int]:
         """The rotation steps this bootstrapper uses (see :meth:`key_plan`)."""
@@ -191,15 +195,50 @@ class Bootstrapper:
             raise ParameterError("input_range ≠ 1 scales the message by 1/R on the way to level 0, so the "
                                  "ciphertext must be at level ≥ 1", level=0)
 
+    def _switch(self, ct: Ciphertext, ksk: KeySwitchingKey) -> Ciphertext:
+        """(c_0, c_1) → (c_0 + d_0, d_1) with (d_0, d_1) the key switch of c_1 under ``ksk``."""
+        d0, d1 = self.ev.key_switch(self.ctx.asarray(ct.data[1]), ct.level, ksk)
+        idx = list(range(ct.level + 1))
+        out = self.ctx.zeros(2 * len(idx)).reshape(2, len(idx), -1)
+        self.ctx.add(self.ctx.asarray(ct.data[0]), d0, out[0], idx)
+        out[1] = d1
+        return Ciphertext(out, ct.level, ct.scale, ct.params_fingerprint, ct.key_tag)
+
+    def _dense_to_sparse_key(self) -> KeySwitchingKey:
+        """The s → s' key spread onto the full prime index (zero rows for q_1..q_L, which a
+        level-0 key switch never reads)."""
+        if getattr(self, "_down", None) is None:
+            p = self.params
+            small = self.eval_keys.encapsulation.dense_to_sparse.data
+            full = self.ctx.zeros(2 * len(p.all_moduli)).reshape(1, 2, len(p.all_moduli), -1)
+            rows = [0] + p.special_index()
+            small = self.ctx.asarray(small)
+            for c in range(2):
+                full[0, c][rows] = small[0, c]
+            self._down = KeySwitchingKey(full)
+        return self._down
+
     def mod_raise(self, ct: Ciphertext) -> Ciphertext:
-        """Level ≥ 0 → the top level: (bring_to level 0 at Δ_0/R, then) lift (c_0, c_1) mod q_0
-        centred to every prime. Returns a ciphertext at ``params.top_level`` labelled with scale
-        q_0: its message is t = I + m·Δ_0/(R·q_0) per coefficient."""
+        """Level ≥ 0 → the top level: (bring_to level 0 at Δ_0/R, then, with sparse-secret
+        encapsulation, switch to the sparse secret s' at level 0,) lift (c_0, c_1) mod q_0
+        centred to every prime (and switch back to s). Returns a ciphertext at
+        ``params.top_level`` labelled with scale q_0: its message is t = I + m·Δ_0·2^k/(R·q_0) per
+        coefficient (k = the preset's sine_headroom_bits), |I| ≤ (h+1)/2 for the secret's
+        Hamming weight h."""
         p = self.params
         x = ct
-        target = p.level_scale(0) / self.input_range
-        if x.level > 0:
-            x = self.ev.bring_to(x, 0, target)
+        boost = 2.0**self.preset.sine_headroom_bits
+        if x.level > 0:  # exactly m·Δ_0·2^k/R
+            x = self.ev.bring_to(x, 0, p.level_scale(0) * boost / self.input_range)
+        elif boost != 1.0:  # level 0 (R = 1): times the integer 2^k, no level needed
+            idx = [0]
+            scaled = self.ctx.zeros(2).reshape(2, 1, -1)
+            for c in range(2):
+                self.ctx.mul_scalar(self.ctx.asarray(x.data[c]), [int(boost) % p.moduli[0]], scaled[c], idx)
+            x = Ciphertext(scaled, 0, x.scale * boost, x.params_fingerprint, x.key_tag)
+        encaps = self.preset.bootstrap_hamming_weight is not None
+        if encaps:
+            x = self._switch(x, self._dense_to_sparse_key())
         ctx = self.ctx
         q0 = p.moduli[0]
         raw = ctx.asarray(np.ascontiguousarray(ctx.to_numpy(x.data)[:, :1, :]))
@@ -213,7 +252,10 @@ class Bootstrapper:
             lifted = ctx.from_signed(v, idx_all)
             ctx.ntt(lifted, idx_all)
             out[c] = lifted
-        return Ciphertext(out, p.top_level, float(q0), ct.params_fingerprint, ct.key_tag)
+        raised = Ciphertext(out, p.top_level, float(q0), ct.params_fingerprint, ct.key_tag)
+        if encaps:
+            raised = self._switch(raised, self.eval_keys.encapsulation.sparse_to_dense)
+        return raised
 
     def sub_sum(self, ct: Ciphertext) -> Ciphertext:
         """Sparse packing: Σ over the subgroup <5^n> of the Galois group (log2(N/(2n)) rotations
@@ -298,6 +340,12 @@ class Bootstrapper:
         keys = self.eval_keys
         if keys is None or keys.relin_key is None:
             raise MissingKeyError("bootstrap needs a relinearization key", missing=["relinearization"])
+        h = self.preset.bootstrap_hamming_weight
+        if h is not None and (keys.encapsulation is None or keys.encapsulation.hamming_weight != h):
+            raise MissingKeyError(
+                f"the preset {self.preset.name} bootstraps under a sparse secret of Hamming weight {h}: generate "
+                f"the keys with KeyGenerator.evaluation_keys(..., encapsulation_hamming_weight={h})",
+                missing=["encapsulation"])
         have = set(keys.galois_keys)
         n = self.params.poly_degree
         missing = [s for s in self.galois_steps() if galois_element(s, n) not in have]
@@ -349,9 +397,8 @@ def _galois_steps(transforms, params: CkksParameters, slots: int) -> list[int]:
     return sorted(steps)
 
 
-def _key_set_bytes(params: CkksParameters, galois_count: int) -> int:
-    """Exact length of ``serialize.dumps(EvaluationKeys)`` with a relinearization key and
-    ``galois_count`` Galois keys, all seeded (the format of ``wavis.serialize``)."""
+def _key_set_bytes(params: CkksParameters, galois_count: int, encapsulation: bool) -> int:
+    """Exact serialized size of the key set (``wavis.serialize.eval_keys_size``)."""
     from ... import serialize
 
-    return serialize.eval_keys_size(params, galois_count)
+    return serialize.eval_keys_size(params, galois_count, True, encapsulation)
