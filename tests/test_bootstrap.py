@@ -18,7 +18,7 @@ from wavis.ckks.bootstrap.evalmod import (
 from wavis.ckks.linalg import LinearTransform
 from wavis.ckks.presets import BOOTSTRAP_PRESETS
 from wavis.errors import (
-    InsufficientSecurityError, MissingKeyError, MissingRotationKeyError, ParameterError, ScaleMismatchError,
+    InsufficientSecurityError, MissingKeyError, ParameterError, ScaleMismatchError,
 )
 
 PRESET = "testing-n1024"
@@ -283,10 +283,13 @@ def test_missing_keys_are_named(env):
     some = kg.evaluation_keys(galois_steps=env["plan"].galois_steps[:3], encapsulation_hamming_weight=32)
     bs = Bootstrapper(params, some)
     ct = env["encryptor"].encrypt(enc.encode([0.5], level=1))
-    with pytest.raises(MissingRotationKeyError) as ei:
+    with pytest.raises(MissingKeyError) as ei:
         bs.bootstrap(ct)
+    assert ei.value.code == "MISSING_KEY"
     assert "conjugation" in ei.value.details["missing"]
     assert set(ei.value.details["steps"]) == set(env["plan"].galois_steps[3:])
+    assert bs.missing_keys() == ei.value.details["missing"]
+    assert Bootstrapper(params, env["evk"]).missing_keys() == []
     with pytest.raises(MissingKeyError):
         Bootstrapper(params, None).bootstrap(ct)
     no_encaps = kg.evaluation_keys(galois_steps=env["plan"].galois_steps, conjugation=True)

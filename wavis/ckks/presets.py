@@ -101,6 +101,21 @@ def _p(**kw) -> BootstrapPreset:
 
 BOOTSTRAP_PRESETS: dict[str, BootstrapPreset] = {
     p.name: p for p in (
+        # N = 2^16, 128-bit (log2 QP = 1742 ≤ 1772, HE Standard): 9 user levels at 2^40, then
+        # SlotsToCoeffs 3 × 40 bits, EvalMod 9 × 60 bits (K = 16, r = 3, degree 39), CoeffsToSlots
+        # 3 × 58 bits; sparse-secret encapsulation h = 32 (OpenFHE SPARSE_ENCAPSULATED, K = 16);
+        # dnum = 3 (the fewest digits that fit the bound), 8 special primes.
+        _p(name="n65536", poly_degree=65536, security_level="128-bit", scale_bits=40, first_mod_bits=60,
+           max_depth=9, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 9, cts_bits=(58, 58, 58),
+           eval_mod_k=16, double_angle=3, cheb_degree=39, dnum=3, bootstrap_hamming_weight=32,
+           sine_headroom_bits=6),
+        # N = 2^15, 128-bit (≤ 881 bits): the same pipeline squeezed into half the modulus: 2 user
+        # levels at 2^40, 50-bit EvalMod/CoeffsToSlots primes (≈ 10 bits less EvalMod precision),
+        # one prime per key-switching digit (P = one 61-bit prime).
+        _p(name="n32768", poly_degree=32768, security_level="128-bit", scale_bits=40, first_mod_bits=60,
+           max_depth=2, stc_bits=(40, 40), evalmod_bits=(50,) * 9, cts_bits=(50, 50),
+           eval_mod_k=16, double_angle=3, cheb_degree=39, dnum=16, bootstrap_hamming_weight=32,
+           sine_headroom_bits=8),
         # Small insecure rings for the test suite: the N = 2^16 layout (sparse-secret encapsulation,
         # h = 32, K = 16 as OpenFHE's K_SPARSE_ENCAPSULATED) with fewer user levels …
         _p(name="testing-n1024", poly_degree=1024, security_level="testing", scale_bits=40, first_mod_bits=60,

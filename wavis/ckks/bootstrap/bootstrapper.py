@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...errors import KeyMismatchError, MissingKeyError, MissingRotationKeyError, ParameterError, ScaleMismatchError
+from ...errors import KeyMismatchError, MissingKeyError, ParameterError, ScaleMismatchError
 from ..evaluator import Evaluator
 from ..keys import galois_element
 from ..linalg import LinearTransform
@@ -327,8 +327,8 @@ class Bootstrapper:
         EvalMod, SlotsToCoeffs. Input at any level with its canonical scale; output at level
         max_depth with scale Δ = 2^scale_bits.
 
-        Raises: see :meth:`check_input`; MissingKeyError / MissingRotationKeyError (keys of
-        :meth:`key_plan` absent).
+        Raises: see :meth:`check_input`; MissingKeyError (keys of :meth:`key_plan` absent;
+        ``details['missing']`` lists them, see :meth:`missing_keys`).
         """
         self.check_input(ct)
         self._check_keys()
@@ -336,25 +336,34 @@ class Bootstrapper:
         parts = [self.eval_mod(p) for p in self.coeffs_to_slots(x)]
         return self.slots_to_coeffs(parts)
 
-    def _check_keys(self) -> None:
+    def missing_keys(self) -> list[str]:
+        """What the evaluation keys lack for this bootstrap: "relinearization", "encapsulation",
+        "conjugation" and "rotation:<step>" entries (empty when everything is there)."""
         keys = self.eval_keys
-        if keys is None or keys.relin_key is None:
-            raise MissingKeyError("bootstrap needs a relinearization key", missing=["relinearization"])
-        h = self.preset.bootstrap_hamming_weight
-        if h is not None and (keys.encapsulation is None or keys.encapsulation.hamming_weight != h):
-            raise MissingKeyError(
-                f"the preset {self.preset.name} bootstraps under a sparse secret of Hamming weight {h}: generate "
-                f"the keys with KeyGenerator.evaluation_keys(..., encapsulation_hamming_weight={h})",
-                missing=["encapsulation"])
-        have = set(keys.galois_keys)
         n = self.params.poly_degree
-        missing = [s for s in self.galois_steps() if galois_element(s, n) not in have]
-        conj = (2 * n - 1) not in have
-        if missing or conj:
-            raise MissingRotationKeyError(
-                f"bootstrap needs Galois keys for steps {missing}" + (" and conjugation" if conj else "")
-                + "; generate them from Bootstrapper.key_plan(params, slots)",
-                steps=missing, missing=(["conjugation"] if conj else []) + [f"rotation:{s}" for s in missing])
+        missing: list[str] = []
+        if keys is None or keys.relin_key is None:
+            missing.append("relinearization")
+        h = self.preset.bootstrap_hamming_weight
+        if h is not None and (keys is None or keys.encapsulation is None or keys.encapsulation.hamming_weight != h):
+            missing.append("encapsulation")
+        have = set(keys.galois_keys) if keys is not None else set()
+        if (2 * n - 1) not in have:
+            missing.append("conjugation")
+        missing += [f"rotation:{s}" for s in self.galois_steps() if galois_element(s, n) not in have]
+        return missing
+
+    def _check_keys(self) -> None:
+        missing = self.missing_keys()
+        if missing:
+            steps = [int(m.split(":")[1]) for m in missing if m.startswith("rotation:")]
+            h = self.preset.bootstrap_hamming_weight
+            raise MissingKeyError(
+                f"bootstrap needs keys the evaluation keys lack: {', '.join(missing[:6])}"
+                + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+                + "; generate them from Bootstrapper.key_plan(params, slots) (KeyGenerator.evaluation_keys("
+                f"galois_steps=plan.galois_steps, conjugation=True, encapsulation_hamming_weight={h}))",
+                missing=missing, steps=steps)
 
 
 def _build_transforms(params: CkksParameters, pre, slots: int, rng: float) -> dict[str, list[LinearTransform]]:
