@@ -103,7 +103,8 @@ async def test_add_and_multiply_end_to_end(dev, pair):
     prod = await resp.json()
     assert prod["level"] == 0 and prod["noise_budget_remaining"] == 0 and prod["cost_units"] == 5
     assert resp.headers["X-Noise-Budget-Warning"] == "true"
-    assert "bootstrap" in resp.headers["X-Noise-Budget-Recovery"]
+    # this key has no bootstrap preset: the hint names no endpoint that would refuse it
+    assert "/compute/bootstrap" not in resp.headers["X-Noise-Budget-Recovery"]
     assert np.max(np.abs(decode(pair, prod["result_ciphertext"]) - x * y)) < 1e-5
 
     # results are stored ciphertexts: fetch one back, and use it as an operand (levels align)
@@ -204,7 +205,9 @@ async def test_bad_key_uploads(dev, pair, other_pair, ckks_pair_factory):
 async def test_unknown_and_unbuilt_operations(dev, pair):
     key_id = (await dev.upload_keys(pair))["key_id"]
     await error_of(await dev.compute("frobnicate", key_id, ["ct_a", "ct_b"]), 404, "NOT_FOUND")
-    await error_of(await dev.compute("bootstrap", key_id, ["ct_a"]), 501, "NOT_IMPLEMENTED")
+    ct = await dev.upload(key_id, pair.encrypt([0.5]))
+    err = await error_of(await dev.compute("bootstrap", key_id, [ct["ciphertext_id"]]), 400, "MISSING_KEY")
+    assert err["details"]["missing"] == ["bootstrap_preset"]
 
 
 async def test_missing_resources_and_other_accounts_are_404(api, dev, pair):

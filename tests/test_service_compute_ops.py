@@ -376,17 +376,17 @@ async def test_arity_is_checked(rich):
         await error_of(await rich.op(op, [a, a]), 422, "SCHEMA_MISMATCH")
 
 
-async def test_bootstrap_is_501_and_headers_warn_below_half(rich):
+async def test_bootstrap_needs_a_preset_and_headers_warn_below_half(rich):
     a = await rich.upload(rand(20))
-    err = await error_of(await rich.op("bootstrap", [a]), 501, "NOT_IMPLEMENTED")
-    assert "bootstrap" in err["message"]
+    err = await error_of(await rich.op("bootstrap", [a]), 400, "MISSING_KEY")
+    assert err["details"]["missing"] == ["bootstrap_preset"] and "testing-n1024" in err["details"]["presets"]
     resp = await rich.op("negate", [a])
     assert resp.headers["X-Noise-Budget-Warning"] == "false" and resp.headers["X-Noise-Budget-Remaining"] == "100"
     body, _ = await rich.ok("poly-eval", [a], polynomial_coeffs=[0.0, 0.0, 0.0, 1.0])  # 2 of 4 levels left
     resp = await rich.op("multiply", [body["result_ciphertext_id"]] * 2)
     assert resp.status == 200
     assert resp.headers["X-Noise-Budget-Remaining"] == "25" and resp.headers["X-Noise-Budget-Warning"] == "true"
-    assert "/api/v1/compute/bootstrap" in resp.headers["X-Noise-Budget-Recovery"]
+    assert "/api/v1/compute/bootstrap" not in resp.headers["X-Noise-Budget-Recovery"]  # (no preset: it would refuse)
     # scale_stable is accepted (the scale is tracked exactly either way)
     body, _ = await rich.ok("multiply", [a, a], scale_stable=True)
     assert body["level"] == DEPTH - 1

@@ -59,6 +59,9 @@ class BootstrapPreset:
         sine_headroom_bits: k, the message is multiplied by 2^k before ModRaise, so EvalMod sees
             ε = m·Δ_0·2^k/q_0 (2^k more signal against its rounding noise, at a relative
             error (2π·ε)²/6 of the sine: 2^-25.3 for k = 6, |m| = 1, q_0/Δ_0 = 2^20).
+        precision_bits: the measured mean precision (−log2 |error| averaged over all N/2 slots,
+            uniform [−1, 1] complex inputs; docs/bootstrapping.md gives the command), None if
+            not measured.
     """
 
     name: str
@@ -77,6 +80,7 @@ class BootstrapPreset:
     special_mod_bits: int = 61
     bootstrap_hamming_weight: int | None = None
     sine_headroom_bits: int = 0
+    precision_bits: float | None = None
 
     @property
     def boot_mod_bits(self) -> tuple[int, ...]:
@@ -120,10 +124,11 @@ BOOTSTRAP_PRESETS: dict[str, BootstrapPreset] = {
         # h = 32, K = 16 as OpenFHE's K_SPARSE_ENCAPSULATED) with fewer user levels …
         _p(name="testing-n1024", poly_degree=1024, security_level="testing", scale_bits=40, first_mod_bits=60,
            max_depth=2, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 9, cts_bits=(58, 58, 58),
-           eval_mod_k=16, double_angle=3, cheb_degree=39, dnum=4, bootstrap_hamming_weight=32, sine_headroom_bits=6),
+           eval_mod_k=16, double_angle=3, cheb_degree=39, dnum=4, bootstrap_hamming_weight=32, sine_headroom_bits=6,
+           precision_bits=25.2),
         # … and the dense user secret inside the bootstrap (h ≤ N = 1024 → K = 84, r = 5).
         _p(name="testing-n1024-dense", poly_degree=1024, security_level="testing", scale_bits=40,
            first_mod_bits=60, max_depth=2, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 11, cts_bits=(58, 58, 58),
-           eval_mod_k=84, double_angle=5, cheb_degree=63, dnum=4),
+           eval_mod_k=84, double_angle=5, cheb_degree=63, dnum=4, precision_bits=16.0),
     )
 }

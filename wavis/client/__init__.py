@@ -62,12 +62,32 @@ class KeyPair:
 
     @classmethod
     def generate(cls, params: CkksParameters | Mapping[str, Any], galois_steps: Iterable[int] = (),
-                 conjugation: bool = False, seed: bytes | None = None) -> "KeyPair":
+                 conjugation: bool = False, seed: bytes | None = None, bootstrappable: bool = False,
+                 bootstrap_slots: int | None = None) -> "KeyPair":
+        """A fresh key pair. ``bootstrappable`` adds every key a server-side bootstrap of
+        ``bootstrap_slots`` slots needs (the parameters must name a ``bootstrap_preset``;
+        :meth:`bootstrap_key_plan` gives the steps and the key-set size before generating)."""
         if not isinstance(params, CkksParameters):
             params = CkksParameters.from_dict(dict(params))
+        steps, encaps = set(int(s) for s in galois_steps), None
+        if bootstrappable:
+            plan = cls.bootstrap_key_plan(params, bootstrap_slots)
+            steps |= set(plan.galois_steps)
+            conjugation, encaps = True, plan.encapsulation_hamming_weight
         kg = KeyGenerator(params, seed=seed)
         return cls(params, kg.secret_key, kg.public_key(),
-                   kg.evaluation_keys(galois_steps=tuple(galois_steps), conjugation=conjugation))
+                   kg.evaluation_keys(galois_steps=tuple(sorted(steps)), conjugation=conjugation,
+                                      encapsulation_hamming_weight=encaps))
+
+    @staticmethod
+    def bootstrap_key_plan(params: CkksParameters | Mapping[str, Any], slots: int | None = None):
+        """The Galois steps, conjugation, encapsulation keys and the key-set size (bytes) a
+        bootstrap needs, before anything is generated (``Bootstrapper.key_plan``)."""
+        from wavis.ckks.bootstrap import Bootstrapper
+
+        if not isinstance(params, CkksParameters):
+            params = CkksParameters.from_dict(dict(params))
+        return Bootstrapper.key_plan(params, slots)
 
     @property
     def encoder(self) -> Encoder:
@@ -91,11 +111,21 @@ class KeyPair:
         """The key upload split into request bodies of at most ~``max_bytes`` of key data
         (base64 grows it by 4/3, under the server's 40 MB): the first for POST /keys/upload
         (public key, relinearization key and the Galois keys that fit), the rest for
-        POST /keys/{key_id}/galois-keys (Galois keys only)."""
+        POST /keys/{key_id}/galois-keys (Galois keys only). For a bootstrap preset the
+        relinearization and encapsulation keys go in chunks of their own when they do not fit
+        (one key-switching key at N = 2^16 is ~43 MB: the server accepts one key per chunk)."""
         evk = self.eval_keys
-        head = EvaluationKeys(evk.params_fingerprint, evk.key_tag, evk.relin_key, {})
+        fp, tag = evk.params_fingerprint, evk.key_tag
         pk_blob = serialize.dumps(self.public_key)
-        used = len(pk_blob) + len(serialize.dumps(head))
+        extra: list[dict[str, Any]] = []
+        head = EvaluationKeys(fp, tag, evk.relin_key, {}, evk.encapsulation)
+        if self.params.bootstrap_preset is not None and len(pk_blob) + len(serialize.dumps(head)) > max_bytes:
+            head = EvaluationKeys(fp, tag, None, {})
+            for part in (EvaluationKeys(fp, tag, evk.relin_key, {}),
+                         EvaluationKeys(fp, tag, None, {}, evk.encapsulation)):
+                if part.relin_key is not None or part.encapsulation is not None:
+                    extra.append({"eval_key": serialize.b64encode(serialize.dumps(part))})
+        used = len(pk_blob) + (len(serialize.dumps(head)) if head.relin_key or head.encapsulation else 0)
         chunks: list[dict[int, Any]] = [{}]
         size = 0  # every Galois key has the same serialized size
         for elt in sorted(evk.galois_keys):
@@ -108,8 +138,11 @@ class KeyPair:
             chunks[-1][elt] = evk.galois_keys[elt]
             used += size
         head.galois_keys = chunks[0]
+        if head.relin_key is None and head.encapsulation is None and not head.galois_keys and chunks[1:]:
+            head.galois_keys = chunks.pop(1)  # the first request must carry at least one key
         bodies = [{"params": self.params.to_dict(), "public_key": serialize.b64encode(pk_blob),
                    "eval_key": serialize.b64encode(serialize.dumps(head))}]
+        bodies += extra
         for part in chunks[1:]:
             blob = serialize.dumps(EvaluationKeys(evk.params_fingerprint, evk.key_tag, None, part))
             bodies.append({"eval_key": serialize.b64encode(blob)})

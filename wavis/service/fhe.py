@@ -5,6 +5,8 @@ it imports them lazily so the service starts (health, auth, onboarding) without 
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,10 +146,12 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
         raise KeyMismatchError("the public key's key tag does not match its contents")
     if evk.key_tag != pk.key_tag:
         raise KeyMismatchError("the evaluation keys belong to another key pair than the public key")
-    if evk.relin_key is None:
+    if evk.relin_key is None and params.bootstrap_preset is None:
+        # (a bootstrappable key set is too large for one request: its relinearization key may
+        # come in a chunk, POST /keys/{id}/galois-keys)
         from wavis.errors import MissingKeyError  # noqa: PLC0415
 
-        raise MissingKeyError("the evaluation keys lack the relinearization key")
+        raise MissingKeyError("the evaluation keys lack the relinearization key", missing=["relinearization"])
     steps, conj = rotation_steps(params, evk.galois_keys)
     fresh_len = fresh_ciphertext_bytes(params, pk.key_tag)
     body_limit = max(limits.ciphertext_body, math.ceil(b64_len(fresh_len) * 1.1) + JSON_SLACK)
@@ -175,12 +179,18 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
 
 
 def load_evaluator(params: Any, eval_key: bytes, parts: list[bytes] = (), contexts: DeviceContexts | None = None):
-    """The Evaluator of a stored key: its evaluation-key blob plus any Galois-key chunks, loaded
-    onto the service's device (``contexts``; default: the CPU context)."""
+    """The Evaluator of a stored key: its evaluation-key blob plus every key chunk (Galois,
+    relinearization and encapsulation keys), loaded onto the service's device (``contexts``;
+    default: the CPU context)."""
     ckks, serialize = _ckks()
     evk = serialize.loads(eval_key, expected_type=ckks.EvaluationKeys, params=params)
     for blob in parts:
-        evk.galois_keys.update(serialize.loads(blob, expected_type=ckks.EvaluationKeys, params=params).galois_keys)
+        part = serialize.loads(blob, expected_type=ckks.EvaluationKeys, params=params)
+        evk.galois_keys.update(part.galois_keys)
+        if part.relin_key is not None:
+            evk.relin_key = part.relin_key
+        if part.encapsulation is not None:
+            evk.encapsulation = part.encapsulation
     return ckks.Evaluator(_context(params, contexts), evk)
 
 
@@ -191,7 +201,19 @@ def evaluator_bytes(evaluator: Any) -> int:
     if evk is None:
         return 0
     keys = ([evk.relin_key] if evk.relin_key is not None else []) + list(evk.galois_keys.values())
+    if evk.encapsulation is not None:  # bootstrap presets' sparse-secret encapsulation keys
+        keys += [evk.encapsulation.dense_to_sparse, evk.encapsulation.sparse_to_dense]
     return sum(int(getattr(getattr(k, "data", None), "nbytes", 0)) for k in keys)
+
+
+def key_chunk_limit(params: Any, default: int) -> int:
+    """Body limit of one key-chunk request: ``default`` (40 MiB), or one key-switching key of
+    these parameters in base64 plus 10 % when that is larger (a single Galois key at N = 2^16
+    is ~43 MB), never above 64 MiB [ours]."""
+    n = int(params.poly_degree)
+    rows = sum((n * int(q).bit_length() + 7) // 8 for q in params.all_moduli)
+    one_key = 64 + 1 + len(params.digits) * rows + 32 + 4
+    return min(max(default, math.ceil(b64_len(one_key) * 1.1) + JSON_SLACK), 64 * 1024 * 1024)
 
 
 @dataclass
@@ -199,12 +221,14 @@ class GaloisChunk:
     blob: bytes
     galois_steps: list[int]
     conjugation: bool
+    other_keys: bool = False  # a relinearization or encapsulation key (bootstrap presets)
 
 
 def parse_galois_chunk(params: Any, key_tag: bytes, eval_key_b64: str) -> GaloisChunk:
-    """Validate a chunk of Galois keys for an existing key (same parameters and key pair, no
-    relinearization key); the steps it realises. The key's step list is merged under the row
-    lock in ``repo.add_eval_key_part``."""
+    """Validate a chunk of evaluation keys for an existing key (same parameters and key pair):
+    Galois keys, or — for bootstrappable parameters, whose key sets go up in chunks — also the
+    relinearization key and the sparse-secret encapsulation keys; the steps it realises. The
+    key's step list is merged under the row lock in ``repo.add_eval_key_part``."""
     ckks, serialize = _ckks()
     from wavis.errors import KeyMismatchError, ParameterError  # noqa: PLC0415
 
@@ -212,11 +236,15 @@ def parse_galois_chunk(params: Any, key_tag: bytes, eval_key_b64: str) -> Galois
     evk = serialize.loads(blob, expected_type=ckks.EvaluationKeys, params=params)
     if bytes(evk.key_tag) != bytes(key_tag):
         raise KeyMismatchError("these Galois keys belong to another key pair")
-    if evk.relin_key is not None or not evk.galois_keys:
-        raise ParameterError("a Galois-key chunk must hold Galois keys and no relinearization key",
+    boot = params.bootstrap_preset is not None
+    if (evk.relin_key is not None or evk.encapsulation is not None) and not boot:
+        raise ParameterError("a Galois-key chunk must hold Galois keys and no relinearization key "
+                             "(relinearization and encapsulation keys come in chunks only for bootstrap presets)",
                              field="eval_key")
+    if not (evk.galois_keys or evk.relin_key is not None or evk.encapsulation is not None):
+        raise ParameterError("the key chunk holds no key", field="eval_key")
     steps, conj = rotation_steps(params, evk.galois_keys)  # this chunk's own steps
-    return GaloisChunk(blob, steps, conj)
+    return GaloisChunk(blob, steps, conj, evk.relin_key is not None or evk.encapsulation is not None)
 
 
 @dataclass
@@ -225,6 +253,7 @@ class CiphertextInfo:
     level: int
     scale: float
     slots: int
+    bootstrap: dict[str, Any] | None = None  # the bootstrap's response fields, for operation "bootstrap"
 
 
 def _info(ct: Any, blob: bytes, params: Any) -> CiphertextInfo:
@@ -259,8 +288,9 @@ def b64encode(blob: bytes) -> str:
 
 # Operations of API.md "Compute (CKKS)". The router knows every name; ``NOT_BUILT`` answer 501.
 BINARY_OPS = {"add", "subtract", "multiply", "inner-product"}
-UNARY_OPS = {"negate", "rescale", "conjugate", "sum", "add-plain", "multiply-plain", "rotate", "matmul", "poly-eval"}
-NOT_BUILT = {"bootstrap"}
+UNARY_OPS = {"negate", "rescale", "conjugate", "sum", "add-plain", "multiply-plain", "rotate", "matmul", "poly-eval",
+             "bootstrap"}
+NOT_BUILT: set[str] = set()
 ALL_OPERATIONS = BINARY_OPS | UNARY_OPS | NOT_BUILT
 COST_UNITS = {
     "add": 1, "subtract": 1, "negate": 1, "rescale": 1, "add-plain": 1, "conjugate": 1,
@@ -359,9 +389,50 @@ def compute(operation: str, params: Any, evaluator: Any, blobs: list[bytes],
     cts = [serialize.loads(b, expected_type=ckks.Ciphertext, params=params) for b in blobs]
     # overflowing operands are detected and refused (EncodingError); NumPy need not warn on the way
     with np.errstate(over="ignore", invalid="ignore"):
-        out = _dispatch(operation, params, evaluator, cts, args)
+        if operation == "bootstrap":
+            bs = bootstrapper(params, evaluator, args.get("slots"), args.get("input_range"))
+            out = bs.bootstrap(cts[0])
+        else:
+            out = _dispatch(operation, params, evaluator, cts, args)
     blob = serialize.dumps(out)
-    return _info(out, blob, params)
+    info = _info(out, blob, params)
+    if operation == "bootstrap":
+        info.bootstrap = bootstrap_fields(bs)
+    return info
+
+
+_BOOTSTRAPPERS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_BOOTSTRAPPERS_LOCK = threading.Lock()
+
+
+def bootstrapper(params: Any, evaluator: Any, slots: int | None = None, input_range: float | None = None):
+    """The key's Bootstrapper for (slots, input_range), cached with its Evaluator (its encoded
+    DFT diagonals are reused). A key without a bootstrap preset → MissingKeyError naming
+    ``bootstrap_preset``; keys lacking bootstrapping keys → MissingKeyError with
+    ``details['missing']`` (400 MISSING_KEY)."""
+    from wavis.ckks.bootstrap import Bootstrapper  # noqa: PLC0415
+    from wavis.ckks.presets import BOOTSTRAP_PRESETS  # noqa: PLC0415
+    from wavis.errors import MissingKeyError  # noqa: PLC0415
+
+    if params.bootstrap_preset is None:
+        raise MissingKeyError(
+            "this key has no bootstrapping keys: its parameters name no bootstrap_preset; create a key with "
+            f"params.bootstrap_preset (one of {sorted(BOOTSTRAP_PRESETS)}) and bootstrappable keys",
+            missing=["bootstrap_preset"], presets=sorted(BOOTSTRAP_PRESETS))
+    key = (slots, 1.0 if input_range is None else float(input_range))
+    with _BOOTSTRAPPERS_LOCK:
+        per_key = _BOOTSTRAPPERS.setdefault(evaluator, {})
+        bs = per_key.get(key)
+        if bs is None:
+            bs = Bootstrapper(params, evaluator.eval_keys, slots=slots, input_range=key[1], evaluator=evaluator)
+            per_key[key] = bs
+    return bs
+
+
+def bootstrap_fields(bs: Any) -> dict[str, Any]:
+    """The compute response's bootstrap fields (docs/service.md)."""
+    return dict(bootstrap_applied=True, bootstrap_effective_degree=int(bs.effective_degree),
+                bootstrap_degraded=False, precision_bits_expected=bs.preset.precision_bits)
 
 
 def compute_many(operation: str, params: Any, evaluator: Any,

@@ -73,10 +73,11 @@ def ckks_shape(params: dict[str, Any]) -> CkksShape:
 
     p = CkksParameters.from_dict(params)  # __post_init__ validates and picks dnum; moduli are lazy
     first = p.first_mod_bits or min(60, p.scale_bits + 20)
-    alpha = math.ceil((p.max_depth + 1) / p.dnum)
-    digit_bits = first + (alpha - 1) * p.scale_bits
+    bits = [first] + [p.scale_bits] * p.max_depth + list(p.boot_mod_bits)  # a bootstrap preset's levels too
+    alpha = math.ceil(len(bits) / p.dnum)
+    digit_bits = max(sum(bits[i:i + alpha]) for i in range(0, len(bits), alpha))
     special = math.ceil((digit_bits + 1) / p.special_mod_bits)
-    return CkksShape(int(p.poly_degree), int(p.max_depth) + 1, special, int(p.dnum))
+    return CkksShape(int(p.poly_degree), len(bits), special, int(p.dnum))
 
 
 def keygen_cost(params: dict[str, Any], galois_keys: int) -> Cost:

@@ -270,10 +270,12 @@ MAX_KEY_PARTS = 256
 
 
 async def add_eval_key_part(conn: asyncpg.Connection, account_id: str, key_id: str, blob: bytes,
-                            galois_steps: list[int], conjugation: bool) -> tuple[asyncpg.Record | None, bool]:
-    """Append a Galois-key chunk, merging its steps into the key's list under the row lock (so
+                            galois_steps: list[int], conjugation: bool,
+                            other_keys: bool = False) -> tuple[asyncpg.Record | None, bool]:
+    """Append a key chunk, merging its Galois steps into the key's list under the row lock (so
     concurrent chunks never lose each other's steps). Returns (the key row or None, whether the
-    chunk added anything: a chunk with no new step is not stored again).
+    chunk added anything: a chunk with no new step is not stored again, unless it carries
+    ``other_keys`` — a relinearization or encapsulation key of a bootstrap preset).
 
     Raises: ParameterError past MAX_KEY_PARTS chunks for one key.
     """
@@ -288,7 +290,7 @@ async def add_eval_key_part(conn: asyncpg.Connection, account_id: str, key_id: s
         have = set(row["galois_steps"] or [])
         merged = sorted(have | set(galois_steps))
         conj = bool(row["conjugation"]) or conjugation
-        if len(merged) == len(have) and conj == bool(row["conjugation"]):
+        if len(merged) == len(have) and conj == bool(row["conjugation"]) and not other_keys:
             return await get_fhe_key(conn, account_id, key_id), False
         parts = await conn.fetchval("SELECT count(*) FROM fhe_key_parts WHERE key_id = $1", key_id)
         if parts >= MAX_KEY_PARTS:

@@ -148,6 +148,8 @@ class KeyGenerateRequest(Request):
     params: CkksParams
     rotation_steps: Annotated[list[int], Field(max_length=64)] = []
     bootstrappable: bool = False
+    bootstrap_preset: str | None = None  # [ours] same as params.bootstrap_preset
+    bootstrap_slots: int | None = None  # [ours] sparse packing: the slot count the bootstrap keys are for
 
 
 class KeyResponse(Response):
@@ -255,5 +257,6 @@ class ComputeResponse(Response):
     bootstrap_applied: bool
     bootstrap_effective_degree: int | None
     bootstrap_degraded: bool
+    precision_bits_expected: float | None = None  # [ours] bootstrap: the preset's measured mean precision
     expires_at: datetime
     batch_size: int = 1  # jobs that shared this job's backend call

@@ -64,6 +64,14 @@ class PolyEvalOp(UnaryOp):
     interval: tuple[Number, Number] | None = None
 
 
+class BootstrapOp(UnaryOp):
+    """bootstrap: ``slots`` (sparse packing: a power of two < N/2; the message must be
+    slots-periodic), ``input_range`` (declared bound R on |Re|, |Im| of every slot; default 1)."""
+
+    slots: StrictInt | None = None
+    input_range: Number | None = None
+
+
 class ComputeRequestDoc(ComputeRequest):
     """Every field any operation takes (the OpenAPI document's view of the request); each
     operation accepts only its own (``BinaryOp``, ``UnaryOp``, ``PlainOp``, ``RotateOp``,
@@ -76,6 +84,8 @@ class ComputeRequestDoc(ComputeRequest):
     polynomial_coeffs: list[Number] | None = None
     basis: Literal["power", "chebyshev"] | None = None
     interval: tuple[Number, Number] | None = None
+    slots: int | None = None
+    input_range: Number | None = None
 
 
 class MatmulKeyInfo(Response):

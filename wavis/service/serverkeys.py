@@ -8,7 +8,7 @@ the secret key leaves this module only serialized, and the route seals it with A
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import fhe
@@ -21,22 +21,58 @@ FLOOD_STATISTICAL_BITS = 30  # s in σ_flood = 2^s·B (issue 15: s ≥ 30)
 class Generated:
     parsed: fhe.ParsedKeys
     secret_key: bytes  # serialized; seal before storing
+    parts: list[fhe.GaloisChunk] = field(default_factory=list)  # key chunks beyond the head
+
+SPLIT_BYTES = 28 * 1024 * 1024  # key sets larger than this are stored as a head and chunks
 
 
-def generate(params_in: dict[str, Any], rotation_steps: list[int], limits: Limits) -> Generated:
+def bootstrap_key_count(params_in: dict[str, Any], slots: int | None = None) -> int:
+    """Key-switching keys beyond the relinearization key that ``bootstrappable`` adds (Galois,
+    conjugation, encapsulation; ``Bootstrapper.key_plan``), for the admission cost."""
+    from wavis.ckks import CkksParameters  # noqa: PLC0415
+    from wavis.ckks.bootstrap import Bootstrapper  # noqa: PLC0415
+
+    return Bootstrapper.key_plan(CkksParameters.from_dict(params_in), slots).key_count - 1
+
+
+def generate(params_in: dict[str, Any], rotation_steps: list[int], limits: Limits, bootstrappable: bool = False,
+             bootstrap_slots: int | None = None) -> Generated:
+    """A key pair; with ``bootstrappable`` also every key a bootstrap of ``bootstrap_slots``
+    slots (default N/2) needs (``Bootstrapper.key_plan``: Galois steps, conjugation,
+    encapsulation keys)."""
     from wavis import serialize  # noqa: PLC0415
     from wavis.ckks import CkksParameters, KeyGenerator  # noqa: PLC0415
 
     params = CkksParameters.from_dict(params_in)
     slots = int(params.slot_count)
-    steps = sorted({int(s) % slots for s in rotation_steps} - {0})
+    steps = {int(s) % slots for s in rotation_steps} - {0}
+    conj, encaps = False, None
+    if bootstrappable:
+        from wavis.ckks.bootstrap import Bootstrapper  # noqa: PLC0415
+
+        plan = Bootstrapper.key_plan(params, bootstrap_slots)
+        steps |= set(plan.galois_steps)
+        conj, encaps = True, plan.encapsulation_hamming_weight
     kg = KeyGenerator(params)
     pk = kg.public_key()
-    evk = kg.evaluation_keys(galois_steps=tuple(steps), conjugation=False)
+    evk = kg.evaluation_keys(galois_steps=tuple(sorted(steps)), conjugation=conj, encapsulation_hamming_weight=encaps)
+    parts: list[fhe.GaloisChunk] = []
+    head = evk
+    size = serialize.eval_keys_size(params, len(evk.galois_keys), True, evk.encapsulation is not None)
+    if bootstrappable and size > SPLIT_BYTES:
+        # too large for one blob: the head keeps the relinearization and encapsulation keys, every
+        # Galois key becomes a chunk (as a client's upload would send them)
+        from wavis.ckks import EvaluationKeys  # noqa: PLC0415
+
+        head = EvaluationKeys(evk.params_fingerprint, evk.key_tag, evk.relin_key, {}, evk.encapsulation)
+        for elt, gk in sorted(evk.galois_keys.items()):
+            blob = serialize.dumps(EvaluationKeys(evk.params_fingerprint, evk.key_tag, None, {elt: gk}))
+            steps, conj = fhe.rotation_steps(params, [elt])
+            parts.append(fhe.GaloisChunk(blob, steps, conj))
     # the same parsing, validation and size limits as an uploaded key pair
     parsed = fhe.parse_key_upload(params.to_dict(), serialize.b64encode(serialize.dumps(pk)),
-                                  serialize.b64encode(serialize.dumps(evk)), limits)
-    return Generated(parsed, serialize.dumps(kg.secret_key))
+                                  serialize.b64encode(serialize.dumps(head)), limits)
+    return Generated(parsed, serialize.dumps(kg.secret_key), parts)
 
 
 def encrypt(params: Any, public_key: bytes, values: list[float]) -> fhe.CiphertextInfo:

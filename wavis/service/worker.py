@@ -443,7 +443,8 @@ class Worker:
             budget = round(100.0 * res.level / max_level, 2)
             result = {"result_ciphertext_id": row["id"], "level": res.level,
                       "scale": res.scale, "noise_budget_remaining": budget, "evicted_ciphertext_ids": evicted,
-                      "expires_at": _iso(row["expires_at"]), "size_bytes": len(res.blob)}
+                      "expires_at": _iso(row["expires_at"]), "size_bytes": len(res.blob),
+                      **(res.bootstrap or {})}
             reply = dict(result, result_ciphertext=base64.b64encode(res.blob).decode("ascii"))
             outcomes[i] = jobs.Outcome(result=result, reply=reply, compute_ms=compute_ms)
         return outcomes  # type: ignore[return-value]

@@ -15,8 +15,8 @@ from ..bodies import parse
 from ..errors import ApiError, not_found
 from ..schemas import ComputeRequest, ComputeResponse, ErrorResponse
 from ..schemas_compute import (
-    BinaryOp, ComputeRequestDoc, KeyWithMatmulResponse, MatmulKeyInfo, MatmulOp, PlainOp, PolyEvalOp, RotateOp,
-    UnaryOp,
+    BinaryOp, BootstrapOp, ComputeRequestDoc, KeyWithMatmulResponse, MatmulKeyInfo, MatmulOp, PlainOp, PolyEvalOp,
+    RotateOp, UnaryOp,
 )
 from ..schemas_jobs import JobAccepted
 from ..state import DISPATCHER, ENGINE, SETTINGS
@@ -29,12 +29,15 @@ routes = web.RouteTableDef()
 
 REQUEST_MODELS: dict[str, type[ComputeRequest]] = {
     "add": BinaryOp, "subtract": BinaryOp, "multiply": BinaryOp, "inner-product": BinaryOp,
-    "negate": UnaryOp, "rescale": UnaryOp, "conjugate": UnaryOp, "sum": UnaryOp, "bootstrap": UnaryOp,
+    "negate": UnaryOp, "rescale": UnaryOp, "conjugate": UnaryOp, "sum": UnaryOp, "bootstrap": BootstrapOp,
     "add-plain": PlainOp, "multiply-plain": PlainOp, "rotate": RotateOp, "matmul": MatmulOp,
     "poly-eval": PolyEvalOp,
 }
+# the response's bootstrap fields and their values for every other operation (docs/service.md)
+BOOTSTRAP_FIELDS = {"bootstrap_applied": False, "bootstrap_effective_degree": None, "bootstrap_degraded": False,
+                    "precision_bits_expected": None}
 # fields of the request models that are the operation's own arguments (passed to fhe.compute)
-OP_ARGS = ("plain_operand", "steps", "matrix", "polynomial_coeffs", "basis", "interval")
+OP_ARGS = ("plain_operand", "steps", "matrix", "polynomial_coeffs", "basis", "interval", "slots", "input_range")
 
 MiB = 1024 * 1024
 MATMUL_BODY_LIMIT = 16 * MiB  # [ours] a matrix in JSON: 512×512 ≈ 5 MB
@@ -93,7 +96,7 @@ def _operation_fcu(request: web.Request) -> int:
 @body_limit(RouteBodyLimit(MATMUL_BODY_LIMIT, _compute_body_limit))
 @fcu(_operation_fcu)
 @doc("A CKKS operation on stored ciphertexts (operation: add, subtract, multiply, add-plain, multiply-plain, "
-     "negate, rescale, rotate, conjugate, matmul, poly-eval, sum, inner-product; bootstrap → 501)",
+     "negate, rescale, rotate, conjugate, matmul, poly-eval, sum, inner-product, bootstrap)",
      request=ComputeRequestDoc,
      responses={200: ComputeResponse, 202: JobAccepted, 400: ErrorResponse, 404: ErrorResponse,
                 409: ErrorResponse, 422: ErrorResponse, 429: ErrorResponse, 501: ErrorResponse,
@@ -163,12 +166,17 @@ async def compute(request: web.Request) -> web.Response:
         level=res["level"], scale_bits=round(math.log2(res["scale"]), 6) if res["scale"] > 0 else 0.0,
         compute_time_ms=compute_ms, queue_time_ms=queue_ms,
         noise_budget_remaining=budget, evicted_ciphertext_ids=list(evicted_ids(request)), cost_units=units,
-        cost_jpy=round(units * fhe.JPY_PER_UNIT, 4), bootstrap_applied=False, bootstrap_effective_degree=None,
-        bootstrap_degraded=False, expires_at=res["expires_at"], batch_size=int(reply.get("batch_size") or 1),
+        cost_jpy=round(units * fhe.JPY_PER_UNIT, 4), expires_at=res["expires_at"],
+        batch_size=int(reply.get("batch_size") or 1),
+        **{f: res.get(f, default) for f, default in BOOTSTRAP_FIELDS.items()},
     )
     headers = {"X-Noise-Budget-Remaining": f"{budget:g}", "X-Noise-Budget-Warning": "true" if budget < 50 else "false"}
     if budget < 50:
-        headers["X-Noise-Budget-Recovery"] = "POST /api/v1/compute/bootstrap restores levels"
+        # only keys of a bootstrap preset can recover levels on the server
+        headers["X-Noise-Budget-Recovery"] = (
+            "POST /api/v1/compute/bootstrap restores levels" if (key["params"] or {}).get("bootstrap_preset")
+            else "no server-side recovery for this key (its parameters name no bootstrap_preset): "
+                 "decrypt and re-encrypt on the client, or use a key of a bootstrap preset")
     return json_response(body, headers=headers)
 
 

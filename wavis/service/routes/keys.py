@@ -8,7 +8,7 @@ from aiohttp import web
 
 from .. import admission, fhe, pagination, repo, serverkeys
 from ..sealing import Sealer
-from ..access import Access, access, body_limit, doc, principal
+from ..access import Access, RouteBodyLimit, access, body_limit, doc, principal
 from ..bodies import parse
 from ..engine import ComputeEngine
 from ..errors import not_found
@@ -118,7 +118,8 @@ async def upload_key(request: web.Request) -> web.Response:
     limits = request.app[SETTINGS].limits
     admission.admit(request, "keys/upload", req.params.model_dump(), len(req.eval_key))
     parsed: fhe.ParsedKeys = await engine.run(
-        fhe.parse_key_upload, req.params.model_dump(), req.public_key, req.eval_key, limits, engine.contexts
+        fhe.parse_key_upload, req.params.model_dump(exclude_unset=True), req.public_key, req.eval_key, limits,
+        engine.contexts
     )
     del req  # drop the base64 text early
     async with db(request) as conn:
@@ -134,12 +135,28 @@ async def upload_key(request: web.Request) -> web.Response:
     return json_response(key_response(row), headers=security_headers_for(parsed))
 
 
+KEY_CHUNK_CEILING = 64 * 1024 * 1024
+
+
+async def _chunk_body_limit(request: web.Request) -> int:
+    """40 MiB, or one key-switching key of the key's parameters (base64 + 10 %) when larger
+    (bootstrapping keys at N = 2^16: one Galois key is ~43 MB), ≤ 64 MiB."""
+    async with db(request) as conn:
+        row = await repo.get_fhe_key(conn, principal(request).account_id, request.match_info["key_id"])
+    if row is None:
+        return KEY_UPLOAD_LIMIT  # the handler answers 404
+    params = await params_for(request.app[ENGINE], row)
+    return fhe.key_chunk_limit(params, KEY_UPLOAD_LIMIT)
+
+
 @routes.post("/keys/{key_id}/galois-keys")
 @access(Access.TRIAL_PLUS)
-@doc("Add a chunk of Galois keys (≤ 40 MB) to an uploaded key, for key sets too large for one request "
-     "(e.g. matmul at N ≥ 16384)", request=GaloisKeysRequest,
+@doc("Add a chunk of evaluation keys to an uploaded key, for key sets too large for one request (matmul at "
+     "N ≥ 16384, bootstrapping keys): Galois keys, and for bootstrap presets also the relinearization and "
+     "encapsulation keys; ≤ 40 MB, or one key-switching key when that is larger (≤ 64 MiB)",
+     request=GaloisKeysRequest,
      responses={200: KeyResponse, 400: ErrorResponse, 404: ErrorResponse, 413: ErrorResponse})
-@body_limit(KEY_UPLOAD_LIMIT)
+@body_limit(RouteBodyLimit(KEY_CHUNK_CEILING, _chunk_body_limit))
 async def add_galois_keys(request: web.Request) -> web.Response:
     p = principal(request)
     key_id = request.match_info["key_id"]
@@ -155,7 +172,7 @@ async def add_galois_keys(request: web.Request) -> web.Response:
     del req
     async with db(request) as conn:
         updated, added = await repo.add_eval_key_part(conn, p.account_id, key_id, chunk.blob, chunk.galois_steps,
-                                                      chunk.conjugation)
+                                                      chunk.conjugation, chunk.other_keys)
     if updated is None:
         raise not_found("key", key_id=key_id)
     if added:
@@ -174,12 +191,26 @@ async def generate_key(request: web.Request) -> web.Response:
     req = await parse(request, KeyGenerateRequest)
     refuse_insecure(request, req.params.model_dump())
     settings = request.app[SETTINGS]
-    if req.bootstrappable:
-        raise ApiError(501, "NOT_IMPLEMENTED", "bootstrapping keys are not available yet")
+    params_in = req.params.model_dump(exclude_unset=True)
+    if req.bootstrap_preset is not None:
+        if params_in.get("bootstrap_preset") not in (None, req.bootstrap_preset):
+            raise ApiError(400, "INVALID_PARAMS", "bootstrap_preset and params.bootstrap_preset differ",
+                           {"field": "bootstrap_preset"})
+        params_in["bootstrap_preset"] = req.bootstrap_preset
+    if req.bootstrappable and params_in.get("bootstrap_preset") is None:
+        from wavis.ckks.presets import BOOTSTRAP_PRESETS  # noqa: PLC0415
+
+        raise ApiError(400, "INVALID_PARAMS",
+                       "bootstrappable keys need a bootstrap preset: set bootstrap_preset (or params.bootstrap_preset) "
+                       f"to one of {sorted(BOOTSTRAP_PRESETS)}",
+                       {"field": "bootstrap_preset", "presets": sorted(BOOTSTRAP_PRESETS)})
     engine = request.app[ENGINE]
-    admission.admit(request, "keys/generate", req.params.model_dump(), len(_galois_steps(req.rotation_steps)))
-    gen: serverkeys.Generated = await engine.run(serverkeys.generate, req.params.model_dump(), req.rotation_steps,
-                                                 settings.limits)
+    extra_keys = 0
+    if req.bootstrappable:  # the bootstrapping keys count in the admission cost too
+        extra_keys = await engine.run(serverkeys.bootstrap_key_count, params_in, req.bootstrap_slots)
+    admission.admit(request, "keys/generate", params_in, len(_galois_steps(req.rotation_steps)) + extra_keys)
+    gen: serverkeys.Generated = await engine.run(serverkeys.generate, params_in, req.rotation_steps,
+                                                 settings.limits, req.bootstrappable, req.bootstrap_slots)
     parsed = gen.parsed
     key_id = new_id("key")
     sealed = Sealer(settings.master_key).seal(gen.secret_key, secret_aad(key_id, p.account_id))
@@ -191,8 +222,14 @@ async def generate_key(request: web.Request) -> web.Response:
             public_key=parsed.public_key, eval_key=parsed.eval_key,
             ciphertext_body_limit=parsed.ciphertext_body_limit, key_id=key_id, secret_key_sealed=sealed,
         )
+        for part in gen.parts:  # key sets over one request's size (bootstrapping keys at N ≥ 2^15)
+            row, _ = await repo.add_eval_key_part(conn, p.account_id, key_id, part.blob, part.galois_steps,
+                                                  part.conjugation, part.other_keys)
     engine.params.put(row["id"], parsed.params)
-    engine.evaluators.put(row["id"], parsed.evaluator)
+    if gen.parts:
+        engine.evaluators.discard(row["id"])  # loaded with every chunk on first use
+    else:
+        engine.evaluators.put(row["id"], parsed.evaluator)
     secret = None
     if settings.allow_sk_in_response:
         secret = await engine.run(fhe.b64encode, gen.secret_key)

@@ -1,0 +1,162 @@
+"""POST /compute/bootstrap, bootstrappable keys (server mode and blind chunked upload) and the
+MISSING_KEY answers, through the real server (PostgreSQL, Redis) on the `testing-n1024` preset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wavis import serialize
+from wavis.ckks import CkksParameters, EvaluationKeys
+from wavis.ckks.presets import BOOTSTRAP_PRESETS
+from wavis.client import KeyPair
+from conftest import bearer, error_of
+
+pytestmark = pytest.mark.service
+
+PRESET = "testing-n1024"
+PARAMS = {"poly_degree": 1024, "security_level": "testing", "bootstrap_preset": PRESET}
+
+
+@pytest.fixture(scope="module")
+def boot_pair():
+    sparse = KeyPair.bootstrap_key_plan(PARAMS, 8).galois_steps  # also sparse packing with 8 slots
+    return KeyPair.generate(PARAMS, galois_steps=sparse, bootstrappable=True, seed=b"s" * 32)
+
+
+class Dev:
+    def __init__(self, api, key: str):
+        self.api, self.headers = api, bearer(key)
+
+    async def post(self, path, body):
+        return await self.api.post("/api/v1" + path, json=body, headers=self.headers)
+
+    async def ok(self, path, body, status=200):
+        resp = await self.post(path, body)
+        assert resp.status == status, await resp.text()
+        return await resp.json(), resp.headers
+
+    async def upload_ct(self, key_id, ct) -> str:
+        body, _ = await self.ok("/ciphertexts", {"key_id": key_id,
+                                                 "ciphertext_b64": serialize.b64encode(serialize.dumps(ct))}, 201)
+        return body["ciphertext_id"]
+
+
+@pytest.fixture
+async def dev(api):
+    return Dev(api, await api.account(role="developer"))
+
+
+def _bits(err) -> float:
+    return float(np.mean(-np.log2(np.maximum(np.abs(err), 2.0**-60))))
+
+
+async def _upload_in_chunks(dev: Dev, pair: KeyPair, max_bytes: int) -> str:
+    bodies = pair.upload_parts(max_bytes=max_bytes)
+    head, _ = await dev.ok("/keys/upload", bodies[0])
+    for body in bodies[1:]:
+        await dev.ok(f"/keys/{head['key_id']}/galois-keys", body)
+    return head["key_id"]
+
+
+async def test_blind_chunked_upload_then_bootstrap(dev, boot_pair):
+    """Every key kind a bootstrap needs goes up through the chunk endpoint (relinearization and
+    encapsulation keys in chunks of their own), then bootstrap answers with its fields."""
+    pair = boot_pair
+    bodies = pair.upload_parts(max_bytes=1)  # force: head with the public key only, one key per chunk
+    head = serialize.loads(serialize.b64decode(bodies[0]["eval_key"]), expected_type=EvaluationKeys,
+                           params=pair.params)
+    assert head.relin_key is None and head.encapsulation is None
+    key_id = await _upload_in_chunks(dev, pair, 1)
+    resp = await dev.api.get(f"/api/v1/keys/{key_id}", headers=dev.headers)
+    meta = await resp.json()
+    plan = KeyPair.bootstrap_key_plan(pair.params)
+    assert set(plan.galois_steps) <= set(meta["galois_steps"]) and meta["conjugation"] is True
+    assert meta["params"]["bootstrap_preset"] == PRESET and meta["max_level"] == BOOTSTRAP_PRESETS[PRESET].max_depth
+
+    rng = np.random.default_rng(1)
+    n = pair.params.slot_count
+    x = rng.uniform(-1, 1, n) + 1j * rng.uniform(-1, 1, n)
+    ct = pair.encrypt(x)
+    a = await dev.upload_ct(key_id, ct)
+    prod, _ = await dev.ok("/compute/multiply", {"key_id": key_id, "ciphertext_ids": [a, a]})
+    prod2, headers = await dev.ok("/compute/multiply", {"key_id": key_id, "ciphertext_ids": [prod["result_ciphertext_id"]] * 2})
+    assert prod2["level"] == 0 and "/api/v1/compute/bootstrap" in headers["X-Noise-Budget-Recovery"]
+    out, headers = await dev.ok("/compute/bootstrap", {"key_id": key_id,
+                                                      "ciphertext_ids": [prod2["result_ciphertext_id"]]})
+    assert out["bootstrap_applied"] is True and out["bootstrap_degraded"] is False
+    pre = BOOTSTRAP_PRESETS[PRESET]
+    assert out["bootstrap_effective_degree"] == pre.cheb_degree * 2**pre.double_angle
+    assert out["precision_bits_expected"] == pre.precision_bits
+    assert out["level"] == pre.max_depth and out["noise_budget_remaining"] == 100 and out["cost_units"] == 50
+    res = serialize.loads(serialize.b64decode(out["result_ciphertext"]), expected_type=serialize.Ciphertext,
+                          params=pair.params)
+    assert _bits(pair.decrypt(res) - x**4) >= 18
+
+
+async def test_server_mode_bootstrappable_key(dev):
+    """POST /keys/generate with bootstrappable + bootstrap_preset; encrypt, bootstrap, decrypt on the server."""
+    body, headers = await dev.ok("/keys/generate", {"params": {"poly_degree": 1024, "security_level": "testing"},
+                                                   "bootstrappable": True, "bootstrap_preset": PRESET})
+    key_id = body["key_id"]
+    assert body["params"]["bootstrap_preset"] == PRESET and body["conjugation"] is True
+    params = CkksParameters.bootstrappable(PRESET)
+    assert set(KeyPair.bootstrap_key_plan(params).galois_steps) <= set(body["galois_steps"])
+    vals = list(np.linspace(-1, 1, 16))
+    enc, _ = await dev.ok("/ciphertexts/encrypt", {"key_id": key_id, "values": vals}, 201)
+    out, _ = await dev.ok("/compute/bootstrap", {"key_id": key_id, "ciphertext_ids": [enc["ciphertext_id"]]})
+    assert out["bootstrap_applied"] is True and out["level"] == params.max_depth
+    dec, _ = await dev.ok(f"/ciphertexts/{out['result_ciphertext_id']}/decrypt", {})
+    got = np.asarray(dec["values"][:16])
+    assert np.max(np.abs(got - np.asarray(vals))) < 2.0**-15
+
+
+async def test_generate_bootstrappable_needs_a_preset(dev):
+    resp = await dev.post("/keys/generate", {"params": {"poly_degree": 1024, "security_level": "testing"},
+                                             "bootstrappable": True})
+    err = await error_of(resp, 400, "INVALID_PARAMS")
+    assert PRESET in err["details"]["presets"]
+    resp = await dev.post("/keys/generate", {"params": {"poly_degree": 16384, "bootstrap_preset": "nope"},
+                                             "bootstrappable": True})
+    err = await error_of(resp, 400, "INVALID_PARAMS")
+    assert "n65536" in err["details"]["presets"]
+
+
+async def test_missing_bootstrap_keys_are_named(dev, boot_pair):
+    """A key of the preset without its bootstrapping keys: 400 MISSING_KEY with details.missing."""
+    pair = KeyPair(boot_pair.params, boot_pair.secret_key, boot_pair.public_key,
+                   EvaluationKeys(boot_pair.eval_keys.params_fingerprint, boot_pair.eval_keys.key_tag,
+                                  boot_pair.eval_keys.relin_key, {}))
+    head, _ = await dev.ok("/keys/upload", pair.upload_body())
+    a = await dev.upload_ct(head["key_id"], pair.encrypt([0.25]))
+    err = await error_of(await dev.post("/compute/bootstrap", {"key_id": head["key_id"], "ciphertext_ids": [a]}),
+                         400, "MISSING_KEY")
+    missing = err["details"]["missing"]
+    assert "encapsulation" in missing and "conjugation" in missing
+    assert any(m.startswith("rotation:") for m in missing)
+
+
+async def test_bootstrap_input_errors(dev, boot_pair):
+    key_id = await _upload_in_chunks(dev, boot_pair, 28 * 1024 * 1024)
+    params = boot_pair.params
+    enc = boot_pair.encoder
+    from wavis.ckks import Encryptor
+
+    odd = Encryptor(params, boot_pair.public_key).encrypt(enc.encode([0.5], level=1, scale=2.0**30))
+    a = await dev.upload_ct(key_id, odd)
+    err = await error_of(await dev.post("/compute/bootstrap", {"key_id": key_id, "ciphertext_ids": [a]}),
+                         400, "SCALE_MISMATCH")
+    assert "canonical" in err["message"]
+    b = await dev.upload_ct(key_id, boot_pair.encrypt([0.5]))
+    await error_of(await dev.post("/compute/bootstrap", {"key_id": key_id, "ciphertext_ids": [b], "slots": 3}),
+                   400, "INVALID_PARAMS")
+    await error_of(await dev.post("/compute/bootstrap", {"key_id": key_id, "ciphertext_ids": [b], "slots": "4"}),
+                   422, "SCHEMA_MISMATCH")
+    # sparse packing (slots-periodic message) and a declared range
+    v = np.random.default_rng(3).uniform(-4, 4, 8)
+    c = await dev.upload_ct(key_id, boot_pair.encrypt(np.tile(v, params.slot_count // 8)))
+    out, _ = await dev.ok("/compute/bootstrap", {"key_id": key_id, "ciphertext_ids": [c], "slots": 8,
+                                                 "input_range": 4.0})
+    res = serialize.loads(serialize.b64decode(out["result_ciphertext"]), expected_type=serialize.Ciphertext,
+                          params=params)
+    assert _bits((boot_pair.decrypt(res)[:8] - v) / 4) >= 18
