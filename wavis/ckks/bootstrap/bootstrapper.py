@@ -126,7 +126,8 @@ class Bootstrapper:
         pre = self.preset
         self.k = pre.eval_mod_k
         self.cheb = np.asarray(cosine_coefficients(pre.eval_mod_k, pre.double_angle, pre.cheb_degree))
-        self._monomial_cache: dict[int, object] = {}
+        self._monomial_cache: dict[tuple[int, int], object] = {}
+        self._down: KeySwitchingKey | None = None
 
     # -- planning -------------------------------------------------------------------------------
     @staticmethod
@@ -207,7 +208,7 @@ class Bootstrapper:
     def _dense_to_sparse_key(self) -> KeySwitchingKey:
         """The s → s' key spread onto the full prime index (zero rows for q_1..q_L, which a
         level-0 key switch never reads)."""
-        if getattr(self, "_down", None) is None:
+        if self._down is None:
             p = self.params
             small = self.eval_keys.encapsulation.dense_to_sparse.data
             full = self.ctx.zeros(2 * len(p.all_moduli)).reshape(1, 2, len(p.all_moduli), -1)
