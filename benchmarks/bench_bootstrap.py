@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""CKKS bootstrapping benchmark: latency per stage, amortised time per slot and precision
+(mean / min bits over all slots, uniform [−1, 1] complex inputs), for a bootstrap preset, at
+1 and 2 threads; optionally OpenFHE's EvalBootstrap side by side (its own venv, see README's
+Benchmarks section; the PyPI wheel is built without SIMD/HEXL acceleration).
+
+    .venv/bin/python benchmarks/bench_bootstrap.py                          # n65536, full slots, 1 and 2 threads
+    .venv/bin/python benchmarks/bench_bootstrap.py --preset testing-n1024 --threads 2
+    .venv/bin/python benchmarks/bench_bootstrap.py --slots 1024 --threads 2  # sparse packing
+    .venv/bin/python benchmarks/bench_bootstrap.py --openfhe                  # + benchmarks/openfhe_bootstrap.py
+
+Every configuration runs in a fresh subprocess with WAVIS_THREADS set (the C++ core reads it at
+start). Results go to benchmarks/results/bootstrap_cpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def one(preset: str, slots: int | None, reps: int) -> dict:
+    """Run inside the subprocess: keygen, then ``reps`` bootstraps with per-stage times."""
+    import numpy as np
+
+    from wavis.ckks import CkksParameters, Decryptor, Encoder, Encryptor, KeyGenerator
+    from wavis.ckks.bootstrap import Bootstrapper
+
+    params = CkksParameters.bootstrappable(preset)
+    n_slots = slots or params.slot_count
+    plan = Bootstrapper.key_plan(params, slots)
+    t = time.perf_counter()
+    kg = KeyGenerator(params)
+    evk = kg.evaluation_keys(galois_steps=plan.galois_steps, conjugation=True,
+                             encapsulation_hamming_weight=plan.encapsulation_hamming_weight)
+    keygen_s = time.perf_counter() - t
+    bs = Bootstrapper(params, evk, slots=slots)
+    enc, dec = Encoder(params), Decryptor(params, kg.secret_key)
+    encryptor = Encryptor(params, kg.public_key())
+    rng = np.random.default_rng(1)
+    runs = []
+    for r in range(reps + 1):  # the first run also encodes and caches the DFT diagonals
+        v = rng.uniform(-1, 1, n_slots) + 1j * rng.uniform(-1, 1, n_slots)
+        x = np.tile(v, params.slot_count // n_slots)
+        ct = encryptor.encrypt(enc.encode(x, level=0))
+        stages = {}
+        t0 = time.perf_counter()
+        bs.check_input(ct)
+        t = time.perf_counter()
+        y = bs.sub_sum(bs.mod_raise(ct))
+        stages["mod_raise"] = time.perf_counter() - t
+        t = time.perf_counter()
+        parts = bs.coeffs_to_slots(y)
+        stages["coeffs_to_slots"] = time.perf_counter() - t
+        t = time.perf_counter()
+        parts = [bs.eval_mod(p) for p in parts]
+        stages["eval_mod"] = time.perf_counter() - t
+        t = time.perf_counter()
+        out = bs.slots_to_coeffs(parts)
+        stages["slots_to_coeffs"] = time.perf_counter() - t
+        total = time.perf_counter() - t0
+        err = np.maximum(np.abs(enc.decode(dec.decrypt(out)) - x), 2.0**-60)
+        runs.append(dict(total_s=total, stages_s=stages, mean_bits=float(np.mean(-np.log2(err))),
+                         min_bits=float(-np.log2(np.max(err)))))
+    warm = runs[1:] or runs
+    best = min(warm, key=lambda r: r["total_s"])
+    return dict(preset=preset, poly_degree=params.poly_degree, slots=n_slots, levels_after=params.max_depth,
+                keygen_s=keygen_s, key_bytes=plan.key_bytes, key_count=plan.key_count,
+                first_run_s=runs[0]["total_s"], best=best,
+                mean_total_s=sum(r["total_s"] for r in warm) / len(warm),
+                per_slot_us=best["total_s"] / n_slots * 1e6,
+                precision_mean_bits=min(r["mean_bits"] for r in runs), precision_min_bits=min(r["min_bits"] for r in runs),
+                effective_degree=bs.effective_degree, failure_log2=bs.failure_probability_log2())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="n65536")
+    ap.add_argument("--slots", type=int, default=None)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--openfhe", action="store_true", help="also run benchmarks/openfhe_bootstrap.py")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        cfg = json.loads(args.child)
+        print(json.dumps(one(cfg["preset"], cfg["slots"], cfg["reps"])))
+        return 0
+    results = []
+    for th in args.threads:
+        cfg = dict(preset=args.preset, slots=args.slots, reps=args.reps)
+        env = dict(os.environ, WAVIS_THREADS=str(th))
+        r = subprocess.run([sys.executable, __file__, "--child", json.dumps(cfg)], env=env, capture_output=True,
+                           text=True)
+        if r.returncode != 0:
+            print(r.stderr, file=sys.stderr)
+            return 1
+        w = json.loads(r.stdout.strip().splitlines()[-1])
+        entry = {"threads": th, "wavis": w}
+        b = w["best"]
+        print(f"WAVIS {w['preset']} N={w['poly_degree']} slots={w['slots']} threads={th}: bootstrap "
+              f"{b['total_s']:.2f} s (mean {w['mean_total_s']:.2f} s, first {w['first_run_s']:.2f} s) = "
+              + ", ".join(f"{k} {v:.2f}" for k, v in b["stages_s"].items())
+              + f"; {w['per_slot_us']:.1f} µs/slot; precision mean {w['precision_mean_bits']:.1f} / min "
+              f"{w['precision_min_bits']:.1f} bits; keygen {w['keygen_s']:.1f} s, keys {w['key_bytes'] / 1e9:.2f} GB",
+              flush=True)
+        if args.openfhe:
+            py = HERE / ".venv-openfhe" / "bin" / "python"
+            if not py.exists():
+                entry["openfhe"] = "not installed (see README: Benchmarks)"
+            else:
+                cfg_o = dict(N=w["poly_degree"], slots=w["slots"], threads=th, levels_after=w["levels_after"],
+                             reps=args.reps)
+                r = subprocess.run([str(py), str(HERE / "openfhe_bootstrap.py"), json.dumps(cfg_o)],
+                                   env=dict(os.environ, OMP_NUM_THREADS=str(th)), capture_output=True, text=True)
+                entry["openfhe"] = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else r.stderr[-2000:]
+                print(f"OpenFHE (PyPI wheel, no SIMD) threads={th}: {entry['openfhe']}", flush=True)
+        results.append(entry)
+    out = HERE / "results" / "bootstrap_cpu.json"
+    out.parent.mkdir(exist_ok=True)
+    prev = json.loads(out.read_text()) if out.exists() else {"runs": []}
+    prev["runs"] = [r for r in prev["runs"] if not (r["wavis"]["preset"] == args.preset
+                                                    and r["wavis"]["slots"] == results[0]["wavis"]["slots"]
+                                                    and r["threads"] in args.threads)] + results
+    out.write_text(json.dumps(prev, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
