@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import KeyMismatchError, MissingKeyError, ParameterError, ScaleMismatchError
+from .. import keyswitch as ks
 from ..evaluator import Evaluator
 from ..keys import galois_element
 from ..linalg import LinearTransform
@@ -205,14 +206,26 @@ class Bootstrapper:
         out[1] = d1
         return Ciphertext(out, ct.level, ct.scale, ct.params_fingerprint, ct.key_tag)
 
+    def _to_sparse(self, ct: Ciphertext) -> Ciphertext:
+        """Level 0, s → s': hybrid key switching with one digit (q_0) and P = p_0 only (the
+        encapsulation key exists only modulo q_0·p_0; Bossuat et al., ACNS 2022, §3)."""
+        p0 = self.params.special_index()[0]
+        acc = ks.key_switch_ext(self.ctx, self.ctx.asarray(ct.data[1]), self._dense_to_sparse_key().data, [0], [p0],
+                                [(0, 1)])
+        d = ks.mod_down_ntt(self.ctx, acc, [0], [p0])
+        out = self.ctx.zeros(2).reshape(2, 1, -1)
+        self.ctx.add(self.ctx.asarray(ct.data[0]), d[0], out[0], [0])
+        out[1] = d[1]
+        return Ciphertext(out, 0, ct.scale, ct.params_fingerprint, ct.key_tag)
+
     def _dense_to_sparse_key(self) -> KeySwitchingKey:
-        """The s → s' key spread onto the full prime index (zero rows for q_1..q_L, which a
-        level-0 key switch never reads)."""
+        """The s → s' key spread onto the full prime index (zero rows elsewhere: the key
+        switch reads only the rows of q_0 and p_0)."""
         if self._down is None:
             p = self.params
             small = self.eval_keys.encapsulation.dense_to_sparse.data
             full = self.ctx.zeros(2 * len(p.all_moduli)).reshape(1, 2, len(p.all_moduli), -1)
-            rows = [0] + p.special_index()
+            rows = [0, p.special_index()[0]]
             small = self.ctx.asarray(small)
             for c in range(2):
                 full[0, c][rows] = small[0, c]
@@ -239,7 +252,7 @@ class Bootstrapper:
             x = Ciphertext(scaled, 0, x.scale * boost, x.params_fingerprint, x.key_tag)
         encaps = self.preset.bootstrap_hamming_weight is not None
         if encaps:
-            x = self._switch(x, self._dense_to_sparse_key())
+            x = self._to_sparse(x)
         ctx = self.ctx
         q0 = p.moduli[0]
         raw = ctx.asarray(np.ascontiguousarray(ctx.to_numpy(x.data)[:, :1, :]))
