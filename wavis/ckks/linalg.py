@@ -182,6 +182,8 @@ class LinearTransform:
                 self._plan.append((t, terms))
         self._pt_cache: dict[tuple[int, float], list] = {}
 
+    COMPACT_CACHE_ABOVE = 16384  # ring degrees above this cache diagonals as coefficients
+
     def galois_steps(self) -> list[int]:
         """The rotation steps (normalised to [0, slots)) this transform uses."""
         steps = {(j * self.stride) % self.slots for _, terms in self._plan for j, _ in terms}
@@ -190,20 +192,43 @@ class LinearTransform:
         return sorted(steps)
 
     def _plaintexts(self, ev: Evaluator, level: int, pt_scale: float) -> list:
+        """The encoded diagonals at (level, pt_scale): cached as NTT-domain plaintexts while
+        they are small (N ≤ 2^14), else as their rounded coefficients (N int64 each, 8 bytes
+        per coefficient instead of 8·(level+1)) that are lifted and NTT'd at each use."""
         key = (level, pt_scale)
-        pts = self._pt_cache.get(key)
-        if pts is None:
+        cached = self._pt_cache.get(key)
+        if cached is None:
             enc = ev._encoder()  # noqa: SLF001
             reps = self.slots // self.period
-            pts = []
+            compact = ev.params.poly_degree > self.COMPACT_CACHE_ABOVE
+            cached = []
             for t, terms in self._plan:
                 row = []
                 for j, k in terms:
-                    full = np.tile(self.diagonals[k], reps)
-                    row.append((j, enc.encode(np.roll(full, t), level=level, scale=pt_scale)))
-                pts.append((t, row))
-            self._pt_cache = {key: pts}  # keep only the latest (one level per use in a bootstrap)
-        return pts
+                    vals = np.roll(np.tile(self.diagonals[k], reps), t)
+                    pt = enc.encode(vals, level=level, scale=pt_scale)  # also checks the coefficient range
+                    if compact:
+                        coeffs = np.rint(enc.embed_inverse(vals) * pt_scale).astype(np.int64)
+                        row.append((j, coeffs))
+                    else:
+                        row.append((j, pt))
+                cached.append((t, row))
+            self._pt_cache = {key: cached}  # keep only the latest (one level per use in a bootstrap)
+        if ev.params.poly_degree <= self.COMPACT_CACHE_ABOVE:
+            return cached
+        from .structures import Plaintext
+
+        ctx = ev.context.ring
+        idx = list(range(level + 1))
+        out = []
+        for t, row in cached:
+            lifted = []
+            for j, coeffs in row:
+                data = ctx.from_signed(coeffs, idx)
+                ctx.ntt(data, idx)
+                lifted.append((j, Plaintext(data, level, pt_scale, ev.params.fingerprint)))
+            out.append((t, lifted))
+        return out
 
     def apply(self, ev: Evaluator, ct: Ciphertext, target_scale: float | None = None) -> Ciphertext:
         """M·x, one level consumed; the result has exactly ``target_scale`` (default: the

@@ -122,7 +122,7 @@ class Bootstrapper:
         self.ev = evaluator
         self.eval_keys = evaluator.eval_keys
         self.backend = evaluator.backend
-        self.ctx = self.backend.ring_context(params.poly_degree, params.all_moduli)
+        self.ctx = evaluator.context.ring
         self._transforms = _build_transforms(params, self.preset, self.slots, rng)
         pre = self.preset
         self.k = pre.eval_mod_k
@@ -293,7 +293,7 @@ class Bootstrapper:
         if pt is None:
             from ..encoder import Encoder
 
-            enc = Encoder(self.params, self.backend)
+            enc = Encoder(self.ev.context)
             pt = enc.encode(np.full(self.params.slot_count, 1j**power), level=ct.level, scale=1.0)
             self._monomial_cache[key] = pt
         out = self.ev.multiply_plain(ct, pt, rescale=False)
