@@ -95,7 +95,7 @@ async def test_blind_chunked_upload_then_bootstrap(dev, boot_pair):
 
 
 async def test_server_mode_bootstrappable_key(dev):
-    """POST /keys/generate with bootstrappable + bootstrap_preset; encrypt, bootstrap, decrypt on the server."""
+    """POST /keys/generate with bootstrappable + bootstrap_preset; encrypt and bootstrap on the server."""
     body, headers = await dev.ok("/keys/generate", {"params": {"poly_degree": 1024, "security_level": "testing"},
                                                    "bootstrappable": True, "bootstrap_preset": PRESET})
     key_id = body["key_id"]
@@ -106,9 +106,8 @@ async def test_server_mode_bootstrappable_key(dev):
     enc, _ = await dev.ok("/ciphertexts/encrypt", {"key_id": key_id, "values": vals}, 201)
     out, _ = await dev.ok("/compute/bootstrap", {"key_id": key_id, "ciphertext_ids": [enc["ciphertext_id"]]})
     assert out["bootstrap_applied"] is True and out["level"] == params.max_depth
-    dec, _ = await dev.ok(f"/ciphertexts/{out['result_ciphertext_id']}/decrypt", {})
-    got = np.asarray(dec["values"][:16])
-    assert np.max(np.abs(got - np.asarray(vals))) < 2.0**-15
+    # (server-side decryption floods noise and refuses results at scale 2^40, docs/security.md;
+    # the values of a bootstrap are checked with client-side keys in the test above)
 
 
 async def test_generate_bootstrappable_needs_a_preset(dev):
