@@ -45,11 +45,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_embedded(data_dir: Path) -> tuple[subprocess.Popen, str, str]:
-    """``wavis serve`` on a free port with embedded PostgreSQL/Redis; returns (process, url, api key)."""
+def start_embedded(data_dir: Path, insecure: bool = False) -> tuple[subprocess.Popen, str, str]:
+    """``wavis serve`` on a free port with embedded PostgreSQL/Redis (``insecure``: allow the
+    ``testing`` presets); returns (process, url, api key)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in ("WAVIS_DATABASE_URL", "WAVIS_REDIS_URL", "WAVIS_API_KEY_PEPPER")}
+    if insecure:
+        env["WAVIS_ALLOW_INSECURE_PARAMS"] = "1"
     cmd = [sys.executable, "-m", "wavis.cli"]
     log = open(data_dir / "serve.log", "wb")
     proc = subprocess.Popen([*cmd, "serve", "--port", str(port), "--data-dir", str(data_dir / "data")],
@@ -147,7 +150,8 @@ def main() -> int:
             ap.error("--url needs --api-key")
         return asyncio.run(run(args.url, args.api_key, args.preset, args.rounds, args.min_bits))
     with tempfile.TemporaryDirectory(prefix="wavis-bootstrap-") as tmp:
-        proc, url, key = start_embedded(Path(tmp))
+        insecure = BOOTSTRAP_PRESETS[args.preset].security_level == "testing"
+        proc, url, key = start_embedded(Path(tmp), insecure)
         try:
             return asyncio.run(run(url, key, args.preset, args.rounds, args.min_bits))
         except ApiError as exc:

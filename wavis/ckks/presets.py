@@ -112,7 +112,7 @@ BOOTSTRAP_PRESETS: dict[str, BootstrapPreset] = {
         _p(name="n65536", poly_degree=65536, security_level="128-bit", scale_bits=40, first_mod_bits=60,
            max_depth=9, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 9, cts_bits=(58, 58, 58),
            eval_mod_k=16, double_angle=3, cheb_degree=39, dnum=3, bootstrap_hamming_weight=32,
-           sine_headroom_bits=6),
+           sine_headroom_bits=6, precision_bits=16.2),
         # N = 2^15, 128-bit (≤ 881 bits): the same pipeline squeezed into half the modulus: 2 user
         # levels at 2^40, 50-bit EvalMod/CoeffsToSlots primes (≈ 10 bits less EvalMod precision),
         # one prime per key-switching digit (P = one 61-bit prime).
