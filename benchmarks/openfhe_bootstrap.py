@@ -4,8 +4,9 @@ Python 3.10 venv benchmarks/.venv-openfhe; the PyPI wheel has no SIMD/HEXL accel
 Usage: benchmarks/.venv-openfhe/bin/python benchmarks/openfhe_bootstrap.py '{"N":65536,"slots":32768,
        "threads":2,"levels_after":9,"reps":2}'
 Settings chosen to match WAVIS's n65536 preset: ring 2^16, level budget [3, 3] (CoeffsToSlots,
-SlotsToCoeffs), 9 levels available after bootstrap, FLEXIBLEAUTO, scaleModSize 59 / firstModSize
-60 (OpenFHE's bootstrapping defaults; it needs one prime size for the whole chain), secret
+SlotsToCoeffs), 9 levels available after bootstrap, FLEXIBLEAUTO, firstModSize 60 and
+scaleModSize 50 (OpenFHE uses one prime size for the whole chain; its example's 59 bits with 9
+levels after bootstrap exceed the 128-bit bound at 2^16 and OpenFHE then demands 2^17), secret
 SPARSE_ENCAPSULATED when the wheel has it (else UNIFORM_TERNARY), HEStd_128_classic.
 Prints one JSON object.
 """
@@ -29,11 +30,12 @@ def main():
     p.SetSecurityLevel(o.SecurityLevel.HEStd_128_classic)
     p.SetRingDim(cfg["N"])
     p.SetScalingTechnique(o.ScalingTechnique.FLEXIBLEAUTO)
-    p.SetScalingModSize(59)
+    p.SetScalingModSize(cfg.get("scale_mod_bits", 50))
     p.SetFirstModSize(60)
-    depth = cfg["levels_after"] + o.FHECKKSRNS.GetBootstrapDepth(budget, dist)
+    depth = cfg["levels_after"] + o.CryptoContext.GetBootstrapDepth(budget, dist)
     p.SetMultiplicativeDepth(depth)
     p.SetKeySwitchTechnique(o.KeySwitchTechnique.HYBRID)
+    p.SetNumLargeDigits(cfg.get("dnum", 5))  # fewer digits make P too large for the 2^16 bound
     cc = o.GenCryptoContext(p)
     for f in (o.PKESchemeFeature.PKE, o.PKESchemeFeature.KEYSWITCH, o.PKESchemeFeature.LEVELEDSHE,
               o.PKESchemeFeature.ADVANCEDSHE, o.PKESchemeFeature.FHE):
