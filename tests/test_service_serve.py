@@ -63,6 +63,12 @@ def test_wavis_serve_embedded_health_and_admin_cli(tmp_path: Path):
         assert {d["name"]: d["status"] for d in body["dependencies"]} == {
             "postgres": "healthy", "redis": "healthy", "stripe": "not_configured"}
 
+        # a second server on the same data dir is refused in one line (exit 1), not a traceback
+        second = subprocess.run([*cmd, "serve", "--port", str(free_port()), "--data-dir", str(data_dir)],
+                                env=env, capture_output=True, text=True, timeout=30)
+        assert second.returncode == 1, second.stderr
+        assert "another wavis serve is running" in second.stderr and "Traceback" not in second.stderr, second.stderr
+
         pepper = data_dir / "api_key_pepper"
         assert stat.S_IMODE(pepper.stat().st_mode) == 0o600
         assert "generated a new API-key pepper" in (tmp_path / "serve.log").read_text()
@@ -87,3 +93,26 @@ def test_wavis_serve_embedded_health_and_admin_cli(tmp_path: Path):
             proc.wait()
         log.close()
     assert proc.returncode in (0, -signal.SIGTERM), (tmp_path / "serve.log").read_text()
+
+
+def test_wavis_serve_port_in_use_is_one_line(monkeypatch, capsys):
+    """A listen address in use ends ``wavis serve`` with exit 1 and one line on stderr (the
+    OSError asyncio raises from create_server), not a traceback; other OS errors still raise."""
+    import errno
+
+    from wavis import cli
+    from wavis.service import server
+
+    def busy(settings):
+        raise OSError(errno.EADDRINUSE, "error while attempting to bind on address ('127.0.0.1', 8080): "
+                                        "address already in use")
+    monkeypatch.setattr(server, "run", busy)
+    assert cli.main(["serve", "--port", "8080"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("wavis: cannot listen:") and "address already in use" in err
+
+    def other(settings):
+        raise OSError(errno.ENOSPC, "no space left on device")
+    monkeypatch.setattr(server, "run", other)
+    with pytest.raises(OSError):
+        cli.main(["serve", "--port", "8080"])

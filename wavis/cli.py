@@ -7,6 +7,7 @@ Service dependencies are imported only inside the commands, so ``import wavis.cl
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -74,9 +75,20 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "serve":
         setup_logging(getattr(logging, str(args.log_level).upper(), logging.INFO))
+        from wavis.service.embedded import DataDirBusy  # noqa: PLC0415
         from wavis.service.server import run  # noqa: PLC0415
 
-        run(Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir, engine=args.engine))
+        # an operator's mistake (a second server on the data dir, a port in use) is one line, not a traceback
+        try:
+            run(Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir, engine=args.engine))
+        except DataDirBusy as exc:
+            print(f"wavis: {exc}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+                raise
+            print(f"wavis: cannot listen: {exc}", file=sys.stderr)
+            return 1
         return 0
 
     if args.command == "worker":

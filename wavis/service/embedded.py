@@ -408,6 +408,10 @@ class Embedded:
         return next((c for c in self.children if c.name == name), None)
 
 
+class DataDirBusy(RuntimeError):
+    """Another ``wavis serve`` holds ``<data dir>/serve.lock``."""
+
+
 def lock_data_dir(data_dir: Path) -> int:
     """Hold ``<data dir>/serve.lock`` (flock) while this process supervises the embedded servers:
     a second ``wavis serve`` on the same directory is refused, and a server process found on it
@@ -420,7 +424,7 @@ def lock_data_dir(data_dir: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise RuntimeError(f"another wavis serve is running on the data directory {data_dir}") from None
+        raise DataDirBusy(f"another wavis serve is running on the data directory {data_dir}") from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
