@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.service, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.service, pytest.mark.timeout(120)]  # two server starts; slow on a loaded host
 
 
 def free_port() -> int:
