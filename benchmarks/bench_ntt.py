@@ -48,12 +48,12 @@ def main() -> None:
         rep = max(5, args.repeat * 4096 // N)
         fwd = best_of(lambda: ctx.ntt(one, [0]), rep)
         inv = best_of(lambda: ctx.intt(one, [0]), rep)
-        prev = _core._set_simd(False)
+        prev = _core._set_simd_path("portable")
         try:
             fwd_s = best_of(lambda: ctx.ntt(one, [0]), rep)
             inv_s = best_of(lambda: ctx.intt(one, [0]), rep)
         finally:
-            _core._set_simd(prev)
+            _core._set_simd_path(prev)
         idx = list(range(args.limbs))
         multi = best_of(lambda: ctx.ntt(a, idx), max(2, rep // args.limbs)) / args.limbs
         row = dict(N=N, fwd_us=fwd * 1e6, inv_us=inv * 1e6, fwd_scalar_us=fwd_s * 1e6,

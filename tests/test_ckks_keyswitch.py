@@ -76,8 +76,9 @@ def test_key_switch_matches_composition(ctx, case, add_m):
 
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_vector_and_scalar_kernels_agree(case):
-    """AVX-512 paths (vector basis conversion, IFMA inner product for primes < 2^50) vs the portable
-    scalar loops (WAVIS_SIMD=0 / _set_simd(False)), bit for bit, with extreme inputs (q - 1, 0)."""
+    """Every SIMD path the CPU has (AVX-512 vector basis conversion, IFMA inner product for primes
+    < 2^50) vs the portable scalar loops (WAVIS_SIMD=portable), bit for bit, with extreme inputs
+    (q - 1, 0)."""
     from wavis import _core
 
     n = 64
@@ -106,19 +107,17 @@ def test_vector_and_scalar_kernels_agree(case):
         out += [c.mod_down_ntt(top, iq, ip), c.mod_down_ntt(top[0].copy(), iq[:-1], [iq[-1]] + ip)]
         return out
 
-    prev, prev_ifma = _core._set_simd(False), _core._set_ifma(True)
+    prev = _core._set_simd_path("portable")
     try:
         rng_md = np.random.default_rng(7)
         ref = run()
-        for ifma in (False, True):  # no-ops on CPUs without AVX-512 / IFMA
-            _core._set_simd(True)
-            _core._set_ifma(ifma)
+        for path in _core.simd_paths()[1:]:
+            _core._set_simd_path(path)
             rng_md = np.random.default_rng(7)
             got = run()
-            assert all(np.array_equal(x, y) for x, y in zip(ref, got))
+            assert all(np.array_equal(x, y) for x, y in zip(ref, got)), path
     finally:
-        _core._set_simd(prev)
-        _core._set_ifma(prev_ifma)
+        _core._set_simd_path(prev)
 
 
 def test_mod_down_ntt_rounds(ctx):

@@ -361,46 +361,47 @@ def test_simd_and_portable_mul_agree(N):
         ctx.mul_add(b, al, al, idx)
         return m, ma, al
 
-    prev = _core._set_simd(False)
-    prev_ifma = _core._set_ifma(True)
+    prev = _core._set_simd_path("portable")
     try:
         ref = run()
-        _core._set_simd(True)  # no-op on CPUs without AVX-512 / IFMA
-        got = run()
+        got = {}
+        for path in _core.simd_paths()[1:]:  # every other path this CPU has (IFMA rows: primes < 2^50)
+            _core._set_simd_path(path)
+            got[path] = run()
     finally:
-        _core._set_simd(prev)
-        _core._set_ifma(prev_ifma)
+        _core._set_simd_path(prev)
     q = [int(v) for v in qcol[:, 0]]
     want = np.array([[[(int(x) * int(y)) % q[r] for x, y in zip(a[c, r], b[c, r])] for r in range(len(idx))]
                      for c in range(2)], dtype=np.uint64)
     assert np.array_equal(ref[0], want)
-    for x, y in zip(ref, got):
-        assert np.array_equal(x, y)
+    for path, out in got.items():
+        for x, y in zip(ref, out):
+            assert np.array_equal(x, y), path
 
 
 @pytest.mark.parametrize("N", [16, 32, 64, 1024, 8192])
-@pytest.mark.parametrize("ifma", [False, True])
-def test_simd_and_portable_ntt_agree(N, ifma):
-    """AVX-512 kernels (64-bit Shoup, and IFMA 52-bit for primes < 2^50) vs the portable ones."""
+@pytest.mark.parametrize("path", ["avx2", "avx512", "ifma"])
+def test_simd_and_portable_ntt_agree(N, path):
+    """AVX-512 kernels (64-bit Shoup on avx512; IFMA 52-bit for primes < 2^50 on ifma) vs the portable ones."""
+    if path not in _core.simd_paths():
+        pytest.skip(f"this CPU has no {path} path")
     ctx = ctx_for(N, [61, 50, 49, 40, 31])
     idx = [0, 1, 2, 3, 4]
     rng = np.random.default_rng(N + 1)
     a = rand_rows(rng, ctx, idx)
     a[:, :3] = np.array([ctx.moduli[i] - 1 for i in idx], dtype=np.uint64)[:, None]
-    prev = _core._set_simd(False)
-    prev_ifma = _core._set_ifma(ifma)  # no-op on CPUs without IFMA
+    prev = _core._set_simd_path("portable")
     try:
         x = a.copy()
         ctx.ntt(x, idx)
         y = x.copy()
         ctx.intt(y, idx)
-        _core._set_simd(True)  # no-op on CPUs without AVX-512
+        _core._set_simd_path(path)
         x2 = a.copy()
         ctx.ntt(x2, idx)
         y2 = x2.copy()
         ctx.intt(y2, idx)
     finally:
-        _core._set_simd(prev)
-        _core._set_ifma(prev_ifma)
+        _core._set_simd_path(prev)
     assert np.array_equal(x, x2)
     assert np.array_equal(y, y2) and np.array_equal(y, a)

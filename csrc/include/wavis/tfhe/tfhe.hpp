@@ -32,33 +32,19 @@
 #include <thread>
 #include <vector>
 
-#include "tfhe_fft.hpp"
-#include "tfhe_prng.hpp"
+#include "wavis/threads.hpp"
+#include "wavis/tfhe/api.hpp"
+#include "wavis/tfhe/fft.hpp"
+#include "wavis/tfhe/prng.hpp"
+
+// Compiled once per SIMD path (src/tfhe/kernels.cpp): WAVIS_TFHE_ISA names the copy's namespace.
+#ifndef WAVIS_TFHE_ISA
+#define WAVIS_TFHE_ISA isa_portable
+#endif
 
 namespace wavis {
 namespace tfhe {
-
-struct Params {
-  int n = 0;   // LweDimension
-  int k = 0;   // GlweDimension
-  int N = 0;   // PolynomialSize
-  int bg = 0;  // PBS DecompositionBaseLog
-  int l = 0;   // PBS DecompositionLevelCount
-  int bks = 0; // KS DecompositionBaseLog
-  int t = 0;   // KS DecompositionLevelCount
-  double lwe_std = 0, glwe_std = 0;
-
-  // k·N: the LWE dimension after sample extraction (not "big_n", which names N in the API)
-  int extracted_lwe_dimension() const { return k * N; }
-  void validate() const {
-    if (n < 1 || n > 4096) throw std::invalid_argument("LweDimension out of range");
-    if (k < 1 || k > 8) throw std::invalid_argument("GlweDimension out of range");
-    if (N < 16 || N > 16384 || (N & (N - 1))) throw std::invalid_argument("PolynomialSize must be a power of two");
-    if (bg < 1 || l < 1 || bg * l > 32) throw std::invalid_argument("PBS decomposition: base_log * levels must be <= 32");
-    if (bks < 1 || t < 1 || bks * t > 32) throw std::invalid_argument("KS decomposition: base_log * levels must be <= 32");
-    if (!(lwe_std > 0 && lwe_std < 0.1 && glwe_std > 0 && glwe_std < 0.1)) throw std::invalid_argument("noise std dev out of range");
-  }
-};
+namespace WAVIS_TFHE_ISA {
 
 inline uint32_t gaussian_torus(StreamPrng& rng, double std_dev) {
   return f64_to_torus32(rng.normal() * std_dev * 4294967296.0);
@@ -145,21 +131,13 @@ class ExactBinaryMul {
  private:
   const NegacyclicFFT& fft_;
   int M, N;
-  std::vector<int32_t> lo_, hi_;
+  ivec<int32_t> lo_, hi_;
   avec<double> re_, im_, re2_, im2_;
-  std::vector<int64_t> out_;
+  ivec<int64_t> out_;
 };
 
 // ---------------------------------------------------------------------------------------
 // Client side: key generation and encryption.
-
-struct KeygenResult {
-  std::vector<uint8_t> lwe_key;     // n bits
-  std::vector<uint8_t> glwe_key;    // k*N bits
-  uint8_t mask_seed[32];
-  std::vector<uint32_t> bsk_bodies; // [n][(k+1)*l][N]
-  std::vector<uint32_t> ksk_bodies; // [kN][t]
-};
 
 // Mask order shared by keygen and ServerKey expansion: for i < n, for row r < (k+1)l, for
 // c < k: N words; then for i < kN, for p < t: n words. One ChaCha20 stream keyed by mask_seed.
@@ -168,8 +146,7 @@ inline void keygen(const Params& P, const uint8_t* seed32, KeygenResult& out) {
   const int n = P.n, k = P.k, N = P.N, l = P.l, t = P.t, KN = k * N;
   StreamPrng rng(seed32);
   rng.fill_bytes(out.mask_seed, 32);
-  out.lwe_key.resize(n);
-  out.glwe_key.resize(KN);
+  out.size_for(P);  // (portable code: the shared vectors are never resized here)
   for (int i = 0; i < n; ++i) out.lwe_key[i] = (uint8_t)(rng.next_u32() & 1u);
   for (int i = 0; i < KN; ++i) out.glwe_key[i] = (uint8_t)(rng.next_u32() & 1u);
   StreamPrng mrng(out.mask_seed);
@@ -178,7 +155,7 @@ inline void keygen(const Params& P, const uint8_t* seed32, KeygenResult& out) {
   const int M = N / 2;
   avec<double> key_re((size_t)k * M), key_im((size_t)k * M);
   {
-    std::vector<int32_t> tmp(N);
+    ivec<int32_t> tmp(N);
     for (int c = 0; c < k; ++c) {
       for (int j = 0; j < N; ++j) tmp[j] = out.glwe_key[c * N + j];
       fft.forward_i32(tmp.data(), key_re.data() + c * M, key_im.data() + c * M);
@@ -186,8 +163,7 @@ inline void keygen(const Params& P, const uint8_t* seed32, KeygenResult& out) {
   }
   ExactBinaryMul mul(fft);
   const int rows = (k + 1) * l;
-  out.bsk_bodies.assign((size_t)n * rows * N, 0u);
-  std::vector<uint32_t> mask(N);
+  ivec<uint32_t> mask(N);
   for (int i = 0; i < n; ++i) {
     const uint32_t m = out.lwe_key[i];
     for (int c = 0; c <= k; ++c) {
@@ -209,8 +185,7 @@ inline void keygen(const Params& P, const uint8_t* seed32, KeygenResult& out) {
       }
     }
   }
-  out.ksk_bodies.assign((size_t)KN * t, 0u);
-  std::vector<uint32_t> a(n);
+  ivec<uint32_t> a(n);
   for (int i = 0; i < KN; ++i) {
     for (int p = 1; p <= t; ++p) {
       mrng.fill_u32(a.data(), n);
@@ -254,51 +229,13 @@ inline void lwe_phase(int n, const uint8_t* lwe_key, const uint32_t* cts, size_t
 // the test vector mu·(1 + X + ... + X^{N-1}), optionally followed by sample extraction) and key
 // switching.
 
-inline int default_threads() {
-  const char* e = std::getenv("WAVIS_THREADS");
-  if (e && *e) {
-    int v = std::atoi(e);
-    if (v > 0) return v;
-  }
-  unsigned h = std::thread::hardware_concurrency();
-  return h ? (int)h : 1;
-}
-
-template <class F>
-void parallel_chunks(size_t count, int threads, F&& fn) {
-  if (count == 0) return;
-  int T = std::max(1, std::min<int>(threads, (int)count));
-  if (T == 1) {
-    fn(0, count);
-    return;
-  }
-  std::vector<std::thread> pool;
-  std::exception_ptr err;
-  std::mutex mu;
-  size_t chunk = (count + T - 1) / T;
-  for (int w = 0; w < T; ++w) {
-    size_t b = w * chunk, e = std::min(count, b + chunk);
-    if (b >= e) break;
-    pool.emplace_back([&, b, e] {
-      try {
-        fn(b, e);
-      } catch (...) {
-        std::lock_guard<std::mutex> g(mu);
-        if (!err) err = std::current_exception();
-      }
-    });
-  }
-  for (auto& th : pool) th.join();
-  if (err) std::rethrow_exception(err);
-}
-
 class ServerKeyCore {
  public:
   Params P;
   NegacyclicFFT fft;
   int M, rows, lwe_size, big_size;
   avec<double> bsk;            // [n][rows][k+1][2][M]
-  std::vector<uint32_t> ksk;   // [kN][t][n+1]
+  ivec<uint32_t> ksk;   // [kN][t][n+1]
   static constexpr int kGroup = 16;  // ciphertexts processed in lockstep per thread
   bool fused_first_ = false;         // AVX2, N = 1024: decomposition fused into the first FFT pass
   int pf_per_ = 0;                   // AVX2: lines prefetched per kernel loop step (0: slices)
@@ -330,7 +267,7 @@ class ServerKeyCore {
     StreamPrng mrng(mask_seed);
     const size_t ggsw_doubles = (size_t)rows * (k + 1) * 2 * M;
     bsk.assign((size_t)n * ggsw_doubles, 0.0);
-    std::vector<uint32_t> poly(N);
+    ivec<uint32_t> poly(N);
     avec<double> fre(M), fim(M);
     for (int i = 0; i < n; ++i) {
       double* g = bsk.data() + (size_t)i * ggsw_doubles;
@@ -368,10 +305,10 @@ class ServerKeyCore {
   size_t memory_bytes() const { return bsk.size() * sizeof(double) + ksk.size() * sizeof(uint32_t); }
 
   struct Work {
-    std::vector<uint32_t> diff;
-    std::vector<int32_t> dig;
+    ivec<uint32_t> diff;
+    ivec<int32_t> dig;
     avec<double> fre, fim, are, aim;
-    std::vector<uint32_t> accs;
+    ivec<uint32_t> accs;
     Work(const ServerKeyCore& s) {
       const int k = s.P.k, N = s.P.N, M = s.M;
       diff.resize((size_t)(k + 1) * N);
@@ -871,5 +808,6 @@ class ServerKeyCore {
   }
 };
 
+}  // namespace WAVIS_TFHE_ISA
 }  // namespace tfhe
 }  // namespace wavis

@@ -1,6 +1,7 @@
-// Python bindings of the TFHE CPU core (csrc/tfhe.hpp): keygen, LWE encryption/phase, and the
-// server-key object that evaluates batches of gates (GIL released, WAVIS_THREADS threads).
-// The Python API is wavis.tfhe; these functions are its private back end.
+// Python bindings of the TFHE CPU core (include/wavis/tfhe/api.hpp): TfheParams, keygen, LWE
+// encryption/phase, and the server-key object with the batched primitives (bootstrap, key
+// switching; GIL released, the core's thread pool). Argument checks only; every call runs the
+// kernels of the current SIMD path (tfhe::kernels()). Used through wavis.backend.cpu.
 #include <cstring>
 #include <string>
 
@@ -8,7 +9,8 @@
 #include <pybind11/pybind11.h>
 
 #include "registry.hpp"
-#include "tfhe.hpp"
+#include "wavis/threads.hpp"
+#include "wavis/tfhe/api.hpp"
 
 namespace py = pybind11;
 using namespace wavis::tfhe;
@@ -89,7 +91,7 @@ void bind_tfhe(py::module_& m) {
         KeygenResult r;
         {
           py::gil_scoped_release nogil;
-          keygen(P, reinterpret_cast<const uint8_t*>(s.data()), r);
+          kernels().keygen(P, reinterpret_cast<const uint8_t*>(s.data()), r);
         }
         const int rows = (P.k + 1) * P.l;
         U8 lk(P.n), gk(P.k * P.N);
@@ -119,7 +121,7 @@ void bind_tfhe(py::module_& m) {
         uint32_t* o = out.mutable_data();
         {
           py::gil_scoped_release nogil;
-          lwe_encrypt(P, k, mu, m, reinterpret_cast<const uint8_t*>(s.data()), o);
+          kernels().lwe_encrypt(P, k, mu, m, reinterpret_cast<const uint8_t*>(s.data()), o);
         }
         return out;
       },
@@ -138,7 +140,7 @@ void bind_tfhe(py::module_& m) {
         uint32_t* o = out.mutable_data();
         {
           py::gil_scoped_release nogil;
-          lwe_phase(n, k, c, m, o);
+          kernels().lwe_phase(n, k, c, m, o);
         }
         return out;
       },
@@ -149,27 +151,18 @@ void bind_tfhe(py::module_& m) {
       [](U32 a, I32 b) {
         if (a.ndim() != 1 || b.ndim() != 1 || a.shape(0) != b.shape(0)) throw py::value_error("a, b: same length N");
         int N = (int)a.shape(0);
-        NegacyclicFFT fft(N);
-        avec<double> ar(N / 2), ai(N / 2), br(N / 2), bi(N / 2);
-        fft.forward_torus(a.data(), ar.data(), ai.data());
-        fft.forward_i32(b.data(), br.data(), bi.data());
-        for (int j = 0; j < N / 2; ++j) {
-          double r = ar[j] * br[j] - ai[j] * bi[j];
-          double i = ar[j] * bi[j] + ai[j] * br[j];
-          ar[j] = r;
-          ai[j] = i;
-        }
+        if (N < 4 || (N & (N - 1))) throw py::value_error("N must be a power of two >= 4");
         U32 out(N);
-        std::memset(out.mutable_data(), 0, 4 * (size_t)N);
-        fft.inverse_add_torus(ar.data(), ai.data(), out.mutable_data());
+        kernels().negacyclic_mul(a.data(), b.data(), out.mutable_data(), N);
         return out;
       },
       py::arg("a"), py::arg("b"),
       "Negacyclic product a * b mod (X^N + 1, 2^32) through the TFHE FFT (a: torus u32, b: small int32). For tests.");
 
-  m.def("tfhe_default_threads", &default_threads, "Threads a batched TFHE call uses: WAVIS_THREADS, else hardware_concurrency.");
+  m.def("tfhe_default_threads", [] { return (int)wavis::thread_count(); },
+        "Threads a batched TFHE call uses by default: the core's pool (WAVIS_THREADS, else all cores).");
 
-  py::class_<ServerKeyCore>(m, "TfheServerKeyCore", kCoreDoc)
+  py::class_<ServerKey>(m, "TfheServerKeyCore", kCoreDoc)
       .def(py::init([](const Params& params, py::bytes mask_seed, U32 bsk, U32 ksk) {
              Params P = checked(params);
              std::string s = seed32(mask_seed, "mask_seed");
@@ -179,21 +172,21 @@ void bind_tfhe(py::module_& m) {
              const uint32_t* b = bsk.data();
              const uint32_t* k = ksk.data();
              py::gil_scoped_release nogil;
-             return std::make_unique<ServerKeyCore>(P, reinterpret_cast<const uint8_t*>(s.data()), b, k);
+             return kernels().make_server_key(P, reinterpret_cast<const uint8_t*>(s.data()), b, k);
            }),
            py::arg("params"), py::arg("mask_seed"), py::arg("bsk_bodies"), py::arg("ksk_bodies"))
       .def(
           "bootstrap",
-          [](const ServerKeyCore& self, U32 lwe, uint32_t mu, bool extract, int threads) {
-            check_lwe_batch(lwe, self.P.n, "lwe");
+          [](const ServerKey& self, U32 lwe, uint32_t mu, bool extract, int threads) {
+            check_lwe_batch(lwe, self.params().n, "lwe");
             const size_t J = (size_t)lwe.shape(0);
-            if (threads <= 0) threads = default_threads();
+            if (threads <= 0) threads = (int)wavis::thread_count();
             std::vector<py::ssize_t> shape{(py::ssize_t)J};
             if (extract) {
-              shape.push_back((py::ssize_t)self.big_size);
+              shape.push_back((py::ssize_t)(self.params().extracted_lwe_dimension() + 1));
             } else {
-              shape.push_back((py::ssize_t)(self.P.k + 1));
-              shape.push_back((py::ssize_t)self.P.N);
+              shape.push_back((py::ssize_t)(self.params().k + 1));
+              shape.push_back((py::ssize_t)self.params().N);
             }
             U32 out(shape);
             const uint32_t* in = lwe.data();
@@ -209,12 +202,12 @@ void bind_tfhe(py::module_& m) {
           "sample extraction -> u32[J, k*N+1]; extract=False: the GLWE accumulators u32[J, k+1, N]. GIL released.")
       .def(
           "key_switch",
-          [](const ServerKeyCore& self, U32 big, int threads) {
-            if (big.ndim() != 2 || big.shape(1) != self.big_size)
-              throw py::value_error("big: expected shape (J, " + std::to_string(self.big_size) + ")");
+          [](const ServerKey& self, U32 big, int threads) {
+            if (big.ndim() != 2 || big.shape(1) != (self.params().extracted_lwe_dimension() + 1))
+              throw py::value_error("big: expected shape (J, " + std::to_string((self.params().extracted_lwe_dimension() + 1)) + ")");
             const size_t J = (size_t)big.shape(0);
-            if (threads <= 0) threads = default_threads();
-            U32 out({(py::ssize_t)J, (py::ssize_t)(self.P.n + 1)});
+            if (threads <= 0) threads = (int)wavis::thread_count();
+            U32 out({(py::ssize_t)J, (py::ssize_t)(self.params().n + 1)});
             const uint32_t* in = big.data();
             uint32_t* o = out.mutable_data();
             {
@@ -225,7 +218,9 @@ void bind_tfhe(py::module_& m) {
           },
           py::arg("big"), py::arg("threads") = 0,
           "LWE key switching u32[J, k*N+1] -> u32[J, n+1] under the small key. GIL released.")
-      .def_property_readonly("memory_bytes", &ServerKeyCore::memory_bytes);
+      .def_property_readonly("memory_bytes", &ServerKey::memory_bytes)
+      .def_property_readonly("simd_path", [](const ServerKey& self) { return std::string(wavis::simd_path_name(self.path())); },
+                             "The SIMD path whose kernels this key was built with and runs.");
 }
 
 }  // namespace

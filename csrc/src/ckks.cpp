@@ -1,43 +1,24 @@
-// Fused CKKS kernels on RnsContext (methods added to wavis._core.RnsContext):
-//
-//  * key_switch_ext: hybrid key switching of one NTT-domain polynomial without materialising
-//    the ModUp digits: for every output prime t of Q_l ∪ P, each digit is converted to t
-//    (fast basis conversion, coefficient domain), NTT'd and multiplied into the key row with
-//    lazy 128-bit accumulation; output rows are independent, so they are spread over the pool.
-//  * ks_mod_up / ks_inner: the same split in two for hoisting (one ModUp shared by many
-//    rotations); ks_inner applies the NTT-domain automorphism as an index permutation fused
-//    into the read of the digits.
-//  * mod_down_ntt: ModDown by P (any sub-basis) in the NTT domain, with rounding; with P = q_l
-//    it is the CKKS rescale, with P = q_l·P_special it fuses relinearization and rescale.
-//
-// Sources: Han–Ki, "Better bootstrapping for approximate HE", CT-RSA 2020 (hybrid key switching,
-// Alg. 1–2); Halevi–Shoup, CRYPTO 2018 §5 (hoisting); Kim–Jung–Park–Ahn, "Over 100x faster
-// bootstrapping", 2021 §3 (NTT-domain ModDown, fused rescale); Bajard–Eynard–Hasan–Zucca SAC
-// 2016 (fast basis conversion).
+// Fused CKKS key-switching kernels (include/wavis/ckks.hpp): portable code and AVX-512 / IFMA
+// kernels (target attributes, chosen at run time by the SIMD path, include/wavis/simd.hpp).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
 
-#include "registry.hpp"
-#include "ring.hpp"
-#include "ring_py.hpp"
+#include "wavis/ckks.hpp"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define WAVIS_CKKS_AVX512 1
-#include "simd512.hpp"
+#include "wavis/simd512.hpp"
 #endif
-
-namespace py = pybind11;
 
 namespace wavis {
 namespace {
 
 // ---------------------------------------------------------------- AVX-512 helpers ----
-// Runtime-dispatched (simd_active(): AVX-512F/DQ present and not disabled by WAVIS_SIMD=0 /
-// _core._set_simd(False)). Every vector kernel computes the same fully reduced values as the
-// scalar loop it replaces (tests/test_ckks_keyswitch.py compares both paths).
+// Used on the avx512 and ifma SIMD paths (simd_active(); the IFMA inner product: ifma_active()).
+// Every vector kernel computes the same fully reduced values as the scalar loop it replaces (tests/test_ckks_keyswitch.py compares both paths).
 #ifdef WAVIS_CKKS_AVX512
 #define WAVIS_CK_AVX512 __attribute__((target("avx512f,avx512dq")))
 // shared helpers (simd512.hpp) under this file's names
@@ -151,47 +132,6 @@ inline void mul_shoup_rows(const u64* x, u64* y, std::size_t N, u64 w, u64 wp, u
 #endif
   for (std::size_t n = 0; n < N; ++n) y[n] = mul_shoup(x[n], w, wp, q);
 }
-
-struct Digits {
-  std::vector<std::size_t> start, end;  // positions in idx_q
-  std::size_t count() const { return start.size(); }
-  // digit holding position i (< Lq)
-  std::size_t of(std::size_t i) const {
-    for (std::size_t d = 0; d < start.size(); ++d)
-      if (i < end[d]) return d;
-    return start.size() - 1;
-  }
-};
-
-// Everything a key switch over (idx_q, idx_p) needs; built per call (tables are cached).
-struct KsPlan {
-  const RnsContext* c;
-  std::size_t N, Lq, Lp, R;
-  std::vector<std::size_t> full;  // prime index of output row t: idx_q then idx_p
-  Digits dg;
-  std::vector<std::shared_ptr<const BConvTable>> tabs;  // digit primes -> full
-  std::vector<u64> p_mod;                               // P mod prime of row t (t < Lq)
-
-  KsPlan(const RnsContext& ctx, const std::vector<std::size_t>& iq, const std::vector<std::size_t>& ip,
-         const Digits& d)
-      : c(&ctx), N(ctx.N), Lq(iq.size()), Lp(ip.size()), dg(d) {
-    full = iq;
-    full.insert(full.end(), ip.begin(), ip.end());
-    R = full.size();
-    for (std::size_t j = 0; j < dg.count(); ++j) {
-      std::vector<std::size_t> in(iq.begin() + dg.start[j], iq.begin() + dg.end[j]);
-      tabs.push_back(ctx.bconv_table(in, full));
-    }
-    p_mod.resize(Lq);
-    for (std::size_t t = 0; t < Lq; ++t) {
-      const Modulus& m = ctx.mod(full[t]);
-      u64 v = 1;
-      for (std::size_t j = 0; j < Lp; ++j) v = m.mul(v, m.reduce(ctx.moduli[ip[j]]));
-      p_mod[t] = v;
-    }
-  }
-  bool in_digit(std::size_t d, std::size_t t) const { return t < Lq && t >= dg.start[d] && t < dg.end[d]; }
-};
 
 // Y (Lq, N): coefficient form of a times [(Q_d/q_i)^{-1}]_{q_i} of its digit d.
 void modup_prepare(const KsPlan& P, const u64* a, u64* Y) {
@@ -328,6 +268,7 @@ void inner52_row(const KsPlan& P, std::size_t t, const u64* const* src, const st
   inner52(src, perm, k0, k1, D, a0, a1, w, P.c->mod(P.full[t]).q, o0, o1, P.N);
 }
 #endif
+}  // namespace
 
 // out (2, Lq+Lp, N) = sum_d ModUp_d(a) * key[d] (+ P·add), NTT domain.
 void key_switch_ext(const KsPlan& P, const u64* a, const u64* key, std::size_t key_rows, const u64* add,
@@ -487,172 +428,4 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
   }, 1 << 12);
 }
 
-// ---------------------------------------------------------------------------- bindings ----
-using namespace pyh;
-
-Digits parse_digits(py::handle obj, std::size_t Lq) {
-  Digits d;
-  std::vector<std::pair<std::int64_t, std::int64_t>> v;
-  try {
-    v = py::cast<std::vector<std::pair<std::int64_t, std::int64_t>>>(obj);
-  } catch (py::cast_error&) {
-    shape_error("digits must be a sequence of (start, end) pairs");
-  }
-  if (v.empty()) shape_error("digits must not be empty");
-  std::int64_t pos = 0;
-  for (auto& [s, e] : v) {
-    if (s != pos || e <= s || e > (std::int64_t)Lq)
-      shape_error("digits must be consecutive non-empty (start, end) ranges covering 0..len(idx_q)");
-    d.start.push_back((std::size_t)s);
-    d.end.push_back((std::size_t)e);
-    pos = e;
-  }
-  if (pos != (std::int64_t)Lq) shape_error("digits must cover every row of idx_q");
-  return d;
-}
-
-void check_disjoint(const std::vector<std::size_t>& iq, const std::vector<std::size_t>& ip) {
-  std::vector<std::size_t> all = iq;
-  all.insert(all.end(), ip.begin(), ip.end());
-  for (std::size_t k = 0; k < all.size(); ++k)
-    for (std::size_t l = 0; l < k; ++l)
-      if (all[k] == all[l]) shape_error("idx_q and idx_p must be distinct primes");
-}
-
-// key: (D', 2, len(moduli), N) uint64 C-contiguous with D' >= D. Returns its pointer.
-const u64* check_key(const RnsContext& c, py::handle key, std::size_t D) {
-  if (!py::isinstance<py::array_t<std::uint64_t>>(key)) shape_error("key must be a numpy uint64 array");
-  py::array k = py::reinterpret_borrow<py::array>(key);
-  if (!(k.flags() & py::array::c_style)) shape_error("key must be C-contiguous");
-  if (k.ndim() != 4 || (std::size_t)k.shape(0) < D || k.shape(1) != 2 || (std::size_t)k.shape(2) != c.moduli.size() ||
-      (std::size_t)k.shape(3) != c.N)
-    shape_error("key must have shape (digits >= " + std::to_string(D) + ", 2, " + std::to_string(c.moduli.size()) +
-                ", " + std::to_string(c.N) + ") (rows indexed by prime index)");
-  return static_cast<const u64*>(k.data());
-}
-
-// add: None or (m, Lq, N) with m in {1, 2}
-const u64* check_add(const RnsContext& c, py::handle add, std::size_t Lq, std::size_t& m) {
-  m = 0;
-  if (add.is_none()) return nullptr;
-  Arr A = check_arr(add, "add", c.N, Lq, true, false);
-  if (A.ndim != 3 || A.batch < 1 || A.batch > 2) shape_error("add must have shape (1 or 2, len(idx_q), N)");
-  m = A.batch;
-  return A.ptr;
-}
-
-const char* kKsDoc =
-    "Fused hybrid key switching (NTT domain in and out), without ModDown: returns acc (2, len(idx_q)+len(idx_p), N)\n"
-    "over the basis idx_q ∪ idx_p with acc[c] = Σ_d ModUp_d(a) ⊙ key[d, c] (+ P·add[c] on the idx_q rows).\n"
-    "a: (len(idx_q), N); key: (≥D, 2, len(moduli), N), row r of key[d, c] belonging to prime index r;\n"
-    "digits: consecutive (start, end) ranges of positions in idx_q, digit d paired with key[d];\n"
-    "add: None or (1|2, len(idx_q), N). ModUp_d converts the digit's coefficients to every other prime\n"
-    "(fast basis conversion) and NTTs them. Rows are spread over the thread pool; the GIL is released.";
-
-}  // namespace
 }  // namespace wavis
-
-using namespace wavis;
-
-static void bind_ckks(py::module_& m) {
-  auto cls = py::reinterpret_borrow<py::class_<RnsContext>>(m.attr("RnsContext"));
-  cls.def("key_switch_ext", [](const RnsContext& c, py::handle a, py::handle key, py::handle idx_q, py::handle idx_p,
-                               py::handle digits, py::handle add) {
-        auto iq = parse_idx(idx_q, c.moduli.size(), "idx_q");
-        auto ip = parse_idx(idx_p, c.moduli.size(), "idx_p");
-        if (iq.empty() || ip.empty()) shape_error("idx_q and idx_p must not be empty");
-        check_disjoint(iq, ip);
-        Digits dg = parse_digits(digits, iq.size());
-        Arr A = check_arr(a, "a", c.N, iq.size(), false, false);
-        const u64* K = check_key(c, key, dg.count());
-        std::size_t am;
-        const u64* ad = check_add(c, add, iq.size(), am);
-        const std::size_t R = iq.size() + ip.size();
-        auto out = new_u64({2, (py::ssize_t)R, (py::ssize_t)c.N});
-        u64* o = out.mutable_data();
-        {
-          py::gil_scoped_release nogil;
-          KsPlan P(c, iq, ip, dg);
-          key_switch_ext(P, A.ptr, K, c.moduli.size(), ad, am, o);
-        }
-        return out;
-      }, py::arg("a"), py::arg("key"), py::arg("idx_q"), py::arg("idx_p"), py::arg("digits"),
-      py::arg("add") = py::none(), kKsDoc);
-  cls.def("ks_mod_up", [](const RnsContext& c, py::handle a, py::handle idx_q, py::handle idx_p, py::handle digits) {
-        auto iq = parse_idx(idx_q, c.moduli.size(), "idx_q");
-        auto ip = parse_idx(idx_p, c.moduli.size(), "idx_p");
-        if (iq.empty() || ip.empty()) shape_error("idx_q and idx_p must not be empty");
-        check_disjoint(iq, ip);
-        Digits dg = parse_digits(digits, iq.size());
-        Arr A = check_arr(a, "a", c.N, iq.size(), false, false);
-        const std::size_t R = iq.size() + ip.size();
-        auto out = new_u64({(py::ssize_t)dg.count(), (py::ssize_t)R, (py::ssize_t)c.N});
-        u64* o = out.mutable_data();
-        {
-          py::gil_scoped_release nogil;
-          KsPlan P(c, iq, ip, dg);
-          ks_mod_up(P, A.ptr, o);
-        }
-        return out;
-      }, py::arg("a"), py::arg("idx_q"), py::arg("idx_p"), py::arg("digits"),
-      "ModUp of every digit (NTT domain): a (len(idx_q), N) → (D, len(idx_q)+len(idx_p), N) over idx_q ∪ idx_p;\n"
-      "rows of digit d inside the digit are copied from a, the others are fast basis conversions of the\n"
-      "digit's coefficients, NTT'd. Shared by hoisted rotations (see ks_inner).");
-  cls.def("ks_inner", [](const RnsContext& c, py::handle exts, py::handle key, py::handle idx_q, py::handle idx_p,
-                         std::int64_t galois_elt, py::handle add) {
-        auto iq = parse_idx(idx_q, c.moduli.size(), "idx_q");
-        auto ip = parse_idx(idx_p, c.moduli.size(), "idx_p");
-        if (iq.empty() || ip.empty()) shape_error("idx_q and idx_p must not be empty");
-        check_disjoint(iq, ip);
-        const std::size_t R = iq.size() + ip.size();
-        Arr E = check_arr(exts, "exts", c.N, R, true, false);
-        if (E.ndim != 3) shape_error("exts must be 3-D (digits, len(idx_q)+len(idx_p), N)");
-        const std::size_t D = E.batch;
-        const u64* K = check_key(c, key, D);
-        std::size_t am;
-        const u64* ad = check_add(c, add, iq.size(), am);
-        const std::int64_t twoN = 2 * (std::int64_t)c.N;
-        const std::int64_t g = ((galois_elt % twoN) + twoN) % twoN;
-        if ((g & 1) == 0) shape_error("galois_elt must be odd, got " + std::to_string(galois_elt));
-        auto out = new_u64({2, (py::ssize_t)R, (py::ssize_t)c.N});
-        u64* o = out.mutable_data();
-        {
-          py::gil_scoped_release nogil;
-          Digits dg;  // unused by ks_inner except for sizes
-          dg.start.assign(1, 0);
-          dg.end.assign(1, iq.size());
-          KsPlan P(c, iq, ip, dg);
-          std::shared_ptr<const std::vector<std::uint32_t>> perm;
-          if (g != 1) perm = c.ntt_perm((u64)g);
-          ks_inner(P, E.ptr, D, K, c.moduli.size(), perm ? perm->data() : nullptr, ad, am, o);
-        }
-        return out;
-      }, py::arg("exts"), py::arg("key"), py::arg("idx_q"), py::arg("idx_p"), py::arg("galois_elt") = 1,
-      py::arg("add") = py::none(),
-      "Key-switching inner product of ModUp digits (from ks_mod_up) with key, NTT domain, no ModDown:\n"
-      "acc[c] = Σ_d aut_g(exts[d]) ⊙ key[d, c] (+ P·add[c] on the idx_q rows), (2, len(idx_q)+len(idx_p), N).\n"
-      "aut_g is the NTT-domain automorphism X → X^galois_elt (a permutation; 1 = none), fused into the read.");
-  cls.def("mod_down_ntt", [](const RnsContext& c, py::handle a, py::handle idx_q, py::handle idx_p) {
-        auto iq = parse_idx(idx_q, c.moduli.size(), "idx_q");
-        auto ip = parse_idx(idx_p, c.moduli.size(), "idx_p");
-        if (iq.empty() || ip.empty()) shape_error("idx_q and idx_p must not be empty");
-        check_disjoint(iq, ip);
-        Arr A = check_arr(a, "a", c.N, iq.size() + ip.size(), true, false);
-        std::vector<py::ssize_t> shape;
-        if (A.ndim == 3) shape.push_back((py::ssize_t)A.batch);
-        shape.push_back((py::ssize_t)iq.size());
-        shape.push_back((py::ssize_t)c.N);
-        auto out = new_u64(shape);
-        u64* o = out.mutable_data();
-        {
-          py::gil_scoped_release nogil;
-          mod_down_ntt(c, A.ptr, o, A.batch, iq, ip);
-        }
-        return out;
-      }, py::arg("a"), py::arg("idx_q"), py::arg("idx_p"),
-      "ModDown in the NTT domain with rounding: a (len(idx_q)+len(idx_p), N) or (batch, ..., N) over\n"
-      "idx_q then idx_p → round(a / P) - u over idx_q (P = ∏ idx_p). Only the idx_p\n"
-      "rows are inverse-transformed; the conversion overshoot u is estimated in floating point and removed,\n"
-      "so u = 0 except when a/P is within ~2^-50 of a half-integer. With idx_p = [q_l] this is exactly `rescale`.");
-}
-WAVIS_REGISTER_BINDINGS(20, bind_ckks);

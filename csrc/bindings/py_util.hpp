@@ -1,4 +1,4 @@
-// pybind11 argument checking shared by the binding files (ring.cpp, ckks.cpp): array shape and
+// pybind11 argument checking shared by the binding files (bindings/ring.cpp, bindings/ckks.cpp): array shape and
 // dtype checks raising wavis.errors.ShapeError, prime-index parsing, array allocation.
 #pragma once
 #include <cstdint>
@@ -9,7 +9,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include "ring.hpp"
+#include "wavis/ring.hpp"
 
 namespace wavis {
 namespace pyh {

@@ -1,17 +1,19 @@
-// RNS ring core: NTT-friendly primes, negacyclic NTT tables, RnsContext (C++ side).
-// Other translation units (TFHE, CKKS kernels) may include this header and use the raw-pointer
-// API; the Python bindings live in ring.cpp / primes.cpp.
+// RNS ring core: NTT-friendly primes, negacyclic NTT tables, RnsContext with its ring
+// algorithms (NTT, element-wise ops, fast basis conversion, ModDown, rescale, exact CRT,
+// automorphisms). Plain C++ on raw pointers (no bounds checks: callers validate); the Python
+// class wavis._core.RnsContext (csrc/bindings/ring.cpp) only converts arguments.
+// Sources: src/primes.cpp, src/ntt.cpp, src/ring.cpp.
 #pragma once
-#include <atomic>
-#include <condition_variable>
 #include <cstddef>
-#include <functional>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <vector>
 
-#include "arith.hpp"
+#include "wavis/arith.hpp"
+#include "wavis/simd.hpp"
+#include "wavis/threads.hpp"
 
 namespace wavis {
 
@@ -25,23 +27,6 @@ std::vector<u64> generate_ntt_primes(int bits, std::size_t count, std::size_t N,
                                      const std::vector<u64>& exclude, bool descending);
 // The minimal primitive m-th root of unity mod prime q (m a power of two dividing q - 1).
 u64 minimal_primitive_root(u64 m, u64 q);
-
-// ---- thread pool (ring.cpp) -------------------------------------------------------------
-// parallel_for(n, f): calls f(i) for i in [0, n) on a small persistent pool (WAVIS_THREADS,
-// default hardware_concurrency; 1 disables). Runs inline when n <= 1 or the pool is off.
-void parallel_for(std::size_t n, const std::function<void(std::size_t)>& f);
-std::size_t thread_count();
-
-// Run f(r) for r < rows, in parallel when the work (rows * N words) is large enough.
-template <class F>
-inline void for_rows(std::size_t rows, std::size_t N, F&& f, std::size_t min_words = 1 << 14) {
-  if (rows > 1 && rows * N >= min_words) {
-    std::function<void(std::size_t)> fn = f;
-    parallel_for(rows, fn);
-  } else {
-    for (std::size_t r = 0; r < rows; ++r) f(r);
-  }
-}
 
 // ---- NTT tables -------------------------------------------------------------------------
 struct NttTable {
@@ -62,16 +47,6 @@ void ntt_forward(u64* a, const NttTable& t, std::size_t N);
 // Inverse (Gentleman–Sande, input bit-reversed), includes N^{-1}; output fully reduced.
 void ntt_inverse(u64* a, const NttTable& t, std::size_t N);
 
-// Enable/disable the AVX-512 NTT kernels (runtime-dispatched); returns the previous state.
-bool set_simd(bool on);
-// Enable/disable the IFMA (52-bit) NTT kernels used for primes < 2^50; returns the previous state.
-bool set_ifma(bool on);
-// Whether the AVX-512 kernels are in use (CPU support and not disabled); other kernels that
-// have vector paths (csrc/ckks.cpp) follow the same switch.
-bool simd_active();
-// Whether the IFMA (52-bit) kernels are enabled (CPU support, WAVIS_IFMA / _set_ifma).
-bool ifma_active();
-
 // Fast basis conversion constants for (in, out) prime-index lists (RnsContext::bconv_table).
 struct BConvTable {
   std::vector<std::size_t> in, out;
@@ -79,7 +54,7 @@ struct BConvTable {
   std::vector<u64> qhat_mod_p;                // (Q/q_i) mod p_j at [j * L_in + i]
   std::vector<u64> qhat_mod_p_shoup;          // their Shoup companions (mod p_j)
 };
-struct CrtTable;    // exact CRT constants (ring.cpp)
+struct CrtTable;    // exact CRT constants (src/ring.cpp)
 
 class RnsContext {
  public:
@@ -106,6 +81,35 @@ class RnsContext {
                     const std::vector<std::size_t>& out_idx) const;
   // NTT-domain automorphism permutation for galois element g (cached).
   std::shared_ptr<const std::vector<std::uint32_t>> ntt_perm(u64 g) const;
+
+  // ---- element-wise, on `rows` rows of N values; row r is reduced mod moduli[idx[r % L]]
+  // (rows = batch * L). Inputs in [0, q); out may alias a or b.
+  void add(const u64* a, const u64* b, u64* out, const std::size_t* idx, std::size_t L, std::size_t rows) const;
+  void sub(const u64* a, const u64* b, u64* out, const std::size_t* idx, std::size_t L, std::size_t rows) const;
+  void neg(const u64* a, u64* out, const std::size_t* idx, std::size_t L, std::size_t rows) const;
+  // out = a·b, or out += a·b with accumulate (Barrett; IFMA rows on the ifma path for q < 2^50).
+  void mul(const u64* a, const u64* b, u64* out, const std::size_t* idx, std::size_t L, std::size_t rows,
+           bool accumulate) const;
+  // out[r] = a[r]·scalars[r % L] (scalars reduced mod their primes; Shoup).
+  void mul_scalar(const u64* a, const u64* scalars, u64* out, const std::size_t* idx, std::size_t L,
+                  std::size_t rows) const;
+  // Signed coefficients coeffs (batch, N) -> out (batch, len(idx), N) reduced mod each prime.
+  void from_signed(const std::int64_t* coeffs, std::size_t batch, u64* out, const std::vector<std::size_t>& idx) const;
+  // X -> X^g on every row, g odd in [1, 2N): coefficient domain with the negacyclic sign, or the
+  // NTT-domain permutation (ntt_domain). out must not alias a.
+  void automorphism(const u64* a, u64* out, u64 g, const std::size_t* idx, std::size_t L, std::size_t rows,
+                    bool ntt_domain) const;
+
+  // ---- RNS (coefficient domain unless stated; idx lists distinct primes)
+  // ModDown (Han–Ki CT-RSA 2020 Alg. 2): a over Q∪P (len(iq)+len(ip) rows: iq then ip) ->
+  // out (len(iq), N) = round(a / P) - u mod Q, 0 <= u < len(ip) (rounding via a + floor(P/2)).
+  void mod_down(const u64* a, u64* out, const std::vector<std::size_t>& iq, const std::vector<std::size_t>& ip) const;
+  // Rescale, NTT domain in/out: a (len(idx), N) -> out (len(idx)-1, N) = floor((x + floor(q_l/2)) / q_l)
+  // for x the CRT value, q_l = moduli[idx.back()].
+  void rescale(const u64* a, u64* out, const std::vector<std::size_t>& idx) const;
+  // Exact centred CRT: a (len(idx), N) -> out[n] = the integer in (-Q/2, Q/2] congruent to the
+  // rows, correctly rounded to float64 (round half to even; ±inf beyond 2^1024).
+  void crt_compose(const u64* a, double* out, const std::vector<std::size_t>& idx) const;
 
  private:
   mutable std::mutex cache_mu_;

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <stdexcept>
 #include <vector>
@@ -27,7 +28,8 @@
 #include <immintrin.h>
 #endif
 // AVX2 + FMA kernels for hosts without AVX-512 (e.g. AMD Zen 2/3): the same radix-8 plan and
-// Fourier order on 4-wide vectors. Dispatch is at compile time (-march=native), like AVX-512.
+// Fourier order on 4-wide vectors. Which kernels a copy has is decided at compile time by its
+// target flags (src/tfhe/kernels.cpp, one copy per SIMD path), which copy runs at run time.
 #if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
 #define WAVIS_TFHE_AVX2 1
 #endif
@@ -41,8 +43,13 @@
 #define WAVIS_TFHE_INLINE
 #endif
 
+#ifndef WAVIS_TFHE_ISA
+#define WAVIS_TFHE_ISA isa_portable
+#endif
+
 namespace wavis {
 namespace tfhe {
+namespace WAVIS_TFHE_ISA {  // one copy per SIMD path (src/tfhe/kernels.cpp)
 
 // 64-byte aligned std::vector allocator (AVX-512 friendly).
 template <class T>
@@ -77,6 +84,23 @@ struct AlignedAlloc {
 };
 template <class T>
 using avec = std::vector<T, AlignedAlloc<T>>;
+
+// std::allocator under this copy's namespace: vectors of this copy are their own template
+// instantiations, never shared (by the linker's one-definition merge) with code compiled for
+// another SIMD path.
+template <class T>
+struct VecAlloc : std::allocator<T> {
+  using value_type = T;
+  template <class U>
+  struct rebind {
+    using other = VecAlloc<U>;
+  };
+  VecAlloc() = default;
+  template <class U>
+  VecAlloc(const VecAlloc<U>&) {}
+};
+template <class T>
+using ivec = std::vector<T, VecAlloc<T>>;
 
 // round(x) mod 2^32 for |x| < 2^62 or so: reduce by 2^32 first, then the 1.5*2^52 trick
 // (the low mantissa bits of x + 1.5*2^52 hold round(x) in two's complement). Needs strict
@@ -1026,5 +1050,6 @@ class NegacyclicFFT {
   }
 };
 
+}  // namespace WAVIS_TFHE_ISA
 }  // namespace tfhe
 }  // namespace wavis

@@ -1,10 +1,13 @@
-// wavis._core: the C++ CPU core. Bindings come from every csrc/*.cpp via registry.hpp.
+// wavis._core: the Python module over the C++ core (csrc/src, csrc/include/wavis). Bindings come
+// from every csrc/bindings/*.cpp via registry.hpp.
 #include <algorithm>
 #include <cstdlib>
+#include <stdexcept>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
 #include "registry.hpp"
+#include "wavis/simd.hpp"
 
 namespace {
 // RNS polynomials are large (N × limbs × 8 bytes, often > 128 KiB). glibc serves such blocks
@@ -24,6 +27,11 @@ void tune_malloc() {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "WAVIS C++ core: RNS ring arithmetic, NTT, samplers, CKKS and TFHE kernels (CPU)";
   tune_malloc();
+  try {
+    wavis::simd_path();  // decide the SIMD path now: a bad WAVIS_SIMD fails the import, clearly
+  } catch (const std::invalid_argument& e) {
+    throw pybind11::import_error(std::string("wavis._core: ") + e.what());
+  }
   auto& b = wavis::binders();
   std::stable_sort(b.begin(), b.end(), [](auto& x, auto& y) { return x.first < y.first; });
   for (auto& [order, fn] : b) fn(m);

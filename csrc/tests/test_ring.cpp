@@ -1,0 +1,220 @@
+// Ring / CKKS kernels: exactness against plain big-integer arithmetic, and bit-identical results
+// on every SIMD path this CPU supports.
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "check.hpp"
+#include "paths.hpp"
+#include "wavis/ckks.hpp"
+#include "wavis/ring.hpp"
+
+using namespace wavis;
+using wavis_test::all_equal;
+using wavis_test::under_each_path;
+
+namespace {
+
+std::vector<u64> primes_for(std::size_t N, std::vector<int> bits) {
+  std::vector<u64> out;
+  for (int b : bits) {
+    auto p = generate_ntt_primes(b, 1, N, out, true);
+    out.push_back(p[0]);
+  }
+  return out;
+}
+
+std::vector<u64> random_rows(const RnsContext& c, const std::vector<std::size_t>& idx, std::size_t batch,
+                             std::uint64_t seed) {
+  std::mt19937_64 g(seed);
+  std::vector<u64> v(batch * idx.size() * c.N);
+  for (std::size_t r = 0; r < batch * idx.size(); ++r) {
+    const u64 q = c.moduli[idx[r % idx.size()]];
+    for (std::size_t n = 0; n < c.N; ++n) v[r * c.N + n] = (r + n) % 7 == 0 ? q - 1 : g() % q;  // edge values too
+  }
+  return v;
+}
+
+}  // namespace
+
+TEST(ntt_product_matches_schoolbook_on_every_path) {
+  const std::size_t N = 64;
+  RnsContext c(N, primes_for(N, {30, 49, 55, 61}));
+  for (std::size_t i = 0; i < c.moduli.size(); ++i) {
+    const u64 q = c.moduli[i];
+    std::vector<std::size_t> idx{i};
+    auto a = random_rows(c, idx, 1, 1 + i), b = random_rows(c, idx, 1, 100 + i);
+    std::vector<u64> ref(N, 0);
+    for (std::size_t x = 0; x < N; ++x)
+      for (std::size_t y = 0; y < N; ++y) {
+        const u64 p = mul_mod_slow(a[x], b[y], q);
+        const std::size_t k = (x + y) % N;
+        ref[k] = x + y < N ? add_mod(ref[k], p, q) : sub_mod(ref[k], p, q);
+      }
+    auto got = under_each_path<std::vector<u64>>([&] {
+      auto A = a, B = b;
+      c.ntt(A.data(), idx.data(), 1);
+      c.ntt(B.data(), idx.data(), 1);
+      c.mul(A.data(), B.data(), A.data(), idx.data(), 1, 1, false);
+      c.intt(A.data(), idx.data(), 1);
+      return A;
+    });
+    for (auto& g : got) CHECK(g == ref);
+  }
+}
+
+TEST(ntt_round_trip_bit_identical_across_paths) {
+  const std::size_t N = 4096;
+  RnsContext c(N, primes_for(N, {36, 49, 60, 61}));
+  std::vector<std::size_t> idx{0, 1, 2, 3};
+  const auto a = random_rows(c, idx, 1, 7);
+  auto fwd = under_each_path<std::vector<u64>>([&] {
+    auto A = a;
+    c.ntt(A.data(), idx.data(), idx.size());
+    return A;
+  });
+  CHECK(all_equal(fwd));
+  auto back = under_each_path<std::vector<u64>>([&] {
+    auto A = fwd[0];
+    c.intt(A.data(), idx.data(), idx.size());
+    return A;
+  });
+  for (auto& b : back) CHECK(b == a);
+}
+
+TEST(elementwise_ops_bit_identical_across_paths) {
+  const std::size_t N = 256;
+  RnsContext c(N, primes_for(N, {40, 49, 58, 61}));
+  std::vector<std::size_t> idx{0, 1, 2, 3};
+  const std::size_t L = idx.size(), batch = 2, rows = batch * L;
+  const auto a = random_rows(c, idx, batch, 1), b = random_rows(c, idx, batch, 2);
+  std::vector<u64> scalars{c.moduli[0] - 1, 3, c.moduli[2] / 3, 1};
+  auto res = under_each_path<std::vector<u64>>([&] {
+    std::vector<u64> all, o(a.size());
+    auto put = [&] { all.insert(all.end(), o.begin(), o.end()); };
+    c.add(a.data(), b.data(), o.data(), idx.data(), L, rows); put();
+    c.sub(a.data(), b.data(), o.data(), idx.data(), L, rows); put();
+    c.neg(a.data(), o.data(), idx.data(), L, rows); put();
+    c.mul(a.data(), b.data(), o.data(), idx.data(), L, rows, false); put();
+    c.mul(a.data(), b.data(), o.data(), idx.data(), L, rows, true); put();
+    c.mul_scalar(a.data(), scalars.data(), o.data(), idx.data(), L, rows); put();
+    c.automorphism(a.data(), o.data(), 5, idx.data(), L, rows, true); put();
+    c.automorphism(a.data(), o.data(), 2 * N - 1, idx.data(), L, rows, false); put();
+    return all;
+  });
+  CHECK(all_equal(res));
+  // spot-check against the scalar definitions
+  const std::size_t n = 3 * N + 5;  // row 3 (prime 3), coefficient 5
+  const u64 q = c.moduli[3];
+  const std::size_t block = a.size();
+  CHECK(res[0][n] == add_mod(a[n], b[n], q));
+  CHECK(res[0][block + n] == sub_mod(a[n], b[n], q));
+  CHECK(res[0][2 * block + n] == neg_mod(a[n], q));
+  CHECK(res[0][3 * block + n] == mul_mod_slow(a[n], b[n], q));
+}
+
+TEST(mod_down_and_rescale_are_exact_rounded_divisions) {
+  const std::size_t N = 32;
+  RnsContext c(N, primes_for(N, {30, 31}));
+  const u64 q = c.moduli[0], p = c.moduli[1];
+  auto a = random_rows(c, {0, 1}, 1, 3);
+  // CRT value x of each coefficient, in [0, qp)
+  const u64 p_inv_q = inv_mod(p % q, q);
+  auto crt = [&](u64 aq, u64 ap) -> u128 {
+    const u64 t = mul_mod_slow(sub_mod(aq, ap % q, q), p_inv_q, q);  // x = ap + p·t
+    return (u128)ap + (u128)p * t;
+  };
+  std::vector<u64> out(N);
+  c.mod_down(a.data(), out.data(), {0}, {1});
+  for (std::size_t n = 0; n < N; ++n) {
+    const u128 x = crt(a[n], a[N + n]);
+    CHECK(out[n] == (u64)(((x + p / 2) / p) % q));
+  }
+  // rescale: NTT domain in and out, divides by the last prime
+  std::vector<u64> e = a;
+  std::vector<std::size_t> idx{0, 1};
+  c.ntt(e.data(), idx.data(), 2);
+  auto got = under_each_path<std::vector<u64>>([&] {
+    std::vector<u64> o(N);
+    c.rescale(e.data(), o.data(), idx);
+    std::vector<std::size_t> i0{0};
+    c.intt(o.data(), i0.data(), 1);
+    return o;
+  });
+  CHECK(all_equal(got));
+  for (std::size_t n = 0; n < N; ++n) {
+    const u128 x = crt(a[n], a[N + n]);
+    CHECK(got[0][n] == (u64)(((x + p / 2) / p) % q));
+  }
+}
+
+TEST(crt_compose_is_the_centred_value) {
+  const std::size_t N = 16;
+  RnsContext c(N, primes_for(N, {24, 25}));
+  const u64 q0 = c.moduli[0], q1 = c.moduli[1];
+  const std::int64_t Q = (std::int64_t)(q0 * q1);
+  std::vector<std::int64_t> vals{0, 1, -1, Q / 2, -(Q / 2) + 1, 123456789, -987654321, 42, 7, -7, 1000, -1000, 5, 6, 9, 11};
+  std::vector<u64> a(2 * N);
+  for (std::size_t n = 0; n < N; ++n) {
+    a[n] = (u64)(((vals[n] % (std::int64_t)q0) + (std::int64_t)q0) % (std::int64_t)q0);
+    a[N + n] = (u64)(((vals[n] % (std::int64_t)q1) + (std::int64_t)q1) % (std::int64_t)q1);
+  }
+  std::vector<double> out(N);
+  c.crt_compose(a.data(), out.data(), {0, 1});
+  for (std::size_t n = 0; n < N; ++n) CHECK(out[n] == (double)vals[n]);
+  // from_signed is its inverse on these values
+  std::vector<u64> back(2 * N);
+  c.from_signed(vals.data(), 1, back.data(), {0, 1});
+  CHECK(back == a);
+}
+
+TEST(key_switching_bit_identical_across_paths) {
+  const std::size_t N = 256;
+  RnsContext c(N, primes_for(N, {49, 45, 55, 61}));  // IFMA primes and wide ones
+  std::vector<std::size_t> iq{0, 1, 2}, ip{3};
+  Digits dg;
+  dg.start = {0, 1, 2};
+  dg.end = {1, 2, 3};
+  const std::size_t R = 4, D = 3, L = c.moduli.size();
+  auto a = random_rows(c, iq, 1, 11);
+  std::vector<u64> key(D * 2 * L * N);
+  std::mt19937_64 g(5);
+  for (std::size_t r = 0; r < D * 2 * L; ++r)
+    for (std::size_t n = 0; n < N; ++n) key[r * N + n] = g() % c.moduli[r % L];
+  auto res = under_each_path<std::vector<u64>>([&] {
+    KsPlan P(c, iq, ip, dg);
+    std::vector<u64> ks(2 * R * N), exts(D * R * N), inner(2 * R * N), rot(2 * R * N), down(2 * 3 * N);
+    key_switch_ext(P, a.data(), key.data(), L, nullptr, 0, ks.data());
+    ks_mod_up(P, a.data(), exts.data());
+    ks_inner(P, exts.data(), D, key.data(), L, nullptr, nullptr, 0, inner.data());
+    CHECK(inner == ks);  // the hoisted split computes the same inner product
+    auto perm = c.ntt_perm(5);
+    ks_inner(P, exts.data(), D, key.data(), L, perm->data(), a.data(), 1, rot.data());
+    mod_down_ntt(c, ks.data(), down.data(), 2, iq, ip);
+    std::vector<u64> all = ks;
+    all.insert(all.end(), rot.begin(), rot.end());
+    all.insert(all.end(), down.begin(), down.end());
+    return all;
+  });
+  CHECK(all_equal(res));
+}
+
+TEST(simd_path_parsing_and_refusal) {
+  CHECK(parse_simd_path("portable") == SimdPath::portable);
+  CHECK(parse_simd_path("0") == SimdPath::portable);
+  CHECK(parse_simd_path("avx2") == SimdPath::avx2);
+  CHECK(parse_simd_path("avx512") == SimdPath::avx512);
+  CHECK(parse_simd_path("ifma") == SimdPath::ifma);
+  CHECK_THROWS(parse_simd_path("avx1024"));
+  CHECK(cpu_supports(SimdPath::portable));
+  CHECK(supported_paths().front() == SimdPath::portable);
+  CHECK(cpu_best_path() == supported_paths().back());
+  for (int p = 0; p < 4; ++p)
+    if (!cpu_supports((SimdPath)p)) CHECK_THROWS(set_simd_path((SimdPath)p));
+  // a lower path switches the ring kernels off
+  const SimdPath saved = simd_path();
+  set_simd_path(SimdPath::portable);
+  CHECK(!simd_active() && !ifma_active());
+  set_simd_path(saved);
+  CHECK(simd_path() == saved);
+}
