@@ -2,14 +2,15 @@
 
 Usage:
     .venv/bin/python benchmarks/bench_simd_paths.py [--paths ifma avx512 avx2 portable] [--rounds 3]
-        [--N 16384] [--reps 5] [--gates 20] [--pythonpath DIR] [--out FILE.json]
+        [--N 16384] [--reps 5] [--gates 20] [--baseline DIR] [--out FILE.json]
 
 Each round runs every path once, each in its own process with ``WAVIS_SIMD=<path>`` and
 ``WAVIS_THREADS=1`` (paths interleaved round by round, so a noisy shared machine shows up as
 spread, not as a bias against one path), and prints the medians over the rounds. Without
 ``--paths`` it runs every path the CPU supports (``wavis._core.simd_paths()``); a build that
-predates the runtime dispatch (no ``simd_paths``) runs once as ``default``. ``--pythonpath``
-runs another build (a directory holding its ``wavis`` package) for before/after tables.
+predates the runtime dispatch (no ``simd_paths``) runs once as ``default``. ``--baseline DIR``
+adds another build (a directory holding its ``wavis`` package, e.g. a copy made before a change)
+to every round, run first, as the column ``baseline``: before/after, back to back.
 
 Rows (ms unless named): CKKS at the bench_ckks.py parameters (encrypt incl. encode, decrypt
 incl. decode, add, multiply+relinearize+rescale, rotate, rescale), forward+inverse NTT of one
@@ -107,32 +108,34 @@ def main() -> None:
     ap.add_argument("--N", type=int, default=16384, choices=[16384, 65536])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--gates", type=int, default=20)
-    ap.add_argument("--pythonpath", default=None, help="directory holding the wavis package to run")
-    ap.add_argument("--label", default=None, help="label of this build in the table (default: the path)")
+    ap.add_argument("--baseline", default=None, help="directory holding another build's wavis package")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     env = dict(os.environ, WAVIS_THREADS="1", OMP_NUM_THREADS="1")
     env.pop("WAVIS_SIMD", None)
-    if args.pythonpath:
-        env["WAVIS_BENCH_PYTHONPATH"] = args.pythonpath
     paths = args.paths
     if paths is None:
         probe = subprocess.run([sys.executable, __file__, "--_paths"],
                                capture_output=True, text=True, env=env, check=True, cwd="/")
         paths = probe.stdout.split()
+    runs = [(p, None) for p in paths]
+    if args.baseline:
+        runs.insert(0, ("default", args.baseline))
     cfg = {"N": args.N, "reps": args.reps, "gates": args.gates}
     rows: dict[str, dict[str, list[float]]] = {}
     for r in range(args.rounds):
-        for path in paths:
+        for path, build in runs:
             penv = dict(env)
             if path != "default":
                 penv["WAVIS_SIMD"] = path
+            if build:
+                penv["WAVIS_BENCH_PYTHONPATH"] = build
             p = subprocess.run([sys.executable, __file__, "--_measure", json.dumps(cfg)], capture_output=True,
                                text=True, env=penv, cwd="/")
             if p.returncode:
                 sys.exit(f"path {path}: {p.stderr.strip()[-2000:]}")
             v = json.loads(p.stdout.strip().splitlines()[-1])
-            label = args.label or v.pop("path")
+            label = "baseline" if build else v["path"]
             v.pop("path", None)
             print(f"round {r} {label}: " + "  ".join(f"{k} {x:.2f}" for k, x in v.items()), flush=True)
             for k, x in v.items():
