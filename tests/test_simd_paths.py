@@ -121,13 +121,14 @@ def _tfhe_digest(preset: str) -> str:
     """Key generation (client side, FFT-based exact products), 24 blind rotations (accumulators and
     sample-extracted) and key switches with a server key built by the current path's kernels."""
     from wavis.backend.cpu.lwe import core_params
+    from wavis.tfhe.gates import MU
     from wavis.tfhe.params import get_preset
 
     t = core_params(get_preset(preset))
     lwe, glwe, mseed, bsk, ksk = _core.tfhe_keygen(t, bytes(range(32)))
     sk = _core.TfheServerKeyCore(t, mseed, bsk, ksk)
     assert sk.simd_path == {"ifma": "avx512"}.get(_core.simd_path(), _core.simd_path())
-    mu = 1 << 29
+    mu = MU
     mus = np.array([mu if i % 3 else (1 << 32) - mu for i in range(24)], dtype=np.uint32)
     a = _core.tfhe_encrypt(t, lwe, mus, bytes(32))
     acc = sk.bootstrap(a, mu, False, 1)
