@@ -1,5 +1,5 @@
 """LweOps of the CUDA backend: batched TFHE bootstrapping and key switching on the GPU
-(kernels/tfhe.cu), mirroring the CPU core (csrc/tfhe.hpp) operation for operation.
+(kernels/tfhe.cu), mirroring the CPU core (csrc/include/wavis/tfhe/tfhe.hpp) operation for operation.
 
 STATUS: verified on the CPU kernel emulation (:mod:`wavis.backend.cuda_emu`: gate outputs decrypt
 identically to the CPU core's, tests/test_cuda_tfhe.py); the device run is

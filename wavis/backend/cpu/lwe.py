@@ -1,4 +1,4 @@
-"""LweOps of the CPU backend: TFHE on the 32-bit torus in the C++ core (csrc/tfhe.hpp):
+"""LweOps of the CPU backend: TFHE on the 32-bit torus in the C++ core (csrc/include/wavis/tfhe/tfhe.hpp):
 double-precision negacyclic FFT external products, lockstep groups of 16 ciphertexts per thread,
 GIL released, ``WAVIS_THREADS`` threads (or ``threads``).
 
