@@ -182,12 +182,13 @@ async def test_server_decryption_is_flooded_and_rounded(api):
         # the ~1 slot in a thousand whose flood exceeded 3.5 sigma
         tol = 1.5 * step
         assert np.allclose(body["values"][:4], want, rtol=0, atol=tol) and np.allclose(body["values"][4:], 0, rtol=0, atol=tol)
-    # the flood is fresh randomness each time: many decryptions of one ciphertext disagree
-    seen = set()
-    for _ in range(6):
-        body = await (await _post(api, dev, f"/ciphertexts/{ct['ciphertext_id']}/decrypt")).json()
-        seen.add(tuple(body["values"][:64]))
-    assert len(seen) > 1
+    # the flood is fresh randomness each time (checked before rounding: after rounding to a step of
+    # >= 7 sigma the published values almost never differ, which is the point of the rounding)
+    from wavis.ckks import flooding
+
+    zeros = np.zeros(4096)
+    a, b = flooding.flood_coefficients(zeros, 1.0), flooding.flood_coefficients(zeros, 1.0)
+    assert not np.array_equal(a, b) and 0.9 < float(np.std(a)) < 1.1
 
 
 # -- finding 5 ------------------------------------------------------------------------------------------------
