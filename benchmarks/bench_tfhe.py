@@ -4,10 +4,14 @@ Python 3.10: ``~/.pyenv/versions/3.10.13/bin/python -m venv benchmarks/.venv-ope
 benchmarks/.venv-openfhe/bin/pip install openfhe``).
 
     .venv/bin/python benchmarks/bench_tfhe.py [--reps 20] [--batch 64] [--failure-gates 100000]
-        [--ratio-rounds 5] [--no-openfhe] [--out benchmarks/results/tfhe_cpu.json]
+        [--failure-presets fast_128,standard_128] [--ratio-rounds 5] [--compare-retired]
+        [--no-openfhe] [--out benchmarks/results/tfhe_cpu.json]
 
-Prints a table and writes JSON. ``--failure-gates`` additionally evaluates that many gates on
-fast_128 (random ops, inputs carrying a bootstrap's output noise) and counts wrong outputs.
+Prints a table and writes JSON. ``--failure-gates G`` additionally evaluates G gates on each of
+``--failure-presets`` (default fast_128; random ops, inputs carrying earlier outputs' noise),
+counts wrong outputs and compares the measured output variances with the noise model.
+``--compare-retired`` adds the retired n = 686 fast/standard sets to the back-to-back rounds
+(what the move to the current security curves cost, measured in the same process).
 ``--ratio-rounds R`` (default 5) alternates R times a single-gate run of fast_128 and
 standard_128 with an OpenFHE STD128 run and records each round's ratio of medians, so that a
 noisy shared machine shows up as spread rather than as one lucky or unlucky number.
@@ -34,6 +38,7 @@ sys.path.insert(0, str(ROOT.parent))
 
 from wavis import tfhe  # noqa: E402
 from wavis.tfhe import noise, serialize  # noqa: E402
+from wavis.tfhe.params import retired_preset  # noqa: E402
 
 OPENFHE_SETS = [("STD128", "GINX"), ("STD128_AP", "AP"), ("STD128Q", "GINX"), ("STD128_LMKCDEY", "LMKCDEY")]
 
@@ -62,10 +67,14 @@ def single_gate_ms(sk, ck, reps: int) -> list[float]:
     return out
 
 
-def ratio_rounds(rounds: int, reps: int, openfhe_reps: int) -> dict:
-    """Back-to-back rounds: wavis single gate (fast_128, standard_128), then OpenFHE STD128."""
+def ratio_rounds(rounds: int, reps: int, openfhe_reps: int, retired: bool = False) -> dict:
+    """Back-to-back rounds: wavis single gate (fast_128, standard_128, and with ``retired`` the
+    superseded n = 686 sets they replaced, to measure what the change cost), then OpenFHE STD128."""
     py = ROOT / ".venv-openfhe" / "bin" / "python"
-    keys = {p: tfhe.keygen(p) for p in ("fast_128", "standard_128")}
+    presets = [tfhe.get_preset("fast_128"), tfhe.get_preset("standard_128")]
+    if retired:
+        presets += [retired_preset(1), retired_preset(2)]
+    keys = {p.name: tfhe.keygen(p) for p in presets}
     keys = {p: (ck, sk.prepare()) for p, (ck, sk) in keys.items()}
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = []
@@ -83,6 +92,10 @@ def ratio_rounds(rounds: int, reps: int, openfhe_reps: int) -> dict:
         out.append(row)
     summary = {p + "_ratio_median": statistics.median(r[p + "_ratio"] for r in out) for p in keys}
     summary.update({p + "_ratio_min": min(r[p + "_ratio"] for r in out) for p in keys})
+    for p in ("fast_128", "standard_128"):
+        if p + "_retired" in keys:  # the new preset's time over the retired one's, per round
+            summary[p + "_cost_vs_retired_median"] = statistics.median(
+                r[p + "_ms_median"] / r[p + "_retired_ms_median"] for r in out)
     return {"rounds": out, **summary}
 
 
@@ -129,13 +142,15 @@ def bench_preset(name: str, reps: int, batch: int) -> dict:
     return res
 
 
-def failure_count(gates: int, chunk: int = 4096) -> dict:
-    """Random gates on fast_128 whose inputs are earlier gate outputs (single-bootstrap and MUX
+def failure_count(gates: int, preset: str = "fast_128", chunk: int = 4096) -> dict:
+    """Random gates on ``preset`` whose inputs are earlier gate outputs (single-bootstrap and MUX
     outputs, the noisiest), 10 % of them with the same ciphertext on both inputs (the model's
-    worst case); counts wrong outputs and records the largest error and the error spread."""
+    worst case); counts wrong outputs and records the largest error and the measured output
+    variances against the model's V_out and V_mux."""
     from wavis.tfhe import LweCiphertext
 
-    ck, sk = tfhe.keygen("fast_128")
+    chunk = min(chunk, max(64, gates))
+    ck, sk = tfhe.keygen(preset)
     rng = np.random.default_rng(1)
     ops = ["NAND", "AND", "OR", "XOR", "NOR", "XNOR", "MUX"]
     fn = {"NAND": lambda a, b, s: ~(a & b), "AND": lambda a, b, s: a & b, "OR": lambda a, b, s: a | b,
@@ -172,12 +187,14 @@ def failure_count(gates: int, chunk: int = 4096) -> dict:
         pool_bits[ia] = got
         done += m
     p = sk.params
-    return {"preset": "fast_128", "gates": done, "bootstraps": boots, "failures": fails,
+    return {"preset": preset, "gates": done, "bootstraps": boots, "failures": fails,
             "same_operand_fraction": 0.1, "max_abs_error": worst, "margin": 0.125,
             "output_var_single_measured": sq["single"][0] / max(1, sq["single"][1]),
             "output_var_single_model": noise.output_variance(p),
             "output_var_mux_measured": sq["mux"][0] / max(1, sq["mux"][1]),
             "output_var_mux_model": noise.mux_output_variance(p),
+            "output_var_single_ratio": sq["single"][0] / max(1, sq["single"][1]) / noise.output_variance(p),
+            "output_var_mux_ratio": sq["mux"][0] / max(1, sq["mux"][1]) / noise.mux_output_variance(p),
             "p_fail_log2_worst_model": noise.p_fail_log2(p),
             "seconds": time.perf_counter() - t0}
 
@@ -205,6 +222,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--openfhe-reps", type=int, default=10)
     ap.add_argument("--failure-gates", type=int, default=0)
+    ap.add_argument("--failure-presets", default="fast_128",
+                    help="comma-separated presets for the failure run (--failure-gates gates each)")
+    ap.add_argument("--compare-retired", action="store_true",
+                    help="also time the retired n = 686 fast/standard sets in the back-to-back rounds")
     ap.add_argument("--ratio-rounds", type=int, default=5)
     ap.add_argument("--no-openfhe", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "results" / "tfhe_cpu.json"))
@@ -215,9 +236,10 @@ def main() -> None:
            "wavis": [bench_preset(p, args.reps, args.batch) for p in tfhe.PUBLIC_PRESETS]}
     res["openfhe"] = [] if args.no_openfhe else bench_openfhe(args.openfhe_reps)
     if not args.no_openfhe and args.ratio_rounds > 0 and (ROOT / ".venv-openfhe" / "bin" / "python").exists():
-        res["back_to_back"] = ratio_rounds(args.ratio_rounds, args.reps, args.openfhe_reps)
+        res["back_to_back"] = ratio_rounds(args.ratio_rounds, args.reps, args.openfhe_reps, args.compare_retired)
     if args.failure_gates:
-        res["failure_run"] = failure_count(args.failure_gates)
+        runs = [failure_count(args.failure_gates, p.strip()) for p in args.failure_presets.split(",") if p.strip()]
+        res["failure_run"] = runs[0] if len(runs) == 1 else runs
     # speed-up from the least-disturbed samples (minimum per-gate time) of both libraries: on a
     # shared machine averages mostly measure the other tenants
     std = next((o["min_ms_per_gate"] for o in res["openfhe"] if o.get("paramset") == "STD128" and "min_ms_per_gate" in o), None)
@@ -239,6 +261,9 @@ def main() -> None:
         print(f"single-gate speed-up vs OpenFHE STD128 (its mean / our median, per round): fast_128 median "
               f"{bb['fast_128_ratio_median']:.2f}x (worst {bb['fast_128_ratio_min']:.2f}x), standard_128 median "
               f"{bb['standard_128_ratio_median']:.2f}x (worst {bb['standard_128_ratio_min']:.2f}x)")
+        for p in ("fast_128", "standard_128"):
+            if p + "_cost_vs_retired_median" in bb:
+                print(f"{p} time / retired n = 686 set's time, median per round: {bb[p + '_cost_vs_retired_median']:.3f}")
     if "failure_run" in res:
         print("failure run:", res["failure_run"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

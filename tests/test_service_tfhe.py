@@ -98,6 +98,21 @@ async def test_pricing_is_public_and_matches_the_library(api):
     for op, g in ops.items():
         assert g["bootstraps"] == tfhe.GATE_BOOTSTRAPS[op]
         assert abs(g["price"] - 0.1 * g["bootstraps"]) < 1e-9
+    # issue 15: every public preset with its security (current curves, cited) and failure numbers
+    presets = {p["name"]: p for p in body["presets"]}
+    assert list(presets) == list(tfhe.PUBLIC_PRESETS)
+    bounds = {"fast_128": -64, "standard_128": -128, "conservative_128": -128}
+    for name, p in presets.items():
+        lib = tfhe.get_preset(name)
+        assert (p["n"], p["k"], p["big_n"], p["pbs_level"], p["ks_level"]) == (lib.n, lib.k, lib.big_n, lib.pbs_level,
+                                                                             lib.ks_level)
+        assert p["security_bits"] >= 128 and min(p["security_bits_lwe"], p["security_bits_glwe"]) >= 128
+        assert "curves_gen.rs" in p["security_source"] and "TFHE-rs 1.7.0" in p["security_source"]
+        assert p["p_fail_bound_log2"] == bounds[name] and p["p_fail_log2_worst"] <= bounds[name]
+        assert p["p_fail_log2_typical"] < p["p_fail_log2_worst"]
+        if p["measured"] is not None:
+            assert p["measured"]["failures"] == 0 and p["measured"]["gates"] > 0
+    assert presets["conservative_128"]["p_fail_log2_tfhe_rs_model"] <= -128  # the wider margin
 
 
 async def test_server_managed_session_truth_tables(dev):

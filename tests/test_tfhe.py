@@ -49,16 +49,74 @@ def test_negacyclic_fft_product_exact(N):
 
 # -- presets and noise -------------------------------------------------------------------------------
 def test_presets_api_numbers():
-    for name, bound in (("fast_128", -40), ("standard_128", -64), ("conservative_128", -80)):
+    """Issue 15: each public preset is >= 128 bits by the current TFHE-rs/concrete curves on both
+    (dimension, σ) pairs and meets its worst-case failure bound (fast ≤ 2^-64, standard and
+    conservative ≤ 2^-128; conservative also under TFHE-rs's own model); its server key fits one
+    40 MB eval-session upload in base64 (so no chunking is needed)."""
+    from wavis.tfhe import params as tp, security
+
+    for name, bound in (("fast_128", -64), ("standard_128", -128), ("conservative_128", -128)):
         p = tfhe.get_preset(name)
         assert p.big_n == 1024 and p.security_bits >= 128 and not p.insecure
-        assert noise.p_fail_log2(p) <= bound
-        assert serialize.server_key_size(p) <= 40 * 1024 * 1024
-    assert tfhe.get_preset("fast_128").n == 686 and tfhe.get_preset("conservative_128").n == 837
-    assert noise.p_fail_log2(tfhe.conservative_128(), "generic") <= -80
+        assert security.meets(p, 128)
+        sec = security.report(p)
+        assert sec["bits"] >= p.security_bits - 0.01 and sec["lwe_bits"] >= 128 and sec["glwe_bits"] >= 128
+        assert noise.p_fail_log2(p) <= bound and tp.P_FAIL_BOUND_LOG2[name] == bound
+        b64_len = 4 * ((serialize.server_key_size(p) + 2) // 3)
+        assert b64_len + 1024 <= 40 * 1024 * 1024  # JSON {"eval_key_b64": "..."} under the body limit
+    assert tfhe.get_preset("fast_128").n == 704 and tfhe.get_preset("conservative_128").n == 837
+    assert noise.p_fail_log2(tfhe.conservative_128(), "generic") <= -128
+    assert security.meets(tfhe.conservative_128(), 132)  # TFHE-rs's 132-bit set, still 132 today
     with pytest.raises(ParameterError):
         tfhe.get_preset("nope")
     assert tfhe.GATE_BOOTSTRAPS == {"NAND": 1, "AND": 1, "OR": 1, "XOR": 1, "NOR": 1, "XNOR": 1, "NOT": 0, "MUX": 2}
+
+
+def test_security_curves_match_the_source():
+    """The curve constants reproduce the source's own tests (concrete-security-curves-rust
+    security.rs): 128 bits at n = 512, q = 2^64 needs log2 σ in (-12, -10); GLWE k = 10,
+    N = 2^14 is at the floor σ = 2^(2-64) (golden 2.168404344971009e-19)."""
+    from wavis.tfhe import security
+
+    assert -12.0 < security.min_log2_std(512, 128, 64) < -10.0
+    assert abs(2 ** security.min_log2_std(10 * 2 ** 14, 128, 64) / 2.168404344971009e-19 - 1) < 0.01
+    assert security.min_log2_std(1024, 128) == pytest.approx(-0.025696778711484593 * 1024 + 2.675931372549016)
+    assert security.min_log2_std(2048, 132) == -30.0  # the 32-bit torus floor
+    assert security.security_bits(800, 2 ** security.min_log2_std(800, 128)) == pytest.approx(128.0)
+    assert security.security_bits(800, 2 ** security.min_log2_std(800, 132)) == pytest.approx(132.0)
+    assert security.security_bits(400, 0.01) == 0.0  # below the curves' minimal dimension
+
+
+def test_old_presets_are_below_the_current_curve_and_refused():
+    """Finding 4 (fails at b0bcda9): the former fast/standard pairs (n = 686, σ = 2^-15.63;
+    N = 1024, σ = 2^-24.56) are below the current 128-bit curve, fast_128 was 2^-43.3 worst
+    case; such a set is refused unless marked insecure, and blobs of the retired preset ids
+    get a message saying why."""
+    import struct
+    import zlib
+
+    from wavis.tfhe import params as tp, security
+
+    old = tp.retired_preset(1)
+    assert old.insecure and not security.meets(old, 128) and noise.p_fail_log2(old) > -64
+    assert security.report(old)["lwe_bits"] < 128 and security.report(old)["glwe_bits"] < 128
+    with pytest.raises(ParameterError, match="security curves"):
+        TfheParameters("old", 250, 686, 1, 1024, 8, 2, 3, 4, 1.9703241702943194e-05, 4.053919869756513e-08, 128)
+    # claiming more than the curves give is refused too
+    with pytest.raises(ParameterError):
+        TfheParameters("claim", 250, 704, 1, 1024, 6, 3, 3, 4, 2 ** -15.25, 2 ** -23.5, 132)
+    # a version-1 blob (what the retired ids were stored in) of the retired fast_128 id
+    payload = struct.pack("<BI", 0, 1) + bytes(4 * 687)
+    raw = struct.pack("<4sHBB16sQ", b"WVTF", 1, 1, 1, bytes(16), len(payload)) + payload
+    raw += struct.pack("<I", zlib.crc32(raw) & 0xFFFFFFFF)
+    with pytest.raises(CiphertextFormatError, match="retired"):
+        serialize.loads(raw)
+    # the same blob under a current id parses (so the refusal is the id's, not the framing's)
+    payload = struct.pack("<BI", 0, 1) + bytes(4 * (tfhe.get_preset("fast_128").n + 1))
+    raw = struct.pack("<4sHBB16sQ", b"WVTF", 1, 1, tfhe.get_preset("fast_128").preset_id, bytes(16), len(payload))
+    raw += payload
+    raw += struct.pack("<I", zlib.crc32(raw) & 0xFFFFFFFF)
+    assert serialize.loads(raw).params.name == "fast_128"
 
 
 # -- gates -------------------------------------------------------------------------------------------

@@ -199,8 +199,48 @@ class TfheBatchDiscount(Response):
     pct: int
 
 
+class TfhePresetMeasured(Response):
+    """A failure run of the preset (benchmarks/bench_tfhe.py --failure-gates)."""
+
+    gates: int
+    bootstraps: int
+    failures: int
+    max_abs_error: float  # largest phase error seen (the decision margin is 0.125)
+    output_var_single_ratio: float  # measured output variance / model V_out
+    output_var_mux_ratio: float  # measured MUX output variance / model V_mux
+    command: str
+
+
+class TfhePresetInfo(Response):
+    """One public preset: parameters, security by the current curves, failure probability
+    (log2 per bootstrap) modelled and measured (wavis.tfhe.params.published_presets)."""
+
+    name: str
+    n: int
+    k: int
+    big_n: int
+    pbs_base_log: int
+    pbs_level: int
+    ks_base_log: int
+    ks_level: int
+    lwe_noise_std: float
+    glwe_noise_std: float
+    security_bits: float  # the smaller of the two pairs' estimates
+    security_bits_lwe: float
+    security_bits_glwe: float
+    security_source: str
+    p_fail_bound_log2: int
+    p_fail_log2_worst: float  # what the bound is checked against
+    p_fail_log2_typical: float
+    p_fail_log2_tfhe_rs_model: float
+    output_noise_std: float
+    measured: TfhePresetMeasured | None
+    source: str
+
+
 class TfhePricingResponse(Response):
     currency: Literal["JPY"]
     per_bootstrap: float
     batch_discount: TfheBatchDiscount
     gates: list[TfheGatePrice]
+    presets: list[TfhePresetInfo]

@@ -4,7 +4,7 @@ the synchronous TFHE work run on the compute engine's threads. Only this module 
 
 A session is a row of ``tfhe_sessions`` (``repo_tfhe``) holding the public server key in the
 wire format and, for server-managed sessions, the client key sealed with AES-GCM under the
-master key (``sealing``). A server key expands to 56–160 MB in memory (Fourier domain), so
+master key (``sealing``). A server key expands to 81–158 MB in memory (Fourier domain), so
 expanded keys live in an LRU of a few entries, loaded from PostgreSQL on a miss (single-flight).
 
 Settings (environment, read at start-up): ``WAVIS_TFHE_SESSION_CACHE`` (expanded keys kept,
@@ -177,6 +177,11 @@ def _tfhe():
 def gate_bootstraps() -> dict[str, int]:
     """Bootstraps per gate, from the library (what evaluation does and pricing charges)."""
     return dict(_tfhe().GATE_BOOTSTRAPS)
+
+
+def published_presets() -> list[dict]:
+    """The public presets with security and failure figures (GET /tfhe/pricing), from the library."""
+    return _tfhe().params.published_presets()
 
 
 def price_jpy(bootstraps: int, gates: int) -> tuple[float, int]:

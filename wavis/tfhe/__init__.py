@@ -14,7 +14,7 @@ rotation, sample extraction, key switching) runs on a backend's LweOps (the C++ 
 ``csrc/tfhe*.{hpp,cpp}`` by default, or a GPU: ``TfheContext(params, backend)``). See docs/tfhe.md.
 """
 
-from . import gates, noise, serialize
+from . import gates, noise, security, serialize
 from .ciphertext import LweCiphertext
 from .context import TfheContext
 from .keys import (GATE_ARITY, GATE_BOOTSTRAPS, OPS, ClientKey, ServerKey, bootstraps, circuit_levels,
@@ -27,5 +27,5 @@ __all__ = [
     "ClientKey", "ServerKey", "LweCiphertext", "TfheParameters", "keygen", "evaluate_circuit", "circuit_levels",
     "bootstraps", "GATE_BOOTSTRAPS", "GATE_ARITY", "OPS", "PUBLIC_PRESETS", "get_preset", "fast_128",
     "standard_128", "conservative_128", "LweDimension", "GlweDimension", "PolynomialSize", "DecompositionBaseLog",
-    "DecompositionLevelCount", "StandardDev", "TfheContext", "gates", "noise", "serialize",
+    "DecompositionLevelCount", "StandardDev", "TfheContext", "gates", "noise", "security", "serialize",
 ]

@@ -6,31 +6,47 @@ Named sizes follow the field's libraries (TFHE-rs, tfhe-go): :data:`LweDimension
 validated, and has a fingerprint; every key and ciphertext carries its preset id.
 
 Security comes only from the two (dimension, noise) pairs: the LWE pair (n, σ_lwe) and the
-GLWE pair (k·N, σ_glwe), both taken from published 128-bit sets whose authors ran the lattice
-estimator. Decomposition bases and levels do not change security; they trade speed for noise
-and are chosen here with :mod:`wavis.tfhe.noise` so that each preset meets its failure bound:
+GLWE pair (k·N, σ_glwe). Each public preset is checked against the current Zama / TFHE-rs
+security curves (:mod:`wavis.tfhe.security`: concrete ``concrete-security-curves-rust/src/
+gaussian/curves_gen.rs`` @ 4d6afba9d, 2024-12-16, the curves of TFHE-rs 1.7.0): a set that is
+not ``insecure`` and falls below the 128-bit curve on either pair is refused at construction.
+Decomposition bases and levels do not change security; they trade speed for noise and are
+chosen with :mod:`wavis.tfhe.noise` so that each preset meets its failure bound:
 
-=================  ====  ===  ====  =======  =======  ==================================
-preset             n     k    N     PBS B/l  KS B/l   p_fail per bootstrap, worst case (bound)
-=================  ====  ===  ====  =======  =======  ==================================
-fast_128           686   1    1024  2^8 / 2  2^3 / 4  2^-43.3   (≤ 2^-40)
-standard_128       686   1    1024  2^6 / 3  2^2 / 7  2^-256.7  (≤ 2^-64)
-conservative_128   837   2    1024  2^10/ 2  2^3 / 5  2^-844.3  (≤ 2^-80)
-=================  ====  ===  ====  =======  =======  ==================================
+=================  ====  ===  ====  =======  =======  =========  ================================
+preset             n     k    N     PBS B/l  KS B/l   security   p_fail per bootstrap, worst (bound)
+=================  ====  ===  ====  =======  =======  =========  ================================
+fast_128           704   1    1024  2^6 / 3  2^3 / 4  128.7      2^-73.1   (≤ 2^-64)
+standard_128       704   1    1024  2^5 / 4  2^2 / 6  128.7      2^-166.3  (≤ 2^-128)
+conservative_128   837   2    1024  2^10/ 2  2^3 / 5  132        2^-844.3  (≤ 2^-128, also under
+                                                                  TFHE-rs's model: 2^-165.4)
+=================  ====  ===  ====  =======  =======  =========  ================================
+
+Security: the smaller of the two pairs' estimates (:func:`wavis.tfhe.security.security_bits`,
+interpolated between the 128- and 132-bit curves). fast_128 and standard_128 share
+σ_lwe = 2^-15.25 at n = 704 (129.2 bits) and σ_glwe = 2^-23.5 at k·N = 1024 (128.7 bits);
+conservative_128 is TFHE-rs's ``PARAMETERS_ERROR_PROB_2_POW_MINUS_165`` verbatim, on the 132-bit
+curve (LWE) and at the 2^-30 floor of the 32-bit torus (GLWE, k·N = 2048: far above 132 bits).
 
 p_fail by :func:`wavis.tfhe.noise.p_fail_log2` (model "worst"): margin 1/8 (exact for these
 gates), an input error of variance 4 V_mux (two fully correlated operands, e.g. NAND(x, x), each
 a MUX output: the largest error any circuit can feed a bootstrap) plus the exact modulus-switching
-error, two-sided. Distinct single-bootstrap operands ("typical") give 2^-134.2, 2^-563.2,
-2^-1379.4. TFHE-rs's generic model (margin 1/16, 8 V_out) gives 2^-10.9, 2^-48.7 and 2^-165.4; the
+error, two-sided. Distinct single-bootstrap operands ("typical") give 2^-182.8, 2^-367.7,
+2^-1379.4. TFHE-rs's generic model (margin 1/16, 8 V_out) gives 2^-14.6, 2^-30.1 and 2^-165.4; the
 tests measure failure rates that match the margin-1/8 model and contradict that one (see
 :mod:`wavis.tfhe.noise`). ``testing`` is a tiny, insecure set for fast unit tests only.
+
+Preset ids 1 and 2 were the earlier fast_128 / standard_128 (n = 686, σ_lwe = 2^-15.63,
+σ_glwe = 2^-24.56: on the 2022 curve, below the current one, ≈ 123–126 bits); blobs carrying
+them are refused with a message saying so (:data:`RETIRED_PRESET_IDS`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import NewType
 
@@ -74,6 +90,16 @@ class TfheParameters:
                 raise ParameterError(f"{what} decomposition needs base_log * levels <= 32", base_log=b, levels=l)
         if not (0 < self.lwe_noise_std < 0.1 and 0 < self.glwe_noise_std < 0.1):
             raise ParameterError("noise std dev out of range")
+        if not self.insecure:
+            from . import security
+
+            sec = security.report(self)
+            if not security.meets(self, 128) or sec["bits"] < self.security_bits - 0.01:
+                raise ParameterError(
+                    "TFHE parameters below the claimed security by the current security curves "
+                    "(mark them insecure=True for tests)", claimed=self.security_bits,
+                    lwe_bits=round(sec["lwe_bits"], 2), glwe_bits=round(sec["glwe_bits"], 2),
+                    source=security.CURVES_SOURCE)
 
     # -- names the API uses -------------------------------------------------------------
     @property
@@ -108,70 +134,84 @@ class TfheParameters:
 
         return noise.report(self)
 
+    def security(self) -> dict:
+        """Security estimate of both pairs by the current curves (:func:`wavis.tfhe.security.report`)."""
+        from . import security
+
+        return security.report(self)
+
 
 def fast_128() -> TfheParameters:
-    """``fast_128``: n = 686, k = 1, N = 1024; PBS base 2^8, 2 levels; KS base 2^3, 4 levels;
-    σ_lwe = 1.9703e-5 (2^-15.63), σ_glwe = 4.0539e-8 (2^-24.56).
+    """``fast_128``: n = 704, k = 1, N = 1024; PBS base 2^6, 3 levels; KS base 2^3, 4 levels;
+    σ_lwe = 2^-15.25 (2.5662e-5), σ_glwe = 2^-23.5 (8.4294e-8). Preset id 4.
 
-    Security: the (n, σ_lwe) and (k·N, σ_glwe) pairs of TFHE-rs's Boolean
-    ``GPU_DEFAULT_PARAMETERS`` (tfhe-rs ``boolean/parameters``: "128-bit security", lattice
-    estimator). Only the decompositions differ (two PBS levels instead of three: a third fewer
-    FFTs per CMUX), which leaves security unchanged.
-    Failure per bootstrap: 2^-43.3 worst case (bound ≤ 2^-40): a gate whose two operands are
+    Security ≥ 128 bits by the current TFHE-rs / concrete curves (curves_gen.rs @ 4d6afba9d,
+    TFHE-rs 1.7.0; :mod:`wavis.tfhe.security`): LWE pair 129.2 bits (log2 σ 0.16 above the
+    128-bit curve), GLWE pair 128.7 bits (0.14 above); reported security 128.7.
+    Failure per bootstrap: 2^-73.1 worst case (bound ≤ 2^-64): a gate whose two operands are
     the same MUX output (input variance 4 V_mux + exact modulus switching, margin 1/8, two-sided;
-    the one-sided truth is half); 2^-134.2 for distinct single-bootstrap operands. TFHE-rs's
-    generic model (margin 1/16) gives 2^-10.9 for these parameters; measured failure rates on
+    the one-sided truth is half); 2^-182.8 for distinct single-bootstrap operands. TFHE-rs's
+    generic model (margin 1/16) gives 2^-14.6 for these parameters; measured failure rates on
     insecure sets match the margin-1/8 model and not that one (tests/test_tfhe.py). Output noise
-    std 0.0063 (0.0083 after a MUX), checked against measurement in the tests and over 10^5 gates
-    in benchmarks/bench_tfhe.py --failure-gates. A key's Hamming weight (±√n/2) and the key
-    switch's key-dependent offset move the worst case by about ±1 bit.
+    std 0.0053 (0.0062 after a MUX), checked against measurement in the tests and in
+    benchmarks/bench_tfhe.py --failure-gates (:data:`MEASURED`). A key's Hamming weight (±√n/2)
+    and the key switch's key-dependent offset move the worst case by about ±1 bit.
+    Cost: three PBS levels (the old n = 686 set had two, which the current curve's larger
+    σ_glwe no longer allows at ≤ 2^-64), so ≈ 1.35× the work per bootstrap of that set.
     """
     return _PRESETS["fast_128"]
 
 
 def standard_128() -> TfheParameters:
-    """``standard_128``: n = 686, k = 1, N = 1024; PBS base 2^6, 3 levels; KS base 2^2, 7 levels;
-    σ_lwe = 1.9703e-5, σ_glwe = 4.0539e-8.
+    """``standard_128``: n = 704, k = 1, N = 1024; PBS base 2^5, 4 levels; KS base 2^2, 6 levels;
+    σ_lwe = 2^-15.25, σ_glwe = 2^-23.5 (the same pairs as fast_128). Preset id 5.
 
-    TFHE-rs Boolean ``GPU_DEFAULT_PARAMETERS`` (128-bit security by the lattice estimator,
-    as stated by TFHE-rs) with one more key-switching level (7 instead of 6: finer rounding).
-    Failure per bootstrap: 2^-256.7 worst case (same MUX output on both operands; bound
-    ≤ 2^-64), 2^-563.2 for distinct single-bootstrap operands; 2^-48.7 under TFHE-rs's generic
-    margin-1/16 model (TFHE-rs states 2^-40 for its 6-level original; we compute 2^-40.1), which
-    does not describe these gates (see fast_128 and :mod:`wavis.tfhe.noise`).
+    Security ≥ 128 bits by the current curves: 129.2 (LWE) / 128.7 (GLWE), as fast_128.
+    Failure per bootstrap: 2^-166.3 worst case (bound ≤ 2^-128), 2^-367.7 for distinct
+    single-bootstrap operands; 2^-30.1 under TFHE-rs's generic margin-1/16 model, which does not
+    describe these gates (see fast_128 and :mod:`wavis.tfhe.noise`). Output noise std 0.0035
+    (0.0040 after a MUX).
     """
     return _PRESETS["standard_128"]
 
 
 def conservative_128() -> TfheParameters:
     """``conservative_128``: n = 837, k = 2, N = 1024; PBS base 2^10, 2 levels; KS base 2^3,
-    5 levels; σ_lwe = 3.3747e-6, σ_glwe = 9.3132e-10.
+    5 levels; σ_lwe = 3.3747e-6 (2^-18.18), σ_glwe = 9.3132e-10 (2^-30). Preset id 3.
 
-    TFHE-rs Boolean ``PARAMETERS_ERROR_PROB_2_POW_MINUS_165`` verbatim: "132-bit security"
-    (lattice estimator, as stated by TFHE-rs), p-fail 2^-165.4 by TFHE-rs's generic model (we
-    compute 2^-165.4 with the same model), so it meets its bound (≤ 2^-80) under either model;
-    2^-844.3 worst case / 2^-1379.4 typical by ours. About 1.4× the work of standard_128 per
-    bootstrap.
+    TFHE-rs Boolean ``PARAMETERS_ERROR_PROB_2_POW_MINUS_165`` verbatim (tfhe/src/boolean/
+    parameters/params.rs, TFHE-rs 1.7.0: "132-bits of security"). By the current curves: the
+    LWE pair sits on the 132-bit curve, the GLWE pair (k·N = 2048) at the 2^-30 floor of the
+    32-bit torus, far above it: 132 bits (the highest level the curves cover).
+    Failure per bootstrap: 2^-844.3 worst case by our model, 2^-1379.4 typical, and 2^-165.4 by
+    TFHE-rs's generic model (TFHE-rs states 2^-165.434; we compute 2^-165.4), so it meets its
+    bound (≤ 2^-128) under either model: the wider margin. About 1.5× the work of standard_128
+    per bootstrap.
     """
     return _PRESETS["conservative_128"]
 
 
+#: (lwe std, glwe std) shared by fast_128 and standard_128
+_SIGMA_LWE_704 = StandardDev(2.0 ** -15.25)
+_SIGMA_GLWE_1024 = StandardDev(2.0 ** -23.5)
+_CURVES = "current TFHE-rs/concrete curves (curves_gen.rs @ 4d6afba9d)"
+
 _PRESETS: dict[str, TfheParameters] = {
     "fast_128": TfheParameters(
-        "fast_128", 1, LweDimension(686), GlweDimension(1), PolynomialSize(1024),
-        DecompositionBaseLog(8), DecompositionLevelCount(2), DecompositionBaseLog(3), DecompositionLevelCount(4),
-        StandardDev(1.9703241702943194e-05), StandardDev(4.053919869756513e-08), 128,
-        "TFHE-rs boolean GPU_DEFAULT_PARAMETERS (n, sigma); decompositions ours"),
+        "fast_128", 4, LweDimension(704), GlweDimension(1), PolynomialSize(1024),
+        DecompositionBaseLog(6), DecompositionLevelCount(3), DecompositionBaseLog(3), DecompositionLevelCount(4),
+        _SIGMA_LWE_704, _SIGMA_GLWE_1024, 128,
+        f"ours: (n, sigma) pairs >= 128 bits by the {_CURVES}; decompositions by wavis.tfhe.noise"),
     "standard_128": TfheParameters(
-        "standard_128", 2, LweDimension(686), GlweDimension(1), PolynomialSize(1024),
-        DecompositionBaseLog(6), DecompositionLevelCount(3), DecompositionBaseLog(2), DecompositionLevelCount(7),
-        StandardDev(1.9703241702943194e-05), StandardDev(4.053919869756513e-08), 128,
-        "TFHE-rs boolean GPU_DEFAULT_PARAMETERS, ks_level 7"),
+        "standard_128", 5, LweDimension(704), GlweDimension(1), PolynomialSize(1024),
+        DecompositionBaseLog(5), DecompositionLevelCount(4), DecompositionBaseLog(2), DecompositionLevelCount(6),
+        _SIGMA_LWE_704, _SIGMA_GLWE_1024, 128,
+        f"ours: (n, sigma) pairs >= 128 bits by the {_CURVES}; decompositions by wavis.tfhe.noise"),
     "conservative_128": TfheParameters(
         "conservative_128", 3, LweDimension(837), GlweDimension(2), PolynomialSize(1024),
         DecompositionBaseLog(10), DecompositionLevelCount(2), DecompositionBaseLog(3), DecompositionLevelCount(5),
         StandardDev(3.374714376692653e-06), StandardDev(9.313225746198247e-10), 132,
-        "TFHE-rs boolean PARAMETERS_ERROR_PROB_2_POW_MINUS_165"),
+        "TFHE-rs 1.7.0 boolean PARAMETERS_ERROR_PROB_2_POW_MINUS_165 (132 bits by the current curves)"),
     # Tiny and INSECURE: unit tests of the plumbing only (never offered by the service).
     "testing": TfheParameters(
         "testing", 255, LweDimension(64), GlweDimension(1), PolynomialSize(256),
@@ -179,8 +219,32 @@ _PRESETS: dict[str, TfheParameters] = {
         StandardDev(2.0 ** -20), StandardDev(2.0 ** -30), 0, "insecure test set", True),
 }
 
+#: failure bound (log2 p_fail per bootstrap, model "worst") each public preset promises
+P_FAIL_BOUND_LOG2 = {"fast_128": -64, "standard_128": -128, "conservative_128": -128}
+
+#: preset ids no longer offered -> why (blobs carrying them are refused with this message)
+RETIRED_PRESET_IDS = {
+    1: "fast_128 before 2026-12 (n = 686, sigma_lwe = 2^-15.63, sigma_glwe = 2^-24.56: below the current "
+       "128-bit security curve); generate new keys",
+    2: "standard_128 before 2026-12 (n = 686, sigma_lwe = 2^-15.63, sigma_glwe = 2^-24.56: below the current "
+       "128-bit security curve); generate new keys",
+}
+
 #: the presets the service offers (API.md: all N = 1024, 128-bit)
 PUBLIC_PRESETS = ("fast_128", "standard_128", "conservative_128")
+
+
+def retired_preset(preset_id: int) -> TfheParameters:
+    """The parameters a retired preset id stood for, marked ``insecure`` (below the current
+    128-bit curve): for benchmarks that measure what the change of presets cost, never for
+    keys anyone uses. Raises KeyError for an id that was never retired."""
+    name = {1: "fast_128", 2: "standard_128"}[preset_id]
+    pbs, ks = {1: ((8, 2), (3, 4)), 2: ((6, 3), (2, 7))}[preset_id]
+    return TfheParameters(
+        f"{name}_retired", preset_id, LweDimension(686), GlweDimension(1), PolynomialSize(1024),
+        DecompositionBaseLog(pbs[0]), DecompositionLevelCount(pbs[1]), DecompositionBaseLog(ks[0]),
+        DecompositionLevelCount(ks[1]), StandardDev(1.9703241702943194e-05), StandardDev(4.053919869756513e-08), 0,
+        RETIRED_PRESET_IDS[preset_id], True)
 
 
 def get_preset(name: "str | TfheParameters") -> TfheParameters:
@@ -206,3 +270,44 @@ def preset_by_fingerprint(fingerprint: bytes) -> TfheParameters:
         if p.fingerprint == bytes(fingerprint):
             return p
     raise KeyError(bytes(fingerprint).hex())
+
+
+#: Empirical checks of each public preset (benchmarks/bench_tfhe.py --failure-gates, see
+#: docs/tfhe.md "Checked empirically"): random gates whose inputs are earlier outputs (MUX
+#: outputs included, 10 % with the same ciphertext on both operands); failures counted, measured
+#: output variances over the model's V_out (single-bootstrap gates) and V_mux (MUX).
+MEASURED: dict[str, dict] = {}
+
+
+@functools.lru_cache(maxsize=None)
+def _published(name: str) -> dict:
+    from . import noise, security
+
+    p = get_preset(name)
+    sec = security.report(p)
+    m = MEASURED.get(name)
+    return {
+        "name": p.name, "n": p.n, "k": p.k, "big_n": p.big_n,
+        "pbs_base_log": int(p.pbs_base_log), "pbs_level": int(p.pbs_level),
+        "ks_base_log": int(p.ks_base_log), "ks_level": int(p.ks_level),
+        "lwe_noise_std": float(p.lwe_noise_std), "glwe_noise_std": float(p.glwe_noise_std),
+        "security_bits": round(sec["bits"], 1), "security_bits_lwe": round(sec["lwe_bits"], 1),
+        "security_bits_glwe": round(sec["glwe_bits"], 1), "security_source": sec["source"],
+        "p_fail_bound_log2": P_FAIL_BOUND_LOG2[name],
+        "p_fail_log2_worst": round(noise.p_fail_log2(p, "worst"), 1),
+        "p_fail_log2_typical": round(noise.p_fail_log2(p, "typical"), 1),
+        "p_fail_log2_tfhe_rs_model": round(noise.p_fail_log2(p, "generic"), 1),
+        "output_noise_std": math.sqrt(noise.output_variance(p)),
+        "measured": dict(m) if m else None,
+        "source": p.source,
+    }
+
+
+def published_presets() -> list[dict]:
+    """What GET /tfhe/pricing publishes per public preset (API.md): the parameters, the
+    security estimate of both pairs by the current curves with its source
+    (:mod:`wavis.tfhe.security`), the failure bound and the modelled failure probabilities
+    (log2 per bootstrap: "worst" — what the bound is checked against —, "typical", and
+    TFHE-rs's generic model), and the measured failure run (:data:`MEASURED`). Computed once
+    (≈ 0.1 s per preset), then cached; returns fresh dicts."""
+    return [{**_published(n), "measured": dict(_published(n)["measured"] or {}) or None} for n in PUBLIC_PRESETS]

@@ -10,11 +10,15 @@ Payloads:
 * server key: ``mask_seed`` (32 bytes) | bootstrapping-key bodies n·(k+1)·l·N u32 | key-switching
   key bodies kN·t u32. The uniform masks are regenerated from the seed (ChaCha20) on load and
   the bootstrapping key is converted to the Fourier domain then, so the upload is half the
-  size of the expanded key and well under 40 MB (fast/standard 16.9 MB, conservative 20.6 MB).
+  size of the expanded key and under the 40 MB upload limit even in base64 (fast_128 17.3 MB,
+  standard_128 23.1 MB (30.8 MB base64), conservative_128 20.6 MB).
 * client key: LWE key bits then GLWE key bits, packed (np.packbits). Secret: never upload it.
 
 Version 1 (``b"WVTF"`` v1: ``magic, version u16, kind u8, preset id u8, key_id 16, length u64``,
-the same payloads, a CRC32) is still read, so server keys stored before version 2 keep loading.
+the same payloads, a CRC32) is still read, so server keys stored before version 2 keep loading —
+except those of the retired preset ids 1 and 2 (the pre-2026-12 fast_128 / standard_128, below
+the current 128-bit security curve), which are refused with a message saying so; current ids:
+3 conservative_128, 4 fast_128, 5 standard_128, 255 testing.
 
 Truncated, corrupted (digest/CRC), foreign (magic), newer (version) or inconsistent blobs raise
 :class:`wavis.errors.CiphertextFormatError`; a ciphertext of another key or preset, when a key
@@ -35,7 +39,7 @@ from .. import frame
 from ..errors import CiphertextFormatError, KeyMismatchError
 from .ciphertext import LweCiphertext
 from .keys import ClientKey, ServerKey, server_key_id
-from .params import TfheParameters, preset_by_fingerprint, preset_by_id
+from .params import RETIRED_PRESET_IDS, TfheParameters, preset_by_fingerprint, preset_by_id
 
 V1_MAGIC = b"WVTF"
 VERSION = frame.VERSION
@@ -71,6 +75,9 @@ def _unpack_v1(mv: memoryview) -> tuple[int, TfheParameters, bytes, memoryview]:
     try:
         params = preset_by_id(preset_id)
     except KeyError:
+        if preset_id in RETIRED_PRESET_IDS:
+            raise CiphertextFormatError(f"retired TFHE preset id {preset_id}: {RETIRED_PRESET_IDS[preset_id]}",
+                                        preset_id=preset_id) from None
         raise CiphertextFormatError(f"unknown TFHE preset id {preset_id}") from None
     return kind, params, bytes(key_id), mv[_HEADER.size:_HEADER.size + length]
 

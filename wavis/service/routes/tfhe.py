@@ -7,6 +7,7 @@ before the body), and refunds it when the evaluation fails."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from datetime import timedelta
@@ -24,7 +25,7 @@ from ..schemas import ErrorResponse
 from ..schemas_tfhe import (
     MAX_BATCH, DeletedResponse, TfheBatchDiscount, TfheBatchRequest, TfheBatchResponse, TfheDecryptManyResponse,
     TfheDecryptOneResponse, TfheDecryptRequest, TfheEncryptManyResponse, TfheEncryptOneResponse, TfheEncryptRequest,
-    TfheEvalSessionRequest, TfheGatePrice, TfheGateRequest, TfheGateResponse, TfhePricingResponse,
+    TfheEvalSessionRequest, TfheGatePrice, TfheGateRequest, TfheGateResponse, TfhePresetInfo, TfhePricingResponse,
     TfheSessionRequest, TfheSessionResponse,
 )
 from ..schemas_jobs import JobAccepted
@@ -344,12 +345,17 @@ async def batch(request: web.Request) -> web.Response:
 
 @routes.get("/tfhe/pricing")
 @access(Access.PUBLIC)
-@doc("Price per gate (bootstraps from the library) and the batch discount", responses={200: TfhePricingResponse})
+@doc("Price per gate (bootstraps from the library), the batch discount, and the presets with their security "
+     "and failure probability", responses={200: TfhePricingResponse})
 async def pricing(request: web.Request) -> web.Response:
     per_gate = tfhe_store.gate_bootstraps()
+    # computed once per process (~0.1 s per preset: the failure-probability integrals), then
+    # cached; off the event loop, and not through the compute queue (a public read never 503s)
+    presets = await asyncio.to_thread(tfhe_store.published_presets)
     return json_response(TfhePricingResponse(
         currency="JPY", per_bootstrap=tfhe_store.JPY_PER_BOOTSTRAP,
         batch_discount=TfheBatchDiscount(min_ops=tfhe_store.BATCH_DISCOUNT_MIN_OPS, pct=tfhe_store.BATCH_DISCOUNT_PCT),
         gates=[TfheGatePrice(op=op, bootstraps=per_gate[op], price=tfhe_store.price_jpy(per_gate[op], 1)[0])
                for op in GATE_ORDER],
+        presets=[TfhePresetInfo(**p) for p in presets],
     ))
