@@ -6,7 +6,8 @@ supervised PostgreSQL and Redis on loopback, under mixed traffic for a fixed tim
 Traffic (closed loop: ``--workers`` clients, each sending its next request when the last one
 answered — the machine's sustainable rate): upload a ciphertext 30 %, read one 25 %, compute
 add 15 %, multiply 10 %, delete one 5 %, ``/health`` 10 %, list keys 5 %. Ciphertexts live
-``--ttl`` seconds (the sweeper deletes them), so the store stays bounded.
+``--ttl`` seconds (the sweeper deletes them) and stay ``--cache-ttl`` seconds in Redis, so the
+store and the cache stay bounded.
 
 Every ``--interval`` seconds it records requests, errors by status, p50/p99 latency of that
 interval and the memory of the server, PostgreSQL (PSS summed over the postmaster and its
@@ -82,7 +83,8 @@ async def run(args) -> dict:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAVIS_")}
-    env.update(WAVIS_CIPHERTEXT_TTL_S=str(args.ttl), WAVIS_SWEEP_INTERVAL_S="10", WAVIS_LOG_LEVEL="WARNING")
+    env.update(WAVIS_CIPHERTEXT_TTL_S=str(args.ttl), WAVIS_CIPHERTEXT_CACHE_TTL_S=str(args.cache_ttl),
+               WAVIS_SWEEP_INTERVAL_S="10", WAVIS_LOG_LEVEL="WARNING")
     log = open(tmp / "serve.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "wavis.cli", "serve", "--port", str(port), "--data-dir",
                              str(data_dir)], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -243,7 +245,8 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=600.0)
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--interval", type=float, default=5.0)
-    ap.add_argument("--ttl", type=int, default=120, help="ciphertext TTL in seconds (the sweeper deletes them)")
+    ap.add_argument("--ttl", type=int, default=240, help="ciphertext TTL in seconds (the sweeper deletes them)")
+    ap.add_argument("--cache-ttl", type=int, default=60, help="seconds a blob stays in the Redis cache")
     ap.add_argument("--poly-degree", type=int, default=8192)
     ap.add_argument("--out", default="benchmarks/results/soak")
     args = ap.parse_args()

@@ -51,7 +51,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     ciphertext_ttl_s: int = 24 * 3600
     blob_store: str | None = None  # None → <data_dir>/blobs (blobstore.open_store); a path or file:// URL
-    ciphertext_cache_ttl_s: int = 3600  # Redis copy of a blob (the durable copy is in the blob store)
+    ciphertext_cache_ttl_s: int = 300  # Redis copy of a blob (the durable copy is in the blob store)
     sweep_interval_s: float = 60.0  # TTL expiry, orphan blobs, old idempotency records (0 = off)
     trial_key_ttl_s: int = 30 * 60
     trial_ops_limit: int = 10
