@@ -40,6 +40,25 @@ def _s(x: Any) -> str:
     return x.decode() if isinstance(x, (bytes, bytearray)) else str(x)
 
 
+async def _cancel_and_wait(tasks, bound_s: float) -> None:
+    """Cancel ``tasks`` and wait for them, at most ``bound_s`` seconds in all. A task that lost
+    its cancellation (Python 3.11's ``asyncio.wait_for`` can swallow one that races its timeout)
+    is cancelled again every 0.5 s; whatever still runs after the bound is left to the loop's
+    shutdown with a warning, so an app's teardown never hangs on it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bound_s
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        left = deadline - loop.time()
+        if left <= 0:
+            log.warning("worker: %d task(s) did not stop within %.1f s: %s", len(pending), bound_s,
+                        sorted(t.get_name() for t in pending))
+            return
+        _, pending = await asyncio.wait(pending, timeout=min(0.5, left))
+
+
 class Worker:
     def __init__(self, app: web.Application, *, name: str | None = None,
                  local_reply: Callable[[str, str, dict[str, Any]], bool] | None = None) -> None:
@@ -82,9 +101,7 @@ class Worker:
         """Stop reading, finish what is held (bounded), leave the worker set so others take
         over this worker's shards at once; anything unfinished stays pending and is reclaimed."""
         self._stopping = True
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _cancel_and_wait(self._tasks, bound_s=5.0)
         try:
             await asyncio.wait_for(self.batcher.drain(), timeout)
         except asyncio.CancelledError:
@@ -156,9 +173,10 @@ class Worker:
                 free = self._free()
                 if free <= 0 or not self.owned:
                     self._space.clear()
-                    try:
-                        await asyncio.wait_for(self._space.wait(), 0.2)
-                    except asyncio.TimeoutError:
+                    try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                        async with asyncio.timeout(0.2):
+                            await self._space.wait()
+                    except TimeoutError:
                         pass
                     continue
                 resp = await redis.xreadgroup(
