@@ -481,6 +481,7 @@ async def test_concurrent_workers_never_make_the_same_attempt(wh, dns, receiver)
 
     receiver.script = [slowish] * 40
     workers = [worker_for(wh, dns, webhook_concurrency=4) for _ in range(4)]
+    assert "wavis_webhook_events_pending 40.0" in await (await wh.get("/metrics")).text()
 
     async def loop(w):
         while await w.run_once():
@@ -492,6 +493,7 @@ async def test_concurrent_workers_never_make_the_same_attempt(wh, dns, receiver)
     assert sum(w.delivered for w in workers) == 40 and sum(1 for w in workers if w.delivered) > 1
     evs = await events_of(wh, dev)
     assert {e["status"] for e in evs} == {"delivered"} and {e["attempts"] for e in evs} == {1}
+    assert "wavis_webhook_events_pending 0.0" in await (await wh.get("/metrics")).text()
 
 
 async def test_dead_worker_lease_expires_and_the_event_is_retried(wh, dns, receiver):

@@ -6,7 +6,9 @@
 * ``wavis_http_requests_in_flight``;
 * ``wavis_compute_queue_depth``, ``wavis_compute_running`` (the engine, read at scrape time);
 * ``wavis_ciphertext_cache_usage_ratio`` (Redis memory / maxmemory) and
-  ``wavis_ciphertext_evictions_total`` (LRU evictions, all processes: a Redis counter).
+  ``wavis_ciphertext_evictions_total`` (LRU evictions, all processes: a Redis counter);
+* ``wavis_webhook_events_pending`` and ``wavis_webhook_oldest_pending_seconds`` (the webhook
+  outbox's backlog, all processes; read from PostgreSQL at scrape time).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class Metrics:
     cache_usage: Gauge
     evictions: Gauge
     deletions: Gauge
+    webhook_pending: Gauge
+    webhook_oldest: Gauge
 
 
 def create() -> Metrics:
@@ -48,6 +52,10 @@ def create() -> Metrics:
                         registry=reg),
         deletions=Gauge("wavis_ciphertext_deletions_total", "ciphertexts deleted from the durable store, by reason",
                         ["reason"], registry=reg),
+        webhook_pending=Gauge("wavis_webhook_events_pending", "webhook events waiting for (re)delivery",
+                              registry=reg),
+        webhook_oldest=Gauge("wavis_webhook_oldest_pending_seconds", "age of the oldest pending webhook event",
+                             registry=reg),
     )
 
 

@@ -224,6 +224,14 @@ async def fail_event(conn: asyncpg.Connection, event_id: str, attempt: int, erro
            WHERE id = $1 AND attempts = $2 AND status = 'pending'""", event_id, attempt, error)
 
 
+async def backlog(conn: asyncpg.Connection) -> tuple[int, float]:
+    """(pending events, seconds since the oldest pending one was created) — all accounts."""
+    row = await conn.fetchrow(
+        """SELECT count(*) AS n, COALESCE(extract(epoch FROM now() - min(created_at)), 0) AS age
+           FROM webhook_events WHERE status = 'pending'""")
+    return int(row["n"]), float(row["age"])
+
+
 async def purge_old(conn: asyncpg.Connection, older_than: timedelta) -> int:
     """Drop finished events (and their attempts) older than ``older_than``."""
     n = await conn.fetchval(

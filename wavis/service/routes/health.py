@@ -105,6 +105,18 @@ async def _deletion_totals(app: web.Application, timeout: float = 0.5) -> dict[s
         return None
 
 
+async def _webhook_backlog(app: web.Application, timeout: float = 0.5) -> tuple[int, float] | None:
+    """(pending webhook events, age of the oldest in seconds); None when PostgreSQL does not answer."""
+    from .. import repo_webhooks  # noqa: PLC0415
+
+    try:
+        async with asyncio.timeout(timeout):
+            async with app[DB].acquire() as conn:
+                return await repo_webhooks.backlog(conn)
+    except Exception:  # noqa: BLE001 - the postgres probe reports the outage
+        return None
+
+
 @routes.get("/health")  # aiohttp registers HEAD with the same handler
 @access(Access.PUBLIC)
 @operational
@@ -202,6 +214,10 @@ async def metrics(request: web.Request) -> web.Response:
         m.evictions.set(deletions.get("lru", 0))
         for reason, n in deletions.items():
             m.deletions.labels(reason).set(n)
+    backlog = await _webhook_backlog(app)
+    if backlog is not None:
+        m.webhook_pending.set(backlog[0])
+        m.webhook_oldest.set(backlog[1])
     body = generate_latest(m.registry)
     resp = web.Response(body=body)
     resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
