@@ -551,6 +551,24 @@ async def test_endpoint_failing_too_long_is_disabled_and_reported(wh, dns, recei
     await drain(worker, lambda: _status(wh, dev, "delivered"))
 
 
+async def test_paused_endpoint_keeps_its_events_until_enabled(wh, dns, receiver):
+    dev = await wh.account()
+    made = await create(wh, dev, receiver.url)
+    wid = made["webhook_id"]
+    [event_id] = await send_test(wh, dev)
+    resp = await wh.patch(f"/api/v1/webhooks/{wid}", json={"enabled": False}, headers=bearer(dev))
+    body = await resp.json()
+    assert body["status"] == "disabled" and body["disabled_reason"] == "disabled by the user"
+    worker = worker_for(wh, dns)
+    assert await worker.run_once() == 0 and receiver.requests == []
+    [ev] = await events_of(wh, dev)
+    assert ev["status"] == "pending"
+    resp = await wh.patch(f"/api/v1/webhooks/{wid}", json={"enabled": True}, headers=bearer(dev))
+    assert (await resp.json())["status"] == "active"
+    assert await worker.run_once() == 1
+    assert receiver.ids() == [event_id]
+
+
 async def _status(client, key, status) -> bool:
     return all(e["status"] == status for e in await events_of(client, key))
 
