@@ -109,3 +109,23 @@ def event_body(event_id: str, event_type: str, created_at: datetime, account_id:
     doc = {"id": event_id, "type": event_type, "created_at": iso(created_at), "account_id": account_id,
            "data": payload}
     return json.dumps(doc, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
+
+
+async def compute_complete_hook(conn: asyncpg.Connection, job: Any, outcome: Any) -> None:
+    """The engine's completion hook (``jobs.register_completion_hook``): runs inside the
+    transaction that marks a job COMPLETED or FAILED (once per job, never for a fenced-off late
+    attempt) and emits ``compute_complete`` for asynchronous jobs — a synchronous caller already
+    has its answer. The payload carries ids only: ``job_id``, ``kind``, ``operation``, ``status``
+    (``COMPLETED``/``FAILED``, as ``GET /jobs/{id}``), ``result_ids`` (stored result ciphertexts,
+    ``ct_…``; empty for TFHE jobs, whose outputs are read from ``GET /jobs/{id}``) and, for a
+    failed job, ``error: {code, status}`` — never ciphertext bytes."""
+    if not getattr(job, "is_async", False):
+        return
+    result = outcome.result or {}
+    ids = [result["result_ciphertext_id"]] if isinstance(result.get("result_ciphertext_id"), str) else []
+    ids += [r for r in (result.get("result_ciphertext_ids") or []) if isinstance(r, str)]
+    payload: dict[str, Any] = {"job_id": job.id, "kind": job.kind, "operation": job.operation,
+                               "status": outcome.status, "result_ids": ids}
+    if outcome.error:
+        payload["error"] = {"code": outcome.error.get("code"), "status": outcome.error.get("status")}
+    await emit_event(conn, job.account_id, "compute_complete", payload)
