@@ -774,6 +774,56 @@ async def test_key_events_are_emitted_where_keys_change(wh, receiver, ckks_pair_
     assert new_key["key"] not in blob and rotated["new_api_key"] not in blob  # never the keys themselves
 
 
+async def test_compute_complete_for_async_jobs_from_the_engine(wh, dns, receiver, ckks_pair_factory):
+    """The engine's complete_job writes compute_complete in the job's completing transaction:
+    async jobs only, ids and status only (never ciphertext bytes), failed jobs with their code."""
+    from wavis import serialize
+
+    dev = await wh.account()
+    await create(wh, dev, receiver.url, events=["compute_complete"])
+    h = bearer(dev)
+    pair = ckks_pair_factory(max_depth=1, index=0)
+    key_id = (await (await wh.post("/api/v1/keys/upload", json=pair.upload_body(), headers=h)).json())["key_id"]
+    ids = []
+    for v in ([1.0, 2.0], [3.0, 4.0]):
+        resp = await wh.post("/api/v1/ciphertexts", json={"key_id": key_id, "ciphertext_b64": serialize.b64encode(
+            serialize.dumps(pair.encrypt(v)))}, headers=h)
+        ids.append((await resp.json())["ciphertext_id"])
+
+    async def job_done(job_id):
+        for _ in range(600):
+            body = await (await wh.get(f"/api/v1/jobs/{job_id}", headers=h)).json()
+            if body["status"] in ("COMPLETED", "FAILED"):
+                return body
+            await asyncio.sleep(0.05)
+        raise AssertionError(body)
+
+    resp = await wh.post("/api/v1/compute/add", json={"key_id": key_id, "ciphertext_ids": ids, "async": True},
+                         headers=h)
+    assert resp.status == 202, await resp.text()
+    ok = await job_done((await resp.json())["job_id"])
+    resp = await wh.post("/api/v1/compute/multiply-plain", json={"key_id": key_id, "ciphertext_ids": ids[:1],
+                                                                "plain_operand": [1e300], "async": True}, headers=h)
+    bad = await job_done((await resp.json())["job_id"])
+    assert bad["status"] == "FAILED"
+    sync = await wh.post("/api/v1/compute/add", json={"key_id": key_id, "ciphertext_ids": ids}, headers=h)
+    assert sync.status == 200  # a synchronous job: no event (the caller has the answer)
+
+    evs = await events_of(wh, dev)
+    assert [e["type"] for e in evs] == ["compute_complete", "compute_complete"]
+    datas = [(await (await wh.get(f"/api/v1/webhooks/events/{e['event_id']}", headers=h)).json())["data"]
+             for e in evs]
+    assert datas[0] == {"job_id": ok["job_id"], "kind": "ckks", "operation": "add", "status": "COMPLETED",
+                        "result_ids": [ok["result_ciphertext_id"]]}
+    assert datas[1] == {"job_id": bad["job_id"], "kind": "ckks", "operation": "multiply-plain", "status": "FAILED",
+                        "result_ids": [], "error": {"code": "INVALID_PLAINTEXT", "status": 400}}
+    worker = worker_for(wh, dns)
+    while await worker.run_once():
+        pass
+    assert len(receiver.requests) == 2 and max(len(r["body"]) for r in receiver.requests) < 1024  # ids, not bytes
+    assert json.loads(receiver.requests[0]["body"])["data"]["result_ids"] == [ok["result_ciphertext_id"]]
+
+
 # --- the SSRF guard ---------------------------------------------------------------------------------
 
 LITERAL_URLS = {

@@ -129,3 +129,12 @@ async def compute_complete_hook(conn: asyncpg.Connection, job: Any, outcome: Any
     if outcome.error:
         payload["error"] = {"code": outcome.error.get("code"), "status": outcome.error.get("status")}
     await emit_event(conn, job.account_id, "compute_complete", payload)
+
+
+def _register_completion_hook() -> None:
+    from . import jobs  # noqa: PLC0415 - jobs imports nothing of ours
+
+    jobs.register_completion_hook(compute_complete_hook)
+
+
+_register_completion_hook()
