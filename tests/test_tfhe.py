@@ -373,6 +373,7 @@ def test_failure_rate_fast_128_about_a_minute():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # ~10^5 bootstraps: ~9 min on 2 cores at the new fast_128 (10.6 ms/gate)
 def test_failure_rate_many_gates_slow():
     fails, total, worst = _failure_run("fast_128", 2048, 25)  # ~10^5 bootstraps
     assert fails == 0 and total >= 50_000
