@@ -161,3 +161,65 @@ def test_service_loads_evaluation_keys_onto_its_device_context(params, kg):
                                                                                       params.all_moduli)
     assert fhe.load_evaluator(params, serialize.dumps(evk)).context is CkksContext.default(params)
     assert fhe.DeviceContexts("cpu").get(params).backend is get("cpu")
+
+
+@requires_cxx
+async def test_engine_key_lru_keeps_keys_resident_on_the_device_context(params, kg):
+    """The service engine's evaluator LRU is the eviction policy over the context's key
+    residency: an evaluator entering it puts its keys into its (GPU-kind: the CUDA emulation)
+    context; the LRU's eviction, replacement and discard evict them from the context; the LRU
+    weighs an entry by the bytes the context accounts."""
+    from wavis import serialize
+    from wavis.service import fhe
+    from wavis.service.engine import ComputeEngine
+
+    contexts = fhe.DeviceContexts(emu_backend())
+    ctx = contexts.get(params)
+    blob = serialize.dumps(kg.evaluation_keys(galois_steps=[1]))
+    eng = ComputeEngine(threads=1, queue_max=4, eval_key_cache_entries=2)
+    try:
+        evs = {k: fhe.load_evaluator(params, blob, [], contexts) for k in ("k1", "k2", "k3")}
+        assert all(ev.context is ctx for ev in evs.values())
+        eng.evaluators.put("k1", evs["k1"])
+        assert ctx.get_key("k1") is evs["k1"].eval_keys  # resident on the emulated device's context
+        assert ctx.backend.name == "cuda-emu" and ctx.keys.nbytes_of("k1") == fhe.evaluator_bytes(evs["k1"]) > 0
+        assert eng.evaluators.bytes == ctx.keys.nbytes
+        eng.evaluators.put("k2", evs["k2"])
+        eng.evaluators.put("k3", evs["k3"])  # capacity 2: k1 is evicted, from the context too
+        assert ctx.get_key("k1") is None and sorted(ctx.keys.ids()) == ["k2", "k3"]
+        assert eng.evaluators.bytes == ctx.keys.nbytes
+
+        async def never():
+            raise AssertionError("must not reload")
+
+        assert await eng.evaluators.get("k2", never) is evs["k2"]  # k2 is now the most recent
+        newer = fhe.load_evaluator(params, blob, [], contexts)
+        eng.evaluators.put("k3", newer)  # replacement: the context holds the newer copy only
+        assert ctx.get_key("k3") is newer.eval_keys and len(ctx.keys) == 2
+        eng.evaluators.discard("k2")
+        assert ctx.get_key("k2") is None and ctx.keys.ids() == ["k3"]
+        # evicting a stale copy never drops the newer one put under the same id
+        assert not ctx.keys.evict("k3", expected=evs["k3"].eval_keys) and ctx.get_key("k3") is newer.eval_keys
+    finally:
+        eng.close()
+
+
+async def test_engine_key_lru_bytes_bound_evicts_from_the_context(params, kg):
+    """Bounded in bytes: a key set that does not fit next to the others evicts the least
+    recently used from the CPU context as well."""
+    from wavis import serialize
+    from wavis.service import fhe
+    from wavis.service.engine import ComputeEngine
+
+    contexts = fhe.DeviceContexts("cpu")
+    ctx = contexts.get(params)
+    blob = serialize.dumps(kg.evaluation_keys(galois_steps=[1]))
+    one = fhe.evaluator_bytes(fhe.load_evaluator(params, blob, [], contexts))
+    eng = ComputeEngine(threads=1, queue_max=4, eval_key_cache_entries=8, eval_key_cache_bytes=2 * one)
+    try:
+        for k in ("a", "b", "c"):
+            eng.evaluators.put(k, fhe.load_evaluator(params, blob, [], contexts))
+        assert sorted(ctx.keys.ids()) == ["b", "c"] and ctx.keys.nbytes == eng.evaluators.bytes == 2 * one
+    finally:
+        eng.close()
+        ctx.keys.clear()

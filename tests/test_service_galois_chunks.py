@@ -52,13 +52,24 @@ async def test_chunked_galois_keys_extend_the_key(api, pair):
     # after a restart (evaluator cache empty) the chunks are loaded from PostgreSQL again
     from wavis.service.state import ENGINE
 
-    api.app[ENGINE].evaluators.discard(key_id)
+    engine = api.app[ENGINE]
+    ctx = engine.contexts.get(pair.params)  # the keys live in the device context's key residency
+    assert ctx.get_key(key_id) is not None and len(ctx.get_key(key_id).galois_keys) == 5
+    engine.evaluators.discard(key_id)
+    assert ctx.get_key(key_id) is None  # the engine's LRU evicts through the context
     resp = await api.post("/api/v1/compute/rotate", json={"key_id": key_id, "ciphertext_ids": [ct_id], "steps": 8},
                           headers=h)
     assert resp.status == 200, await resp.text()
     out = pair.decrypt(serialize.loads(serialize.b64decode((await resp.json())["result_ciphertext"]),
                                        serialize.Ciphertext, pair.params)).real
     assert np.max(np.abs(out - np.roll(x, -8))) < 1e-5
+    async def cached():
+        raise AssertionError("the evaluator must be cached")
+
+    assert ctx.get_key(key_id) is (await engine.evaluators.get(key_id, cached)).eval_keys  # reloaded onto it
+    resp = await api.delete(f"/api/v1/keys/{key_id}", headers=h)
+    assert resp.status == 200, await resp.text()
+    assert ctx.get_key(key_id) is None  # a deleted key leaves the device
 
 
 async def test_chunk_errors(api, pair):

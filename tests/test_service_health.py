@@ -29,6 +29,55 @@ async def test_health_reports_real_dependencies(api):
     assert resp.headers["Cache-Control"] == "no-store"
 
 
+async def test_health_reports_the_backend_in_use(api):
+    """backend, device and SIMD path come from the engine's device (WAVIS_BACKEND, default cpu),
+    through the backend's info(), not from a constant."""
+    from wavis.backend import get
+    from wavis.service.state import ENGINE
+
+    info = get("cpu").info()
+    body = await (await api.get("/api/v1/health")).json()
+    assert body["backend"] == "cpu" and body["gpu_available"] is False and body["gpu_name"] is None
+    assert body["device_name"] == info.device_name and body["device_name"]
+    assert body["simd_path"] == info.simd_path
+    assert body["simd_path"] in ("portable", "avx2", "avx512", "ifma") and body["backend_error"] is None
+    assert api.app[ENGINE].contexts.backend is get("cpu")
+
+
+async def test_health_reports_a_cuda_kind_device(api):
+    """A CUDA-kind device (the emulation stands in for a GPU) is reported as such: backend
+    "cuda", its device name, and no GPU claimed for the emulation."""
+    import shutil
+
+    if shutil.which("g++") is None:
+        pytest.skip("g++ not available for the kernel emulation")
+    from conftest_cuda import emu_backend
+    from wavis.service import fhe
+    from wavis.service.state import ENGINE
+
+    api.app[ENGINE].contexts = fhe.DeviceContexts(emu_backend())
+    body = await (await api.get("/api/v1/health")).json()
+    assert body["backend"] == "cuda" and body["device_name"] == "cpu-emulation"
+    assert body["gpu_available"] is False and body["gpu_name"] is None
+    assert body["simd_path"] == emu_backend().info().simd_path
+
+
+async def test_health_reports_a_backend_that_cannot_start(make_client, service_settings):
+    """WAVIS_BACKEND=cuda on a host without a device: /health says so (backend_error), it does
+    not claim a CPU it was not configured for, and it does not fail."""
+    from conftest_cuda import cuda_available
+
+    if cuda_available():
+        pytest.skip("a CUDA device is present")
+    client = await make_client(replace(service_settings, compute_backend="cuda"))
+    resp = await client.get("/api/v1/health")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["backend"] == "cuda" and body["gpu_available"] is False
+    assert body["device_name"] is None and body["simd_path"] is None
+    assert "CUDA backend unavailable" in body["backend_error"]
+
+
 async def test_head_health_has_no_body(api):
     resp = await api.head("/api/v1/health")
     assert resp.status == 200

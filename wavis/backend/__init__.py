@@ -25,9 +25,9 @@ import functools
 
 from wavis.errors import BackendError
 
-from .protocol import Backend, LweOps, RingContext, RingOps
+from .protocol import Backend, BackendInfo, LweOps, RingContext, RingOps
 
-__all__ = ["Backend", "LweOps", "RingContext", "RingOps", "available", "get", "host"]
+__all__ = ["Backend", "BackendInfo", "LweOps", "RingContext", "RingOps", "available", "get", "host"]
 
 
 @functools.lru_cache(maxsize=None)

@@ -805,6 +805,17 @@ class DeviceBackend:
     def synchronize(self) -> None:
         self._dev.synchronize()
 
+    def info(self):
+        """The device's name (``cpu-emulation`` for the emulation), and the host's SIMD path and
+        threads (the CPU backend's: host-side work runs there)."""
+        from .cpu import CpuBackend
+        from .protocol import BackendInfo
+
+        host = CpuBackend().info()
+        return BackendInfo(name=self.name, kind="cuda", device_name=str(self._dev.name),
+                           gpu=not self._dev.emulated, simd_path=host.simd_path,
+                           threads=host.threads)
+
 
 class CudaBackend(DeviceBackend):
     """The CUDA backend (``wavis.backend.get("cuda")``). Raises :class:`BackendError` when CuPy

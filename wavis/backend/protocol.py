@@ -47,6 +47,7 @@ concatenation of the k GLWE key polynomials). The server key is made resident on
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -84,7 +85,32 @@ LWE_OPS = (
 )
 
 #: every Backend operation
-BACKEND_OPS = ("ring_context", "lwe", "prng", "generate_ntt_primes", "is_prime", "synchronize")
+BACKEND_OPS = ("ring_context", "lwe", "prng", "generate_ntt_primes", "is_prime", "synchronize", "info")
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What a backend runs on (:meth:`Backend.info`; the service's ``/health`` reports it).
+
+    Attributes:
+        name: the backend's name (``"cpu"``, ``"cuda"``, ``"cuda-emu"``).
+        kind: ``"cpu"`` (the C++ core) or ``"cuda"`` (the ``kernels/*.cu`` sources, on a GPU or
+            in the CPU emulation).
+        device_name: the CPU model (``/proc/cpuinfo``) or the GPU's name; the emulation says
+            ``"cpu-emulation"``.
+        gpu: whether the kernels run on a real GPU.
+        simd_path: the host core's SIMD path (``portable``/``avx2``/``avx512``/``ifma``,
+            include/wavis/simd.hpp), which every backend's host-side work (CSPRNG, encoding,
+            TFHE client operations) and the whole CPU backend run on.
+        threads: the host core's thread count (``WAVIS_THREADS`` or all cores).
+    """
+
+    name: str
+    kind: str
+    device_name: str
+    gpu: bool
+    simd_path: str
+    threads: int
 
 
 @runtime_checkable
@@ -264,3 +290,5 @@ class Backend(Protocol):
         """Deterministic primality of q < 2^64."""
     def synchronize(self) -> None:
         """Wait for queued device work (no-op on the CPU)."""
+    def info(self) -> BackendInfo:
+        """The device this backend computes on and the host's SIMD path (:class:`BackendInfo`)."""

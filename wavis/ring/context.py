@@ -68,11 +68,22 @@ class KeyStore:
             self._loading.pop(key_id, None)
         return key
 
-    def evict(self, key_id: Hashable) -> bool:
+    def evict(self, key_id: Hashable, expected: Any = None) -> bool:
         """Drop ``key_id`` (its device memory is freed when no computation still holds it);
-        returns whether it was resident."""
+        returns whether it was dropped. With ``expected``, only when the resident key is that
+        object (a caller evicting the copy it put does not drop a newer one put since)."""
         with self._lock:
-            return self._keys.pop(key_id, None) is not None
+            v = self._keys.get(key_id)
+            if v is None or (expected is not None and v[0] is not expected):
+                return False
+            del self._keys[key_id]
+            return True
+
+    def nbytes_of(self, key_id: Hashable) -> int:
+        """Bytes accounted for ``key_id`` (0 when not resident)."""
+        with self._lock:
+            v = self._keys.get(key_id)
+        return 0 if v is None else v[1]
 
     def clear(self) -> None:
         with self._lock:

@@ -2,6 +2,12 @@
 validation, homomorphic operations; the C++ core releases the GIL), and an in-process LRU of
 parsed parameters and evaluation keys so a 15 MB key is parsed once, not on every request.
 
+Evaluation keys live on the compute device's context (``wavis.ckks.CkksContext``: its key
+residency, ``put_key``/``evict_key``, on the context's device); the engine owns only the policy,
+a bytes- and entries-bounded LRU (:class:`AsyncLRU` with a :class:`Residency`,
+``fhe.EvaluatorResidency``) that makes a key resident when it enters and evicts it from the
+context when it leaves.
+
 Requests become jobs (``jobs.py``, ``dispatch.py``) that workers (``worker.py``) batch onto
 this pool; the pool also runs the CPU-heavy work that is not a job (key and blob parsing).
 """
@@ -15,7 +21,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Generic, TypeVar
+from typing import Any, Awaitable, Callable, Generic, Protocol, TypeVar
 
 from .errors import ApiError
 
@@ -32,19 +38,32 @@ class Timed(Generic[T]):
     compute_ms: float
 
 
+class Residency(Protocol[K, T]):
+    """Where an :class:`AsyncLRU`'s values live (a device context's key residency): ``admit``
+    makes a value resident under ``key`` and returns its bytes there (the entry's weight);
+    ``release`` evicts it when the LRU drops the entry (eviction, replacement, discard)."""
+
+    def admit(self, key: K, value: T) -> int: ...
+    def release(self, key: K, value: T) -> None: ...
+
+
 class AsyncLRU(Generic[K, T]):
     """An LRU of values built by an async loader, with single-flight loading per key.
 
     The load runs as its own task: a caller that is cancelled or times out while waiting (its
     request hit the 120 s limit) does not cancel the load, and the other callers waiting for the
     same key still get its value (or its own error), never the first caller's cancellation.
+
+    With a ``residency`` the LRU is the eviction policy over it: every entry is admitted there
+    (its weight is the bytes ``admit`` returns) and released there when it leaves.
     """
 
     def __init__(self, capacity: int, max_bytes: int | None = None,
-                 weigh: Callable[[T], int] | None = None) -> None:
+                 weigh: Callable[[T], int] | None = None, residency: Residency[K, T] | None = None) -> None:
         self.capacity = max(1, capacity)
         self.max_bytes = max_bytes  # None: bounded in entries only
         self._weigh = weigh or (lambda _v: 0)
+        self._residency = residency
         self._items: OrderedDict[K, T] = OrderedDict()
         self._sizes: dict[K, int] = {}
         self.bytes = 0  # sum of the weights of the cached values
@@ -60,7 +79,8 @@ class AsyncLRU(Generic[K, T]):
         """Cache ``value``; the least recently used entries go while there are more than
         ``capacity`` or their weights pass ``max_bytes`` (the newest entry always stays)."""
         self._drop(key)
-        size = max(0, int(self._weigh(value)))
+        weight = self._residency.admit(key, value) if self._residency is not None else self._weigh(value)
+        size = max(0, int(weight))
         self._items[key] = value
         self._sizes[key] = size
         self.bytes += size
@@ -70,8 +90,10 @@ class AsyncLRU(Generic[K, T]):
 
     def _drop(self, key: K) -> None:
         if key in self._items:
-            del self._items[key]
+            value = self._items.pop(key)
             self.bytes -= self._sizes.pop(key, 0)
+            if self._residency is not None:
+                self._residency.release(key, value)
 
     def discard(self, key: K) -> None:
         """Forget ``key``; a load of it already running still answers its waiters but is not
@@ -113,9 +135,11 @@ class ComputeEngine:
         self.queue_max = queue_max
         self.in_flight = 0  # submitted and not finished; only touched on the event loop
         self.params: AsyncLRU[str, Any] = AsyncLRU(256)  # fingerprint-free cache by key_id
-        from .fhe import evaluator_bytes  # noqa: PLC0415
+        from .fhe import EvaluatorResidency  # noqa: PLC0415
 
-        self.evaluators: AsyncLRU[str, Any] = AsyncLRU(eval_key_cache_entries, eval_key_cache_bytes, evaluator_bytes)
+        # evaluation keys: resident on their context's device, evicted from it by this LRU
+        self.evaluators: AsyncLRU[str, Any] = AsyncLRU(eval_key_cache_entries, eval_key_cache_bytes,
+                                                       residency=EvaluatorResidency())
         self.contexts: Any = None  # fhe.DeviceContexts of the compute device (set by the app; None: CPU)
 
     async def submit(self, fn: Callable[..., T], *args: Any) -> Timed[T]:

@@ -28,9 +28,10 @@ def _ckks():
 class DeviceContexts:
     """The service's compute device: one :class:`wavis.ckks.CkksContext` per parameter set on
     one backend (named explicitly by the settings: ``WAVIS_BACKEND``, default ``cpu``). Evaluation
-    keys are loaded onto a context's device when their Evaluator is built (the engine's LRU of
-    evaluators bounds what stays resident). Thread-safe; contexts are built on first use, on the
-    compute threads (their ring tables cost milliseconds)."""
+    keys are moved onto a context's device when their Evaluator is built and registered in the
+    context's key residency by the engine's LRU (:class:`EvaluatorResidency`), which also evicts
+    them from it. Thread-safe; contexts are built on first use, on the compute threads (their
+    ring tables cost milliseconds)."""
 
     def __init__(self, backend: Any = "cpu") -> None:
         import threading  # noqa: PLC0415
@@ -47,6 +48,12 @@ class DeviceContexts:
 
             self._backend = get(self.backend_name)
         return self._backend
+
+    def info(self):
+        """The device's :class:`wavis.backend.BackendInfo` (name, device, host SIMD path; what
+        ``/health`` reports). Raises :class:`wavis.errors.BackendError` when the configured backend
+        cannot be built (``WAVIS_BACKEND=cuda`` without a device)."""
+        return self.backend.info()
 
     def get(self, params):
         """The context of ``params`` on this device."""
@@ -192,6 +199,25 @@ def load_evaluator(params: Any, eval_key: bytes, parts: list[bytes] = (), contex
         if part.encapsulation is not None:
             evk.encapsulation = part.encapsulation
     return ckks.Evaluator(_context(params, contexts), evk)
+
+
+class EvaluatorResidency:
+    """The engine's evaluator LRU over the contexts' key residency (``engine.Residency``): an
+    Evaluator entering the LRU under ``key_id`` puts its evaluation keys (already on the
+    context's device) into its context (``CkksContext.put_key``, accounted at
+    :func:`evaluator_bytes`); leaving it evicts them from the context (``evict_key``) unless the
+    context already holds a newer copy under that id. Called on the event loop."""
+
+    def admit(self, key_id: str, evaluator: Any) -> int:
+        if evaluator.eval_keys is None:
+            return 0
+        nbytes = evaluator_bytes(evaluator)
+        evaluator.context.put_key(key_id, evaluator.eval_keys, nbytes)
+        return nbytes
+
+    def release(self, key_id: str, evaluator: Any) -> None:
+        if evaluator.eval_keys is not None:
+            evaluator.context.keys.evict(key_id, expected=evaluator.eval_keys)
 
 
 def evaluator_bytes(evaluator: Any) -> int:

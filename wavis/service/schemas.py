@@ -51,6 +51,11 @@ class HealthResponse(Response):
     backend: Literal["cpu", "cuda"]
     gpu_available: bool
     gpu_name: str | None
+    # [ours] the compute device's name (CPU model, GPU name) and the host core's SIMD path
+    # (portable/avx2/avx512/ifma); None when the configured backend cannot start
+    device_name: str | None = None
+    simd_path: str | None = None
+    backend_error: str | None = None  # [ours] why the configured backend (WAVIS_BACKEND) cannot start
     active_sessions: int
     active_jobs: int
     queue_depth: int

@@ -19,12 +19,14 @@ Errors: ``ValueError`` (:class:`wavis.errors.ShapeError` for array/idx problems)
 from __future__ import annotations
 
 import functools
+import platform
 import secrets
 from typing import Any, Sequence
 
 from wavis import _core
 from wavis._core import generate_ntt_primes, is_prime, minimal_primitive_root, pack_bits, unpack_bits
 
+from ..protocol import BackendInfo
 from .lwe import CpuLwe
 from .ring import CpuRingContext
 
@@ -39,12 +41,27 @@ __all__ = [
     "minimal_primitive_root",
     "pack_bits",
     "unpack_bits",
+    "simd_path",
     "thread_count",
 ]
 
 #: the C++ class (tests and the CUDA backend's table source use it directly)
 RnsContext = _core.RnsContext
 thread_count = _core.thread_count
+simd_path = _core.simd_path  # the SIMD path the core dispatches to (include/wavis/simd.hpp)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` or the machine elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 class Prng(_core.Prng):
@@ -106,6 +123,11 @@ class CpuBackend:
 
     def synchronize(self) -> None:
         """Nothing to wait for: every CPU call returns when its work is done."""
+
+    def info(self) -> BackendInfo:
+        """This CPU (model name), the core's SIMD path and thread count."""
+        return BackendInfo(name=self.name, kind="cpu", device_name=cpu_model(), gpu=False,
+                           simd_path=str(_core.simd_path()), threads=int(_core.thread_count()))
 
     def __repr__(self) -> str:
         return f"CpuBackend(threads={_core.thread_count()})"

@@ -117,6 +117,22 @@ async def _webhook_backlog(app: web.Application, timeout: float = 0.5) -> tuple[
         return None
 
 
+def backend_info(app: web.Application) -> tuple[str, object | None, str | None]:
+    """(backend kind "cpu"/"cuda", its :class:`wavis.backend.BackendInfo` or None, error) of the
+    engine's device (the settings' ``WAVIS_BACKEND``)."""
+    from wavis.errors import BackendError  # noqa: PLC0415
+
+    contexts = app[ENGINE].contexts
+    configured = contexts.backend_name if contexts is not None else app[SETTINGS].compute_backend
+    try:
+        info = contexts.info() if contexts is not None else None
+    except BackendError as exc:
+        return ("cuda" if configured == "cuda" else "cpu"), None, str(exc)
+    if info is None:
+        return "cpu", None, None
+    return info.kind, info, None
+
+
 @routes.get("/health")  # aiohttp registers HEAD with the same handler
 @access(Access.PUBLIC)
 @operational
@@ -137,14 +153,18 @@ async def health(request: web.Request) -> web.Response:
     else:
         overall = "healthy"
     engine = app[ENGINE]
+    kind, info, backend_error = backend_info(app)
     body = HealthResponse(
         status=overall,
         version=wavis.__version__,
         uptime_seconds=round(time.monotonic() - app[STARTED_AT], 3),
         fhe_engine="wavis-ckks",
-        backend="cpu",
-        gpu_available=False,
-        gpu_name=None,
+        backend=kind,
+        gpu_available=bool(info is not None and info.gpu),
+        gpu_name=info.device_name if info is not None and info.gpu else None,
+        device_name=info.device_name if info is not None else None,
+        simd_path=info.simd_path if info is not None else None,
+        backend_error=backend_error,
         active_sessions=sessions if sessions is not None else 0,
         active_jobs=engine.running,
         queue_depth=await job_queue_depth(app),
