@@ -19,7 +19,7 @@ from .access import Access, access, doc
 from .ctstore import CiphertextStore
 from .engine import ComputeEngine
 from .middleware import CHAIN
-from .routes import apikeys, ciphertexts, compute, health, jobs, keys, onboarding, tfhe, webhooks
+from .routes import apikeys, ciphertexts, compute, health, jobs, keys, models, onboarding, tfhe, webhooks
 from .settings import Settings
 from .state import (ADMISSION, CTSTORE, DB, DISPATCHER, ENGINE, LOOP_LAG, METRICS, PROBE_DB, PROBE_REDIS, REDIS,
                     SETTINGS, SHUTTING_DOWN, STARTED_AT, WEBHOOK_RESOLVER, WEBHOOK_WORKER, WORKER)
@@ -29,7 +29,7 @@ from .tfhe_store import tfhe_ctx
 log = logging.getLogger("wavis.service")
 
 API_PREFIX = "/api/v1"
-ROUTE_MODULES = (health, onboarding, apikeys, keys, ciphertexts, compute, tfhe, jobs, webhooks)
+ROUTE_MODULES = (health, onboarding, apikeys, keys, ciphertexts, compute, models, tfhe, jobs, webhooks)
 OPENAPI = web.AppKey("openapi", list)  # one-element cache, filled on first request
 
 

@@ -404,10 +404,41 @@ def matmul_info(params: Any, evaluator: Any, rows: int, cols: int) -> dict[str, 
                 composable=not unavailable, ready=not unavailable)
 
 
+MODEL_OPERATION = "model-infer"  # POST /models/{id}/infer (routes/models.py); not a /compute operation
+
+
+def model_fcu(model: Any) -> int:
+    """FCU of one inference: the model's operations priced by ``COST_UNITS``."""
+    return sum(COST_UNITS[op] * n for op, n in model.operation_counts().items())
+
+
+def model_info(params: Any, evaluator: Any, model_id: str) -> dict[str, Any]:
+    """What an inference of ``model_id`` needs under this key and what the key lacks:
+    ``galois_steps_required`` (at the key's slot count), ``galois_steps_missing`` (neither a
+    key nor a composition of the key's Galois keys realises them), ``relinearization``
+    (present or not). Raises ShapeError when a block does not fit the key's slots."""
+    from wavis import models  # noqa: PLC0415
+
+    model = models.get(model_id)
+    required = model.galois_steps(int(params.slot_count))
+    relin = evaluator.eval_keys is not None and evaluator.eval_keys.relin_key is not None
+    return dict(galois_steps_required=required, galois_steps_missing=_unavailable_steps(evaluator, required),
+                relinearization=relin)
+
+
+def _infer(params: Any, evaluator: Any, ct: Any, model_id: str) -> Any:
+    from wavis import models  # noqa: PLC0415
+
+    model = models.get(model_id)
+    _require_steps(evaluator, model.galois_steps(int(params.slot_count)), f"model {model_id}")
+    return model.infer(evaluator, ct)
+
+
 def compute(operation: str, params: Any, evaluator: Any, blobs: list[bytes],
             args: dict[str, Any] | None = None) -> CiphertextInfo:
     """Run one CKKS operation on serialized operands; ``args`` holds the operation's own
-    request fields (plain_operand, steps, matrix, polynomial_coeffs, basis, interval)."""
+    request fields (plain_operand, steps, matrix, polynomial_coeffs, basis, interval; for
+    ``model-infer`` the model_id)."""
     import numpy as np  # noqa: PLC0415
 
     ckks, serialize = _ckks()
@@ -418,6 +449,8 @@ def compute(operation: str, params: Any, evaluator: Any, blobs: list[bytes],
         if operation == "bootstrap":
             bs = bootstrapper(params, evaluator, args.get("slots"), args.get("input_range"))
             out = bs.bootstrap(cts[0])
+        elif operation == MODEL_OPERATION:
+            out = _infer(params, evaluator, cts[0], args["model_id"])
         else:
             out = _dispatch(operation, params, evaluator, cts, args)
     blob = serialize.dumps(out)

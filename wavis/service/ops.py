@@ -126,6 +126,30 @@ def bootstrap_cost(params: dict[str, Any]) -> Cost:
     return Cost(BASE_BYTES + resident, cpu, "compute/bootstrap")
 
 
+def model_infer_cost(params: dict[str, Any], model_id: str) -> Cost:
+    """``models/{id}/infer``: each linear layer as a matmul of its block-local shape (the packed
+    block-diagonal matrix has the same rows + cols − 1 diagonals, ``wavis.models.runtime``) plus
+    its encoded diagonals, which stay cached per parameter set (NTT form: span × limbs × N
+    words; compact above N = 2^14: span × N); polynomials and products as a few ciphertexts.
+    Raises ParameterError for an unknown model (→ 404 before this in the route)."""
+    from wavis import models  # noqa: PLC0415
+
+    s = ckks_shape(params)
+    model = models.get(model_id)
+    cached, transient, cpu = 0, 0, 0.0
+    for node in model.graph.nodes:
+        if node.op != "linear":
+            cpu += 2 * s.dnum * (s.limbs + s.special) * s.n * s.log_n * CPU_S_PER_UNIT * 4
+            continue
+        rows, cols = node.weight.shape
+        c = matmul_cost(params, rows, cols)
+        span = min(s.n // 2, rows + cols - 1)
+        cached += span * s.n * 8 * (1 if s.n > 16384 else s.limbs)
+        transient = max(transient, c.bytes - BASE_BYTES)
+        cpu += c.cpu_s
+    return Cost(BASE_BYTES + cached + transient + 8 * s.ct_bytes(), cpu, f"models/{model_id}/infer")
+
+
 def tfhe_session_cost(preset: str, server_keygen: bool) -> Cost:
     """``POST /tfhe/session`` (server key generation) and ``/tfhe/eval-session`` (parse and
     expand a client's server key): the expanded key in memory plus its wire form."""
@@ -153,6 +177,7 @@ REGISTRY: dict[str, Operation] = {
     "keys/galois-keys": Operation("keys/galois-keys", upload_cost),
     "compute/matmul": Operation("compute/matmul", matmul_cost),
     "compute/bootstrap": Operation("compute/bootstrap", bootstrap_cost),
+    "models/infer": Operation("models/infer", model_infer_cost),
     "tfhe/session": Operation("tfhe/session", lambda preset: tfhe_session_cost(preset, True)),
     "tfhe/eval-session": Operation("tfhe/eval-session", lambda: tfhe_eval_session_cost()),
 }

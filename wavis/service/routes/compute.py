@@ -112,19 +112,7 @@ async def compute(request: web.Request) -> web.Response:
                        {"operation": operation})
     p = principal(request)
     req = await parse(request, request_model(operation))
-
-    async with db(request) as conn:
-        key = await repo.get_fhe_key(conn, p.account_id, req.key_id)
-        if key is None:
-            raise not_found("key", key_id=req.key_id)
-        rows = await repo.get_ciphertexts(conn, p.account_id, req.ciphertext_ids)
-    for ct_id in req.ciphertext_ids:
-        row = rows.get(ct_id)
-        if row is None:
-            raise await missing_ciphertext(request, p.account_id, ct_id, ciphertext_id=ct_id)
-        if row["key_id"] != key["id"]:
-            raise ApiError(400, "KEY_MISMATCH", "every operand must be a ciphertext under key_id",
-                           {"ciphertext_id": ct_id, "ciphertext_key_id": row["key_id"], "key_id": key["id"]})
+    key, rows = await load_operands(request, req.key_id, req.ciphertext_ids)
 
     heavy = ADMITTED_OPERATIONS.get(operation)
     if heavy is not None:  # priced from the parameters before any job is submitted
@@ -178,6 +166,25 @@ async def compute(request: web.Request) -> web.Response:
             else "no server-side recovery for this key (its parameters name no bootstrap_preset): "
                  "decrypt and re-encrypt on the client, or use a key of a bootstrap preset")
     return json_response(body, headers=headers)
+
+
+async def load_operands(request: web.Request, key_id: str, ciphertext_ids: list[str]):
+    """``(key row, {ciphertext_id: row})`` of the caller's account: 404 for an unknown key or
+    ciphertext (with why it is gone), 400 KEY_MISMATCH for an operand under another key."""
+    p = principal(request)
+    async with db(request) as conn:
+        key = await repo.get_fhe_key(conn, p.account_id, key_id)
+        if key is None:
+            raise not_found("key", key_id=key_id)
+        rows = await repo.get_ciphertexts(conn, p.account_id, ciphertext_ids)
+    for ct_id in ciphertext_ids:
+        row = rows.get(ct_id)
+        if row is None:
+            raise await missing_ciphertext(request, p.account_id, ct_id, ciphertext_id=ct_id)
+        if row["key_id"] != key["id"]:
+            raise ApiError(400, "KEY_MISMATCH", "every operand must be a ciphertext under key_id",
+                           {"ciphertext_id": ct_id, "ciphertext_key_id": row["key_id"], "key_id": key["id"]})
+    return key, rows
 
 
 def job_accepted(row, operation: str) -> JobAccepted:

@@ -1,0 +1,216 @@
+"""Encrypted inference (issue 19): the model runtime against its plaintext graph, and every
+catalogue model end to end through the real service (PostgreSQL, Redis, the job engine) on a
+seeded sample of 20 held-out inputs on `testing` parameters; the errors of POST /models/{id}/infer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wavis import models, serialize
+from wavis.ckks import Evaluator
+from wavis.client import AsyncClient
+from wavis.client.models import infer_async, model_keys
+from wavis.errors import ParameterError, ShapeError
+from conftest import bearer, error_of
+
+N_TEST = 4096  # `testing` ring: 2048 slots = 32 samples of one 64-slot block per ciphertext
+SAMPLE, SEED = 20, 19
+EPS = 1e-3  # |encrypted − plaintext logit| bound (observed ~1e-6 at a 2^40 scale)
+
+
+def _sample():
+    x, y = models.load_split("digits_test")
+    idx = np.random.default_rng(SEED).choice(len(y), SAMPLE, replace=False)
+    return x[idx], y[idx]
+
+
+@pytest.fixture(scope="module")
+def model_pairs():
+    """One `testing` key pair per model with exactly its needs (cached: keygen dominates)."""
+    return {mid: model_keys(mid, models.get(mid).params_for(N_TEST, "testing"), seed=bytes([i + 1]) * 32)
+            for i, mid in enumerate(models.model_ids())}
+
+
+def test_catalogue_is_complete_and_consistent():
+    ids = models.model_ids()
+    assert {"digits-logreg", "digits-mlp"} <= set(ids)
+    for e in models.catalogue():
+        for f in ("id", "name", "task", "input_shape", "output_shape", "params_required", "galois_steps_required",
+                  "bootstrappable", "accuracy_plaintext", "accuracy_encrypted", "latency_ms_cpu", "dataset",
+                  "trained_by", "input_encoding", "output_decoding"):
+            assert f in e, (e["id"], f)
+        m = models.get(e["id"])
+        assert e["galois_steps_required"] == m.galois_steps(e["params_required"]["poly_degree"] // 2)
+        assert e["params_required"]["security_level"] == "128-bit"
+        assert e["params_required"]["max_depth"] >= m.depth
+        # the catalogue's numbers come from the measuring script, over ≥ 500 held-out samples
+        assert e["accuracy_samples"] >= 500 and e["latency_ms_cpu"] > 0
+        assert abs(e["accuracy_plaintext"] - e["accuracy_encrypted"]) <= 0.01
+    with pytest.raises(ParameterError):
+        models.get("no-such-model")
+
+
+def test_weights_are_npz_without_pickle_and_the_plain_model_matches_training():
+    for mid in models.model_ids():
+        m = models.get(mid)
+        x, y = models.load_split("digits_test")
+        acc = float(np.mean(m.predict_plain(x).argmax(1) == y))
+        assert acc == pytest.approx(m.spec["training"]["test_accuracy_float64"], abs=1e-4)
+
+
+def test_graph_validation():
+    from wavis.models.runtime import Graph
+
+    w = {"w": np.ones((3, 4)), "b": np.zeros(2)}
+    with pytest.raises(ShapeError):
+        Graph.from_spec([{"op": "linear", "in": "x", "out": "y", "weight": "w"}], w, 5, 8)
+    with pytest.raises(ShapeError):
+        Graph.from_spec([{"op": "linear", "in": "x", "out": "y", "weight": "w", "bias": "b"}], w, 4, 8)
+    with pytest.raises(ParameterError):
+        Graph.from_spec([{"op": "softmax", "in": "x", "out": "y"}], w, 4, 8)
+    with pytest.raises(ParameterError):
+        Graph.from_spec([{"op": "poly", "in": "h", "out": "y", "coeffs": [1]}], w, 4, 8)
+    with pytest.raises(ShapeError):  # wider than the block
+        Graph.from_spec([{"op": "linear", "in": "x", "out": "y", "weight": "w"}], w, 4, 2)
+    g = Graph.from_spec([{"op": "linear", "in": "x", "out": "y", "weight": "w"},
+                         {"op": "poly", "in": "y", "out": "z", "coeffs": [0, 1, 1]},
+                         {"op": "mul", "in": ["y", "z"], "out": "p"}], w, 4, 8)
+    assert g.depth == 4
+    with pytest.raises(ShapeError):
+        g.check_slots(4)
+
+
+def test_encrypted_inference_in_the_library(model_pairs):
+    """The library path (no server): a packed batch through each model's graph."""
+    x, _ = _sample()
+    for mid, keys in model_pairs.items():
+        m = models.get(mid)
+        ct = keys.encrypt(m.encode_batch(x, keys.params.slot_count))
+        out = m.infer(Evaluator(keys.params, keys.eval_keys), ct)
+        assert out.level == keys.params.max_level - m.depth
+        got = m.decode_batch(keys.decrypt(out), len(x))
+        want = m.predict_plain(x)
+        assert np.max(np.abs(got - want)) < EPS, mid
+        assert np.array_equal(got.argmax(1), want.argmax(1)), mid
+    with pytest.raises(ShapeError):  # more samples than blocks
+        m.encode_batch(np.zeros((keys.params.slot_count // 64 + 1, 64)), keys.params.slot_count)
+
+
+# --- through the service ------------------------------------------------------------------------------
+
+@pytest.mark.service
+async def test_get_models_is_public_and_priced(api):
+    resp = await api.get("/api/v1/models")
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    ids = [e["id"] for e in body["models"]]
+    assert ids == models.model_ids()
+    lr = next(e for e in body["models"] if e["id"] == "digits-logreg")
+    assert lr["fcu_per_inference"] == 21  # matmul 20 + add-plain 1 (API.md's FCU table)
+    assert lr["galois_steps_required"] == models.get("digits-logreg").galois_steps()
+    one = await api.get("/api/v1/models/digits-mlp")
+    assert one.status == 200 and (await one.json())["id"] == "digits-mlp"
+    await error_of(await api.get("/api/v1/models/nope"), 404, "NOT_FOUND")
+
+
+@pytest.mark.service
+async def test_infer_end_to_end_every_model(api, model_pairs):
+    """A seeded sample of 20 held-out digits per model through the SDK helper and the REST
+    endpoint: the encrypted argmax equals the plaintext argmax, logits within EPS."""
+    x, _ = _sample()
+    base = str(api.make_url("")).rstrip("/")
+    async with AsyncClient(base, api_key=await api.account()) as c:
+        for mid, keys in model_pairs.items():
+            r = await infer_async(c, mid, x, keys=keys)
+            want = models.get(mid).predict_plain(x)
+            assert r.logits.shape == want.shape
+            assert np.max(np.abs(r.logits - want)) < EPS, mid
+            assert np.array_equal(r.predictions, want.argmax(1)), mid
+            assert r.meta["operation"] == "model-infer" and r.meta["model_id"] == mid
+            assert r.meta["levels_consumed"] == models.get(mid).depth
+            assert r.meta["level"] == keys.params.max_level - models.get(mid).depth
+            entry = (await c.request("GET", f"/models/{mid}"))[1]
+            assert r.meta["cost_units"] == entry["fcu_per_inference"]
+            job = (await c.request("GET", f"/jobs/{r.meta['job_id']}"))[1]
+            assert job["status"] == "COMPLETED"
+
+
+@pytest.mark.service
+async def test_infer_refuses_keys_that_cannot_run_the_model(api, model_pairs, ckks_pair_factory):
+    from wavis.client import KeyPair
+
+    h = bearer(await api.account())
+    mlp = models.get("digits-mlp")
+
+    async def upload(pair) -> tuple[str, str]:
+        resp = await api.post("/api/v1/keys/upload", json=pair.upload_body(), headers=h)
+        assert resp.status == 200, await resp.text()
+        key_id = (await resp.json())["key_id"]
+        ct = pair.encrypt(np.zeros(8))
+        resp = await api.post("/api/v1/ciphertexts", headers=h, json={
+            "key_id": key_id, "ciphertext_b64": serialize.b64encode(serialize.dumps(ct))})
+        assert resp.status == 201, await resp.text()
+        return key_id, (await resp.json())["ciphertext_id"]
+
+    async def infer(mid, key_id, ct_id):
+        return await api.post(f"/api/v1/models/{mid}/infer", headers=h,
+                              json={"key_id": key_id, "ciphertext_ids": [ct_id]})
+
+    # too few levels: the error names what the model needs
+    shallow = await upload(ckks_pair_factory(max_depth=1, poly_degree=N_TEST))
+    err = await error_of(await infer("digits-mlp", *shallow), 400, "MODEL_PARAMS_MISMATCH")
+    assert err["details"]["levels_consumed"] == mlp.depth
+    assert err["details"]["params_required"] == mlp.params_required
+    # enough levels, no Galois keys: the missing steps are named
+    bare = KeyPair.generate(mlp.params_for(N_TEST, "testing"), seed=b"\x07" * 32)
+    key_id, ct_id = await upload(bare)
+    err = await error_of(await infer("digits-mlp", key_id, ct_id), 400, "MISSING_ROTATION_KEY")
+    assert err["details"]["galois_steps_required"] == mlp.galois_steps(N_TEST // 2)
+    assert set(err["details"]["galois_steps_missing"]) == set(mlp.galois_steps(N_TEST // 2))
+    # a logreg key's steps do not cover the MLP
+    lr_pair = model_pairs["digits-logreg"]
+    lr_key, lr_ct = await upload(KeyPair.generate(mlp.params_for(N_TEST, "testing"),
+                                                  galois_steps=models.get("digits-logreg").galois_steps(N_TEST // 2),
+                                                  seed=b"\x08" * 32))
+    err = await error_of(await infer("digits-mlp", lr_key, lr_ct), 400, "MISSING_ROTATION_KEY")
+    assert err["details"]["galois_steps_missing"]
+    assert lr_pair is not None
+    # unknown model, malformed body, a ciphertext of another key
+    await error_of(await infer("nope", key_id, ct_id), 404, "NOT_FOUND")
+    resp = await api.post("/api/v1/models/digits-mlp/infer", headers=h, json={"key_id": key_id})
+    assert resp.status in (400, 422)
+    await error_of(await infer("digits-mlp", lr_key, ct_id), 400, "KEY_MISMATCH")
+    # no API key
+    resp = await api.post("/api/v1/models/digits-mlp/infer", json={"key_id": key_id, "ciphertext_ids": [ct_id]})
+    assert resp.status == 401
+
+
+@pytest.mark.service
+async def test_infer_is_admitted_by_cost(make_client, service_settings, model_pairs):
+    """An inference whose estimated memory exceeds the plan is refused before any job starts."""
+    from dataclasses import replace
+
+    from conftest import add_account_helper
+    from wavis.service import ops, ratelimit
+
+    keys = model_pairs["digits-mlp"]
+    cost = ops.model_infer_cost(keys.params.to_dict(), "digits-mlp")
+    assert cost.bytes > ops.BASE_BYTES and cost.cpu_s > 0
+    plans = dict(ratelimit.PLANS)
+    plans["free"] = replace(plans["free"], max_job_bytes=cost.bytes - 1)
+    api = await make_client(replace(service_settings, plans=plans))
+    add_account_helper(api)
+    h = bearer(await api.account(plan="free"))
+    resp = await api.post("/api/v1/keys/upload", json=keys.upload_body(), headers=h)
+    assert resp.status == 200, await resp.text()
+    key_id = (await resp.json())["key_id"]
+    ct = serialize.b64encode(serialize.dumps(keys.encrypt(np.zeros(64))))
+    resp = await api.post("/api/v1/ciphertexts", json={"key_id": key_id, "ciphertext_b64": ct}, headers=h)
+    ct_id = (await resp.json())["ciphertext_id"]
+    resp = await api.post("/api/v1/models/digits-mlp/infer", headers=h,
+                          json={"key_id": key_id, "ciphertext_ids": [ct_id]})
+    err = await error_of(resp, 413, "REQUEST_TOO_LARGE")
+    assert err["details"]["operation"] == "models/digits-mlp/infer"
+    jobs = await api.get("/api/v1/jobs", headers=h)
+    assert jobs.status == 200 and not [j for j in (await jobs.json())["data"] if j["operation"] == "model-infer"]

@@ -1,0 +1,247 @@
+"""The encrypted-inference runtime: a model is a small graph of slot-linear maps, slot-wise
+polynomials and slot-wise products, evaluated identically on NumPy arrays (the plaintext
+model) and on CKKS ciphertexts (``wavis.ckks``).
+
+Packing (one ciphertext carries a batch). The slots are cut into blocks of ``block`` slots
+(a power of two ≥ every layer's width); sample s of a batch lives in slots
+[s·block, s·block + width). Every ``linear`` node is a *block-local* matrix W (rows × cols,
+both ≤ block): y[s·block + i] = Σ_j W[i, j]·x[s·block + j]. Its generalized diagonals
+d_k[s·block + i] = W[i, i + k] (0 ≤ i + k < cols) never reach across a block, so the slots ×
+slots block-diagonal matrix I_S ⊗ W has only rows + cols − 1 non-zero diagonals — the same
+count as one sample — and a whole ciphertext of slots/block samples costs what one sample
+costs (the diagonal method of Halevi–Shoup, CRYPTO 2014 §4, with baby-step/giant-step
+rotations, CRYPTO 2018 §4–5: :class:`wavis.ckks.linalg.LinearTransform`). Slots a layer does
+not write may hold anything (e.g. p(0) after a polynomial); the next ``linear`` node reads
+only its ``cols`` slots of each block, and the output decoding names the slots that count.
+
+Nodes (``graph`` in a model file, evaluated in order; each names its inputs and output):
+
+* ``{"op": "linear", "in": a, "out": b, "weight": W, "bias": c}`` — b = W·a + c (one level);
+  ``weight``/``bias`` name arrays of the model's NPZ file (bias optional, length rows).
+* ``{"op": "poly", "in": a, "out": b, "coeffs": [c0, c1, …]}`` — b = Σ c_k·a^k slot-wise, power
+  basis (⌈log2(d+1)⌉ levels, :func:`wavis.ckks.polynomial.evaluate_polynomial`).
+* ``{"op": "mul", "in": [a, b], "out": c}`` — c = a ⊙ b (one level; operands at different levels
+  meet at the lower one, :meth:`wavis.ckks.Evaluator.multiply`).
+* ``{"op": "add", "in": [a, b], "out": c}`` — c = a + b (no level unless the levels differ).
+
+The input is named ``x``; the model's output is the ``out`` of the last node.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import EncodingError, ParameterError, ShapeError
+
+OPS = ("linear", "poly", "mul", "add")
+
+
+def _poly_depth(degree: int) -> int:
+    return max(1, math.ceil(math.log2(degree + 1)))
+
+
+@dataclass
+class Node:
+    op: str
+    inputs: tuple[str, ...]
+    out: str
+    weight: np.ndarray | None = None  # linear: (rows, cols)
+    bias: np.ndarray | None = None  # linear: (rows,)
+    coeffs: np.ndarray | None = None  # poly: lowest degree first
+
+    @property
+    def depth(self) -> int:
+        if self.op == "linear":
+            return 1
+        if self.op == "poly":
+            nz = np.nonzero(self.coeffs)[0]
+            return _poly_depth(int(nz[-1]) if nz.size else 1)
+        return 1 if self.op == "mul" else 0
+
+
+@dataclass
+class Graph:
+    """A validated model graph with its weights (float64 arrays)."""
+
+    nodes: list[Node]
+    input_width: int
+    output_width: int
+    block: int
+    _transforms: dict = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_spec(cls, spec: list[Mapping[str, Any]], weights: Mapping[str, np.ndarray], input_width: int,
+                  block: int) -> "Graph":
+        """Build and check a graph. Raises ParameterError (unknown op or name, a width that
+        exceeds the block), ShapeError (weight shapes that do not chain), EncodingError
+        (non-finite weights)."""
+        if block < 1 or block & (block - 1):
+            raise ParameterError(f"block must be a power of two, got {block}")
+        widths = {"x": int(input_width)}
+        nodes: list[Node] = []
+        for i, raw in enumerate(spec):
+            op = raw.get("op")
+            if op not in OPS:
+                raise ParameterError(f"node {i}: unknown op {op!r} (one of {OPS})")
+            ins = raw["in"] if isinstance(raw["in"], list) else [raw["in"]]
+            for name in ins:
+                if name not in widths:
+                    raise ParameterError(f"node {i}: input {name!r} is not defined before it")
+            node = Node(op, tuple(ins), str(raw["out"]))
+            if op == "linear":
+                w = np.asarray(weights[raw["weight"]], dtype=np.float64)
+                if w.ndim != 2 or w.shape[1] != widths[ins[0]] or w.shape[0] > block:
+                    raise ShapeError(f"node {i}: weight {raw['weight']} has shape {w.shape}; needs "
+                                     f"(≤ {block}, {widths[ins[0]]})")
+                node.weight = w
+                if raw.get("bias") is not None:
+                    node.bias = np.asarray(weights[raw["bias"]], dtype=np.float64).reshape(-1)
+                    if node.bias.shape != (w.shape[0],):
+                        raise ShapeError(f"node {i}: bias has {node.bias.size} values for {w.shape[0]} rows")
+                width = w.shape[0]
+            elif op == "poly":
+                node.coeffs = np.asarray(raw["coeffs"], dtype=np.float64).reshape(-1)
+                if not 1 <= node.coeffs.size <= 65:
+                    raise ParameterError(f"node {i}: 1..65 polynomial coefficients, got {node.coeffs.size}")
+                width = widths[ins[0]]
+            else:
+                if len(ins) != 2:
+                    raise ParameterError(f"node {i}: {op} takes two inputs")
+                width = min(widths[ins[0]], widths[ins[1]])
+            for arr in (node.weight, node.bias, node.coeffs):
+                if arr is not None and not np.all(np.isfinite(arr)):
+                    raise EncodingError(f"node {i}: non-finite weights")
+            widths[node.out] = width
+            nodes.append(node)
+        if not nodes:
+            raise ParameterError("a model needs at least one node")
+        if max(widths.values()) > block:
+            raise ParameterError(f"a layer is wider ({max(widths.values())}) than the block ({block})")
+        return cls(nodes, int(input_width), widths[nodes[-1].out], block)
+
+    # -- static properties ---------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        """Levels consumed: the longest path, counting each node's levels (an ``add`` of
+        operands at different levels costs the higher one nothing beyond the lower's level)."""
+        level = {"x": 0}
+        for n in self.nodes:
+            level[n.out] = max(level[i] for i in n.inputs) + n.depth
+        return level[self.nodes[-1].out]
+
+    def diagonals(self, node: Node, slots: int) -> dict[int, np.ndarray]:
+        """The non-zero generalized diagonals of I_{slots/block} ⊗ W (see the module docstring):
+        {offset k: (slots,) float64}."""
+        rows, cols = node.weight.shape
+        reps = slots // self.block
+        out = {}
+        i = np.arange(rows)
+        for k in range(-(rows - 1), cols):
+            j = i + k
+            ok = (j >= 0) & (j < cols)
+            if not ok.any():
+                continue
+            local = np.zeros(self.block)
+            local[i[ok]] = node.weight[i[ok], j[ok]]
+            if local.any():
+                out[k] = np.tile(local, reps)
+        return out
+
+    MAX_CACHED_PARAMS = 4  # parameter sets whose encoded diagonals stay cached (memory bound)
+
+    def transform(self, node_index: int, slots: int, fingerprint: str = ""):
+        """The :class:`wavis.ckks.linalg.LinearTransform` of a linear node at ``slots``; cached
+        per parameter set (``fingerprint``: its encoded diagonals belong to that modulus chain),
+        for at most :attr:`MAX_CACHED_PARAMS` parameter sets (least recently used dropped)."""
+        from ..ckks.linalg import LinearTransform  # noqa: PLC0415
+
+        with self._lock:
+            per = self._transforms.pop(fingerprint, None)
+            if per is None:
+                per = {}
+            self._transforms[fingerprint] = per  # most recent last
+            while len(self._transforms) > self.MAX_CACHED_PARAMS:
+                self._transforms.pop(next(iter(self._transforms)))
+            lt = per.get((node_index, slots))
+        if lt is None:
+            node = self.nodes[node_index]
+            lt = LinearTransform(self.diagonals(node, slots) or {0: np.zeros(slots)}, slots=slots)
+            with self._lock:
+                lt = per.setdefault((node_index, slots), lt)
+        return lt
+
+    def galois_steps(self, slots: int) -> list[int]:
+        """Rotation steps (left, normalised to [0, slots)) the encrypted graph uses at ``slots``."""
+        self.check_slots(slots)
+        steps: set[int] = set()
+        for i, n in enumerate(self.nodes):
+            if n.op == "linear":
+                steps |= set(self.transform(i, slots, "steps").galois_steps())
+        return sorted(steps)
+
+    def check_slots(self, slots: int) -> None:
+        if slots < self.block or slots % self.block:
+            raise ShapeError(f"this model packs samples in blocks of {self.block} slots; a key with "
+                             f"{slots} slots cannot hold one", slots=slots, block=self.block)
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def forward_plain(self, x: np.ndarray) -> np.ndarray:
+        """The plaintext model: x (batch, input_width) float64 → (batch, output_width)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.input_width:
+            raise ShapeError(f"inputs must have shape (batch, {self.input_width}), got {x.shape}")
+        vals: dict[str, np.ndarray] = {"x": x}
+        for n in self.nodes:
+            a = vals[n.inputs[0]]
+            if n.op == "linear":
+                y = a[:, : n.weight.shape[1]] @ n.weight.T
+                if n.bias is not None:
+                    y = y + n.bias
+            elif n.op == "poly":
+                y = np.polynomial.polynomial.polyval(a, n.coeffs)
+            else:
+                b = vals[n.inputs[1]]
+                w = min(a.shape[1], b.shape[1])
+                y = a[:, :w] * b[:, :w] if n.op == "mul" else a[:, :w] + b[:, :w]
+            vals[n.out] = y
+        return vals[self.nodes[-1].out]
+
+    def forward_encrypted(self, ev, ct):
+        """The same graph on a ciphertext packed as in the module docstring (any number of
+        samples up to slots/block). Returns the output ciphertext (``depth`` levels lower).
+
+        Raises: ShapeError (slots not a multiple of the block), DepthExhaustedError,
+        MissingRotationKeyError, MissingKeyError (no relinearization key)."""
+        from ..ckks.polynomial import evaluate_polynomial  # noqa: PLC0415
+        from ..errors import DepthExhaustedError  # noqa: PLC0415
+
+        slots = int(ev.params.slot_count)
+        self.check_slots(slots)
+        if ct.level < self.depth:
+            raise DepthExhaustedError(f"this model consumes {self.depth} levels; the ciphertext has {ct.level}",
+                                      needed=self.depth, level=int(ct.level))
+        reps = slots // self.block
+        vals = {"x": ct}
+        for i, n in enumerate(self.nodes):
+            a = vals[n.inputs[0]]
+            if n.op == "linear":
+                y = self.transform(i, slots, ev.params.fingerprint).apply(ev, a)
+                if n.bias is not None:
+                    local = np.zeros(self.block)
+                    local[: n.bias.size] = n.bias
+                    y = ev.add_plain(y, np.tile(local, reps))
+            elif n.op == "poly":
+                y = evaluate_polynomial(ev, a, n.coeffs, basis="power")
+            elif n.op == "mul":
+                y = ev.multiply(a, vals[n.inputs[1]])
+            else:
+                y = ev.add(a, vals[n.inputs[1]])
+            vals[n.out] = y
+        return vals[self.nodes[-1].out]
