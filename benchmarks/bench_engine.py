@@ -224,9 +224,9 @@ async def main_async(args) -> dict:
         cts = [b64(c) for c in raw]
         sk_b64 = base64.b64encode(tfhe.serialize.dumps(sk)).decode()
 
-        sizes = [1, 32] if args.quick else [1, 8, 32, 128]
-        delays = [0.0, 1.0] if args.quick else [0.0, 1.0, 5.0]
-        batch_sizes = [32] if args.quick else [8, 32, 128]
+        sizes = args.sizes or ([1, 32] if args.quick else [1, 8, 32, 128])
+        delays = args.delays or ([0.0, 1.0] if args.quick else [0.0, 1.0, 5.0])
+        batch_sizes = args.batch_sizes or ([32] if args.quick else [8, 32, 128])
         print(f"library baseline ({PRESET}, evaluate_batch, all cores):", flush=True)
         library = {}
         for b in sorted(set(sizes) | set(batch_sizes)):
@@ -308,6 +308,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0, help="seconds per load point (default 4)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     ap.add_argument("--batch-concurrency", type=int, default=4)
+    ap.add_argument("--sizes", type=int, nargs="+", help="WAVIS_BATCH_MAX_SIZE values (default by --quick)")
+    ap.add_argument("--delays", type=float, nargs="+", help="WAVIS_BATCH_MAX_DELAY_MS values")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", help="gates per /tfhe/batch request")
+    ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "engine_cpu.json")
     ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from --out's JSON")
     args = ap.parse_args()
@@ -322,7 +326,8 @@ def main() -> None:
     for c in result["batch_vs_library"]:
         print(f"  size {c['max_size']:>3} delay {c['delay_ms']:>3g} ms  B={c['B']:<4} service {c['service_gates_per_s']:>8.1f}"
               f"  library {c['library_gates_per_s']:>8.1f} gates/s  ratio {c['ratio']:.2f}")
-    plot(result, args.out.with_suffix(".png"))
+    if not args.no_plot:
+        plot(result, args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,11 @@ Measures, with all data resident on the device:
 Each figure is reported with its target and as a ratio to the bound "compulsory bytes moved /
 measured copy bandwidth" (ratio 1.0 = at the memory-bandwidth limit; the bytes are listed).
 
-Writes OUT/bench.json and OUT/bench.md; every step is guarded (an error is recorded, the run
-goes on) and steps are skipped once the time budget is spent.
+Writes OUT/bench.json in the harness's results schema (wavis/bench/schema.py: one row per
+figure with value, unit, target, bound and ratio_to_bound; suite "gpu"; the GPU in
+machine.gpu) and OUT/bench.md; every step is guarded (an error is recorded, the run goes on)
+and steps are skipped once the time budget is spent. ``wavis bench --suites gpu`` runs this
+script and reads the same file.
 
     python benchmarks/bench_gpu.py --out OUTDIR [--budget SECONDS] [--quick]
 """
@@ -88,9 +91,47 @@ class Bench:
         print(f"[bench]   {key} = {value:.4g} {unit}  {json.dumps({k: v for k, v in r.items() if k != 'value'})}",
               flush=True)
 
+    def document(self) -> dict:
+        """The results in the harness's schema (wavis.bench.schema)."""
+        from wavis.bench import repo_root
+        from wavis.bench.machine import machine_info, software_info
+        from wavis.bench.schema import make_row, new_doc
+
+        doc = new_doc("benchmarks/bench_gpu.py" + (" --quick" if self.quick else ""), "gpu", machine_info(1),
+                      software_info(repo_root()))
+        doc["machine"]["gpu"] = {k: self.info.get(k) for k in ("device", "sm_count", "cc", "cupy", "emulated")}
+        doc["machine"]["host_class"] = f"{self.info.get('device', '?')} / cuda"
+        doc["software"]["cupy"] = self.info.get("cupy")
+        doc["bound"] = {"copy_bandwidth_GBps": self.info.get("copy_bandwidth_GBps"),
+                        "method": "device-to-device copy of 1 GiB (read + write counted)"}
+        doc["info"] = self.info
+        skip = {"value", "unit", "target", "target_op", "bytes_moved_bound", "bound_value", "ratio_to_bound",
+                "meets_target"}
+        for key, r in self.results.items():
+            row = make_row("gpu", key, r["value"], r["unit"], better="higher" if r["unit"] == "gates/s" else "lower",
+                           params={k: v for k, v in r.items() if k not in skip and k not in ("note", "correct")},
+                           target=r.get("target"), target_op=r.get("target_op"), meets_target=r.get("meets_target"),
+                           note=r.get("note"), stats={"median": r["value"], "min": r["value"], "max": r["value"],
+                                                      "n": 1, "spread_over": "median of the timed repetitions"})
+            if "correct" in r:
+                row["check"] = {"ok": bool(r["correct"]), "bits": None, "detail": "decrypted and compared"}
+            if r.get("bound_value"):
+                row["bound"] = {"value": r["bound_value"], "limit": "memory", "bytes": r.get("bytes_moved_bound")}
+                row["ratio_to_bound"] = r.get("ratio_to_bound")
+            doc["rows"].append(row)
+        doc["suites"]["gpu"] = {"status": "failed" if self.errors else "ok",
+                                "seconds": round(time.monotonic() - self.t0, 1), "budget_s": self.budget,
+                                "note": "; ".join(f"{k}: {e.splitlines()[0][:200]}" for k, e in self.errors.items())}
+        doc["errors"] = self.errors
+        doc["elapsed_s"] = round(time.monotonic() - self.t0, 1)
+        return doc
+
     def write(self) -> None:
-        doc = {"info": self.info, "results": self.results, "errors": self.errors,
-               "elapsed_s": round(time.monotonic() - self.t0, 1)}
+        try:
+            doc = self.document()
+        except Exception as e:  # never lose the figures to a schema problem
+            doc = {"info": self.info, "results": self.results, "errors": {**self.errors, "schema": repr(e)},
+                   "elapsed_s": round(time.monotonic() - self.t0, 1)}
         (self.out / "bench.json").write_text(json.dumps(doc, indent=2, default=str))
         lines = ["| figure | measured | target | bytes-moved bound | ratio to bound | meets |",
                  "|---|---|---|---|---|---|"]

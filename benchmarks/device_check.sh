@@ -9,7 +9,8 @@
 #   summary.json   every step's status, exit code and seconds, the device, the parity test counts
 #                  and the benchmark figures (always written, also when a step fails)
 #   logs.tgz       each step's .log, steps.tsv and pytest.xml (JUnit), in one archive (the device
-#                  tool brings back at most 8 files); bench.json / bench.md (the table)
+#                  tool brings back at most 8 files); bench.json (the harness's results schema,
+#                  wavis/bench/schema.py: rows with value, target, bound, ratio_to_bound) / bench.md
 # Exit status: 0 when every step passed, 1 otherwise.
 set -u
 OUT=${1:?usage: benchmarks/device_check.sh OUTDIR}
@@ -95,5 +96,7 @@ EOF
 if [ -f "$OUT/bench.json" ]; then  # keep the table with the repo (only from a run that benchmarked)
   cp "$OUT/bench.md" "$ROOT/benchmarks/results/gpu-latest.md" 2>/dev/null || true
   cp "$OUT/summary.json" "$ROOT/benchmarks/results/gpu-latest.json" 2>/dev/null || true
+  # the same schema as `wavis bench` (compare / readme read it); only when it is one
+  grep -q '"schema": "wavis-bench/1"' "$OUT/bench.json" && cp "$OUT/bench.json" "$ROOT/benchmarks/results/bench-gpu-latest.json" 2>/dev/null || true
 fi
 grep -q '"ok": true' "$OUT/summary.json" && exit 0 || exit 1

@@ -4,13 +4,44 @@ Usage: benchmarks/.venv-openfhe/bin/python benchmarks/openfhe_binfhe_gate.py PAR
 Prints one JSON object: paramset, method, ms_per_gate (NAND wall time, one thread with
 OMP_NUM_THREADS=1), cpu_ms_per_gate (thread CPU time, robust to other load),
 keygen_s, reps, correct.
+
+       benchmarks/.venv-openfhe/bin/python benchmarks/openfhe_binfhe_gate.py --serve '{"paramset":"STD128","method":"GINX"}'
+runs as a worker of the harness (wavis.bench; protocol in wavis/bench/protocol.py): op nand_gate,
+each output decrypted and checked. Run it with OMP_NUM_THREADS=1.
 """
 
 import json
+import os
 import sys
 import time
 
 import openfhe as ofhe
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "wavis", "bench"))
+
+
+def make_worker(cfg):
+    pset, method = cfg.get("paramset", "STD128"), cfg.get("method", "GINX")
+    cc = ofhe.BinFHEContext()
+    cc.GenerateBinFHEContext(getattr(ofhe.BINFHE_PARAMSET, pset), getattr(ofhe.BINFHE_METHOD, method))
+    t0 = time.perf_counter()
+    sk = cc.KeyGen()
+    cc.BTKeyGen(sk)
+    keygen_s = time.perf_counter() - t0
+    a, b = cc.Encrypt(sk, 1), cc.Encrypt(sk, 0)
+
+    def check(out):
+        ok = cc.Decrypt(sk, out) == 1
+        return ok, None, "NAND(1,0) decrypts to 1" if ok else "wrong bit"
+
+    info = {"library": "openfhe", "version": getattr(ofhe, "__version__", "?"), "build": "PyPI wheel (no SIMD)",
+            "paramset": pset, "method": method, "keygen_s": round(keygen_s, 2)}
+    for name in ("Getn", "GetN", "Getq", "GetBaseG"):
+        try:
+            info[name[3:]] = int(getattr(cc.GetParams().GetLWEParams(), name)())
+        except Exception:
+            pass
+    return {"info": info, "ops": {"nand_gate": (lambda: cc.EvalBinGate(ofhe.NAND, a, b), check)}}
 
 
 def main() -> None:
@@ -43,4 +74,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if "--serve" in sys.argv:
+        from protocol import serve
+
+        serve(make_worker)
+    else:
+        main()

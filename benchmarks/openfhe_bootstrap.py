@@ -9,6 +9,9 @@ scaleModSize 50 (OpenFHE uses one prime size for the whole chain; its example's 
 levels after bootstrap exceed the 128-bit bound at 2^16 and OpenFHE then demands 2^17), secret
 SPARSE_ENCAPSULATED when the wheel has it (else UNIFORM_TERNARY), HEStd_128_classic.
 Prints one JSON object.
+
+With ``--serve`` (before the JSON) it runs as a worker of the harness (wavis.bench; protocol in
+wavis/bench/protocol.py): op bootstrap, each output decrypted and its precision checked.
 """
 
 import json
@@ -16,13 +19,15 @@ import os
 import sys
 import time
 
-cfg = json.loads(sys.argv[1])
+cfg = json.loads(sys.argv[-1])
 os.environ["OMP_NUM_THREADS"] = str(cfg.get("threads", 1))
 import numpy as np  # noqa: E402
 import openfhe as o  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "wavis", "bench"))
 
-def main():
+
+def setup():
     budget = cfg.get("level_budget", [3, 3])
     p = o.CCParamsCKKSRNS()
     dist = getattr(o.SecretKeyDist, "SPARSE_ENCAPSULATED", None) or o.SecretKeyDist.UNIFORM_TERNARY
@@ -47,6 +52,33 @@ def main():
     cc.EvalMultKeyGen(kp.secretKey)
     cc.EvalBootstrapKeyGen(kp.secretKey, slots)
     keygen = time.perf_counter() - t
+    return cc, kp, depth, dist, budget, slots, keygen
+
+
+def make_worker(_cfg):
+    from protocol import error_bits
+
+    cc, kp, depth, dist, budget, slots, keygen = setup()
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, slots) + 1j * rng.uniform(-1, 1, slots)
+    ct = cc.Encrypt(kp.publicKey, cc.MakeCKKSPackedPlaintext(x.tolist(), 1, depth - 1, None, slots))
+    mb = float(cfg.get("check_bits", 8))
+
+    def check(out):
+        res = cc.Decrypt(out, kp.secretKey)
+        res.SetLength(slots)
+        err = np.maximum(np.abs(np.array(res.GetCKKSPackedValue()) - x), 2.0**-60)
+        mean, low = float(np.mean(-np.log2(err))), error_bits(float(np.max(err)))
+        return low >= mb, low, f"precision mean {mean:.1f} / min {low:.1f} bits"
+
+    info = {"library": "openfhe", "version": getattr(o, "__version__", "?"), "build": "PyPI wheel (no SIMD)",
+            "secret": str(dist), "level_budget": budget, "depth": depth, "ring_dim": cc.GetRingDimension(),
+            "scale_mod_bits": cfg.get("scale_mod_bits", 50), "dnum": cfg.get("dnum", 5), "keygen_s": round(keygen, 1)}
+    return {"info": info, "ops": {"bootstrap": (lambda: cc.EvalBootstrap(ct), check)}}
+
+
+def main():
+    cc, kp, depth, dist, budget, slots, keygen = setup()
     rng = np.random.default_rng(1)
     times, means, mins = [], [], []
     for _ in range(cfg.get("reps", 2) + 1):
@@ -71,4 +103,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if "--serve" in sys.argv:
+        from protocol import serve
+
+        serve(make_worker)
+    else:
+        main()

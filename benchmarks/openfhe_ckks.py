@@ -3,6 +3,10 @@
 Usage: benchmarks/.venv-openfhe/bin/python benchmarks/openfhe_ckks.py '{"N":16384,"depth":10,
        "scale_bits":30,"first_bits":50,"dnum":11,"reps":5,"threads":1}'
 Prints one JSON object {op: ms, ..., "precision_bits_mult": b, "log_qp": bits}.
+
+       benchmarks/.venv-openfhe/bin/python benchmarks/openfhe_ckks.py --serve '{...same keys...}'
+runs as a worker of the harness (wavis.bench, protocol in wavis/bench/protocol.py): keys once,
+then one operation per request, each output decrypted and checked.
 """
 
 import json
@@ -10,10 +14,12 @@ import os
 import sys
 import time
 
-cfg = json.loads(sys.argv[1])
+cfg = json.loads(sys.argv[-1])
 os.environ["OMP_NUM_THREADS"] = str(cfg.get("threads", 1))
 import numpy as np  # noqa: E402
 import openfhe as o  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "wavis", "bench"))
 
 
 def timeit(fn, reps):
@@ -24,7 +30,7 @@ def timeit(fn, reps):
     return (time.perf_counter() - t) / reps * 1e3
 
 
-def main():
+def context():
     p = o.CCParamsCKKSRNS()
     p.SetMultiplicativeDepth(cfg["depth"])
     p.SetScalingModSize(cfg["scale_bits"])
@@ -39,6 +45,67 @@ def main():
     for f in (o.PKESchemeFeature.PKE, o.PKESchemeFeature.KEYSWITCH, o.PKESchemeFeature.LEVELEDSHE,
               o.PKESchemeFeature.ADVANCEDSHE):
         cc.Enable(f)
+    return cc
+
+
+def make_worker(cfg):
+    """Worker ops (wavis.bench.worker's names): encode, encrypt (public key), decrypt_decode, add,
+    multiply_relin_rescale, rotate (1), hoisted_rotations_8 (fast rotations 1..8)."""
+    from protocol import error_bits
+
+    cc = context()
+    slots = cfg["N"] // 2
+    kp = cc.KeyGen()
+    cc.EvalMultKeyGen(kp.secretKey)
+    cc.EvalRotateKeyGen(kp.secretKey, list(range(1, 9)))
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(-1, 1, slots), rng.uniform(-1, 1, slots)
+    px = cc.MakeCKKSPackedPlaintext(x.tolist())
+    cx, cy = cc.Encrypt(kp.publicKey, px), cc.Encrypt(kp.publicKey, cc.MakeCKKSPackedPlaintext(y.tolist()))
+    mb = float(cfg.get("check_bits", 8))
+    m = cc.GetCyclotomicOrder()
+
+    def real(ct):
+        r = cc.Decrypt(kp.secretKey, ct)
+        r.SetLength(slots)
+        return np.array(r.GetRealPackedValue())
+
+    def chk(decode, want):
+        def check(out):
+            bits = error_bits(float(np.max(np.abs(decode(out) - want))))
+            return bits >= mb, bits, f"{bits:.1f} bits (need {mb:g})"
+        return check
+
+    def hoisted():
+        pre = cc.EvalFastRotationPrecompute(cx)
+        return {s: cc.EvalFastRotation(cx, s, m, pre) for s in range(1, 9)}
+
+    def hoisted_check(out):
+        bits = min(error_bits(float(np.max(np.abs(real(out[s]) - np.roll(x, -s))))) for s in range(1, 9))
+        return bits >= mb, bits, f"{bits:.1f} bits over 8 rotations"
+
+    ops = {
+        "encode": (lambda: cc.MakeCKKSPackedPlaintext(x.tolist()), chk(lambda p: real(cc.Encrypt(kp.publicKey, p)), x)),
+        "encrypt": (lambda: cc.Encrypt(kp.publicKey, px), chk(real, x)),
+        "decrypt_decode": (lambda: real(cx), chk(lambda v: v, x)),
+        "add": (lambda: cc.EvalAdd(cx, cy), chk(real, x + y)),
+        "multiply_relin_rescale": (lambda: cc.Rescale(cc.EvalMult(cx, cy)), chk(real, x * y)),
+        "rotate": (lambda: cc.EvalRotate(cx, 1), chk(real, np.roll(x, -1))),
+        "hoisted_rotations_8": (hoisted, hoisted_check),
+    }
+    try:
+        log_q = int(cc.GetModulus()).bit_length()
+    except Exception:
+        log_q = None
+    info = {"library": "openfhe", "version": getattr(o, "__version__", "?"), "build": "PyPI wheel (no SIMD)",
+            "log_q": log_q, "ring_dim": cc.GetRingDimension(), "secret": "uniform ternary",
+            "key_switching": f"HYBRID, {cfg['dnum']} digits (special primes chosen by OpenFHE)",
+            "scaling": "FIXEDMANUAL"}
+    return {"info": info, "ops": {k: v for k, v in ops.items() if k in cfg.get("ops", ops)}}
+
+
+def main():
+    cc = context()
     reps = cfg["reps"]
     slots = cfg["N"] // 2
     kp = cc.KeyGen()
@@ -120,4 +187,10 @@ def main():
     print(json.dumps(out))
 
 
-main()
+if __name__ == "__main__":
+    if "--serve" in sys.argv:
+        from protocol import serve
+
+        serve(make_worker)
+    else:
+        main()

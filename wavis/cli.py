@@ -1,5 +1,6 @@
 """Command line: ``wavis serve`` (the API server), ``wavis worker`` (a compute worker),
-``wavis webhooks`` (the webhook delivery worker alone) and ``wavis admin …``.
+``wavis webhooks`` (the webhook delivery worker alone), ``wavis admin …`` and ``wavis bench …``
+(the benchmark harness, :mod:`wavis.bench`, which parses its own arguments).
 
 Service dependencies are imported only inside the commands, so ``import wavis.cli`` stays light.
 """
@@ -65,10 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("mode", choices=["on", "off", "status"])
     mt.add_argument("--retry-after", type=int, default=300, help="Retry-After seconds answered while on")
     _add_common(mt)
+    sub.add_parser("bench", add_help=False, help="the benchmark harness (wavis bench --help; wavis.bench)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # wavis.bench parses the rest (wavis bench --help)
+        from wavis.bench import main as bench_main  # noqa: PLC0415
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     from wavis.service.server import setup_logging  # noqa: PLC0415
     from wavis.service.settings import Settings  # noqa: PLC0415

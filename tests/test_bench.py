@@ -1,0 +1,192 @@
+"""The benchmark harness (wavis.bench) on tiny inputs: the results schema of a real run, the
+round protocol and its output checks, the regression comparison, the README generator and the
+plots. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+
+from wavis.bench import main as bench_main
+from wavis.bench.compare import compare
+from wavis.bench.report import END, START, markdown_table, write_readme
+from wavis.bench.runner import Budget, Worker, comparison_rows, interleave
+from wavis.bench.schema import SCHEMA, load, make_row, new_doc, set_bound, stats, validate
+
+
+def _doc(host="AMD EPYC / ifma", created="2026-12-07T12:00:00Z", commit="abc", rows=()):
+    machine = {"cpu_model": host.split(" / ")[0], "simd_path": host.split(" / ")[1], "cores": 2, "threads": 1,
+               "host_class": host, "loadavg_start": [1.0], "loadavg_end": [1.2]}
+    d = new_doc("wavis bench --quick", "quick", machine, {"git_commit": commit, "wavis": "0.1.0"})
+    d["created"] = created
+    d["rows"] = list(rows)
+    return d
+
+
+def _row(name, value, lo, hi, unit="ms", better="lower", **params):
+    return make_row("ckks", name, value, unit, better=better, params=params or {"N": 16384},
+                    stats={"median": value, "min": lo, "max": hi, "n": 3, "spread_over": "rounds"})
+
+
+def test_a_tiny_run_writes_the_schema_with_machine_bound_and_bounded_rows(tmp_path, monkeypatch):
+    monkeypatch.setenv("WAVIS_BENCH_BW_MIB", "16")
+    monkeypatch.setenv("WAVIS_THREADS", "1")
+    out = tmp_path / "r.json"
+    rc = bench_main(["run", "--quick", "--suites", "ntt", "--no-refs", "--no-plots", "--quiet", "--out", str(out)])
+    assert rc == 0
+    doc = load(out)  # validates
+    assert doc["schema"] == SCHEMA and doc["mode"] == "quick"
+    m = doc["machine"]
+    assert m["cores"] >= 1 and m["simd_path"] in m["simd_paths"] and m["host_class"].endswith(m["simd_path"])
+    assert doc["software"]["git_commit"]
+    b = doc["bound"]
+    assert b["memory_bandwidth_GBps"] > 0 and b["mulmod_per_s"]["<=50"] > 0 and b["mulmod_path"] == m["simd_path"]
+    assert doc["suites"]["ntt"]["status"] == "ok"
+    names = {r["name"] for r in doc["rows"]}
+    assert {"ntt_forward", "ntt_inverse"} <= names
+    for r in doc["rows"]:
+        assert r["value"] > 0 and r["stats"]["min"] <= r["value"] <= r["stats"]["max"]
+        assert r["bound"]["limit"] in ("memory", "compute") and r["bound"]["mulmods"] == 16384 / 2 * 14
+        assert r["ratio_to_bound"] == pytest.approx(r["value"] / r["bound"]["value"])
+
+
+def test_mulmod_rate_rejects_what_the_cpu_or_the_prime_cannot_do():
+    from wavis import _core
+
+    q61 = _core.generate_ntt_primes(61, 1, 4096)[0]
+    assert _core._mulmod_rate("portable", q61, 1000) > 0
+    if "ifma" in _core.simd_paths():
+        with pytest.raises(ValueError, match="2\\^50"):
+            _core._mulmod_rate("ifma", q61, 1000)
+    with pytest.raises(ValueError):
+        _core._mulmod_rate("nonsense", q61, 1000)
+
+
+# A reference "library" that follows the protocol: add is right, multiply is wrong (its time
+# must not count), rotate raises.
+TOY = textwrap.dedent('''
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    import numpy as np
+    from protocol import error_bits, serve
+
+    def make(cfg):
+        x = np.linspace(-1, 1, 8)
+        def chk(want):
+            def check(out):
+                b = error_bits(float(np.max(np.abs(out - want))))
+                return b >= 8, b, f"{b:.1f} bits"
+            return check
+        def boom():
+            raise RuntimeError("no rotation here")
+        return {"info": {"library": "toy", "version": "0"},
+                "ops": {"add": (lambda: x + x, chk(2 * x)), "multiply_relin_rescale": (lambda: x + 1, chk(x * x)),
+                        "rotate": (boom, chk(x))}}
+
+    serve(make)
+''')
+
+
+def test_interleaved_rounds_check_every_output_before_its_time_counts(tmp_path):
+    import wavis.bench
+
+    toy = tmp_path / "toy.py"
+    toy.write_text(TOY)
+    proto_dir = str(next(iter(wavis.bench.__path__)))
+    cfg = {"N": 2048, "depth": 1, "scale_bits": 30, "first_bits": 50, "dnum": 1, "security": "testing",
+           "ops": ["add", "multiply_relin_rescale", "rotate"]}
+    workers = {"wavis": Worker("wavis", [sys.executable, "-m", "wavis.bench.worker", "ckks", json.dumps(cfg)]),
+               "toy": Worker("toy", [sys.executable, str(toy), proto_dir, "{}"])}
+    try:
+        for w in workers.values():
+            w.wait_ready(timeout=120)
+        assert workers["wavis"].info["limbs"] == 2
+        data = interleave(workers, cfg["ops"], rounds=2, reps=1, budget=Budget(120), log=lambda m: None)
+    finally:
+        for w in workers.values():
+            w.close()
+    assert all(v is not None for v in data["add"]["wavis"].rounds + data["add"]["toy"].rounds)
+    assert data["add"]["wavis"].check["ok"] and data["add"]["wavis"].check["bits"] > 10
+    bad = data["multiply_relin_rescale"]["toy"]
+    assert bad.rounds == [None, None] and "check failed" in bad.error  # wrong output: no time
+    assert data["multiply_relin_rescale"]["wavis"].check["ok"]
+    assert "no rotation here" in data["rotate"]["toy"].error
+    refs = {"toy": {"label": "Toy 0", "status": "ok", "deviations": {"*": ["toy arithmetic"]}},
+            "absent": {"label": "Absent", "status": "not installed (run `wavis bench setup`)"}}
+    rows = {r["name"]: r for r in comparison_rows("ckks", data, {"N": 2048}, refs)}
+    add = rows["add"]["refs"]["toy"]
+    assert add["status"] == "ok" and add["ratio"]["n"] == 2 and add["deviations"] == ["toy arithmetic"]
+    assert add["ratio"]["min"] <= add["ratio"]["median"] <= add["ratio"]["max"]
+    assert "ratio" not in rows["multiply_relin_rescale"]["refs"]["toy"]
+    assert rows["multiply_relin_rescale"]["refs"]["toy"]["status"].startswith("check failed")
+    assert rows["add"]["refs"]["absent"]["status"].startswith("not installed")
+    doc = _doc(rows=list(rows.values()))
+    assert validate(doc) == []
+    assert "Toy" in markdown_table(doc) or "toy" in markdown_table(doc)
+
+
+def test_compare_flags_a_regression_beyond_the_noise_and_nothing_within_it(tmp_path):
+    old = _doc(rows=[_row("multiply", 10.0, 9.8, 10.2), _row("rotate", 10.0, 8.0, 12.0),
+                     _row("gates", 100.0, 99.0, 101.0, unit="gates/s", better="higher"),
+                     _row("encode", 2.0, 2.0, 2.0)])
+    new = _doc(rows=[_row("multiply", 12.0, 11.9, 12.1),      # +20 % against ±4 % noise: regression
+                     _row("rotate", 11.0, 9.0, 13.0),         # +10 % inside the 40 % spread: same
+                     _row("gates", 80.0, 79.0, 81.0, unit="gates/s", better="higher"),  # throughput down
+                     _row("encode", 1.5, 1.5, 1.5)])          # faster: improvement
+    res = compare(old, new)
+    verdict = {r["name"]: r["verdict"] for r in res["rows"]}
+    assert verdict == {"multiply": "regression", "rotate": "same", "gates": "regression", "encode": "improvement"}
+    assert res["regressions"] == 2 and res["same_host"]
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(old))
+    b.write_text(json.dumps(new))
+    assert bench_main(["compare", str(a), str(b)]) == 1
+    assert bench_main(["compare", str(a), str(a)]) == 0
+    from wavis.cli import main as cli_main  # `wavis bench …` delegates to wavis.bench.main
+
+    assert cli_main(["bench", "compare", str(a), str(b)]) == 1
+
+
+def test_readme_generator_writes_one_row_per_host_class_and_only_its_section(tmp_path):
+    res = tmp_path / "results"
+    res.mkdir()
+    mult = _row("multiply_relin_rescale", 14.0, 13.0, 15.0)
+    mult["refs"]["openfhe"] = {"label": "OpenFHE 1.6.1.0 (PyPI wheel, no SIMD)", "status": "ok",
+                               "stats": stats([50.0]), "ratio": stats([0.28]), "deviations": []}
+    set_bound(mult, 3.5, limit="compute")
+    (res / "bench-quick-a.json").write_text(json.dumps(_doc(commit="old111", created="2026-12-01T00:00:00Z", rows=[mult])))
+    (res / "bench-quick-b.json").write_text(json.dumps(_doc(commit="new222", created="2026-12-07T00:00:00Z", rows=[mult])))
+    (res / "bench-quick-c.json").write_text(json.dumps(_doc(host="Intel Xeon / avx2", commit="x333", rows=[mult])))
+    (res / "bench-broken.json").write_text("{}")  # not the schema: ignored
+    readme = tmp_path / "README.md"
+    before, after = "# Title\n\n## Intro\nkeep me\n\n## Performance\n", "\n## Next\nkeep me too\n"
+    readme.write_text(before + START + "\nold text\n" + END + after)
+    assert write_readme(readme, res, tmp_path)
+    text = readme.read_text()
+    assert text.startswith(before) and text.endswith(after) and "old text" not in text
+    section = text[text.index(START):text.index(END)]
+    host_rows = [ln for ln in section.splitlines() if ln.startswith("| AMD EPYC") or ln.startswith("| Intel Xeon")]
+    assert len(host_rows) == 2  # one per host class, the newest run of each
+    assert "new222" in section and "old111" not in section
+    assert "0.28× OpenFHE wheel, no SIMD" in section and "4.0× bound" in section
+    assert not write_readme(readme, res, tmp_path)  # idempotent
+    readme.write_text("# no markers\n")
+    with pytest.raises(ValueError, match="markers"):
+        write_readme(readme, res, tmp_path)
+
+
+def test_plots_are_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    from wavis.bench.report import plot
+
+    r = _row("multiply_relin_rescale", 14.0, 13.0, 15.0)
+    r["refs"]["openfhe"] = {"label": "x", "status": "ok", "ratio": stats([0.3, 0.25, 0.35])}
+    set_bound(r, 3.5, limit="compute")
+    ntt = [make_row("ntt", "ntt_forward", 10.0 * n / 4096, "us", params={"N": n, "prime_bits": 50, "limbs": 1})
+           for n in (4096, 8192)]
+    paths = plot(_doc(rows=[r, *ntt]), tmp_path / "run")
+    assert sorted(p.name for p in paths) == ["run-bound.png", "run-ratios.png", "run-scaling.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)

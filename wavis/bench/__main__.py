@@ -1,0 +1,5 @@
+import sys
+
+from wavis.bench import main
+
+sys.exit(main())

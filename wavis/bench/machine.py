@@ -1,0 +1,80 @@
+"""What a benchmark figure was measured on: CPU model, SIMD path, cores, memory, load, software
+versions and the git commit (``machine`` and ``software`` of the results schema)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return re.sub(r"\s+", " ", line.split(":", 1)[1]).strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def simd() -> tuple[str, list[str]]:
+    """The SIMD path the C++ core runs and the paths this CPU supports."""
+    try:
+        from wavis import _core
+
+        return _core.simd_path(), list(_core.simd_paths())
+    except Exception as e:  # an uninstalled core: still describe the machine
+        return f"unknown ({type(e).__name__})", []
+
+
+def host_class(model: str, path: str) -> str:
+    """The README's row key: CPU model and SIMD path."""
+    return f"{model} / {path}"
+
+
+def machine_info(threads: int) -> dict:
+    model = cpu_model()
+    path, paths = simd()
+    return {"cpu_model": model, "simd_path": path, "simd_paths": paths, "cores": os.cpu_count(),
+            "threads": threads, "memory_gib": memory_gib(), "arch": platform.machine(),
+            "host_class": host_class(model, path), "loadavg_start": loadavg(), "loadavg_end": None, "gpu": None}
+
+
+def git(root: Path, *args: str) -> str | None:
+    try:
+        r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        return r.stdout.strip() if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def software_info(root: Path) -> dict:
+    import numpy
+
+    import wavis
+
+    dirty = git(root, "status", "--porcelain", "--untracked-files=no")
+    return {"wavis": wavis.__version__, "git_commit": git(root, "rev-parse", "--short=12", "HEAD"),
+            "git_dirty": bool(dirty) if dirty is not None else None, "python": sys.version.split()[0],
+            "numpy": numpy.__version__}
