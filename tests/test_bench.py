@@ -54,15 +54,15 @@ def test_a_tiny_run_writes_the_schema_with_machine_bound_and_bounded_rows(tmp_pa
 
 
 def test_mulmod_rate_rejects_what_the_cpu_or_the_prime_cannot_do():
-    from wavis import _core
+    from wavis.backend import cpu
 
-    q61 = _core.generate_ntt_primes(61, 1, 4096)[0]
-    assert _core._mulmod_rate("portable", q61, 1000) > 0
-    if "ifma" in _core.simd_paths():
+    q61 = cpu.generate_ntt_primes(61, 1, 4096)[0]
+    assert cpu.mulmod_rate("portable", q61, 1000) > 0
+    if "ifma" in cpu.simd_paths():
         with pytest.raises(ValueError, match="2\\^50"):
-            _core._mulmod_rate("ifma", q61, 1000)
+            cpu.mulmod_rate("ifma", q61, 1000)
     with pytest.raises(ValueError):
-        _core._mulmod_rate("nonsense", q61, 1000)
+        cpu.mulmod_rate("nonsense", q61, 1000)
 
 
 # A reference "library" that follows the protocol: add is right, multiply is wrong (its time

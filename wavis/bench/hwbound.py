@@ -4,8 +4,8 @@
   thread), counting one read and one write per byte, per second of the thread's CPU time (a
   shared host's other load does not lower it). A single-thread figure, like the benchmarks it
   bounds (they run with ``threads`` = 1 unless asked otherwise).
-* Modular-multiply throughput of the SIMD path in use (``wavis._core.simd_path()``):
-  ``wavis._core._mulmod_rate`` runs the NTT's lazy Shoup multiply of that path (IFMA 52-bit
+* Modular-multiply throughput of the SIMD path in use (``wavis.backend.cpu.simd_path()``):
+  ``wavis.backend.cpu.mulmod_rate`` runs the NTT's lazy Shoup multiply of that path (IFMA 52-bit
   lanes, AVX-512 64-bit lanes, or scalar) on data in registers, 12 independent chains, per
   second of thread CPU time. For a 50-bit prime (IFMA-eligible) and a 61-bit prime (the IFMA
   path runs those on the AVX-512 multiply; docs/ring.md).
@@ -39,28 +39,28 @@ def mulmod_per_s(bits: int, path: str | None = None, iters: int = 1_000_000) -> 
     """Modular multiplies per CPU second of ``path``'s NTT multiply (default: the path in use)
     for a ``bits``-bit prime; the IFMA path runs primes of 50 bits or more on AVX-512, as the
     core does."""
-    from wavis import _core
+    from wavis.backend import cpu
 
-    path = path or _core.simd_path()
+    path = path or cpu.simd_path()
     if path == "ifma" and bits > 50:
         path = "avx512"
-    q = _core.generate_ntt_primes(bits, 1, 4096)[0]
-    return max(_core._mulmod_rate(path, q, iters) for _ in range(3))
+    q = cpu.generate_ntt_primes(bits, 1, 4096)[0]
+    return max(cpu.mulmod_rate(path, q, iters) for _ in range(3))
 
 
 def measure(all_paths: bool = False, bandwidth_mib: int = 256) -> dict:
     """The ``bound`` block of a results document."""
-    from wavis import _core
+    from wavis.backend import cpu
 
-    path = _core.simd_path()
+    path = cpu.simd_path()
     out = {"memory_bandwidth_GBps": memory_bandwidth_gbps(bandwidth_mib), "mulmod_path": path,
            "mulmod_per_s": {"<=50": mulmod_per_s(50), ">50": mulmod_per_s(61)},
            "method": {"bandwidth": f"best of 5 NumPy copies of {bandwidth_mib} MiB, 1 thread, read + write counted, per thread CPU second",
-                      "mulmod": "_core._mulmod_rate: the NTT's lazy Shoup multiply of the path in use, in registers, "
+                      "mulmod": "backend.cpu.mulmod_rate: the NTT's lazy Shoup multiply of the path in use, in registers, "
                                 "12 chains, best of 3, per thread CPU second; '<=50': 50-bit prime, '>50': 61-bit prime"}}
     if all_paths:
         out["mulmod_per_s_by_path"] = {p: {"<=50": mulmod_per_s(50, p), ">50": mulmod_per_s(61, p)}
-                                       for p in _core.simd_paths()}
+                                       for p in cpu.simd_paths()}
     return out
 
 

@@ -41,9 +41,9 @@ def loadavg() -> list[float] | None:
 def simd() -> tuple[str, list[str]]:
     """The SIMD path the C++ core runs and the paths this CPU supports."""
     try:
-        from wavis import _core
+        from wavis.backend import cpu
 
-        return _core.simd_path(), list(_core.simd_paths())
+        return cpu.simd_path(), list(cpu.simd_paths())
     except Exception as e:  # an uninstalled core: still describe the machine
         return f"unknown ({type(e).__name__})", []
 

@@ -65,15 +65,15 @@ def suite_ntt(h, budget: Budget):
     """Forward and inverse negacyclic NTT of one limb (µs), against the bound max(2·N·8 bytes /
     bandwidth, N/2·log2 N modular multiplies / throughput); full: N = 2^12…2^16, 50- and 61-bit
     primes, and µs per limb of multi-limb calls vs the number of limbs (thread pool)."""
-    from wavis import _core
+    from wavis.backend import cpu
 
     plan, rows = h.plan, []
     for n in plan["ntt_sizes"]:
         for bits in plan["ntt_bits"]:
             if not budget.allows(2):
                 break
-            q = _core.generate_ntt_primes(bits, 1, n)
-            ctx = _core.RnsContext(n, q)
+            q = cpu.generate_ntt_primes(bits, 1, n)
+            ctx = cpu.CpuBackend().ring_context(n, q)
             a = np.ascontiguousarray(np.random.default_rng(0).integers(0, q[0], (1, n), dtype=np.uint64))
             nbytes, mm = hwbound.ntt_counts(n)
             for name, fn in (("ntt_forward", ctx.ntt), ("ntt_inverse", ctx.intt)):
@@ -88,8 +88,8 @@ def suite_ntt(h, budget: Budget):
         if not budget.allows(2):
             break
         n = 16384
-        q = _core.generate_ntt_primes(50, limbs, n)
-        ctx = _core.RnsContext(n, q)
+        q = cpu.generate_ntt_primes(50, limbs, n)
+        ctx = cpu.CpuBackend().ring_context(n, q)
         a = np.stack([np.random.default_rng(i).integers(0, m, n, dtype=np.uint64) for i, m in enumerate(q)])
         idx = list(range(limbs))
         blocks, cpu = _blocks(lambda: ctx.ntt(a, idx), reps=max(5, 200 // limbs))

@@ -11,6 +11,8 @@ This package is the only importer of ``wavis._core`` (tests/test_backend_conform
   seed is given. The one ChaCha20 of the host: every backend's ``prng`` is this one.
 * :func:`generate_ntt_primes`, :func:`is_prime`, :func:`minimal_primitive_root` (number theory).
 * :func:`pack_bits`, :func:`unpack_bits` — the wire format's fixed-width bit packing.
+* :func:`simd_path`, :func:`simd_paths` — the SIMD path the core runs and those this CPU has;
+  :func:`mulmod_rate` — that path's modular-multiply throughput (the benchmark harness's bound).
 
 Heavy calls release the GIL and use ``WAVIS_THREADS`` threads (default: all cores; 1 = off).
 Errors: ``ValueError`` (:class:`wavis.errors.ShapeError` for array/idx problems) — never a crash.
@@ -43,6 +45,8 @@ __all__ = [
     "unpack_bits",
     "simd_path",
     "thread_count",
+    "simd_paths",
+    "mulmod_rate",
 ]
 
 #: the C++ class (tests and the CUDA backend's table source use it directly)
@@ -62,6 +66,11 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+#: the paths this CPU can run, portable first
+simd_paths = _core.simd_paths
+#: mulmod_rate(path, q, iters) -> modular multiplies per CPU second of path's NTT multiply (one
+#: thread, in registers; 'ifma' needs q < 2^50); ValueError for a path the CPU lacks
+mulmod_rate = _core._mulmod_rate
 
 
 class Prng(_core.Prng):
