@@ -229,7 +229,7 @@ async def main_async(args) -> dict:
         batch_sizes = args.batch_sizes or ([32] if args.quick else [8, 32, 128])
         print(f"library baseline ({PRESET}, evaluate_batch, all cores):", flush=True)
         library = {}
-        for b in sorted(set(sizes) | set(batch_sizes)):
+        for b in sorted(set(sizes) | set(batch_sizes) | {1}):  # 1: the low-load p99 target's gate time
             gps, ms = library_gates_per_s(sk, raw, b, args.seconds / 2)
             library[b] = {"gates_per_s": round(gps, 1), "ms_per_call": round(ms, 3)}
             print(f"  B={b:<4} {gps:>8.1f} gates/s  {ms:>8.2f} ms per call", flush=True)

@@ -126,6 +126,8 @@ def run(args) -> int:
         try:
             rows, note = SUITES[name](h, b)
             status = "skipped" if note.startswith("skipped") else ("partial" if b.exhausted else "ok")
+            if not rows and status == "ok":  # nothing measured and not a deliberate skip
+                status = "failed"
             if any(r.get("check") and not r["check"].get("ok") for r in rows):
                 status = "failed"
         except Exception as e:  # one suite's failure is recorded; the others run

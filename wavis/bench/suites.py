@@ -37,8 +37,8 @@ PLANS = {
         # its keys within the quick budget here (tried: scale 40 → "degree > correction factor";
         # scale 50, dnum 15 → 72 s of key generation, 0.1 bits; scale 55 → needs N = 2^16)
         "bootstrap": {"preset": "n32768", "slots": 16, "openfhe": None,
-                      "openfhe_note": "not run in --quick: the PyPI wheel has no 128-bit N=2^15 setting that bootstraps "
-                                      "correctly within the budget here; --full compares at N=2^16"},
+                      "openfhe_note": "not in --quick (docs/benchmarks.md): the PyPI wheel has no 128-bit N=2^15 "
+                                      "setting that bootstraps correctly within the budget here; --full compares at N=2^16"},
         "tfhe_presets": ["standard_128"], "tfhe_reps": 8, "tfhe_batches": [16], "tfhe_threads": [1],
         "service": {"concurrency": [1, 8], "seconds": 2, "sizes": [32], "delays": [1.0], "batch_sizes": [32]},
     },
@@ -384,7 +384,7 @@ def suite_service(h, budget: Budget):
         res = json.loads(out.read_text())
     rows = []
     for run in res["runs"]:
-        base = {"preset": res["preset"], "max_batch": run["max_size"], "delay_ms": run["delay_ms"]}
+        base = {"preset": res["preset"], "max_batch": run["max_size"], "delay_ms": run["delay_ms"], "threads": h.threads}
         for g in run["gate"]:
             errs = g.get("errors") or {}
             chk = {"ok": not errs, "bits": None, "detail": f"{g['requests']} answers 200" + (f", errors {errs}" if errs else "")}
@@ -396,7 +396,7 @@ def suite_service(h, budget: Budget):
         for b in run["batch"]:
             lib = res["library"].get(str(b["gates_per_request"]), res["library"].get(b["gates_per_request"], {}))
             rows.append(make_row("service", "batch_gates_per_s", b["gates_per_s"], "gates/s", better="higher",
-                                 params={**base, "batch": b["gates_per_request"], "concurrency": h.plan and 4},
+                                 params={**base, "batch": b["gates_per_request"], "concurrency": 4},  # bench_engine --batch-concurrency
                                  stats={"median": b["gates_per_s"], "min": b["gates_per_s"], "max": b["gates_per_s"],
                                         "n": 1, "spread_over": "one load point"},
                                  check={"ok": True, "bits": None, "detail": "answers 200"},
