@@ -168,7 +168,7 @@ def plot(doc: dict, stem: Path) -> list[Path]:
         ax.invert_yaxis()
         fig.tight_layout()
         p = stem.with_name(stem.name + "-ratios.png")
-        fig.savefig(p, dpi=110)
+        fig.savefig(p, dpi=110, bbox_inches="tight")
         plt.close(fig)
         out.append(p)
     bnd = [r for r in doc["rows"] if r.get("ratio_to_bound")]
@@ -185,7 +185,7 @@ def plot(doc: dict, stem: Path) -> list[Path]:
         ax.invert_yaxis()
         fig.tight_layout()
         p = stem.with_name(stem.name + "-bound.png")
-        fig.savefig(p, dpi=110)
+        fig.savefig(p, dpi=110, bbox_inches="tight")
         plt.close(fig)
         out.append(p)
     series = _scaling_series(doc)
@@ -203,7 +203,7 @@ def plot(doc: dict, stem: Path) -> list[Path]:
         fig.suptitle(title, fontsize=8)
         fig.tight_layout()
         p = stem.with_name(stem.name + "-scaling.png")
-        fig.savefig(p, dpi=110)
+        fig.savefig(p, dpi=110, bbox_inches="tight")
         plt.close(fig)
         out.append(p)
     return out
@@ -216,7 +216,7 @@ def _scaling_series(doc: dict) -> dict:
         p, v = r.get("params", {}), r.get("value")
         if v is None:
             continue
-        if r["suite"] == "ntt" and p.get("limbs") == 1:
+        if r["suite"] == "ntt" and r["name"] != "ntt_forward_per_limb":
             s.setdefault("ring degree N", {}).setdefault(f"{r['name']} {p.get('prime_bits')}-bit (us)", []).append((p["N"], v))
         elif r["suite"] == "ntt":
             s.setdefault("limbs (N=2^14)", {}).setdefault(f"{r['name']} (us/limb)", []).append((p["limbs"], v))

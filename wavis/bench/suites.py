@@ -46,9 +46,10 @@ PLANS = {
         "budgets": {"ntt": 120, "ckks": 1500, "bootstrap": 2400, "tfhe": 420, "service": 600, "gpu": 480},
         "rounds": 3, "ckks_reps": 5, "ckks_configs": ["n14", "n16"], "ntt_sizes": [4096, 8192, 16384, 32768, 65536],
         "ntt_bits": [50, 61], "ntt_limbs": [1, 2, 4, 8, 16, 32],
-        "ckks_scaling": [{"N": n, "depth": 2, "scale_bits": 40, "first_bits": 50, "dnum": 1}
+        # WAVIS alone, one special prime (dnum = limbs): time vs ring degree, and vs limbs at N = 2^14
+        "ckks_scaling": [{"N": n, "depth": 2, "scale_bits": 40, "first_bits": 60, "dnum": 3}
                          for n in (8192, 16384, 32768, 65536)]
-                        + [{"N": 16384, "depth": d, "scale_bits": 30, "first_bits": 50, "dnum": 1} for d in (2, 5, 10)],
+                        + [{"N": 16384, "depth": d, "scale_bits": 30, "first_bits": 50, "dnum": d + 1} for d in (2, 5, 10)],
         "bootstrap": {"preset": "n65536", "slots": None, "openfhe": {"N": 65536, "slots": 32768, "levels_after": 9}},
         "tfhe_presets": ["fast_128", "standard_128", "conservative_128"], "tfhe_reps": 20,
         "tfhe_batches": [8, 32, 128], "tfhe_threads": [1, 2],
@@ -65,15 +66,15 @@ def suite_ntt(h, budget: Budget):
     """Forward and inverse negacyclic NTT of one limb (µs), against the bound max(2·N·8 bytes /
     bandwidth, N/2·log2 N modular multiplies / throughput); full: N = 2^12…2^16, 50- and 61-bit
     primes, and µs per limb of multi-limb calls vs the number of limbs (thread pool)."""
-    from wavis.backend import cpu
+    from wavis.backend import cpu as cpu_backend
 
     plan, rows = h.plan, []
     for n in plan["ntt_sizes"]:
         for bits in plan["ntt_bits"]:
             if not budget.allows(2):
                 break
-            q = cpu.generate_ntt_primes(bits, 1, n)
-            ctx = cpu.CpuBackend().ring_context(n, q)
+            q = cpu_backend.generate_ntt_primes(bits, 1, n)
+            ctx = cpu_backend.CpuBackend().ring_context(n, q)
             a = np.ascontiguousarray(np.random.default_rng(0).integers(0, q[0], (1, n), dtype=np.uint64))
             nbytes, mm = hwbound.ntt_counts(n)
             for name, fn in (("ntt_forward", ctx.ntt), ("ntt_inverse", ctx.intt)):
@@ -88,8 +89,8 @@ def suite_ntt(h, budget: Budget):
         if not budget.allows(2):
             break
         n = 16384
-        q = cpu.generate_ntt_primes(50, limbs, n)
-        ctx = cpu.CpuBackend().ring_context(n, q)
+        q = cpu_backend.generate_ntt_primes(50, limbs, n)
+        ctx = cpu_backend.CpuBackend().ring_context(n, q)
         a = np.stack([np.random.default_rng(i).integers(0, m, n, dtype=np.uint64) for i, m in enumerate(q)])
         idx = list(range(limbs))
         blocks, cpu = _blocks(lambda: ctx.ntt(a, idx), reps=max(5, 200 // limbs))
@@ -154,6 +155,9 @@ def suite_ckks(h, budget: Budget):
     time vs ring degree and vs number of limbs."""
     plan, rows, notes = h.plan, [], []
     for cname in plan["ckks_configs"]:
+        if not budget.allows(30):
+            notes.append(f"{cname} cut by the budget")
+            continue
         cfg = dict(CKKS_CONFIGS[cname], threads=h.threads, ops=CKKS_OPS)
         env = child_env(h.threads)
         workers: dict[str, Worker] = {}
