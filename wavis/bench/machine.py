@@ -12,13 +12,10 @@ from pathlib import Path
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return re.sub(r"\s+", " ", line.split(":", 1)[1]).strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's model name (the CPU backend's, ``/proc/cpuinfo``), whitespace collapsed."""
+    from wavis.backend.cpu import cpu_model as model
+
+    return re.sub(r"\s+", " ", model()).strip()
 
 
 def memory_gib() -> float | None:

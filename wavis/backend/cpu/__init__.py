@@ -66,6 +66,8 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
 #: the paths this CPU can run, portable first
 simd_paths = _core.simd_paths
 #: mulmod_rate(path, q, iters) -> modular multiplies per CPU second of path's NTT multiply (one
