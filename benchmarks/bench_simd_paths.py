@@ -2,7 +2,8 @@
 
 Usage:
     .venv/bin/python benchmarks/bench_simd_paths.py [--paths ifma avx512 avx2 portable] [--rounds 3]
-        [--N 16384] [--reps 5] [--gates 20] [--baseline DIR] [--out FILE.json]
+        [--N 16384] [--reps 5] [--gates 20] [--baseline DIR [--baseline-path PATH]] [--clock wall|cpu]
+        [--out FILE.json]
 
 Each round runs every path once, each in its own process with ``WAVIS_SIMD=<path>`` and
 ``WAVIS_THREADS=1`` (paths interleaved round by round, so a noisy shared machine shows up as
@@ -10,7 +11,10 @@ spread, not as a bias against one path), and prints the medians over the rounds.
 ``--paths`` it runs every path the CPU supports (``wavis._core.simd_paths()``); a build that
 predates the runtime dispatch (no ``simd_paths``) runs once as ``default``. ``--baseline DIR``
 adds another build (a directory holding its ``wavis`` package, e.g. a copy made before a change)
-to every round, run first, as the column ``baseline``: before/after, back to back.
+to every round, run first, as the column ``baseline``: before/after, back to back
+(``--baseline-path`` forces its SIMD path, e.g. ``avx2``). ``--clock cpu`` times with the
+process's CPU time (``time.process_time``; the runs are single-threaded) instead of wall time:
+on a loaded machine wall times swing, CPU times much less.
 
 Rows (ms unless named): CKKS at the bench_ckks.py parameters (encrypt incl. encode, decrypt
 incl. decode, add, multiply+relinearize+rescale, rotate, rescale), forward+inverse NTT of one
@@ -40,12 +44,14 @@ def measure(cfg: dict) -> dict:
 
     out: dict = {"path": _core.simd_path() if hasattr(_core, "simd_path") else "default"}
 
+    clock = time.process_time if cfg.get("clock") == "cpu" else time.perf_counter
+
     def t(f, n):
         f()
-        s = time.perf_counter()
+        s = clock()
         for _ in range(n):
             f()
-        return (time.perf_counter() - s) / n * 1e3
+        return (clock() - s) / n * 1e3
 
     N = cfg["N"]
     for bits in (49, 60):
@@ -89,15 +95,15 @@ def measure(cfg: dict) -> dict:
     sk.gate("NAND", g0, g1)
     lat = []
     for _ in range(cfg["gates"]):
-        s = time.perf_counter()
+        s = clock()
         sk.gate("NAND", g0, g1)
-        lat.append(1e3 * (time.perf_counter() - s))
+        lat.append(1e3 * (clock() - s))
     out["tfhe_fast128_gate"] = statistics.median(lat)
     rng = np.random.default_rng(0)
     A, B = ck.encrypt(rng.random(16) > 0.5), ck.encrypt(rng.random(16) > 0.5)
-    s = time.perf_counter()
+    s = clock()
     sk.evaluate_batch("NAND", A, B, threads=1)
-    out["tfhe_fast128_batch16_per_gate"] = 1e3 * (time.perf_counter() - s) / 16
+    out["tfhe_fast128_batch16_per_gate"] = 1e3 * (clock() - s) / 16
     return out
 
 
@@ -109,6 +115,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--gates", type=int, default=20)
     ap.add_argument("--baseline", default=None, help="directory holding another build's wavis package")
+    ap.add_argument("--baseline-path", default=None, help="WAVIS_SIMD for the baseline build (default: its best)")
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"])
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     env = dict(os.environ, WAVIS_THREADS="1", OMP_NUM_THREADS="1")
@@ -120,8 +128,8 @@ def main() -> None:
         paths = probe.stdout.split()
     runs = [(p, None) for p in paths]
     if args.baseline:
-        runs.insert(0, ("default", args.baseline))
-    cfg = {"N": args.N, "reps": args.reps, "gates": args.gates}
+        runs.insert(0, (args.baseline_path or "default", args.baseline))
+    cfg = {"N": args.N, "reps": args.reps, "gates": args.gates, "clock": args.clock}
     rows: dict[str, dict[str, list[float]]] = {}
     for r in range(args.rounds):
         for path, build in runs:
@@ -141,7 +149,7 @@ def main() -> None:
             for k, x in v.items():
                 rows.setdefault(label, {}).setdefault(k, []).append(x)
     keys = list(next(iter(rows.values())))
-    print(f"\nmedians over {args.rounds} rounds, 1 thread, N={args.N} (ms; NTT pair in µs)")
+    print(f"\nmedians over {args.rounds} rounds, 1 thread, N={args.N}, {args.clock} time (ms; NTT pair in µs)")
     print(f"{'':32s}" + "".join(f"{label:>12s}" for label in rows))
     for k in keys:
         print(f"{k:32s}" + "".join(f"{statistics.median(rows[label][k]):12.2f}" for label in rows))

@@ -150,3 +150,34 @@ def test_the_gate_table_lives_in_one_module():
             assert word not in text, f"{path.relative_to(ROOT)} mentions {word!r}"
     for found in list((ROOT / "csrc").rglob("*.?pp")):
         assert "XNOR" not in found.read_text(), found
+
+
+def test_ring_constants_are_derived_once_in_the_core():
+    """The CUDA ring context (GPU and emulation) uploads the constants the C++ RnsContext derived
+    (issue 11): no modular inverse, Shoup companion, Barrett ratio or permutation is computed in
+    Python; the core's exports match their definitions."""
+    src = (WAVIS / "backend" / "cuda.py").read_text()
+    for pattern in (r"\bpow\(", r"<< 64", r"1 << 128", r"_bitrev"):
+        assert not re.search(pattern, src), f"cuda.py derives a ring constant itself ({pattern})"
+    N = 64
+    qs = get("cpu").generate_ntt_primes(50, 3, N) + get("cpu").generate_ntt_primes(40, 2, N)
+    ring = get("cpu").ring_context(N, qs)
+    iq, ip = [0, 1, 2], [3, 4]
+    P = qs[3] * qs[4]
+    t = ring.mod_down_constants(iq, ip)
+    assert [int(v) for v in t["p_mod"]] == [P % qs[i] for i in iq]
+    assert [int(v) for v in t["half_p"]] == [(P - 1) // 2 % qs[i] for i in iq]
+    assert [int(v) for v in t["p_inv"]] == [pow(P, -1, qs[i]) for i in iq]
+    assert [int(v) for v in t["p_inv_shoup"]] == [(pow(P, -1, qs[i]) << 64) // qs[i] for i in iq]
+    assert list(t["p_recip"]) == [1.0 / qs[j] for j in ip]
+    b = ring.bconv_constants(iq, ip)
+    Q = qs[0] * qs[1] * qs[2]
+    assert [int(v) for v in b["qhat_inv"]] == [pow(Q // qs[i], -1, qs[i]) for i in iq]
+    assert b["qhat_mod_p"].tolist() == [[Q // qs[i] % qs[j] for i in iq] for j in ip]
+    tw = ring.twiddles(1)
+    ratio = (1 << 128) // qs[1]
+    assert (int(tw["barrett_hi"]), int(tw["barrett_lo"])) == (ratio >> 64, ratio & ((1 << 64) - 1))
+    assert int(tw["wn_inv"]) == int(tw["ipsi_rev"][1]) * int(tw["n_inv"]) % qs[1]
+    perm = ring.ntt_perm(5)
+    assert perm.dtype == np.uint32 and sorted(perm.tolist()) == list(range(N))
+    assert [int(v) for v in ring.shoup([3, 5], [0, 1])] == [(3 << 64) // qs[0], (5 << 64) // qs[1]]

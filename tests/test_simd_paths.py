@@ -114,6 +114,22 @@ def _ring_digest() -> str:
     exts = ctx.ks_mod_up(a[:4].copy(), iq, ip, digits)
     h.update(ctx.ks_inner(exts, key, iq, ip, 5, a[None, :4].copy()).tobytes())
     h.update(ctx.mod_down_ntt(a, iq, ip).tobytes())
+    ctx.mul_scalar(a, [int(q) - 1 - k for k, q in enumerate(qs)], out, idx)
+    h.update(out.tobytes())
+    # ring degrees at the kernels' edges: the AVX2 NTT's 8-value blocks and the AVX-512's 16
+    for n in (8, 16, 32, 4096):
+        small = _core.RnsContext(n, _core.generate_ntt_primes(61, 1, n, exclude=[]) +
+                                 _core.generate_ntt_primes(50, 2, n, exclude=[]))
+        qn = np.array(small.moduli, dtype=np.uint64)[:, None]
+        x = (rng.integers(0, 2**63, (3, n), dtype=np.uint64) % qn).astype(np.uint64)
+        x[:, 0] = qn[:, 0] - np.uint64(1)
+        y = x.copy()
+        small.ntt(y, [0, 1, 2])
+        h.update(y.tobytes())
+        small.intt(y, [0, 1, 2])
+        assert np.array_equal(x, y)
+        h.update(small.base_convert(x[1:], [1, 2], [0]).tobytes())
+        h.update(small.mod_down_ntt(x, [0], [1, 2]).tobytes())
     return h.hexdigest()
 
 
@@ -156,7 +172,7 @@ def test_results_bit_identical_across_paths():
 
 # -- portability ---------------------------------------------------------------------------------
 AVX512_OPERAND = re.compile(r"%zmm|%k[0-7]\b|[xy]mm(1[6-9]|2\d|3[01])\b")
-DISPATCHED_AVX2 = re.compile(r"isa_avx2::")
+DISPATCHED_AVX2 = re.compile(r"isa_avx2::|_avx2\b|wavis::simd2::")
 DISPATCHED_AVX512 = re.compile(r"isa_avx512::|_avx512\b|_ifma\b|inner52|wavis::simd::")
 
 

@@ -148,11 +148,85 @@ static void bind_ring(py::module_& m) {
         d["ipsi_rev_shoup"] = mk(t.ipsi_rev_shoup);
         d["n_inv"] = t.n_inv;
         d["n_inv_shoup"] = t.n_inv_shoup;
+        d["wn_inv"] = t.wn_inv;
+        d["wn_inv_shoup"] = t.wn_inv_shoup;
+        d["barrett_hi"] = t.mod.ratio_hi;
+        d["barrett_lo"] = t.mod.ratio_lo;
         d["psi"] = t.psi;
         return d;
       }, py::arg("i"),
-      "NTT tables of prime i (for other backends): psi_rev[k] = ψ^bitrev(k), ipsi_rev[k] = ψ^-bitrev(k),\n"
-      "their Shoup companions floor(w·2^64/q), n_inv = N^-1 mod q and its companion.")
+      "NTT and modulus constants of prime i (for other backends): psi_rev[k] = ψ^bitrev(k),\n"
+      "ipsi_rev[k] = ψ^-bitrev(k), their Shoup companions floor(w·2^64/q), n_inv = N^-1 mod q,\n"
+      "wn_inv = ψ^-bitrev(1)·N^-1 (the last inverse stage) and their companions, and the Barrett\n"
+      "ratio floor(2^128/q) = barrett_hi·2^64 + barrett_lo.")
+      // ---- derived constants, exported for other backends (the CUDA backend uploads them)
+      .def("bconv_constants", [](const RnsContext& c, py::handle idx_in, py::handle idx_out) {
+        auto ii = parse_idx(idx_in, c.moduli.size(), "idx_in");
+        auto io = parse_idx(idx_out, c.moduli.size(), "idx_out");
+        if (ii.empty()) shape_error("idx_in must not be empty");
+        check_distinct(ii, "idx_in must not repeat a prime");
+        auto t = c.bconv_table(ii, io);
+        auto w = new_u64({(py::ssize_t)ii.size()}), wp = new_u64({(py::ssize_t)ii.size()});
+        auto m = new_u64({(py::ssize_t)io.size(), (py::ssize_t)ii.size()});
+        std::memcpy(w.mutable_data(), t->qhat_inv.data(), ii.size() * 8);
+        std::memcpy(wp.mutable_data(), t->qhat_inv_shoup.data(), ii.size() * 8);
+        if (!t->qhat_mod_p.empty()) std::memcpy(m.mutable_data(), t->qhat_mod_p.data(), t->qhat_mod_p.size() * 8);
+        py::dict d;
+        d["qhat_inv"] = w;
+        d["qhat_inv_shoup"] = wp;
+        d["qhat_mod_p"] = m;
+        return d;
+      }, py::arg("idx_in"), py::arg("idx_out"),
+      "Fast basis conversion constants (the ones base_convert uses; cached): qhat_inv[i] =\n"
+      "[(Q/q_i)^-1]_{q_i} and its Shoup companion, qhat_mod_p[j, i] = (Q/q_i) mod p_j; uint64 arrays.")
+      .def("mod_down_constants", [](const RnsContext& c, py::handle idx_q, py::handle idx_p) {
+        auto iq = parse_idx(idx_q, c.moduli.size(), "idx_q");
+        auto ip = parse_idx(idx_p, c.moduli.size(), "idx_p");
+        if (iq.empty() || ip.empty()) shape_error("idx_q and idx_p must not be empty");
+        std::vector<std::size_t> all(iq);
+        all.insert(all.end(), ip.begin(), ip.end());
+        check_distinct(all, "idx_q and idx_p must be distinct primes");
+        auto t = c.mod_down_table(iq, ip);
+        auto mk = [](const std::vector<u64>& v) {
+          auto a = new_u64({(py::ssize_t)v.size()});
+          std::memcpy(a.mutable_data(), v.data(), v.size() * 8);
+          return a;
+        };
+        py::array_t<double> recip((py::ssize_t)t->p_recip.size());
+        std::memcpy(recip.mutable_data(), t->p_recip.data(), t->p_recip.size() * 8);
+        py::dict d;
+        d["p_mod"] = mk(t->p_mod);
+        d["half_p"] = mk(t->half_p);
+        d["p_inv"] = mk(t->p_inv);
+        d["p_inv_shoup"] = mk(t->p_inv_shoup);
+        d["p_recip"] = recip;
+        return d;
+      }, py::arg("idx_q"), py::arg("idx_p"),
+      "ModDown constants of P = ∏ p_idx_p onto idx_q (the ones mod_down, rescale, mod_down_ntt and\n"
+      "the key-switching kernels use; cached): p_mod = P mod q_i, half_p = (P-1)/2 mod q_i, p_inv =\n"
+      "P^-1 mod q_i and its Shoup companion (uint64, len(idx_q)); p_recip = 1/p_j (float64, len(idx_p)).")
+      .def("ntt_perm", [](const RnsContext& c, std::int64_t g) {
+        const std::int64_t twoN = 2 * (std::int64_t)c.N;
+        std::int64_t gm = ((g % twoN) + twoN) % twoN;
+        if ((gm & 1) == 0) shape_error("galois_elt must be odd, got " + std::to_string(g));
+        auto p = c.ntt_perm((u64)gm);
+        py::array_t<std::uint32_t> out((py::ssize_t)p->size());
+        std::memcpy(out.mutable_data(), p->data(), p->size() * 4);
+        return out;
+      }, py::arg("galois_elt"),
+      "The NTT-domain automorphism X -> X^g as a gather: out[k] = a[perm[k]] (uint32, (N,); cached).")
+      .def("shoup", [](const RnsContext& c, std::vector<u64> values, py::handle idx) {
+        auto ix = parse_idx(idx, c.moduli.size());
+        if (values.size() != ix.size()) shape_error("values and idx must have the same length");
+        auto out = new_u64({(py::ssize_t)ix.size()});
+        u64* o = out.mutable_data();
+        for (std::size_t k = 0; k < ix.size(); ++k) {
+          if (values[k] >= c.moduli[ix[k]]) shape_error("values must be reduced mod their primes");
+          o[k] = shoup_precompute(values[k], c.moduli[ix[k]]);
+        }
+        return out;
+      }, py::arg("values"), py::arg("idx"),
+      "Shoup companions floor(w·2^64/q) of values w reduced mod q = moduli[idx[k]] (uint64).")
       // ---- memory
       .def("asarray", [](const RnsContext&, py::handle a) {
         return py::module_::import("numpy").attr("ascontiguousarray")(a, "uint64");

@@ -10,6 +10,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define WAVIS_CKKS_AVX512 1
+#include "wavis/simd256.hpp"
 #include "wavis/simd512.hpp"
 #endif
 
@@ -116,6 +117,56 @@ WAVIS_CK_IFMA void inner52(const u64* const* src, const std::uint32_t* perm, con
 }
 #endif
 
+// ---------------------------------------------------------------- AVX2 helpers ----
+// Used on the avx2 SIMD path (avx2_active()); 64-bit products from 32x32 pieces (simd256.hpp).
+#ifdef WAVIS_HAVE_SIMD256
+// convert_lazy on 8 coefficients per step (two independent accumulators), N % 8 == 0
+WAVIS_AVX2 void convert_lazy_avx2(const u64* y, std::size_t N, std::size_t L, const u64* c, const u64* cs, u64 p,
+                                  u64* out, u64 sub) {
+  const __m256i P = _mm256_set1_epi64x((long long)p), Ph = _mm256_set1_epi64x((long long)(p >> 32));
+  const __m256i P2 = _mm256_set1_epi64x((long long)(2 * p)), S = _mm256_set1_epi64x((long long)sub);
+  for (std::size_t n = 0; n < N; n += 8) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+    for (std::size_t i = 0; i < L; ++i) {
+      const simd2::Shoup4 w = simd2::shoup4(c[i], cs[i]);
+      const u64* yi = y + i * N + n;
+      a0 = simd2::csub4(_mm256_add_epi64(a0, simd2::shoup_lazy4(_mm256_loadu_si256((const __m256i*)yi), w, P, Ph)), P2);
+      a1 = simd2::csub4(_mm256_add_epi64(a1, simd2::shoup_lazy4(_mm256_loadu_si256((const __m256i*)(yi + 4)), w, P, Ph)), P2);
+    }
+    _mm256_storeu_si256((__m256i*)(out + n), simd2::submod4(simd2::csub4(a0, P), S, P));
+    _mm256_storeu_si256((__m256i*)(out + n + 4), simd2::submod4(simd2::csub4(a1, P), S, P));
+  }
+}
+
+// y[n] = mul_shoup(x[n], w) (fully reduced), N % 4 == 0; y may alias x
+WAVIS_AVX2 void mul_shoup_avx2(const u64* x, u64* y, std::size_t N, u64 w, u64 wp, u64 q) {
+  const simd2::Shoup4 W = simd2::shoup4(w, wp);
+  const __m256i Q = _mm256_set1_epi64x((long long)q), Qh = _mm256_set1_epi64x((long long)(q >> 32));
+  for (std::size_t n = 0; n < N; n += 4)
+    _mm256_storeu_si256((__m256i*)(y + n),
+                        simd2::csub4(simd2::shoup_lazy4(_mm256_loadu_si256((const __m256i*)(x + n)), W, Q, Qh), Q));
+}
+
+// d[n] = mul_shoup(sub_mod(s[n], d[n]), w) (the last ModDown step), N % 4 == 0
+WAVIS_AVX2 void sub_mul_shoup_avx2(const u64* s, u64* d, std::size_t N, u64 w, u64 wp, u64 q) {
+  const simd2::Shoup4 W = simd2::shoup4(w, wp);
+  const __m256i Q = _mm256_set1_epi64x((long long)q), Qh = _mm256_set1_epi64x((long long)(q >> 32));
+  for (std::size_t n = 0; n < N; n += 4) {
+    __m256i t = simd2::submod4(_mm256_loadu_si256((const __m256i*)(s + n)), _mm256_loadu_si256((const __m256i*)(d + n)), Q);
+    _mm256_storeu_si256((__m256i*)(d + n), simd2::csub4(simd2::shoup_lazy4(t, W, Q, Qh), Q));
+  }
+}
+#endif
+
+inline bool use_avx2(std::size_t N) {
+#ifdef WAVIS_HAVE_SIMD256
+  return N >= 8 && N % 8 == 0 && avx2_active();
+#else
+  (void)N;
+  return false;
+#endif
+}
+
 inline bool use_simd(std::size_t N) {
 #ifdef WAVIS_CKKS_AVX512
   return N >= 16 && simd_active();
@@ -129,6 +180,9 @@ inline bool use_simd(std::size_t N) {
 inline void mul_shoup_rows(const u64* x, u64* y, std::size_t N, u64 w, u64 wp, u64 q) {
 #ifdef WAVIS_CKKS_AVX512
   if (use_simd(N)) return mul_shoup_avx512(x, y, N, w, wp, q);
+#endif
+#ifdef WAVIS_HAVE_SIMD256
+  if (use_avx2(N)) return mul_shoup_avx2(x, y, N, w, wp, q);
 #endif
   for (std::size_t n = 0; n < N; ++n) y[n] = mul_shoup(x[n], w, wp, q);
 }
@@ -154,6 +208,9 @@ inline void convert_lazy(const u64* y, std::size_t N, std::size_t L, const u64* 
                          u64 sub) {
 #ifdef WAVIS_CKKS_AVX512
   if (use_simd(N)) return convert_lazy_avx512(y, N, L, c, cs, p, out, sub);
+#endif
+#ifdef WAVIS_HAVE_SIMD256
+  if (use_avx2(N)) return convert_lazy_avx2(y, N, L, c, cs, p, out, sub);
 #endif
   const u64 p2 = 2 * p;
   for (std::size_t n = 0; n < N; ++n) {
@@ -360,6 +417,7 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
                   const std::vector<std::size_t>& ip) {
   const std::size_t N = c.N, Lq = iq.size(), Lp = ip.size(), R = Lq + Lp;
   auto T = c.bconv_table(ip, iq);
+  auto MD = c.mod_down_table(iq, ip);
   // X (batch, Lp, N): [(INTT(a_P) + h) · (P'/p_j)^{-1}]_{p_j}, h = (P' - 1)/2 ≡ (p_j - 1)/2.
   std::vector<u64> X(batch * Lp * N);
   for_rows(batch * Lp, N, [&](std::size_t r) {
@@ -381,8 +439,7 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
   // the secret key (Halevi–Polyakov–Shoup, CT-RSA 2019, §2.2 — exact conversion).
   std::vector<std::uint8_t> U(batch * N, 0);
   if (Lp > 1) {
-    std::vector<double> inv(Lp);
-    for (std::size_t j = 0; j < Lp; ++j) inv[j] = 1.0 / (double)c.moduli[ip[j]];
+    const std::vector<double>& inv = MD->p_recip;
     for_rows(batch, N * Lp, [&](std::size_t b) {
       const u64* x0 = X.data() + b * Lp * N;
       std::uint8_t* u = U.data() + b * N;
@@ -400,13 +457,11 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
   for_rows(batch * Lq, N, [&](std::size_t r) {
     const std::size_t b = r / Lq, i = r % Lq;
     const Modulus& qi = c.mod(iq[i]);
-    u64 Pm = 1;
-    for (std::size_t j = 0; j < Lp; ++j) Pm = qi.mul(Pm, qi.reduce(c.moduli[ip[j]]));
+    const u64 Pm = MD->p_mod[i];
     std::vector<u64> corr(Lp + 1);
     for (std::size_t k = 0; k <= Lp; ++k) corr[k] = qi.mul(qi.reduce(k), Pm);
     const std::uint8_t* ub = U.data() + b * N;
-    const u64 h = qi.mul(sub_mod(Pm, 1, qi.q), (qi.q + 1) / 2);
-    const u64 pinv = inv_mod(Pm, qi.q), pinvp = shoup_precompute(pinv, qi.q);
+    const u64 h = MD->half_p[i], pinv = MD->p_inv[i], pinvp = MD->p_inv_shoup[i];
     const u64* cst = T->qhat_mod_p.data() + i * Lp;
     const u64* x0 = X.data() + b * Lp * N;
     u64* d = out + (b * Lq + i) * N;
@@ -421,6 +476,12 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
 #ifdef WAVIS_CKKS_AVX512
     if (use_simd(N)) {
       sub_mul_shoup_avx512(s, d, N, pinv, pinvp, qi.q);
+      return;
+    }
+#endif
+#ifdef WAVIS_HAVE_SIMD256
+    if (use_avx2(N)) {
+      sub_mul_shoup_avx2(s, d, N, pinv, pinvp, qi.q);
       return;
     }
 #endif

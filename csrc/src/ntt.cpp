@@ -1,6 +1,6 @@
 // Negacyclic NTT kernels (include/wavis/ring.hpp: ntt_forward / ntt_inverse): portable scalar
-// code, and AVX-512 / AVX-512 IFMA kernels compiled with target attributes and chosen at run
-// time by the SIMD path (include/wavis/simd.hpp).
+// code, and AVX2 / AVX-512 / AVX-512 IFMA kernels compiled with target attributes and chosen at
+// run time by the SIMD path (include/wavis/simd.hpp).
 //
 // Sources: D. Harvey, "Faster arithmetic for number-theoretic transforms", J. Symb. Comp. 2014
 // (lazy butterflies, Shoup twiddles); P. Longa, M. Naehrig, "Speeding up the NTT", CANS 2016
@@ -8,9 +8,12 @@
 #include "wavis/ring.hpp"
 #include "wavis/simd.hpp"
 
+#include "wavis/simd256.hpp"  // outside namespace wavis (it opens wavis::simd2)
 #include "wavis/simd512.hpp"  // outside namespace wavis (it opens wavis::simd)
 
 namespace wavis {
+
+#include "ntt_avx2.inc"
 
 // ============================================================================== NTT ======
 // ------------------------------------------------------------------ AVX-512 kernels ----
@@ -51,6 +54,9 @@ static void ntt_forward_scalar(u64* a, const NttTable& t, std::size_t N);
 static void ntt_inverse_scalar(u64* a, const NttTable& t, std::size_t N);
 
 void ntt_forward(u64* a, const NttTable& t, std::size_t N) {
+#ifdef WAVIS_HAVE_SIMD256
+  if (N >= 8 && avx2_active()) return ntt_fwd_avx2(a, t.psi_rev.data(), t.psi_rev_shoup.data(), t.mod.q, N);
+#endif
 #ifdef WAVIS_HAVE_AVX512_KERNELS
   if (N >= 16 && simd_active()) {
     if (!t.psi_rev_shoup52.empty() && ifma_active())
@@ -61,6 +67,11 @@ void ntt_forward(u64* a, const NttTable& t, std::size_t N) {
   ntt_forward_scalar(a, t, N);
 }
 void ntt_inverse(u64* a, const NttTable& t, std::size_t N) {
+#ifdef WAVIS_HAVE_SIMD256
+  if (N >= 8 && avx2_active())
+    return ntt_inv_avx2(a, t.ipsi_rev.data(), t.ipsi_rev_shoup.data(), t.mod.q, N, t.n_inv, t.n_inv_shoup, t.wn_inv,
+                        t.wn_inv_shoup);
+#endif
 #ifdef WAVIS_HAVE_AVX512_KERNELS
   if (N >= 16 && simd_active()) {
     if (!t.ipsi_rev_shoup52.empty() && ifma_active())

@@ -11,6 +11,7 @@
 
 #include "wavis/ring.hpp"
 
+#include "wavis/simd256.hpp"  // outside namespace wavis (it opens wavis::simd2)
 #include "wavis/simd512.hpp"  // outside namespace wavis (it opens wavis::simd)
 
 namespace wavis {
@@ -178,6 +179,33 @@ void RnsContext::base_convert(const u64* a, u64* out, const std::vector<std::siz
   });
 }
 
+std::shared_ptr<const ModDownTable> RnsContext::mod_down_table(const std::vector<std::size_t>& iq,
+                                                              const std::vector<std::size_t>& ip) const {
+  auto key = std::make_pair(iq, ip);
+  {
+    std::lock_guard<std::mutex> lk(cache_mu_);
+    auto it = moddown_cache_.find(key);
+    if (it != moddown_cache_.end()) return it->second;
+  }
+  auto t = std::make_shared<ModDownTable>();
+  t->iq = iq;
+  t->ip = ip;
+  for (std::size_t i : iq) {
+    const Modulus& qi = mod(i);
+    u64 Pm = 1;
+    for (std::size_t j : ip) Pm = qi.mul(Pm, qi.reduce(moduli[j]));
+    t->p_mod.push_back(Pm);
+    t->half_p.push_back(qi.mul(sub_mod(Pm, 1, qi.q), (qi.q + 1) / 2));  // (P - 1)·2^-1 = (P - 1)/2 (P odd)
+    t->p_inv.push_back(inv_mod(Pm, qi.q));
+    t->p_inv_shoup.push_back(shoup_precompute(t->p_inv.back(), qi.q));
+  }
+  for (std::size_t j : ip) t->p_recip.push_back(1.0 / (double)moduli[j]);
+  std::lock_guard<std::mutex> lk(cache_mu_);
+  if (moddown_cache_.size() > 4096) moddown_cache_.clear();
+  moddown_cache_[key] = t;
+  return t;
+}
+
 std::shared_ptr<const CrtTable> RnsContext::crt_table(const std::vector<std::size_t>& idx) const {
   {
     std::lock_guard<std::mutex> lk(cache_mu_);
@@ -284,6 +312,45 @@ WAVIS_AVX512 void neg_row_avx512(const u64* x, u64* z, std::size_t N, u64 q) {
 }
 #endif
 
+#ifdef WAVIS_HAVE_SIMD256
+// AVX2 rows (N % 4 == 0): the same fully reduced values as add_mod / sub_mod / neg_mod / mul_shoup.
+WAVIS_AVX2 void add_row_avx2(const u64* x, const u64* y, u64* z, std::size_t N, u64 q) {
+  const __m256i Q = _mm256_set1_epi64x((long long)q);
+  for (std::size_t n = 0; n < N; n += 4)
+    _mm256_storeu_si256((__m256i*)(z + n),
+                        simd2::csub4(_mm256_add_epi64(_mm256_loadu_si256((const __m256i*)(x + n)),
+                                                      _mm256_loadu_si256((const __m256i*)(y + n))), Q));
+}
+WAVIS_AVX2 void sub_row_avx2(const u64* x, const u64* y, u64* z, std::size_t N, u64 q) {
+  const __m256i Q = _mm256_set1_epi64x((long long)q);
+  for (std::size_t n = 0; n < N; n += 4)
+    _mm256_storeu_si256((__m256i*)(z + n), simd2::submod4(_mm256_loadu_si256((const __m256i*)(x + n)),
+                                                          _mm256_loadu_si256((const __m256i*)(y + n)), Q));
+}
+WAVIS_AVX2 void neg_row_avx2(const u64* x, u64* z, std::size_t N, u64 q) {
+  const __m256i Q = _mm256_set1_epi64x((long long)q), Z = _mm256_setzero_si256();
+  for (std::size_t n = 0; n < N; n += 4)
+    _mm256_storeu_si256((__m256i*)(z + n), simd2::submod4(Z, _mm256_loadu_si256((const __m256i*)(x + n)), Q));
+}
+WAVIS_AVX2 void mul_shoup_row_avx2(const u64* x, u64* z, std::size_t N, u64 w, u64 wp, u64 q) {
+  const simd2::Shoup4 W = simd2::shoup4(w, wp);
+  const __m256i Q = _mm256_set1_epi64x((long long)q), Qh = _mm256_set1_epi64x((long long)(q >> 32));
+  for (std::size_t n = 0; n < N; n += 4)
+    _mm256_storeu_si256((__m256i*)(z + n),
+                        simd2::csub4(simd2::shoup_lazy4(_mm256_loadu_si256((const __m256i*)(x + n)), W, Q, Qh), Q));
+}
+#endif
+
+// the AVX2 rows on the avx2 path (N % 4 == 0)
+inline bool avx2_rows(std::size_t N) {
+#ifdef WAVIS_HAVE_SIMD256
+  return N % 4 == 0 && avx2_active();
+#else
+  (void)N;
+  return false;
+#endif
+}
+
 // the add/sub/neg vector rows when the path has AVX-512 (and N % 8 == 0)
 inline bool vec_rows(std::size_t N) {
 #ifdef WAVIS_HAVE_SIMD512
@@ -297,7 +364,7 @@ inline bool vec_rows(std::size_t N) {
 
 void RnsContext::add(const u64* a, const u64* b, u64* out, const std::size_t* idx, std::size_t L,
                      std::size_t rows) const {
-  const bool vec = vec_rows(N);
+  const bool vec = vec_rows(N), v2 = avx2_rows(N);
   for_rows(rows, N, [&](std::size_t r) {
     const u64 q = moduli[idx[r % L]];
     const u64* x = a + r * N;
@@ -306,14 +373,18 @@ void RnsContext::add(const u64* a, const u64* b, u64* out, const std::size_t* id
 #ifdef WAVIS_HAVE_SIMD512
     if (vec) return add_row_avx512(x, y, z, N, q);
 #endif
+#ifdef WAVIS_HAVE_SIMD256
+    if (v2) return add_row_avx2(x, y, z, N, q);
+#endif
     for (std::size_t n = 0; n < N; ++n) z[n] = add_mod(x[n], y[n], q);
   }, 1 << 16);
   (void)vec;
+  (void)v2;
 }
 
 void RnsContext::sub(const u64* a, const u64* b, u64* out, const std::size_t* idx, std::size_t L,
                      std::size_t rows) const {
-  const bool vec = vec_rows(N);
+  const bool vec = vec_rows(N), v2 = avx2_rows(N);
   for_rows(rows, N, [&](std::size_t r) {
     const u64 q = moduli[idx[r % L]];
     const u64* x = a + r * N;
@@ -322,13 +393,17 @@ void RnsContext::sub(const u64* a, const u64* b, u64* out, const std::size_t* id
 #ifdef WAVIS_HAVE_SIMD512
     if (vec) return sub_row_avx512(x, y, z, N, q);
 #endif
+#ifdef WAVIS_HAVE_SIMD256
+    if (v2) return sub_row_avx2(x, y, z, N, q);
+#endif
     for (std::size_t n = 0; n < N; ++n) z[n] = sub_mod(x[n], y[n], q);
   }, 1 << 16);
   (void)vec;
+  (void)v2;
 }
 
 void RnsContext::neg(const u64* a, u64* out, const std::size_t* idx, std::size_t L, std::size_t rows) const {
-  const bool vec = vec_rows(N);
+  const bool vec = vec_rows(N), v2 = avx2_rows(N);
   for_rows(rows, N, [&](std::size_t r) {
     const u64 q = moduli[idx[r % L]];
     const u64* x = a + r * N;
@@ -336,9 +411,13 @@ void RnsContext::neg(const u64* a, u64* out, const std::size_t* idx, std::size_t
 #ifdef WAVIS_HAVE_SIMD512
     if (vec) return neg_row_avx512(x, z, N, q);
 #endif
+#ifdef WAVIS_HAVE_SIMD256
+    if (v2) return neg_row_avx2(x, z, N, q);
+#endif
     for (std::size_t n = 0; n < N; ++n) z[n] = neg_mod(x[n], q);
   }, 1 << 16);
   (void)vec;
+  (void)v2;
 }
 
 void RnsContext::mul(const u64* a, const u64* b, u64* out, const std::size_t* idx, std::size_t L,
@@ -365,13 +444,18 @@ void RnsContext::mul_scalar(const u64* a, const u64* scalars, u64* out, const st
                             std::size_t rows) const {
   std::vector<u64> sp(L);
   for (std::size_t k = 0; k < L; ++k) sp[k] = shoup_precompute(scalars[k], moduli[idx[k]]);
+  const bool v2 = avx2_rows(N);
   for_rows(rows, N, [&](std::size_t r) {
     const std::size_t k = r % L;
     const u64 q = moduli[idx[k]], w = scalars[k], wp = sp[k];
     const u64* x = a + r * N;
     u64* z = out + r * N;
+#ifdef WAVIS_HAVE_SIMD256
+    if (v2) return mul_shoup_row_avx2(x, z, N, w, wp, q);
+#endif
     for (std::size_t n = 0; n < N; ++n) z[n] = mul_shoup(x[n], w, wp, q);
   }, 1 << 16);
+  (void)v2;
 }
 
 void RnsContext::from_signed(const std::int64_t* src, std::size_t batch, u64* dst,
@@ -430,13 +514,10 @@ void RnsContext::mod_down(const u64* a, u64* o, const std::vector<std::size_t>& 
     for (std::size_t n = 0; n < N; ++n) d[n] = add_mod(s[n], h, p);
   });
   base_convert(ap.data(), o, ip, iq);
+  auto T = mod_down_table(iq, ip);
   for_rows(l, N, [&](std::size_t i) {
     const Modulus& qi = mod(iq[i]);
-    u64 Pm = 1;
-    for (std::size_t j = 0; j < k; ++j) Pm = qi.mul(Pm, qi.reduce(moduli[ip[j]]));
-    const u64 inv2 = (qi.q + 1) / 2;
-    const u64 h = qi.mul(sub_mod(Pm, 1, qi.q), inv2);
-    const u64 pinv = inv_mod(Pm, qi.q), pinvp = shoup_precompute(pinv, qi.q);
+    const u64 h = T->half_p[i], pinv = T->p_inv[i], pinvp = T->p_inv_shoup[i];
     const u64* s = a + i * N;
     u64* d = o + i * N;
     for (std::size_t n = 0; n < N; ++n)
@@ -451,13 +532,14 @@ void RnsContext::rescale(const u64* a, u64* o, const std::vector<std::size_t>& i
   std::vector<u64> x(a + l * N, a + (l + 1) * N);
   ntt_inverse(x.data(), tables[idx[l]], N);
   for (std::size_t n = 0; n < N; ++n) x[n] = add_mod(x[n], half, ql.q);
+  auto T = mod_down_table(std::vector<std::size_t>(idx.begin(), idx.end() - 1), {idx[l]});
   for_rows(l, N, [&](std::size_t i) {
     const Modulus& qi = mod(idx[i]);
-    const u64 hi = qi.reduce(half);
+    const u64 hi = T->half_p[i];  // floor(q_l / 2) mod q_i
     u64* d = o + i * N;
     for (std::size_t n = 0; n < N; ++n) d[n] = sub_mod(qi.reduce(x[n]), hi, qi.q);
     ntt_forward(d, tables[idx[i]], N);
-    const u64 inv = inv_mod(qi.reduce(ql.q), qi.q), invp = shoup_precompute(inv, qi.q);
+    const u64 inv = T->p_inv[i], invp = T->p_inv_shoup[i];
     const u64* s = a + i * N;
     for (std::size_t n = 0; n < N; ++n) d[n] = mul_shoup(sub_mod(s[n], d[n], qi.q), inv, invp, qi.q);
   }, 1 << 12);

@@ -218,3 +218,22 @@ TEST(simd_path_parsing_and_refusal) {
   set_simd_path(saved);
   CHECK(simd_path() == saved);
 }
+
+TEST(mod_down_constants_are_the_definitions) {
+  // RnsContext::mod_down_table: the one place ModDown / rescale constants are derived (the CUDA
+  // backend uploads them), checked against the definitions with 128-bit arithmetic.
+  const std::size_t N = 16;
+  RnsContext c(N, primes_for(N, {61, 55, 50, 45, 36}));
+  const std::vector<std::size_t> iq{0, 1, 2}, ip{3, 4};
+  auto t = c.mod_down_table(iq, ip);
+  CHECK(t == c.mod_down_table(iq, ip));  // cached
+  const u128 P = (u128)c.moduli[3] * c.moduli[4];
+  for (std::size_t i = 0; i < iq.size(); ++i) {
+    const u64 q = c.moduli[iq[i]];
+    CHECK(t->p_mod[i] == (u64)(P % q));
+    CHECK(t->half_p[i] == (u64)(((P - 1) / 2) % q));
+    CHECK(mul_mod_slow(t->p_inv[i], t->p_mod[i], q) == 1);
+    CHECK(t->p_inv_shoup[i] == shoup_precompute(t->p_inv[i], q));
+  }
+  CHECK(t->p_recip.size() == 2 && t->p_recip[0] == 1.0 / (double)c.moduli[3]);
+}

@@ -8,9 +8,12 @@
   (CuPy also caches the compiled binaries on disk, keyed by the source text). The shared header
   ``kernels/modarith.cuh`` is inlined into each source before compiling, so the cache key covers
   it too.
-* Integer results are bit-identical to the CPU oracle (:mod:`wavis.backend.cpu`): the NTT
-  twiddle tables are taken from the CPU ``RnsContext`` (``twiddles(i)``) and uploaded, and every
-  kernel returns the unique residue in ``[0, q)``.
+* Integer results are bit-identical to the CPU oracle (:mod:`wavis.backend.cpu`): every
+  constant a kernel reads is derived once, by the C++ core's ``RnsContext`` (the CPU backend's
+  ring), and uploaded: NTT tables and Barrett ratios (``twiddles(i)``), basis-conversion
+  constants (``bconv_constants``), ModDown / rescale constants (``mod_down_constants``),
+  automorphism permutations (``ntt_perm``) and Shoup companions (``shoup``); every kernel
+  returns the unique residue in ``[0, q)``.
 * Inputs may be NumPy or CuPy arrays (NumPy inputs are uploaded; a NumPy ``out`` is written
   back), so the CKKS layer runs unchanged; keep data resident (``asarray`` once,
   :meth:`wavis.ckks.CkksContext.to_device` for ciphertexts and keys) for speed.
@@ -46,7 +49,6 @@ __all__ = [
 ]
 
 _U64 = np.uint64
-_MASK64 = (1 << 64) - 1
 KERNEL_FILES = ("ntt", "rns", "tfhe")
 _TILE_LOG = 12  # NTT tile: 2^12 words = 32 KiB of shared memory
 _EW_BLOCK = 256
@@ -149,15 +151,6 @@ class _CupyDevice:
 
 
 # ------------------------------------------------------------------------------ helpers ---
-def _shoup(w: int, q: int) -> int:
-    return (w << 64) // q
-
-
-def _barrett(q: int) -> tuple[int, int]:
-    r = ((1 << 128) - 1) // q
-    return r >> 64, r & _MASK64
-
-
 def _u64(values) -> np.ndarray:
     return np.array([int(v) for v in values], dtype=_U64)
 
@@ -171,15 +164,6 @@ def _norm_idx(idx, nmods: int, name: str = "idx") -> tuple[int, ...]:
         if not 0 <= i < nmods:
             raise ShapeError(f"{name}[{k}]={i} out of range [0, {nmods})")
     return t
-
-
-def _bitrev(logN: int) -> np.ndarray:
-    n = 1 << logN
-    k = np.arange(n, dtype=np.uint64)
-    r = np.zeros(n, dtype=np.uint64)
-    for b in range(logN):
-        r |= ((k >> np.uint64(b)) & np.uint64(1)) << np.uint64(logN - 1 - b)
-    return r
 
 
 def ntt_plan(logN: int) -> list[tuple[int, int, int, int]]:
@@ -214,7 +198,7 @@ class CudaRingContext:
         self.xp = device.xp
         self.N = int(N)
         self.moduli = tuple(int(q) for q in moduli)
-        # The CPU context validates N and the primes and owns the NTT tables (the oracle's).
+        # The CPU context validates N and the primes and derives every constant (the oracle's).
         try:
             self._cpu = CpuBackend().ring_context(self.N, self.moduli)
         except ValueError as e:
@@ -223,24 +207,19 @@ class CudaRingContext:
         self._plan = ntt_plan(self.logN)
         P, N, xp = len(self.moduli), self.N, self.xp
         tw = np.empty((4, P, N), dtype=_U64)
-        ninv, ninvp, wl, wlp = [], [], [], []
-        for i, q in enumerate(self.moduli):
+        sc = {k: [] for k in ("n_inv", "n_inv_shoup", "wn_inv", "wn_inv_shoup", "barrett_hi", "barrett_lo")}
+        for i in range(P):
             t = self._cpu.twiddles(i)
             tw[0, i], tw[1, i] = t["psi_rev"], t["psi_rev_shoup"]
             tw[2, i], tw[3, i] = t["ipsi_rev"], t["ipsi_rev_shoup"]
-            ni = int(t["n_inv"])
-            ninv.append(ni)
-            ninvp.append(int(t["n_inv_shoup"]))
-            w = int(t["ipsi_rev"][1]) * ni % q if N >= 2 else ni
-            wl.append(w)
-            wlp.append(_shoup(w, q))
+            for k, v in sc.items():
+                v.append(int(t[k]))
         self._tw = xp.asarray(tw)
-        self._ninv, self._ninvp = xp.asarray(_u64(ninv)), xp.asarray(_u64(ninvp))
-        self._wl, self._wlp = xp.asarray(_u64(wl)), xp.asarray(_u64(wlp))
+        self._ninv, self._ninvp = xp.asarray(_u64(sc["n_inv"])), xp.asarray(_u64(sc["n_inv_shoup"]))
+        self._wl, self._wlp = xp.asarray(_u64(sc["wn_inv"])), xp.asarray(_u64(sc["wn_inv_shoup"]))
         self._mods = xp.asarray(_u64(self.moduli))
-        rat = [_barrett(q) for q in self.moduli]
-        self._rhi = xp.asarray(_u64(r[0] for r in rat))
-        self._rlo = xp.asarray(_u64(r[1] for r in rat))
+        self._rhi = xp.asarray(_u64(sc["barrett_hi"]))
+        self._rlo = xp.asarray(_u64(sc["barrett_lo"]))
         self._lock = threading.Lock()
         self._cache: dict[Any, Any] = {}
 
@@ -255,6 +234,15 @@ class CudaRingContext:
                     self._cache.clear()
                 self._cache[key] = v
         return v
+
+    def _mod_down_constants(self, iq: tuple[int, ...], ip: tuple[int, ...]) -> dict:
+        """The core's ModDown constants of P = ∏ ip onto iq (``RnsContext.mod_down_constants``),
+        uploaded once: half_p, p_mod, p_inv, p_inv_shoup (per iq), p_recip (per ip)."""
+        def make():
+            t = self._cpu.mod_down_constants(list(iq), list(ip))
+            return {k: self.xp.asarray(v) for k, v in t.items()}
+
+        return self._cached(("moddown", iq, ip), make)
 
     def _primes(self, idx: tuple[int, ...]):
         return self._cached(("rows", idx), lambda: self.xp.asarray(np.array(idx, dtype=np.int32)))
@@ -430,7 +418,7 @@ class CudaRingContext:
 
         def make():
             return (self.xp.asarray(_u64(sc)),
-                    self.xp.asarray(_u64(_shoup(s, self.moduli[i]) for s, i in zip(sc, ix))))
+                    self.xp.asarray(self._cpu.shoup(list(sc), list(ix))))
 
         w, wp = self._cached(("scalar", sc, ix), make)
         args = (a, buf, self._primes(ix), np.int32(L), np.uint64(a.size), np.int32(self.logN), self._mods, w, wp)
@@ -459,27 +447,9 @@ class CudaRingContext:
 
     def _bconv_tables(self, ii: tuple[int, ...], io: tuple[int, ...]):
         def make():
-            qs = [self.moduli[i] for i in ii]
-            w, wp = [], []
-            for i, q in enumerate(qs):
-                prod = 1
-                for k, qk in enumerate(qs):
-                    if k != i:
-                        prod = prod * qk % q
-                inv = pow(prod, -1, q)
-                w.append(inv)
-                wp.append(_shoup(inv, q))
-            c = np.empty((len(io), len(ii)), dtype=_U64)
-            for j, o in enumerate(io):
-                p = self.moduli[o]
-                for i in range(len(qs)):
-                    prod = 1
-                    for k, qk in enumerate(qs):
-                        if k != i:
-                            prod = prod * qk % p
-                    c[j, i] = prod
-            xp = self.xp
-            return (xp.asarray(_u64(w)), xp.asarray(_u64(wp)), xp.asarray(c), self._primes(ii), self._primes(io))
+            t, xp = self._cpu.bconv_constants(list(ii), list(io)), self.xp
+            return (xp.asarray(t["qhat_inv"]), xp.asarray(t["qhat_inv_shoup"]), xp.asarray(t["qhat_mod_p"]),
+                    self._primes(ii), self._primes(io))
 
         return self._cached(("bconv", ii, io), make)
 
@@ -524,21 +494,8 @@ class CudaRingContext:
         a = self._in(a, "a", len(iq) + len(ip), allow3=False)
         l, k, N, logN = len(iq), len(ip), self.N, np.int32(self.logN)
 
-        def make():
-            P = 1
-            for i in ip:
-                P *= self.moduli[i]
-            h, pinv, pinvp = [], [], []
-            for i in iq:
-                q = self.moduli[i]
-                h.append(((P - 1) // 2) % q)
-                inv = pow(P % q, -1, q)
-                pinv.append(inv)
-                pinvp.append(_shoup(inv, q))
-            xp = self.xp
-            return xp.asarray(_u64(h)), xp.asarray(_u64(pinv)), xp.asarray(_u64(pinvp))
-
-        h, pinv, pinvp = self._cached(("moddown", iq, ip), make)
+        t = self._mod_down_constants(iq, ip)
+        h, pinv, pinvp = t["half_p"], t["p_inv"], t["p_inv_shoup"]
         ap = self.xp.empty((k, N), dtype=_U64)
         self._k("rns", "moddown_offset")(self._grid(ap.size), _EW_BLOCK,
                                           (a[l:], ap, self._primes(ip), np.int32(k), logN, self._mods))
@@ -559,16 +516,8 @@ class CudaRingContext:
         half = ql >> 1
         iq = ix[:l]
 
-        def make():
-            inv, invp = [], []
-            for i in iq:
-                q = self.moduli[i]
-                v = pow(ql % q, -1, q)
-                inv.append(v)
-                invp.append(_shoup(v, q))
-            return self.xp.asarray(_u64(inv)), self.xp.asarray(_u64(invp))
-
-        inv, invp = self._cached(("rescale", ix), make)
+        t = self._mod_down_constants(iq, ix[l:])
+        inv, invp = t["p_inv"], t["p_inv_shoup"]
         x = a[l:].copy()
         self._ntt_rows(x, (ix[l],), True)
         d = self.xp.empty((l, N), dtype=_U64)
@@ -600,23 +549,8 @@ class CudaRingContext:
         three = a.ndim == 3
         a3 = a if three else a.reshape(1, lq + lp, N)
 
-        def make():
-            P = 1
-            for i in ip:
-                P *= self.moduli[i]
-            h, pm, inv, invp = [], [], [], []
-            for i in iq:
-                q = self.moduli[i]
-                h.append(((P - 1) // 2) % q)
-                pm.append(P % q)
-                v = pow(P % q, -1, q)
-                inv.append(v)
-                invp.append(_shoup(v, q))
-            pinv_f = np.array([1.0 / self.moduli[i] for i in ip], dtype=np.float64)
-            return (xp.asarray(_u64(h)), xp.asarray(_u64(pm)), xp.asarray(_u64(inv)), xp.asarray(_u64(invp)),
-                    xp.asarray(pinv_f))
-
-        h, pm, inv, invp, pinv_f = self._cached(("moddown_ntt", iq, ip), make)
+        t = self._mod_down_constants(iq, ip)
+        h, pm, inv, invp, pinv_f = t["half_p"], t["p_mod"], t["p_inv"], t["p_inv_shoup"], t["p_recip"]
         w, wp, c, pin, pout = self._bconv_tables(ip, iq)
         out = xp.empty((a3.shape[0], lq, N), dtype=_U64)
         for b in range(a3.shape[0]):
@@ -645,15 +579,7 @@ class CudaRingContext:
         return self._cpu.crt_compose(self.to_numpy(a), list(_norm_idx(idx, len(self.moduli))))
 
     def _perm(self, g: int):
-        def make():
-            br = _bitrev(self.logN)
-            mask = np.uint64(2 * self.N - 1)
-            e = np.uint64(2) * br + np.uint64(1)
-            eg = (e * np.uint64(g)) & mask
-            p = br[((eg - np.uint64(1)) >> np.uint64(1)).astype(np.int64)]
-            return self.xp.asarray(p.astype(np.uint32))
-
-        return self._cached(("perm", g), make)
+        return self._cached(("perm", g), lambda: self.xp.asarray(self._cpu.ntt_perm(int(g))))
 
     def automorphism(self, a, galois_elt: int, idx, ntt_domain: bool):
         """X -> X^g on every row; returns a new array (NTT domain: a permutation of the
@@ -708,10 +634,7 @@ class CudaRingContext:
             add = self._in(add, "add", lq)
             if add.ndim != 3 or add.shape[0] not in (1, 2):
                 raise ShapeError(f"add must be (1 or 2, {lq}, {N})")
-            big_p = 1
-            for i in ip:
-                big_p *= self.moduli[i]
-            pm = [big_p % self.moduli[i] for i in iq]
+            pm = [int(v) for v in self._cpu.mod_down_constants(list(iq), list(ip))["p_mod"]]
             for c in range(int(add.shape[0])):
                 self.mul_scalar(add[c], pm, acc[c, :lq], iq)
         if D and R:

@@ -56,13 +56,7 @@ struct KsPlan {
       std::vector<std::size_t> in(iq.begin() + dg.start[j], iq.begin() + dg.end[j]);
       tabs.push_back(ctx.bconv_table(in, full));
     }
-    p_mod.resize(Lq);
-    for (std::size_t t = 0; t < Lq; ++t) {
-      const Modulus& m = ctx.mod(full[t]);
-      u64 v = 1;
-      for (std::size_t j = 0; j < Lp; ++j) v = m.mul(v, m.reduce(ctx.moduli[ip[j]]));
-      p_mod[t] = v;
-    }
+    p_mod = ctx.mod_down_table(iq, ip)->p_mod;
   }
   bool in_digit(std::size_t d, std::size_t t) const { return t < Lq && t >= dg.start[d] && t < dg.end[d]; }
 };

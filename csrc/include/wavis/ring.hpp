@@ -54,6 +54,16 @@ struct BConvTable {
   std::vector<u64> qhat_mod_p;                // (Q/q_i) mod p_j at [j * L_in + i]
   std::vector<u64> qhat_mod_p_shoup;          // their Shoup companions (mod p_j)
 };
+// Constants of a ModDown by P = ∏_{j in ip} p_j onto the primes iq (RnsContext::mod_down_table):
+// the ModDown / rescale / fused key-switching kernels of every backend read these (the CUDA
+// backend uploads them), so they are derived once, here.
+struct ModDownTable {
+  std::vector<std::size_t> iq, ip;
+  std::vector<u64> p_mod;               // P mod q_i
+  std::vector<u64> half_p;              // (P - 1)/2 mod q_i (the rounding offset; P odd)
+  std::vector<u64> p_inv, p_inv_shoup;  // P^-1 mod q_i and its Shoup companion
+  std::vector<double> p_recip;          // 1/p_j in double (the conversion-overshoot estimate)
+};
 struct CrtTable;    // exact CRT constants (src/ring.cpp)
 
 class RnsContext {
@@ -76,6 +86,9 @@ class RnsContext {
   std::shared_ptr<const BConvTable> bconv_table(const std::vector<std::size_t>& in,
                                                 const std::vector<std::size_t>& out) const;
   std::shared_ptr<const CrtTable> crt_table(const std::vector<std::size_t>& idx) const;
+  // ModDown constants for (iq, ip) (cached); rescale is ip = {last prime}.
+  std::shared_ptr<const ModDownTable> mod_down_table(const std::vector<std::size_t>& iq,
+                                                     const std::vector<std::size_t>& ip) const;
   // out (len(out_idx), N) = FastBConv(a (len(in_idx), N)).
   void base_convert(const u64* a, u64* out, const std::vector<std::size_t>& in_idx,
                     const std::vector<std::size_t>& out_idx) const;
@@ -116,6 +129,8 @@ class RnsContext {
   mutable std::map<std::pair<std::vector<std::size_t>, std::vector<std::size_t>>,
                    std::shared_ptr<const BConvTable>> bconv_cache_;
   mutable std::map<std::vector<std::size_t>, std::shared_ptr<const CrtTable>> crt_cache_;
+  mutable std::map<std::pair<std::vector<std::size_t>, std::vector<std::size_t>>,
+                   std::shared_ptr<const ModDownTable>> moddown_cache_;
   mutable std::map<u64, std::shared_ptr<const std::vector<std::uint32_t>>> perm_cache_;
 };
 

@@ -1,12 +1,14 @@
 // Runtime CPU dispatch: which SIMD path the core runs (one switch for ring, CKKS and TFHE).
 //
 //   portable  baseline x86-64 / any CPU: scalar C++ everywhere
-//   avx2      x86-64-v3 (AVX2, FMA, BMI2): the TFHE AVX2 kernels; ring/CKKS scalar
+//   avx2      x86-64-v3 (AVX2, FMA, BMI2): the TFHE AVX2 kernels, the ring/CKKS AVX2 kernels
+//             (NTT, Shoup row products, basis conversion, add/sub/neg; any q < 2^62)
 //   avx512    x86-64-v4 (AVX-512 F/BW/CD/DQ/VL): the TFHE AVX-512 kernels, the ring/CKKS
 //             AVX-512 kernels (NTT, basis conversion, key switching; any q < 2^62)
 //   ifma      avx512 + AVX-512 IFMA: as avx512, plus the 52-bit IFMA kernels for primes < 2^50
 //
-// Kernels are compiled per target (per-file flags for TFHE, target attributes for ring/CKKS);
+// Kernels are compiled per target (per-file flags for TFHE, target attributes for ring/CKKS:
+// simd256.hpp for AVX2, simd512.hpp for AVX-512);
 // the library itself is built for the baseline ISA (no -march=native unless WAVIS_NATIVE=ON),
 // so one binary runs on every x86-64 CPU. The path is decided once, at first use, from CPUID
 // (the best the CPU has) or the environment variable WAVIS_SIMD=portable|avx2|avx512|ifma
@@ -38,8 +40,10 @@ SimdPath simd_path();
 // TFHE server key); throws std::invalid_argument when the CPU lacks it. Returns the previous path.
 SimdPath set_simd_path(SimdPath p);
 
-// Ring/CKKS switches derived from the path: AVX-512 kernels (avx512, ifma), IFMA kernels (ifma).
+// Ring/CKKS switches derived from the path: AVX-512 kernels (avx512, ifma), IFMA kernels (ifma),
+// AVX2 kernels (avx2 only: the wider paths run their AVX-512 kernels).
 inline bool simd_active() { return simd_path() >= SimdPath::avx512; }
 inline bool ifma_active() { return simd_path() == SimdPath::ifma; }
+inline bool avx2_active() { return simd_path() == SimdPath::avx2; }
 
 }  // namespace wavis

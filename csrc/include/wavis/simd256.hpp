@@ -1,0 +1,69 @@
+// AVX2 64-bit modular helpers (4 lanes) shared by the ring/CKKS AVX2 kernels (src/ntt.cpp,
+// src/ring.cpp, src/ckks.cpp). AVX2 has no 64x64-bit multiply and no unsigned 64-bit compare:
+// products are built from 32x32 -> 64 (vpmuludq) pieces and comparisons flip the sign bit.
+// Compiled with per-function target attributes so the rest of the core stays portable; callers
+// dispatch at run time (simd.hpp avx2_active()). Every helper computes exactly the scalar value.
+#pragma once
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define WAVIS_HAVE_SIMD256 1
+#include <immintrin.h>
+#define WAVIS_AVX2 __attribute__((target("avx2")))
+
+namespace wavis::simd2 {
+
+// High 64 bits of a*b per lane (bh = b >> 32), from four 32x32 products.
+WAVIS_AVX2 inline __m256i mulhi4(__m256i a, __m256i b, __m256i bh) {
+  const __m256i mask = _mm256_set1_epi64x(0xffffffffLL);
+  __m256i ah = _mm256_srli_epi64(a, 32);
+  __m256i lolo = _mm256_mul_epu32(a, b);
+  __m256i lohi = _mm256_mul_epu32(a, bh);
+  __m256i hilo = _mm256_mul_epu32(ah, b);
+  __m256i hihi = _mm256_mul_epu32(ah, bh);
+  __m256i mid = _mm256_add_epi64(_mm256_srli_epi64(lolo, 32), _mm256_and_si256(lohi, mask));
+  mid = _mm256_add_epi64(mid, _mm256_and_si256(hilo, mask));
+  __m256i hi = _mm256_add_epi64(hihi, _mm256_srli_epi64(lohi, 32));
+  hi = _mm256_add_epi64(hi, _mm256_srli_epi64(hilo, 32));
+  return _mm256_add_epi64(hi, _mm256_srli_epi64(mid, 32));
+}
+
+// Low 64 bits of a*b per lane (bh = b >> 32), from three 32x32 products.
+WAVIS_AVX2 inline __m256i mullo4(__m256i a, __m256i b, __m256i bh) {
+  __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), b), _mm256_mul_epu32(a, bh));
+  return _mm256_add_epi64(_mm256_mul_epu32(a, b), _mm256_slli_epi64(cross, 32));
+}
+
+// A fixed multiplier w (< q) with its Shoup companion wp = floor(w 2^64 / q), and q, broadcast
+// with their high halves (the operands of mulhi4 / mullo4).
+struct Shoup4 {
+  __m256i w, wh, wp, wph;
+};
+WAVIS_AVX2 inline Shoup4 shoup4(unsigned long long w, unsigned long long wp) {
+  return {_mm256_set1_epi64x((long long)w), _mm256_set1_epi64x((long long)(w >> 32)),
+          _mm256_set1_epi64x((long long)wp), _mm256_set1_epi64x((long long)(wp >> 32))};
+}
+// Per-lane multipliers (w, wp loaded from tables).
+WAVIS_AVX2 inline Shoup4 shoup4v(__m256i w, __m256i wp) {
+  return {w, _mm256_srli_epi64(w, 32), wp, _mm256_srli_epi64(wp, 32)};
+}
+
+// x * w mod q in [0, 2q) (Shoup, lazy; any 64-bit x): x*w - floor(x*wp / 2^64)*q mod 2^64.
+WAVIS_AVX2 inline __m256i shoup_lazy4(__m256i x, const Shoup4& s, __m256i q, __m256i qh) {
+  __m256i est = mulhi4(x, s.wp, s.wph);
+  return _mm256_sub_epi64(mullo4(x, s.w, s.wh), mullo4(est, q, qh));
+}
+
+// Unsigned x < m per lane (all-ones mask), by flipping the sign bits.
+WAVIS_AVX2 inline __m256i lt4(__m256i x, __m256i m) {
+  const __m256i sign = _mm256_set1_epi64x((long long)0x8000000000000000ULL);
+  return _mm256_cmpgt_epi64(_mm256_xor_si256(m, sign), _mm256_xor_si256(x, sign));
+}
+// x >= m ? x - m : x
+WAVIS_AVX2 inline __m256i csub4(__m256i x, __m256i m) { return _mm256_sub_epi64(x, _mm256_andnot_si256(lt4(x, m), m)); }
+// a - b mod q for a, b in [0, q)
+WAVIS_AVX2 inline __m256i submod4(__m256i a, __m256i b, __m256i q) {
+  __m256i t = _mm256_sub_epi64(a, b);
+  return _mm256_add_epi64(t, _mm256_and_si256(lt4(a, b), q));
+}
+
+}  // namespace wavis::simd2
+#endif
