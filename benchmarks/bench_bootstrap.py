@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """CKKS bootstrapping benchmark: latency per stage, amortised time per slot and precision
-(mean / min bits over all slots, uniform [−1, 1] complex inputs), for a bootstrap preset, at
-1 and 2 threads; optionally OpenFHE's EvalBootstrap side by side (its own venv, see README's
-Benchmarks section; the PyPI wheel is built without SIMD/HEXL acceleration).
+(mean / min bits over all slots, uniform [−1, 1] real inputs, and one complex run), for a bootstrap preset, at
+1 and 2 threads; optionally OpenFHE's EvalBootstrap side by side, interleaved (its own Python
+3.10 venv, see benchmarks/openfhe_bootstrap.py; the PyPI wheel is built without SIMD/HEXL).
 
     .venv/bin/python benchmarks/bench_bootstrap.py                          # n65536, full slots, 1 and 2 threads
     .venv/bin/python benchmarks/bench_bootstrap.py --preset testing-n1024 --threads 2
@@ -27,7 +27,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def one(preset: str, slots: int | None, reps: int) -> dict:
-    """Run inside the subprocess: keygen, then ``reps`` bootstraps with per-stage times."""
+    """Run inside the subprocess: keygen, then ``reps`` + 1 bootstraps of real inputs (the first
+    also encodes and caches the DFT diagonals) and one of complex inputs, with per-stage wall
+    and CPU (user+sys of this process) times and the load average around each."""
     import numpy as np
 
     from wavis.ckks import CkksParameters, Decryptor, Encoder, Encryptor, KeyGenerator
@@ -46,11 +48,14 @@ def one(preset: str, slots: int | None, reps: int) -> dict:
     encryptor = Encryptor(params, kg.public_key())
     rng = np.random.default_rng(1)
     runs = []
-    for r in range(reps + 1):  # the first run also encodes and caches the DFT diagonals
-        v = rng.uniform(-1, 1, n_slots) + 1j * rng.uniform(-1, 1, n_slots)
+    for r in range(reps + 2):
+        kind = "complex" if r == reps + 1 else "real"
+        v = rng.uniform(-1, 1, n_slots) + (1j * rng.uniform(-1, 1, n_slots) if kind == "complex" else 0)
         x = np.tile(v, params.slot_count // n_slots)
         ct = encryptor.encrypt(enc.encode(x, level=0))
         stages = {}
+        load0 = os.getloadavg()[0]
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         bs.check_input(ct)
         t = time.perf_counter()
@@ -66,17 +71,22 @@ def one(preset: str, slots: int | None, reps: int) -> dict:
         out = bs.slots_to_coeffs(parts)
         stages["slots_to_coeffs"] = time.perf_counter() - t
         total = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
         err = np.maximum(np.abs(enc.decode(dec.decrypt(out)) - x), 2.0**-60)
-        runs.append(dict(total_s=total, stages_s=stages, mean_bits=float(np.mean(-np.log2(err))),
-                         min_bits=float(-np.log2(np.max(err)))))
-    warm = runs[1:] or runs
+        runs.append(dict(kind=kind, total_s=total, cpu_s=cpu, stages_s=stages, load_avg=[load0, os.getloadavg()[0]],
+                         mean_bits=float(np.mean(-np.log2(err))), min_bits=float(-np.log2(np.max(err)))))
+    real = [r for r in runs if r["kind"] == "real"]
+    cplx = [r for r in runs if r["kind"] == "complex"]
+    warm = real[1:] or real
     best = min(warm, key=lambda r: r["total_s"])
     return dict(preset=preset, poly_degree=params.poly_degree, slots=n_slots, levels_after=params.max_depth,
                 keygen_s=keygen_s, key_bytes=plan.key_bytes, key_count=plan.key_count,
                 first_run_s=runs[0]["total_s"], best=best,
                 mean_total_s=sum(r["total_s"] for r in warm) / len(warm),
                 per_slot_us=best["total_s"] / n_slots * 1e6,
-                precision_mean_bits=min(r["mean_bits"] for r in runs), precision_min_bits=min(r["min_bits"] for r in runs),
+                precision_mean_bits=min(r["mean_bits"] for r in real), precision_min_bits=min(r["min_bits"] for r in real),
+                complex_mean_bits=cplx[0]["mean_bits"], complex_min_bits=cplx[0]["min_bits"], runs=runs,
+                sine_headroom_bits=bs.sine_headroom_bits,
                 effective_degree=bs.effective_degree, failure_log2=bs.failure_probability_log2())
 
 
@@ -86,7 +96,9 @@ def main() -> int:
     ap.add_argument("--slots", type=int, default=None)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--openfhe", action="store_true", help="also run benchmarks/openfhe_bootstrap.py")
+    ap.add_argument("--openfhe", action="store_true", help="also run benchmarks/openfhe_bootstrap.py (interleaved)")
+    ap.add_argument("--openfhe-python", default=os.environ.get("OPENFHE_PYTHON", "/work/refvenv/openfhe/bin/python"),
+                    help="the Python 3.10 venv holding the PyPI openfhe wheel (outside the repository)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -108,20 +120,24 @@ def main() -> int:
         print(f"WAVIS {w['preset']} N={w['poly_degree']} slots={w['slots']} threads={th}: bootstrap "
               f"{b['total_s']:.2f} s (mean {w['mean_total_s']:.2f} s, first {w['first_run_s']:.2f} s) = "
               + ", ".join(f"{k} {v:.2f}" for k, v in b["stages_s"].items())
-              + f"; {w['per_slot_us']:.1f} µs/slot; precision mean {w['precision_mean_bits']:.1f} / min "
-              f"{w['precision_min_bits']:.1f} bits; keygen {w['keygen_s']:.1f} s, keys {w['key_bytes'] / 1e9:.2f} GB",
+              + f"; CPU {b['cpu_s']:.2f} s; load {b['load_avg'][0]:.1f}-{b['load_avg'][1]:.1f}; {w['per_slot_us']:.1f} µs/slot; "
+              f"precision real mean {w['precision_mean_bits']:.1f} / min {w['precision_min_bits']:.1f} bits, complex "
+              f"{w['complex_mean_bits']:.1f} / {w['complex_min_bits']:.1f}; keygen {w['keygen_s']:.1f} s, keys "
+              f"{w['key_bytes'] / 1e9:.2f} GB",
               flush=True)
         if args.openfhe:
-            py = HERE / ".venv-openfhe" / "bin" / "python"
+            py = Path(args.openfhe_python)
             if not py.exists():
-                entry["openfhe"] = "not installed (see README: Benchmarks)"
+                entry["openfhe"] = "not installed (see benchmarks/openfhe_bootstrap.py)"
             else:
                 cfg_o = dict(N=w["poly_degree"], slots=w["slots"], threads=th, levels_after=w["levels_after"],
                              reps=args.reps)
                 r = subprocess.run([str(py), str(HERE / "openfhe_bootstrap.py"), json.dumps(cfg_o)],
                                    env=dict(os.environ, OMP_NUM_THREADS=str(th)), capture_output=True, text=True)
                 entry["openfhe"] = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else r.stderr[-2000:]
-                print(f"OpenFHE (PyPI wheel, no SIMD) threads={th}: {entry['openfhe']}", flush=True)
+                print(f"OpenFHE (PyPI wheel, no SIMD) threads={th}: " + json.dumps(
+                    {k: v for k, v in entry["openfhe"].items() if k != "runs"} if isinstance(entry["openfhe"], dict)
+                    else entry["openfhe"]), flush=True)
         results.append(entry)
     out = HERE / "results" / "bootstrap_cpu.json"
     out.parent.mkdir(exist_ok=True)

@@ -299,7 +299,9 @@ class CkksParameters:
 
         With a bootstrap preset the levels above L = max_depth continue the same recurrence
         upwards, Δ_ℓ = √(Δ_{ℓ−1}·q_ℓ), region by region (``wavis.ckks.bootstrap``): the
-        SlotsToCoeffs levels start from Δ_L; the EvalMod levels start from
+        SlotsToCoeffs levels start from Δ_L (with the preset's ``stc_headroom_bits`` h > 0 they are
+        instead a straight log ladder Δ_{L+i} = Δ_L·2^(h·i/s), i = 1..s: SlotsToCoeffs only
+        multiplies by plaintexts, whose scale absorbs the ratio); the EvalMod levels start from
         Δ_{L+s}·q_0/(2π·Δ_0·2^k) (s SlotsToCoeffs levels, k the preset's ``sine_headroom_bits``),
         the scale at which sin(2πt) ≈ 2π·m·Δ_0·2^k/q_0 carries the message m at exactly Δ_{L+s}
         (the bootstrap relabels it there); the
@@ -315,6 +317,10 @@ class CkksParameters:
             top_stc = self.max_depth + len(pre.stc_bits)
             for lv in range(self.max_depth + 1, self.top_level + 1):
                 below = scales[lv - 1]
+                if lv <= top_stc and pre.stc_headroom_bits:  # SlotsToCoeffs: a straight log ladder
+                    scales[lv] = scales[self.max_depth] * 2.0 ** (
+                        pre.stc_headroom_bits * (lv - self.max_depth) / len(pre.stc_bits))
+                    continue
                 if lv == top_stc + 1:  # first EvalMod level: its product lands on the sine's scale
                     below = scales[top_stc] * self.moduli[0] / (2 * math.pi * scales[0] * 2.0**pre.sine_headroom_bits)
                 scales[lv] = math.sqrt(below * self.moduli[lv])

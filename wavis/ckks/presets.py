@@ -15,8 +15,13 @@ Sources of the constants:
   bootstrapping for approximate homomorphic encryption with non-sparse keys", EUROCRYPT 2021,
   Table 6 (q_0 = 60 bits, 60-bit EvalMod primes, 56/53-bit CoeffsToSlots primes, ~40-bit
   SlotsToCoeffs and user primes); Lattigo v5 ``bootstrapping.DefaultParametersSparse`` (N16QP1546H192H32:
-  the same layout, 9 user levels at 2^40). The q_0/Δ = 2^20 ratio keeps the sine's
-  approximation error (2π·2^-20)²/6 ≈ 2^-37 relative below the target precision.
+  the same layout, 9 user levels at 2^40). q_0/Δ_0 = 2^20, and the message enters EvalMod
+  multiplied by 2^k (``sine_headroom_bits``), the message ratio q_0/(Δ_0·2^k) = 2^8 of Lattigo's
+  defaults (``LogMessageRatio``). The SlotsToCoeffs scale ladder (``stc_headroom_bits``) is ours:
+  the stage-by-stage error measurement (``wavis.ckks.bootstrap.diagnostics``,
+  ``benchmarks/bootstrap_noise.py``, docs/bootstrapping.md) showed the rounding noise of EvalMod's
+  last rescale and of SlotsToCoeffs' first rotations, both relative to the small coefficients at
+  Δ = 2^40, as the dominant error at N = 2^16 with the earlier k = 6.
 * EvalMod: cos(2π(t − 1/4)/2^r) approximated by Chebyshev interpolation on [−K, K], then r
   double-angle steps (Han–Ki, "Better bootstrapping for approximate HE", CT-RSA 2020, §4;
   Bossuat et al. 2021 §5). K bounds |I| in t = I + m·Δ/q_0 (see
@@ -30,7 +35,8 @@ Sources of the constants:
   bootstrapping for approximate HE", EUROCRYPT 2019, §4 (a depth-c factorisation of the
   n-point special FFT into c groups of ⌈log2 n / c⌉ butterfly layers).
 * Security: the whole chain (user secret, uniform ternary) is checked against the HE
-  Standard table (``wavis.ring.security``); ``special_mod_bits`` = 61 as everywhere.
+  Standard table (``wavis.ring.security``); ``special_mod_bits`` = 61 except n32768 (two
+  45-bit special primes: P must exceed a one-prime digit by far, and 2 × 61 bits do not fit).
 """
 
 from __future__ import annotations
@@ -57,10 +63,21 @@ class BootstrapPreset:
         bootstrap_hamming_weight: h of the secret the bootstrap runs under (None: the user's
             uniform ternary secret, bounded by h ≤ N; an int: sparse-secret encapsulation).
         sine_headroom_bits: k, the message is multiplied by 2^k before ModRaise, so EvalMod sees
-            ε = m·Δ_0·2^k/q_0 (2^k more signal against its rounding noise, at a relative
-            error (2π·ε)²/6 of the sine: 2^-25.3 for k = 6, |m| = 1, q_0/Δ_0 = 2^20).
+            ε = m·Δ_0·2^k/q_0 per coefficient (message ratio q_0/(Δ_0·2^k)). A larger k puts
+            2^k more signal against the rounding noise of CoeffsToSlots and EvalMod (the
+            dominant error at N = 2^16, ``benchmarks/bootstrap_noise.py``), at a relative error
+            (2π·ε)²/6 of the sine: negligible for full-slot random data, whose coefficients are
+            ~|x|/√n, but 2^-13.3 for a constant vector at k = 12 (every slot's mass in one
+            coefficient; ``input_range=R`` lowers the effective k by log2 R). k = 12 is Lattigo's
+            default ratio (``LogMessageRatio`` = 8 with q_0/Δ_0 = 2^20).
+        stc_headroom_bits: h, the SlotsToCoeffs input carries the message at 2^(scale_bits + h)
+            (a straight log ladder down to Δ_L = 2^scale_bits over the SlotsToCoeffs levels,
+            :attr:`CkksParameters.level_scales`): the coefficients are ~√n times smaller than the
+            slots they become, so their rounding noise needs this headroom; it also lifts the
+            EvalMod output scale to Δ_{L+s}·q_0/(2π·Δ_0·2^k) = 2^(scale_bits + h + 20 − 2.65 − k),
+            kept just under the 60-bit EvalMod primes (h = k + 2).
         precision_bits: the measured mean precision (−log2 |error| averaged over all N/2 slots,
-            uniform [−1, 1] complex inputs; docs/bootstrapping.md gives the command), None if
+            uniform [−1, 1] real inputs, level-0 input; docs/bootstrapping.md gives the command), None if
             not measured.
     """
 
@@ -80,6 +97,7 @@ class BootstrapPreset:
     special_mod_bits: int = 61
     bootstrap_hamming_weight: int | None = None
     sine_headroom_bits: int = 0
+    stc_headroom_bits: int = 0
     precision_bits: float | None = None
 
     @property
@@ -106,26 +124,31 @@ def _p(**kw) -> BootstrapPreset:
 BOOTSTRAP_PRESETS: dict[str, BootstrapPreset] = {
     p.name: p for p in (
         # N = 2^16, 128-bit (log2 QP = 1742 ≤ 1772, HE Standard): 9 user levels at 2^40, then
-        # SlotsToCoeffs 3 × 40 bits, EvalMod 9 × 60 bits (K = 16, r = 3, degree 39), CoeffsToSlots
-        # 3 × 58 bits; sparse-secret encapsulation h = 32 (OpenFHE SPARSE_ENCAPSULATED, K = 16);
-        # dnum = 3 (the fewest digits that fit the bound), 8 special primes.
+        # SlotsToCoeffs 3 × 40 bits (scales 2^54 → 2^40), EvalMod 9 × 60 bits (K = 16, r = 3,
+        # degree 39), CoeffsToSlots 3 × 58 bits; message ratio 2^8 (k = 12); sparse-secret
+        # encapsulation h = 32 (OpenFHE SPARSE_ENCAPSULATED, K = 16); dnum = 3 (the fewest digits
+        # that fit the bound), 8 special primes.
         _p(name="n65536", poly_degree=65536, security_level="128-bit", scale_bits=40, first_mod_bits=60,
            max_depth=9, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 9, cts_bits=(58, 58, 58),
            eval_mod_k=16, double_angle=3, cheb_degree=39, dnum=3, bootstrap_hamming_weight=32,
-           sine_headroom_bits=6, precision_bits=16.2),
-        # N = 2^15, 128-bit (≤ 881 bits): the same pipeline squeezed into half the modulus: 2 user
-        # levels at 2^40, 50-bit EvalMod/CoeffsToSlots primes (≈ 10 bits less EvalMod precision),
-        # one prime per key-switching digit (P = one 61-bit prime).
+           sine_headroom_bits=12, stc_headroom_bits=14, precision_bits=22.0),
+        # N = 2^15, 128-bit (log2 QP = 870 ≤ 881): the same pipeline squeezed into half the
+        # modulus: 2 user levels at 2^40, 50-bit EvalMod primes (≈ 10 bits less EvalMod precision),
+        # CoeffsToSlots 60 + 50 bits (the first factor reads the ModRaise output at scale q_0 = 2^60,
+        # so its diagonals are encoded at Δ·q/q_0: a 50-bit prime there left them 2^40 and the
+        # stage at 12 bits in the same-structure N = 2^13 measurement), one prime per key-switching
+        # digit and P = two 45-bit primes (one 61-bit prime, barely above a digit, made key
+        # switching noisy); k = 12, h = 4 keep the EvalMod output just under its 50-bit primes.
         _p(name="n32768", poly_degree=32768, security_level="128-bit", scale_bits=40, first_mod_bits=60,
-           max_depth=2, stc_bits=(40, 40), evalmod_bits=(50,) * 9, cts_bits=(50, 50),
+           max_depth=2, stc_bits=(40, 40), evalmod_bits=(50,) * 9, cts_bits=(50, 60),
            eval_mod_k=16, double_angle=3, cheb_degree=39, dnum=16, bootstrap_hamming_weight=32,
-           sine_headroom_bits=8),
+           special_mod_bits=45, sine_headroom_bits=12, stc_headroom_bits=4),
         # Small insecure rings for the test suite: the N = 2^16 layout (sparse-secret encapsulation,
         # h = 32, K = 16 as OpenFHE's K_SPARSE_ENCAPSULATED) with fewer user levels …
         _p(name="testing-n1024", poly_degree=1024, security_level="testing", scale_bits=40, first_mod_bits=60,
            max_depth=2, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 9, cts_bits=(58, 58, 58),
-           eval_mod_k=16, double_angle=3, cheb_degree=39, dnum=4, bootstrap_hamming_weight=32, sine_headroom_bits=6,
-           precision_bits=25.2),
+           eval_mod_k=16, double_angle=3, cheb_degree=39, dnum=4, bootstrap_hamming_weight=32, sine_headroom_bits=12,
+           stc_headroom_bits=14, precision_bits=28.0),
         # … and the dense user secret inside the bootstrap (h ≤ N = 1024 → K = 84, r = 5).
         _p(name="testing-n1024-dense", poly_degree=1024, security_level="testing", scale_bits=40,
            first_mod_bits=60, max_depth=2, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 11, cts_bits=(58, 58, 58),

@@ -97,6 +97,10 @@ class Bootstrapper:
             (default 1). R > 1 scales the message down by R before ModRaise (inside ``bring_to``,
             so the input must be at level ≥ 1) and back up in SlotsToCoeffs.
         evaluator: an Evaluator of these keys (default: a new one).
+        sine_headroom_bits: k_n, the headroom this bootstrap uses, 0..the preset's k (default:
+            the slot-count rule of :func:`_sine_headroom_bits`; lower it for data whose energy
+            sits in few coefficients, e.g. near-constant vectors, where the sine's error
+            (2π·m·2^(k_n − 20))²/6 dominates; higher is more precise for spread-out data).
 
     Raises:
         ParameterError: parameters without a bootstrap preset, bad slots/range.
@@ -104,7 +108,8 @@ class Bootstrapper:
     """
 
     def __init__(self, params: CkksParameters, eval_keys: EvaluationKeys | None, *, slots: int | None = None,
-                 input_range: float = 1.0, evaluator: Evaluator | None = None, backend=None) -> None:
+                 input_range: float = 1.0, evaluator: Evaluator | None = None, backend=None,
+                 sine_headroom_bits: int | None = None) -> None:
         self.preset = _preset(params)
         self.params = params
         self.slots = _check_slots(params, slots)
@@ -123,7 +128,17 @@ class Bootstrapper:
         self.eval_keys = evaluator.eval_keys
         self.backend = evaluator.backend
         self.ctx = evaluator.context.ring
-        self._transforms = _build_transforms(params, self.preset, self.slots, rng)
+        k_n = _sine_headroom_bits(self.preset, self.slots)
+        if sine_headroom_bits is not None:
+            if isinstance(sine_headroom_bits, bool) or not isinstance(sine_headroom_bits, int) \
+                    or not 0 <= sine_headroom_bits <= self.preset.sine_headroom_bits:
+                raise ParameterError(f"sine_headroom_bits must be an integer in 0..{self.preset.sine_headroom_bits} "
+                                     f"(the preset's k), got {sine_headroom_bits!r}", field="sine_headroom_bits")
+            k_n = sine_headroom_bits
+        self.sine_headroom_bits = k_n
+        # a sparse bootstrap enters EvalMod 2^(k − k_n) lower and SlotsToCoeffs scales it back
+        self._transforms = _build_transforms(
+            params, self.preset, self.slots, rng * 2.0 ** (self.preset.sine_headroom_bits - self.sine_headroom_bits))
         pre = self.preset
         self.k = pre.eval_mod_k
         self.cheb = np.asarray(cosine_coefficients(pre.eval_mod_k, pre.double_angle, pre.cheb_degree))
@@ -237,11 +252,11 @@ class Bootstrapper:
         encapsulation, switch to the sparse secret s' at level 0,) lift (c_0, c_1) mod q_0
         centred to every prime (and switch back to s). Returns a ciphertext at
         ``params.top_level`` labelled with scale q_0: its message is t = I + m·Δ_0·2^k/(R·q_0) per
-        coefficient (k = the preset's sine_headroom_bits), |I| ≤ (h+1)/2 for the secret's
+        coefficient (k = :attr:`sine_headroom_bits`, see :func:`_sine_headroom_bits`), |I| ≤ (h+1)/2 for the secret's
         Hamming weight h."""
         p = self.params
         x = ct
-        boost = 2.0**self.preset.sine_headroom_bits
+        boost = 2.0**self.sine_headroom_bits
         if x.level > 0:  # exactly m·Δ_0·2^k/R
             x = self.ev.bring_to(x, 0, p.level_scale(0) * boost / self.input_range)
         elif boost != 1.0:  # level 0 (R = 1): times the integer 2^k, no level needed
@@ -378,6 +393,18 @@ class Bootstrapper:
                 + "; generate them from Bootstrapper.key_plan(params, slots) (KeyGenerator.evaluation_keys("
                 f"galois_steps=plan.galois_steps, conjugation=True, encapsulation_hamming_weight={h}))",
                 missing=missing, steps=steps)
+
+
+def _sine_headroom_bits(preset, slots: int) -> int:
+    """k_n, the headroom a bootstrap of n = ``slots`` slots uses: min(k, ⌊4.5 + log2(n)/2⌋), k the
+    preset's ``sine_headroom_bits``.
+
+    Why: the coefficients EvalMod sees are ~0.58·|x|/√n for uniform data (Cheon et al. 2018 §4:
+    a slot is the sum of n coefficients), and the sine's relative error is then about
+    8.6/n·2^(2k − 40) (the cubic term (2πε)³/6 of sin(2πε), ε = m·2^(k−20), mapped through U);
+    k_n keeps it ≤ 2^-28, e.g. k_n = 12 at n = 2^15, 9 at 2^10, 4 at n = 1. The remaining factor
+    2^(k − k_n) is applied by SlotsToCoeffs (as ``input_range`` is), so the chain is unchanged."""
+    return int(min(preset.sine_headroom_bits, max(0, math.floor(4.5 + math.log2(slots) / 2))))
 
 
 def _build_transforms(params: CkksParameters, pre, slots: int, rng: float) -> dict[str, list[LinearTransform]]:
