@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def one(preset: str, slots: int | None, reps: int) -> dict:
+def one(preset: str, slots: int | None, reps: int, constant: bool = False) -> dict:
     """Run inside the subprocess: keygen, then ``reps`` + 1 bootstraps of real inputs (the first
     also encodes and caches the DFT diagonals) and one of complex inputs, with per-stage wall
     and CPU (user+sys of this process) times and the load average around each."""
@@ -75,6 +75,14 @@ def one(preset: str, slots: int | None, reps: int) -> dict:
         err = np.maximum(np.abs(enc.decode(dec.decrypt(out)) - x), 2.0**-60)
         runs.append(dict(kind=kind, total_s=total, cpu_s=cpu, stages_s=stages, load_avg=[load0, os.getloadavg()[0]],
                          mean_bits=float(np.mean(-np.log2(err))), min_bits=float(-np.log2(np.max(err)))))
+    if constant:  # the sine's worst case: all the energy in one coefficient (docs: "Input contract")
+        x = np.full(params.slot_count, 0.999)
+        ct = encryptor.encrypt(enc.encode(x, level=0))
+        for k in sorted({bs.sine_headroom_bits, 9, 6}, reverse=True):
+            b = bs if k == bs.sine_headroom_bits else Bootstrapper(params, evk, slots=slots, sine_headroom_bits=k)
+            err = np.maximum(np.abs(enc.decode(dec.decrypt(b.bootstrap(ct))) - x), 2.0**-60)
+            runs.append(dict(kind=f"constant k_n={k}", mean_bits=float(np.mean(-np.log2(err))),
+                             min_bits=float(-np.log2(np.max(err)))))
     real = [r for r in runs if r["kind"] == "real"]
     cplx = [r for r in runs if r["kind"] == "complex"]
     warm = real[1:] or real
@@ -96,18 +104,25 @@ def main() -> int:
     ap.add_argument("--slots", type=int, default=None)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--constant", action="store_true",
+                    help="also bootstrap a constant vector at the default headroom, k_n = 9 and k_n = 6")
     ap.add_argument("--openfhe", action="store_true", help="also run benchmarks/openfhe_bootstrap.py (interleaved)")
     ap.add_argument("--openfhe-python", default=os.environ.get("OPENFHE_PYTHON", "/work/refvenv/openfhe/bin/python"),
                     help="the Python 3.10 venv holding the PyPI openfhe wheel (outside the repository)")
+    ap.add_argument("--openfhe-config", default="{}",
+                    help='extra JSON for openfhe_bootstrap.py, e.g. \'{"scale_mod_bits": 59, "dnum": 7}\'')
+    ap.add_argument("--openfhe-mem-gib", type=float, default=14.0,
+                    help="address-space limit of the OpenFHE child (it fails with bad_alloc instead of "
+                         "waking the OOM killer on a shared host)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         cfg = json.loads(args.child)
-        print(json.dumps(one(cfg["preset"], cfg["slots"], cfg["reps"])))
+        print(json.dumps(one(cfg["preset"], cfg["slots"], cfg["reps"], cfg.get("constant", False))))
         return 0
     results = []
     for th in args.threads:
-        cfg = dict(preset=args.preset, slots=args.slots, reps=args.reps)
+        cfg = dict(preset=args.preset, slots=args.slots, reps=args.reps, constant=args.constant)
         env = dict(os.environ, WAVIS_THREADS=str(th))
         r = subprocess.run([sys.executable, __file__, "--child", json.dumps(cfg)], env=env, capture_output=True,
                            text=True)
@@ -131,13 +146,29 @@ def main() -> int:
                 entry["openfhe"] = "not installed (see benchmarks/openfhe_bootstrap.py)"
             else:
                 cfg_o = dict(N=w["poly_degree"], slots=w["slots"], threads=th, levels_after=w["levels_after"],
-                             reps=args.reps)
-                r = subprocess.run([str(py), str(HERE / "openfhe_bootstrap.py"), json.dumps(cfg_o)],
+                             reps=args.reps, **json.loads(args.openfhe_config))
+                limit = int(args.openfhe_mem_gib * 2**30)
+
+                def cap():  # bad_alloc past the limit; and if the host runs out first, the OOM killer takes this one
+                    import resource
+                    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+                    try:
+                        Path("/proc/self/oom_score_adj").write_text("1000")
+                    except OSError:
+                        pass
+
+                r = subprocess.run([str(py), str(HERE / "openfhe_bootstrap.py"), json.dumps(cfg_o)], preexec_fn=cap,
                                    env=dict(os.environ, OMP_NUM_THREADS=str(th)), capture_output=True, text=True)
-                entry["openfhe"] = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else r.stderr[-2000:]
+                print(r.stderr[-3000:], file=sys.stderr, flush=True)
+                entry["openfhe"] = (json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else
+                                    f"exit {r.returncode} under a {args.openfhe_mem_gib} GiB address-space limit: "
+                                    + r.stderr[-2000:])
                 print(f"OpenFHE (PyPI wheel, no SIMD) threads={th}: " + json.dumps(
                     {k: v for k, v in entry["openfhe"].items() if k != "runs"} if isinstance(entry["openfhe"], dict)
                     else entry["openfhe"]), flush=True)
+        for r in w["runs"]:
+            if r["kind"].startswith("constant"):
+                print(f"  {r['kind']}: precision mean {r['mean_bits']:.1f} / min {r['min_bits']:.1f} bits", flush=True)
         results.append(entry)
     out = HERE / "results" / "bootstrap_cpu.json"
     out.parent.mkdir(exist_ok=True)
