@@ -27,7 +27,7 @@ from aiohttp import web
 from . import jobs, streams
 from .errors import ApiError
 from .ids import new_id
-from .state import DB, REDIS, SETTINGS
+from .state import DB, REDIS, SETTINGS, WORKER
 
 log = logging.getLogger("wavis.service.dispatch")
 
@@ -77,14 +77,27 @@ class Dispatcher:
         """Admit and enqueue a job: ``(row, future)``; the future (synchronous jobs only)
         resolves to the worker's reply dict.
 
+        The in-process fast path: a synchronous job, when this process runs a worker (the
+        embedded engine) with room in its prefetch, is written to PostgreSQL already claimed by
+        that worker (one statement) and handed to its batcher directly — no Redis round trip,
+        no stream message; the reply comes back through an asyncio future. Its row is the
+        source of truth as always: if this process dies, nobody waits for the job, and the
+        reconciler (``reconcile.py``) of a surviving or restarted worker fails it
+        (``JOB_LOST``). Asynchronous jobs always go through the stream (their 202 promises
+        they survive this process).
+
         Raises: ApiError 429 QUEUE_QUOTA_EXCEEDED, 503 OVERLOADED (both with Retry-After),
         502 UPSTREAM_UNAVAILABLE when the stream cannot be written."""
         s = self.settings
         redis = self.app[REDIS]
         timeout = s.upstream_timeout_s
         retry = {"Retry-After": str(RETRY_AFTER_S)}
+        worker = self.app.get(WORKER)
+        local = worker if (not spec.is_async and worker is not None and worker.accepts_local()) else None
         async with self.app[DB].acquire(timeout=timeout) as conn:
-            row = await jobs.insert(conn, spec, s.ciphertext_ttl_s, quota=s.job_queue_per_account)
+            row = await jobs.insert(conn, spec, s.ciphertext_ttl_s, quota=s.job_queue_per_account,
+                                    reply_to=None if spec.is_async else self.api_id,
+                                    claimed_by=local.name if local is not None else None)
             if row is None:
                 active = await jobs.count_active(conn, spec.account_id)
                 raise ApiError(429, "QUEUE_QUOTA_EXCEEDED",
@@ -95,6 +108,9 @@ class Dispatcher:
             if not spec.is_async:
                 fut = asyncio.get_running_loop().create_future()
                 self.waiters[job_id] = fut
+            if local is not None:
+                local.run_local(row, spec.payload, self.api_id)
+                return row, fut
             fields: dict[str, Any] = {"max": s.job_queue_max, "job": job_id,
                                       "reply": "" if spec.is_async else self.api_id}
             if not spec.is_async:
@@ -102,7 +118,7 @@ class Dispatcher:
             shard = streams.shard_of(spec.affinity, s.job_shards)
             try:
                 async with asyncio.timeout(timeout):
-                    added, depth = await streams.admit_and_add(redis, s.redis_prefix, s.job_shards, shard, fields)
+                    added, entry = await streams.admit_and_add(redis, s.redis_prefix, s.job_shards, shard, fields)
             except BaseException as exc:
                 self.waiters.pop(job_id, None)
                 await jobs.fail_unsent(conn, job_id, {"status": 502, "code": "UPSTREAM_UNAVAILABLE",
@@ -115,7 +131,9 @@ class Dispatcher:
                 self.waiters.pop(job_id, None)
                 await jobs.delete_unsent(conn, job_id)
                 raise ApiError(503, "OVERLOADED", "the compute queue is full, retry shortly",
-                               {"queue_depth": depth, "queue_max": s.job_queue_max}, headers=retry)
+                               {"queue_depth": entry, "queue_max": s.job_queue_max}, headers=retry)
+            # the message that carries the job: if Redis loses it, the reconciler sees it gone
+            await jobs.set_entry(conn, job_id, streams.shard_stream(s.redis_prefix, shard), str(entry))
         return row, fut
 
     async def wait(self, job_id: str, fut: asyncio.Future) -> dict[str, Any]:
@@ -137,11 +155,38 @@ class Dispatcher:
         if fut is None:
             return row, None
         reply = await self.wait(row["id"], fut)
-        err = reply.get("error")
-        if err:
-            raise ApiError(int(err.get("status", 500)), err.get("code", "INTERNAL_ERROR"),
-                           err.get("message", "the job failed"), err.get("details"))
+        raise_for_reply(reply)
         return row, reply
+
+    async def replay(self, account_id: str, idem_key: str | None,
+                     is_async: bool = False) -> tuple[Any, dict[str, Any] | None] | None:
+        """A job an earlier request with the same Idempotency-Key and body started, whose
+        answer was never stored (lost to a crash, an outage or a client timeout), so the retry
+        answers from it instead of running — and charging — the operation twice. None when
+        there is none (or it FAILED / was CANCELLED, never charged: run a new job).
+
+        * synchronous: ``(row, reply)`` of a COMPLETED job (the caller answers 200 from it and
+          charges nothing: the job was metered when it completed); one still QUEUED or RUNNING
+          answers 409 ``IDEMPOTENCY_IN_PROGRESS`` (retry shortly: it completes and then
+          replays, or it is lost/fails and a retry runs anew);
+        * asynchronous: ``(row, None)``: the caller repeats the 202 with the same job id.
+
+        Raises: ApiError 409 IDEMPOTENCY_IN_PROGRESS."""
+        if not idem_key:
+            return None
+        async with self.app[DB].acquire(timeout=self.settings.upstream_timeout_s) as conn:
+            row = await jobs.find_by_idempotency(conn, account_id, idem_key)
+        if row is None:
+            return None
+        if is_async:
+            return row, None
+        if row["status"] != jobs.COMPLETED:
+            raise ApiError(409, "IDEMPOTENCY_IN_PROGRESS",
+                           "a request with this Idempotency-Key is still being processed; retry shortly",
+                           {"job_id": row["id"]}, headers={"Retry-After": str(RETRY_AFTER_S)})
+        return row, {"status": row["status"], "result": row["result"], "error": None,
+                     "batch_size": row["batch_size"], "attempts": row["attempts"], "queue_ms": row["queue_ms"],
+                     "compute_ms": row["compute_ms"], "replayed": True}
 
     # -- replies ----------------------------------------------------------------------------------------
     def deliver(self, api_id: str, job_id: str, reply: dict[str, Any]) -> bool:
@@ -174,6 +219,15 @@ class Dispatcher:
             except Exception as exc:  # noqa: BLE001
                 log.warning("reading replies failed: %r", exc)
                 await asyncio.sleep(0.5)
+
+
+def raise_for_reply(reply: dict[str, Any]) -> None:
+    """A job's error reply as the API error it maps to (a 503 is retryable: Retry-After)."""
+    err = reply.get("error")
+    if err:
+        status = int(err.get("status", 500))
+        raise ApiError(status, err.get("code", "INTERNAL_ERROR"), err.get("message", "the job failed"),
+                       err.get("details"), headers={"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None)
 
 
 async def refund(app: web.Application, payload: dict[str, Any]) -> None:

@@ -128,6 +128,13 @@ class Slot:
         asyncio.ensure_future(go())
 
 
+def job_key(slot: Slot) -> str:
+    """What a job started under ``slot`` records (``jobs.idem_key``): the slot (a hash of the
+    scope and the client's key, never the key itself) bound to the request's fingerprint, so a
+    different request under a freed key never matches the old job."""
+    return hashlib.sha256(slot.key.encode() + b"\0" + slot.fp.encode()).hexdigest()
+
+
 def reused() -> ApiError:
     return ApiError(422, "IDEMPOTENCY_KEY_REUSED",
                     "this Idempotency-Key was used with a different request (method, path or body)")

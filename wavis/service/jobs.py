@@ -65,6 +65,7 @@ class JobSpec:
     cost_jpy: float = 0.0
     is_async: bool = False
     api_key_id: str | None = None
+    idem_key: str | None = None  # ``idempotency.job_key`` of the request: a retry replays this job, not a new one
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Job:
     cost_units: int = 0
     cost_jpy: float = 0.0
     api_key_id: str | None = None
+    idem_key: str | None = None  # started under an Idempotency-Key: its full result is kept for a replay
     # set by the worker
     stream: str = ""
     entry_id: str = ""
@@ -149,23 +151,59 @@ async def count_active(conn: asyncpg.Connection, account_id: str) -> int:
 
 
 async def insert(conn: asyncpg.Connection, spec: JobSpec, ttl_s: int, quota: int | None = None,
-                 job_id: str | None = None) -> asyncpg.Record | None:
+                 job_id: str | None = None, reply_to: str | None = None,
+                 claimed_by: str | None = None) -> asyncpg.Record | None:
     """The QUEUED row, or None when the account already has ``quota`` jobs QUEUED or RUNNING
     (checked in the same statement; concurrent inserts may pass it by their number). An async
     job's payload is stored with it (it must survive a restart of every process); a synchronous
-    one travels only on the stream."""
+    one travels only on the stream (or, ``claimed_by``, straight to the worker in this process).
+
+    ``reply_to``: the API process waiting for a synchronous job's reply. ``claimed_by``: the
+    row is written already claimed (RUNNING, ``attempts`` = 1) by that worker — the in-process
+    fast path, where the job never goes through Redis; its fencing token is 1."""
     job_id = job_id or new_id("op")
     return await conn.fetchrow(
         """INSERT INTO jobs (id, account_id, api_key_id, kind, operation, is_async, batch_key, payload,
-                             cost_units, cost_jpy, expires_at)
-           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+                             cost_units, cost_jpy, expires_at, affinity, reply_to, idem_key,
+                             status, attempts, worker, started_at)
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14, $15,
+                  CASE WHEN $16::text IS NULL THEN 'QUEUED' ELSE 'RUNNING' END,
+                  CASE WHEN $16::text IS NULL THEN 0 ELSE 1 END, $16::text,
+                  CASE WHEN $16::text IS NULL THEN NULL ELSE now() END
            WHERE $12::int IS NULL OR (SELECT count(*) FROM jobs
                                       WHERE account_id = $2 AND status IN ('QUEUED', 'RUNNING')) < $12::int
-           RETURNING id, status, created_at, expires_at""",
+           RETURNING id, account_id, api_key_id, kind, operation, batch_key, attempts, is_async, status,
+                     created_at, expires_at, cost_units, cost_jpy, idem_key""",
         job_id, spec.account_id, spec.api_key_id, spec.kind, spec.operation, spec.is_async, spec.batch_key,
         encode_payload(spec.payload) if spec.is_async else None, spec.cost_units, spec.cost_jpy,
-        utcnow() + timedelta(seconds=ttl_s), quota,
+        utcnow() + timedelta(seconds=ttl_s), quota, spec.affinity, reply_to, spec.idem_key, claimed_by,
     )
+
+
+async def set_entry(conn: asyncpg.Connection, job_id: str, stream: str, entry_id: str) -> None:
+    """Record the stream message that carries the job now (``reconcile.py`` checks it exists)."""
+    await conn.execute("UPDATE jobs SET stream_entry = $2 WHERE id = $1 AND status IN ('QUEUED', 'RUNNING')",
+                       job_id, f"{stream} {entry_id}")
+
+
+def parse_entry(value: str | None) -> tuple[str, str] | None:
+    """``(stream, entry id)`` of a ``jobs.stream_entry`` value; None when the job has none."""
+    if not value or " " not in value:
+        return None
+    stream, eid = value.rsplit(" ", 1)
+    return stream, eid
+
+
+async def find_by_idempotency(conn: asyncpg.Connection, account_id: str,
+                              idem_key: str) -> asyncpg.Record | None:
+    """The newest job a request with this idempotency slot started that may still answer it:
+    QUEUED, RUNNING or COMPLETED (a FAILED or CANCELLED one was never charged: a retry runs
+    anew). Used to replay a completed job whose HTTP answer was lost instead of running and
+    charging it twice."""
+    return await conn.fetchrow(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE account_id = $1 AND idem_key = $2 "
+        "AND status IN ('QUEUED', 'RUNNING', 'COMPLETED') AND expires_at > now() "
+        "ORDER BY created_at DESC LIMIT 1", account_id, idem_key)
 
 
 async def delete_unsent(conn: asyncpg.Connection, job_id: str) -> None:
@@ -238,7 +276,7 @@ async def claim(conn: asyncpg.Connection, job_ids: Sequence[str], worker: str) -
                            started_at = COALESCE(started_at, now())
            WHERE id = ANY($1::text[]) AND status IN ('QUEUED', 'RUNNING') AND expires_at > now()
            RETURNING id, account_id, api_key_id, kind, operation, batch_key, attempts, is_async, payload,
-                     created_at, cost_units, cost_jpy""",
+                     created_at, cost_units, cost_jpy, idem_key""",
         list(job_ids), worker)
     return {r["id"]: r for r in rows}
 
@@ -283,6 +321,28 @@ async def complete_jobs(conn: asyncpg.Connection, done: Sequence[tuple[Job, Outc
     return [j.id for j, _ in pairs if j.id in written]
 
 
+async def fail_lost(conn: asyncpg.Connection, rows: Sequence[asyncpg.Record],
+                    error: dict[str, Any]) -> list[str]:
+    """Fail jobs still QUEUED or RUNNING whose request is gone (a synchronous job whose stream
+    message Redis lost: its payload travelled only there), with ``COMPLETION_HOOKS`` in the same
+    transaction, like any job's end. ``rows`` carry at least id, account_id, api_key_id, kind,
+    operation, batch_key, attempts, is_async, created_at, cost_units, cost_jpy. Returns the ids
+    failed by this call (a row that moved on meanwhile is left alone)."""
+    if not rows:
+        return []
+    async with conn.transaction():
+        done = await conn.fetch(
+            """UPDATE jobs SET status = 'FAILED', error = $2, payload = NULL, finished_at = now()
+               WHERE id = ANY($1::text[]) AND status IN ('QUEUED', 'RUNNING') RETURNING id""",
+            [r["id"] for r in rows], jsonb_safe(error))
+        failed = {r["id"] for r in done}
+        for r in rows:
+            if r["id"] in failed:
+                for hook in COMPLETION_HOOKS:
+                    await hook(conn, job_from_row(r, {}), Outcome(error=error))
+    return [r["id"] for r in rows if r["id"] in failed]
+
+
 async def complete_job(conn: asyncpg.Connection, job: Job, outcome: Outcome) -> bool:
     """``complete_jobs`` for one job: True when this call completed it."""
     return bool(await complete_jobs(conn, [(job, outcome)]))
@@ -295,6 +355,7 @@ def job_from_row(row: asyncpg.Record, payload: dict[str, Any] | None = None) -> 
         payload=payload if payload is not None else decode_payload(row["payload"]),
         created_at=row["created_at"], cost_units=row["cost_units"], cost_jpy=row["cost_jpy"],
         api_key_id=row.get("api_key_id") if hasattr(row, "get") else None,
+        idem_key=row.get("idem_key") if hasattr(row, "get") else None,
     )
 
 

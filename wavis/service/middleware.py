@@ -47,8 +47,8 @@ from .metrics import route_label
 from .pools import PoolExhausted
 from .schemas import ErrorDetail, ErrorResponse
 from .ctstore import is_redis_oom
-from .state import (BODY_READING, DB, LOOP_LAG, METRICS, PRINCIPAL, REDIS, REPLAYED, REQUEST_ID, RESPONSE_HEADERS,
-                    SETTINGS)
+from .state import (BODY_READING, DB, IDEM_JOB_KEY, LOOP_LAG, METRICS, PRINCIPAL, REDIS, REPLAYED, REQUEST_ID,
+                    RESPONSE_HEADERS, SETTINGS)
 
 log = logging.getLogger("wavis.service")
 
@@ -411,6 +411,9 @@ async def idempotency_mw(request: web.Request, handler) -> web.StreamResponse:
         resp = slot.existing(existing, request.get(REQUEST_ID))
         request[REPLAYED] = True
         return resp
+    # a job this request starts carries its slot and fingerprint: a retry whose stored answer was
+    # never written (the answer was lost) replays the job's end instead of running it again
+    request[IDEM_JOB_KEY] = idempotency.job_key(slot)
     try:
         try:
             resp = await handler(request)

@@ -104,6 +104,8 @@ class Settings:
     job_reclaim_idle_s: float = 30.0  # a message pending this long on a silent worker is reclaimed
     worker_heartbeat_s: float = 1.0  # workers announce themselves this often …
     worker_ttl_s: float = 5.0  # … and count as gone after this long without
+    job_reconcile_interval_s: float = 5.0  # how often a worker looks for jobs whose stream message Redis lost
+    job_lost_grace_s: float = 10.0  # a job younger than this is never taken for lost (reconcile.py)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -131,6 +133,7 @@ class Settings:
             stripe_configured=bool(env.get("WAVIS_STRIPE_SECRET_KEY")),
             trust_forwarded_for=_env_bool("WAVIS_TRUST_X_FORWARDED_FOR"),
             request_timeout_s=float(env.get("WAVIS_REQUEST_TIMEOUT_S") or cls.request_timeout_s),
+            idempotency_lease_s=_env_int("WAVIS_IDEMPOTENCY_LEASE_S", cls.idempotency_lease_s),
             maintenance=_env_bool("WAVIS_MAINTENANCE"),
             master_key=_master_key_from_env(),
             allow_sk_in_response=_env_bool("WAVIS_ALLOW_SK_IN_RESPONSE"),
@@ -151,6 +154,8 @@ class Settings:
             job_queue_per_account=_env_int("WAVIS_JOB_QUEUE_PER_ACCOUNT", cls.job_queue_per_account),
             job_shards=_env_int("WAVIS_JOB_SHARDS", cls.job_shards),
             job_reclaim_idle_s=float(env.get("WAVIS_JOB_RECLAIM_S") or cls.job_reclaim_idle_s),
+            job_reconcile_interval_s=float(env.get("WAVIS_JOB_RECONCILE_S") or cls.job_reconcile_interval_s),
+            job_lost_grace_s=float(env.get("WAVIS_JOB_LOST_GRACE_S") or cls.job_lost_grace_s),
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
         return replace(s, **overrides)

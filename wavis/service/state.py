@@ -52,5 +52,6 @@ BODY_BYTES = _rkey("wavis.body_bytes", bytes)
 REPLAYED = _rkey("wavis.idempotent_replayed", bool)  # the answer came from the idempotency store
 EVICTED = _rkey("wavis.evicted_ciphertext_ids", list)  # ciphertexts the LRU store evicted for this request
 BODY_READING = _rkey("wavis.body_reading", bool)
+IDEM_JOB_KEY = _rkey("wavis.idem_job_key", str)  # this request's idempotency slot + fingerprint, for its job row
 ADMITTED = _rkey("wavis.admitted", list)  # (account, cost) held by admission.admit until the answer
 USAGE = _rkey("wavis.usage", list)  # FCU charged by this request, metered in PostgreSQL on success (metering.py)  # a request-timeout while reading the body → 408

@@ -82,6 +82,12 @@ class Worker:
         self._stopping = False
         self.completed = 0  # jobs this worker completed (tests, metrics)
         self.batches = 0
+        self.replayed = 0  # redelivered synchronous TFHE jobs answered by recomputing (tests)
+        from .reconcile import Reconciler  # noqa: PLC0415
+
+        self.reconciler = Reconciler(self)
+        self._reconcile_now = asyncio.Event()
+        self._side: set[asyncio.Task] = set()  # replies computed again for redelivered jobs
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -93,6 +99,7 @@ class Worker:
             loop.create_task(self._heartbeat_loop(), name="wavis-worker-heartbeat"),
             loop.create_task(self._read_loop(), name="wavis-worker-read"),
             loop.create_task(self._reclaim_loop(), name="wavis-worker-reclaim"),
+            loop.create_task(self.reconciler.loop(self._reconcile_now), name="wavis-worker-reconcile"),
         ]
         log.info("worker %s started (%d shards, batch ≤ %d / %.1f ms)", self.name, self.shards,
                  self.batcher.max_size, self.batcher.max_delay_s * 1e3)
@@ -101,7 +108,7 @@ class Worker:
         """Stop reading, finish what is held (bounded), leave the worker set so others take
         over this worker's shards at once; anything unfinished stays pending and is reclaimed."""
         self._stopping = True
-        await _cancel_and_wait(self._tasks, bound_s=5.0)
+        await _cancel_and_wait([*self._tasks, *self._side], bound_s=5.0)
         try:
             await asyncio.wait_for(self.batcher.drain(), timeout)
         except asyncio.CancelledError:
@@ -156,7 +163,8 @@ class Worker:
         for less than half a heartbeat were just (re)claimed and are left alone."""
         by_stream: dict[str, list[str]] = {}
         for (stream, eid) in list(self.held):
-            by_stream.setdefault(stream, []).append(eid)
+            if stream:  # "" = a job of the in-process fast path: no message
+                by_stream.setdefault(stream, []).append(eid)
         redis = self.app[REDIS]
         min_idle = int(self.settings.worker_heartbeat_s * 500)
         for stream, ids in by_stream.items():
@@ -165,6 +173,19 @@ class Worker:
     # -- reading ----------------------------------------------------------------------------------------
     def _free(self) -> int:
         return self.prefetch - len(self.held)
+
+    def accepts_local(self) -> bool:
+        """Room for a job of the in-process fast path (``Dispatcher.submit``): running, and
+        what this worker holds stays within its prefetch bound."""
+        return bool(self._tasks) and not self._stopping and self._free() > 0
+
+    def run_local(self, row, payload: dict[str, Any], reply_to: str) -> None:
+        """Take a job the dispatcher of this process wrote already claimed by this worker
+        (``jobs.insert(claimed_by=…)``, fencing token 1): straight to the batcher, no message."""
+        job = jobs.job_from_row(row, payload)
+        job.stream, job.entry_id, job.reply_to, job.claimed_at = "", job.id, reply_to, time.monotonic()
+        self.held[("", job.id)] = job
+        self.batcher.add(job.batch_key, job)
 
     async def _read_loop(self) -> None:
         redis = self.app[REDIS]
@@ -230,6 +251,7 @@ class Worker:
         try:
             await streams.ensure_groups(self.app[REDIS], self.prefix, self.shards)
             log.warning("job streams/groups were missing in Redis (flushed?); created them again")
+            self._reconcile_now.set()  # messages may be lost: look for their jobs in PostgreSQL
         except Exception as exc2:  # noqa: BLE001
             log.warning("could not create the job streams again: %r", exc2)
             await asyncio.sleep(0.5)
@@ -254,7 +276,15 @@ class Worker:
             if row is None:
                 settle.append((stream, eid))
                 if reply_to and job_id in final:
-                    await self._reply(reply_to, job_id, final[job_id])
+                    reply = final[job_id]
+                    if _needs_outputs(reply) and fields.get(b"payload"):
+                        # a synchronous TFHE job that completed but whose reply was lost with its
+                        # worker: its outputs were never stored, its request is in this message,
+                        # and gate evaluation is deterministic — compute them again (no new
+                        # completion, no new charge) instead of answering 503
+                        self._bg(self._reply_recomputed(reply_to, job_id, reply, fields[b"payload"]))
+                    else:
+                        await self._reply(reply_to, job_id, reply)
                 continue
             raw = fields.get(b"payload")
             try:
@@ -271,7 +301,7 @@ class Worker:
     async def _final_replies(self, conn, job_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Replies for jobs already final when their message came (again): what the row holds."""
         rows = await conn.fetch(
-            "SELECT id, status, result, error, batch_size, attempts, queue_ms, compute_ms FROM jobs "
+            "SELECT id, status, result, error, batch_size, attempts, queue_ms, compute_ms, kind, account_id FROM jobs "
             "WHERE id = ANY($1::text[])", job_ids)
         out = {}
         for r in rows:
@@ -280,14 +310,44 @@ class Worker:
                     {"status": 409, "code": "JOB_CANCELLED", "message": "the job was cancelled"}
                     if r["status"] == jobs.CANCELLED else None),
                     "batch_size": r["batch_size"], "attempts": r["attempts"], "queue_ms": r["queue_ms"],
-                    "compute_ms": r["compute_ms"]}
+                    "compute_ms": r["compute_ms"], "kind": r["kind"], "account_id": r["account_id"]}
         return out
+
+    def _bg(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._side.add(task)
+        task.add_done_callback(self._side.discard)
+
+    async def _reply_recomputed(self, reply_to: str, job_id: str, reply: dict[str, Any], raw: bytes) -> None:
+        """Answer a redelivered synchronous TFHE job (completed, outputs not kept) with its
+        outputs computed again from the request in its message; if that fails (the session
+        is gone), the stored reply (→ 503 RESULT_UNAVAILABLE, retryable)."""
+        try:
+            payload = jobs.decode_payload(raw)
+            session_id = payload["session_id"]
+            keys = await tfhe_store.session_keys(self.app, session_id)
+            tagging = tfhe_store.Tagging(self.app[tfhe_store.TFHE_STORE].tags, reply["account_id"], session_id)
+            (res,), _ = await self._compute(tfhe_store.evaluate_jobs, keys, tagging, [payload["gates"]],
+                                            [bool(payload.get("single"))])
+            if isinstance(res, BaseException):
+                raise res
+            outputs, levels = res
+            reply = dict(reply, result={"results_b64": outputs, "levels": levels, "gates": len(outputs)})
+            self.replayed += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the stored reply still answers (retryable 503)
+            log.warning("could not recompute the outputs of job %s: %r", job_id, exc)
+        await self._reply(reply_to, job_id, reply)
 
     async def _settle(self, entries: list[tuple[str, str]]) -> None:
         """Acknowledge and delete settled messages (the stream length is the queue depth)."""
         by_stream: dict[str, list[str]] = {}
         for stream, eid in entries:
-            by_stream.setdefault(stream, []).append(eid)
+            if stream:  # "" = the in-process fast path: no message to settle
+                by_stream.setdefault(stream, []).append(eid)
+        if not by_stream:
+            return
         redis = self.app[REDIS]
         async with redis.pipeline(transaction=False) as pipe:
             for stream, ids in by_stream.items():
@@ -407,8 +467,9 @@ class Worker:
                 continue
             outputs, levels = res
             full = {"results_b64": outputs, "levels": levels, "gates": len(outputs)}
-            # synchronous TFHE results travel inline and are not persisted (issue 13)
-            stored = full if job.is_async else {"levels": levels, "gates": len(outputs)}
+            # synchronous TFHE results travel inline and are not persisted (issue 13), unless the
+            # request carries an Idempotency-Key: then a retry whose answer was lost replays them
+            stored = full if (job.is_async or job.idem_key) else {"levels": levels, "gates": len(outputs)}
             outcomes.append(jobs.Outcome(result=stored, reply=full, compute_ms=compute_ms))
         return outcomes
 
@@ -466,6 +527,12 @@ class Worker:
             reply = dict(result, result_ciphertext=base64.b64encode(res.blob).decode("ascii"))
             outcomes[i] = jobs.Outcome(result=result, reply=reply, compute_ms=compute_ms)
         return outcomes  # type: ignore[return-value]
+
+
+def _needs_outputs(reply: dict[str, Any]) -> bool:
+    """A final reply of a completed TFHE job whose outputs were not stored (synchronous)."""
+    res = reply.get("result") or {}
+    return reply.get("status") == jobs.COMPLETED and reply.get("kind") == "tfhe" and "results_b64" not in res
 
 
 def _being_cancelled() -> bool:

@@ -4,9 +4,10 @@ the operands are loaded from the ciphertext store, and ``fhe.compute`` runs on t
 
 from __future__ import annotations
 
-from aiohttp import web
-
+import base64
 import math
+
+from aiohttp import web
 
 from .. import admission, fhe, jobs, metering, repo
 from ..dispatch import ckks_batch_key, timings
@@ -19,8 +20,8 @@ from ..schemas_compute import (
     RotateOp, UnaryOp,
 )
 from ..schemas_jobs import JobAccepted
-from ..state import DISPATCHER, ENGINE, SETTINGS
-from .ciphertexts import evicted_ids, missing_ciphertext
+from ..state import DISPATCHER, ENGINE, IDEM_JOB_KEY, REPLAYED, SETTINGS
+from .ciphertexts import evicted_ids, load_blobs, missing_ciphertext
 from .keys import evaluator_for
 from .util import db, json_response
 
@@ -114,6 +115,17 @@ async def compute(request: web.Request) -> web.Response:
     req = await parse(request, request_model(operation))
     key, rows = await load_operands(request, req.key_id, req.ciphertext_ids)
 
+    # a retry (same Idempotency-Key and body) of a request whose job completed but whose answer
+    # was lost: answered from that job, charged nothing more (it was metered when it completed)
+    replay = await request.app[DISPATCHER].replay(p.account_id, request.get(IDEM_JOB_KEY), req.async_)
+    if replay is not None:
+        job_row, reply = replay
+        request[REPLAYED] = True  # the request's FCU charge is given back (rate_limit middleware)
+        metering.forget(request, fhe.COST_UNITS[operation])
+        if reply is None:
+            return json_response(job_accepted(job_row, operation), status=202)
+        return await _answer(request, key, operation, job_row, reply)
+
     heavy = ADMITTED_OPERATIONS.get(operation)
     if heavy is not None:  # priced from the parameters before any job is submitted
         admission.admit(request, f"compute/{operation}", key["params"], *heavy(req))
@@ -133,6 +145,7 @@ async def compute(request: web.Request) -> web.Response:
                  "refund": charge_refund(request, units),
                  "metering": metering.defer_to_job(request, units, operation)},
         cost_units=units, cost_jpy=round(units * fhe.JPY_PER_UNIT, 4), is_async=req.async_,
+        idem_key=request.get(IDEM_JOB_KEY),
     )
     try:
         job_row, reply = await request.app[DISPATCHER].run(spec)
@@ -143,8 +156,24 @@ async def compute(request: web.Request) -> web.Response:
         raise
     if reply is None:
         return json_response(job_accepted(job_row, operation), status=202)
+    return await _answer(request, key, operation, job_row, reply)
 
-    res = reply["result"]
+
+async def _answer(request: web.Request, key, operation: str, job_row, reply: dict) -> web.Response:
+    """The 200 of a completed CKKS job: from its worker's reply, or from its row (a
+    redelivered message of a job that completed unseen, or an idempotent replay), then with
+    the result ciphertext read back from the durable store."""
+    units = fhe.COST_UNITS[operation]
+    res = dict(reply["result"])
+    if "result_ciphertext" not in res:
+        p = principal(request)
+        async with db(request) as conn:
+            found = await repo.get_ciphertexts(conn, p.account_id, [res["result_ciphertext_id"]])
+        blob = (await load_blobs(request, p.account_id, [res["result_ciphertext_id"]]))[0] if found else None
+        if blob is None:
+            raise await missing_ciphertext(request, p.account_id, res["result_ciphertext_id"],
+                                           ciphertext_id=res["result_ciphertext_id"], job_id=job_row["id"])
+        res["result_ciphertext"] = base64.b64encode(blob).decode("ascii")
     evicted_ids(request).extend(res.get("evicted_ciphertext_ids") or [])
     budget = float(res["noise_budget_remaining"])
     queue_ms, compute_ms = timings(reply)
@@ -165,6 +194,8 @@ async def compute(request: web.Request) -> web.Response:
             "POST /api/v1/compute/bootstrap restores levels" if (key["params"] or {}).get("bootstrap_preset")
             else "no server-side recovery for this key (its parameters name no bootstrap_preset): "
                  "decrypt and re-encrypt on the client, or use a key of a bootstrap preset")
+    if reply.get("replayed"):
+        headers["Idempotent-Replayed"] = "true"
     return json_response(body, headers=headers)
 
 

@@ -29,7 +29,7 @@ from ..schemas_tfhe import (
     TfheSessionRequest, TfheSessionResponse,
 )
 from ..schemas_jobs import JobAccepted
-from ..state import DISPATCHER, ENGINE, REDIS, SETTINGS, TFHE_SESSION_IN_USE
+from ..state import DISPATCHER, ENGINE, IDEM_JOB_KEY, REDIS, REPLAYED, SETTINGS, TFHE_SESSION_IN_USE
 from ..tfhe_store import TFHE_STORE, SessionKeys
 from .compute import job_accepted
 from .util import db, json_response, upstream_timeout
@@ -240,6 +240,12 @@ async def _run_job(request: web.Request, fcu: int, operation: str, session_id: s
     a trial key, both given back if it fails (by this handler for a synchronous job, by the
     worker or DELETE /jobs for an asynchronous one)."""
     p = principal(request)
+    # a retry (same Idempotency-Key and body) whose job completed but whose answer was lost:
+    # answered from that job's stored outputs, charged nothing more
+    replay = await request.app[DISPATCHER].replay(p.account_id, request.get(IDEM_JOB_KEY), is_async)
+    if replay is not None:
+        request[REPLAYED] = True
+        return replay
     await _reserve(request)
     try:
         window = await _charge_fcu(request, fcu)
@@ -254,7 +260,7 @@ async def _run_job(request: web.Request, fcu: int, operation: str, session_id: s
         batch_key=tfhe_batch_key(session_id), affinity=session_id,
         payload={"session_id": session_id, "gates": gates, "single": operation == "gate", "refund": refund,
                  "metering": metering.defer_to_job(request, fcu, f"tfhe:{operation}")},
-        cost_units=fcu, cost_jpy=price, is_async=is_async,
+        cost_units=fcu, cost_jpy=price, is_async=is_async, idem_key=request.get(IDEM_JOB_KEY),
     )
     try:
         row, reply = await request.app[DISPATCHER].run(spec)
@@ -279,10 +285,16 @@ async def _run_job(request: web.Request, fcu: int, operation: str, session_id: s
 
 def _outputs(reply: dict) -> dict:
     res = reply.get("result") or {}
-    if "results_b64" not in res:  # a redelivered message of a job that completed unseen
+    if "results_b64" not in res:
+        # a redelivered message of a synchronous job that completed unseen, whose outputs could
+        # not be computed again (worker.py recomputes them from the message when it can)
         raise ApiError(503, "RESULT_UNAVAILABLE", "the job completed but its result was not kept; retry the request",
                        headers={"Retry-After": "1"})
     return res
+
+
+def _replayed(reply: dict) -> dict[str, str] | None:
+    return {"Idempotent-Replayed": "true"} if reply.get("replayed") else None
 
 
 @routes.post("/tfhe/gate")
@@ -310,7 +322,7 @@ async def gate(request: web.Request) -> web.Response:
         result_b64=_outputs(reply)["results_b64"][0], op=req.op, bootstraps=boots, compute_time_ms=compute_ms,
         queue_time_ms=queue_ms, cost_units=boots, cost_jpy=price, job_id=row["id"],
         batch_size=int(reply.get("batch_size") or 1),
-    ))
+    ), headers=_replayed(reply))
 
 
 @routes.post("/tfhe/batch")
@@ -340,7 +352,7 @@ async def batch(request: web.Request) -> web.Response:
         results_b64=out["results_b64"], bootstraps=boots, levels=out["levels"], compute_time_ms=compute_ms,
         queue_time_ms=queue_ms, cost_units=boots, cost_jpy=price, discount_pct=pct, job_id=row["id"],
         batch_size=int(reply.get("batch_size") or 1),
-    ))
+    ), headers=_replayed(reply))
 
 
 @routes.get("/tfhe/pricing")
