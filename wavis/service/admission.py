@@ -12,15 +12,25 @@ before any engine job starts — when it exceeds
   ``TOO_MANY_HEAVY_JOBS`` with ``Retry-After``.
 
 An admitted request holds its bytes and its account slot until it has its answer
-(``admit(request, …)`` in the handler; ``release_middleware`` gives them back). The hold is per
-API process; a job that outlives its request (a 504) is no longer counted here — the engine's
-own queue bound still applies.
+(``admit(request, …)`` in the handler; ``release_middleware`` gives them back); that hold is per
+API process (key generation and upload, TFHE session creation).
+
+A heavy operation that runs as an engine job (matmul, bootstrap — synchronous or ``"async":
+true``) is admitted with ``admit_job`` instead: the plan and server-size checks (413) run at
+once, and the account's heavy-job bound and the memory budget are checked by the dispatcher
+against the job rows in PostgreSQL — every heavy job QUEUED or RUNNING, of every API process —
+under an advisory lock, in the transaction that inserts the row (``jobs.heavy_bytes``,
+migration 062). So the hold lasts until the job ends (not until the 202 or a 504) and holds
+across processes. The request-scoped holds of this process are added to those counts.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
+from typing import Callable
+
 from aiohttp import web
 
 from . import ops, ratelimit
@@ -53,7 +63,16 @@ class Admission:
         self.jobs: dict[str, int] = {}
         self.refused = {"plan": 0, "server": 0, "busy": 0, "concurrency": 0}
 
-    def check(self, account_id: str, plan: ratelimit.Plan, plan_name: str, cost: ops.Cost) -> None:
+    def check(self, account_id: str, plan: ratelimit.Plan, plan_name: str, cost: ops.Cost, *,
+              running: tuple[int, int] = (0, 0)) -> None:
+        """Raise if ``cost`` does not fit. ``running``: (this account's heavy jobs, their bytes
+        over all accounts) counted elsewhere — the engine's job rows — on top of this
+        process's request-scoped holds."""
+        self.check_size(plan, plan_name, cost)
+        self.check_load(account_id, plan, cost, running=running)
+
+    def check_size(self, plan: ratelimit.Plan, plan_name: str, cost: ops.Cost) -> None:
+        """413 when ``cost`` exceeds the plan's per-request limits or the whole server budget."""
         details = cost.to_details()
         if cost.bytes > plan.max_job_bytes or cost.cpu_s > plan.max_job_cpu_s:
             self.refused["plan"] += 1
@@ -71,17 +90,22 @@ class Admission:
                            f"memory budget of {self.budget_bytes / 2**20:.0f} MiB",
                            {**details, "resource": "memory", "limit_source": "server",
                             "limit_bytes": self.budget_bytes})
-        if self.jobs.get(account_id, 0) >= plan.heavy_jobs:
+
+    def check_load(self, account_id: str, plan: ratelimit.Plan, cost: ops.Cost, *,
+                   running: tuple[int, int] = (0, 0)) -> None:
+        """429 at the account's concurrent heavy jobs, 503 when the budget left is too small."""
+        details = cost.to_details()
+        if self.jobs.get(account_id, 0) + running[0] >= plan.heavy_jobs:
             self.refused["concurrency"] += 1
             raise ApiError(429, "TOO_MANY_HEAVY_JOBS",
                            f"at most {plan.heavy_jobs} heavy requests (key generation/upload, matmul, bootstrap, "
                            "TFHE sessions) of one account run at once; retry when one finishes",
                            {"limit": plan.heavy_jobs, "operation": cost.what}, headers={"Retry-After": "2"})
-        if self.reserved_bytes + cost.bytes > self.budget_bytes:
+        if self.reserved_bytes + running[1] + cost.bytes > self.budget_bytes:
             self.refused["busy"] += 1
             raise ApiError(503, "OVERLOADED", "the server's memory budget is taken by running jobs; retry shortly",
-                           {**details, "reserved_bytes": self.reserved_bytes, "budget_bytes": self.budget_bytes},
-                           headers={"Retry-After": "2"})
+                           {**details, "reserved_bytes": self.reserved_bytes + running[1],
+                            "budget_bytes": self.budget_bytes}, headers={"Retry-After": "2"})
 
     def hold(self, account_id: str, cost: ops.Cost) -> None:
         self.reserved_bytes += cost.bytes
@@ -120,6 +144,37 @@ def admit(request: web.Request, operation: str, *args, **kwargs) -> ops.Cost:
         held = request[ADMITTED] = []
     held.append((p.account_id, cost))
     return cost
+
+
+@dataclass(frozen=True)
+class JobAdmission:
+    """A heavy operation that runs as an engine job, checked against its plan and the server's
+    size already; ``check(account_heavy_jobs, heavy_bytes)`` — called by the dispatcher with
+    the counts of heavy job rows QUEUED or RUNNING, under its lock — raises 429/503 when the
+    account's bound or the budget left does not admit it. ``cost.bytes`` goes into the row."""
+
+    cost: ops.Cost
+    check: Callable[[int, int], None]
+
+
+def admit_job(request: web.Request, operation: str, *args, **kwargs) -> JobAdmission:
+    """Admission of a heavy operation that becomes a job (see the module docstring): the size
+    checks now, the load checks in ``Dispatcher.submit`` against PostgreSQL, for as long as the
+    job is QUEUED or RUNNING.
+
+    Raises: ApiError 413 REQUEST_TOO_LARGE (here); the returned ``check`` raises 429
+    TOO_MANY_HEAVY_JOBS / 503 OVERLOADED."""
+    cost = cost_of(operation, *args, **kwargs)
+    p = principal(request)
+    settings = request.app[SETTINGS]
+    plan = ratelimit.plan_of(settings.plans, p.plan)
+    adm: Admission = request.app[ADMISSION]
+    adm.check_size(plan, p.plan if p.plan in settings.plans else "free", cost)
+
+    def check(account_jobs: int, heavy_bytes: int) -> None:
+        adm.check_load(p.account_id, plan, cost, running=(account_jobs, heavy_bytes))
+
+    return JobAdmission(cost, check)
 
 
 @web.middleware

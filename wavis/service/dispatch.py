@@ -95,9 +95,7 @@ class Dispatcher:
         worker = self.app.get(WORKER)
         local = worker if (not spec.is_async and worker is not None and worker.accepts_local()) else None
         async with self.app[DB].acquire(timeout=timeout) as conn:
-            row = await jobs.insert(conn, spec, s.ciphertext_ttl_s, quota=s.job_queue_per_account,
-                                    reply_to=None if spec.is_async else self.api_id,
-                                    claimed_by=local.name if local is not None else None)
+            row = await self._insert(conn, spec, local)
             if row is None:
                 active = await jobs.count_active(conn, spec.account_id)
                 raise ApiError(429, "QUEUE_QUOTA_EXCEEDED",
@@ -135,6 +133,20 @@ class Dispatcher:
             # the message that carries the job: if Redis loses it, the reconciler sees it gone
             await jobs.set_entry(conn, job_id, streams.shard_stream(s.redis_prefix, shard), str(entry))
         return row, fut
+
+    async def _insert(self, conn, spec: jobs.JobSpec, local) -> Any:
+        """The job row. A heavy job (``spec.admit``) is admitted against the heavy jobs QUEUED
+        or RUNNING in PostgreSQL — all processes — under an advisory lock held until its row is
+        committed (``admission.admit_job``); raises 429 TOO_MANY_HEAVY_JOBS / 503 OVERLOADED."""
+        s = self.settings
+        kwargs = dict(quota=s.job_queue_per_account, reply_to=None if spec.is_async else self.api_id,
+                      claimed_by=local.name if local is not None else None)
+        if spec.admit is None:
+            return await jobs.insert(conn, spec, s.ciphertext_ttl_s, **kwargs)
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", jobs.HEAVY_LOCK_ID)
+            spec.admit(*await jobs.active_heavy(conn, spec.account_id))
+            return await jobs.insert(conn, spec, s.ciphertext_ttl_s, **kwargs)
 
     async def wait(self, job_id: str, fut: asyncio.Future) -> dict[str, Any]:
         """The reply of a synchronous job, bounded by the request timeout: past it, 504

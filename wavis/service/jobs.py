@@ -66,6 +66,10 @@ class JobSpec:
     is_async: bool = False
     api_key_id: str | None = None
     idem_key: str | None = None  # ``idempotency.job_key`` of the request: a retry replays this job, not a new one
+    # a heavy operation (admission.admit_job): its estimated bytes go into the row, and ``admit``
+    # (account's heavy jobs, all heavy bytes) raises when they do not fit — checked at insert
+    heavy_bytes: int | None = None
+    admit: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -164,9 +168,9 @@ async def insert(conn: asyncpg.Connection, spec: JobSpec, ttl_s: int, quota: int
     job_id = job_id or new_id("op")
     return await conn.fetchrow(
         """INSERT INTO jobs (id, account_id, api_key_id, kind, operation, is_async, batch_key, payload,
-                             cost_units, cost_jpy, expires_at, affinity, reply_to, idem_key,
+                             cost_units, cost_jpy, expires_at, affinity, reply_to, idem_key, heavy_bytes,
                              status, attempts, worker, started_at)
-           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14, $15,
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14, $15, $17,
                   CASE WHEN $16::text IS NULL THEN 'QUEUED' ELSE 'RUNNING' END,
                   CASE WHEN $16::text IS NULL THEN 0 ELSE 1 END, $16::text,
                   CASE WHEN $16::text IS NULL THEN NULL ELSE now() END
@@ -177,7 +181,22 @@ async def insert(conn: asyncpg.Connection, spec: JobSpec, ttl_s: int, quota: int
         job_id, spec.account_id, spec.api_key_id, spec.kind, spec.operation, spec.is_async, spec.batch_key,
         encode_payload(spec.payload) if spec.is_async else None, spec.cost_units, spec.cost_jpy,
         utcnow() + timedelta(seconds=ttl_s), quota, spec.affinity, reply_to, spec.idem_key, claimed_by,
+        spec.heavy_bytes,
     )
+
+
+HEAVY_LOCK_ID = 0x57414844  # "WAHD": admission of heavy jobs, one at a time across processes
+
+
+async def active_heavy(conn: asyncpg.Connection, account_id: str) -> tuple[int, int]:
+    """(the account's heavy jobs QUEUED or RUNNING, the bytes of every such job of any account).
+    Call under ``pg_advisory_xact_lock(HEAVY_LOCK_ID)`` in the transaction that inserts the next
+    one, so concurrent admissions in any process see each other."""
+    row = await conn.fetchrow(
+        """SELECT count(*) FILTER (WHERE account_id = $1) AS n, COALESCE(sum(heavy_bytes), 0) AS b
+           FROM jobs WHERE heavy_bytes IS NOT NULL AND status IN ('QUEUED', 'RUNNING') AND expires_at > now()""",
+        account_id)
+    return int(row["n"]), int(row["b"])
 
 
 async def set_entry(conn: asyncpg.Connection, job_id: str, stream: str, entry_id: str) -> None:

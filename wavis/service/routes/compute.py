@@ -127,8 +127,9 @@ async def compute(request: web.Request) -> web.Response:
         return await _answer(request, key, operation, job_row, reply)
 
     heavy = ADMITTED_OPERATIONS.get(operation)
-    if heavy is not None:  # priced from the parameters before any job is submitted
-        admission.admit(request, f"compute/{operation}", key["params"], *heavy(req))
+    admitted = None
+    if heavy is not None:  # priced from the parameters before any job is submitted; held while the job lives
+        admitted = admission.admit_job(request, f"compute/{operation}", key["params"], *heavy(req))
 
     if p.ops_limit is not None:
         async with db(request) as conn:
@@ -146,6 +147,8 @@ async def compute(request: web.Request) -> web.Response:
                  "metering": metering.defer_to_job(request, units, operation)},
         cost_units=units, cost_jpy=round(units * fhe.JPY_PER_UNIT, 4), is_async=req.async_,
         idem_key=request.get(IDEM_JOB_KEY),
+        heavy_bytes=admitted.cost.bytes if admitted is not None else None,
+        admit=admitted.check if admitted is not None else None,
     )
     try:
         job_row, reply = await request.app[DISPATCHER].run(spec)
