@@ -440,10 +440,18 @@ async def test_bootstraps_count_as_fcu_in_the_monthly_window(make_client, servic
 
 async def test_long_batch_refreshes_the_session_at_its_end(api, dev):
     """A batch longer than the session's remaining idle time must not leave its results
-    undecryptable: the session is marked used again when the evaluation ends."""
+    undecryptable: the session is marked used again when the evaluation ends — when it took
+    more than a quarter of the idle time (a shorter one leaves the session live for at least
+    three quarters of it after the touch at its start, so it skips that round trip)."""
+    from dataclasses import replace as _replace
+
+    from wavis.service.tfhe_store import TFHE_STORE
+
     sid = (await dev.session())["session_id"]
     ct = (await dev.encrypt(sid, [True]))[0]
-    gates = [{"op": "NOT", "a": ct}] + [{"op": "AND", "a": f"${i}", "b": ct} for i in range(24)]
+    store = api.app[TFHE_STORE]
+    store.config = _replace(store.config, idle_s=1.2)  # this batch (48 bootstraps in a chain, ≥ 0.4 s) is "long"
+    gates = [{"op": "NOT", "a": ct}] + [{"op": "AND", "a": f"${i}", "b": ct} for i in range(48)]
     start = (await db_row(api, sid))["last_used_at"]
     resp = await dev.post("/tfhe/batch", {"session_id": sid, "gates": gates})
     assert resp.status == 200, await resp.text()

@@ -84,10 +84,22 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _reset_connection(conn: asyncpg.Connection) -> None:
+    """What the pool does to a connection it takes back. asyncpg's default, ``Connection.reset()``,
+    sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on every release:
+    one round trip per ``acquire`` — four or five per request (``benchmarks/request_roundtrips.py``).
+    This service keeps no session state on pooled connections (no ``SET``, ``LISTEN`` or cursors
+    outside transactions; its one session advisory lock, the sweeper's, is unlocked in a
+    ``finally``), so only a connection given back inside a transaction (a cancelled request) is
+    reset — rolled back — the default way."""
+    if conn.is_in_transaction():
+        await conn.reset()
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0,
                       command_timeout: float = 15.0) -> asyncpg.Pool:
     """``command_timeout`` bounds every query, so a stuck Postgres answers 502, never a hang."""
     return await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, init=_init_connection, timeout=timeout,
-        command_timeout=command_timeout,
+        command_timeout=command_timeout, reset=_reset_connection,
     )

@@ -140,7 +140,7 @@ class Dispatcher:
         committed (``admission.admit_job``); raises 429 TOO_MANY_HEAVY_JOBS / 503 OVERLOADED."""
         s = self.settings
         kwargs = dict(quota=s.job_queue_per_account, reply_to=None if spec.is_async else self.api_id,
-                      claimed_by=local.name if local is not None else None)
+                      claimed_by=local.name if local is not None else None, queue=s.redis_prefix)
         if spec.admit is None:
             return await jobs.insert(conn, spec, s.ciphertext_ttl_s, **kwargs)
         async with conn.transaction():

@@ -156,7 +156,7 @@ async def count_active(conn: asyncpg.Connection, account_id: str) -> int:
 
 async def insert(conn: asyncpg.Connection, spec: JobSpec, ttl_s: int, quota: int | None = None,
                  job_id: str | None = None, reply_to: str | None = None,
-                 claimed_by: str | None = None) -> asyncpg.Record | None:
+                 claimed_by: str | None = None, queue: str | None = None) -> asyncpg.Record | None:
     """The QUEUED row, or None when the account already has ``quota`` jobs QUEUED or RUNNING
     (checked in the same statement; concurrent inserts may pass it by their number). An async
     job's payload is stored with it (it must survive a restart of every process); a synchronous
@@ -164,13 +164,15 @@ async def insert(conn: asyncpg.Connection, spec: JobSpec, ttl_s: int, quota: int
 
     ``reply_to``: the API process waiting for a synchronous job's reply. ``claimed_by``: the
     row is written already claimed (RUNNING, ``attempts`` = 1) by that worker — the in-process
-    fast path, where the job never goes through Redis; its fencing token is 1."""
+    fast path, where the job never goes through Redis; its fencing token is 1. ``queue``: the
+    Redis key prefix of the streams that carry it (the reconciler of that deployment looks
+    after it; None: nobody recovers it)."""
     job_id = job_id or new_id("op")
     return await conn.fetchrow(
         """INSERT INTO jobs (id, account_id, api_key_id, kind, operation, is_async, batch_key, payload,
-                             cost_units, cost_jpy, expires_at, affinity, reply_to, idem_key, heavy_bytes,
+                             cost_units, cost_jpy, expires_at, affinity, reply_to, idem_key, heavy_bytes, queue,
                              status, attempts, worker, started_at)
-           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14, $15, $17,
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14, $15, $17, $18,
                   CASE WHEN $16::text IS NULL THEN 'QUEUED' ELSE 'RUNNING' END,
                   CASE WHEN $16::text IS NULL THEN 0 ELSE 1 END, $16::text,
                   CASE WHEN $16::text IS NULL THEN NULL ELSE now() END
@@ -181,7 +183,7 @@ async def insert(conn: asyncpg.Connection, spec: JobSpec, ttl_s: int, quota: int
         job_id, spec.account_id, spec.api_key_id, spec.kind, spec.operation, spec.is_async, spec.batch_key,
         encode_payload(spec.payload) if spec.is_async else None, spec.cost_units, spec.cost_jpy,
         utcnow() + timedelta(seconds=ttl_s), quota, spec.affinity, reply_to, spec.idem_key, claimed_by,
-        spec.heavy_bytes,
+        spec.heavy_bytes, queue,
     )
 
 

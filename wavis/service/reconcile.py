@@ -9,8 +9,8 @@ reclaim). Each job row names the message that carries it (``jobs.stream_entry``,
 finds the job streams missing: Redis came back empty); one pass, under a PostgreSQL advisory
 lock so one process acts at a time:
 
-1. active jobs older than ``job_lost_grace_s`` (a job just written may not name its message
-   yet);
+1. active jobs of this deployment (``jobs.queue`` = this Redis key prefix) older than
+   ``job_lost_grace_s`` (a job just written may not name its message yet);
 2. whose message does not exist (``XRANGE id id`` on its stream), or that never had one, and
    are not RUNNING on a live worker (heartbeats, ``streams.workers_key``): the in-process fast
    path runs jobs without a message on their own worker — those count as lost only when that
@@ -76,9 +76,9 @@ class Reconciler:
             rows = await conn.fetch(
                 """SELECT id, account_id, api_key_id, kind, operation, batch_key, attempts, is_async, status,
                           created_at, cost_units, cost_jpy, stream_entry, worker, reply_to, affinity, idem_key
-                   FROM jobs WHERE status IN ('QUEUED', 'RUNNING') AND expires_at > now()
+                   FROM jobs WHERE queue = $3 AND status IN ('QUEUED', 'RUNNING') AND expires_at > now()
                      AND created_at < now() - make_interval(secs => $1::float8)
-                   ORDER BY created_at LIMIT $2""", float(self.grace_s), BATCH)
+                   ORDER BY created_at LIMIT $2""", float(self.grace_s), BATCH, self.app[SETTINGS].redis_prefix)
         if not rows:
             self.seen.clear()
             return {"requeued": 0, "failed": 0}

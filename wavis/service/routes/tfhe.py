@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from datetime import timedelta
 
@@ -240,6 +241,7 @@ async def _run_job(request: web.Request, fcu: int, operation: str, session_id: s
     a trial key, both given back if it fails (by this handler for a synchronous job, by the
     worker or DELETE /jobs for an asynchronous one)."""
     p = principal(request)
+    started = time.monotonic()
     # a retry (same Idempotency-Key and body) whose job completed but whose answer was lost:
     # answered from that job's stored outputs, charged nothing more
     replay = await request.app[DISPATCHER].replay(p.account_id, request.get(IDEM_JOB_KEY), is_async)
@@ -274,7 +276,9 @@ async def _run_job(request: web.Request, fcu: int, operation: str, session_id: s
             except Exception:  # noqa: BLE001 - never turn the answer into another error over a refund
                 pass
         raise
-    if reply is not None:
+    # touched at the start; touched again only after a long evaluation (one round trip less
+    # for every short request: a session cannot go idle within a quarter of its idle time)
+    if reply is not None and time.monotonic() - started > request.app[TFHE_STORE].config.idle_s / 4:
         try:
             async with db(request) as conn:
                 await repo_tfhe.refresh_session(conn, p.account_id, session_id)
