@@ -167,16 +167,7 @@ async def _answer(request: web.Request, key, operation: str, job_row, reply: dic
     redelivered message of a job that completed unseen, or an idempotent replay), then with
     the result ciphertext read back from the durable store."""
     units = fhe.COST_UNITS[operation]
-    res = dict(reply["result"])
-    if "result_ciphertext" not in res:
-        p = principal(request)
-        async with db(request) as conn:
-            found = await repo.get_ciphertexts(conn, p.account_id, [res["result_ciphertext_id"]])
-        blob = (await load_blobs(request, p.account_id, [res["result_ciphertext_id"]]))[0] if found else None
-        if blob is None:
-            raise await missing_ciphertext(request, p.account_id, res["result_ciphertext_id"],
-                                           ciphertext_id=res["result_ciphertext_id"], job_id=job_row["id"])
-        res["result_ciphertext"] = base64.b64encode(blob).decode("ascii")
+    res = await result_with_blob(request, job_row, reply)
     evicted_ids(request).extend(res.get("evicted_ciphertext_ids") or [])
     budget = float(res["noise_budget_remaining"])
     queue_ms, compute_ms = timings(reply)
@@ -219,6 +210,23 @@ async def load_operands(request: web.Request, key_id: str, ciphertext_ids: list[
             raise ApiError(400, "KEY_MISMATCH", "every operand must be a ciphertext under key_id",
                            {"ciphertext_id": ct_id, "ciphertext_key_id": row["key_id"], "key_id": key["id"]})
     return key, rows
+
+
+async def result_with_blob(request: web.Request, job_row, reply: dict) -> dict:
+    """A completed CKKS job's result with ``result_ciphertext`` (base64): from the worker's
+    reply, or — a reply built from the job row (a redelivered message of a job that completed
+    unseen, an idempotent replay) — read back from the durable store (404 if it is gone)."""
+    res = dict(reply["result"])
+    if "result_ciphertext" not in res:
+        p = principal(request)
+        ct_id = res["result_ciphertext_id"]
+        async with db(request) as conn:
+            found = await repo.get_ciphertexts(conn, p.account_id, [ct_id])
+        blob = (await load_blobs(request, p.account_id, [ct_id]))[0] if found else None
+        if blob is None:
+            raise await missing_ciphertext(request, p.account_id, ct_id, ciphertext_id=ct_id, job_id=job_row["id"])
+        res["result_ciphertext"] = base64.b64encode(blob).decode("ascii")
+    return res
 
 
 def job_accepted(row, operation: str) -> JobAccepted:

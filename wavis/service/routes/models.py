@@ -17,9 +17,9 @@ from ..errors import ApiError, not_found
 from ..schemas import ErrorResponse
 from ..schemas_jobs import JobAccepted
 from ..schemas_models import InferRequest, InferResponse, ModelEntry, ModelList
-from ..state import DISPATCHER, ENGINE
+from ..state import DISPATCHER, ENGINE, IDEM_JOB_KEY, REPLAYED
 from .ciphertexts import evicted_ids
-from .compute import BOOTSTRAP_FIELDS, charge_refund, job_accepted, load_operands
+from .compute import BOOTSTRAP_FIELDS, charge_refund, job_accepted, load_operands, result_with_blob
 from .keys import evaluator_for
 from .util import db, json_response
 
@@ -119,14 +119,26 @@ async def infer(request: web.Request) -> web.Response:
                         "galois_steps_missing": info["galois_steps_missing"], "missing": missing,
                         "slot_count": int(key["slot_count"])})
 
-    admission.admit(request, "models/infer", key["params"], model.id)
+    units = fhe.model_fcu(model)
+    operation = fhe.MODEL_OPERATION
+    # a retry (same Idempotency-Key and body) of an inference whose job completed but whose answer
+    # was lost: answered from that job, charged nothing more
+    replayed = await request.app[DISPATCHER].replay(p.account_id, request.get(IDEM_JOB_KEY), req.async_)
+    if replayed is not None:
+        request[REPLAYED] = True
+        metering.forget(request, units)
+        job_row, reply = replayed
+        if reply is None:
+            return json_response(job_accepted(job_row, operation), status=202)
+        return await _answer(request, model, units, operation, job_row, reply)
+
+    # held for as long as the job is QUEUED or RUNNING, across processes (admission.admit_job)
+    admitted = admission.admit_job(request, "models/infer", key["params"], model.id)
     if p.ops_limit is not None:
         async with db(request) as conn:
             if not await repo.reserve_operation(conn, p.api_key_id):
                 raise ApiError(402, "QUOTA_EXHAUSTED", "this key has used all of its operations",
                                {"ops_limit": p.ops_limit})
-    units = fhe.model_fcu(model)
-    operation = fhe.MODEL_OPERATION
     args = {"model_id": model.id}
     spec = jobs.JobSpec(
         account_id=p.account_id, api_key_id=p.api_key_id, kind="ckks", operation=operation,
@@ -135,6 +147,7 @@ async def infer(request: web.Request) -> web.Response:
                  "refund": charge_refund(request, units),
                  "metering": metering.defer_to_job(request, units, operation)},
         cost_units=units, cost_jpy=round(units * fhe.JPY_PER_UNIT, 4), is_async=req.async_,
+        idem_key=request.get(IDEM_JOB_KEY), heavy_bytes=admitted.cost.bytes, admit=admitted.check,
     )
     try:
         job_row, reply = await request.app[DISPATCHER].run(spec)
@@ -145,7 +158,11 @@ async def infer(request: web.Request) -> web.Response:
         raise
     if reply is None:
         return json_response(job_accepted(job_row, operation), status=202)
-    res = reply["result"]
+    return await _answer(request, model, units, operation, job_row, reply)
+
+
+async def _answer(request: web.Request, model, units: int, operation: str, job_row, reply: dict) -> web.Response:
+    res = await result_with_blob(request, job_row, reply)
     evicted_ids(request).extend(res.get("evicted_ciphertext_ids") or [])
     queue_ms, compute_ms = timings(reply)
     body = InferResponse(
@@ -159,4 +176,4 @@ async def infer(request: web.Request) -> web.Response:
         cost_jpy=round(units * fhe.JPY_PER_UNIT, 4), expires_at=res["expires_at"],
         batch_size=int(reply.get("batch_size") or 1), **BOOTSTRAP_FIELDS,
     )
-    return json_response(body)
+    return json_response(body, headers={"Idempotent-Replayed": "true"} if reply.get("replayed") else None)
