@@ -17,6 +17,7 @@ queue delay. Prints a table, writes JSON and a PNG (throughput against p99 laten
 
     .venv/bin/python benchmarks/bench_engine.py              # full grid (~6–8 min here)
     .venv/bin/python benchmarks/bench_engine.py --quick      # sizes 1, 32; delays 0, 1 (~2 min)
+    BENCH_NO_FAST_PATH=1 .venv/bin/python benchmarks/bench_engine.py …  # sync jobs via the stream
 
 Needs PostgreSQL and Redis (``WAVIS_BENCH_DATABASE_URL``, default
 postgresql://postgres@127.0.0.1:5432/postgres; ``WAVIS_BENCH_REDIS_URL``, default
@@ -97,7 +98,8 @@ class Server:
                    WAVIS_API_KEY_PEPPER=PEPPER, WAVIS_MASTER_KEY="11" * 32, WAVIS_DATA_DIR=str(data_dir),
                    WAVIS_LOG_LEVEL="WARNING", WAVIS_BATCH_MAX_SIZE=str(max_size),
                    WAVIS_BATCH_MAX_DELAY_MS=str(delay_ms), WAVIS_JOB_QUEUE_MAX="4096",
-                   WAVIS_JOB_QUEUE_PER_ACCOUNT="4096")
+                   WAVIS_JOB_QUEUE_PER_ACCOUNT="4096",
+                   WAVIS_ENGINE_FAST_PATH="0" if os.environ.get("BENCH_NO_FAST_PATH") else "1")
         self.log = open(data_dir / f"serve-{max_size}-{delay_ms}.log", "wb")
         self.proc = subprocess.Popen([sys.executable, *(["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []), "-m", "wavis.cli", "serve", "--port", str(self.port),
                                       "--log-level", "WARNING"], env=env, stdout=self.log, stderr=subprocess.STDOUT)

@@ -294,3 +294,20 @@ async def test_a_redelivered_synchronous_tfhe_job_that_completed_unseen_is_answe
     assert frame.strip_tag(base64.b64decode(out["result_b64"])) == tfhe.serialize.dumps(sk.gate("OR", a, b))
     assert worker.replayed == 1 and worker.completed == 0
     assert await _usage(api, key) == 1  # completed and charged once
+
+
+async def test_without_the_fast_path_a_synchronous_job_goes_through_the_stream(make_client, service_settings,
+                                                                              tfhe_keys):
+    from wavis.service.state import DB
+
+    ck, sk = tfhe_keys
+    api = await client(make_client, replace(service_settings, engine_fast_path=False))
+    h = bearer(await api.account())
+    sid = await session(api, h, sk)
+    resp = await api.post("/api/v1/tfhe/gate", json={"session_id": sid, "op": "NOT", "a": b64(ck.encrypt(True))},
+                          headers=h)
+    assert resp.status == 200, await resp.text()
+    async with api.app[DB].acquire() as conn:
+        row = await conn.fetchrow("SELECT status, attempts, stream_entry FROM jobs WHERE id = $1",
+                                  (await resp.json())["job_id"])
+    assert row["status"] == "COMPLETED" and row["attempts"] == 1 and row["stream_entry"]

@@ -93,7 +93,8 @@ class Dispatcher:
         timeout = s.upstream_timeout_s
         retry = {"Retry-After": str(RETRY_AFTER_S)}
         worker = self.app.get(WORKER)
-        local = worker if (not spec.is_async and worker is not None and worker.accepts_local()) else None
+        local = worker if (not spec.is_async and s.engine_fast_path and worker is not None
+                           and worker.accepts_local()) else None
         async with self.app[DB].acquire(timeout=timeout) as conn:
             row = await self._insert(conn, spec, local)
             if row is None:

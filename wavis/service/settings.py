@@ -104,6 +104,7 @@ class Settings:
     job_reclaim_idle_s: float = 30.0  # a message pending this long on a silent worker is reclaimed
     worker_heartbeat_s: float = 1.0  # workers announce themselves this often …
     worker_ttl_s: float = 5.0  # … and count as gone after this long without
+    engine_fast_path: bool = True  # embedded engine: sync jobs go straight to the local worker (dispatch.py)
     job_reconcile_interval_s: float = 5.0  # how often a worker looks for jobs whose stream message Redis lost
     job_lost_grace_s: float = 10.0  # a job younger than this is never taken for lost (reconcile.py)
 
@@ -155,6 +156,7 @@ class Settings:
             job_shards=_env_int("WAVIS_JOB_SHARDS", cls.job_shards),
             job_reclaim_idle_s=float(env.get("WAVIS_JOB_RECLAIM_S") or cls.job_reclaim_idle_s),
             job_reconcile_interval_s=float(env.get("WAVIS_JOB_RECONCILE_S") or cls.job_reconcile_interval_s),
+            engine_fast_path=_env_bool("WAVIS_ENGINE_FAST_PATH", True),
             job_lost_grace_s=float(env.get("WAVIS_JOB_LOST_GRACE_S") or cls.job_lost_grace_s),
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
