@@ -484,6 +484,110 @@ class Evaluator:
         out = ks.mod_down_ntt(ctx, acc, q_idx, self._p_idx)
         return Ciphertext(out, ct.level, ct.scale, ct.params_fingerprint, ct.key_tag)
 
+    # -- batched: many independent operations of one kind and level as one backend call per stage --
+    def _stack(self, arrays) -> "np.ndarray":
+        """(B, rows, N) on the device from B arrays (rows, N)."""
+        first = arrays[0]
+        out = self.ctx.empty(int(first.shape[0]), len(arrays))
+        for i, a in enumerate(arrays):
+            out[i] = a
+        return out
+
+    def multiply_many(self, pairs: "list[tuple[Ciphertext, Ciphertext]]") -> list[Ciphertext]:
+        """``[multiply(a, b) for a, b in pairs]`` (relinearized and rescaled), bit for bit, with
+        the batch in one backend call per stage: the tensor products element-wise over
+        (B, rows, N), the relinearizations as one ``key_switch_ext_batch`` (hybrid key switching,
+        Han–Ki CT-RSA 2020), the fused ModDown + rescale (Kim et al. 2021 §3.2) as one
+        ``mod_down_ntt`` over (2B, R, N). Every pair is checked as :meth:`multiply` checks it,
+        first; pairs at different levels (after alignment) are multiplied one by one.
+
+        Raises: what :meth:`multiply` raises, for the first pair at fault (nothing is computed).
+        """
+        prepared = []
+        for a, b in pairs:
+            self._check(a, b)
+            if a.size != 2 or b.size != 2:
+                raise ParameterError("multiply needs relinearized (size-2) ciphertexts; call relinearize first")
+            a, b = self._align(a, b)
+            if a.level == 0:
+                raise DepthExhaustedError("multiplication needs a level to rescale, but the ciphertext is at level 0",
+                                          level=0)
+            prepared.append((a, b))
+        if len(prepared) < 2 or len({a.level for a, _ in prepared}) != 1:
+            return [self.multiply(a, b) for a, b in prepared]
+        self._relin_key()
+        scales = []
+        for a, b in prepared:  # the scale rules of multiply, per pair, before anything is computed
+            scale = a.scale * b.scale
+            canonical = self.params.level_scale(a.level)
+            if not math.isfinite(scale) or scale > canonical * canonical * 2.0**(2 * MAX_SCALE_EXCESS_BITS):
+                return [self.multiply(x, y) for x, y in prepared]  # multiply raises the precise error
+            self._check_fits(scale, a.level, "multiply")
+            self._check_rescaled_scale(scale, a.level)
+            scales.append(scale)
+        ctx = self.ctx
+        level = prepared[0][0].level
+        idx = list(range(level + 1))
+        rows, n, count = len(idx), self.params.poly_degree, len(prepared)
+        a0 = self._stack([a.data[0] for a, _ in prepared])
+        a1 = self._stack([a.data[1] for a, _ in prepared])
+        b0 = self._stack([b.data[0] for _, b in prepared])
+        b1 = self._stack([b.data[1] for _, b in prepared])
+        d0, d1, d2 = ctx.zeros(rows, count), ctx.zeros(rows, count), ctx.zeros(rows, count)
+        ctx.mul(a0, b0, d0, idx)
+        ctx.mul(a0, b1, d1, idx)
+        ctx.mul_add(a1, b0, d1, idx)
+        ctx.mul(a1, b1, d2, idx)
+        add = ctx.empty(2 * rows, count).reshape(count, 2, rows, n)
+        add[:, 0] = d0
+        add[:, 1] = d1
+        q_idx, digits = self._ks_plan(level)
+        acc = ks.key_switch_ext_batch(ctx, d2, self._relin_key().data, q_idx, self._p_idx, digits, add=add)
+        full = acc.shape[-2]
+        data = ks.mod_down_ntt(ctx, acc.reshape(2 * count, full, n), q_idx[:-1], [q_idx[-1]] + self._p_idx)
+        data = data.reshape(count, 2, rows - 1, n)
+        q_last = self.params.moduli[level]
+        return [Ciphertext(data[i].copy(), level - 1, scales[i] / q_last, a.params_fingerprint, a.key_tag)
+                for i, (a, _) in enumerate(prepared)]
+
+    def rotate_batch(self, cts: "list[Ciphertext]", steps: int) -> list[Ciphertext]:
+        """``[rotate(ct, steps) for ct in cts]``, bit for bit, with each Galois key switch of the
+        rotation plan as one ``automorphism_batch`` + one ``key_switch_ext_batch`` + one
+        ``mod_down_ntt`` over the batch. Ciphertexts at different levels are rotated one by one.
+
+        Raises: what :meth:`rotate` raises (MissingRotationKeyError, ParameterError), before
+        anything is computed."""
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+            raise ParameterError(f"steps must be an integer, got {steps!r}")
+        for ct in cts:
+            self._check_rotatable(ct)
+        plan = self.rotation_plan(int(steps))
+        if len(cts) < 2 or len({ct.level for ct in cts}) != 1:
+            return [self.rotate(ct, int(steps)) for ct in cts]
+        ctx = self.ctx
+        level, count, n = cts[0].level, len(cts), self.params.poly_degree
+        q_idx, digits = self._ks_plan(level)
+        rows = len(q_idx)
+        c0 = self._stack([ct.data[0] for ct in cts])
+        c1 = self._stack([ct.data[1] for ct in cts])
+        for g in plan:
+            key = self._galois_keys()[g]
+            r0 = ks.automorphism_batch(ctx, c0, [g] * count, q_idx, True)
+            r1 = ks.automorphism_batch(ctx, c1, [g] * count, q_idx, True)
+            acc = ks.key_switch_ext_batch(ctx, r1, key.data, q_idx, self._p_idx, digits,
+                                          add=r0.reshape(count, 1, rows, n))
+            out = ks.mod_down_ntt(ctx, acc.reshape(2 * count, acc.shape[-2], n), q_idx, self._p_idx)
+            out = out.reshape(count, 2, rows, n)
+            c0, c1 = out[:, 0].copy(), out[:, 1].copy()
+        return [Ciphertext(self._pair(c0[i], c1[i]), ct.level, ct.scale, ct.params_fingerprint, ct.key_tag)
+                if plan else ct.copy() for i, ct in enumerate(cts)]
+
+    def _pair(self, c0, c1):
+        out = self.ctx.empty(2 * int(c0.shape[0])).reshape(2, int(c0.shape[0]), self.params.poly_degree)
+        out[0] = c0
+        out[1] = c1
+        return out
+
     def _check_rotatable(self, ct: Ciphertext) -> None:
         self._check(ct)
         if ct.size != 2:

@@ -47,6 +47,18 @@ def key_switch_ext(ctx, a, key, idx_q, idx_p, digits: Digits, add=None):
     return ctx.key_switch_ext(a, key, _ix(idx_q), _ix(idx_p), _digits(digits), add)
 
 
+def key_switch_ext_batch(ctx, a, key, idx_q, idx_p, digits: Digits, add=None):
+    """:func:`key_switch_ext` of every item of ``a`` ((B, len(idx_q), N)) with one key, as ONE
+    backend call; ``add`` None or (B, m, len(idx_q), N): (B, 2, R, N)."""
+    return ctx.key_switch_ext_batch(a, key, _ix(idx_q), _ix(idx_p), _digits(digits), add)
+
+
+def automorphism_batch(ctx, a, galois_elts: Sequence[int], idx, ntt_domain: bool = True):
+    """X → X^g on every item of ``a`` ((B, len(idx), N)), one Galois element per item, as ONE
+    backend call."""
+    return ctx.automorphism_batch(a, [int(g) for g in galois_elts], _ix(idx), ntt_domain)
+
+
 def mod_down_ntt(ctx, a, idx_q, idx_p):
     """Rounded ModDown in the NTT domain: ``a`` (len(idx_q)+len(idx_p), N) or (batch, …, N)
     over ``idx_q + idx_p`` → round(a / P) over ``idx_q`` (P = ∏ idx_p). With ``idx_p = [q_l]``

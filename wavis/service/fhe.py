@@ -497,15 +497,57 @@ def bootstrap_fields(bs: Any) -> dict[str, Any]:
 def compute_many(operation: str, params: Any, evaluator: Any,
                  jobs: list[tuple[list[bytes], dict[str, Any] | None]]) -> list[Any]:
     """One batch of jobs sharing key, operation, level and parameters: per job a
-    ``CiphertextInfo`` or the exception it raised (a failing job fails alone). The evaluator
-    and its parsed constants are shared; the operations run one after another on this thread
-    until the backend seam offers batched CKKS operations (then this becomes one call)."""
+    ``CiphertextInfo`` or the exception it raised (a failing job fails alone).
+
+    ``multiply`` and ``rotate`` (equal steps: the batch key's parameter digest) run as the
+    evaluator's batched operations — each stage one batched backend call over the whole batch
+    (``Evaluator.multiply_many``, ``rotate_batch``: ``key_switch_ext_batch``,
+    ``automorphism_batch``, one ``mod_down_ntt``), bit for bit the one-by-one results. The
+    operands of every job are parsed first (a malformed one fails its job alone); if the
+    batched call raises, every job runs alone, so the error lands on the job at fault only.
+    Other operations run one after another on this thread, sharing the parsed evaluator."""
+    if operation in BATCHED and len(jobs) > 1:
+        return _compute_batched(operation, params, evaluator, jobs)
     out: list[Any] = []
     for blobs, args in jobs:
         try:
             out.append(compute(operation, params, evaluator, blobs, args))
         except Exception as exc:  # noqa: BLE001 - reported per job
             out.append(exc)
+    return out
+
+
+BATCHED = ("multiply", "rotate")
+
+
+def _compute_batched(operation: str, params: Any, evaluator: Any,
+                     jobs: list[tuple[list[bytes], dict[str, Any] | None]]) -> list[Any]:
+    import numpy as np  # noqa: PLC0415
+
+    ckks, serialize = _ckks()
+    out: list[Any] = [None] * len(jobs)
+    ready: list[tuple[int, list[Any]]] = []
+    for i, (blobs, _) in enumerate(jobs):
+        try:
+            ready.append((i, [serialize.loads(b, expected_type=ckks.Ciphertext, params=params) for b in blobs]))
+        except Exception as exc:  # noqa: BLE001 - this job's operand: it fails alone
+            out[i] = exc
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if operation == "multiply":
+                results = evaluator.multiply_many([(cts[0], cts[1]) for _, cts in ready])
+            else:
+                results = evaluator.rotate_batch([cts[0] for _, cts in ready], int((jobs[0][1] or {})["steps"]))
+    except Exception:  # noqa: BLE001 - one job at fault (or a shared cause): each runs alone
+        for i, _ in ready:
+            try:
+                out[i] = compute(operation, params, evaluator, jobs[i][0], jobs[i][1])
+            except Exception as exc:  # noqa: BLE001
+                out[i] = exc
+        return out
+    for (i, _), ct in zip(ready, results):
+        blob = serialize.dumps(ct)
+        out[i] = _info(ct, blob, params)
     return out
 
 
