@@ -8,8 +8,10 @@ fast path is unavailable: remote workers, or the local worker's prefetch full).
 
 Needs PostgreSQL and Redis (``WAVIS_BENCH_DATABASE_URL``, ``WAVIS_BENCH_REDIS_URL``, as
 bench_engine.py); a database ``wavis_rt_<hex>`` is created and dropped. Prints, per path, the
-round trips per request by kind (statement text, shortened) and the latency p50/p99 at
-concurrency 1 (wall clock; an upper bound on a loaded host).
+round trips per request by kind (statement text, shortened), the latency p50/p99 at
+concurrency 1 (wall clock; an upper bound on a loaded host) and the CPU time of the whole
+process per request (the aiohttp client, the server and the gate's compute thread together),
+which other load does not inflate.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ async def run(args) -> dict:
                     counter.pg.clear()
                     counter.redis.clear()
                     lat, compute = [], []
+                    cpu0 = time.process_time()
                     for _ in range(args.requests):
                         counter.on = True
                         t0 = time.perf_counter()
@@ -132,7 +135,11 @@ async def run(args) -> dict:
                         compute.append(got["compute_time_ms"])
                         await asyncio.sleep(0.02)  # let the worker's background round trips settle
                     n = args.requests
+                    # CPU of this whole process (client, server, worker threads) per request, less
+                    # the pauses between requests: unlike wall clock, not inflated by other load
+                    cpu_ms = (time.process_time() - cpu0) * 1e3 / n
                     res = {
+                        "process_cpu_ms_per_request": round(cpu_ms, 2),
                         "pg_per_request": round(sum(counter.pg.values()) / n, 2),
                         "redis_per_request": round(sum(counter.redis.values()) / n, 2),
                         "pg": {k: round(v / n, 2) for k, v in counter.pg.most_common()},
@@ -144,7 +151,8 @@ async def run(args) -> dict:
                     out[path] = res
                     print(f"{path}: {res['pg_per_request']} PostgreSQL + {res['redis_per_request']} Redis round trips "
                           f"per request; p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms (gate compute "
-                          f"p50 {res['compute_p50_ms']} ms)", flush=True)
+                          f"p50 {res['compute_p50_ms']} ms); process CPU {res['process_cpu_ms_per_request']} ms "
+                          "per request (client + server + gate)", flush=True)
                     for k, v in res["pg"].items():
                         print(f"   pg    {v:5.2f}  {k}")
                     for k, v in res["redis"].items():
