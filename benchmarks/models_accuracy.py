@@ -38,7 +38,6 @@ import numpy as np
 
 from wavis import models
 from wavis.ckks import Evaluator
-from wavis.client.models import model_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -69,10 +68,12 @@ def cpu_name() -> str:
     return platform.processor()
 
 
-def measure(mid: str, params: dict, x: np.ndarray, y: np.ndarray) -> dict:
-    m = models.get(mid)
+def measure(m, params: dict, x: np.ndarray, y: np.ndarray) -> dict:
+    from wavis.client import KeyPair
+
+    mid = m.id
     t0, c0 = time.perf_counter(), cpu_s()
-    keys = model_keys(mid, params)
+    keys = KeyPair.generate(params, galois_steps=m.galois_steps(int(params["poly_degree"]) // 2))  # = model_keys
     keygen = (time.perf_counter() - t0, cpu_s() - c0)
     ev = Evaluator(keys.params, keys.eval_keys)
     slots = int(keys.params.slot_count)
@@ -93,7 +94,8 @@ def measure(mid: str, params: dict, x: np.ndarray, y: np.ndarray) -> dict:
     k_enc = int(np.sum(enc.argmax(1) == y))
     n = len(y)
     return {
-        "model": mid, "params": keys.params.to_dict(), "levels_consumed": m.depth,
+        "model": mid, "params": keys.params.to_dict(), "rss_max_mib": round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "levels_consumed": m.depth,
         "galois_keys": len(m.galois_steps(slots)), "samples": n, "samples_per_ciphertext": cap,
         "ciphertexts": len(walls),
         "accuracy_plaintext": round(k_plain / n, 4), "accuracy_plaintext_ci95": wilson(k_plain, n),
@@ -113,18 +115,26 @@ def main() -> None:
     ap.add_argument("--only", action="append")
     ap.add_argument("--poly-degree", type=int, help="override the ring degree (with --security testing)")
     ap.add_argument("--security", default=None, help="override the security level (e.g. testing)")
+    ap.add_argument("--model-dir", help="measure the model files in this folder (default: the package's)")
     args = ap.parse_args()
+    if args.model_dir:
+        from wavis.models.catalogue import _load
+
+        found = {p.stem: p for p in Path(args.model_dir).glob("*.json")}
+        load, ids, where = (lambda i: _load(found[i])), sorted(found), (lambda i: found[i])
+    else:
+        load, ids, where = models.get, models.model_ids(), models.catalogue_path
     x, y = models.load_split("digits_test")
     load_before = os.getloadavg()
     host = {"cpu": cpu_name(), "cores": os.cpu_count(), "wavis_threads": os.environ.get("WAVIS_THREADS"),
             "simd": os.environ.get("WAVIS_SIMD", "auto"), "loadavg_before": [round(v, 2) for v in load_before]}
     runs = []
-    for mid in models.model_ids():
+    for mid in ids:
         if args.only and mid not in args.only:
             continue
-        params = models.get(mid).params_for(args.poly_degree, args.security)
+        params = load(mid).params_for(args.poly_degree, args.security)
         print(f"{mid}: N={params['poly_degree']} depth={params['max_depth']} {params['security_level']}", flush=True)
-        runs.append(measure(mid, params, x, y))
+        runs.append(measure(load(mid), params, x, y))
         print(json.dumps(runs[-1], indent=1), flush=True)
     host["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -140,7 +150,7 @@ def main() -> None:
     if not secure:
         return
     for r in runs:  # the catalogue's numbers
-        path = models.catalogue_path(r["model"])
+        path = where(r["model"])
         spec = json.loads(path.read_text())
         lat = r["inference_ms_per_ciphertext"]
         spec["measured"] = {

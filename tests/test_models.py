@@ -34,7 +34,7 @@ def model_pairs():
 
 def test_catalogue_is_complete_and_consistent():
     ids = models.model_ids()
-    assert {"digits-logreg", "digits-mlp"} <= set(ids)
+    assert {"digits-logreg", "digits-mlp", "digits-transformer"} <= set(ids)
     for e in models.catalogue():
         for f in ("id", "name", "task", "input_shape", "output_shape", "params_required", "galois_steps_required",
                   "bootstrappable", "accuracy_plaintext", "accuracy_encrypted", "latency_ms_cpu", "dataset",
@@ -82,10 +82,11 @@ def test_graph_validation():
 
 
 def test_encrypted_inference_in_the_library(model_pairs):
-    """The library path (no server): a packed batch through each model's graph."""
-    x, _ = _sample()
+    """The library path (no server): one packed ciphertext through each model's graph."""
     for mid, keys in model_pairs.items():
         m = models.get(mid)
+        x, _ = _sample()
+        x = x[:m.max_batch(keys.params.slot_count)]
         ct = keys.encrypt(m.encode_batch(x, keys.params.slot_count))
         out = m.infer(Evaluator(keys.params, keys.eval_keys), ct)
         assert out.level == keys.params.max_level - m.depth
@@ -130,6 +131,8 @@ async def test_infer_end_to_end_every_model(api, model_pairs):
             assert r.meta["operation"] == "model-infer" and r.meta["model_id"] == mid
             assert r.meta["levels_consumed"] == models.get(mid).depth
             assert r.meta["level"] == keys.params.max_level - models.get(mid).depth
+            n_requests = -(-SAMPLE // models.get(mid).max_batch(keys.params.slot_count))
+            assert len(r.meta.get("requests", [r.meta])) == n_requests
             entry = (await c.request("GET", f"/models/{mid}"))[1]
             assert r.meta["cost_units"] == entry["fcu_per_inference"]
             job = (await c.request("GET", f"/jobs/{r.meta['job_id']}"))[1]
@@ -214,3 +217,39 @@ async def test_infer_is_admitted_by_cost(make_client, service_settings, model_pa
     assert err["details"]["operation"] == "models/digits-mlp/infer"
     jobs = await api.get("/api/v1/jobs", headers=h)
     assert jobs.status == 200 and not [j for j in (await jobs.json())["data"] if j["operation"] == "model-infer"]
+
+
+def test_baby_step_choice_cuts_rotations_of_clustered_offsets():
+    from wavis.models.runtime import best_baby_steps, rotations_of_plan
+
+    offsets = [-64 * r + d for r in range(8) for d in range(-7, 8)]  # the attention layouts' clusters
+    default = int(np.ceil(np.sqrt(max(offsets) - min(offsets) + 1)))
+    b = best_baby_steps(offsets, 2048)
+    assert rotations_of_plan(offsets, 2048, b) < rotations_of_plan(offsets, 2048, default)
+
+
+def test_slow_models_are_async_only():
+    from dataclasses import dataclass
+
+    from wavis.service.routes.models import async_only
+
+    @dataclass
+    class S:
+        request_timeout_s: float
+
+    tf = models.get("digits-transformer")
+    assert not async_only(tf, S(120.0))  # ~31 s measured at 128-bit: synchronous within 120 s
+    assert async_only(tf, S(tf.entry["latency_ms_cpu"] / 1e3))  # past half the budget: 202 only
+
+
+def test_galois_steps_from_offsets_equal_the_transforms_plans():
+    """``galois_steps`` comes from the diagonal offsets alone (no slots-long arrays: GET /models
+    stays cheap); it must be exactly the union of the LinearTransforms' steps."""
+    for mid in models.model_ids():
+        g = models.get(mid).graph
+        for slots in (2048, 4096):
+            steps = set()
+            for i, n in enumerate(g.nodes):
+                if n.op == "linear":
+                    steps |= set(g.transform(i, slots, f"plan-check-{slots}").galois_steps())
+            assert steps == set(g.galois_steps(slots)), mid

@@ -133,6 +133,8 @@ class LinearTransform:
             (indices mod ``period``; the ciphertext's slots are read as ``period``-periodic).
         period: a power of two dividing the slot count (default: the slot count).
         slots: the slot count N/2.
+        baby: the number of baby steps b (default ⌈√span⌉, which minimises b + span/b for dense
+            offsets; offsets in clusters may need fewer rotations with another b).
 
     The non-zero offsets are read as t = base + stride·m (m in [0, span)); with
     b = ⌈√span⌉ baby steps stride·j (one shared ModUp) and ⌈span/b⌉ giant steps:
@@ -142,7 +144,8 @@ class LinearTransform:
         length).
     """
 
-    def __init__(self, diagonals: dict[int, np.ndarray], slots: int, period: int | None = None) -> None:
+    def __init__(self, diagonals: dict[int, np.ndarray], slots: int, period: int | None = None,
+                 baby: int | None = None) -> None:
         period = slots if period is None else int(period)
         if period < 1 or period & (period - 1) or slots % period:
             raise ShapeError(f"period {period} must be a power of two dividing the {slots} slots")
@@ -166,6 +169,8 @@ class LinearTransform:
         m_min, m_max = centred[0] // stride, centred[-1] // stride
         span = m_max - m_min + 1
         b = math.isqrt(span - 1) + 1 if span > 1 else 1
+        if baby is not None:  # a caller that knows the offsets' structure (e.g. clusters) picks b
+            b = max(1, min(int(baby), span))
         self.stride, self.base, self.baby = stride, m_min * stride, b
         self.giant = math.ceil(span / b)
         self._plan: list[tuple[int, list[tuple[int, int]]]] = []  # (t_g, [(j, offset)])
@@ -230,9 +235,12 @@ class LinearTransform:
             out.append((t, lifted))
         return out
 
-    def apply(self, ev: Evaluator, ct: Ciphertext, target_scale: float | None = None) -> Ciphertext:
+    def apply(self, ev: Evaluator, ct: Ciphertext, target_scale: float | None = None,
+              rotations: dict[int, Ciphertext] | None = None) -> Ciphertext:
         """M·x, one level consumed; the result has exactly ``target_scale`` (default: the
-        canonical scale of level ℓ−1). Raises DepthExhaustedError at level 0,
+        canonical scale of level ℓ−1). ``rotations``: {step: rot(ct, step)} already computed
+        for this very ciphertext (several transforms of one input share their baby steps); the
+        ones this transform adds are stored into it. Raises DepthExhaustedError at level 0,
         MissingRotationKeyError, ScaleMismatchError (a diagonal encoding scale ≥ 2^62)."""
         ev._check_rotatable(ct)  # noqa: SLF001
         if ct.level == 0:
@@ -248,7 +256,14 @@ class LinearTransform:
                 scale_bits=math.log2(ct.scale), target_scale_bits=math.log2(target))
         pts = self._plaintexts(ev, ct.level, pt_scale)
         babies = sorted({j for _, row in pts for j, _ in row})
-        rot = ev.rotate_many(ct, [j * self.stride for j in babies])
+        steps = [j * self.stride for j in babies]
+        if rotations is None:
+            rot = ev.rotate_many(ct, steps)
+        else:
+            todo = [st for st in steps if st not in rotations]
+            if todo:
+                rotations.update(ev.rotate_many(ct, todo))
+            rot = rotations
         total = None
         for t, row in pts:
             inner = None

@@ -32,7 +32,8 @@ from . import AsyncClient, Client, KeyPair
 @dataclass(frozen=True)
 class InferenceResult:
     """``logits`` (batch, outputs) float64 decrypted on the client; ``predictions`` their argmax
-    (batch,) int; ``meta`` the server's response (cost_units, compute_time_ms, level, …)."""
+    (batch,) int; ``meta`` the server's response (cost_units, compute_time_ms, level, …; with
+    several requests, the last one's plus ``requests``: every response)."""
 
     logits: np.ndarray
     predictions: np.ndarray
@@ -59,7 +60,8 @@ async def infer_async(client: AsyncClient, model_id: str, x, *, params: Mapping[
         client: an :class:`AsyncClient` with an API key (TRIAL+).
         model_id: a catalogue id (``GET /models``).
         x: array (batch, *input_shape) or (*input_shape), raw values as ``input_encoding``
-            describes (pixels 0..16 for the digits models).
+            describes (pixels 0..16 for the digits models); batches larger than one
+            ciphertext's ``max_batch`` are sent as several requests.
         params: CKKS parameters for a new key (default: the model's ``params_required``).
         keys: a key pair to use (uploaded if it has no ``key_id``); default: one made by
             :func:`model_keys` and cached on the client.
@@ -78,20 +80,26 @@ async def infer_async(client: AsyncClient, model_id: str, x, *, params: Mapping[
         await client.upload_keys(keys)
     slots = int(keys.params.slot_count)
     z = model.normalize(x)
-    ct = await asyncio.to_thread(lambda: keys.encrypt(model.encode_batch(x, slots)))
-    text = await asyncio.to_thread(lambda: serialize.b64encode(serialize.dumps(ct)))
-    _, up, _ = await client.request("POST", "/ciphertexts", {"key_id": keys.key_id, "ciphertext_b64": text})
-    _, data, _ = await client.request("POST", f"/models/{model_id}/infer",
-                                      {"key_id": keys.key_id, "ciphertext_ids": [up["ciphertext_id"]]})
+    cap = model.max_batch(slots)
+    logits, metas = [], []
+    for start in range(0, z.shape[0], cap):  # one ciphertext (one request) per max_batch samples
+        chunk = np.asarray(x, dtype=np.float64).reshape(z.shape[0], -1)[start:start + cap]
+        ct = await asyncio.to_thread(lambda: keys.encrypt(model.encode_batch(chunk, slots)))
+        text = await asyncio.to_thread(lambda: serialize.b64encode(serialize.dumps(ct)))
+        _, up, _ = await client.request("POST", "/ciphertexts", {"key_id": keys.key_id, "ciphertext_b64": text})
+        _, data, _ = await client.request("POST", f"/models/{model_id}/infer",
+                                          {"key_id": keys.key_id, "ciphertext_ids": [up["ciphertext_id"]]})
 
-    def decode() -> np.ndarray:
-        out = serialize.loads(serialize.b64decode(data["result_ciphertext"]), expected_type=Ciphertext,
-                              params=keys.params)
-        return model.decode_batch(keys.decrypt(out), z.shape[0])
+        def decode(data=data, n=len(chunk)) -> np.ndarray:
+            out = serialize.loads(serialize.b64decode(data["result_ciphertext"]), expected_type=Ciphertext,
+                                  params=keys.params)
+            return model.decode_batch(keys.decrypt(out), n)
 
-    logits = await asyncio.to_thread(decode)
-    meta = {k: v for k, v in data.items() if k != "result_ciphertext"}
-    return InferenceResult(logits, logits.argmax(axis=1), keys.key_id, meta)
+        logits.append(await asyncio.to_thread(decode))
+        metas.append({k: v for k, v in data.items() if k != "result_ciphertext"})
+    out = np.concatenate(logits)
+    meta = dict(metas[-1], requests=metas) if len(metas) > 1 else metas[0]
+    return InferenceResult(out, out.argmax(axis=1), keys.key_id, meta)
 
 
 def infer(client: Client | AsyncClient, model_id: str, x, **kw) -> InferenceResult:

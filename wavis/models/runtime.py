@@ -45,6 +45,50 @@ def _poly_depth(degree: int) -> int:
     return max(1, math.ceil(math.log2(degree + 1)))
 
 
+def plan_of(offsets: list[int], period: int, b: int) -> tuple[set[int], list[int]]:
+    """The baby-step/giant-step plan :class:`wavis.ckks.linalg.LinearTransform` makes for these
+    non-zero diagonal offsets with b baby steps, without building it: (baby rotation steps
+    j·stride used, giant offsets t of the non-empty groups)."""
+    ks = sorted({k % period for k in offsets})
+    centred = sorted((k if k <= period // 2 else k - period) for k in ks)
+    stride = 0
+    for k in centred:
+        stride = math.gcd(stride, abs(k))
+    stride = stride or 1
+    m_min = centred[0] // stride
+    span = centred[-1] // stride - m_min + 1
+    present, used = set(ks), set()
+    babies: set[int] = set()
+    giants: list[int] = []
+    for g in range(math.ceil(span / b)):
+        t = m_min * stride + g * b * stride
+        any_term = False
+        for j in range(b):
+            k = (t + j * stride) % period
+            if k in present and k not in used:
+                used.add(k)
+                babies.add(j * stride)
+                any_term = True
+        if any_term:
+            giants.append(t)
+    return babies, giants
+
+
+def rotations_of_plan(offsets: list[int], period: int, b: int) -> int:
+    """Rotations that plan makes: non-zero baby steps plus giant steps with a non-zero offset."""
+    babies, giants = plan_of(offsets, period, b)
+    return len(babies - {0}) + sum(1 for t in giants if t % period)
+
+
+def best_baby_steps(offsets: list[int], period: int) -> int:
+    """The baby-step count b that minimises the rotations of the plan (clustered offsets, as
+    in the attention layouts, often need far fewer than with b = ⌈√span⌉)."""
+    ks = sorted({(k if k % period <= period // 2 else k % period - period) for k in offsets})
+    span = ks[-1] - ks[0] + 1
+    limit = min(span, 4 * (math.isqrt(span) + 1))
+    return min(range(1, limit + 1), key=lambda b: (rotations_of_plan(offsets, period, b), b))
+
+
 @dataclass
 class Node:
     op: str
@@ -136,11 +180,10 @@ class Graph:
             level[n.out] = max(level[i] for i in n.inputs) + n.depth
         return level[self.nodes[-1].out]
 
-    def diagonals(self, node: Node, slots: int) -> dict[int, np.ndarray]:
-        """The non-zero generalized diagonals of I_{slots/block} ⊗ W (see the module docstring):
-        {offset k: (slots,) float64}."""
+    def local_diagonals(self, node: Node) -> dict[int, np.ndarray]:
+        """The non-zero generalized diagonals of one block: {offset k: (block,) float64} with
+        d_k[i] = W[i, i + k] (0 where i + k is outside W)."""
         rows, cols = node.weight.shape
-        reps = slots // self.block
         out = {}
         i = np.arange(rows)
         for k in range(-(rows - 1), cols):
@@ -151,8 +194,14 @@ class Graph:
             local = np.zeros(self.block)
             local[i[ok]] = node.weight[i[ok], j[ok]]
             if local.any():
-                out[k] = np.tile(local, reps)
+                out[k] = local
         return out
+
+    def diagonals(self, node: Node, slots: int) -> dict[int, np.ndarray]:
+        """The non-zero generalized diagonals of I_{slots/block} ⊗ W (see the module docstring):
+        {offset k: (slots,) float64}."""
+        reps = slots // self.block
+        return {k: np.tile(d, reps) for k, d in self.local_diagonals(node).items()}
 
     MAX_CACHED_PARAMS = 4  # parameter sets whose encoded diagonals stay cached (memory bound)
 
@@ -172,18 +221,37 @@ class Graph:
             lt = per.get((node_index, slots))
         if lt is None:
             node = self.nodes[node_index]
-            lt = LinearTransform(self.diagonals(node, slots) or {0: np.zeros(slots)}, slots=slots)
+            diags = self.diagonals(node, slots) or {0: np.zeros(slots)}
+            lt = LinearTransform(diags, slots=slots, baby=best_baby_steps(list(diags), slots))
+            if self.compact_cache(slots):
+                lt.COMPACT_CACHE_ABOVE = 0  # keep rounded coefficients, lift + NTT at each use
             with self._lock:
                 lt = per.setdefault((node_index, slots), lt)
         return lt
+
+    COMPACT_ABOVE = 1 << 21  # Σ diagonals × N above which encoded diagonals are cached compactly
+
+    def diagonal_count(self, slots: int) -> int:
+        """Non-zero diagonals of all linear nodes at ``slots`` (plaintexts an inference encodes)."""
+        return sum(len(self.local_diagonals(n)) for n in self.nodes if n.op == "linear")
+
+    def compact_cache(self, slots: int) -> bool:
+        """Whether the encoded diagonals are cached as coefficients (N int64 each) instead of
+        NTT-form plaintexts ((level+1)·N words each): when Σ diagonals × N exceeds
+        :attr:`COMPACT_ABOVE` (a large model then costs a lift and an NTT per diagonal and use,
+        instead of e.g. 0.5 GB per parameter set for the transformer at N = 4096)."""
+        return self.diagonal_count(slots) * 2 * slots > self.COMPACT_ABOVE
 
     def galois_steps(self, slots: int) -> list[int]:
         """Rotation steps (left, normalised to [0, slots)) the encrypted graph uses at ``slots``."""
         self.check_slots(slots)
         steps: set[int] = set()
-        for i, n in enumerate(self.nodes):
+        for n in self.nodes:
             if n.op == "linear":
-                steps |= set(self.transform(i, slots, "steps").galois_steps())
+                offsets = list(self.local_diagonals(n)) or [0]
+                babies, giants = plan_of(offsets, slots, best_baby_steps(offsets, slots))
+                steps |= {st % slots for st in babies} | {t % slots for t in giants}
+        steps.discard(0)
         return sorted(steps)
 
     def check_slots(self, slots: int) -> None:
@@ -229,10 +297,12 @@ class Graph:
                                       needed=self.depth, level=int(ct.level))
         reps = slots // self.block
         vals = {"x": ct}
+        rotations: dict[str, dict] = {}  # baby-step rotations of each value, shared by its transforms
         for i, n in enumerate(self.nodes):
             a = vals[n.inputs[0]]
             if n.op == "linear":
-                y = self.transform(i, slots, ev.params.fingerprint).apply(ev, a)
+                y = self.transform(i, slots, ev.params.fingerprint).apply(
+                    ev, a, rotations=rotations.setdefault(n.inputs[0], {}))
                 if n.bias is not None:
                     local = np.zeros(self.block)
                     local[: n.bias.size] = n.bias

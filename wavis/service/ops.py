@@ -143,8 +143,8 @@ def model_infer_cost(params: dict[str, Any], model_id: str) -> Cost:
             continue
         rows, cols = node.weight.shape
         c = matmul_cost(params, rows, cols)
-        span = min(s.n // 2, rows + cols - 1)
-        cached += span * s.n * 8 * (1 if s.n > 16384 else s.limbs)
+        span = len(model.graph.local_diagonals(node))  # the non-zero ones: what is encoded
+        cached += span * s.n * 8 * (1 if model.graph.compact_cache(s.n // 2) else s.limbs)
         transient = max(transient, c.bytes - BASE_BYTES)
         cpu += c.cpu_s
     return Cost(BASE_BYTES + cached + transient + 8 * s.ct_bytes(), cpu, f"models/{model_id}/infer")

@@ -26,6 +26,7 @@ class ModelEntry(Response):
     bootstrappable: bool
     operations: dict[str, int]
     fcu_per_inference: int
+    async_only: bool  # served as an asynchronous job only (latency > half the request timeout)
     accuracy_plaintext: float | None
     accuracy_encrypted: float | None
     accuracy_ci95: list[float] | None = None

@@ -17,7 +17,7 @@ from ..errors import ApiError, not_found
 from ..schemas import ErrorResponse
 from ..schemas_jobs import JobAccepted
 from ..schemas_models import InferRequest, InferResponse, ModelEntry, ModelList
-from ..state import DISPATCHER, ENGINE, IDEM_JOB_KEY, REPLAYED
+from ..state import DISPATCHER, ENGINE, IDEM_JOB_KEY, REPLAYED, SETTINGS
 from .ciphertexts import evicted_ids
 from .compute import BOOTSTRAP_FIELDS, charge_refund, job_accepted, load_operands, result_with_blob
 from .keys import evaluator_for
@@ -34,8 +34,18 @@ def _model(model_id: str):
     return models.get(model_id)
 
 
-def entry(model) -> ModelEntry:
-    return ModelEntry(**model.entry, fcu_per_inference=fhe.model_fcu(model))
+def async_only(model, settings) -> bool:
+    """A model whose measured latency exceeds half the synchronous request budget is served as
+    an asynchronous job only (a request without ``"async": true`` gets the 202 anyway): the
+    latency was measured at one host load, and a synchronous request past the timeout would
+    only end in 504 JOB_TIMEOUT."""
+    ms = model.entry.get("latency_ms_cpu")
+    return ms is not None and ms / 1e3 > settings.request_timeout_s / 2
+
+
+def entry(model, settings) -> ModelEntry:
+    return ModelEntry(**model.entry, fcu_per_inference=fhe.model_fcu(model),
+                      async_only=async_only(model, settings))
 
 
 def _infer_fcu(request: web.Request) -> int:
@@ -52,14 +62,15 @@ def _infer_fcu(request: web.Request) -> int:
 async def list_models(request: web.Request) -> web.Response:
     from wavis import models  # noqa: PLC0415
 
-    return json_response(ModelList(models=[entry(models.get(i)) for i in models.model_ids()]))
+    settings = request.app[SETTINGS]
+    return json_response(ModelList(models=[entry(models.get(i), settings) for i in models.model_ids()]))
 
 
 @routes.get("/models/{model_id}")
 @access(Access.PUBLIC)
 @doc("One catalogue model", responses={200: ModelEntry, 404: ErrorResponse})
 async def get_model(request: web.Request) -> web.Response:
-    return json_response(entry(_model(request.match_info["model_id"])))
+    return json_response(entry(_model(request.match_info["model_id"]), request.app[SETTINGS]))
 
 
 def check_key(model, key) -> None:
@@ -146,7 +157,8 @@ async def infer(request: web.Request) -> web.Response:
         payload={"key_id": key["id"], "ciphertext_ids": list(req.ciphertext_ids), "args": args, "plan": p.plan,
                  "refund": charge_refund(request, units),
                  "metering": metering.defer_to_job(request, units, operation)},
-        cost_units=units, cost_jpy=round(units * fhe.JPY_PER_UNIT, 4), is_async=req.async_,
+        cost_units=units, cost_jpy=round(units * fhe.JPY_PER_UNIT, 4),
+        is_async=req.async_ or async_only(model, request.app[SETTINGS]),
         idem_key=request.get(IDEM_JOB_KEY), heavy_bytes=admitted.cost.bytes, admit=admitted.check,
     )
     try:
