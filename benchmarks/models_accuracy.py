@@ -73,7 +73,9 @@ def measure(m, params: dict, x: np.ndarray, y: np.ndarray) -> dict:
 
     mid = m.id
     t0, c0 = time.perf_counter(), cpu_s()
-    keys = KeyPair.generate(params, galois_steps=m.galois_steps(int(params["poly_degree"]) // 2))  # = model_keys
+    boot = bool(params.get("bootstrap_preset")) and m.graph.bootstraps_needed(int(params["max_depth"])) > 0
+    keys = KeyPair.generate(params, galois_steps=m.galois_steps(int(params["poly_degree"]) // 2),
+                            bootstrappable=boot)  # = wavis.client.models.model_keys
     keygen = (time.perf_counter() - t0, cpu_s() - c0)
     ev = Evaluator(keys.params, keys.eval_keys)
     slots = int(keys.params.slot_count)
@@ -96,7 +98,8 @@ def measure(m, params: dict, x: np.ndarray, y: np.ndarray) -> dict:
     return {
         "model": mid, "params": keys.params.to_dict(), "rss_max_mib": round(
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "levels_consumed": m.depth,
-        "galois_keys": len(m.galois_steps(slots)), "samples": n, "samples_per_ciphertext": cap,
+        "galois_keys": len(keys.eval_keys.galois_keys), "samples": n,
+        "bootstraps_per_inference": m.graph.bootstraps_needed(int(params["max_depth"])) if boot else 0, "samples_per_ciphertext": cap,
         "ciphertexts": len(walls),
         "accuracy_plaintext": round(k_plain / n, 4), "accuracy_plaintext_ci95": wilson(k_plain, n),
         "accuracy_encrypted": round(k_enc / n, 4), "accuracy_encrypted_ci95": wilson(k_enc, n),

@@ -43,7 +43,10 @@ def test_catalogue_is_complete_and_consistent():
         m = models.get(e["id"])
         assert e["galois_steps_required"] == m.galois_steps(e["params_required"]["poly_degree"] // 2)
         assert e["params_required"]["security_level"] == "128-bit"
-        assert e["params_required"]["max_depth"] >= m.depth
+        assert e["params_required"]["max_depth"] >= m.graph.min_levels
+        if e["params_required"]["max_depth"] < m.depth:  # runs out of levels: bootstraps between layers
+            assert e["bootstrappable"] and e["params_required"]["bootstrap_preset"]
+            assert e["bootstraps_per_inference"] >= 1
         # the catalogue's numbers come from the measuring script, over ≥ 500 held-out samples
         assert e["accuracy_samples"] >= 500 and e["latency_ms_cpu"] > 0
         assert abs(e["accuracy_plaintext"] - e["accuracy_encrypted"]) <= 0.01
@@ -89,7 +92,10 @@ def test_encrypted_inference_in_the_library(model_pairs):
         x = x[:m.max_batch(keys.params.slot_count)]
         ct = keys.encrypt(m.encode_batch(x, keys.params.slot_count))
         out = m.infer(Evaluator(keys.params, keys.eval_keys), ct)
-        assert out.level == keys.params.max_level - m.depth
+        if keys.params.bootstrap_preset is None:
+            assert out.level == keys.params.max_level - m.depth
+        else:  # testing-n1024 has 2 levels between bootstraps: one after every hidden layer
+            assert m.graph.bootstraps_needed(keys.params.max_level) >= 1 and out.level >= 0
         got = m.decode_batch(keys.decrypt(out), len(x))
         want = m.predict_plain(x)
         assert np.max(np.abs(got - want)) < EPS, mid
@@ -130,7 +136,8 @@ async def test_infer_end_to_end_every_model(api, model_pairs):
             assert np.array_equal(r.predictions, want.argmax(1)), mid
             assert r.meta["operation"] == "model-infer" and r.meta["model_id"] == mid
             assert r.meta["levels_consumed"] == models.get(mid).depth
-            assert r.meta["level"] == keys.params.max_level - models.get(mid).depth
+            if keys.params.bootstrap_preset is None:
+                assert r.meta["level"] == keys.params.max_level - models.get(mid).depth
             n_requests = -(-SAMPLE // models.get(mid).max_batch(keys.params.slot_count))
             assert len(r.meta.get("requests", [r.meta])) == n_requests
             entry = (await c.request("GET", f"/models/{mid}"))[1]
@@ -179,6 +186,13 @@ async def test_infer_refuses_keys_that_cannot_run_the_model(api, model_pairs, ck
     err = await error_of(await infer("digits-mlp", lr_key, lr_ct), 400, "MISSING_ROTATION_KEY")
     assert err["details"]["galois_steps_missing"]
     assert lr_pair is not None
+    # a model that outruns the key's levels needs a bootstrap preset
+    for deep in (models.get(i) for i in models.model_ids()):
+        if deep.graph.bootstrappable:
+            key4, ct4 = await upload(ckks_pair_factory(max_depth=4, poly_degree=N_TEST))
+            err = await error_of(await infer(deep.id, key4, ct4), 400, "MODEL_PARAMS_MISMATCH")
+            assert "bootstrap preset" in err["message"] and err["details"]["levels_consumed"] == deep.depth
+            break
     # unknown model, malformed body, a ciphertext of another key
     await error_of(await infer("nope", key_id, ct_id), 404, "NOT_FOUND")
     resp = await api.post("/api/v1/models/digits-mlp/infer", headers=h, json={"key_id": key_id})
@@ -247,9 +261,40 @@ def test_galois_steps_from_offsets_equal_the_transforms_plans():
     stays cheap); it must be exactly the union of the LinearTransforms' steps."""
     for mid in models.model_ids():
         g = models.get(mid).graph
-        for slots in (2048, 4096):
+        for slots in (2048,):
             steps = set()
             for i, n in enumerate(g.nodes):
                 if n.op == "linear":
                     steps |= set(g.transform(i, slots, f"plan-check-{slots}").galois_steps())
             assert steps == set(g.galois_steps(slots)), mid
+
+
+def test_bootstrap_points_run_only_when_levels_run_out():
+    """A graph with bootstrap points: none with enough levels, exactly where the levels run
+    out with a bootstrap preset (testing-n1024: 2 levels), and the result matches the plain graph."""
+    from wavis.ckks import CkksParameters
+    from wavis.client import KeyPair
+    from wavis.models.runtime import Graph
+
+    rng = np.random.default_rng(3)
+    w = {"a": rng.normal(0, 0.3, (8, 8)), "b": rng.normal(0, 0.3, (8, 8))}
+    spec = [{"op": "linear", "in": "x", "out": "y", "weight": "a"},
+            {"op": "mul", "in": ["y", "y"], "out": "y2"},
+            {"op": "bootstrap", "in": "y2", "out": "yb", "input_range": 1.0, "min_level": 2},
+            {"op": "linear", "in": "yb", "out": "z", "weight": "b"},
+            {"op": "mul", "in": ["z", "z"], "out": "out"}]
+    g = Graph.from_spec(spec, w, 8, 8)
+    assert g.depth == 4 and g.min_levels == 2 and g.bootstrappable
+    assert g.bootstraps_needed(4) == 0 and g.bootstraps_needed(2) == 1
+    x = rng.uniform(-1, 1, (64, 8))
+    keys = KeyPair.generate(CkksParameters.bootstrappable("testing-n1024"), galois_steps=g.galois_steps(512),
+                            bootstrappable=True, seed=b"\x09" * 32)
+    ct = keys.encrypt(x.reshape(-1))
+    out = g.forward_encrypted(Evaluator(keys.params, keys.eval_keys), ct)
+    got = keys.decrypt(out).real.reshape(64, 8)
+    assert np.max(np.abs(got - g.forward_plain(x))) < 1e-3
+    plain_keys = KeyPair.generate({"poly_degree": 1024, "scale_bits": 40, "max_depth": 2, "security_level": "testing"},
+                                  galois_steps=g.galois_steps(512), seed=b"\x0a" * 32)
+    from wavis.errors import DepthExhaustedError
+    with pytest.raises(DepthExhaustedError):  # too few levels and no bootstrap preset
+        g.forward_encrypted(Evaluator(plain_keys.params, plain_keys.eval_keys), plain_keys.encrypt(x.reshape(-1)))

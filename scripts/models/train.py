@@ -299,6 +299,86 @@ def train_transformer(x, y, epochs=150, batch=64, seed=0, lr=3e-3, wd=3e-3):
                       "token_form_weights": "the NPZ's tok_* arrays (the slot matrices are built from them)"}
 
 
+# -- a deeper MLP that bootstraps between layers --------------------------------------------------------
+DEEP_LAYERS, DEEP_WIDTH = 5, 32
+# the activation as one product: z·(A1 + A2·z) = A1·z + A2·z² (the MLP's quadratic without its
+# constant, which the next layer's bias absorbs): two linear maps of the same input and one
+# ciphertext product, 2 levels per hidden layer — it fits between bootstraps even with 2 levels
+A1, A2 = 0.5, 0.117
+
+
+def deep_forward(p, x, np_=np, taps=None):
+    h = x
+    for k in range(DEEP_LAYERS):
+        z = h @ p[f"w{k}"].T + p[f"b{k}"]
+        h = z * (A1 + A2 * z)
+        if taps is not None:
+            taps.append(h)
+    return h @ p[f"w{DEEP_LAYERS}"].T + p[f"b{DEEP_LAYERS}"]
+
+
+def train_deep_mlp(x, y, epochs=200, batch=64, seed=0, lr=2e-3, wd=1e-4, act_penalty=1e-2):
+    import autograd.numpy as anp
+    from autograd import grad
+
+    rng = np.random.default_rng(seed)
+    dims = [x.shape[1]] + [DEEP_WIDTH] * DEEP_LAYERS + [10]
+    p = {}
+    for k in range(DEEP_LAYERS + 1):
+        p[f"w{k}"] = rng.normal(0, 1 / np.sqrt(dims[k]), (dims[k + 1], dims[k]))
+        p[f"b{k}"] = np.zeros(dims[k + 1])
+
+    def loss(params, xb, yb):
+        taps: list = []
+        logits = deep_forward(params, xb, anp, taps)
+        z = logits - anp.max(logits, axis=1, keepdims=True)
+        xent = anp.mean(anp.log(anp.sum(anp.exp(z), axis=1)) - z[np.arange(len(yb)), yb])
+        # keeps the hidden values small: the bootstraps' error grows with their declared bound
+        return xent + act_penalty * sum(anp.mean(t * t) for t in taps)
+
+    g = grad(loss)
+    opt = Adam(p, lr=lr, wd=wd)
+    for _ in range(epochs):
+        order = rng.permutation(len(y))
+        for st in range(0, len(y), batch):
+            idx = order[st:st + batch]
+            opt.step(g(p, x[idx], y[idx]))
+    taps: list = []
+    deep_forward(p, x, taps=taps)
+    # the bootstraps' declared bound: 2× the largest |value| the training set reaches there, rounded up
+    # to a power of two (the bootstrap's error scales with it; a value beyond it would be wrong)
+    peak = max(float(np.max(np.abs(t))) for t in taps)
+    rng_bound = float(2 ** np.ceil(np.log2(2 * peak)))
+    print(f"digits-deep-mlp: largest hidden |value| on the training set {peak:.3g} -> input_range {rng_bound:g}")
+    # under encryption each hidden layer carries h/R (R = rng_bound): the 1/R is folded into the
+    # product's second factor and R into the next layer's weights, so every bootstrap sees values in
+    # [-1/2, 1/2] with the declared range 1 (it can then run from level 0)
+    w, graph = {}, []
+    h = "x"
+    for k in range(DEEP_LAYERS):
+        up = 1.0 if k == 0 else rng_bound
+        w[f"w{k}"], w[f"b{k}"] = p[f"w{k}"] * up, p[f"b{k}"]
+        w[f"w{k}s"], w[f"b{k}s"] = A2 * p[f"w{k}"] * up / rng_bound, (A2 * p[f"b{k}"] + A1) / rng_bound
+        graph += [{"op": "linear", "in": h, "out": f"z{k}", "weight": f"w{k}", "bias": f"b{k}"},
+                  {"op": "linear", "in": h, "out": f"s{k}", "weight": f"w{k}s", "bias": f"b{k}s"},
+                  {"op": "mul", "in": [f"z{k}", f"s{k}"], "out": f"h{k}"},
+                  {"op": "bootstrap", "in": f"h{k}", "out": f"hb{k}", "input_range": 1.0,
+                   "min_level": 2 if k < DEEP_LAYERS - 1 else 1}]
+        h = f"hb{k}"
+    w[f"w{DEEP_LAYERS}"], w[f"b{DEEP_LAYERS}"] = p[f"w{DEEP_LAYERS}"] * rng_bound, p[f"b{DEEP_LAYERS}"]
+    from wavis.models.runtime import Graph
+    got = Graph.from_spec(graph + [{"op": "linear", "in": h, "out": "logits", "weight": f"w{DEEP_LAYERS}",
+                                    "bias": f"b{DEEP_LAYERS}"}], w, 64, 64).forward_plain(x)
+    assert np.max(np.abs(got - deep_forward(p, x))) < 1e-9, "the slot graph must equal the layer form"
+    graph.append({"op": "linear", "in": h, "out": "logits", "weight": f"w{DEEP_LAYERS}", "bias": f"b{DEEP_LAYERS}"})
+    return w, graph, {"layers": f"64 -> {' -> '.join([str(DEEP_WIDTH)] * DEEP_LAYERS)} -> 10", "epochs": epochs,
+                      "batch": batch, "seed": seed, "optimizer": f"Adam lr {lr} wd {wd} (gradients by autograd)",
+                      "activation_penalty": f"{act_penalty} * sum of mean(h^2) over the hidden layers",
+                      "activation": f"z*({A1} + {A2}*z) as two linear maps and one product (2 levels per layer)",
+                      "hidden_scale": f"hidden values carried as h/{rng_bound:g} (2x the training set's peak, "
+                                      "a power of two); bootstraps declare input_range 1"}
+
+
 MODELS = {
     "digits-logreg": dict(name="Logistic regression, handwritten digits 8x8", fn=train_logreg,
                           params={"poly_degree": 8192, "scale_bits": 40, "max_depth": 1,
@@ -310,6 +390,12 @@ MODELS = {
         name="One-block transformer encoder (8 tokens x 8 features, polynomial attention and layer norm), "
              "handwritten digits 8x8", fn=train_transformer, block=T * T * D,
         params={"poly_degree": 65536, "scale_bits": 40, "max_depth": 16, "security_level": "128-bit"}),
+    "digits-deep-mlp": dict(
+        name="Deep MLP (5 hidden layers, quadratic activations) that bootstraps between layers, handwritten digits 8x8",
+        fn=train_deep_mlp, testing_bootstrap_preset="testing-n1024",
+        params={"poly_degree": 65536, "scale_bits": 40, "max_depth": 9, "security_level": "128-bit",
+                "first_mod_bits": 60, "special_mod_bits": 61, "dnum": 3, "magnitude_bits": 19,
+                "bootstrap_preset": "n65536"}),
 }
 
 
@@ -346,7 +432,9 @@ def main() -> None:
             "id": mid, "name": cfg["name"], "task": "image classification (10 classes)",
             "input_shape": [8, 8], "output_shape": [10], "block": block,
             "input_encoding": INPUT_ENCODING, "output_decoding": output_decoding(10),
-            "params_required": cfg["params"], "bootstrappable": False,
+            "params_required": cfg["params"],
+            **({"testing_bootstrap_preset": cfg["testing_bootstrap_preset"]} if "testing_bootstrap_preset" in cfg
+               else {}),
             "dataset": DATASET, "trained_by": f"{SCRIPT} ({hyper.get('library', 'NumPy')})",
             "training": {**hyper, "train_samples": int(len(y_train)), "train_accuracy": round(acc_tr, 4),
                          "test_accuracy_float64": round(acc_te, 4)},

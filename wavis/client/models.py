@@ -49,7 +49,9 @@ def model_keys(model_id: str, params: Mapping[str, Any] | None = None, seed: byt
     model = _models.get(model_id)
     p = dict(params) if params is not None else model.params_required
     slots = int(p["poly_degree"]) // 2
-    return KeyPair.generate(p, galois_steps=model.galois_steps(slots), conjugation=False, seed=seed)
+    boot = bool(p.get("bootstrap_preset")) and model.graph.bootstraps_needed(int(p["max_depth"])) > 0
+    return KeyPair.generate(p, galois_steps=model.galois_steps(slots), conjugation=False, seed=seed,
+                            bootstrappable=boot)
 
 
 async def infer_async(client: AsyncClient, model_id: str, x, *, params: Mapping[str, Any] | None = None,

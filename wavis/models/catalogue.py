@@ -29,7 +29,8 @@ from .runtime import Graph
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 # what the service prices per node (its FCU table, API.md "Compute (CKKS)", reads these names)
-NODE_OPERATIONS = {"linear": "matmul", "bias": "add-plain", "poly": "poly-eval", "mul": "multiply", "add": "add"}
+NODE_OPERATIONS = {"linear": "matmul", "bias": "add-plain", "poly": "poly-eval", "mul": "multiply", "add": "add",
+                   "bootstrap": "bootstrap"}
 
 
 @dataclass
@@ -62,8 +63,15 @@ class Model:
 
     def params_for(self, poly_degree: int | None = None, security_level: str | None = None) -> dict[str, Any]:
         """``params_required`` with another ring degree / security level (e.g. the
-        ``testing`` parameters of the test suite), keeping the depth and scale."""
+        ``testing`` parameters of the test suite), keeping the depth and scale; for a model
+        of a bootstrap preset, ``testing`` gives the preset named by the model's
+        ``testing_bootstrap_preset`` (ring degree ignored)."""
         p = self.params_required
+        if p.get("bootstrap_preset") and security_level == "testing":
+            # a bootstrappable model's testing parameters: its testing bootstrap preset
+            from ..ckks import CkksParameters  # noqa: PLC0415
+
+            return CkksParameters.bootstrappable(self.spec["testing_bootstrap_preset"]).to_dict()
         if poly_degree is not None:
             p["poly_degree"] = int(poly_degree)
         if security_level is not None:
@@ -83,10 +91,16 @@ class Model:
         return slots // self.block
 
     def operation_counts(self) -> dict[str, int]:
-        """How many of each service operation (matmul, add-plain, poly-eval, multiply, add)
-        one inference performs (the service prices them with its FCU table)."""
+        """How many of each service operation (matmul, add-plain, poly-eval, multiply, add,
+        bootstrap) one inference performs at ``params_required`` (the service prices them with
+        its FCU table; bootstraps: those made at params_required's depth)."""
         out: dict[str, int] = {}
+        boots = self.graph.bootstraps_needed(int(self.params_required["max_depth"]))
+        if boots:
+            out["bootstrap"] = boots
         for n in self.graph.nodes:
+            if n.op == "bootstrap":
+                continue
             names = [NODE_OPERATIONS[n.op]] + (["add-plain"] if n.op == "linear" and n.bias is not None else [])
             for name in names:
                 out[name] = out.get(name, 0) + 1
@@ -133,9 +147,9 @@ class Model:
         encrypted model, in float64)."""
         return self.graph.forward_plain(self.normalize(x))
 
-    def infer(self, ev, ct):
+    def infer(self, ev, ct, bootstrapper=None):
         """Encrypted inference on a packed ciphertext (see :meth:`Graph.forward_encrypted`)."""
-        return self.graph.forward_encrypted(ev, ct)
+        return self.graph.forward_encrypted(ev, ct, bootstrapper)
 
     # -- the catalogue entry ------------------------------------------------------------------------
     @cached_property
@@ -150,7 +164,9 @@ class Model:
                                "max_batch": self.max_batch(int(s["params_required"]["poly_degree"]) // 2)},
             "output_decoding": {**s["output_decoding"], "block": self.block, "width": self.graph.output_width},
             "params_required": self.params_required, "levels_consumed": self.depth,
-            "galois_steps_required": self.galois_steps(), "bootstrappable": bool(s.get("bootstrappable", False)),
+            "galois_steps_required": self.galois_steps(), "bootstrappable": self.graph.bootstrappable,
+            "min_levels": self.graph.min_levels,
+            "bootstraps_per_inference": self.graph.bootstraps_needed(int(s["params_required"]["max_depth"])),
             "operations": self.operation_counts(),
             "accuracy_plaintext": m.get("accuracy_plaintext"), "accuracy_encrypted": m.get("accuracy_encrypted"),
             "accuracy_ci95": m.get("accuracy_ci95"), "accuracy_samples": m.get("accuracy_samples"),

@@ -23,6 +23,12 @@ Nodes (``graph`` in a model file, evaluated in order; each names its inputs and 
 * ``{"op": "mul", "in": [a, b], "out": c}`` — c = a ⊙ b (one level; operands at different levels
   meet at the lower one, :meth:`wavis.ckks.Evaluator.multiply`).
 * ``{"op": "add", "in": [a, b], "out": c}`` — c = a + b (no level unless the levels differ).
+* ``{"op": "bootstrap", "in": a, "out": b, "input_range": R, "min_level": m}`` — a bootstrap
+  *point*: the identity on plaintexts; under encryption, when a's level is below m (the levels
+  the nodes up to the next bootstrap point consume) the ciphertext is bootstrapped
+  (:class:`wavis.ckks.bootstrap.Bootstrapper`, declared bound |a| ≤ R, back at the key's
+  max_level), else passed on. A key with enough levels for the whole graph never bootstraps;
+  a key of a bootstrap preset with fewer levels bootstraps exactly where it runs out.
 
 The input is named ``x``; the model's output is the ``out`` of the last node.
 """
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -38,7 +45,7 @@ import numpy as np
 
 from ..errors import EncodingError, ParameterError, ShapeError
 
-OPS = ("linear", "poly", "mul", "add")
+OPS = ("linear", "poly", "mul", "add", "bootstrap")
 
 
 def _poly_depth(degree: int) -> int:
@@ -97,6 +104,8 @@ class Node:
     weight: np.ndarray | None = None  # linear: (rows, cols)
     bias: np.ndarray | None = None  # linear: (rows,)
     coeffs: np.ndarray | None = None  # poly: lowest degree first
+    input_range: float = 1.0  # bootstrap: declared bound on |values|
+    min_level: int = 0  # bootstrap: bootstrap when the level is below this
 
     @property
     def depth(self) -> int:
@@ -155,6 +164,12 @@ class Graph:
                 if not 1 <= node.coeffs.size <= 65:
                     raise ParameterError(f"node {i}: 1..65 polynomial coefficients, got {node.coeffs.size}")
                 width = widths[ins[0]]
+            elif op == "bootstrap":
+                node.input_range = float(raw.get("input_range", 1.0))
+                node.min_level = int(raw.get("min_level", 1))
+                if not (0 < node.input_range <= 1024 and node.min_level >= 1):
+                    raise ParameterError(f"node {i}: bootstrap needs 0 < input_range ≤ 1024 and min_level ≥ 1")
+                width = widths[ins[0]]
             else:
                 if len(ins) != 2:
                     raise ParameterError(f"node {i}: {op} takes two inputs")
@@ -171,6 +186,41 @@ class Graph:
         return cls(nodes, int(input_width), widths[nodes[-1].out], block)
 
     # -- static properties ---------------------------------------------------------------------
+    @property
+    def bootstrappable(self) -> bool:
+        return any(n.op == "bootstrap" for n in self.nodes)
+
+    @property
+    def min_levels(self) -> int:
+        """Levels a key needs at least: the whole depth without bootstrap points, else the
+        deepest stretch between them (and the first one's ``min_level``)."""
+        if not self.bootstrappable:
+            return self.depth
+        return max(self.depth_before_first_bootstrap, *(n.min_level for n in self.nodes if n.op == "bootstrap"))
+
+    @property
+    def depth_before_first_bootstrap(self) -> int:
+        level = {"x": 0}
+        for n in self.nodes:
+            if n.op == "bootstrap":
+                return level[n.inputs[0]]
+            level[n.out] = max(level[i] for i in n.inputs) + n.depth
+        return level[self.nodes[-1].out]
+
+    def bootstraps_needed(self, max_level: int) -> int:
+        """Bootstraps one inference makes with a key of ``max_level`` levels (input at the top)."""
+        level = {"x": max_level}
+        count = 0
+        for n in self.nodes:
+            if n.op == "bootstrap":
+                lv = level[n.inputs[0]]
+                if lv < n.min_level:
+                    count, lv = count + 1, max_level
+                level[n.out] = lv
+            else:
+                level[n.out] = min(level[i] for i in n.inputs) - n.depth
+        return count
+
     @property
     def depth(self) -> int:
         """Levels consumed: the longest path, counting each node's levels (an ``add`` of
@@ -274,6 +324,8 @@ class Graph:
                     y = y + n.bias
             elif n.op == "poly":
                 y = np.polynomial.polynomial.polyval(a, n.coeffs)
+            elif n.op == "bootstrap":
+                y = a
             else:
                 b = vals[n.inputs[1]]
                 w = min(a.shape[1], b.shape[1])
@@ -281,20 +333,31 @@ class Graph:
             vals[n.out] = y
         return vals[self.nodes[-1].out]
 
-    def forward_encrypted(self, ev, ct):
+    def forward_encrypted(self, ev, ct, bootstrapper=None):
         """The same graph on a ciphertext packed as in the module docstring (any number of
-        samples up to slots/block). Returns the output ciphertext (``depth`` levels lower).
+        samples up to slots/block). Returns the output ciphertext (``depth`` levels lower, or
+        lower than the last bootstrap).
+
+        ``bootstrapper(input_range)`` → a :class:`wavis.ckks.bootstrap.Bootstrapper` for the
+        bootstrap points (default: one built and cached per evaluator). A ciphertext too low
+        for the graph and keys without a bootstrap preset → DepthExhaustedError.
 
         Raises: ShapeError (slots not a multiple of the block), DepthExhaustedError,
-        MissingRotationKeyError, MissingKeyError (no relinearization key)."""
+        MissingRotationKeyError, MissingKeyError (no relinearization or bootstrapping key)."""
         from ..ckks.polynomial import evaluate_polynomial  # noqa: PLC0415
         from ..errors import DepthExhaustedError  # noqa: PLC0415
 
         slots = int(ev.params.slot_count)
         self.check_slots(slots)
-        if ct.level < self.depth:
-            raise DepthExhaustedError(f"this model consumes {self.depth} levels; the ciphertext has {ct.level}",
-                                      needed=self.depth, level=int(ct.level))
+        can_boot = self.bootstrappable and ev.params.bootstrap_preset is not None
+        need = self.min_levels if can_boot else self.depth
+        if ct.level < need:
+            raise DepthExhaustedError(
+                f"this model consumes {self.depth} levels" + (
+                    f" ({need} between bootstraps)" if can_boot else "") + f"; the ciphertext has {ct.level}",
+                needed=need, level=int(ct.level))
+        if bootstrapper is None:
+            bootstrapper = lambda r: default_bootstrapper(ev, r)  # noqa: E731
         reps = slots // self.block
         vals = {"x": ct}
         rotations: dict[str, dict] = {}  # baby-step rotations of each value, shared by its transforms
@@ -311,7 +374,32 @@ class Graph:
                 y = evaluate_polynomial(ev, a, n.coeffs, basis="power")
             elif n.op == "mul":
                 y = ev.multiply(a, vals[n.inputs[1]])
+            elif n.op == "bootstrap":
+                y = a
+                if a.level < n.min_level:
+                    if not can_boot:
+                        raise DepthExhaustedError(
+                            f"this model consumes {self.depth} levels; keys without a bootstrap preset need "
+                            f"all of them, the ciphertext has {ct.level}", needed=self.depth, level=int(ct.level))
+                    y = bootstrapper(n.input_range).bootstrap(a)
             else:
                 y = ev.add(a, vals[n.inputs[1]])
             vals[n.out] = y
         return vals[self.nodes[-1].out]
+
+
+_BOOTSTRAPPERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_BOOT_LOCK = threading.Lock()
+
+
+def default_bootstrapper(ev, input_range: float):
+    """A full-packing :class:`wavis.ckks.bootstrap.Bootstrapper` of this evaluator for
+    ``input_range``, cached with the evaluator (its encoded DFT diagonals are reused)."""
+    from ..ckks.bootstrap import Bootstrapper  # noqa: PLC0415
+
+    with _BOOT_LOCK:
+        per = _BOOTSTRAPPERS.setdefault(ev, {})
+        bs = per.get(input_range)
+        if bs is None:
+            bs = per[input_range] = Bootstrapper(ev.params, ev.eval_keys, input_range=input_range, evaluator=ev)
+    return bs

@@ -431,7 +431,7 @@ def _infer(params: Any, evaluator: Any, ct: Any, model_id: str) -> Any:
 
     model = models.get(model_id)
     _require_steps(evaluator, model.galois_steps(int(params.slot_count)), f"model {model_id}")
-    return model.infer(evaluator, ct)
+    return model.infer(evaluator, ct, bootstrapper=lambda rng: bootstrapper(params, evaluator, None, rng))
 
 
 def compute(operation: str, params: Any, evaluator: Any, blobs: list[bytes],

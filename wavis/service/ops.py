@@ -147,6 +147,11 @@ def model_infer_cost(params: dict[str, Any], model_id: str) -> Cost:
         cached += span * s.n * 8 * (1 if model.graph.compact_cache(s.n // 2) else s.limbs)
         transient = max(transient, c.bytes - BASE_BYTES)
         cpu += c.cpu_s
+    boots = model.graph.bootstraps_needed(int(params.get("max_depth", 0))) if params.get("bootstrap_preset") else 0
+    if boots:
+        bc = bootstrap_cost(params)
+        cpu += boots * bc.cpu_s
+        transient = max(transient, bc.bytes - BASE_BYTES)
     return Cost(BASE_BYTES + cached + transient + 8 * s.ct_bytes(), cpu, f"models/{model_id}/infer")
 
 

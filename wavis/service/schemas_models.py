@@ -24,6 +24,8 @@ class ModelEntry(Response):
     levels_consumed: int
     galois_steps_required: list[int]
     bootstrappable: bool
+    min_levels: int  # levels a key needs at least (between bootstraps for a bootstrappable model)
+    bootstraps_per_inference: int  # at params_required
     operations: dict[str, int]
     fcu_per_inference: int
     async_only: bool  # served as an asynchronous job only (latency > half the request timeout)

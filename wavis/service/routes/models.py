@@ -82,8 +82,15 @@ def check_key(model, key) -> None:
     problems = []
     if key["scheme"] not in ("ckks", "rns-ckks"):
         problems.append(f"the key is a {key['scheme']} key; models run under CKKS")
-    if int(key["max_level"]) < model.depth:
-        problems.append(f"the key has {key['max_level']} levels; the model consumes {model.depth}")
+    levels = int(key["max_level"])
+    if levels < model.depth:
+        if not model.graph.bootstrappable:
+            problems.append(f"the key has {levels} levels; the model consumes {model.depth}")
+        elif not params.get("bootstrap_preset"):
+            problems.append(f"the key has {levels} levels and no bootstrap preset; the model consumes {model.depth} "
+                            f"levels, or {model.graph.min_levels} between bootstraps with a bootstrap preset")
+        elif levels < model.graph.min_levels:
+            problems.append(f"the key has {levels} levels; the model needs {model.graph.min_levels} between bootstraps")
     if int(params.get("scale_bits", 0)) < int(need["scale_bits"]):
         problems.append(f"the key's scale is 2^{params.get('scale_bits')}; the model needs ≥ 2^{need['scale_bits']}")
     slots = int(key["slot_count"])
@@ -112,10 +119,11 @@ async def infer(request: web.Request) -> web.Response:
     key, rows = await load_operands(request, req.key_id, req.ciphertext_ids)
     check_key(model, key)
     level = int(rows[req.ciphertext_ids[0]]["level"])
-    if level < model.depth:
-        raise ApiError(409, "DEPTH_EXHAUSTED", f"model {model.id} consumes {model.depth} levels; the ciphertext "
+    needed = model.graph.min_levels if (key["params"] or {}).get("bootstrap_preset") else model.depth
+    if level < needed:
+        raise ApiError(409, "DEPTH_EXHAUSTED", f"model {model.id} needs {needed} levels; the ciphertext "
                        f"is at level {level} (encrypt at the key's top level)",
-                       {"needed": model.depth, "level": level, "model_id": model.id})
+                       {"needed": needed, "level": level, "model_id": model.id})
     params, evaluator = await evaluator_for(request, key)
     info = await request.app[ENGINE].run(fhe.model_info, params, evaluator, model.id)
     if info["galois_steps_missing"] or not info["relinearization"]:
