@@ -298,3 +298,33 @@ def test_bootstrap_points_run_only_when_levels_run_out():
     from wavis.errors import DepthExhaustedError
     with pytest.raises(DepthExhaustedError):  # too few levels and no bootstrap preset
         g.forward_encrypted(Evaluator(plain_keys.params, plain_keys.eval_keys), plain_keys.encrypt(x.reshape(-1)))
+
+
+@pytest.mark.service
+async def test_infer_async_job(api, model_pairs):
+    """``"async": true`` gives 202 and a job; its result ciphertext decrypts to the same logits."""
+    import asyncio
+
+    mid = "digits-logreg"
+    keys, m = model_pairs[mid], models.get(mid)
+    x, _ = _sample()
+    base = str(api.make_url("")).rstrip("/")
+    async with AsyncClient(base, api_key=await api.account()) as c:
+        await c.upload_keys(keys)
+        ct = keys.encrypt(m.encode_batch(x, keys.params.slot_count))
+        _, up, _ = await c.request("POST", "/ciphertexts", {"key_id": keys.key_id,
+                                                            "ciphertext_b64": serialize.b64encode(serialize.dumps(ct))})
+        status, acc, _ = await c.request("POST", f"/models/{mid}/infer", {
+            "key_id": keys.key_id, "ciphertext_ids": [up["ciphertext_id"]], "async": True})
+        assert status == 202 and acc["operation"] == "model-infer"
+        for _ in range(200):
+            job = (await c.request("GET", f"/jobs/{acc['job_id']}"))[1]
+            if job["status"] in ("COMPLETED", "FAILED"):
+                break
+            await asyncio.sleep(0.05)
+        assert job["status"] == "COMPLETED" and job["cost_units"] == 21, job
+        _, got, _ = await c.request("GET", f"/ciphertexts/{job['result_ciphertext_id']}")
+        out = serialize.loads(serialize.b64decode(got["ciphertext_b64"]), expected_type=serialize.Ciphertext,
+                              params=keys.params)
+        logits = m.decode_batch(keys.decrypt(out), len(x))
+        assert np.max(np.abs(logits - m.predict_plain(x))) < EPS
