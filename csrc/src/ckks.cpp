@@ -307,10 +307,57 @@ void start_row(const KsPlan& P, Acc& acc, std::size_t t, const u64* add, std::si
   acc.pending = 1;
 }
 
-#ifdef WAVIS_CKKS_AVX512
-inline bool use_ifma52(std::size_t N, u64 q) { return q < (u64(1) << 50) && use_simd(N) && ifma_active(); }
+#ifdef WAVIS_HAVE_SIMD256
+// inner52's product on the avx2 path, 4 coefficients per step: each product reduced exactly
+// (simd2::mulmod52_4, q < 2^50) and summed in [0, p), so the result is the same fully reduced value.
+// Blocks of 256 coefficients: an automorphism's permuted digit is gathered into L1 first (scalar
+// loads beat vpgatherqq here), then multiplied sequentially.
+WAVIS_AVX2 void inner_avx2(const u64* const* src, const std::uint32_t* perm, const u64* const* k0,
+                           const u64* const* k1, std::size_t D, const u64* add0, const u64* add1, u64 w, u64 p,
+                           u64* o0, u64* o1, std::size_t N) {
+  const simd2::Mod52x4 m = simd2::mod52x4(p);
+  const __m256i W = _mm256_set1_epi64x((long long)w);
+  constexpr std::size_t B = 256;
+  alignas(32) u64 g[B];
+  for (std::size_t n0 = 0; n0 < N; n0 += B) {
+    const std::size_t nb = std::min(B, N - n0);
+    for (std::size_t k = 0; k < nb; k += 4) {  // start the block with w·add (or 0)
+      const std::size_t n = n0 + k;
+      __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+      if (add0) s0 = simd2::mulmod52_4(_mm256_loadu_si256((const __m256i*)(add0 + n)), W, m);
+      if (add1) s1 = simd2::mulmod52_4(_mm256_loadu_si256((const __m256i*)(add1 + n)), W, m);
+      _mm256_storeu_si256((__m256i*)(o0 + n), s0);
+      _mm256_storeu_si256((__m256i*)(o1 + n), s1);
+    }
+    for (std::size_t d = 0; d < D; ++d) {
+      const u64* x = src[d] + n0;
+      if (perm) {
+        for (std::size_t k = 0; k < nb; ++k) g[k] = src[d][perm[n0 + k]];
+        x = g;
+      }
+      const u64* a = k0[d] + n0;
+      const u64* b = k1[d] + n0;
+      for (std::size_t k = 0; k < nb; k += 4) {
+        const __m256i X = _mm256_loadu_si256((const __m256i*)(x + k));
+        __m256i s0 = _mm256_loadu_si256((const __m256i*)(o0 + n0 + k)), s1 = _mm256_loadu_si256((const __m256i*)(o1 + n0 + k));
+        s0 = simd2::csub4(_mm256_add_epi64(s0, simd2::mulmod52_4(X, _mm256_loadu_si256((const __m256i*)(a + k)), m)), m.q);
+        s1 = simd2::csub4(_mm256_add_epi64(s1, simd2::mulmod52_4(X, _mm256_loadu_si256((const __m256i*)(b + k)), m)), m.q);
+        _mm256_storeu_si256((__m256i*)(o0 + n0 + k), s0);
+        _mm256_storeu_si256((__m256i*)(o1 + n0 + k), s1);
+      }
+    }
+  }
+}
+#endif
 
-// Row t of the inner product with inner52, including P·add on the idx_q rows (as start_row).
+#ifdef WAVIS_CKKS_AVX512
+// rows whose inner product runs register-resident: IFMA (ifma path) or AVX2 (avx2 path), q < 2^50
+inline bool use_ifma52(std::size_t N, u64 q) {
+  return q < (u64(1) << 50) && ((use_simd(N) && ifma_active()) || use_avx2(N));
+}
+
+// Row t of the inner product with inner52 (inner_avx2 on the avx2 path), including P·add on the
+// idx_q rows (as start_row).
 void inner52_row(const KsPlan& P, std::size_t t, const u64* const* src, const std::uint32_t* perm,
                  const u64* const* k0, const u64* const* k1, std::size_t D, const u64* add, std::size_t add_m,
                  u64* o0, u64* o1) {
@@ -322,6 +369,9 @@ void inner52_row(const KsPlan& P, std::size_t t, const u64* const* src, const st
     a0 = add + t * P.N;
     if (add_m > 1) a1 = add + (P.Lq + t) * P.N;
   }
+#ifdef WAVIS_HAVE_SIMD256
+  if (avx2_active()) return inner_avx2(src, perm, k0, k1, D, a0, a1, w, P.c->mod(P.full[t]).q, o0, o1, P.N);
+#endif
   inner52(src, perm, k0, k1, D, a0, a1, w, P.c->mod(P.full[t]).q, o0, o1, P.N);
 }
 #endif

@@ -339,6 +339,17 @@ WAVIS_AVX2 void mul_shoup_row_avx2(const u64* x, u64* z, std::size_t N, u64 w, u
     _mm256_storeu_si256((__m256i*)(z + n),
                         simd2::csub4(simd2::shoup_lazy4(_mm256_loadu_si256((const __m256i*)(x + n)), W, Q, Qh), Q));
 }
+// z = x·y mod q, or z = (x·y + z) mod q with acc, for q < 2^50, inputs in [0, q), N % 4 == 0 (AVX2;
+// simd2::mulmod52_4): the same fully reduced values as the scalar Barrett product. z may alias x or y.
+WAVIS_AVX2 void mul_row_avx2(const u64* x, const u64* y, u64* z, std::size_t N, u64 q, bool acc) {
+  const simd2::Mod52x4 m = simd2::mod52x4(q);
+  for (std::size_t n = 0; n < N; n += 4) {
+    __m256i r = simd2::mulmod52_4(_mm256_loadu_si256((const __m256i*)(x + n)),
+                                  _mm256_loadu_si256((const __m256i*)(y + n)), m);
+    if (acc) r = simd2::csub4(_mm256_add_epi64(r, _mm256_loadu_si256((const __m256i*)(z + n))), m.q);
+    _mm256_storeu_si256((__m256i*)(z + n), r);
+  }
+}
 #endif
 
 // the AVX2 rows on the avx2 path (N % 4 == 0)
@@ -422,7 +433,7 @@ void RnsContext::neg(const u64* a, u64* out, const std::size_t* idx, std::size_t
 
 void RnsContext::mul(const u64* a, const u64* b, u64* out, const std::size_t* idx, std::size_t L,
                      std::size_t rows, bool acc) const {
-  const bool vec = N >= 8 && ifma_active();
+  const bool vec = N >= 8 && ifma_active(), v2 = avx2_rows(N);
   for_rows(rows, N, [&](std::size_t r) {
     const Modulus m = mod(idx[r % L]);  // a local copy: the output cannot alias it
     const u64* x = a + r * N;
@@ -431,6 +442,9 @@ void RnsContext::mul(const u64* a, const u64* b, u64* out, const std::size_t* id
 #ifdef WAVIS_HAVE_SIMD512
     if (vec && m.q < (u64(1) << 50)) return mul_row_ifma(x, y, z, N, m.q, acc);
 #endif
+#ifdef WAVIS_HAVE_SIMD256
+    if (v2 && m.q < (u64(1) << 50)) return mul_row_avx2(x, y, z, N, m.q, acc);
+#endif
     if (acc) {
       for (std::size_t n = 0; n < N; ++n) z[n] = m.reduce128((u128)x[n] * y[n] + z[n]);
     } else {
@@ -438,6 +452,7 @@ void RnsContext::mul(const u64* a, const u64* b, u64* out, const std::size_t* id
     }
   }, 1 << 16);
   (void)vec;
+  (void)v2;
 }
 
 void RnsContext::mul_scalar(const u64* a, const u64* scalars, u64* out, const std::size_t* idx, std::size_t L,

@@ -65,5 +65,30 @@ WAVIS_AVX2 inline __m256i submod4(__m256i a, __m256i b, __m256i q) {
   return _mm256_add_epi64(t, _mm256_and_si256(lt4(a, b), q));
 }
 
+// x·y mod q for q < 2^50 and x, y in [0, q), fully reduced (the scalar Barrett product's value):
+// the quotient floor(x·y/q) is estimated in double precision (x, y < 2^52 convert exactly through
+// the 2^52 exponent trick; x·y/q < q < 2^50 and three roundings of relative error 2^-53 leave the
+// floor off by at most one), then r = x·y − t·q is computed mod 2^64 (low products from 32×32
+// pieces); it lies in [−q, 2q) and is corrected once each way.
+struct Mod52x4 {
+  __m256i q, qh;
+  __m256d qinv;
+};
+WAVIS_AVX2 inline Mod52x4 mod52x4(unsigned long long q) {
+  return {_mm256_set1_epi64x((long long)q), _mm256_set1_epi64x((long long)(q >> 32)), _mm256_set1_pd(1.0 / (double)q)};
+}
+WAVIS_AVX2 inline __m256d u52_to_pd(__m256i x) {  // exact for x < 2^52
+  return _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(x, _mm256_set1_epi64x(0x4330000000000000LL))),
+                       _mm256_set1_pd(4503599627370496.0));
+}
+WAVIS_AVX2 inline __m256i mulmod52_4(__m256i x, __m256i y, const Mod52x4& m) {
+  const __m256d t = _mm256_floor_pd(_mm256_mul_pd(_mm256_mul_pd(u52_to_pd(x), u52_to_pd(y)), m.qinv));
+  const __m256i T = _mm256_xor_si256(_mm256_castpd_si256(_mm256_add_pd(t, _mm256_set1_pd(4503599627370496.0))),
+                                     _mm256_set1_epi64x(0x4330000000000000LL));
+  __m256i r = _mm256_sub_epi64(mullo4(x, y, _mm256_srli_epi64(y, 32)), mullo4(T, m.q, m.qh));
+  r = _mm256_add_epi64(r, _mm256_and_si256(_mm256_cmpgt_epi64(_mm256_setzero_si256(), r), m.q));
+  return csub4(r, m.q);
+}
+
 }  // namespace wavis::simd2
 #endif
