@@ -115,7 +115,7 @@ def test_interleaved_rounds_check_every_output_before_its_time_counts(tmp_path):
     assert data["multiply_relin_rescale"]["wavis"].check["ok"]
     assert "no rotation here" in data["rotate"]["toy"].error
     refs = {"toy": {"label": "Toy 0", "status": "ok", "deviations": {"*": ["toy arithmetic"]}},
-            "absent": {"label": "Absent", "status": "not installed (run `wavis bench setup`)"}}
+            "absent": {"label": "Absent", "status": "not installed: run `wavis bench setup`"}}
     rows = {r["name"]: r for r in comparison_rows("ckks", data, {"N": 2048}, refs)}
     add = rows["add"]["refs"]["toy"]
     assert add["status"] == "ok" and add["ratio"]["n"] == 2 and add["deviations"] == ["toy arithmetic"]

@@ -29,7 +29,7 @@ def status(bench_dir: Path, lib: str) -> str:
     """'ok' when the library imports in its environment, else why not (with the fix)."""
     py = venv_python(bench_dir, lib)
     if not py.exists():
-        return f"not installed (run `wavis bench setup`: {py.parent.parent.name})"
+        return f"not installed: run `wavis bench setup` ({py.parent.parent.name})"
     try:
         r = subprocess.run([str(py), "-c", f"import {lib}"], capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:

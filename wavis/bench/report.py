@@ -56,7 +56,7 @@ def ref_cell(ref: dict | None, unit: str) -> tuple[str, str]:
     if not ref:
         return "", ""
     if ref.get("status") != "ok" and not ref.get("stats"):
-        return ref.get("status", "-")[:40], "-"
+        return ref.get("status", "-").split(": ")[0][:40], "-"
     ratio = fmt_ratio(ref.get("ratio"))
     if ref.get("cpu_ratio"):
         ratio += f" (cpu {ref['cpu_ratio']['median']:.2f})"

@@ -37,7 +37,7 @@ PLANS = {
         # its keys within the quick budget here (tried: scale 40 → "degree > correction factor";
         # scale 50, dnum 15 → 72 s of key generation, 0.1 bits; scale 55 → needs N = 2^16)
         "bootstrap": {"preset": "n32768", "slots": 16, "openfhe": None,
-                      "openfhe_note": "not in --quick (docs/benchmarks.md): the PyPI wheel has no 128-bit N=2^15 "
+                      "openfhe_note": "not run in --quick: the PyPI wheel has no 128-bit N=2^15 "
                                       "setting that bootstraps correctly within the budget here; --full compares at N=2^16"},
         "tfhe_presets": ["standard_128"], "tfhe_reps": 8, "tfhe_batches": [16], "tfhe_threads": [1],
         "service": {"concurrency": [1, 8], "seconds": 2, "sizes": [32], "delays": [1.0], "batch_sizes": [32]},
