@@ -67,7 +67,7 @@ def ref_cell(ref: dict | None, unit: str) -> tuple[str, str]:
 
 def table_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
     libs = refs_in(doc)
-    head = ["suite", "figure", "parameters", "WAVIS median [min–max]", "check"]
+    head = ["suite", "figure", "parameters", "WAVIS median [min–max]", "WAVIS CPU", "check"]
     for lib in libs:
         head += [REF_SHORT.get(lib, lib), f"WAVIS/{REF_SHORT.get(lib, lib)} per round"]
     head += ["bound", "× bound"]
@@ -78,7 +78,8 @@ def table_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
         if not chk:
             c = "-"
         line = [r["suite"], r["name"], short_params(r.get("params", {})), fmt_stats(r.get("stats"), r["unit"])
-                if r.get("stats") else fmt(r.get("value"), r["unit"]), c]
+                if r.get("stats") else fmt(r.get("value"), r["unit"]),
+                fmt((r.get("cpu") or {}).get("median"), r["unit"]) if r.get("cpu") else "-", c]
         for lib in libs:
             line += list(ref_cell(r.get("refs", {}).get(lib), r["unit"]))
         b = r.get("bound") or {}
