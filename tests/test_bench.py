@@ -140,6 +140,14 @@ def test_compare_flags_a_regression_beyond_the_noise_and_nothing_within_it(tmp_p
     verdict = {r["name"]: r["verdict"] for r in res["rows"]}
     assert verdict == {"multiply": "regression", "rotate": "same", "gates": "regression", "encode": "improvement"}
     assert res["regressions"] == 2 and res["same_host"]
+    # one descheduled block among five samples does not hide a regression
+    spiky = _row("multiply", 10.0, 9.9, 50.0)
+    spiky["samples"] = [9.9, 10.0, 10.0, 10.1, 50.0]
+    assert compare(_doc(rows=[spiky]), _doc(rows=[_row("multiply", 12.0, 11.9, 12.1)]))["regressions"] == 1
+    # on CPU time: rows carry "cpu"; a change in wall time alone is not a CPU regression
+    a_cpu, b_cpu = _row("multiply", 10.0, 9.9, 10.1), _row("multiply", 20.0, 19.9, 20.1)
+    a_cpu["cpu"], b_cpu["cpu"] = stats([5.0]), stats([5.05])
+    assert compare(_doc(rows=[a_cpu]), _doc(rows=[b_cpu]), metric="cpu")["regressions"] == 0
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(old))
     b.write_text(json.dumps(new))

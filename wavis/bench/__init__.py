@@ -13,7 +13,7 @@ Subcommands::
 
     wavis bench [run] [--quick | --full] [--suites ntt,ckks,...] [--threads T] [--rounds R]
     wavis bench setup [--python310 PATH] [--force] [--only openfhe|tenseal]
-    wavis bench compare OLD.json NEW.json [--min-noise 0.05]   # exit 1 on a regression
+    wavis bench compare OLD.json NEW.json [--min-noise 0.05] [--cpu]   # exit 1 on a regression
     wavis bench readme [--readme README.md]                      # the README's performance section
     wavis bench plot RESULT.json
 
@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("old")
     c.add_argument("new")
     c.add_argument("--min-noise", type=float, default=0.05, help="smallest relative noise assumed (default 0.05)")
+    c.add_argument("--cpu", action="store_true", help="compare CPU-time medians (steadier on a loaded host)")
     c.add_argument("--json", action="store_true", help="print the comparison as JSON")
     rd = sub.add_parser("readme", help="write the README's performance section from benchmarks/results")
     rd.add_argument("--readme", help="default: README.md of the checkout")
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         from .schema import load
 
         old, new = load(args.old), load(args.new)
-        res = compare(old, new, args.min_noise)
+        res = compare(old, new, args.min_noise, "cpu" if args.cpu else "wall")
         if args.json:
             print(json.dumps(res, indent=1, default=str))
         else:
