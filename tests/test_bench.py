@@ -179,7 +179,7 @@ def test_readme_generator_writes_one_row_per_host_class_and_only_its_section(tmp
     host_rows = [ln for ln in section.splitlines() if ln.startswith("| AMD EPYC") or ln.startswith("| Intel Xeon")]
     assert len(host_rows) == 2  # one per host class, the newest run of each
     assert "new222" in section and "old111" not in section
-    assert "0.28× OpenFHE wheel, no SIMD" in section and "4.0× bound" in section
+    assert "0.28× OpenFHE wheel (no SIMD)" in section and "4.0× bound" in section
     assert not write_readme(readme, res, tmp_path)  # idempotent
     readme.write_text("# no markers\n")
     with pytest.raises(ValueError, match="markers"):

@@ -256,9 +256,13 @@ def headline_cell(r: dict | None) -> str:
     if not r or r.get("value") is None:
         return "-"
     cell = fmt(r["value"], r["unit"])
+    if r.get("cpu"):
+        cell += f" (CPU {fmt(r['cpu']['median'], r['unit'])})"
+    if r["suite"] == "bootstrap":
+        cell += f", {r['params'].get('preset')}, {r['params'].get('slots')} slots"
     o = r.get("refs", {}).get("openfhe")
     if o and o.get("ratio"):
-        cell += f" ({o['ratio']['median']:.2f}× OpenFHE wheel, no SIMD)"
+        cell += f", {o['ratio']['median']:.2f}× OpenFHE wheel (no SIMD)"
     if r.get("ratio_to_bound"):
         cell += f", {r['ratio_to_bound']:.1f}× bound"
     return cell
@@ -283,7 +287,8 @@ def readme_section(results_dir: Path, repo_root: Path) -> str:
              "One row per host class (CPU model / SIMD path), from its latest `wavis bench` run. Ratios are WAVIS time /",
              "OpenFHE time, interleaved round by round, same ring, chain, scale and dnum; the OpenFHE column is the",
              "PyPI wheel, which is built **without SIMD** (OpenFHE with Intel HEXL is faster: docs and issue 21).",
-             "Wall-clock figures on a loaded shared host are upper bounds.", ""]
+             "Wall-clock figures on a loaded shared host are upper bounds; the process CPU time (all threads) is given",
+             "beside them, and the ratio column also gives the CPU-time ratio.", ""]
     if not docs:
         return "\n".join(lines + ["No results yet: run `wavis bench --quick`.", END])
     head = ["host (CPU / SIMD path)", "date", "commit", "command", "load"] + [h[3] for h in HEADLINES]
