@@ -6,7 +6,7 @@
   bounds (they run with ``threads`` = 1 unless asked otherwise).
 * Modular-multiply throughput of the SIMD path in use (``wavis.backend.cpu.simd_path()``):
   ``wavis.backend.cpu.mulmod_rate`` runs the NTT's lazy Shoup multiply of that path (IFMA 52-bit
-  lanes, AVX-512 64-bit lanes, or scalar) on data in registers, 12 independent chains, per
+  lanes, AVX-512 8 × 64-bit lanes, AVX2 4 × 64-bit lanes, or scalar) on data in registers, 12 independent chains, per
   second of thread CPU time. For a 50-bit prime (IFMA-eligible) and a 61-bit prime (the IFMA
   path runs those on the AVX-512 multiply; docs/ring.md).
 
