@@ -36,9 +36,9 @@ def make_worker(cfg):
 
     info = {"library": "openfhe", "version": getattr(ofhe, "__version__", "?"), "build": "PyPI wheel (no SIMD)",
             "paramset": pset, "method": method, "keygen_s": round(keygen_s, 2)}
-    for name in ("Getn", "GetN", "Getq", "GetBaseG"):
+    for name in ("Getn", "GetN", "Getq", "GetQ", "GetBeta"):  # LWE n, ring N, moduli, bootstrapping base
         try:
-            info[name[3:]] = int(getattr(cc.GetParams().GetLWEParams(), name)())
+            info[name[3:]] = int(getattr(cc, name)())
         except Exception:
             pass
     return {"info": info, "ops": {"nand_gate": (lambda: cc.EvalBinGate(ofhe.NAND, a, b), check)}}

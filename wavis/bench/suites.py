@@ -186,9 +186,11 @@ def suite_ckks(h, budget: Budget):
             refs[lib] = _ref_meta(h, lib, workers[lib].info if lib in workers else None, status.get(lib, "?"))
             if lib in workers:
                 h.software[lib] = workers[lib].info.get("version")
+        oinfo = workers["openfhe"].info if "openfhe" in workers else {}
         refs["openfhe"]["deviations"] = {"*": [
-            "special primes chosen by OpenFHE (60-bit; WAVIS: "
-            f"{len(winfo.get('special_bits', []))} x {max(winfo.get('special_bits', [0]) or [0])}-bit)",
+            f"special primes chosen by OpenFHE (the wheel does not expose P; its log2 Q = {oinfo.get('log_q', '?')}); "
+            f"WAVIS: {len(winfo.get('special_bits', []))} x {max(winfo.get('special_bits', [0]) or [0])}-bit P, "
+            f"log2 QP = {winfo.get('log_qp')}",
             "FIXEDMANUAL rescaling (WAVIS: canonical per-level scales)"]}
         refs["tenseal"]["deviations"] = {"*": ["one 60-bit special prime, no dnum (SEAL)"],
                                          "encrypt": ["TenSEAL's encrypt includes encode"]}
