@@ -262,7 +262,8 @@ def headline_cell(r: dict | None) -> str:
         cell += f", {r['params'].get('preset')}, {r['params'].get('slots')} slots"
     o = r.get("refs", {}).get("openfhe")
     if o and o.get("ratio"):
-        cell += f", {o['ratio']['median']:.2f}× OpenFHE wheel (no SIMD)"
+        cpu = f" (CPU {o['cpu_ratio']['median']:.2f}×)" if o.get("cpu_ratio") else ""
+        cell += f", {o['ratio']['median']:.2f}×{cpu} OpenFHE wheel (no SIMD)"
     if r.get("ratio_to_bound"):
         cell += f", {r['ratio_to_bound']:.1f}× bound"
     return cell
