@@ -125,6 +125,7 @@ class Series:
     rounds: list = field(default_factory=list)   # per-round median wall ms (None: failed round)
     cpu: list = field(default_factory=list)      # per-round median CPU ms
     reps: list = field(default_factory=list)     # every repetition's wall ms
+    cpu_reps: list = field(default_factory=list)  # every repetition's CPU ms
     check: dict | None = None
     error: str | None = None
 
@@ -166,17 +167,20 @@ def interleave(workers: dict[str, Worker], ops: list[str], rounds: int, reps: in
                 s.rounds.append(statistics.median(res["ms"]))
                 s.cpu.append(statistics.median(res["cpu_ms"]))
                 s.reps.extend(res["ms"])
+                s.cpu_reps.extend(res["cpu_ms"])
             line = "  ".join(f"{lib} {data[op][lib].rounds[-1]:.2f}" if data[op][lib].rounds[-1] is not None
                              else f"{lib} -" for lib in libs if lib in data[op])
             log(f"    round {r + 1}/{rounds} {op}: {line} (ms)")
     return data
 
 
-def _stats_of(s: Series) -> dict | None:
-    vals = [v for v in s.rounds if v is not None]
+def _stats_of(s: Series, cpu: bool = False) -> dict | None:
+    """Over rounds when there are two or more, else over the repetitions of the one round."""
+    vals = [v for v in (s.cpu if cpu else s.rounds) if v is not None]
     if len(vals) >= 2:
         return stats(vals, "rounds")
-    return stats(s.reps, "reps") if s.reps else None
+    reps = s.cpu_reps if cpu else s.reps
+    return stats(reps, "reps") if reps else None
 
 
 def comparison_rows(suite: str, data: dict[str, dict[str, Series]], params: dict, refs: dict[str, dict],
@@ -193,7 +197,7 @@ def comparison_rows(suite: str, data: dict[str, dict[str, Series]], params: dict
             continue
         st = _stats_of(w)
         row = make_row(suite, op, st["median"] if st else None, unit, params=params, stats=st,
-                       cpu=stats(w.cpu, "rounds"), check=w.check, samples=w.rounds,
+                       cpu=_stats_of(w, cpu=True), check=w.check, samples=w.rounds,
                        error=w.error)
         for lib, meta in refs.items():
             devs = list(meta.get("deviations", {}).get("*", [])) + list(meta.get("deviations", {}).get(op, []))
@@ -204,7 +208,7 @@ def comparison_rows(suite: str, data: dict[str, dict[str, Series]], params: dict
             elif s is None:
                 ref["status"] = "operation not offered"
             else:
-                ref["stats"], ref["cpu"], ref["check"], ref["samples"] = _stats_of(s), stats(s.cpu), s.check, s.rounds
+                ref["stats"], ref["cpu"], ref["check"], ref["samples"] = _stats_of(s), _stats_of(s, True), s.check, s.rounds
                 if s.error:
                     ref["status"] = s.error
                 pairs = [(a, b) for a, b in zip(w.rounds, s.rounds) if a is not None and b is not None]
