@@ -258,3 +258,37 @@ def test_non_canonical_scale_is_refused_not_wrong(env):
     near = e.encrypt(enc.encode(X, level=lv, scale=params.level_scale(lv) * 4.0))
     assert np.max(np.abs(dec(env, ev.multiply_scalar(near, 0.5)).real - 0.5 * X)) < 1e-5
     assert np.max(np.abs(dec(env, ev.add(near, low)).real - 2 * X)) < 1e-5
+
+
+@pytest.mark.parametrize("basis", ["power", "chebyshev"])
+@pytest.mark.parametrize("degree,baby", [(7, 8), (15, 4), (20, 8), (39, 8), (63, 8), (39, 16)])
+def test_polynomial_baby_steps(env, monkeypatch, basis, degree, baby):
+    """Baby-step giant-step evaluation: the same level, scale and values as the plain recursion,
+    with fewer non-scalar products (degree 39, B = 8: 13 instead of 24)."""
+    params, ev = env[0], env[4]
+    rng = np.random.default_rng(degree + baby)
+    c = rng.uniform(-1, 1, degree + 1) / (4 if basis == "chebyshev" else degree + 1)
+    ct = enc_vec(env, X)
+    products = []
+    real_multiply = type(ev).multiply
+
+    def counting(self, a, b, *args, **kw):
+        products.append(1)
+        return real_multiply(self, a, b, *args, **kw)
+
+    monkeypatch.setattr(type(ev), "multiply", counting)
+    plain = evaluate_polynomial(ev, ct, c, basis=basis)
+    n_plain = len(products)
+    products.clear()
+    fast = evaluate_polynomial(ev, ct, c, basis=basis, baby_steps=baby)
+    n_fast = len(products)
+    assert fast.level == plain.level == ct.level - poly_depth(degree)
+    assert fast.scale == plain.scale == params.level_scale(fast.level)
+    ref = (np.polynomial.chebyshev.chebval if basis == "chebyshev" else np.polynomial.polynomial.polyval)(X, c)
+    assert np.max(np.abs(dec(env, fast).real - ref)) < 1e-4
+    assert np.max(np.abs(dec(env, fast).real - dec(env, plain).real)) < 1e-4
+    assert n_fast <= n_plain
+    if degree == 39 and baby == 8:
+        assert (n_plain, n_fast) == (24, 13)
+    with pytest.raises(ParameterError):
+        evaluate_polynomial(ev, ct, c, basis=basis, baby_steps=6)
