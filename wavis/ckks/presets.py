@@ -15,7 +15,7 @@ Sources of the constants:
   bootstrapping for approximate homomorphic encryption with non-sparse keys", EUROCRYPT 2021,
   Table 6 (q_0 = 60 bits, 60-bit EvalMod primes, 56/53-bit CoeffsToSlots primes, ~40-bit
   SlotsToCoeffs and user primes); Lattigo v5 ``bootstrapping.DefaultParametersSparse`` (N16QP1546H192H32:
-  the same layout, 9 user levels at 2^40). q_0/Δ_0 = 2^20, and the message enters EvalMod
+  the same layout, 9 user levels at 2^40; ours has 10, see n65536 below). q_0/Δ_0 = 2^20, and the message enters EvalMod
   multiplied by 2^k (``sine_headroom_bits``), the message ratio q_0/(Δ_0·2^k) = 2^8 of Lattigo's
   defaults (``LogMessageRatio``). The SlotsToCoeffs scale ladder (``stc_headroom_bits``) is ours:
   the stage-by-stage error measurement (``wavis.ckks.bootstrap.diagnostics``,
@@ -123,14 +123,16 @@ def _p(**kw) -> BootstrapPreset:
 
 BOOTSTRAP_PRESETS: dict[str, BootstrapPreset] = {
     p.name: p for p in (
-        # N = 2^16, 128-bit (log2 QP = 1742 ≤ 1772, HE Standard): 9 user levels at 2^40, then
-        # SlotsToCoeffs 3 × 40 bits (scales 2^54 → 2^40), EvalMod 9 × 60 bits (K = 16, r = 3,
-        # degree 39), CoeffsToSlots 3 × 58 bits; message ratio 2^8 (k = 12); sparse-secret
-        # encapsulation h = 32 (OpenFHE SPARSE_ENCAPSULATED, K = 16); dnum = 3 (the fewest digits
-        # that fit the bound), 8 special primes.
+        # N = 2^16, 128-bit (log2 QP = 1722 ≤ 1772, HE Standard): 10 user levels at ≥ 2^40, then
+        # SlotsToCoeffs 3 × 40 bits (scales 2^54 → 2^40), EvalMod 8 × 60 bits (K = 16, r = 2,
+        # degree 63: the same precision as r = 3 with degree 39 at one level fewer, which became
+        # the tenth user level; the baby-step giant-step evaluation keeps its cost close),
+        # CoeffsToSlots 3 × 58 bits; message ratio 2^8 (k = 12); sparse-secret encapsulation
+        # h = 32 (OpenFHE SPARSE_ENCAPSULATED, K = 16); dnum = 3 (the fewest digits that fit the
+        # bound), 8 special primes.
         _p(name="n65536", poly_degree=65536, security_level="128-bit", scale_bits=40, first_mod_bits=60,
-           max_depth=9, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 9, cts_bits=(58, 58, 58),
-           eval_mod_k=16, double_angle=3, cheb_degree=39, dnum=3, bootstrap_hamming_weight=32,
+           max_depth=10, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 8, cts_bits=(58, 58, 58),
+           eval_mod_k=16, double_angle=2, cheb_degree=63, dnum=3, bootstrap_hamming_weight=32,
            sine_headroom_bits=12, stc_headroom_bits=14, precision_bits=22.0),
         # N = 2^15, 128-bit (log2 QP = 870 ≤ 881): the same pipeline squeezed into half the
         # modulus: 2 user levels at 2^40, 50-bit EvalMod primes (≈ 10 bits less EvalMod precision),
@@ -144,10 +146,10 @@ BOOTSTRAP_PRESETS: dict[str, BootstrapPreset] = {
            eval_mod_k=16, double_angle=3, cheb_degree=39, dnum=16, bootstrap_hamming_weight=32,
            special_mod_bits=45, sine_headroom_bits=12, stc_headroom_bits=4),
         # Small insecure rings for the test suite: the N = 2^16 layout (sparse-secret encapsulation,
-        # h = 32, K = 16 as OpenFHE's K_SPARSE_ENCAPSULATED) with fewer user levels …
+        # h = 32, K = 16 as OpenFHE's K_SPARSE_ENCAPSULATED, r = 2, degree 63) with fewer user levels …
         _p(name="testing-n1024", poly_degree=1024, security_level="testing", scale_bits=40, first_mod_bits=60,
-           max_depth=2, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 9, cts_bits=(58, 58, 58),
-           eval_mod_k=16, double_angle=3, cheb_degree=39, dnum=4, bootstrap_hamming_weight=32, sine_headroom_bits=12,
+           max_depth=2, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 8, cts_bits=(58, 58, 58),
+           eval_mod_k=16, double_angle=2, cheb_degree=63, dnum=4, bootstrap_hamming_weight=32, sine_headroom_bits=12,
            stc_headroom_bits=14, precision_bits=28.0),
         # … and the dense user secret inside the bootstrap (h ≤ N = 1024 → K = 84, r = 5).
         _p(name="testing-n1024-dense", poly_degree=1024, security_level="testing", scale_bits=40,
