@@ -311,3 +311,38 @@ async def test_without_the_fast_path_a_synchronous_job_goes_through_the_stream(m
         row = await conn.fetchrow("SELECT status, attempts, stream_entry FROM jobs WHERE id = $1",
                                   (await resp.json())["job_id"])
     assert row["status"] == "COMPLETED" and row["attempts"] == 1 and row["stream_entry"]
+
+
+async def test_a_fast_path_job_whose_end_cannot_be_written_answers_retryable_at_once(
+        make_client, service_settings, tfhe_keys, monkeypatch):
+    """PostgreSQL unreachable when a fast-path job's end is written: no message holds the job, so
+    its waiter gets a retryable 502 at once (not a 504 after the request timeout); the row, left
+    RUNNING, is failed by the reconciler (uncharged) once PostgreSQL answers again."""
+    from wavis.service import jobs
+    from wavis.service.state import DB
+
+    ck, sk = tfhe_keys
+    api = await client(make_client, replace(service_settings, **FAST))
+    key = await api.account()
+    h = bearer(key)
+    sid = await session(api, h, sk)
+    x = b64(ck.encrypt(True))
+
+    async def down(*_a, **_k):
+        raise ConnectionError("postgres is gone")
+
+    monkeypatch.setattr(jobs, "complete_jobs", down)
+    monkeypatch.setattr(jobs, "complete_job", down)
+    resp = await asyncio.wait_for(api.post("/api/v1/tfhe/gate", json={"session_id": sid, "op": "AND", "a": x, "b": x},
+                                           headers=h), 20)
+    err = await error_of(resp, 502, "UPSTREAM_UNAVAILABLE")
+    assert err["details"]["retryable"] is True
+    monkeypatch.undo()
+    async with api.app[DB].acquire() as conn:
+        job_id = await conn.fetchval(
+            "SELECT id FROM jobs WHERE operation = 'gate' AND status = 'RUNNING' AND account_id = "
+            "(SELECT account_id FROM api_keys WHERE prefix = $1)", key[:16])
+    assert job_id is not None
+    job = await wait_job(api, h, job_id, timeout=30)
+    assert job["status"] == "FAILED" and job["error"]["code"] == "JOB_LOST"
+    assert await _usage(api, key) == 0

@@ -422,7 +422,9 @@ class Worker:
                                 log.error("could not fail job %s either: %r", job.id, exc3)
         except Exception as exc:  # noqa: BLE001 - PostgreSQL unreachable: messages stay pending
             log.error("could not complete %d job(s): %r", len(batch), exc)
+            await self._unconfirmed([j for j in batch if j.id not in settled])
             return
+        await self._unconfirmed([j for j in batch if j.id not in settled])
         # a job not completed here but settled belongs to a newer claim (or is final): its
         # message is that claim's to acknowledge
         await self._settle([(j.stream, j.entry_id) for j in batch if j.id in done])
@@ -437,6 +439,22 @@ class Worker:
                          "error": out.error, "batch_size": out.batch_size, "attempts": job.attempt,
                          "queue_ms": out.queue_ms, "compute_ms": out.compute_ms}
                 await self._reply(job.reply_to, job.id, reply)
+
+    async def _unconfirmed(self, unsettled: list[jobs.Job]) -> None:
+        """Fast-path jobs whose end could not be written (PostgreSQL unreachable): no message
+        holds them, so nothing would retry them; their waiters get a retryable 502 now instead of
+        waiting out the request timeout. The row, still RUNNING, is failed by the reconciler once
+        PostgreSQL is back (never charged), and a retry under the same Idempotency-Key runs anew
+        then (409 IDEMPOTENCY_IN_PROGRESS until it is). Stream jobs stay pending: reclaimed."""
+        for job in unsettled:
+            if not job.stream and job.reply_to:
+                await self._reply(job.reply_to, job.id, {
+                    "status": jobs.FAILED, "result": None, "batch_size": None, "attempts": job.attempt,
+                    "queue_ms": 0.0, "compute_ms": 0.0,
+                    "error": {"status": 502, "code": "UPSTREAM_UNAVAILABLE",
+                              "message": "the job ran but its end could not be recorded (postgres unavailable); "
+                                         "retry the request (with the same Idempotency-Key to be charged once)",
+                              "details": {"upstream": "postgres", "retryable": True}}})
 
     async def _refund(self, job: jobs.Job) -> None:
         """A failed asynchronous job gives back what its request charged (a synchronous one is
