@@ -115,7 +115,9 @@ async def test_linear_ops(rich):
     assert body["status"] == "COMPLETED" and body["job_id"].startswith("op_")
     assert body["bootstrap_applied"] is False and body["bootstrap_effective_degree"] is None
     assert body["bootstrap_degraded"] is False and body["evicted_ciphertext_ids"] == []
-    assert abs(body["cost_jpy"] - 0.1) < 1e-9 and body["queue_time_ms"] >= 0 and body["compute_time_ms"] > 0
+    # list price from the pricing module: 1 FCU at $2 per 1 M FCU, in JPY at the fixed rate
+    assert abs(body["cost_usd"] - 2e-6) < 1e-12 and abs(body["cost_jpy"] - 2e-6 * 150) < 1e-9
+    assert body["queue_time_ms"] >= 0 and body["compute_time_ms"] > 0
     assert abs(body["scale_bits"] - 40) < 1e-6
 
     body, got = await rich.ok("subtract", [a, b])

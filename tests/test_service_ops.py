@@ -129,6 +129,7 @@ async def test_schemathesis_finds_no_500_and_no_schema_violation(make_client, se
         "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
         "-n", "8", "--seed", "1", "--phases", "examples,fuzzing", "--request-timeout", "20",
         "--generation-deterministic", "--exclude-path", "/api/v1/decrypt",  # documented: always 501
+        "--exclude-path", "/api/v1/billing/stripe_webhook",  # documented: 502 STRIPE_NOT_CONFIGURED here
         "-H", f"Authorization: Bearer {key}",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path)
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=240)

@@ -95,11 +95,14 @@ def body_limit(limit: BodyLimit) -> Callable[[Handler], Handler]:
     return deco
 
 
-def fcu(cost: "int | Callable[[web.Request], int]") -> Callable[[Handler], Handler]:
-    """FCU this route charges to the monthly window (an int, or a function of the request)."""
+def fcu(cost: "int | Callable[[web.Request], int]", *, job: bool = False) -> Callable[[Handler], Handler]:
+    """FCU this route charges to the monthly window (an int, or a function of the request).
+    ``job=True``: the route runs an engine job, whose admission decides the quota in PostgreSQL
+    (``billing.admit_job``); the Redis window then only counts (headers), it never refuses."""
 
     def deco(fn: Handler) -> Handler:
         fn.__wavis_fcu__ = cost  # type: ignore[attr-defined]
+        fn.__wavis_fcu_job__ = job  # type: ignore[attr-defined]
         return fn
 
     return deco

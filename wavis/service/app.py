@@ -19,17 +19,18 @@ from .access import Access, access, doc
 from .ctstore import CiphertextStore
 from .engine import ComputeEngine
 from .middleware import CHAIN
-from .routes import apikeys, ciphertexts, compute, health, jobs, keys, models, onboarding, tfhe, webhooks
+from .routes import apikeys, billing, ciphertexts, compute, health, jobs, keys, models, onboarding, tfhe, webhooks
 from .settings import Settings
 from .state import (ADMISSION, CTSTORE, DB, DISPATCHER, ENGINE, LOOP_LAG, METRICS, PROBE_DB, PROBE_REDIS, REDIS,
                     SETTINGS, SHUTTING_DOWN, STARTED_AT, WEBHOOK_RESOLVER, WEBHOOK_WORKER, WORKER)
+from .stripe_gateway import stripe_ctx
 from .sweeper import sweeper_ctx
 from .tfhe_store import tfhe_ctx
 
 log = logging.getLogger("wavis.service")
 
 API_PREFIX = "/api/v1"
-ROUTE_MODULES = (health, onboarding, apikeys, keys, ciphertexts, compute, models, tfhe, jobs, webhooks)
+ROUTE_MODULES = (health, onboarding, apikeys, keys, ciphertexts, compute, models, tfhe, jobs, webhooks, billing)
 OPENAPI = web.AppKey("openapi", list)  # one-element cache, filled on first request
 
 
@@ -225,7 +226,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = metrics.create()
     app[OPENAPI] = []
     app.cleanup_ctx.extend([loop_lag_ctx, postgres_ctx, redis_ctx, ctstore_ctx, engine_ctx, tfhe_ctx, sweeper_ctx,
-                            webhooks_ctx, jobs_ctx])
+                            webhooks_ctx, jobs_ctx, stripe_ctx])
     app.on_shutdown.append(_mark_shutdown)
     app.on_response_prepare.append(_server_header)
     protocol.install()  # the HTTP layer's own errors: typed JSON, no version banner

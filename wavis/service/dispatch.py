@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import jobs, streams
+from . import billing, jobs, streams
 from .errors import ApiError
 from .ids import new_id
 from .state import DB, REDIS, SETTINGS, WORKER
@@ -86,8 +86,10 @@ class Dispatcher:
         (``JOB_LOST``). Asynchronous jobs always go through the stream (their 202 promises
         they survive this process).
 
-        Raises: ApiError 429 QUEUE_QUOTA_EXCEEDED, 503 OVERLOADED (both with Retry-After),
-        502 UPSTREAM_UNAVAILABLE when the stream cannot be written."""
+        Raises: ApiError 402 QUOTA_EXHAUSTED / BUDGET_EXCEEDED / SUBSCRIPTION_UNPAID
+        (``billing.admit_job``, in the transaction that writes the job row), 429
+        QUEUE_QUOTA_EXCEEDED, 503 OVERLOADED (both with Retry-After), 502 UPSTREAM_UNAVAILABLE
+        when the stream cannot be written."""
         s = self.settings
         redis = self.app[REDIS]
         timeout = s.upstream_timeout_s
@@ -136,18 +138,27 @@ class Dispatcher:
         return row, fut
 
     async def _insert(self, conn, spec: jobs.JobSpec, local) -> Any:
-        """The job row. A heavy job (``spec.admit``) is admitted against the heavy jobs QUEUED
-        or RUNNING in PostgreSQL — all processes — under an advisory lock held until its row is
-        committed (``admission.admit_job``); raises 429 TOO_MANY_HEAVY_JOBS / 503 OVERLOADED."""
+        """The job row. Its FCU and price are admitted by ``billing.admit_job`` (402
+        QUOTA_EXHAUSTED / BUDGET_EXCEEDED / SUBSCRIPTION_UNPAID). A heavy job (``spec.admit``)
+        is admitted against the heavy jobs QUEUED or RUNNING in PostgreSQL — all processes —
+        under an advisory lock held until its row is committed (``admission.admit_job``);
+        raises 429 TOO_MANY_HEAVY_JOBS / 503 OVERLOADED."""
         s = self.settings
         kwargs = dict(quota=s.job_queue_per_account, reply_to=None if spec.is_async else self.api_id,
                       claimed_by=local.name if local is not None else None, queue=s.redis_prefix)
-        if spec.admit is None:
-            return await jobs.insert(conn, spec, s.ciphertext_ttl_s, **kwargs)
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", jobs.HEAVY_LOCK_ID)
-            spec.admit(*await jobs.active_heavy(conn, spec.account_id))
-            return await jobs.insert(conn, spec, s.ciphertext_ttl_s, **kwargs)
+            # quota and budget (billing.py): the job row, written under the account's period
+            # lock, is the reservation; a refusal commits its limit_reached event, then raises
+            refused = await billing.admit_job(conn, spec.account_id, spec.cost_units, spec.cost_jpy, s.plans,
+                                              spec.payload, spec.operation)
+            if refused is None:
+                if spec.admit is not None:
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", jobs.HEAVY_LOCK_ID)
+                    spec.admit(*await jobs.active_heavy(conn, spec.account_id))
+                row = await jobs.insert(conn, spec, s.ciphertext_ttl_s, **kwargs)
+        if refused is not None:
+            raise refused
+        return row
 
     async def wait(self, job_id: str, fut: asyncio.Future) -> dict[str, Any]:
         """The reply of a synchronous job, bounded by the request timeout: past it, 504

@@ -318,12 +318,6 @@ UNARY_OPS = {"negate", "rescale", "conjugate", "sum", "add-plain", "multiply-pla
              "bootstrap"}
 NOT_BUILT: set[str] = set()
 ALL_OPERATIONS = BINARY_OPS | UNARY_OPS | NOT_BUILT
-COST_UNITS = {
-    "add": 1, "subtract": 1, "negate": 1, "rescale": 1, "add-plain": 1, "conjugate": 1,
-    "multiply-plain": 2, "multiply": 5, "rotate": 5, "sum": 10, "inner-product": 10, "poly-eval": 10,
-    "matmul": 20, "bootstrap": 50,
-}
-JPY_PER_UNIT = 0.10
 MAX_POLY_COEFFS = 65  # degree ≤ 64
 MIN_RESCALED_SCALE_BITS = 10  # a rescale that would leave a smaller scale is refused (precision gone)
 

@@ -8,18 +8,22 @@ transaction as the idempotency record when the request has an ``Idempotency-Key`
 is never metered again. Jobs (compute, TFHE) are metered instead in the transaction that
 completes them (``job_usage``, a ``jobs`` completion hook). The Redis counter is a cache: when it is missing (a new month, or
 Redis lost its data) ``seed_monthly`` rebuilds it from ``usage_events``.
+
+Both paths write through ``billing.charge`` (the usage row with its period, list price and
+billed part, the period's totals, and the once-per-period usage/budget alerts). The quota
+itself is decided in PostgreSQL when a job is admitted (``billing.admit_job``); the Redis
+window only answers early for routes that are not jobs and fills the rate-limit headers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 import asyncpg
 from aiohttp import web
 
-from . import jobs, repo
-from .ids import utcnow
+from . import billing, clock, jobs, pricing, repo
 from .ratelimit import Seed, Window
 from .state import DB, PRINCIPAL, REQUEST_ID, SETTINGS, USAGE
 
@@ -60,10 +64,13 @@ async def record(conn: asyncpg.Connection, request: web.Request) -> int:
     if not charges or p is None:
         return 0
     route = f"{request.method} {_route(request)}"
-    for c in charges:
-        await repo.record_usage(conn, account_id=p.account_id, api_key_id=p.api_key_id, route=route,
-                                operation=c.operation or request.match_info.get("operation"), fcu=c.fcu,
-                                request_id=request.get(REQUEST_ID))
+    terms = billing.terms_of(p.plan, request.app[SETTINGS].plans, None)
+    async with conn.transaction():  # a savepoint inside the idempotency record's transaction
+        for c in charges:
+            await billing.charge(conn, account_id=p.account_id, api_key_id=p.api_key_id, route=route,
+                                 operation=c.operation or request.match_info.get("operation"), fcu=c.fcu,
+                                 list_usd=pricing.FCU_LIST_USD * c.fcu, request_id=request.get(REQUEST_ID),
+                                 terms=terms)
     total = sum(c.fcu for c in charges)
     charges.clear()
     return total
@@ -75,8 +82,7 @@ def _route(request: web.Request) -> str:
 
 
 def month_start(now: datetime | None = None) -> datetime:
-    now = now or utcnow()
-    return datetime(now.year, now.month, 1, tzinfo=timezone.utc)
+    return clock.as_datetime(clock.period_start(now))
 
 
 def seeder(request: web.Request, account_id: str) -> Seed:
@@ -84,7 +90,7 @@ def seeder(request: web.Request, account_id: str) -> Seed:
 
     async def seed(window: Window) -> int:
         async with request.app[DB].acquire(timeout=request.app[SETTINGS].upstream_timeout_s) as conn:
-            return await repo.fcu_since(conn, account_id, month_start())
+            return await repo.fcu_in_period(conn, account_id, clock.period_start())
 
     return seed
 
@@ -102,13 +108,16 @@ def defer_to_job(request: web.Request, fcu: int, operation: str) -> dict:
 
 
 async def job_usage(conn: asyncpg.Connection, job: "jobs.Job", outcome: "jobs.Outcome") -> None:
-    """Completion hook (``jobs.COMPLETION_HOOKS``): a COMPLETED job's FCU into ``usage_events``."""
+    """Completion hook (``jobs.COMPLETION_HOOKS``): a COMPLETED job's FCU into ``usage_events``
+    (``billing.charge``: once per job id), at the list price it was admitted with."""
     m = job.payload.get("metering")
     if outcome.status != jobs.COMPLETED or job.cost_units <= 0 or not m:
         return
-    await repo.record_usage(conn, account_id=job.account_id, api_key_id=job.api_key_id, route=m.get("route") or "",
-                            operation=m.get("operation") or job.operation, fcu=job.cost_units,
-                            request_id=m.get("request_id"))
+    await billing.charge(conn, account_id=job.account_id, api_key_id=job.api_key_id, route=m.get("route") or "",
+                         operation=m.get("operation") or job.operation, fcu=job.cost_units,
+                         list_usd=pricing.jpy_to_usd(job.cost_jpy), request_id=m.get("request_id"),
+                         terms=billing.Terms.from_json(job.payload.get("billing"), job.payload.get("plan") or "free"),
+                         job_id=job.id)
 
 
 jobs.register_completion_hook(job_usage)

@@ -27,6 +27,7 @@ import asyncio
 import contextvars
 import logging
 import time
+from dataclasses import replace
 
 from contextlib import asynccontextmanager
 
@@ -38,11 +39,11 @@ from multidict import CIMultiDict
 
 from wavis.errors import WavisError
 
-from . import admission, apikeys, idempotency, maintenance as maint, metering, ratelimit, repo
+from . import admission, apikeys, clock, idempotency, maintenance as maint, metering, ratelimit, repo
 from .access import Access, AccessLevel, route_attr
 from .bodies import read_body, route_limit
 from .errors import ApiError, forbidden, from_library_error, payload_too_large, unauthorized, upstream_unavailable
-from .ids import REQUEST_ID_RE, new_id, utcnow
+from .ids import REQUEST_ID_RE, new_id
 from .metrics import route_label
 from .pools import PoolExhausted
 from .schemas import ErrorDetail, ErrorResponse
@@ -347,7 +348,9 @@ async def rate_limit(request: web.Request, handler) -> web.StreamResponse:
     ip = client_ip(request)
     if p is not None:
         plan = ratelimit.plan_of(settings.plans, p.plan)
-        windows = ratelimit.account_windows(settings.redis_prefix, plan, p.account_id, ip, _fcu_of(request), utcnow())
+        windows = ratelimit.account_windows(settings.redis_prefix, plan, p.account_id, ip, _fcu_of(request), clock.now())
+        if route_attr(request, "__wavis_fcu_job__", False):  # PostgreSQL decides at the job's admission
+            windows = [replace(w, blocking=False) if w.name == "monthly" else w for w in windows]
     else:
         windows = [ratelimit.burst_window(settings.redis_prefix, settings.plans["anonymous"], ip)]
     seed = metering.seeder(request, p.account_id) if p is not None else None

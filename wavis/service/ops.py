@@ -2,7 +2,7 @@
 
 Every operation whose memory or CPU depends on its parameters has an entry here, with the
 ``cost`` function that admission (``admission.py``) evaluates *before* anything is allocated
-or any engine job starts. FCU prices of compute operations stay in ``fhe.COST_UNITS`` (API.md's
+or any engine job starts. FCU prices of compute operations stay in ``pricing.FCU_PER_OPERATION`` (API.md's
 table; ``fcu`` below reads it).
 
 Estimates (bytes resident at the peak, CPU seconds on one core) are computed from the
@@ -196,7 +196,7 @@ def tfhe_eval_session_cost() -> Cost:
 
 
 def fcu(operation: str) -> int:
-    """FCU of a compute operation (API.md's table, ``fhe.COST_UNITS``)."""
-    from .fhe import COST_UNITS  # noqa: PLC0415
+    """FCU of a compute operation (API.md's table, ``pricing.FCU_PER_OPERATION``)."""
+    from .pricing import ckks_fcu  # noqa: PLC0415
 
-    return COST_UNITS.get(operation, 0)
+    return ckks_fcu(operation)

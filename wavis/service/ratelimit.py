@@ -29,6 +29,8 @@ from typing import Awaitable, Callable
 
 from redis.asyncio import Redis
 
+from . import pricing
+
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
@@ -49,24 +51,31 @@ class Plan:
     heavy_jobs: int = 2
 
 
-# THE table of per-plan numbers. "anonymous" applies to requests without an API key.
+def _fcu(name: str) -> dict:
+    """The monthly FCU allowance and overage of a plan come from ``pricing`` (their one owner)."""
+    p = pricing.plan(name)
+    return {"monthly_fcu": p.monthly_fcu if p.monthly_fcu is not None else 10**12, "overage": p.has_overage}
+
+
+# THE table of per-plan limits (prices and FCU allowances: ``pricing.PLANS``). "anonymous"
+# applies to requests without an API key.
 PLANS: dict[str, Plan] = {
     "anonymous": Plan(daily_requests=0, monthly_fcu=0, burst_per_ip=60, overage=False, ciphertext_store_bytes=0,
                       max_job_bytes=0, max_job_cpu_s=0, heavy_jobs=0),
     # trial: a TFHE session of every preset (≤ 260 MiB) and small CKKS key sets, one at a time
-    "trial": Plan(daily_requests=1_000, monthly_fcu=1_000, burst_per_ip=60, overage=False,
+    "trial": Plan(daily_requests=1_000, burst_per_ip=60, **_fcu("trial"),
                   ciphertext_store_bytes=64 * MiB, max_job_bytes=320 * MiB, max_job_cpu_s=5.0, heavy_jobs=1),
-    "free": Plan(daily_requests=5_000, monthly_fcu=10_000, burst_per_ip=120, overage=False,
+    "free": Plan(daily_requests=5_000, burst_per_ip=120, **_fcu("free"),
                  ciphertext_store_bytes=256 * MiB, max_job_bytes=512 * MiB, max_job_cpu_s=10.0, heavy_jobs=2),
-    "payg": Plan(daily_requests=100_000, monthly_fcu=10**12, burst_per_ip=600, overage=True,
+    "payg": Plan(daily_requests=100_000, burst_per_ip=600, **_fcu("payg"),
                  ciphertext_store_bytes=1 * GiB, max_job_bytes=2 * GiB, max_job_cpu_s=60.0, heavy_jobs=4),
-    "starter": Plan(daily_requests=50_000, monthly_fcu=1_000_000, burst_per_ip=300, overage=True,
+    "starter": Plan(daily_requests=50_000, burst_per_ip=300, **_fcu("starter"),
                     ciphertext_store_bytes=1 * GiB, max_job_bytes=2 * GiB, max_job_cpu_s=60.0, heavy_jobs=4),
-    "pro": Plan(daily_requests=500_000, monthly_fcu=20_000_000, burst_per_ip=1_200, overage=True,
+    "pro": Plan(daily_requests=500_000, burst_per_ip=1_200, **_fcu("pro"),
                 ciphertext_store_bytes=4 * GiB, max_job_bytes=4 * GiB, max_job_cpu_s=120.0, heavy_jobs=8),
-    "scale": Plan(daily_requests=2_000_000, monthly_fcu=100_000_000, burst_per_ip=3_000, overage=True,
+    "scale": Plan(daily_requests=2_000_000, burst_per_ip=3_000, **_fcu("scale"),
                   ciphertext_store_bytes=16 * GiB, max_job_bytes=16 * GiB, max_job_cpu_s=300.0, heavy_jobs=16),
-    "enterprise": Plan(daily_requests=10_000_000, monthly_fcu=1_000_000_000, burst_per_ip=6_000, overage=True,
+    "enterprise": Plan(daily_requests=10_000_000, burst_per_ip=6_000, **_fcu("enterprise"),
                        ciphertext_store_bytes=64 * GiB, max_job_bytes=64 * GiB, max_job_cpu_s=900.0,
                        heavy_jobs=32),
 }

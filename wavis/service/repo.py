@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -452,19 +452,13 @@ async def purge_idempotency_records(conn: asyncpg.Connection) -> int:
     return int(n)
 
 
-# --- usage (the source of truth for FCU; Redis's monthly counters are a cache of it) -------
+# --- usage (written by billing.charge; Redis's monthly counters are a cache of it) -------
 
-async def record_usage(conn: asyncpg.Connection, *, account_id: str, api_key_id: str | None, route: str,
-                       operation: str | None, fcu: int, request_id: str | None) -> None:
-    await conn.execute(
-        """INSERT INTO usage_events (account_id, api_key_id, route, operation, fcu, request_id)
-           VALUES ($1, $2, $3, $4, $5, $6)""", account_id, api_key_id, route, operation, fcu, request_id)
-
-
-async def fcu_since(conn: asyncpg.Connection, account_id: str, since: datetime) -> int:
+async def fcu_in_period(conn: asyncpg.Connection, account_id: str, period: date) -> int:
+    """FCU metered in a billing period (``usage_periods``, kept with every usage row)."""
     return int(await conn.fetchval(
-        "SELECT COALESCE(sum(fcu), 0) FROM usage_events WHERE account_id = $1 AND created_at >= $2",
-        account_id, since))
+        "SELECT COALESCE((SELECT fcu_used FROM usage_periods WHERE account_id = $1 AND period_start = $2), 0)",
+        account_id, period))
 
 
 async def deletion_reason(conn: asyncpg.Connection, account_id: str, ct_id: str) -> str | None:

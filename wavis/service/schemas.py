@@ -259,6 +259,7 @@ class ComputeResponse(Response):
     evicted_ciphertext_ids: list[str]
     cost_units: int
     cost_jpy: float
+    cost_usd: float = Field(0.0, description="list price in USD (pricing.py; cost_jpy at the fixed JPY_PER_USD rate)")
     bootstrap_applied: bool
     bootstrap_effective_degree: int | None
     bootstrap_degraded: bool

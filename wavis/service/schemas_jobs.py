@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import Field
+
 from .schemas import Response
 
 JobStatus = Literal["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
@@ -41,6 +43,7 @@ class JobResponse(Response):
     attempts: int
     cost_units: int
     cost_jpy: float
+    cost_usd: float = Field(0.0, description="list price in USD (pricing.py; cost_jpy at the fixed JPY_PER_USD rate)")
     queue_time_ms: float | None
     compute_time_ms: float | None
     queued_at: datetime

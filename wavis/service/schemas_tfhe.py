@@ -137,6 +137,7 @@ class TfheGateResponse(Response):
     queue_time_ms: float
     cost_units: int
     cost_jpy: float
+    cost_usd: float = Field(0.0, description="list price in USD (pricing.py; cost_jpy at the fixed JPY_PER_USD rate)")
     job_id: str | None = None
     batch_size: int = 1  # jobs that shared this job's batched bootstrap
 
@@ -181,6 +182,7 @@ class TfheBatchResponse(Response):
     queue_time_ms: float
     cost_units: int
     cost_jpy: float
+    cost_usd: float = Field(0.0, description="list price in USD (pricing.py; cost_jpy at the fixed JPY_PER_USD rate)")
     discount_pct: int
     job_id: str | None = None
     batch_size: int = 1  # jobs that shared this job's batched bootstrap

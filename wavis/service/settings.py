@@ -68,7 +68,13 @@ class Settings:
     pool_wait_s: float = 2.0  # bounded wait for a pooled connection → 503 OVERLOADED; < upstream_timeout_s
     memory_budget_bytes: int | None = None  # heavy jobs' estimated bytes in flight; None → half the RAM/cgroup
     hsts: bool = False  # send Strict-Transport-Security (behind TLS)
-    stripe_configured: bool = False
+    # billing (issue 17): Stripe. Without a secret key billing runs locally (docs/billing.md)
+    stripe_secret_key: str | None = None  # WAVIS_STRIPE_SECRET_KEY (sk_…): outbound calls
+    stripe_webhook_secret: str | None = None  # WAVIS_STRIPE_WEBHOOK_SECRET (whsec_…): POST /billing/stripe_webhook
+    stripe_api_base: str | None = None  # WAVIS_STRIPE_API_BASE: another Stripe endpoint (tests: a local fake)
+    stripe_timeout_s: float = 10.0  # WAVIS_STRIPE_TIMEOUT_S: one Stripe call, end to end → 502 UPSTREAM_UNAVAILABLE
+    stripe_prices: dict[str, str] = field(default_factory=dict)  # WAVIS_STRIPE_PRICES: {"pro:monthly": "price_…"}
+    public_url: str = "http://localhost:8000"  # WAVIS_PUBLIC_URL: Checkout's return address
     plans: dict[str, Plan] = field(default_factory=lambda: dict(PLANS))  # ratelimit.PLANS (tests shrink it)
     trust_forwarded_for: bool = False  # client IP from the last X-Forwarded-For hop (behind a proxy)
     request_timeout_s: float = 120.0  # whole request, body included → 408 / 504
@@ -131,7 +137,12 @@ class Settings:
             pool_wait_s=float(env.get("WAVIS_POOL_WAIT_S") or cls.pool_wait_s),
             memory_budget_bytes=_env_int("WAVIS_MEMORY_BUDGET_BYTES", 0) or None,
             hsts=_env_bool("WAVIS_HSTS"),
-            stripe_configured=bool(env.get("WAVIS_STRIPE_SECRET_KEY")),
+            stripe_secret_key=env.get("WAVIS_STRIPE_SECRET_KEY") or None,
+            stripe_webhook_secret=env.get("WAVIS_STRIPE_WEBHOOK_SECRET") or None,
+            stripe_api_base=env.get("WAVIS_STRIPE_API_BASE") or None,
+            stripe_timeout_s=float(env.get("WAVIS_STRIPE_TIMEOUT_S") or cls.stripe_timeout_s),
+            stripe_prices=_stripe_prices(env.get("WAVIS_STRIPE_PRICES")),
+            public_url=env.get("WAVIS_PUBLIC_URL") or cls.public_url,
             trust_forwarded_for=_env_bool("WAVIS_TRUST_X_FORWARDED_FOR"),
             request_timeout_s=float(env.get("WAVIS_REQUEST_TIMEOUT_S") or cls.request_timeout_s),
             idempotency_lease_s=_env_int("WAVIS_IDEMPOTENCY_LEASE_S", cls.idempotency_lease_s),
@@ -162,6 +173,10 @@ class Settings:
         overrides = {k: v for k, v in overrides.items() if v is not None}
         return replace(s, **overrides)
 
+    @property
+    def stripe_configured(self) -> bool:
+        return bool(self.stripe_secret_key)
+
     def with_master_key(self) -> "Settings":
         if self.master_key:
             return self
@@ -175,6 +190,18 @@ class Settings:
         if self.api_key_pepper:
             return self
         return replace(self, api_key_pepper=load_or_create_pepper(self.data_dir))
+
+
+def _stripe_prices(raw: str | None) -> dict[str, str]:
+    """``WAVIS_STRIPE_PRICES``: JSON ``{"<plan>:<monthly|annual>": "price_…"}``."""
+    if not raw:
+        return {}
+    import json  # noqa: PLC0415
+
+    value = json.loads(raw)
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError('WAVIS_STRIPE_PRICES must be a JSON object {"pro:monthly": "price_…", …}')
+    return value
 
 
 def _master_key_from_env() -> bytes | None:

@@ -20,7 +20,7 @@ import time
 
 from aiohttp import web
 
-from . import jobs, repo
+from . import billing, jobs, repo
 from .ctstore import CiphertextStore
 from .state import CTSTORE, DB, SETTINGS
 
@@ -87,9 +87,11 @@ async def sweep_once(app: web.Application, orphan_min_age_s: float = ORPHAN_MIN_
             idem = await repo.purge_idempotency_records(conn)
             pruned = await repo.prune_deletion_log(conn)
             jobs_gone = await jobs.delete_expired(conn)
+            invoices = len(await billing.close_periods(conn))  # ended periods → local invoices
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", SWEEP_LOCK_ID)
-    out = {"expired": expired, "orphans": orphans, "idempotency": idem, "deletion_log": pruned, "jobs": jobs_gone}
+    out = {"expired": expired, "orphans": orphans, "idempotency": idem, "deletion_log": pruned, "jobs": jobs_gone,
+           "invoices": invoices}
     if any(out.values()):
         log.info("sweep: %s", out)
     return out

@@ -31,9 +31,6 @@ from .state import DB, SETTINGS
 
 log = logging.getLogger("wavis.service.tfhe")
 
-JPY_PER_BOOTSTRAP = 0.10
-BATCH_DISCOUNT_MIN_OPS = 32
-BATCH_DISCOUNT_PCT = 30
 SWEEP_INTERVAL_S = 60.0
 
 
@@ -183,11 +180,6 @@ def published_presets() -> list[dict]:
     """The public presets with security and failure figures (GET /tfhe/pricing), from the library."""
     return _tfhe().params.published_presets()
 
-
-def price_jpy(bootstraps: int, gates: int) -> tuple[float, int]:
-    """(price in JPY, discount %) of a request evaluating ``gates`` gates with ``bootstraps``."""
-    pct = BATCH_DISCOUNT_PCT if gates >= BATCH_DISCOUNT_MIN_OPS else 0
-    return round(bootstraps * JPY_PER_BOOTSTRAP * (100 - pct) / 100, 6), pct
 
 
 @dataclass

@@ -9,7 +9,7 @@ import math
 
 from aiohttp import web
 
-from .. import admission, fhe, jobs, metering, repo
+from .. import admission, fhe, jobs, metering, pricing, repo
 from ..dispatch import ckks_batch_key, timings
 from ..access import Access, RouteBodyLimit, access, body_limit, doc, fcu, principal
 from ..bodies import parse
@@ -88,14 +88,14 @@ ADMITTED_OPERATIONS = {
 
 
 def _operation_fcu(request: web.Request) -> int:
-    """FCU of the requested operation (API.md's table), charged to the monthly window."""
-    return fhe.COST_UNITS.get(request.match_info.get("operation", ""), 0)
+    """FCU of the requested operation (``pricing``), charged to the monthly window."""
+    return pricing.ckks_fcu(request.match_info.get("operation", ""))
 
 
 @routes.post("/compute/{operation}")
 @access(Access.TRIAL_PLUS)
 @body_limit(RouteBodyLimit(MATMUL_BODY_LIMIT, _compute_body_limit))
-@fcu(_operation_fcu)
+@fcu(_operation_fcu, job=True)
 @doc("A CKKS operation on stored ciphertexts (operation: add, subtract, multiply, add-plain, multiply-plain, "
      "negate, rescale, rotate, conjugate, matmul, poly-eval, sum, inner-product, bootstrap)",
      request=ComputeRequestDoc,
@@ -121,7 +121,7 @@ async def compute(request: web.Request) -> web.Response:
     if replay is not None:
         job_row, reply = replay
         request[REPLAYED] = True  # the request's FCU charge is given back (rate_limit middleware)
-        metering.forget(request, fhe.COST_UNITS[operation])
+        metering.forget(request, pricing.ckks_fcu(operation))
         if reply is None:
             return json_response(job_accepted(job_row, operation), status=202)
         return await _answer(request, key, operation, job_row, reply)
@@ -136,7 +136,8 @@ async def compute(request: web.Request) -> web.Response:
             if not await repo.reserve_operation(conn, p.api_key_id):
                 raise ApiError(402, "QUOTA_EXHAUSTED", "this key has used all of its operations",
                                {"ops_limit": p.ops_limit})
-    units = fhe.COST_UNITS[operation]
+    price = pricing.ckks_price(operation)
+    units = price.cost_units
     args = {f: getattr(req, f) for f in OP_ARGS if hasattr(req, f)}
     level = min(rows[c]["level"] for c in req.ciphertext_ids)
     spec = jobs.JobSpec(
@@ -145,7 +146,7 @@ async def compute(request: web.Request) -> web.Response:
         payload={"key_id": key["id"], "ciphertext_ids": list(req.ciphertext_ids), "args": args, "plan": p.plan,
                  "refund": charge_refund(request, units),
                  "metering": metering.defer_to_job(request, units, operation)},
-        cost_units=units, cost_jpy=round(units * fhe.JPY_PER_UNIT, 4), is_async=req.async_,
+        cost_units=units, cost_jpy=float(price.cost_jpy), is_async=req.async_,
         idem_key=request.get(IDEM_JOB_KEY),
         heavy_bytes=admitted.cost.bytes if admitted is not None else None,
         admit=admitted.check if admitted is not None else None,
@@ -166,7 +167,7 @@ async def _answer(request: web.Request, key, operation: str, job_row, reply: dic
     """The 200 of a completed CKKS job: from its worker's reply, or from its row (a
     redelivered message of a job that completed unseen, or an idempotent replay), then with
     the result ciphertext read back from the durable store."""
-    units = fhe.COST_UNITS[operation]
+    price = pricing.ckks_price(operation)
     res = await result_with_blob(request, job_row, reply)
     evicted_ids(request).extend(res.get("evicted_ciphertext_ids") or [])
     budget = float(res["noise_budget_remaining"])
@@ -176,8 +177,8 @@ async def _answer(request: web.Request, key, operation: str, job_row, reply: dic
         result_ciphertext_id=res["result_ciphertext_id"], result_ciphertext=res["result_ciphertext"],
         level=res["level"], scale_bits=round(math.log2(res["scale"]), 6) if res["scale"] > 0 else 0.0,
         compute_time_ms=compute_ms, queue_time_ms=queue_ms,
-        noise_budget_remaining=budget, evicted_ciphertext_ids=list(evicted_ids(request)), cost_units=units,
-        cost_jpy=round(units * fhe.JPY_PER_UNIT, 4), expires_at=res["expires_at"],
+        noise_budget_remaining=budget, evicted_ciphertext_ids=list(evicted_ids(request)), **price.fields(),
+        expires_at=res["expires_at"],
         batch_size=int(reply.get("batch_size") or 1),
         **{f: res.get(f, default) for f, default in BOOTSTRAP_FIELDS.items()},
     )
@@ -238,7 +239,7 @@ def charge_refund(request: web.Request, fcu: int) -> dict:
     """What an asynchronous job gives back if it fails or is cancelled: the FCU its request
     charged to the monthly window (``ratelimit``) and a trial key's operation."""
     from .. import ratelimit  # noqa: PLC0415
-    from ..ids import utcnow  # noqa: PLC0415
+    from .. import clock  # noqa: PLC0415
 
     p = principal(request)
     settings = request.app[SETTINGS]
@@ -246,6 +247,6 @@ def charge_refund(request: web.Request, fcu: int) -> dict:
     if fcu > 0:
         plan = ratelimit.plan_of(settings.plans, p.plan)
         monthly = next(w for w in ratelimit.account_windows(settings.redis_prefix, plan, p.account_id, "-", fcu,
-                                                            utcnow()) if w.name == "monthly")
+                                                            clock.now()) if w.name == "monthly")
         out.update(fcu_key=monthly.key, fcu=fcu)
     return out

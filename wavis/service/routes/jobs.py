@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from .. import jobs, pagination
+from .. import jobs, pagination, pricing
 from ..dispatch import refund
 from ..access import Access, access, doc, principal
 from ..errors import ApiError, not_found
@@ -44,7 +44,8 @@ def job_response(row: asyncpg.Record) -> JobResponse:
     return JobResponse(
         job_id=row["id"], kind=row["kind"], operation=row["operation"], status=row["status"],
         batch_size=row["batch_size"], attempts=row["attempts"], cost_units=row["cost_units"],
-        cost_jpy=row["cost_jpy"],
+        cost_jpy=pricing.jpy_float(pricing.Decimal(str(row["cost_jpy"]))),
+        cost_usd=pricing.usd_float(pricing.jpy_to_usd(row["cost_jpy"])),
         queue_time_ms=None if row["queue_ms"] is None else round(row["queue_ms"], 3),
         compute_time_ms=None if row["compute_ms"] is None else round(row["compute_ms"], 3),
         queued_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],

@@ -10,18 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 
 from datetime import timedelta
 
 import asyncpg
 from aiohttp import web
 
-from .. import admission, jobs, metering, ratelimit, repo, repo_tfhe, tfhe_store
+from .. import admission, clock, jobs, metering, pricing as prices, ratelimit, repo, repo_tfhe, tfhe_store
 from ..dispatch import tfhe_batch_key, timings
 from ..access import Access, Principal, access, body_limit, doc, principal
 from ..bodies import parse
 from ..errors import ApiError, not_found
-from ..ids import new_id, utcnow
+from ..ids import new_id
 from ..schemas import ErrorResponse
 from ..schemas_tfhe import (
     MAX_BATCH, DeletedResponse, TfheBatchDiscount, TfheBatchRequest, TfheBatchResponse, TfheDecryptManyResponse,
@@ -219,24 +220,23 @@ async def _release(request: web.Request) -> None:
 
 
 async def _charge_fcu(request: web.Request, fcu: int) -> ratelimit.Window | None:
-    """Count ``fcu`` in the account's monthly FCU window (402 QUOTA_EXHAUSTED at a hard cap)."""
+    """Count ``fcu`` in the account's monthly FCU window (a cache for the rate-limit headers;
+    the quota itself is decided when the job is admitted: ``billing.admit_job``)."""
     if fcu <= 0:
         return None
     settings, p = request.app[SETTINGS], principal(request)
     plan = ratelimit.plan_of(settings.plans, p.plan)
-    monthly = next(w for w in ratelimit.account_windows(settings.redis_prefix, plan, p.account_id, "-", fcu, utcnow())
+    monthly = next(replace(w, blocking=False)  # counted here; the job's admission decides (billing.admit_job)
+                   for w in ratelimit.account_windows(settings.redis_prefix, plan, p.account_id, "-", fcu, clock.now())
                    if w.name == "monthly")
     async with upstream_timeout(request):
-        denied, _ = await ratelimit.take(request.app[REDIS], [monthly], metering.seeder(request, p.account_id))
-    if denied is not None:
-        raise ApiError(402, "QUOTA_EXHAUSTED", "the monthly FCU quota of this plan is used up",
-                       {"window": "monthly", "limit": monthly.limit, "fcu": fcu})
+        await ratelimit.take(request.app[REDIS], [monthly], metering.seeder(request, p.account_id))
     metering.note(request, fcu, "tfhe")
     return monthly
 
 
 async def _run_job(request: web.Request, fcu: int, operation: str, session_id: str, gates: list[dict],
-                   is_async: bool, price: float) -> tuple[asyncpg.Record, dict | None]:
+                   is_async: bool, price: prices.Price) -> tuple[asyncpg.Record, dict | None]:
     """Run a gate evaluation as a job: ``fcu`` FCU to the monthly window and one operation of
     a trial key, both given back if it fails (by this handler for a synchronous job, by the
     worker or DELETE /jobs for an asynchronous one)."""
@@ -262,7 +262,7 @@ async def _run_job(request: web.Request, fcu: int, operation: str, session_id: s
         batch_key=tfhe_batch_key(session_id), affinity=session_id,
         payload={"session_id": session_id, "gates": gates, "single": operation == "gate", "refund": refund,
                  "metering": metering.defer_to_job(request, fcu, f"tfhe:{operation}")},
-        cost_units=fcu, cost_jpy=price, is_async=is_async, idem_key=request.get(IDEM_JOB_KEY),
+        cost_units=fcu, cost_jpy=float(price.cost_jpy), is_async=is_async, idem_key=request.get(IDEM_JOB_KEY),
     )
     try:
         row, reply = await request.app[DISPATCHER].run(spec)
@@ -312,7 +312,7 @@ async def gate(request: web.Request) -> web.Response:
     req = await parse(request, TfheGateRequest)
     await touched_session(request, req.session_id)
     boots = tfhe_store.gate_bootstraps()[req.op]
-    price, _ = tfhe_store.price_jpy(boots, 1)
+    price = prices.tfhe_price(boots, 1)
     g = {"op": req.op, "a": req.a}
     if req.b is not None:
         g["b"] = req.b
@@ -324,7 +324,7 @@ async def gate(request: web.Request) -> web.Response:
     queue_ms, compute_ms = timings(reply)
     return json_response(TfheGateResponse(
         result_b64=_outputs(reply)["results_b64"][0], op=req.op, bootstraps=boots, compute_time_ms=compute_ms,
-        queue_time_ms=queue_ms, cost_units=boots, cost_jpy=price, job_id=row["id"],
+        queue_time_ms=queue_ms, **price.fields(), job_id=row["id"],
         batch_size=int(reply.get("batch_size") or 1),
     ), headers=_replayed(reply))
 
@@ -346,7 +346,7 @@ async def batch(request: web.Request) -> web.Response:
     gates = [g.model_dump(exclude_none=True) for g in req.gates]
     per_gate = tfhe_store.gate_bootstraps()
     boots = sum(per_gate[g["op"]] for g in gates)
-    price, pct = tfhe_store.price_jpy(boots, len(gates))
+    price = prices.tfhe_price(boots, len(gates))
     row, reply = await _run_job(request, boots, "batch", req.session_id, gates, req.async_, price)
     if reply is None:
         return json_response(job_accepted(row, "batch"), status=202)
@@ -354,7 +354,7 @@ async def batch(request: web.Request) -> web.Response:
     queue_ms, compute_ms = timings(reply)
     return json_response(TfheBatchResponse(
         results_b64=out["results_b64"], bootstraps=boots, levels=out["levels"], compute_time_ms=compute_ms,
-        queue_time_ms=queue_ms, cost_units=boots, cost_jpy=price, discount_pct=pct, job_id=row["id"],
+        queue_time_ms=queue_ms, **price.fields(), discount_pct=price.discount_pct, job_id=row["id"],
         batch_size=int(reply.get("batch_size") or 1),
     ), headers=_replayed(reply))
 
@@ -369,9 +369,10 @@ async def pricing(request: web.Request) -> web.Response:
     # cached; off the event loop, and not through the compute queue (a public read never 503s)
     presets = await asyncio.to_thread(tfhe_store.published_presets)
     return json_response(TfhePricingResponse(
-        currency="JPY", per_bootstrap=tfhe_store.JPY_PER_BOOTSTRAP,
-        batch_discount=TfheBatchDiscount(min_ops=tfhe_store.BATCH_DISCOUNT_MIN_OPS, pct=tfhe_store.BATCH_DISCOUNT_PCT),
-        gates=[TfheGatePrice(op=op, bootstraps=per_gate[op], price=tfhe_store.price_jpy(per_gate[op], 1)[0])
+        currency="JPY", per_bootstrap=float(prices.TFHE_JPY_PER_BOOTSTRAP),
+        batch_discount=TfheBatchDiscount(min_ops=prices.BATCH_DISCOUNT_MIN_OPS, pct=prices.BATCH_DISCOUNT_PCT),
+        gates=[TfheGatePrice(op=op, bootstraps=per_gate[op],
+                             price=prices.jpy_float(prices.tfhe_price(per_gate[op], 1).cost_jpy))
                for op in GATE_ORDER],
         presets=[TfhePresetInfo(**p) for p in presets],
     ))
