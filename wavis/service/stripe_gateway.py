@@ -330,8 +330,8 @@ class StripeGateway:
             customer_obj = customer
         else:
             customer_obj = await self.call(lambda c: c.v1.customers.retrieve_async(customer_id))
-        settings = getattr(customer_obj, "invoice_settings", None) or {}
-        has_pm = bool(settings.get("default_payment_method") if hasattr(settings, "get") else None)
+        cus = customer_obj.to_dict() if hasattr(customer_obj, "to_dict") else dict(customer_obj)
+        has_pm = bool((cus.get("invoice_settings") or {}).get("default_payment_method"))
         if not has_pm:
             base = self.settings.public_url.rstrip("/")
             session = await self.call(lambda c: c.v1.checkout.sessions.create_async(params={
@@ -341,7 +341,7 @@ class StripeGateway:
             return CheckoutResponse(checkout_url=session.url)
         if sub is not None and sub["stripe_subscription_id"]:
             current = await self.call(lambda c: c.v1.subscriptions.retrieve_async(sub["stripe_subscription_id"]))
-            item_id = current["items"]["data"][0]["id"]
+            item_id = current.to_dict()["items"]["data"][0]["id"]
             obj = await self.call(lambda c: c.v1.subscriptions.update_async(sub["stripe_subscription_id"], params={
                 "items": [{"id": item_id, "price": price}], "metadata": meta, "cancel_at_period_end": False,
                 "proration_behavior": "create_prorations"}))
