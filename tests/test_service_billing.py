@@ -113,14 +113,15 @@ async def test_usage_alerts_once_each_and_limit_reached_delivered(bill, dns, rec
     alerts = await event_datas(bill, ops.key, "usage_alert")
     assert sorted(a["threshold_pct"] for a in alerts) == [50, 80, 100]
     by = {a["threshold_pct"]: a for a in alerts}
-    assert by[50]["fcu_used"] == 5 and by[80]["fcu_used"] == 8 and by[100]["fcu_used"] == 10
-    assert all(a["monthly_fcu_limit"] == ALLOWANCE and a["plan"] == "free" for a in alerts)
+    assert by[50]["used_fcu"] == 5 and by[80]["used_fcu"] == 8 and by[100]["used_fcu"] == 10
+    assert all(a["quota_fcu"] == ALLOWANCE and a["plan"] == "free" for a in alerts)
+    assert by[50]["period_start"] == clock.period_start().isoformat() and by[50]["period_end"] > by[50]["period_start"]
     # the cap refuses before any work, and says so once per period
     for _ in range(3):
         err = await error_of(await ops.add(), 402, "QUOTA_EXHAUSTED")
         assert err["details"]["monthly_fcu_limit"] == ALLOWANCE and err["details"]["fcu_used"] == ALLOWANCE
     limits = await event_datas(bill, ops.key, "limit_reached")
-    assert len(limits) == 1 and limits[0]["reason"] == "quota" and limits[0]["requested_fcu"] == 1
+    assert len(limits) == 1 and limits[0]["limit"] == "quota" and limits[0]["requested_fcu"] == 1
     assert len(await event_datas(bill, ops.key, "usage_alert")) == 3  # still once each
     # delivered, signed, to a real receiver
     worker = worker_for(bill, dns)
@@ -229,7 +230,7 @@ async def test_hard_budget_402_at_the_edge_and_limit_reached(bill, receiver, ckk
     assert err["details"]["monthly_limit_usd"] == 1.0 and err["details"]["spent_usd"] == pytest.approx(0.999999)
     await error_of(await ops.add(), 402, "BUDGET_EXCEEDED")
     limits = await event_datas(bill, ops.key, "limit_reached")
-    assert len(limits) == 1 and limits[0]["reason"] == "budget"
+    assert len(limits) == 1 and limits[0]["limit"] == "budget"
     async with bill.app[DB].acquire() as conn:
         n = await conn.fetchval("SELECT count(*) FROM usage_events WHERE account_id = $1", acct)
     assert n == 1
@@ -338,3 +339,17 @@ async def test_unpaid_subscription_refuses_compute(bill, ckks_pair_factory):
     async with bill.app[DB].acquire() as conn:
         await conn.execute("UPDATE subscriptions SET status = 'active' WHERE account_id = $1", acct)
     assert (await ops.add()).status == 200
+
+
+async def test_openapi_documents_the_billing_routes(bill):
+    doc = await (await bill.get("/api/v1/openapi.json")).json()
+    paths = doc["paths"]
+    for path, methods in {"/api/v1/billing/plans": {"get"}, "/api/v1/billing/usage": {"get"},
+                          "/api/v1/billing/budget": {"get", "post", "delete"}, "/api/v1/billing/invoices": {"get"},
+                          "/api/v1/billing/subscription": {"get", "delete"}, "/api/v1/billing/subscribe": {"post"},
+                          "/api/v1/billing/stripe_webhook": {"post"}}.items():
+        assert methods <= set(paths[path]), path
+    schemas = json.dumps(doc["components"] if "components" in doc else doc)
+    for name in ("UsageResponse", "BudgetRequest", "InvoiceList", "PlansResponse", "SubscriptionResponse"):
+        assert name in schemas, name
+    assert "402" in paths["/api/v1/compute/{operation}"]["post"]["responses"]

@@ -151,12 +151,13 @@ async def admit_job(conn: asyncpg.Connection, account_id: str, cost_units: int, 
     sent = list(row["events_sent"])
     res_fcu, res_usd = await reserved(conn, account_id, now)
     used = int(row["fcu_used"])
-    common = {"period_start": period.isoformat(), "plan": terms.plan, "fcu_used": used, "fcu_reserved": res_fcu,
-              "requested_fcu": cost_units, "operation": operation}
+    common = {"period_start": period.isoformat(), "period_end": clock.period_end(period).isoformat(),
+              "plan": terms.plan, "fcu_used": used, "fcu_reserved": res_fcu, "requested_fcu": cost_units,
+              "operation": operation}
     if terms.allowance is not None and not terms.overage and used + res_fcu + cost_units > terms.allowance:
         details = {**common, "monthly_fcu_limit": terms.allowance}
         await _once(conn, account_id, period, sent, "limit_reached:quota", "limit_reached",
-                    {"reason": "quota", **details})
+                    {"limit": "quota", **details})
         return ApiError(402, "QUOTA_EXHAUSTED", "the monthly FCU quota of this plan is used up", details,
                         headers={"Retry-After": str(_seconds_to_period_end(now, period))})
     budget = await get_budget(conn, account_id)
@@ -169,7 +170,7 @@ async def admit_job(conn: asyncpg.Connection, account_id: str, cost_units: int, 
             details = {**common, "monthly_limit_usd": float(limit), "spent_usd": pricing.usd_float(Decimal(row["billed_usd"])),
                        "projected_usd": pricing.usd_float(projected)}
             await _once(conn, account_id, period, sent, "limit_reached:budget", "limit_reached",
-                        {"reason": "budget", **details})
+                        {"limit": "budget", **details})
             return ApiError(402, "BUDGET_EXCEEDED", "this operation would pass the account's hard monthly budget",
                             details)
     return None
@@ -212,18 +213,18 @@ async def charge(conn: asyncpg.Connection, *, account_id: str, api_key_id: str |
         for pct in USAGE_ALERT_PCTS:
             if used * 100 >= pct * terms.allowance:
                 await _once(conn, account_id, period, sent, f"usage_alert:{pct}", "usage_alert",
-                            {"period_start": period.isoformat(), "threshold_pct": pct, "plan": terms.plan,
-                             "fcu_used": used, "monthly_fcu_limit": terms.allowance,
-                             "overage": terms.overage})
+                            {"threshold_pct": pct, "used_fcu": used, "quota_fcu": terms.allowance,
+                             "period_start": period.isoformat(), "period_end": clock.period_end(period).isoformat(),
+                             "plan": terms.plan, "overage": terms.overage})
     budget = await get_budget(conn, account_id)
     if budget is not None:
         spent = Decimal(totals["billed_usd"])
         limit = Decimal(budget["monthly_limit_usd"])
         if spent * 100 >= limit * budget["alert_threshold_pct"]:
             await _once(conn, account_id, period, sent, "budget_alert", "budget_alert",
-                        {"period_start": period.isoformat(), "threshold_pct": budget["alert_threshold_pct"],
-                         "monthly_limit_usd": float(limit), "spent_usd": pricing.usd_float(spent),
-                         "mode": budget["mode"]})
+                        {"threshold_pct": budget["alert_threshold_pct"], "spent_usd": pricing.usd_float(spent),
+                         "monthly_limit_usd": float(limit), "mode": budget["mode"],
+                         "period_start": period.isoformat(), "period_end": clock.period_end(period).isoformat()})
     return True
 
 
@@ -338,9 +339,10 @@ async def close_periods(conn: asyncpg.Connection, account_id: str | None = None,
                 int(r["fcu_used"]), status, lines, now)
             if ok:
                 await emit_event(conn, r["account_id"], "invoice_created",
-                                 {"invoice_id": inv_id, "period_start": r["period_start"].isoformat(),
-                                  "amount_usd": float(total), "fcu_used": int(r["fcu_used"]), "status": status,
-                                  "source": "local"})
+                                 {"invoice_id": inv_id, "amount_usd": float(total), "status": status,
+                                  "period_start": r["period_start"].isoformat(),
+                                  "period_end": clock.period_end(r["period_start"]).isoformat(),
+                                  "hosted_invoice_url": None, "fcu_used": int(r["fcu_used"]), "source": "local"})
                 made.append(inv_id)
     return made
 

@@ -163,9 +163,11 @@ async def _apply_invoice(conn: asyncpg.Connection, kind: str, inv: Mapping[str, 
         return  # arrived after invoice.paid: stale
     if emit == "invoice_created" and row is not None:
         return  # the invoice was already mirrored by a later event that arrived first
-    await emit_event(conn, account_id, emit, {"invoice_id": inv_id, "stripe_invoice_id": inv["id"],
-                                              "amount_usd": float(amount), "status": status if changed or row is None
-                                              else row["status"], "source": "stripe"})
+    await emit_event(conn, account_id, emit, {
+        "invoice_id": inv_id, "amount_usd": float(amount),
+        "status": status if changed or row is None else row["status"],
+        "period_start": start.date().isoformat(), "period_end": end.date().isoformat(),
+        "hosted_invoice_url": inv.get("hosted_invoice_url"), "stripe_invoice_id": inv["id"], "source": "stripe"})
 
 
 async def _apply_subscription(conn: asyncpg.Connection, sub: Mapping[str, Any], created: int, deleted: bool) -> None:

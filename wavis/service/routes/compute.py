@@ -99,7 +99,7 @@ def _operation_fcu(request: web.Request) -> int:
 @doc("A CKKS operation on stored ciphertexts (operation: add, subtract, multiply, add-plain, multiply-plain, "
      "negate, rescale, rotate, conjugate, matmul, poly-eval, sum, inner-product, bootstrap)",
      request=ComputeRequestDoc,
-     responses={200: ComputeResponse, 202: JobAccepted, 400: ErrorResponse, 404: ErrorResponse,
+     responses={200: ComputeResponse, 202: JobAccepted, 400: ErrorResponse, 402: ErrorResponse, 404: ErrorResponse,
                 409: ErrorResponse, 422: ErrorResponse, 429: ErrorResponse, 501: ErrorResponse,
                 503: ErrorResponse, 504: ErrorResponse})
 async def compute(request: web.Request) -> web.Response:

@@ -306,7 +306,7 @@ def _replayed(reply: dict) -> dict[str, str] | None:
 @body_limit(GATE_BODY_LIMIT)
 @doc("Evaluate one gate (MUX: a where sel = 1, b where sel = 0); \"async\": true → 202 with job_id",
      request=TfheGateRequest,
-     responses={200: TfheGateResponse, 202: JobAccepted, 400: ErrorResponse, 404: ErrorResponse,
+     responses={200: TfheGateResponse, 202: JobAccepted, 400: ErrorResponse, 402: ErrorResponse, 404: ErrorResponse,
                 422: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse})
 async def gate(request: web.Request) -> web.Response:
     req = await parse(request, TfheGateRequest)
@@ -335,7 +335,7 @@ async def gate(request: web.Request) -> web.Response:
 @doc("Evaluate 1–1024 gates; an operand may be \"$k\", the result of gate k < its own index; "
      "\"async\": true → 202 with job_id",
      request=TfheBatchRequest,
-     responses={200: TfheBatchResponse, 202: JobAccepted, 400: ErrorResponse, 404: ErrorResponse,
+     responses={200: TfheBatchResponse, 202: JobAccepted, 400: ErrorResponse, 402: ErrorResponse, 404: ErrorResponse,
                 422: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse})
 async def batch(request: web.Request) -> web.Response:
     req = await parse(request, TfheBatchRequest)
