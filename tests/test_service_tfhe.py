@@ -431,7 +431,8 @@ async def test_bootstraps_count_as_fcu_in_the_monthly_window(make_client, servic
     await t.gate(sid, "MUX", a=ct, b=ct, sel=ct)  # 2 FCU: 3 of 3 used
     err = await error_of(await t.post("/tfhe/gate", {"session_id": sid, "op": "AND", "a": ct, "b": ct}), 402,
                          "QUOTA_EXHAUSTED")
-    assert err["details"]["window"] == "monthly"
+    # decided in PostgreSQL when the job is admitted (billing.admit_job)
+    assert err["details"]["monthly_fcu_limit"] == 3 and err["details"]["fcu_used"] == 3
     await t.gate(sid, "NOT", a=ct)  # no bootstrap, no FCU
     # a failed evaluation is refunded
     resp = await t.post("/tfhe/batch", {"session_id": sid, "gates": [{"op": "NOT", "a": "AAAA"}]})
