@@ -402,8 +402,10 @@ MODEL_OPERATION = "model-infer"  # POST /models/{id}/infer (routes/models.py); n
 
 
 def model_fcu(model: Any) -> int:
-    """FCU of one inference: the model's operations priced by ``COST_UNITS``."""
-    return sum(COST_UNITS[op] * n for op, n in model.operation_counts().items())
+    """FCU of one inference: the model's operations priced by ``pricing.FCU_PER_OPERATION``."""
+    from .pricing import ops_fcu  # noqa: PLC0415
+
+    return ops_fcu(model.operation_counts())
 
 
 def model_info(params: Any, evaluator: Any, model_id: str) -> dict[str, Any]:

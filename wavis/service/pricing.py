@@ -114,14 +114,24 @@ class Price:
 
 def ckks_price(operation: str) -> Price:
     """List price of one CKKS operation (KeyError for an unknown one)."""
-    units = FCU_PER_OPERATION[operation]
-    usd = FCU_LIST_USD * units
-    return Price(units, usd, usd * JPY_PER_USD)
+    return fcu_price(FCU_PER_OPERATION[operation])
 
 
 def ckks_fcu(operation: str) -> int:
     """FCU of a CKKS operation (0 for a name not in the table)."""
     return FCU_PER_OPERATION.get(operation, 0)
+
+
+def ops_fcu(operation_counts: dict[str, int]) -> int:
+    """FCU of a composite computation (an encrypted model's inference: its catalogue entry's
+    ``operation_counts``), each operation priced by ``FCU_PER_OPERATION``."""
+    return sum(FCU_PER_OPERATION[op] * int(n) for op, n in operation_counts.items())
+
+
+def fcu_price(units: int) -> Price:
+    """List price of ``units`` FCU of CKKS work ($2 per 1 M FCU, converted to JPY)."""
+    usd = FCU_LIST_USD * units
+    return Price(units, usd, usd * JPY_PER_USD)
 
 
 def tfhe_price(bootstraps: int, gates: int) -> Price:

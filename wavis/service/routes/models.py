@@ -9,7 +9,7 @@ import math
 
 from aiohttp import web
 
-from .. import admission, fhe, jobs, metering, repo
+from .. import admission, fhe, jobs, metering, pricing, repo
 from ..access import Access, access, doc, fcu, principal
 from ..bodies import parse
 from ..dispatch import ckks_batch_key, timings
@@ -107,11 +107,11 @@ def check_key(model, key) -> None:
 
 @routes.post("/models/{model_id}/infer")
 @access(Access.TRIAL_PLUS)
-@fcu(_infer_fcu)
+@fcu(_infer_fcu, job=True)
 @doc("Encrypted inference: the model's output as a ciphertext under the caller's key",
      request=InferRequest,
-     responses={200: InferResponse, 202: JobAccepted, 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse,
-                413: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse, 504: ErrorResponse})
+     responses={200: InferResponse, 202: JobAccepted, 400: ErrorResponse, 402: ErrorResponse, 404: ErrorResponse,
+                409: ErrorResponse, 413: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse, 504: ErrorResponse})
 async def infer(request: web.Request) -> web.Response:
     model = _model(request.match_info["model_id"])
     p = principal(request)
@@ -138,7 +138,8 @@ async def infer(request: web.Request) -> web.Response:
                         "galois_steps_missing": info["galois_steps_missing"], "missing": missing,
                         "slot_count": int(key["slot_count"])})
 
-    units = fhe.model_fcu(model)
+    price = pricing.fcu_price(fhe.model_fcu(model))
+    units = price.cost_units
     operation = fhe.MODEL_OPERATION
     # a retry (same Idempotency-Key and body) of an inference whose job completed but whose answer
     # was lost: answered from that job, charged nothing more
@@ -165,7 +166,7 @@ async def infer(request: web.Request) -> web.Response:
         payload={"key_id": key["id"], "ciphertext_ids": list(req.ciphertext_ids), "args": args, "plan": p.plan,
                  "refund": charge_refund(request, units),
                  "metering": metering.defer_to_job(request, units, operation)},
-        cost_units=units, cost_jpy=round(units * fhe.JPY_PER_UNIT, 4),
+        cost_units=units, cost_jpy=float(price.cost_jpy),
         is_async=req.async_ or async_only(model, request.app[SETTINGS]),
         idem_key=request.get(IDEM_JOB_KEY), heavy_bytes=admitted.cost.bytes, admit=admitted.check,
     )
@@ -182,6 +183,7 @@ async def infer(request: web.Request) -> web.Response:
 
 
 async def _answer(request: web.Request, model, units: int, operation: str, job_row, reply: dict) -> web.Response:
+    price = pricing.fcu_price(units)
     res = await result_with_blob(request, job_row, reply)
     evicted_ids(request).extend(res.get("evicted_ciphertext_ids") or [])
     queue_ms, compute_ms = timings(reply)
@@ -192,8 +194,7 @@ async def _answer(request: web.Request, model, units: int, operation: str, job_r
         level=res["level"], scale_bits=round(math.log2(res["scale"]), 6) if res["scale"] > 0 else 0.0,
         compute_time_ms=compute_ms, queue_time_ms=queue_ms,
         noise_budget_remaining=float(res["noise_budget_remaining"]),
-        evicted_ciphertext_ids=list(evicted_ids(request)), cost_units=units,
-        cost_jpy=round(units * fhe.JPY_PER_UNIT, 4), expires_at=res["expires_at"],
+        evicted_ciphertext_ids=list(evicted_ids(request)), **price.fields(), expires_at=res["expires_at"],
         batch_size=int(reply.get("batch_size") or 1), **BOOTSTRAP_FIELDS,
     )
     return json_response(body, headers={"Idempotent-Replayed": "true"} if reply.get("replayed") else None)
