@@ -61,6 +61,7 @@ class FakeStripe:
         self.customers: dict[str, dict] = {}
         self.subscriptions: dict[str, dict] = {}
         self.requests: list[tuple[str, str, dict]] = []
+        self.idempotency_keys: list[str | None] = []
         self.hang = False
 
     def _id(self, prefix: str) -> str:
@@ -93,6 +94,10 @@ class FakeStripe:
                                                        "price": {"id": body["items"][0]["price"]}}]}}
             self.subscriptions[sid] = s
             return web.json_response(s)
+        if path == "/v1/invoiceitems":
+            self.idempotency_keys.append(request.headers.get("Idempotency-Key"))
+            return web.json_response({"id": self._id("ii"), "object": "invoiceitem", "customer": body["customer"],
+                                      "amount": int(body["amount"]), "currency": body["currency"]})
         if m := re.fullmatch(r"/v1/subscriptions/(\w+)", path):
             s = self.subscriptions[m.group(1)]
             if request.method == "POST":
@@ -301,3 +306,38 @@ async def test_unknown_event_types_are_acknowledged_and_ignored(st):
     resp = await post_event(st, event("customer.created", {"id": "cus_z", "object": "customer"}, 1))
     assert resp.status == 200 and (await resp.json())["duplicate"] is False
     await error_of(await post_event(st, {"id": "evt_1", "type": "x"}), 400, "INVALID_PAYLOAD")
+
+
+async def test_usage_beyond_the_plan_goes_to_stripe_once_and_only_for_live_keys(st, fake_stripe):
+    """At period end the billed usage of a Stripe-billed account becomes one Stripe invoice item
+    (live keys only: a wvs_test_ key's usage is never billed through Stripe), once."""
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from wavis.service import billing, clock, stripe_gateway
+
+    key, acct, cus = await _linked_account(st, plan="starter")
+    test_key = await st.key_for(key, role="developer", environment="test")
+    async with st.app[DB].acquire() as conn:
+        ids = {k: await conn.fetchval("SELECT id FROM api_keys WHERE prefix = $1", k[:16]) for k in (key, test_key)}
+    terms = billing.Terms("starter", 0, True)  # nothing included left: every FCU billed
+    with clock.frozen(datetime(2026, 8, 20, tzinfo=timezone.utc)) as c:
+        async with st.app[DB].acquire() as conn:
+            for api_key_id, fcu, usd in ((ids[key], 600_000, "1.2"), (ids[key], 17_000, "0.034"),
+                                         (ids[test_key], 2_500_000, "5")):
+                async with conn.transaction():
+                    await billing.charge(conn, account_id=acct, api_key_id=api_key_id, route="POST /compute/{operation}",
+                                         operation="multiply", fcu=fcu, list_usd=Decimal(usd), request_id=None,
+                                         terms=terms)
+        assert await stripe_gateway.report_usage(st.app) == 0  # August has not ended
+        c.set(datetime(2026, 9, 1, 0, 0, 1, tzinfo=timezone.utc))
+        assert await stripe_gateway.report_usage(st.app) == 1
+        assert await stripe_gateway.report_usage(st.app) == 0  # once
+    items = [b for m, p, b in fake_stripe.requests if p == "/v1/invoiceitems"]
+    assert len(items) == 1
+    assert items[0]["customer"] == cus and items[0]["amount"] == "123" and items[0]["currency"] == "usd"
+    assert "617000 FCU" in items[0]["description"] and items[0]["metadata"]["wavis_period"] == "2026-08-01"
+    assert fake_stripe.idempotency_keys == [f"wavis-usage-{acct}-2026-08-01"]
+    # the account's own invoice list is Stripe's (no local invoice for a Stripe-billed account)
+    invoices = (await (await st.get("/api/v1/billing/invoices", headers=bearer(key))).json())["data"]
+    assert [i for i in invoices if i["source"] == "local"] == []

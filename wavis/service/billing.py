@@ -75,12 +75,15 @@ def terms_of(plan: str, limits: Mapping[str, Any] | None, override: int | None) 
 
 async def lock_period(conn: asyncpg.Connection, account_id: str, period: date) -> asyncpg.Record:
     """The account's ``usage_periods`` row of ``period``, created if missing, locked FOR UPDATE
-    until the caller's transaction ends."""
-    await conn.execute("INSERT INTO usage_periods (account_id, period_start) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                       account_id, period)
-    return await conn.fetchrow(
-        "SELECT fcu_used, cost_usd, billed_usd, events_sent FROM usage_periods "
-        "WHERE account_id = $1 AND period_start = $2 FOR UPDATE", account_id, period)
+    until the caller's transaction ends (one round trip once the row exists)."""
+    sql = ("SELECT fcu_used, cost_usd, billed_usd, events_sent FROM usage_periods "
+           "WHERE account_id = $1 AND period_start = $2 FOR UPDATE")
+    row = await conn.fetchrow(sql, account_id, period)
+    if row is None:
+        await conn.execute("INSERT INTO usage_periods (account_id, period_start) VALUES ($1, $2) "
+                           "ON CONFLICT DO NOTHING", account_id, period)
+        row = await conn.fetchrow(sql, account_id, period)
+    return row
 
 
 async def reserved(conn: asyncpg.Connection, account_id: str, at: datetime) -> tuple[int, Decimal]:
@@ -148,8 +151,16 @@ async def admit_job(conn: asyncpg.Connection, account_id: str, cost_units: int, 
     now = clock.now()
     period = clock.period_start(now)
     row = await lock_period(conn, account_id, period)
+    # read after the lock: every admission that held it before us has committed its job row
+    state = await conn.fetchrow(
+        """SELECT (SELECT COALESCE(sum(cost_units), 0) FROM jobs WHERE account_id = $1
+                   AND status IN ('QUEUED', 'RUNNING') AND expires_at > $2) AS res_fcu,
+                  (SELECT COALESCE(sum(cost_jpy), 0) FROM jobs WHERE account_id = $1
+                   AND status IN ('QUEUED', 'RUNNING') AND expires_at > $2) AS res_jpy,
+                  b.monthly_limit_usd, b.mode
+           FROM (SELECT 1) one LEFT JOIN billing_budgets b ON b.account_id = $1""", account_id, now)
     sent = list(row["events_sent"])
-    res_fcu, res_usd = await reserved(conn, account_id, now)
+    res_fcu, res_usd = int(state["res_fcu"]), pricing.jpy_to_usd(state["res_jpy"])
     used = int(row["fcu_used"])
     common = {"period_start": period.isoformat(), "period_end": clock.period_end(period).isoformat(),
               "plan": terms.plan, "fcu_used": used, "fcu_reserved": res_fcu, "requested_fcu": cost_units,
@@ -160,14 +171,14 @@ async def admit_job(conn: asyncpg.Connection, account_id: str, cost_units: int, 
                     {"limit": "quota", **details})
         return ApiError(402, "QUOTA_EXHAUSTED", "the monthly FCU quota of this plan is used up", details,
                         headers={"Retry-After": str(_seconds_to_period_end(now, period))})
-    budget = await get_budget(conn, account_id)
-    if budget is not None and budget["mode"] == "hard":
+    if state["mode"] == "hard":
         cost_usd = pricing.jpy_to_usd(cost_jpy)
         projected = (Decimal(row["billed_usd"]) + _billable(terms, res_usd, res_fcu, used)
                      + _billable(terms, cost_usd, cost_units, used + res_fcu))
-        limit = Decimal(budget["monthly_limit_usd"])
+        limit = Decimal(state["monthly_limit_usd"])
         if projected > limit:
-            details = {**common, "monthly_limit_usd": float(limit), "spent_usd": pricing.usd_float(Decimal(row["billed_usd"])),
+            details = {**common, "monthly_limit_usd": float(limit),
+                       "spent_usd": pricing.usd_float(Decimal(row["billed_usd"])),
                        "projected_usd": pricing.usd_float(projected)}
             await _once(conn, account_id, period, sent, "limit_reached:budget", "limit_reached",
                         {"limit": "budget", **details})
@@ -195,18 +206,22 @@ async def charge(conn: asyncpg.Connection, *, account_id: str, api_key_id: str |
     row = await lock_period(conn, account_id, period)
     used_before = int(row["fcu_used"])
     billed = _billable(terms, list_usd, fcu, used_before)
-    inserted = await conn.fetchval(
-        """INSERT INTO usage_events (account_id, api_key_id, route, operation, fcu, request_id, created_at,
-                                     period_start, cost_usd, billed_usd, job_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-           ON CONFLICT (job_id) WHERE job_id IS NOT NULL DO NOTHING RETURNING id""",
-        account_id, api_key_id, route, operation, fcu, request_id, now, period, list_usd, billed, job_id)
-    if inserted is None:
-        return False
+    # the usage row and the period's totals in one statement (nothing when the job was charged)
     totals = await conn.fetchrow(
-        "UPDATE usage_periods SET fcu_used = fcu_used + $3, cost_usd = cost_usd + $4, billed_usd = billed_usd + $5 "
-        "WHERE account_id = $1 AND period_start = $2 RETURNING fcu_used, billed_usd",
-        account_id, period, fcu, list_usd, billed)
+        """WITH ins AS (
+               INSERT INTO usage_events (account_id, api_key_id, route, operation, fcu, request_id, created_at,
+                                         period_start, cost_usd, billed_usd, job_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+               ON CONFLICT (job_id) WHERE job_id IS NOT NULL DO NOTHING RETURNING fcu, cost_usd, billed_usd)
+           UPDATE usage_periods p SET fcu_used = p.fcu_used + ins.fcu, cost_usd = p.cost_usd + ins.cost_usd,
+                  billed_usd = p.billed_usd + ins.billed_usd
+           FROM ins WHERE p.account_id = $1 AND p.period_start = $8
+           RETURNING p.fcu_used, p.billed_usd,
+                     (SELECT row(b.monthly_limit_usd, b.mode, b.alert_threshold_pct)::text
+                      FROM billing_budgets b WHERE b.account_id = $1) AS has_budget""",
+        account_id, api_key_id, route, operation, fcu, request_id, now, period, list_usd, billed, job_id)
+    if totals is None:
+        return False
     sent = list(row["events_sent"])
     used = int(totals["fcu_used"])
     if terms.allowance:
@@ -216,7 +231,7 @@ async def charge(conn: asyncpg.Connection, *, account_id: str, api_key_id: str |
                             {"threshold_pct": pct, "used_fcu": used, "quota_fcu": terms.allowance,
                              "period_start": period.isoformat(), "period_end": clock.period_end(period).isoformat(),
                              "plan": terms.plan, "overage": terms.overage})
-    budget = await get_budget(conn, account_id)
+    budget = await get_budget(conn, account_id) if totals["has_budget"] is not None else None
     if budget is not None:
         spent = Decimal(totals["billed_usd"])
         limit = Decimal(budget["monthly_limit_usd"])
@@ -357,3 +372,32 @@ async def list_invoices(conn: asyncpg.Connection, account_id: str, limit: int,
                                 "ORDER BY created_at DESC, id DESC LIMIT $2", account_id, limit + 1)
     return await conn.fetch(f"SELECT {cols} FROM invoices WHERE account_id = $1 AND (created_at, id) < ($3, $4) "
                             "ORDER BY created_at DESC, id DESC LIMIT $2", account_id, limit + 1, after[0], after[1])
+
+
+# --- usage of Stripe-billed accounts, reported to Stripe -------------------------------------------
+
+async def unreported_stripe_periods(conn: asyncpg.Connection, limit: int = 100) -> list[asyncpg.Record]:
+    """Ended periods of Stripe-billed accounts whose billed usage has not been sent to Stripe:
+    ``billed_live`` / ``fcu_live`` count only usage by ``live`` API keys — test and dev keys'
+    usage is never billed through Stripe."""
+    return await conn.fetch(
+        """SELECT p.account_id, p.period_start, s.stripe_customer_id,
+                  COALESCE(u.billed, 0) AS billed_live, COALESCE(u.fcu, 0) AS fcu_live
+           FROM usage_periods p JOIN subscriptions s ON s.account_id = p.account_id
+           LEFT JOIN LATERAL (
+               SELECT sum(e.billed_usd) AS billed, sum(e.fcu) AS fcu FROM usage_events e
+               JOIN api_keys k ON k.id = e.api_key_id
+               WHERE e.account_id = p.account_id AND e.period_start = p.period_start AND k.environment = 'live') u
+             ON true
+           WHERE p.period_start < $1 AND s.stripe_subscription_id IS NOT NULL AND s.stripe_customer_id IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM stripe_usage_reports r
+                             WHERE r.account_id = p.account_id AND r.period_start = p.period_start)
+           ORDER BY p.period_start LIMIT $2""", clock.period_start(), limit)
+
+
+async def mark_reported(conn: asyncpg.Connection, account_id: str, period: date, fcu_live: int, amount: Decimal,
+                        item_id: str | None) -> None:
+    await conn.execute(
+        "INSERT INTO stripe_usage_reports (account_id, period_start, fcu_live, amount_usd, stripe_invoice_item_id, "
+        "reported_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        account_id, period, fcu_live, amount, item_id, clock.now())

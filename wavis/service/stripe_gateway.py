@@ -34,7 +34,7 @@ import asyncpg
 import stripe
 from aiohttp import web
 
-from . import clock, pricing
+from . import billing, clock, pricing
 from .access import Principal
 from .billing import terms_of
 from .errors import ApiError
@@ -373,6 +373,35 @@ class StripeGateway:
         async with request.app[DB].acquire(timeout=self.settings.upstream_timeout_s) as conn:
             async with conn.transaction():
                 await _apply_subscription(conn, sub, int(clock.now().timestamp()) - 1, deleted=False)
+
+
+async def report_usage(app: web.Application) -> int:
+    """Send each ended period's billed usage of Stripe-billed accounts (live keys only) to
+    Stripe as one invoice item, added to the customer's next invoice; once per (account,
+    period): the row in ``stripe_usage_reports`` and the call's idempotency key. Returns the
+    periods reported. Run by the sweeper; a Stripe failure leaves the period for the next run."""
+    gw = app.get(GATEWAY)
+    if gw is None or not gw.settings.stripe_configured:
+        return 0
+    timeout = gw.settings.upstream_timeout_s
+    async with app[DB].acquire(timeout=timeout) as conn:
+        rows = await billing.unreported_stripe_periods(conn)
+    done = 0
+    for r in rows:
+        amount = pricing.money(Decimal(r["billed_live"]))
+        period = r["period_start"]
+        item_id = None
+        if amount > 0:
+            item = await gw.call(lambda c: c.v1.invoice_items.create_async(params={
+                "customer": r["stripe_customer_id"], "amount": int(amount * 100), "currency": "usd",
+                "description": f"WAVIS usage beyond the plan's allowance, {period:%Y-%m}: {int(r['fcu_live'])} FCU",
+                "metadata": {"wavis_account_id": r["account_id"], "wavis_period": period.isoformat()}},
+                options={"idempotency_key": f"wavis-usage-{r['account_id']}-{period.isoformat()}"}))
+            item_id = item.id
+        async with app[DB].acquire(timeout=timeout) as conn:
+            await billing.mark_reported(conn, r["account_id"], period, int(r["fcu_live"]), amount, item_id)
+        done += 1
+    return done
 
 
 def gateway(app: web.Application) -> StripeGateway:

@@ -20,7 +20,7 @@ import time
 
 from aiohttp import web
 
-from . import billing, jobs, repo
+from . import billing, jobs, repo, stripe_gateway
 from .ctstore import CiphertextStore
 from .state import CTSTORE, DB, SETTINGS
 
@@ -105,6 +105,8 @@ async def sweeper_ctx(app: web.Application):
             await asyncio.sleep(interval)
             try:
                 await sweep_once(app)
+                # ended periods' billed usage of Stripe-billed accounts → Stripe (idempotent)
+                await stripe_gateway.report_usage(app)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - an outage: try again next round
