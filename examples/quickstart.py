@@ -3,8 +3,11 @@
 
 Keys are made here; the server only ever sees the public/evaluation keys and ciphertexts.
 
-    ./dev serve &                       # the server on http://127.0.0.1:8080
+    ./dev serve &                       # the server (any --port)
     .venv/bin/python examples/quickstart.py [--url URL] [--api-key wvs_…] [--poly-degree 16384]
+
+The server is --url, else WAVIS_URL, else the running `wavis serve` (each server records where it
+listens: wavis.client.discovery), else http://127.0.0.1:8080.
 
 Exits non-zero if either result is off by more than 1e-5 from NumPy.
 """
@@ -16,11 +19,11 @@ import asyncio
 import sys
 import time
 
-import aiohttp
 import numpy as np
 
 from wavis.ckks import CkksParameters
-from wavis.client import ApiError, AsyncClient, KeyPair
+from wavis.client import ApiError, AsyncClient, ConnectionFailedError, KeyPair
+from wavis.client.discovery import default_url
 from wavis.errors import InsufficientSecurityError
 
 TOLERANCE = 1e-5
@@ -40,7 +43,8 @@ def params_that_fit(poly_degree: int, scale_bits: int = 40, security: str = "128
 
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--url", default="http://127.0.0.1:8080")
+    ap.add_argument("--url", default=None, help="server URL (default: WAVIS_URL, else the running "
+                                                "`wavis serve`, else http://127.0.0.1:8080)")
     ap.add_argument("--api-key", default=None, help="an API key; default: get a trial key from the server")
     ap.add_argument("--poly-degree", type=int, default=8192, choices=[8192, 16384])
     ap.add_argument("--n", type=int, default=4096, help="vector length (≤ poly_degree/2)")
@@ -57,7 +61,9 @@ async def main() -> int:
     x = rng.uniform(-1, 1, args.n)
     y = rng.uniform(-1, 1, args.n)
 
-    async with AsyncClient(args.url, api_key=args.api_key) as client:
+    url = args.url or default_url()
+    print(f"server URL: {url}")
+    async with AsyncClient(url, api_key=args.api_key) as client:
         try:
             health = await client.health()
             print(f"server: {health['status']} (version {health['version']}, backend {health['backend']})")
@@ -71,11 +77,11 @@ async def main() -> int:
             print(f"uploaded ciphertexts: {a.ciphertext_id} {b.ciphertext_id} (level {a.level})")
             added = await client.add(key_id, a.ciphertext_id, b.ciphertext_id)
             multiplied = await client.multiply(key_id, a.ciphertext_id, b.ciphertext_id)
+        except ConnectionFailedError as exc:
+            print(f"error: {exc.message}; start it with ./dev serve, or pass --url", file=sys.stderr)
+            return 1
         except ApiError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return 1
-        except aiohttp.ClientError as exc:
-            print(f"error: cannot reach the server at {args.url} ({exc}); start it with ./dev serve", file=sys.stderr)
             return 1
 
     sum_err = float(np.max(np.abs(keys.decrypt(added.ciphertext).real[: args.n] - (x + y))))

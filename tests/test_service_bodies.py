@@ -75,6 +75,26 @@ async def test_charsets_other_than_utf8_are_typed_400s_and_invalid_utf8_is_422(a
     assert ok.status == 201
 
 
+async def test_json_under_a_non_json_media_type_is_a_typed_415(api):
+    """A JSON body declared as text/plain, a form or a file is refused before it is read (issue
+    18); application/json, a +json type, and no Content-Type at all are read as JSON."""
+    key = await api.account(role="account_admin", plan="pro")
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "application/octet-stream",
+                  "multipart/form-data; boundary=x", "text/json"):
+        resp = await api.post("/api/v1/api-keys", data=BODY, headers={**bearer(key), "Content-Type": ctype})
+        err = await error_of(resp, 415, "UNSUPPORTED_MEDIA_TYPE")
+        assert err["details"]["expected"] == "application/json"
+        assert err["details"]["content_type"] == ctype.split(";")[0]
+    for ctype in ("application/json", "Application/JSON; charset=utf-8", "application/merge-patch+json"):
+        ok = await api.post("/api/v1/api-keys", data=BODY, headers={**bearer(key), "Content-Type": ctype})
+        assert ok.status == 201, await ok.text()
+    # no Content-Type at all (a raw request: HTTP clients add one of their own)
+    raw = (f"POST /api/v1/api-keys HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {key}\r\n"
+           f"Content-Length: {len(BODY)}\r\nConnection: close\r\n\r\n").encode() + BODY
+    status, _, body = await _raw(api, raw, half_close=False)
+    assert status == 201, body
+
+
 async def _raw(api, request: bytes, half_close: bool = True) -> tuple[int, dict, bytes]:
     """Send raw bytes to the test server; (status, headers, body) of the answer."""
     reader, writer = await asyncio.open_connection(api.server.host, api.server.port)

@@ -18,7 +18,8 @@ MiB = 1024 * 1024
 @pytest.mark.parametrize("data", [b"not json", b"{", b"[1, 2]", b"", b'"just a string"', b"\xff\xfe"])
 async def test_not_json_or_not_an_object_is_422(api, path, data):
     key = await api.account()
-    err = await error_of(await api.post(path, data=data, headers=bearer(key)), 422, "SCHEMA_MISMATCH")
+    err = await error_of(await api.post(path, data=data, headers={**bearer(key), "Content-Type": "application/json"}),
+                         422, "SCHEMA_MISMATCH")
     assert err["details"]["errors"] and all("loc" in e and "msg" in e for e in err["details"]["errors"])
 
 
@@ -82,7 +83,7 @@ async def test_streamed_body_without_content_length_is_413_while_streaming(api):
             await asyncio.sleep(0.002)
         yield b'"}'
 
-    resp = await api.post("/api/v1/ciphertexts", data=body(), headers=bearer(key))
+    resp = await api.post("/api/v1/ciphertexts", data=body(), headers={**bearer(key), "Content-Type": "application/json"})
     at_response = sent
     err = await error_of(resp, 413, "PAYLOAD_TOO_LARGE")
     assert err["details"]["limit_bytes"] == 2 * MiB

@@ -95,7 +95,8 @@ async def test_slow_body_gets_408(make_client, service_settings):
         yield b'"ciphertext_b64": "AA=="}'
 
     t0 = time.monotonic()
-    resp = await client.post("/api/v1/ciphertexts", data=trickle(), headers=bearer(key))
+    resp = await client.post("/api/v1/ciphertexts", data=trickle(),
+                             headers={**bearer(key), "Content-Type": "application/json"})
     assert resp.status == 408 and (await resp.json())["error"]["code"] == "REQUEST_TIMEOUT"
     assert time.monotonic() - t0 < 2.5
 

@@ -41,7 +41,9 @@ def test_wavis_serve_embedded_health_and_admin_cli(tmp_path: Path):
     data_dir = tmp_path / "data"
     port = free_port()
     env = {k: v for k, v in os.environ.items()
-           if k not in ("WAVIS_DATABASE_URL", "WAVIS_REDIS_URL", "WAVIS_API_KEY_PEPPER")}
+           if k not in ("WAVIS_DATABASE_URL", "WAVIS_REDIS_URL", "WAVIS_API_KEY_PEPPER", "WAVIS_DATA_DIR", "WAVIS_URL")}
+    state = tmp_path / "state"  # the discovery records of this test's servers only
+    env["WAVIS_STATE_DIR"] = str(state)
     cmd = [sys.executable, "-m", "wavis.cli"]
     log = open(tmp_path / "serve.log", "wb")
     proc = subprocess.Popen([*cmd, "serve", "--port", str(port), "--data-dir", str(data_dir)],
@@ -84,6 +86,40 @@ def test_wavis_serve_embedded_health_and_admin_cli(tmp_path: Path):
         bad = subprocess.run([*cmd, "admin", "create-account", "--email", "not-an-email", "--data-dir", str(data_dir)],
                              env=env, capture_output=True, text=True, timeout=30)
         assert bad.returncode == 2 and "not an email address" in bad.stderr
+
+        # issue 18: without --data-dir, from another directory, admin finds the running server's
+        # data dir and database (its discovery record) and says which database it used
+        records = list((state / "servers").glob("*.json"))
+        assert len(records) == 1 and json.loads(records[0].read_text())["url"] == base
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        out = subprocess.run([*cmd, "admin", "create-account", "--email", "dev@example.com", "--json"], cwd=elsewhere,
+                             env=env, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert f"the embedded PostgreSQL of {data_dir.resolve()}" in out.stderr and base in out.stderr, out.stderr
+        created = json.loads(out.stdout)
+        assert str(data_dir.resolve()) in created["database"]
+        assert not (elsewhere / ".wavis-data").exists()  # no second database
+        status, _ = get(base + "/api/v1/keys/key_missing", {"Authorization": f"Bearer {created['api_key']}"})
+        assert status == 404
+        # create-key and revoke-key on the same database
+        out = subprocess.run([*cmd, "admin", "create-key", "--account", created["account_id"], "--role", "viewer",
+                              "--json"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        viewer = json.loads(out.stdout)["api_key"]
+        assert get(base + "/api/v1/keys", {"Authorization": f"Bearer {viewer}"})[0] == 200
+        out = subprocess.run([*cmd, "admin", "revoke-key", viewer, "--json"], cwd=elsewhere, env=env,
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and json.loads(out.stdout)["revoked"] is True, out.stderr
+        assert get(base + "/api/v1/keys", {"Authorization": f"Bearer {viewer}"})[0] == 401
+        out = subprocess.run([*cmd, "admin", "revoke-key", "apikey_nosuchkey"], cwd=elsewhere, env=env,
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 1 and "wavis: no such API key" in out.stderr, out.stderr
+        # the SDK's (and the examples') default URL is this server's, whatever its port
+        url = subprocess.run([sys.executable, "-c", "from wavis.client.discovery import default_url; "
+                              "print(default_url())"], cwd=elsewhere, env=env, capture_output=True, text=True,
+                             timeout=30)
+        assert url.stdout.strip() == base, url.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -93,6 +129,7 @@ def test_wavis_serve_embedded_health_and_admin_cli(tmp_path: Path):
             proc.wait()
         log.close()
     assert proc.returncode in (0, -signal.SIGTERM), (tmp_path / "serve.log").read_text()
+    assert not list((state / "servers").glob("*.json"))  # the record goes with the server
 
 
 def test_wavis_serve_port_in_use_is_one_line(monkeypatch, capsys):
@@ -116,3 +153,26 @@ def test_wavis_serve_port_in_use_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(server, "run", other)
     with pytest.raises(OSError):
         cli.main(["serve", "--port", "8080"])
+
+
+@pytest.mark.parametrize("fmt, json_lines", [("text", False), ("json", True)])
+def test_wavis_serve_honours_log_format(monkeypatch, fmt, json_lines):
+    """``WAVIS_LOG_FORMAT=text`` gives text log lines from ``wavis serve`` itself (issue 18: it
+    used to be honoured only by ``wavis worker``)."""
+    import logging
+
+    from wavis import cli
+    from wavis.service import server
+    from wavis.service.logs import JsonFormatter
+
+    seen = {}
+
+    def fake_run(settings):
+        seen["formatter"] = logging.getLogger().handlers[0].formatter
+        seen["json_logs"] = settings.json_logs
+
+    monkeypatch.setenv("WAVIS_LOG_FORMAT", fmt)
+    monkeypatch.setattr(server, "run", fake_run)
+    assert cli.main(["serve", "--port", "8080"]) == 0
+    assert seen["json_logs"] is json_lines
+    assert isinstance(seen["formatter"], JsonFormatter) is json_lines

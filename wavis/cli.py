@@ -1,154 +1,317 @@
-"""Command line: ``wavis serve`` (the API server), ``wavis worker`` (a compute worker),
-``wavis webhooks`` (the webhook delivery worker alone), ``wavis admin …`` and ``wavis bench …``
-(the benchmark harness, :mod:`wavis.bench`, which parses its own arguments).
+"""Command line, one entry point ``wavis`` (built on click):
+
+* operators: ``serve`` (the API server), ``worker`` (a compute worker), ``webhooks`` (the webhook
+  delivery worker alone), ``admin create-account|create-key|revoke-key|maintenance``;
+* users: ``keygen`` (keys to files, mode 0600), ``encrypt`` / ``decrypt`` (files), ``upload``,
+  ``compute``, ``gate`` and ``adder`` (TFHE), ``health``; ``bench`` (``wavis.bench``).
+
+Every command answers ``--json`` with one JSON object on stdout where it prints a result, prints
+errors as one line ``wavis: …`` on stderr and exits non-zero: 1 for a failure (the server's error
+code is in the line, and in ``{"error": …}`` with ``--json``), 2 for a usage error.
 
 Service dependencies are imported only inside the commands, so ``import wavis.cli`` stays light.
 """
 
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
+
+import click
+
+EXIT_FAILURE, EXIT_USAGE = 1, 2
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="data directory for the embedded servers and the pepper file "
-                        "(env WAVIS_DATA_DIR, default ./.wavis-data)")
+class Failure(click.ClickException):
+    """A clear one-line failure (exit 1)."""
+
+    exit_code = EXIT_FAILURE
+
+    def show(self, file=None) -> None:  # noqa: D102
+        click.echo(f"wavis: {self.format_message()}", err=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wavis", description="WAVIS: FHE as a service")
-    sub = parser.add_subparsers(dest="command", required=True)
+class UsageFailure(Failure):
+    exit_code = EXIT_USAGE
 
-    serve = sub.add_parser("serve", help="run the REST API server",
-                           description="Run the API server. With WAVIS_DATABASE_URL / WAVIS_REDIS_URL unset it "
-                                       "starts an embedded PostgreSQL and Redis under the data directory.")
-    serve.add_argument("--host", default=None, help="listen address (env WAVIS_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="listen port (env WAVIS_PORT, default 8080)")
-    _add_common(serve)
-    serve.add_argument("--log-level", default=os.environ.get("WAVIS_LOG_LEVEL", "INFO"))
-    serve.add_argument("--engine", choices=["embedded", "remote"], default=None,
-                       help="embedded (default, env WAVIS_ENGINE): this process also computes; remote: jobs go "
-                            "to `wavis worker` processes only")
 
-    worker = sub.add_parser("worker", help="run a compute worker (consumes the job streams)",
-                            description="Run the compute engine alone: consume the job streams through the Redis "
-                                        "consumer group, batch jobs onto the CPU/GPU, write results to PostgreSQL. "
-                                        "Needs the same WAVIS_DATABASE_URL / WAVIS_REDIS_URL / WAVIS_REDIS_PREFIX and "
-                                        "WAVIS_MASTER_KEY as the API processes.")
-    _add_common(worker)
-    worker.add_argument("--log-level", default=os.environ.get("WAVIS_LOG_LEVEL", "INFO"))
-    worker.add_argument("--threads", type=int, default=None, help="compute threads (env WAVIS_COMPUTE_THREADS)")
+def _emit(as_json: bool, data: dict[str, Any], text: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, default=str))
+    else:
+        click.echo(text if text is not None else "\n".join(f"{k}: {v}" for k, v in data.items()))
 
-    wh = sub.add_parser("webhooks", help="run the webhook delivery worker alone",
-                        description="Deliver webhook events from the outbox (any number of these, and the "
-                                    "workers inside `wavis serve`, may run together). WAVIS_WEBHOOK_WORKER=0 "
-                                    "keeps `wavis serve` from delivering itself.")
-    _add_common(wh)
-    wh.add_argument("--log-level", default=os.environ.get("WAVIS_LOG_LEVEL", "INFO"))
 
-    admin = sub.add_parser("admin", help="operator commands")
-    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
-    ca = admin_sub.add_parser("create-account", help="create an account and its first account_admin API key")
-    ca.add_argument("--email", required=True)
-    ca.add_argument("--plan", default="free")
-    ca.add_argument("--environment", default="live", choices=["live", "test", "dev"],
-                    help="environment of the API key (default live)")
-    ca.add_argument("--json", action="store_true", help="print {account_id, api_key} as JSON")
-    _add_common(ca)
-    mt = admin_sub.add_parser("maintenance", help="maintenance mode on/off (a flag in Redis, seen by every API process)")
-    mt.add_argument("mode", choices=["on", "off", "status"])
-    mt.add_argument("--retry-after", type=int, default=300, help="Retry-After seconds answered while on")
-    _add_common(mt)
-    sub.add_parser("bench", add_help=False, help="the benchmark harness (wavis bench --help; wavis.bench)")
-    return parser
+def _note(msg: str) -> None:
+    click.echo(f"wavis: {msg}", err=True)
+
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+    help="data directory of the embedded PostgreSQL/Redis and the pepper file (env WAVIS_DATA_DIR; "
+         "admin commands default to the running server's, else ./.wavis-data)")
+json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON object on stdout")
+log_level_option = click.option("--log-level", default=lambda: os.environ.get("WAVIS_LOG_LEVEL", "INFO"),
+                                show_default="env WAVIS_LOG_LEVEL or INFO")
+
+
+def _level(name: str) -> int:
+    return getattr(logging, str(name).upper(), logging.INFO)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="wavis", prog_name="wavis")
+def cli() -> None:
+    """WAVIS: fully homomorphic encryption (CKKS, TFHE) as a service."""
+
+
+# --- operators --------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--host", default=None, help="listen address (env WAVIS_HOST, default 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="listen port (env WAVIS_PORT, default 8080)")
+@data_dir_option
+@log_level_option
+@click.option("--engine", type=click.Choice(["embedded", "remote"]), default=None,
+              help="embedded (default, env WAVIS_ENGINE): this process also computes; remote: jobs go to "
+                   "`wavis worker` processes only")
+def serve(host, port, data_dir, log_level, engine) -> int:
+    """Run the REST API server. With WAVIS_DATABASE_URL / WAVIS_REDIS_URL unset it starts an
+    embedded PostgreSQL and Redis under the data directory. Logs are JSON lines unless
+    WAVIS_LOG_FORMAT=text."""
+    from wavis.service import server  # noqa: PLC0415
+    from wavis.service.embedded import DataDirBusy  # noqa: PLC0415
+    from wavis.service.settings import Settings  # noqa: PLC0415
+
+    settings = Settings.from_env(host=host, port=port, data_dir=data_dir, engine=engine)
+    server.setup_logging(_level(log_level), settings.json_logs)
+    # an operator's mistake (a second server on the data dir, a port in use) is one line, not a traceback
+    try:
+        server.run(settings)
+    except DataDirBusy as exc:
+        raise Failure(str(exc)) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+            raise
+        raise Failure(f"cannot listen: {exc}") from None
+    return 0
+
+
+@cli.command()
+@data_dir_option
+@log_level_option
+@click.option("--threads", type=int, default=None, help="compute threads (env WAVIS_COMPUTE_THREADS)")
+def worker(data_dir, log_level, threads) -> int:
+    """Run the compute engine alone: consume the job streams through the Redis consumer group,
+    batch jobs onto the CPU/GPU, write results to PostgreSQL. Needs the same WAVIS_DATABASE_URL /
+    WAVIS_REDIS_URL / WAVIS_REDIS_PREFIX and WAVIS_MASTER_KEY as the API processes."""
+    from wavis.service.server import run_worker, setup_logging  # noqa: PLC0415
+    from wavis.service.settings import Settings  # noqa: PLC0415
+
+    settings = Settings.from_env(data_dir=data_dir, compute_threads=threads)
+    setup_logging(_level(log_level), settings.json_logs)
+    run_worker(settings)
+    return 0
+
+
+@cli.command()
+@data_dir_option
+@log_level_option
+def webhooks(data_dir, log_level) -> int:
+    """Run the webhook delivery worker alone (any number of these, and the workers inside
+    `wavis serve`, may run together). WAVIS_WEBHOOK_WORKER=0 keeps `wavis serve` from
+    delivering itself."""
+    from wavis.service.server import setup_logging  # noqa: PLC0415
+    from wavis.service.settings import Settings  # noqa: PLC0415
+    from wavis.service.webhook_worker import run as run_webhooks  # noqa: PLC0415
+
+    settings = Settings.from_env(data_dir=data_dir)
+    setup_logging(_level(log_level), settings.json_logs)
+    run_webhooks(settings)
+    return 0
+
+
+@cli.group()
+def admin() -> None:
+    """Operator commands. They use the same data directory and database as the running
+    `wavis serve` (found through its record, see wavis.client.discovery) unless --data-dir,
+    WAVIS_DATA_DIR or WAVIS_DATABASE_URL say otherwise, and say on stderr which they used."""
+
+
+def _admin_settings(data_dir: Path | None, *, need: str = "database"):
+    """Settings for an admin command and a sentence naming the database (or Redis) it uses.
+
+    Order: ``--data-dir``; ``WAVIS_DATA_DIR``; ``WAVIS_DATABASE_URL`` (``WAVIS_REDIS_URL`` for
+    Redis); the running server of ``./.wavis-data``; the one running server; else ``./.wavis-data``.
+    A running server whose database or pepper came from the environment cannot be reached
+    without that environment: a clear error, never a second database."""
+    from wavis.client import discovery  # noqa: PLC0415
+    from wavis.service.settings import Settings  # noqa: PLC0415
+
+    env = os.environ
+    url_var = "WAVIS_DATABASE_URL" if need == "database" else "WAVIS_REDIS_URL"
+    record = None
+    if data_dir is not None or env.get("WAVIS_DATA_DIR"):
+        chosen = Path(data_dir or env["WAVIS_DATA_DIR"])
+        source = "--data-dir" if data_dir is not None else "WAVIS_DATA_DIR"
+        record = discovery.server_for_data_dir(chosen)
+    elif env.get(url_var):
+        chosen, source = discovery.DEFAULT_DATA_DIR, url_var
+    else:
+        servers = discovery.running_servers()
+        record = discovery.server_for_data_dir(discovery.DEFAULT_DATA_DIR)
+        if record is None and len(servers) == 1:
+            record = servers[0]
+        elif record is None and len(servers) > 1:
+            listing = "; ".join(f"{r.url} (data dir {r.data_dir})" for r in servers)
+            raise Failure(f"{len(servers)} wavis servers are running ({listing}): pass --data-dir to choose one")
+        if record is not None:
+            chosen, source = Path(record.data_dir), f"the running server at {record.url}"
+        else:
+            chosen, source = discovery.DEFAULT_DATA_DIR, "the default (no running server found)"
+    settings = Settings.from_env(data_dir=chosen)
+    if record is not None:
+        what = record.database if need == "database" else record.redis
+        if what != "embedded" and not env.get(url_var):
+            raise Failure(f"the server at {record.url} uses the external {'PostgreSQL' if need == 'database' else 'Redis'} "
+                          f"{what}: set {url_var} (with its password) as for the server")
+        if need == "database" and record.pepper == "env" and settings.api_key_pepper is None:
+            raise Failure(f"the server at {record.url} reads its API-key pepper from WAVIS_API_KEY_PEPPER: set it "
+                          "to the same value, or the keys made here would not authenticate there")
+    if env.get(url_var):
+        target = f"the external {'PostgreSQL' if need == 'database' else 'Redis'} {discovery.redact_url(env[url_var])}"
+    else:
+        target = f"the embedded {'PostgreSQL' if need == 'database' else 'Redis'} of {Path(chosen).resolve()}"
+    return settings, f"{target} (from {source})"
+
+
+def _check_email(email: str) -> None:
+    # a plausibility check, not RFC 5322: one '@', a non-empty local part, a dotted domain
+    local, _, domain = email.strip().partition("@")
+    if not local or "." not in domain.strip(".") or " " in email.strip() or "@" in domain:
+        raise UsageFailure(f"{email!r} is not an email address")
+
+
+@admin.command("create-account")
+@click.option("--email", required=True)
+@click.option("--plan", default="free", show_default=True)
+@click.option("--environment", type=click.Choice(["live", "test", "dev"]), default="live", show_default=True,
+              help="environment of the API key")
+@json_option
+@data_dir_option
+def create_account(email, plan, environment, as_json, data_dir) -> int:
+    """Create an account and its first account_admin API key (shown once)."""
+    from wavis.service.admin import PLANS, create_account as create  # noqa: PLC0415
+    from wavis.service.server import setup_logging  # noqa: PLC0415
+
+    setup_logging(logging.WARNING)
+    if plan not in PLANS:
+        raise UsageFailure(f"unknown plan {plan!r} (one of {', '.join(PLANS)})")
+    _check_email(email)
+    settings, where = _admin_settings(data_dir)
+    _note(f"database: {where}")
+    import asyncpg  # noqa: PLC0415
+
+    try:
+        new = create(settings, email=email, plan=plan, environment=environment)
+    except asyncpg.UniqueViolationError:
+        raise Failure(f"an account with email {email!r} already exists") from None
+    _emit(as_json, {"account_id": new.account_id, "api_key_id": new.api_key_id, "api_key": new.api_key,
+                    "database": where},
+          f"account_id: {new.account_id}\napi_key:    {new.api_key}   (shown once; store it now)")
+    return 0
+
+
+@admin.command("create-key")
+@click.option("--account", "account_id", required=True, help="account id (acct_…)")
+@click.option("--role", type=click.Choice(["viewer", "developer", "account_admin"]), default="developer",
+              show_default=True)
+@click.option("--environment", type=click.Choice(["live", "test", "dev"]), default="live", show_default=True)
+@json_option
+@data_dir_option
+def create_key(account_id, role, environment, as_json, data_dir) -> int:
+    """Create another API key for an existing account (shown once)."""
+    from wavis.service.admin import create_key as create  # noqa: PLC0415
+    from wavis.service.server import setup_logging  # noqa: PLC0415
+
+    setup_logging(logging.WARNING)
+    settings, where = _admin_settings(data_dir)
+    _note(f"database: {where}")
+    new = create(settings, account_id=account_id, role=role, environment=environment)
+    if new is None:
+        raise Failure(f"no account {account_id!r} in this database")
+    _emit(as_json, {"account_id": new.account_id, "api_key_id": new.api_key_id, "api_key": new.api_key,
+                    "role": role, "database": where},
+          f"api_key_id: {new.api_key_id}\napi_key:    {new.api_key}   (shown once; store it now)")
+    return 0
+
+
+@admin.command("revoke-key")
+@click.argument("key")
+@json_option
+@data_dir_option
+def revoke_key(key, as_json, data_dir) -> int:
+    """Revoke an API key now, by its id (apikey_…) or by the key itself (wvs_…)."""
+    from wavis.service.admin import revoke_key as revoke  # noqa: PLC0415
+    from wavis.service.server import setup_logging  # noqa: PLC0415
+
+    setup_logging(logging.WARNING)
+    settings, where = _admin_settings(data_dir)
+    _note(f"database: {where}")
+    found = revoke(settings, key)
+    if found is None:
+        raise Failure("no such API key in this database")
+    _emit(as_json, {"api_key_id": found, "revoked": True, "database": where}, f"revoked: {found}")
+    return 0
+
+
+@admin.command()
+@click.argument("mode", type=click.Choice(["on", "off", "status"]))
+@click.option("--retry-after", type=int, default=300, show_default=True, help="Retry-After seconds answered while on")
+@json_option
+@data_dir_option
+def maintenance(mode, retry_after, as_json, data_dir) -> int:
+    """Maintenance mode on/off (a flag in Redis, seen by every API process)."""
+    from wavis.service.admin import maintenance as set_mode  # noqa: PLC0415
+    from wavis.service.server import setup_logging  # noqa: PLC0415
+
+    setup_logging(logging.WARNING)
+    settings, where = _admin_settings(data_dir, need="redis")
+    _note(f"redis: {where}")
+    state = set_mode(settings, mode, retry_after)
+    _emit(as_json, {"maintenance": state}, f"maintenance: {'on' if state else 'off'}")
+    return 0
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)
+@click.pass_context
+def bench(ctx) -> int:
+    """Benchmarks (wavis.bench; `wavis bench --help` for its options)."""
+    try:
+        from wavis import bench as bench_mod  # noqa: PLC0415
+    except ImportError:
+        raise Failure("the benchmark package wavis.bench is not installed in this build") from None
+    return int(bench_mod.main(list(ctx.args)) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:  # wavis.bench parses the rest (wavis bench --help)
-        from wavis.bench import main as bench_main  # noqa: PLC0415
-
-        return bench_main(argv[1:])
-    args = build_parser().parse_args(argv)
-    from wavis.service.server import setup_logging  # noqa: PLC0415
-    from wavis.service.settings import Settings  # noqa: PLC0415
-
-    if args.command == "serve":
-        setup_logging(getattr(logging, str(args.log_level).upper(), logging.INFO))
-        from wavis.service.embedded import DataDirBusy  # noqa: PLC0415
-        from wavis.service.server import run  # noqa: PLC0415
-
-        # an operator's mistake (a second server on the data dir, a port in use) is one line, not a traceback
-        try:
-            run(Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir, engine=args.engine))
-        except DataDirBusy as exc:
-            print(f"wavis: {exc}", file=sys.stderr)
-            return 1
-        except OSError as exc:
-            if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
-                raise
-            print(f"wavis: cannot listen: {exc}", file=sys.stderr)
-            return 1
-        return 0
-
-    if args.command == "worker":
-        settings = Settings.from_env(data_dir=args.data_dir, compute_threads=args.threads)
-        setup_logging(getattr(logging, str(args.log_level).upper(), logging.INFO), settings.json_logs)
-        from wavis.service.server import run_worker  # noqa: PLC0415
-
-        run_worker(settings)
-        return 0
-
-    if args.command == "webhooks":
-        settings = Settings.from_env(data_dir=args.data_dir)
-        setup_logging(getattr(logging, str(args.log_level).upper(), logging.INFO), settings.json_logs)
-        from wavis.service.webhook_worker import run as run_webhooks  # noqa: PLC0415
-
-        run_webhooks(settings)
-        return 0
-
-    if args.command == "admin" and args.admin_command == "maintenance":
-        setup_logging(logging.WARNING)
-        from wavis.service.admin import maintenance  # noqa: PLC0415
-
-        state = maintenance(Settings.from_env(data_dir=args.data_dir), args.mode, args.retry_after)
-        print(f"maintenance: {'on' if state else 'off'}")
-        return 0
-
-    if args.command == "admin" and args.admin_command == "create-account":
-        setup_logging(logging.WARNING)
-        from wavis.service.admin import PLANS, create_account  # noqa: PLC0415
-
-        if args.plan not in PLANS:
-            print(f"wavis: unknown plan {args.plan!r} (one of {', '.join(PLANS)})", file=sys.stderr)
-            return 2
-        # a plausibility check, not RFC 5322: one '@', a non-empty local part, a dotted domain
-        local, _, domain = args.email.strip().partition("@")
-        if not local or "." not in domain.strip(".") or " " in args.email.strip() or "@" in domain:
-            print(f"wavis: {args.email!r} is not an email address", file=sys.stderr)
-            return 2
-        import asyncpg  # noqa: PLC0415
-
-        try:
-            new = create_account(Settings.from_env(data_dir=args.data_dir), email=args.email, plan=args.plan,
-                                 environment=args.environment)
-        except asyncpg.UniqueViolationError:
-            print(f"wavis: an account with email {args.email!r} already exists", file=sys.stderr)
-            return 1
-        if args.json:
-            print(json.dumps({"account_id": new.account_id, "api_key": new.api_key}))
-        else:
-            print(f"account_id: {new.account_id}")
-            print(f"api_key:    {new.api_key}   (shown once; store it now)")
-        return 0
-    return 2
+    """Run the CLI; returns the exit status (0 ok, 1 failure, 2 usage)."""
+    try:
+        rv = cli.main(args=argv, prog_name="wavis", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("wavis: aborted", err=True)
+        return EXIT_FAILURE
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return int(rv or 0) if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

@@ -120,9 +120,15 @@ class CkksParameters:
         boot = self.boot_mod_bits
         levels = self.max_depth + 1 + len(boot)
         if self.dnum is not None:
-            if not isinstance(self.dnum, int) or not 1 <= self.dnum <= levels:
-                raise ParameterError(f"dnum must be in 1..{levels} (the number of ciphertext primes), got {self.dnum!r}",
-                                     field="dnum")
+            if not isinstance(self.dnum, int) or isinstance(self.dnum, bool) or self.dnum < 1:
+                raise ParameterError(f"dnum must be a positive integer, got {self.dnum!r}", field="dnum")
+            if self.dnum > levels:
+                # the prime count comes from max_depth: a max_depth lowered under a dnum kept from
+                # an earlier to_dict() lands here, so the message names max_depth first (issue 18)
+                raise ParameterError(
+                    f"max_depth={self.max_depth} gives {levels} ciphertext prime(s), fewer than dnum={self.dnum}: "
+                    f"raise max_depth to ≥ {self.dnum - 1 - len(boot)}, or set dnum ≤ {levels} (or leave dnum out "
+                    f"for the default)", field="max_depth", fields=["max_depth", "dnum"], max_dnum=levels)
             dnum = self.dnum
         else:
             dnum = next(

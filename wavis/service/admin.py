@@ -12,25 +12,63 @@ from .settings import Settings
 PLANS = ("free", "payg", "starter", "pro", "scale", "enterprise")
 
 
-async def _create_account(settings: Settings, email: str, plan: str, environment: str) -> repo.NewKey:
-    pool = await db.create_pool(settings.database_url, min_size=1, max_size=1)
+def _with_db(settings: Settings, work):
+    """Run ``work(conn, settings)`` on the database of ``settings`` (the running server's embedded
+    PostgreSQL, or one started for this command only), migrated first."""
+    settings = settings.with_pepper()
+    emb = embedded.attach(settings.data_dir, database_url=settings.database_url, redis_url=None, need_redis=False)
+
+    async def go():
+        pool = await db.create_pool(emb.database_url, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                await db.migrate(conn)
+                return await work(conn, replace(settings, database_url=emb.database_url))
+        finally:
+            await pool.close()
+
     try:
-        async with pool.acquire() as conn:
-            await db.migrate(conn)
-            return await repo.create_account(conn, settings.api_key_pepper, email=email, plan=plan,
-                                             role=Role.ACCOUNT_ADMIN, environment=environment)
+        return asyncio.run(go())
     finally:
-        await pool.close()
+        emb.close()
 
 
 def create_account(settings: Settings, *, email: str, plan: str = "free", environment: str = "live") -> repo.NewKey:
-    settings = settings.with_pepper()
-    emb = embedded.attach(settings.data_dir, database_url=settings.database_url, redis_url=None, need_redis=False)
-    try:
-        settings = replace(settings, database_url=emb.database_url)
-        return asyncio.run(_create_account(settings, email, plan, environment))
-    finally:
-        emb.close()
+    """``wavis admin create-account``: an account and its first account_admin key."""
+    return _with_db(settings, lambda conn, s: repo.create_account(
+        conn, s.api_key_pepper, email=email, plan=plan, role=Role.ACCOUNT_ADMIN, environment=environment))
+
+
+def create_key(settings: Settings, *, account_id: str, role: str = "developer",
+               environment: str = "live") -> repo.NewKey | None:
+    """``wavis admin create-key``: another API key of an existing account (None: no such account)."""
+
+    async def work(conn, s):
+        if await conn.fetchval("SELECT id FROM accounts WHERE id = $1", account_id) is None:
+            return None
+        return await repo.create_api_key(conn, s.api_key_pepper, account_id=account_id, role=Role(role),
+                                         environment=environment)
+
+    return _with_db(settings, work)
+
+
+def revoke_key(settings: Settings, key: str) -> str | None:
+    """``wavis admin revoke-key``: revoke by id (``apikey_…``) or by the key itself (``wvs_…``);
+    returns the key's id, or None when this database has no such key."""
+    from . import apikeys  # noqa: PLC0415
+
+    async def work(conn, s):
+        if key.startswith("apikey_"):
+            row = await conn.fetchrow("SELECT id, account_id FROM api_keys WHERE id = $1", key)
+        else:
+            row = await conn.fetchrow("SELECT id, account_id FROM api_keys WHERE key_hash = $1",
+                                      apikeys.key_hash(s.api_key_pepper, key))
+        if row is None:
+            return None
+        await repo.revoke_api_key(conn, row["account_id"], row["id"])
+        return row["id"]
+
+    return _with_db(settings, work)
 
 
 async def _maintenance(settings: Settings, mode: str, retry_after: int) -> bool:

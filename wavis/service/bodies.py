@@ -161,10 +161,27 @@ def _check_charset(request: web.Request) -> None:
                        {"charset": charset[:40]})
 
 
+def _check_media_type(request: web.Request) -> None:
+    """Request bodies are JSON: a declared media type other than ``application/json`` (or a
+    ``+json`` suffix type, RFC 6839) is 415 UNSUPPORTED_MEDIA_TYPE (RFC 9110 §15.5.16), before
+    the body is read. No Content-Type at all is read as JSON."""
+    ctype = request.headers.get("Content-Type")
+    if ctype is None:
+        return
+    media = ctype.split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return
+    raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE",
+                   f"request bodies are JSON: send Content-Type: application/json, not {media[:60]!r}",
+                   {"content_type": media[:60], "expected": "application/json"})
+
+
 async def parse(request: web.Request, model: type[M]) -> M:
-    """Read and validate the JSON body; 422 SCHEMA_MISMATCH with ``details.errors`` if it
-    is not JSON (invalid UTF-8 included) or does not fit ``model``; 400 INVALID_CHARSET for a
-    declared charset other than UTF-8."""
+    """Read and validate the JSON body; 415 UNSUPPORTED_MEDIA_TYPE for a declared media type
+    that is not JSON; 422 SCHEMA_MISMATCH with ``details.errors`` if it is not JSON (invalid
+    UTF-8 included) or does not fit ``model``; 400 INVALID_CHARSET for a declared charset other
+    than UTF-8."""
+    _check_media_type(request)
     _check_charset(request)
     body = await read_body(request)
     if not body.strip():

@@ -144,10 +144,19 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
     params = ckks.CkksParameters.from_dict(params_in)
     pk_bytes = serialize.b64decode(public_key_b64)
     evk_bytes = serialize.b64decode(eval_key_b64)
-    pk = serialize.loads(pk_bytes, expected_type=ckks.PublicKey, params=params)
-    evk = serialize.loads(evk_bytes, expected_type=ckks.EvaluationKeys, params=params)
     from wavis.ckks.keys import key_tag_of  # noqa: PLC0415
     from wavis.errors import KeyMismatchError  # noqa: PLC0415
+
+    try:
+        pk = serialize.loads(pk_bytes, expected_type=ckks.PublicKey, params=params)
+        evk = serialize.loads(evk_bytes, expected_type=ckks.EvaluationKeys, params=params)
+    except KeyMismatchError as exc:
+        # the blobs carry only a fingerprint of their parameters: say which fields make it up
+        raise KeyMismatchError(
+            f"{exc.message}: the keys were made with other parameters than `params` (poly_degree, scale_bits, "
+            "max_depth, security_level, first_mod_bits, special_mod_bits, dnum, bootstrap_preset all count); send "
+            "the key pair's own parameters unchanged (KeyPair.params.to_dict())",
+            fields=["params"], **exc.details) from None
 
     if key_tag_of(pk.data) != pk.key_tag:
         raise KeyMismatchError("the public key's key tag does not match its contents")

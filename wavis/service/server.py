@@ -55,14 +55,28 @@ class AccessLogger(AbstractAccessLogger):
         )
 
 
-async def serve(app: web.Application, settings: Settings) -> None:
+async def serve(app: web.Application, settings: Settings, announce: dict | None = None) -> None:
+    """Serve until SIGTERM/SIGINT. ``announce`` (database, redis, pepper: how they were chosen)
+    makes this server discoverable by ``wavis admin`` and the SDK (``wavis.client.discovery``)
+    while it listens."""
     runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False,
                            shutdown_timeout=settings.shutdown_timeout_s, **RUNNER_OPTIONS)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
-    log.info("WAVIS API listening on http://%s:%d/api/v1 (data dir %s)", settings.host, settings.port,
+    port = settings.port
+    server = getattr(site, "_server", None)
+    if server is not None and server.sockets:
+        port = server.sockets[0].getsockname()[1]  # --port 0: the port the kernel chose
+    log.info("WAVIS API listening on http://%s:%d/api/v1 (data dir %s)", settings.host, port,
              settings.data_dir)
+    record = None
+    if announce is not None:
+        from wavis.client import discovery  # noqa: PLC0415
+
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "", "::") else settings.host
+        host = f"[{host}]" if ":" in host else host
+        record = discovery.register(url=f"http://{host}:{port}", data_dir=settings.data_dir, **announce)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -82,6 +96,8 @@ async def serve(app: web.Application, settings: Settings) -> None:
     finally:
         # stops listening, waits for in-flight handlers (bounded), runs on_shutdown and the
         # cleanup contexts (pools closed)
+        if announce is not None:
+            discovery.unregister(record)
         await runner.cleanup()
         log.info("stopped")
 
@@ -89,12 +105,17 @@ async def serve(app: web.Application, settings: Settings) -> None:
 def run(settings: Settings) -> None:
     from .app import create_app  # noqa: PLC0415
 
+    from wavis.client.discovery import redact_url  # noqa: PLC0415
+
+    announce = {"database": redact_url(settings.database_url) if settings.database_url else "embedded",
+                "redis": redact_url(settings.redis_url) if settings.redis_url else "embedded",
+                "pepper": "env" if settings.api_key_pepper is not None else "file"}
     settings = settings.with_pepper().with_master_key()
     emb = embedded.start(settings.data_dir, database_url=settings.database_url, redis_url=settings.redis_url)
     try:
         settings = replace(settings, database_url=emb.database_url, redis_url=emb.redis_url)
         app = create_app(settings)
-        asyncio.run(serve(app, settings))
+        asyncio.run(serve(app, settings, announce))
     finally:
         emb.close()
 

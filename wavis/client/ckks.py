@@ -1,0 +1,153 @@
+"""CKKS on the client: a key pair made for a workload, encryption and decryption. The secret key
+never leaves this process; the server gets the public key and the evaluation keys.
+
+    from wavis.client import KeyPair
+    keys = KeyPair.generate({"poly_degree": 8192, "scale_bits": 40, "max_depth": 2},
+                            matmul_shapes=[(64, 64)])        # exactly the keys a 64×64 matmul needs
+    ct = keys.encrypt(x)                                     # x: up to slot_count reals/complexes
+    y = keys.decrypt(ct).real
+
+The scheme is RNS-CKKS (Cheon–Kim–Kim–Song, ASIACRYPT 2017; full-RNS variant Cheon et al.,
+SAC 2018) as implemented in :mod:`wavis.ckks`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from wavis import serialize
+from wavis.ckks import (
+    Ciphertext, CkksParameters, Decryptor, Encoder, Encryptor, EvaluationKeys, KeyGenerator, PublicKey, SecretKey,
+)
+from wavis.ckks.linalg import matmul_galois_steps
+
+__all__ = ["KeyPair"]
+
+
+@dataclass
+class KeyPair:
+    """A CKKS key pair made locally. ``secret_key`` never leaves this object."""
+
+    params: CkksParameters
+    secret_key: SecretKey
+    public_key: PublicKey
+    eval_keys: EvaluationKeys
+    key_id: str | None = None  # set by upload_keys
+    _encoder: Encoder | None = field(default=None, repr=False)
+
+    @classmethod
+    def generate(cls, params: CkksParameters | Mapping[str, Any], galois_steps: Iterable[int] = (),
+                 conjugation: bool = False, seed: bytes | None = None, bootstrappable: bool = False,
+                 bootstrap_slots: int | None = None, *, matmul_shapes: Iterable[tuple[int, int]] = (),
+                 rotations: Iterable[int] = (), sums: bool = False) -> "KeyPair":
+        """A fresh key pair with exactly the evaluation keys the workload needs:
+
+        * always the public key and the relinearization key (multiply);
+        * ``matmul_shapes`` ``[(rows, cols), …]``: the Galois keys of the baby-step/giant-step
+          diagonal matmul of each shape (:func:`wavis.ckks.linalg.matmul_galois_steps`);
+        * ``rotations`` (alias ``galois_steps``): one Galois key per rotation step (normalised
+          modulo the slot count; 0 needs none);
+        * ``sums``: the log2(slots) power-of-two steps of ``sum`` and ``inner-product``;
+        * ``conjugation``: the conjugation key;
+        * ``bootstrappable``: every key a server-side bootstrap of ``bootstrap_slots`` slots needs
+          (the parameters must name a ``bootstrap_preset``; :meth:`bootstrap_key_plan` gives the
+          steps and the key-set size in bytes before generating).
+
+        ``params``: a :class:`CkksParameters` or its literal (``poly_degree``, ``scale_bits``,
+        ``max_depth``, ``security_level``, ``bootstrap_preset``). ``seed``: reproducible keys
+        (tests only). Raises ParameterError / InsufficientSecurityError for parameters that are
+        not sound, ShapeError for a matrix larger than the slots."""
+        if not isinstance(params, CkksParameters):
+            params = CkksParameters.from_dict(dict(params))
+        slots = int(params.slot_count)
+        steps, encaps = set(int(s) % slots for s in (*galois_steps, *rotations)), None
+        for rows, cols in matmul_shapes:
+            steps |= set(matmul_galois_steps(int(rows), int(cols), slots))
+        if sums:
+            steps |= {1 << i for i in range(slots.bit_length() - 1)}
+        steps.discard(0)
+        if bootstrappable:
+            plan = cls.bootstrap_key_plan(params, bootstrap_slots)
+            steps |= set(plan.galois_steps)
+            conjugation, encaps = True, plan.encapsulation_hamming_weight
+        kg = KeyGenerator(params, seed=seed)
+        return cls(params, kg.secret_key, kg.public_key(),
+                   kg.evaluation_keys(galois_steps=tuple(sorted(steps)), conjugation=conjugation,
+                                      encapsulation_hamming_weight=encaps))
+
+    @staticmethod
+    def bootstrap_key_plan(params: CkksParameters | Mapping[str, Any], slots: int | None = None):
+        """The Galois steps, conjugation, encapsulation keys and the key-set size (bytes) a
+        bootstrap needs, before anything is generated (``Bootstrapper.key_plan``)."""
+        from wavis.ckks.bootstrap import Bootstrapper
+
+        if not isinstance(params, CkksParameters):
+            params = CkksParameters.from_dict(dict(params))
+        return Bootstrapper.key_plan(params, slots)
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            self._encoder = Encoder(self.params)
+        return self._encoder
+
+    def encrypt(self, values) -> Ciphertext:
+        """Encrypt up to ``slot_count`` values (real or complex, any array-like; shorter inputs
+        are zero-padded) at the top level and the parameters' scale under the public key.
+        Raises EncodingError for too many or non-finite values."""
+        return Encryptor(self.params, self.public_key).encrypt(self.encoder.encode(values))
+
+    def decrypt(self, ct: Ciphertext) -> np.ndarray:
+        """Complex slot values, shape (slot_count,); take ``.real`` for real inputs."""
+        return self.encoder.decode(Decryptor(self.params, self.secret_key).decrypt(ct))
+
+    def upload_body(self) -> dict[str, Any]:
+        """The POST /keys/upload body with every evaluation key (may exceed the 40 MB limit
+        for large key sets: :meth:`upload_parts` splits them)."""
+        return self.upload_parts()[0]
+
+    def upload_parts(self, max_bytes: int = 28 * 1024 * 1024) -> list[dict[str, Any]]:
+        """The key upload split into request bodies of at most ~``max_bytes`` of key data
+        (base64 grows it by 4/3, under the server's 40 MB): the first for POST /keys/upload
+        (public key, relinearization key and the Galois keys that fit), the rest for
+        POST /keys/{key_id}/galois-keys (Galois keys only). For a bootstrap preset the
+        relinearization and encapsulation keys go in chunks of their own when they do not fit
+        (one key-switching key at N = 2^16 is ~43 MB: the server accepts one key per chunk)."""
+        evk = self.eval_keys
+        fp, tag = evk.params_fingerprint, evk.key_tag
+        pk_blob = serialize.dumps(self.public_key)
+        extra: list[dict[str, Any]] = []
+        head = EvaluationKeys(fp, tag, evk.relin_key, {}, evk.encapsulation)
+        if self.params.bootstrap_preset is not None and len(pk_blob) + len(serialize.dumps(head)) > max_bytes:
+            head = EvaluationKeys(fp, tag, None, {})
+            for part in (EvaluationKeys(fp, tag, evk.relin_key, {}),
+                         EvaluationKeys(fp, tag, None, {}, evk.encapsulation)):
+                if part.relin_key is not None or part.encapsulation is not None:
+                    extra.append({"eval_key": serialize.b64encode(serialize.dumps(part))})
+        used = len(pk_blob) + (len(serialize.dumps(head)) if head.relin_key or head.encapsulation else 0)
+        chunks: list[dict[int, Any]] = [{}]
+        size = 0  # every Galois key has the same serialized size
+        for elt in sorted(evk.galois_keys):
+            if not size:
+                size = len(serialize.dumps(EvaluationKeys(evk.params_fingerprint, evk.key_tag, None,
+                                                          {elt: evk.galois_keys[elt]})))
+            if chunks[-1] and used + size > max_bytes:
+                chunks.append({})
+                used = 0
+            chunks[-1][elt] = evk.galois_keys[elt]
+            used += size
+        head.galois_keys = chunks[0]
+        if head.relin_key is None and head.encapsulation is None and not head.galois_keys and chunks[1:]:
+            head.galois_keys = chunks.pop(1)  # the first request must carry at least one key
+        bodies = [{"params": self.params.to_dict(), "public_key": serialize.b64encode(pk_blob),
+                   "eval_key": serialize.b64encode(serialize.dumps(head))}]
+        bodies += extra
+        for part in chunks[1:]:
+            blob = serialize.dumps(EvaluationKeys(evk.params_fingerprint, evk.key_tag, None, part))
+            bodies.append({"eval_key": serialize.b64encode(blob)})
+        return bodies
+
+
