@@ -19,6 +19,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+# every `wavis serve` a test starts records itself for discovery (wavis.client.discovery): in a
+# directory of this test session, never in the user's own state directory
+if not os.environ.get("WAVIS_STATE_DIR"):
+    import tempfile
+
+    os.environ["WAVIS_STATE_DIR"] = tempfile.mkdtemp(prefix="wavis-test-state-")
+
 # ---------------------------------------------------------------------------------------------
 # service: real PostgreSQL and Redis
 # ---------------------------------------------------------------------------------------------
