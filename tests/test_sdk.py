@@ -170,3 +170,27 @@ def test_tfhe_integers_and_circuits_locally(tfhe_keys):
         c.add(x, y[:4])
     with pytest.raises(ParameterError):
         c.gate("NOPE", x[0], y[0])
+
+
+def test_wavis_fhe_helper_names():
+    import warnings
+
+    import wavis_fhe as wv
+    from wavis.tfhe import get_preset
+
+    keys = wv.keygen(seed=7)  # fast_128 by default
+    assert keys.preset == "fast_128" and (keys.n(), keys.big_n()) == (get_preset("fast_128").n, 1024)
+    assert keys.decrypt(keys.encrypt(True)) is True
+    other = wv.keygen("standard_128", seed=7)
+    assert other.preset == "standard_128"
+    try:
+        import cupy  # noqa: F401
+        has_gpu = cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001
+        has_gpu = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gpu = wv.keygen_gpu(device=0, seed=7)
+    assert gpu.decrypt(gpu.encrypt(False)) is False
+    if not has_gpu:  # the CPU fallback says so
+        assert any(issubclass(w.category, wv.GpuUnavailableWarning) for w in caught)

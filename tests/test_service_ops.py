@@ -106,13 +106,66 @@ async def test_openapi_document_covers_every_route(api):
     assert doc["openapi"].startswith("3.1")
     for resource in api.app.router.resources():
         for route in resource:
-            if route.method not in ("HEAD", "*"):
-                assert route.method.lower() in doc["paths"].get(resource.canonical, {}), resource.canonical
+            if route.method == "*":
+                continue
+            if resource.canonical == "/api/v1/compute/{operation}":
+                continue  # one path per operation (below)
+            assert route.method.lower() in doc["paths"].get(resource.canonical, {}), (resource.canonical, route.method)
     op = doc["paths"]["/api/v1/keys/generate"]["post"]
     assert op["deprecated"] is True and op["security"] == [{"bearer": []}]
     assert "KeyGenerateRequest" in json.dumps(op["requestBody"])
     assert "security" not in doc["paths"]["/api/v1/health"]["get"]
-    assert {p["name"] for p in doc["paths"]["/api/v1/keys"]["get"]["parameters"]} == {"limit", "cursor"}
+    params = doc["paths"]["/api/v1/keys"]["get"]["parameters"]
+    assert {p["name"] for p in params if "name" in p} == {"limit", "cursor"}
+    assert {"$ref": "#/components/parameters/RequestId"} in params
+
+
+async def test_openapi_one_path_and_schema_per_compute_operation_headers_head_and_servers(make_client,
+                                                                                           service_settings):
+    """Issue 18: /compute/{add,…} each with the request model that operation validates against,
+    every API.md header documented, HEAD routes listed, `servers` from WAVIS_PUBLIC_URL."""
+    from wavis.service import fhe
+    from wavis.service.routes.compute import REQUEST_MODELS
+
+    api = await make_client(service_settings)
+    doc = await (await api.get("/api/v1/openapi.json")).json()
+    assert "/api/v1/compute/{operation}" not in doc["paths"]
+    schemas = doc["components"]["schemas"]
+    assert set(REQUEST_MODELS) == set(fhe.ALL_OPERATIONS)
+    names = set()
+    for op, model in REQUEST_MODELS.items():
+        post = doc["paths"][f"/api/v1/compute/{op}"]["post"]
+        ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        name = ref.rsplit("/", 1)[1]
+        names.add(name)
+        schema = schemas[name]
+        # the documented schema is the one the operation validates against: same fields, same required
+        want = model.model_json_schema(by_alias=True)
+        assert set(schema["properties"]) == set(want["properties"]), op
+        assert set(schema.get("required", [])) == set(want.get("required", [])), op
+        assert "501" not in post["responses"]
+        ok_headers = post["responses"]["200"]["headers"]
+        assert {"X-Noise-Budget-Remaining", "X-Noise-Budget-Warning", "X-Noise-Budget-Recovery",
+                "X-Request-ID", "X-RateLimit-Daily-Remaining", "Idempotent-Replayed"} <= set(ok_headers)
+        assert "Retry-After" in post["responses"]["429"]["headers"] and "Retry-After" in post["responses"]["503"]["headers"]
+        assert {"$ref": "#/components/parameters/IdempotencyKey"} in post["parameters"]
+    assert len(names) == len(REQUEST_MODELS)  # a schema of its own per operation
+    assert "matrix" in schemas["ComputeMatmulRequest"]["properties"]
+    assert "steps" in schemas["ComputeRotateRequest"]["properties"]
+    assert "matrix" not in schemas["ComputeAddRequest"]["properties"]
+    headers = doc["components"]["headers"]
+    for h in ("X-Request-ID", "Retry-After", "RateLimit", "RateLimit-Policy", "Idempotent-Replayed",
+              "X-Noise-Budget-Recovery", "X-RateLimit-Burst-Reset", "X-RateLimit-Monthly-Limit"):
+        assert h in headers, h
+    assert doc["components"]["parameters"]["IdempotencyKey"]["name"] == "Idempotency-Key"
+    head = doc["paths"]["/api/v1/health"]["head"]
+    assert all("content" not in r for r in head["responses"].values())
+    resp = await api.head("/api/v1/health")
+    assert resp.status == 200
+    assert doc["servers"] == [{"url": f"http://{api.host}:{api.port}", "description": "this WAVIS server"}]
+    public = await make_client(replace(service_settings, public_url="https://fhe.example.com"))
+    doc = await (await public.get("/api/v1/openapi.json")).json()
+    assert doc["servers"][0]["url"] == "https://fhe.example.com"
 
 
 async def test_schemathesis_finds_no_500_and_no_schema_violation(make_client, service_settings, tmp_path):

@@ -391,14 +391,16 @@ class AsyncClient:
         await self._delete(f"/ciphertexts/{ciphertext_id}")
 
     # -- compute (CKKS) ----------------------------------------------------------------------
-    async def compute(self, operation: str, key_id: str, ciphertext_ids: Sequence[str | CiphertextRef], *,
+    async def compute(self, operation: str, key_id: str,
+                      ciphertext_ids: Sequence[str | CiphertextRef | ComputeResult], *,
                       params: CkksParameters | None = None, wait: bool = True, **fields: Any) -> ComputeResult:
         """``POST /compute/{operation}``. ``fields``: the operation's own (``steps``,
         ``plain_operand``, ``matrix``, ``polynomial_coeffs``, ``basis``, ``interval``, ``slots``,
-        ``input_range``). ``wait=False`` queues it (``async: true``) and polls the job."""
+        ``input_range``). Operands: ids, :class:`CiphertextRef` or :class:`ComputeResult`.
+        ``wait=False`` queues it (``async: true``, 202) and polls the job to its end."""
         if operation not in COMPUTE_OPERATIONS:
             raise ValueError(f"unknown operation {operation!r} (one of {', '.join(COMPUTE_OPERATIONS)})")
-        ids = [c.ciphertext_id if isinstance(c, CiphertextRef) else c for c in ciphertext_ids]
+        ids = [c if isinstance(c, str) else c.ciphertext_id for c in ciphertext_ids]
         body = {"key_id": key_id, "ciphertext_ids": ids, **{k: v for k, v in fields.items() if v is not None}}
         if not wait:
             body["async"] = True
@@ -495,19 +497,19 @@ class AsyncClient:
 
     # -- TFHE --------------------------------------------------------------------------------
     @staticmethod
-    def _session(data: dict[str, Any], keys: TfheKeys | None = None) -> TfheSession:
+    def _tfhe_session_of(data: dict[str, Any], keys: TfheKeys | None = None) -> TfheSession:
         return TfheSession(data["session_id"], data["preset"], data["n"], data["big_n"], data["is_blind"], data, keys)
 
     async def tfhe_session(self, preset: str = "fast_128") -> TfheSession:
         """A server-managed session: the server holds the secret key (sealed at rest)."""
-        return self._session(await self._post("/tfhe/session", {"preset": preset}))
+        return self._tfhe_session_of(await self._post("/tfhe/session", {"preset": preset}))
 
     async def tfhe_blind_session(self, keys: TfheKeys, *, progress: Progress | None = None) -> TfheSession:
         """A blind session: uploads only ``keys.server_key`` (11–21 MB; ``progress`` reports the
         upload); the server can compute but never decrypt."""
         text = await asyncio.to_thread(keys.server_key_b64)
         data = await self._post("/tfhe/eval-session", {"eval_key_b64": text}, progress=progress)
-        return self._session(data, keys)
+        return self._tfhe_session_of(data, keys)
 
     async def delete_tfhe_session(self, session: TfheSession | str) -> None:
         sid = session.session_id if isinstance(session, TfheSession) else session

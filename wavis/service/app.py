@@ -40,7 +40,8 @@ async def openapi_json(request: web.Request) -> web.Response:
     box = request.app[OPENAPI]
     if not box:
         box.append(openapi.build(request.app))
-    return web.json_response(box[0])
+    origin = f"{request.scheme}://{request.host}"
+    return web.json_response(openapi.with_servers(box[0], request.app[SETTINGS].public_url, origin))
 
 
 async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:

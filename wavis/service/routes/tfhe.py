@@ -26,7 +26,8 @@ from ..ids import new_id
 from ..schemas import ErrorResponse
 from ..schemas_tfhe import (
     MAX_BATCH, DeletedResponse, TfheBatchDiscount, TfheBatchRequest, TfheBatchResponse, TfheDecryptManyResponse,
-    TfheDecryptOneResponse, TfheDecryptRequest, TfheEncryptManyResponse, TfheEncryptOneResponse, TfheEncryptRequest,
+    TfheDecryptOneResponse, TfheDecryptRequest, TfheDecryptResponse, TfheEncryptManyResponse, TfheEncryptOneResponse,
+    TfheEncryptRequest, TfheEncryptResponse,
     TfheEvalSessionRequest, TfheGatePrice, TfheGateRequest, TfheGateResponse, TfhePresetInfo, TfhePricingResponse,
     TfheSessionRequest, TfheSessionResponse,
 )
@@ -158,7 +159,7 @@ async def _server_managed(request: web.Request) -> tuple[asyncpg.Record, Session
 @routes.post("/tfhe/session/{session_id}/encrypt")
 @access(Access.TRIAL_PLUS)
 @doc("Encrypt bits in a server-managed session ({bit} → {ciphertext_b64}, {bits} → {ciphertexts_b64})",
-     request=TfheEncryptRequest, responses={200: TfheEncryptOneResponse, 404: ErrorResponse, 409: ErrorResponse})
+     request=TfheEncryptRequest, responses={200: TfheEncryptResponse, 404: ErrorResponse, 409: ErrorResponse})
 async def encrypt(request: web.Request) -> web.Response:
     req = await parse(request, TfheEncryptRequest)
     _, keys = await _server_managed(request)
@@ -174,7 +175,7 @@ async def encrypt(request: web.Request) -> web.Response:
 @body_limit(BATCH_BODY_LIMIT)
 @doc("Decrypt ciphertexts this server-managed session produced ({ciphertext_b64} → {bit}, {ciphertexts_b64} → "
      "{bits}); anything else → 403 NOT_SERVER_PRODUCED", request=TfheDecryptRequest,
-     responses={200: TfheDecryptOneResponse, 400: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse,
+     responses={200: TfheDecryptResponse, 400: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse,
                 409: ErrorResponse})
 async def decrypt(request: web.Request) -> web.Response:
     req = await parse(request, TfheDecryptRequest)
