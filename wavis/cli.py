@@ -24,40 +24,8 @@ from typing import Any
 
 import click
 
-EXIT_FAILURE, EXIT_USAGE = 1, 2
-
-
-class Failure(click.ClickException):
-    """A clear one-line failure (exit 1)."""
-
-    exit_code = EXIT_FAILURE
-
-    def show(self, file=None) -> None:  # noqa: D102
-        click.echo(f"wavis: {self.format_message()}", err=True)
-
-
-class UsageFailure(Failure):
-    exit_code = EXIT_USAGE
-
-
-def _emit(as_json: bool, data: dict[str, Any], text: str | None = None) -> None:
-    if as_json:
-        click.echo(json.dumps(data, default=str))
-    else:
-        click.echo(text if text is not None else "\n".join(f"{k}: {v}" for k, v in data.items()))
-
-
-def _note(msg: str) -> None:
-    click.echo(f"wavis: {msg}", err=True)
-
-
-data_dir_option = click.option(
-    "--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-    help="data directory of the embedded PostgreSQL/Redis and the pepper file (env WAVIS_DATA_DIR; "
-         "admin commands default to the running server's, else ./.wavis-data)")
-json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON object on stdout")
-log_level_option = click.option("--log-level", default=lambda: os.environ.get("WAVIS_LOG_LEVEL", "INFO"),
-                                show_default="env WAVIS_LOG_LEVEL or INFO")
+from ._cli_base import (EXIT_FAILURE, EXIT_USAGE, Failure, UsageFailure, _emit, _note, data_dir_option,  # noqa: F401
+                        json_option, log_level_option)
 
 
 def _level(name: str) -> int:
@@ -297,6 +265,11 @@ def bench(ctx) -> int:
     except ImportError:
         raise Failure("the benchmark package wavis.bench is not installed in this build") from None
     return int(bench_mod.main(list(ctx.args)) or 0)
+
+
+from . import cli_user  # noqa: E402  (the user commands: keygen, encrypt, decrypt, compute, gate, circuit, …)
+
+cli_user.register(cli)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -78,6 +78,37 @@ class KeyPair:
                    kg.evaluation_keys(galois_steps=tuple(sorted(steps)), conjugation=conjugation,
                                       encapsulation_hamming_weight=encaps))
 
+    # files (the CLI's key directory): every file mode 0600, the directory 0700
+    FILES = ("params.json", "secret.key", "public.key", "eval.keys")
+
+    def save(self, directory) -> list:
+        """Write the key pair to ``directory`` (created 0700): ``params.json`` (parameters and
+        the server's key id once uploaded), ``secret.key``, ``public.key``, ``eval.keys``, each
+        mode 0600 (the secret key is never written with wider permissions). Returns the paths."""
+        from .files import write_private  # noqa: PLC0415
+
+        import json  # noqa: PLC0415
+
+        meta = {"scheme": "ckks", "params": self.params.to_dict(), "key_id": self.key_id}
+        return [write_private(directory, "params.json", json.dumps(meta, indent=2).encode()),
+                write_private(directory, "secret.key", serialize.dumps(self.secret_key)),
+                write_private(directory, "public.key", serialize.dumps(self.public_key)),
+                write_private(directory, "eval.keys", serialize.dumps(self.eval_keys))]
+
+    @classmethod
+    def load(cls, directory) -> "KeyPair":
+        """The key pair :meth:`save` wrote (each blob checked against the parameters)."""
+        import json  # noqa: PLC0415
+        from pathlib import Path  # noqa: PLC0415
+
+        d = Path(directory)
+        meta = json.loads((d / "params.json").read_text())
+        params = CkksParameters.from_dict(meta["params"])
+        sk = serialize.loads((d / "secret.key").read_bytes(), expected_type=SecretKey, params=params)
+        pk = serialize.loads((d / "public.key").read_bytes(), expected_type=PublicKey, params=params)
+        evk = serialize.loads((d / "eval.keys").read_bytes(), expected_type=EvaluationKeys, params=params)
+        return cls(params, sk, pk, evk, key_id=meta.get("key_id"))
+
     @staticmethod
     def bootstrap_key_plan(params: CkksParameters | Mapping[str, Any], slots: int | None = None):
         """The Galois steps, conjugation, encapsulation keys and the key-set size (bytes) a

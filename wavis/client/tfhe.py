@@ -105,6 +105,24 @@ class TfheKeys:
     def server_key_b64(self) -> str:
         return base64.b64encode(tfhe.serialize.dumps(self.server_key)).decode()
 
+    def save(self, directory) -> list:
+        """``tfhe.client.key`` (secret) and ``tfhe.server.key`` in ``directory``, mode 0600."""
+        from .files import write_private  # noqa: PLC0415
+
+        return [write_private(directory, "tfhe.client.key", tfhe.serialize.dumps(self.client_key)),
+                write_private(directory, "tfhe.server.key", tfhe.serialize.dumps(self.server_key))]
+
+    @classmethod
+    def load(cls, directory) -> "TfheKeys":
+        from pathlib import Path  # noqa: PLC0415
+
+        d = Path(directory)
+        ck = tfhe.serialize.load_client_key((d / "tfhe.client.key").read_bytes())
+        sk = tfhe.serialize.load_server_key((d / "tfhe.server.key").read_bytes())
+        if ck.key_id != sk.key_id:
+            raise ParameterError("tfhe.client.key and tfhe.server.key are not one key pair")
+        return cls(ck, sk)
+
 
 class Circuit:
     """A Boolean circuit as the list of gate objects ``/tfhe/batch`` and
