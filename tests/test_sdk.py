@@ -194,3 +194,18 @@ def test_wavis_fhe_helper_names():
     assert gpu.decrypt(gpu.encrypt(False)) is False
     if not has_gpu:  # the CPU fallback says so
         assert any(issubclass(w.category, wv.GpuUnavailableWarning) for w in caught)
+
+
+def test_the_sync_client_has_every_async_method_with_its_signature():
+    import inspect
+
+    from wavis.client import Client
+
+    names = [n for n, f in vars(AsyncClient).items()
+             if not n.startswith("_") and (inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f))]
+    assert {"matmul", "bootstrap", "tfhe_run", "tfhe_blind_session", "create_webhook", "create_api_key",
+            "wait_job", "infer", "list_models", "iter_keys"} <= set(names)
+    for n in names:
+        if n == "close":
+            continue
+        assert inspect.signature(getattr(Client, n)) == inspect.signature(getattr(AsyncClient, n)), n

@@ -558,6 +558,18 @@ class AsyncClient:
         data = await self.tfhe_batch(session, body)
         return [self._result(session, t) for t in data["results_b64"]]
 
+    # -- models (encrypted inference) --------------------------------------------------------
+    async def list_models(self) -> dict[str, Any]:
+        """``GET /models`` (public): the catalogue of models that run under encryption."""
+        return (await self.request("GET", "/models", auth=False))[1]
+
+    async def infer(self, model_id: str, x, **kw: Any):
+        """Encrypted inference (keys made and uploaded once per model): see
+        :func:`wavis.client.models.infer_async`."""
+        from .models import infer_async  # noqa: PLC0415
+
+        return await infer_async(self, model_id, x, **kw)
+
     # -- webhooks ----------------------------------------------------------------------------
     async def create_webhook(self, url: str, events: Sequence[str] = (), secret: str | None = None) -> dict[str, Any]:
         """Register an https endpoint (``secret`` in the answer only when generated)."""
