@@ -242,3 +242,4 @@ def build(app: web.Application) -> dict[str, Any]:
                                            "description": "wvs_<env>_<32 hex> (the bare key works too)"}},
         },
     }
+
