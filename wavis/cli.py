@@ -3,7 +3,8 @@
 * operators: ``serve`` (the API server), ``worker`` (a compute worker), ``webhooks`` (the webhook
   delivery worker alone), ``admin create-account|create-key|revoke-key|maintenance``;
 * users: ``keygen`` (keys to files, mode 0600), ``encrypt`` / ``decrypt`` (files), ``upload``,
-  ``compute``, ``gate`` and ``adder`` (TFHE), ``health``; ``bench`` (``wavis.bench``).
+  ``compute``, ``gate`` and ``circuit`` (TFHE), ``health`` (:mod:`wavis.cli_user`);
+* ``bench …``: the benchmark harness (:mod:`wavis.bench`, which parses its own arguments).
 
 Every command answers ``--json`` with one JSON object on stdout where it prints a result, prints
 errors as one line ``wavis: …`` on stderr and exits non-zero: 1 for a failure (the server's error
