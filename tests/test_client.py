@@ -73,3 +73,80 @@ async def test_quickstart_example_passes(api):
     text = out.decode()
     assert proc.returncode == 0, text
     assert "add" in text and "multiply" in text and text.strip().endswith("OK")
+
+
+async def test_async_client_covers_the_endpoints(api, ckks_pair_factory):
+    """One pass over the endpoint families with the SDK's own methods against the real service:
+    API keys, server-managed CKKS keys with an async job, TFHE server-managed sessions, jobs,
+    webhooks, pagination, key rotation and trial-key revocation (issue 18)."""
+    from wavis.client import BlindModeError, NotFoundError, PermissionDeniedError
+
+    base = str(api.make_url("")).rstrip("/")
+    admin = await api.account(role="account_admin", plan="pro")
+    async with AsyncClient(base, api_key=admin) as c:
+        made = await c.create_api_key(environment="test", role="developer")
+        assert made["key"].startswith("wvs_test_")
+        page = await c.list_api_keys(limit=100)
+        assert made["id"] in {k["id"] for k in page["data"]}
+        await c.revoke_api_key(made["id"])
+        async with AsyncClient(base, api_key=made["key"]) as revoked:
+            with pytest.raises(ApiError) as info:
+                await revoked.list_keys()
+            assert info.value.status == 401
+
+        # server-managed CKKS: the server encrypts; an async compute is a job the SDK waits for
+        gen = await c.generate_key({"poly_degree": 2048, "scale_bits": 30, "max_depth": 2,
+                                    "security_level": "testing"})
+        key_id = gen["key_id"]
+        a = await c.encrypt(key_id, [0.5, 0.25, -0.5])
+        assert a.meta["provenance"] == "server"
+        r = await c.add(key_id, a, a, wait=False)             # 202 → GET /jobs/{id} until COMPLETED
+        assert r.meta["status"] == "COMPLETED" and r.ciphertext is not None
+        jobs = await c.list_jobs(limit=5)
+        assert any(j["job_id"] == r.meta["job_id"] for j in jobs["data"])
+        assert (await c.get_job(r.meta["job_id"])).status == "COMPLETED"
+        keys = [k async for k in c.iter_keys()]
+        assert key_id in {k["key_id"] for k in keys}
+        info = await c.get_key(key_id, matmul_shape=(4, 4))
+        assert info["matmul"]["rows"] == 4
+        # a blind key (uploaded) cannot be encrypted for by the server
+        pair = ckks_pair_factory(max_depth=1)
+        blind_id = await c.upload_keys(pair)
+        with pytest.raises(BlindModeError):
+            await c.encrypt(blind_id, [1.0])
+        up = await c.upload_ciphertext(blind_id, pair.encrypt([1.0]))
+        with pytest.raises((BlindModeError, PermissionDeniedError)):
+            await c.decrypt(up.ciphertext_id)
+        await c.delete_ciphertext(up.ciphertext_id)
+        with pytest.raises(NotFoundError):
+            await c.get_ciphertext_meta(up.ciphertext_id)
+        assert (await c.delete_key(blind_id))["deleted"] is True
+
+        # TFHE, server-managed
+        s = await c.tfhe_session("fast_128")
+        assert s.is_blind is False and s.n == 704
+        x, y = await c.tfhe_encrypt(s, [True, True])
+        r = await c.tfhe_gate(s, "NAND", x, y)
+        m = await c.tfhe_gate(s, "MUX", x, r, sel=y)          # sel = 1 → a
+        assert await c.tfhe_decrypt(s, [r, m]) == [False, True]
+        out = await c.tfhe_batch(s, [{"op": "XOR", "a": x, "b": y}, {"op": "NOT", "a": "$0"}])
+        assert await c.tfhe_decrypt(s, out["results_b64"]) == [False, True]
+        await c.delete_tfhe_session(s)
+        with pytest.raises(NotFoundError):
+            await c.tfhe_gate(s, "AND", x, y)
+        assert (await c.tfhe_pricing())["currency"] == "JPY"
+
+        # webhooks (read side) and the OpenAPI document
+        assert (await c.list_webhooks())["data"] == []
+        assert (await c.webhook_events())["has_more"] is False
+        assert "/api/v1/compute/matmul" in (await c.openapi())["paths"]
+
+        # key rotation switches this client to the new key
+        old = c.api_key
+        rotated = await c.rotate_api_key()
+        assert c.api_key == rotated["new_api_key"] != old
+        assert (await c.list_keys())["data"] is not None
+
+    async with AsyncClient(base) as t:
+        tk = await t.create_temp_key()
+        assert (await t.revoke_temp_key(tk["api_key"][:16]))["revoked"] is True

@@ -407,8 +407,12 @@ class AsyncClient:
         status, data, _ = await self.request("POST", f"/compute/{operation}", body)
         if status == 202:
             data = (await self.wait_job(data["job_id"])).meta
-        ct = await asyncio.to_thread(self._parse, key_id, data["result_ciphertext"], params) \
-            if data.get("result_ciphertext") else None
+        if data.get("result_ciphertext"):
+            ct = await asyncio.to_thread(self._parse, key_id, data["result_ciphertext"], params)
+        elif params is not None or key_id in self._params:  # a job's answer holds only the id
+            ct = await self.get_ciphertext(data["result_ciphertext_id"], params)
+        else:
+            ct = None
         return ComputeResult(data["result_ciphertext_id"], ct, data["level"], data)
 
     async def add(self, key_id: str, a, b, **kw) -> ComputeResult:
