@@ -209,3 +209,16 @@ def test_the_sync_client_has_every_async_method_with_its_signature():
         if n == "close":
             continue
         assert inspect.signature(getattr(Client, n)) == inspect.signature(getattr(AsyncClient, n)), n
+
+
+async def test_a_circuit_over_the_batch_limit_is_refused_before_sending(tfhe_keys):
+    from wavis.client.api import MAX_CIRCUIT_GATES
+
+    c = Circuit()
+    x = c.inputs(tfhe_keys.encrypt_bits([1, 0]))
+    for _ in range(MAX_CIRCUIT_GATES + 1):
+        c.xor(x[0], x[1])
+    async with AsyncClient("http://127.0.0.1:9", retry=RetryPolicy(max_retries=0)) as client:  # never contacted
+        with pytest.raises(ParameterError) as info:
+            await client.tfhe_run("sess_x", c)
+    assert info.value.details["gates"] == MAX_CIRCUIT_GATES + 1

@@ -37,6 +37,7 @@ __all__ = ["AsyncClient", "Client", "RetryPolicy", "CiphertextRef", "ComputeResu
 API_PREFIX = "/api/v1"
 COMPUTE_OPERATIONS = ("add", "subtract", "multiply", "add-plain", "multiply-plain", "negate", "rescale", "rotate",
                       "conjugate", "matmul", "poly-eval", "bootstrap", "sum", "inner-product")
+MAX_CIRCUIT_GATES = 1024  # gates per /tfhe/batch request (API.md)
 UPLOAD_PIECE = 1 << 20  # streamed request bodies go out (and report progress) in 1 MiB pieces
 
 # progress(sent_bytes, total_bytes) during large uploads
@@ -558,6 +559,11 @@ class AsyncClient:
     async def tfhe_run(self, session: TfheSession | str, circuit: Circuit) -> list:
         """Evaluate a :class:`~wavis.client.tfhe.Circuit` on the server in one request (level by
         level, batched); returns one result per gate (pick outputs with ``circuit.pick``)."""
+        if not 1 <= len(circuit) <= MAX_CIRCUIT_GATES:
+            from wavis.errors import ParameterError  # noqa: PLC0415
+
+            raise ParameterError(f"a circuit of {len(circuit)} gates: one request takes 1..{MAX_CIRCUIT_GATES} "
+                                 "(split it where no gate refers to an earlier part)", gates=len(circuit))
         body = await asyncio.to_thread(circuit.wire_body)
         data = await self.tfhe_batch(session, body)
         return [self._result(session, t) for t in data["results_b64"]]
