@@ -150,3 +150,37 @@ async def test_async_client_covers_the_endpoints(api, ckks_pair_factory):
     async with AsyncClient(base) as t:
         tk = await t.create_temp_key()
         assert (await t.revoke_temp_key(tk["api_key"][:16]))["revoked"] is True
+
+
+async def test_bootstrappable_upload_when_one_galois_key_does_not_fit_the_first_request(api):
+    """At N = 2^16 one key-switching key (~43 MB) is larger than what the first request
+    (/keys/upload, 40 MB with the public key) takes: the first request then carries the public
+    key and the small encapsulation key, and every other key goes in a chunk of its own. The same
+    split, forced here on testing-n1024 by a small ``max_bytes``, must upload and bootstrap."""
+    from wavis import serialize
+    from wavis.ckks import CkksParameters, EvaluationKeys
+
+    params = CkksParameters.bootstrappable("testing-n1024")
+    keys = KeyPair.generate(params, bootstrappable=True)
+    evk = keys.eval_keys
+    pk = len(serialize.dumps(keys.public_key))
+    one = len(serialize.dumps(EvaluationKeys(evk.params_fingerprint, evk.key_tag, None,
+                                             dict([next(iter(evk.galois_keys.items()))]))))
+    enc = len(serialize.dumps(EvaluationKeys(evk.params_fingerprint, evk.key_tag, None, {}, evk.encapsulation)))
+    max_bytes = pk + enc + one // 2  # the encapsulation key fits beside the public key, a Galois key does not
+    parts = keys.upload_parts(max_bytes)
+    assert len(parts) == 2 + len(evk.galois_keys)
+    assert all(len(serialize.b64decode(b["eval_key"])) <= max(one, enc) + 64 for b in parts[1:])
+    base = str(api.make_url("")).rstrip("/")
+    async with AsyncClient(base, api_key=await api.account(plan="pro")) as c:
+        seen = []
+        key_id = await c.upload_keys(keys, max_bytes=max_bytes, progress=lambda s, t: seen.append((s, t)))
+        assert seen[-1][0] == seen[-1][1] and len({t for _, t in seen}) == 1
+        info = await c.get_key(key_id)
+        assert len(info["galois_steps"]) > 0
+        x = np.linspace(-1, 1, params.slot_count)
+        ct = await c.upload_ciphertext(key_id, keys.encrypt(x))
+        sq = await c.multiply(key_id, ct, ct)
+        fresh = await c.bootstrap(key_id, sq)
+        assert fresh.level > sq.level
+        assert np.abs(keys.decrypt(fresh.ciphertext).real - x * x).max() < 2 ** -8

@@ -166,8 +166,10 @@ class AsyncClient:
     # -- transport ---------------------------------------------------------------------------
     async def request(self, method: str, path: str, json: Any = None, *, auth: bool = True,
                       params: Mapping[str, Any] | None = None, idempotency_key: str | None = None,
-                      progress: Progress | None = None, retry: RetryPolicy | None = None) -> tuple[int, Any, Any]:
+                      progress: Progress | None = None, retry: RetryPolicy | None = None,
+                      raw: bytes | None = None) -> tuple[int, Any, Any]:
         """One API call with the retry policy: ``(status, parsed JSON body or None, headers)``.
+        ``json``: the body as an object, or ``raw``: the body already encoded as JSON bytes.
         ``progress(sent, total)`` streams the body in 1 MiB pieces and reports each."""
         method = method.upper()
         policy = retry or self.retry
@@ -176,9 +178,10 @@ class AsyncClient:
             headers["Authorization"] = f"Bearer {self.api_key}"
         if method in ("POST", "PATCH"):
             headers["Idempotency-Key"] = idempotency_key or f"sdk_{uuid.uuid4().hex}"
-        body = None
+        body = raw
         if json is not None:
             body = jsonlib.dumps(json, separators=(",", ":")).encode()
+        if body is not None:
             headers["Content-Type"] = "application/json"
         url = self.base_url + path
         attempt = 0
@@ -299,19 +302,27 @@ class AsyncClient:
         (``POST /keys/{id}/galois-keys``) of at most ~``max_bytes`` of key data each;
         ``progress(sent_bytes, total_bytes)`` is called as the bodies stream out."""
         bodies = await asyncio.to_thread(keys.upload_parts, max_bytes)
-        blobs = [jsonlib.dumps(b, separators=(",", ":")).encode() for b in bodies]
-        total, done = sum(len(b) for b in blobs), 0
-        key_id = None
-        for i, body in enumerate(bodies):
+
+        def encode(body: dict[str, Any]) -> bytes:
+            return jsonlib.dumps(body, separators=(",", ":")).encode()
+
+        # sizes first (each body encoded and dropped: a bootstrappable key set at N = 2^16 is
+        # ~2.4 GB of base64, never held twice)
+        total = sum([len(await asyncio.to_thread(encode, b)) for b in bodies]) if progress is not None else 0
+        done, key_id = 0, None
+        for i in range(len(bodies)):
+            raw = await asyncio.to_thread(encode, bodies[i])
+            bodies[i] = None  # type: ignore[call-overload]  (free the base64 as it goes out)
             cb = None
             if progress is not None:
                 base = done
                 cb = lambda sent, _t, base=base: progress(base + sent, total)  # noqa: E731
             path = "/keys/upload" if i == 0 else f"/keys/{key_id}/galois-keys"
-            data = (await self.request("POST", path, body, progress=cb))[1]
+            data = (await self.request("POST", path, raw=raw, progress=cb))[1]
             if i == 0:
                 key_id = data["key_id"]
-            done += len(blobs[i])
+            done += len(raw)
+            del raw
         keys.key_id = key_id
         self._params[key_id] = keys.params
         return key_id

@@ -153,11 +153,14 @@ class KeyPair:
         extra: list[dict[str, Any]] = []
         head = EvaluationKeys(fp, tag, evk.relin_key, {}, evk.encapsulation)
         if self.params.bootstrap_preset is not None and len(pk_blob) + len(serialize.dumps(head)) > max_bytes:
-            head = EvaluationKeys(fp, tag, None, {})
-            for part in (EvaluationKeys(fp, tag, evk.relin_key, {}),
-                         EvaluationKeys(fp, tag, None, {}, evk.encapsulation)):
-                if part.relin_key is not None or part.encapsulation is not None:
-                    extra.append({"eval_key": serialize.b64encode(serialize.dumps(part))})
+            # the relinearization key goes alone; the (small) encapsulation key stays in the first
+            # request when it fits, so that request always carries a key
+            extra.append({"eval_key": serialize.b64encode(serialize.dumps(EvaluationKeys(fp, tag, evk.relin_key, {})))})
+            head = EvaluationKeys(fp, tag, None, {}, evk.encapsulation)
+            if evk.encapsulation is None or len(pk_blob) + len(serialize.dumps(head)) > max_bytes:
+                if evk.encapsulation is not None:
+                    extra.append({"eval_key": serialize.b64encode(serialize.dumps(head))})
+                head = EvaluationKeys(fp, tag, None, {})
         used = len(pk_blob) + (len(serialize.dumps(head)) if head.relin_key or head.encapsulation else 0)
         chunks: list[dict[int, Any]] = [{}]
         size = 0  # every Galois key has the same serialized size
@@ -165,7 +168,9 @@ class KeyPair:
             if not size:
                 size = len(serialize.dumps(EvaluationKeys(evk.params_fingerprint, evk.key_tag, None,
                                                           {elt: evk.galois_keys[elt]})))
-            if chunks[-1] and used + size > max_bytes:
+            # a chunk request takes at least one key; the first request (public key, 40 MB
+            # limit) takes a Galois key only when it fits (one is ~43 MB at N = 2^16)
+            if used + size > max_bytes and (chunks[-1] or len(chunks) == 1):
                 chunks.append({})
                 used = 0
             chunks[-1][elt] = evk.galois_keys[elt]
@@ -173,6 +178,7 @@ class KeyPair:
         head.galois_keys = chunks[0]
         if head.relin_key is None and head.encapsulation is None and not head.galois_keys and chunks[1:]:
             head.galois_keys = chunks.pop(1)  # the first request must carry at least one key
+        chunks = [c for i, c in enumerate(chunks) if i == 0 or c]
         bodies = [{"params": self.params.to_dict(), "public_key": serialize.b64encode(pk_blob),
                    "eval_key": serialize.b64encode(serialize.dumps(head))}]
         bodies += extra
