@@ -969,11 +969,11 @@ async def test_openapi_documents_the_webhook_routes(api):
         "/api/v1/webhooks/events/{event_id}/redeliver": {"post"},
     }
     for path, methods in expected.items():
-        assert set(paths[path]) == methods, path
+        assert set(paths[path]) == methods | ({"head"} if "get" in methods else set()), path  # HEAD with GET
     post = paths["/api/v1/webhooks"]["post"]
     assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("WebhookCreateRequest")
     assert post["responses"]["201"]["content"]["application/json"]["schema"]["$ref"].endswith("WebhookCreated")
     schemas = doc["components"]["schemas"]
     assert "key_rotated" in json.dumps(schemas["WebhookCreateRequest"])
-    assert {p["name"] for p in paths["/api/v1/webhooks/events"]["get"]["parameters"]} >= {
+    assert {p["name"] for p in paths["/api/v1/webhooks/events"]["get"]["parameters"] if "name" in p} >= {
         "limit", "cursor", "webhook_id", "status", "type"}
