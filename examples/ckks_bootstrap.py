@@ -2,10 +2,12 @@
 the server (ModRaise, CoeffsToSlots, EvalMod, SlotsToCoeffs; docs/bootstrapping.md).
 
 Parameters: bootstrapping preset n65536 (N = 2^16, 128-bit, 9 user levels at 2^40 after each
-bootstrap, ~16 bits of precision). Expected run time: keygen ~1 min, 1.8 GB of keys uploaded
-in chunks, one bootstrap ~30 s on a 2-core host; needs an API key of a paid plan
-(WAVIS_API_KEY, from `wavis admin create-account --plan pro`). The preset testing-n1024 runs
-the same flow in seconds (insecure: the operator's WAVIS_ALLOW_INSECURE_PARAMS=1).
+bootstrap). KNOWN GAP (open, issue 10/18): a 128-bit bootstrappable key set cannot be uploaded
+yet. Every key-switching key is ~43 MB at N = 2^16 (~57 MB at N = 2^15) and POST /keys/upload
+must carry the 10 MB public key plus at least one of them within ~40 MB, so `upload_keys` stops
+with a ParameterError that says so, before sending anything. The flow runs today on the preset
+testing-n1024 (insecure: replace "n65536" below, and start the server with
+WAVIS_ALLOW_INSECURE_PARAMS=1); the test suite runs it that way (tests/test_examples.py) in seconds.
 
     WAVIS_API_KEY=wvs_… .venv/bin/python examples/ckks_bootstrap.py
 """

@@ -167,11 +167,23 @@ async def test_bootstrappable_upload_when_one_galois_key_does_not_fit_the_first_
     one = len(serialize.dumps(EvaluationKeys(evk.params_fingerprint, evk.key_tag, None,
                                              dict([next(iter(evk.galois_keys.items()))]))))
     enc = len(serialize.dumps(EvaluationKeys(evk.params_fingerprint, evk.key_tag, None, {}, evk.encapsulation)))
-    max_bytes = pk + enc + one // 2  # the encapsulation key fits beside the public key, a Galois key does not
+    base = str(api.make_url("")).rstrip("/")
+    # the encapsulation key fits beside the public key, a Galois key does not (as at N = 2^16 with
+    # the default 28 MiB: there the encapsulation key is ~44 MB too, and the first request carries
+    # the public key alone, the second scenario)
+    max_bytes = pk + enc + one // 2
     parts = keys.upload_parts(max_bytes)
     assert len(parts) == 2 + len(evk.galois_keys)
+    head = serialize.loads(serialize.b64decode(parts[0]["eval_key"]), expected_type=EvaluationKeys, params=params)
+    assert head.encapsulation is not None and head.relin_key is None and not head.galois_keys
     assert all(len(serialize.b64decode(b["eval_key"])) <= max(one, enc) + 64 for b in parts[1:])
-    base = str(api.make_url("")).rstrip("/")
+    # when not even the smallest key fits beside the public key (N = 2^16: every key ~43 MB), a
+    # clear error before anything is sent, never a 413 halfway through the upload
+    from wavis.errors import ParameterError
+
+    with pytest.raises(ParameterError) as info:
+        keys.upload_parts(pk + min(one, enc) // 2)
+    assert "cannot be uploaded" in info.value.message and info.value.details["public_key_bytes"] == pk
     async with AsyncClient(base, api_key=await api.account(plan="pro")) as c:
         seen = []
         key_id = await c.upload_keys(keys, max_bytes=max_bytes, progress=lambda s, t: seen.append((s, t)))
