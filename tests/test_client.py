@@ -177,13 +177,23 @@ async def test_bootstrappable_upload_when_one_galois_key_does_not_fit_the_first_
     head = serialize.loads(serialize.b64decode(parts[0]["eval_key"]), expected_type=EvaluationKeys, params=params)
     assert head.encapsulation is not None and head.relin_key is None and not head.galois_keys
     assert all(len(serialize.b64decode(b["eval_key"])) <= max(one, enc) + 64 for b in parts[1:])
-    # when not even the smallest key fits beside the public key (N = 2^16: every key ~43 MB), a
-    # clear error before anything is sent, never a 413 halfway through the upload
-    from wavis.errors import ParameterError
-
-    with pytest.raises(ParameterError) as info:
-        keys.upload_parts(pk + min(one, enc) // 2)
-    assert "cannot be uploaded" in info.value.message and info.value.details["public_key_bytes"] == pk
+    # when not even the smallest key fits beside the public key (N = 2^16: every key ~43 MB), the
+    # first request carries the public key alone and every key goes in a chunk of its own
+    alone = keys.upload_parts(pk + min(one, enc) // 2)
+    assert "eval_key" not in alone[0] and len(alone) == 1 + 2 + len(evk.galois_keys)
+    async with AsyncClient(base, api_key=await api.account(plan="pro")) as c:
+        key_id = await c.upload_keys(keys, max_bytes=pk + min(one, enc) // 2)
+        x = np.linspace(-1, 1, params.slot_count)
+        ct = await c.upload_ciphertext(key_id, keys.encrypt(x))
+        fresh = await c.bootstrap(key_id, await c.multiply(key_id, ct, ct))
+        assert np.abs(keys.decrypt(fresh.ciphertext).real - x * x).max() < 2 ** -8
+        # a key set without a bootstrap preset still needs its relinearization key in the first request
+        plain = KeyPair.generate({"poly_degree": 1024, "scale_bits": 30, "max_depth": 1, "security_level": "testing"})
+        body = plain.upload_parts()[0]
+        del body["eval_key"]
+        with pytest.raises(ApiError) as info:
+            await c.request("POST", "/keys/upload", body)
+        assert info.value.status == 400 and info.value.code == "MISSING_KEY"
     async with AsyncClient(base, api_key=await api.account(plan="pro")) as c:
         seen = []
         key_id = await c.upload_keys(keys, max_bytes=max_bytes, progress=lambda s, t: seen.append((s, t)))

@@ -64,9 +64,9 @@ async def test_blind_chunked_upload_then_bootstrap(dev, boot_pair):
     encapsulation keys in chunks of their own), then bootstrap answers with its fields."""
     pair = boot_pair
     bodies = pair.upload_parts(max_bytes=1)  # force: head with the public key only, one key per chunk
-    head = serialize.loads(serialize.b64decode(bodies[0]["eval_key"]), expected_type=EvaluationKeys,
-                           params=pair.params)
-    assert head.relin_key is None and head.encapsulation is None
+    assert "eval_key" not in bodies[0]  # (as at N = 2^16, where no ~43 MB key fits beside the public key)
+    assert all(serialize.loads(serialize.b64decode(b["eval_key"]), expected_type=EvaluationKeys,
+                               params=pair.params) is not None for b in bodies[1:])
     key_id = await _upload_in_chunks(dev, pair, 1)
     resp = await dev.api.get(f"/api/v1/keys/{key_id}", headers=dev.headers)
     meta = await resp.json()

@@ -146,7 +146,8 @@ class KeyPair:
         (public key, relinearization key and the Galois keys that fit), the rest for
         POST /keys/{key_id}/galois-keys (Galois keys only). For a bootstrap preset the
         relinearization and encapsulation keys go in chunks of their own when they do not fit
-        (one key-switching key at N = 2^16 is ~43 MB: the server accepts one key per chunk)."""
+        (one key-switching key at N = 2^16 is ~43 MB: the server accepts one key per chunk), and
+        the first request carries the public key alone when no key fits beside it."""
         evk = self.eval_keys
         fp, tag = evk.params_fingerprint, evk.key_tag
         pk_blob = serialize.dumps(self.public_key)
@@ -176,22 +177,14 @@ class KeyPair:
             chunks[-1][elt] = evk.galois_keys[elt]
             used += size
         head.galois_keys = chunks[0]
-        if head.relin_key is None and head.encapsulation is None and not head.galois_keys:
-            # POST /keys/upload needs the public key and at least one evaluation key in one body
-            smallest = min(len(serialize.dumps(EvaluationKeys(fp, tag, None, {}, evk.encapsulation)))
-                           if evk.encapsulation is not None else 1 << 62, size or 1 << 62)
-            from wavis.errors import ParameterError  # noqa: PLC0415
-
-            raise ParameterError(
-                f"this key set cannot be uploaded: the first request must carry the public key "
-                f"({len(pk_blob)} bytes) and at least one evaluation key (the smallest is {smallest} bytes), "
-                f"more than max_bytes={max_bytes} (the server takes ~40 MB per request); at N = 2^16 every "
-                "key-switching key is ~43 MB, so a bootstrappable 128-bit key set does not go up through "
-                "POST /keys/upload yet: use POST /keys/generate (server-managed keys) or a smaller preset",
-                public_key_bytes=len(pk_blob), smallest_key_bytes=smallest, max_bytes=max_bytes)
+        empty_head = head.relin_key is None and head.encapsulation is None and not head.galois_keys
+        if empty_head and self.params.bootstrap_preset is None and chunks[1:]:
+            head.galois_keys = chunks.pop(1)  # (unreachable in practice: the relinearization key is here)
+            empty_head = False
         chunks = [c for i, c in enumerate(chunks) if i == 0 or c]
-        bodies = [{"params": self.params.to_dict(), "public_key": serialize.b64encode(pk_blob),
-                   "eval_key": serialize.b64encode(serialize.dumps(head))}]
+        bodies = [{"params": self.params.to_dict(), "public_key": serialize.b64encode(pk_blob)}]
+        if not empty_head:  # a bootstrap preset's first request may carry the public key alone
+            bodies[0]["eval_key"] = serialize.b64encode(serialize.dumps(head))
         bodies += extra
         for part in chunks[1:]:
             blob = serialize.dumps(EvaluationKeys(evk.params_fingerprint, evk.key_tag, None, part))

@@ -135,7 +135,7 @@ def fresh_ciphertext_bytes(params: Any, key_tag: bytes = b"") -> int:
     return serialize.ciphertext_size(params)
 
 
-def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b64: str, limits: Limits,
+def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b64: str | None, limits: Limits,
                      contexts: DeviceContexts | None = None) -> ParsedKeys:
     """Rebuild the parameters, parse and validate both blobs against them, and measure a fresh
     ciphertext (its size sets the upload limit for this key: API.md "Sizes"). The Evaluator is
@@ -143,13 +143,21 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
     ckks, serialize = _ckks()
     params = ckks.CkksParameters.from_dict(params_in)
     pk_bytes = serialize.b64decode(public_key_b64)
-    evk_bytes = serialize.b64decode(eval_key_b64)
+    evk_bytes = serialize.b64decode(eval_key_b64) if eval_key_b64 else b""
     from wavis.ckks.keys import key_tag_of  # noqa: PLC0415
     from wavis.errors import KeyMismatchError  # noqa: PLC0415
 
     try:
         pk = serialize.loads(pk_bytes, expected_type=ckks.PublicKey, params=params)
-        evk = serialize.loads(evk_bytes, expected_type=ckks.EvaluationKeys, params=params)
+        if evk_bytes:
+            evk = serialize.loads(evk_bytes, expected_type=ckks.EvaluationKeys, params=params)
+        elif params.bootstrap_preset is not None:  # every key comes in chunks (POST /keys/{id}/galois-keys)
+            evk = ckks.EvaluationKeys(params.fingerprint, pk.key_tag)
+        else:
+            from wavis.errors import MissingKeyError  # noqa: PLC0415
+
+            raise MissingKeyError("eval_key is required (only a bootstrap preset's keys may all come in chunks)",
+                                  missing=["relinearization"], field="eval_key")
     except KeyMismatchError as exc:
         # the blobs carry only a fingerprint of their parameters: say which fields make it up
         raise KeyMismatchError(
@@ -199,14 +207,18 @@ def load_evaluator(params: Any, eval_key: bytes, parts: list[bytes] = (), contex
     relinearization and encapsulation keys), loaded onto the service's device (``contexts``;
     default: the CPU context)."""
     ckks, serialize = _ckks()
-    evk = serialize.loads(eval_key, expected_type=ckks.EvaluationKeys, params=params)
+    evk = serialize.loads(eval_key, expected_type=ckks.EvaluationKeys, params=params) if eval_key else None
     for blob in parts:
         part = serialize.loads(blob, expected_type=ckks.EvaluationKeys, params=params)
+        if evk is None:  # a bootstrap preset's upload without keys: the chunks hold them all
+            evk = ckks.EvaluationKeys(part.params_fingerprint, part.key_tag)
         evk.galois_keys.update(part.galois_keys)
         if part.relin_key is not None:
             evk.relin_key = part.relin_key
         if part.encapsulation is not None:
             evk.encapsulation = part.encapsulation
+    if evk is None:  # no key has arrived yet
+        evk = ckks.EvaluationKeys(params.fingerprint, b"")
     return ckks.Evaluator(_context(params, contexts), evk)
 
 

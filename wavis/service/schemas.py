@@ -136,7 +136,10 @@ class CkksParams(BaseModel):
 
 class KeyUploadRequest(Request):
     public_key: B64
-    eval_key: B64
+    # [ours] may be left out for a bootstrap preset's key set: every key then goes up through
+    # POST /keys/{id}/galois-keys (at N = 2^16 each key-switching key is ~43 MB, too large to
+    # travel beside the public key within one request)
+    eval_key: B64 | None = None
     scheme: Literal["ckks", "rns-ckks"] = "rns-ckks"
     params: CkksParams
 

@@ -116,7 +116,7 @@ async def upload_key(request: web.Request) -> web.Response:
     refuse_insecure(request, req.params.model_dump())
     engine = request.app[ENGINE]
     limits = request.app[SETTINGS].limits
-    admission.admit(request, "keys/upload", req.params.model_dump(), len(req.eval_key))
+    admission.admit(request, "keys/upload", req.params.model_dump(), len(req.eval_key or ""))
     parsed: fhe.ParsedKeys = await engine.run(
         fhe.parse_key_upload, req.params.model_dump(exclude_unset=True), req.public_key, req.eval_key, limits,
         engine.contexts
