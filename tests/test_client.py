@@ -206,3 +206,22 @@ async def test_bootstrappable_upload_when_one_galois_key_does_not_fit_the_first_
         fresh = await c.bootstrap(key_id, sq)
         assert fresh.level > sq.level
         assert np.abs(keys.decrypt(fresh.ciphertext).real - x * x).max() < 2 ** -8
+
+
+def test_the_public_key_limit_covers_a_bootstrap_presets_whole_chain():
+    """A bootstrap preset's public key spans the bootstrapping levels too (N = 2^16: 10.3 MB,
+    more than a fresh ciphertext's 6.9 MB + 10 %, which was the limit: 413 on a real key)."""
+    from wavis import serialize
+    from wavis.ckks import CkksParameters, KeyGenerator
+    from wavis.service.fhe import parse_key_upload
+    from wavis.service.settings import Limits
+
+    params = CkksParameters.bootstrappable("testing-n1024")
+    kg = KeyGenerator(params)
+    pk = serialize.dumps(kg.public_key())
+    assert len(pk) > 1.1 * serialize.ciphertext_size(params)  # the case that was refused
+    evk = kg.evaluation_keys()
+    tiny = Limits(public_key=1024)  # so that only the per-parameter bound can admit it
+    parsed = parse_key_upload(params.to_dict(), serialize.b64encode(pk), serialize.b64encode(serialize.dumps(evk)),
+                              tiny)
+    assert parsed.public_key == pk

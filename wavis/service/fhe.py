@@ -180,7 +180,10 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
     fresh_len = fresh_ciphertext_bytes(params, pk.key_tag)
     body_limit = max(limits.ciphertext_body, math.ceil(b64_len(fresh_len) * 1.1) + JSON_SLACK)
     body_limit = min(body_limit, limits.ciphertext_body_ceiling)
-    pk_limit = max(limits.public_key, math.ceil(fresh_len * 1.1))
+    # a public key spans every ciphertext prime (a bootstrap preset's too, above the user levels a
+    # fresh ciphertext has): one polynomial over the whole chain, plus the seed of the other
+    pk_bound = serialize.ciphertext_size(params, level=len(params.moduli) - 1, size=1) + 1024
+    pk_limit = max(limits.public_key, math.ceil(fresh_len * 1.1), math.ceil(pk_bound * 1.1))
     if len(pk_bytes) > pk_limit:
         from .errors import ApiError
 
