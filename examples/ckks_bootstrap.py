@@ -1,11 +1,12 @@
 """CKKS bootstrapping through the SDK: square an encrypted vector, then refresh its levels on
 the server (ModRaise, CoeffsToSlots, EvalMod, SlotsToCoeffs; docs/bootstrapping.md).
 
-Parameters: bootstrapping preset n65536 (N = 2^16, 128-bit, 9 user levels at 2^40 after each
-bootstrap). The key set is 44 keys, ~1.8 GB (2.4 GB of base64 in 46 requests: the public key
+Parameters: bootstrapping preset n65536 (N = 2^16, 128-bit; user levels after each bootstrap:
+docs/bootstrapping.md). The key set is 44 keys, ~1.8 GB (2.4 GB of base64 in 46 requests: the public key
 alone, then one key per chunk). Measured against `./dev serve` on the 2-core dev host (load
 average ~5, an upper bound): 324 s wall in all (keygen, ~3 min of upload, multiply 57 s of which
-most is loading the keys, bootstrap 55 s), level 8 -> 9, max abs error 5.3e-6; client RSS 7.3 GB.
+most is loading the keys, bootstrap 55 s), level 8 -> 9, max abs error 5.3e-6; client RSS 7.3 GB
+(run at 43e56b4, before the preset gained its tenth level in a56ae22).
 The server's admission estimates a bootstrap at ~125 s of CPU, above the 120 s per request of
 the pro and scale plans: it needs an enterprise key (WAVIS_API_KEY from `wavis admin
 create-account --plan enterprise`). The preset testing-n1024 runs the same flow in seconds (the
