@@ -223,3 +223,52 @@ async def test_engine_key_lru_bytes_bound_evicts_from_the_context(params, kg):
     finally:
         eng.close()
         ctx.keys.clear()
+
+
+@requires_cxx
+def test_tfhe_session_lru_keeps_server_keys_resident_on_the_device_context():
+    """The service's TFHE session-key LRU is the eviction policy over the TFHE context's key
+    residency on the compute device (the CUDA emulation stands in for a GPU): a session's server
+    key is expanded onto the device's TfheContext when it is loaded, put into the context when the
+    session enters the LRU, shared by two sessions of the same (blind) key, and evicted from the
+    context when the last session holding it leaves (discard, or eviction by capacity); a key the
+    LRU dropped keeps computing for a request still holding it, without expanding it again."""
+    from wavis.service import fhe, tfhe_store
+    from wavis.service.sealing import Sealer
+
+    contexts = fhe.DeviceContexts(emu_backend())
+    ctx = tfhe_store.device_context(contexts, "testing")
+    assert ctx is tfhe_store.device_context(contexts, tfhe.get_preset("testing"))
+    assert isinstance(ctx, tfhe.TfheContext) and ctx.backend.name == "cuda-emu"
+    pairs = [tfhe.keygen("testing", seed=bytes([i]) * 32) for i in range(3)]
+    blobs = [tfhe.serialize.dump_server_key(sk) for _, sk in pairs]
+    ids = [sk.key_id for _, sk in pairs]
+    sealer = Sealer(bytes(32))
+    store = tfhe_store.TfheStore(sealer, tfhe_store.TfheConfig(cache_entries=2))
+
+    def load(sid, i):
+        return tfhe_store.load_session(sid, "acct", blobs[i], None, sealer, contexts)
+
+    s1 = load("s1", 0)
+    assert s1.server.context is ctx and ctx.get_key(ids[0]) is None  # expanded, not yet resident
+    store.keys.put("s1", s1)
+    handle = ctx.get_key(ids[0])
+    assert handle is s1.server.expanded() and type(handle).__name__ == "CudaServerKey"
+    assert ctx.keys.nbytes_of(ids[0]) == handle.memory_bytes == store.keys.bytes > 0
+    ck = pairs[0][0]
+    a, b = ck.encrypt(True), ck.encrypt(True)
+    assert ck.decrypt(s1.server.gate("NAND", a, b)) is False  # on the emulated device
+
+    s2 = load("s2", 0)  # another session of the same key: shares the resident copy
+    assert s2.server.expanded() is handle
+    store.keys.put("s2", s2)
+    store.keys.discard("s1")
+    assert ctx.get_key(ids[0]) is handle  # s2 still holds it
+    store.keys.put("s3", load("s3", 1))
+    store.keys.put("s4", load("s4", 2))  # capacity 2: s2 leaves, and key 0 with it
+    assert sorted(ctx.keys.ids()) == sorted(ids[1:]) and ctx.get_key(ids[0]) is None
+    assert store.keys.bytes == ctx.keys.nbytes
+    assert ck.decrypt(s2.server.gate("AND", a, b)) is True and s2.server.expanded() is handle  # not re-expanded
+    store.keys.discard("s3")
+    store.keys.discard("s4")
+    assert len(ctx.keys) == 0 and store.keys.bytes == 0

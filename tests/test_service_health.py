@@ -151,3 +151,27 @@ async def test_postgres_connections_dropped_mid_flight_is_502_not_500(api):
             assert (await resp.json())["error"]["code"] == "UPSTREAM_UNAVAILABLE"
     assert all(s in (404, 502) for s in statuses), statuses
     assert statuses[-1] == 404  # recovered
+
+
+async def test_first_health_call_builds_the_backend_off_the_event_loop(api):
+    """The first /health builds the configured backend (on cuda: the CuPy import and the device
+    probe) in a thread, never on the event loop; later calls read the built backend."""
+    import threading
+
+    from wavis.service import fhe
+    from wavis.service.state import ENGINE
+
+    built_on: list[threading.Thread] = []
+
+    class Recording(fhe.DeviceContexts):
+        @property
+        def backend(self):
+            if self._backend is None:
+                built_on.append(threading.current_thread())
+            return super().backend
+
+    api.app[ENGINE].contexts = Recording("cpu")
+    for _ in range(2):
+        body = await (await api.get("/api/v1/health")).json()
+        assert body["backend"] == "cpu" and body["device_name"] and body["backend_error"] is None
+    assert len(built_on) == 1 and built_on[0] is not threading.current_thread()

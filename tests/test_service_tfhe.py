@@ -460,3 +460,35 @@ async def test_long_batch_refreshes_the_session_at_its_end(api, dev):
     end = (await db_row(api, sid))["last_used_at"]
     # refreshed after the evaluation, not only when the request arrived
     assert (end - start).total_seconds() * 1000 >= body["compute_time_ms"] * 0.5
+
+
+async def test_session_keys_are_resident_on_the_device_context(api, dev, client_keys, server_key_b64):
+    """A session's server key lives on the TFHE context of the engine's compute device
+    (WAVIS_BACKEND): put there when the session opens, evicted from it when the session leaves
+    the key LRU (DELETE, or eviction: the next use reloads it from PostgreSQL onto the context)."""
+    from wavis.service.state import ENGINE
+    from wavis.service.tfhe_store import TFHE_STORE, device_context
+
+    store = api.app[TFHE_STORE]
+    ctx = device_context(api.app[ENGINE].contexts, PRESET)
+    assert ctx.backend is api.app[ENGINE].contexts.backend
+
+    sid = (await dev.session())["session_id"]
+    keys = store.keys._items[sid]
+    kid = keys.server.key_id
+    assert keys.server.context is ctx and ctx.get_key(kid) is keys.server.expanded()
+    assert ctx.keys.nbytes_of(kid) == store.keys._sizes[sid] == keys.server.memory_bytes > 0
+    ct = (await dev.encrypt(sid, [True]))[0]
+    assert await dev.decrypt(sid, [(await dev.gate(sid, "NOT", a=ct))["result_b64"]]) == [False]
+    assert (await api.delete(f"/api/v1/tfhe/session/{sid}", headers=dev.headers)).status == 200
+    assert ctx.get_key(kid) is None
+
+    ck, sk = client_keys
+    sid = (await dev.blind(server_key_b64))["session_id"]
+    assert ctx.get_key(sk.key_id) is store.keys._items[sid].server.expanded()
+    store.keys.discard(sid)  # as if the LRU had evicted it
+    assert ctx.get_key(sk.key_id) is None
+    out = (await dev.gate(sid, "AND", a=b64(ck.encrypt(True)), b=b64(ck.encrypt(True))))["result_b64"]
+    assert unb64(ck, out) is True
+    keys = store.keys._items[sid]  # reloaded from PostgreSQL onto the same context
+    assert keys.server.context is ctx and ctx.get_key(sk.key_id) is keys.server.expanded()

@@ -30,8 +30,10 @@ class DeviceContexts:
     one backend (named explicitly by the settings: ``WAVIS_BACKEND``, default ``cpu``). Evaluation
     keys are moved onto a context's device when their Evaluator is built and registered in the
     context's key residency by the engine's LRU (:class:`EvaluatorResidency`), which also evicts
-    them from it. Thread-safe; contexts are built on first use, on the compute threads (their
-    ring tables cost milliseconds)."""
+    them from it. TFHE sessions' server keys do the same on a :class:`wavis.tfhe.TfheContext` per
+    preset (``tfhe_store.device_context``; policy: the session-key LRU of ``tfhe_store``).
+    Thread-safe; contexts are built on first use, on the compute threads (their ring tables cost
+    milliseconds)."""
 
     def __init__(self, backend: Any = "cpu") -> None:
         import threading  # noqa: PLC0415
@@ -55,15 +57,26 @@ class DeviceContexts:
         cannot be built (``WAVIS_BACKEND=cuda`` without a device)."""
         return self.backend.info()
 
+    @property
+    def built(self) -> bool:
+        """Whether the backend is built (``info`` and ``get`` then cost microseconds; the first
+        build imports CuPy and probes the device, so callers on the event loop run it in a thread)."""
+        return self._backend is not None
+
     def get(self, params):
-        """The context of ``params`` on this device."""
+        """The CKKS context of ``params`` on this device."""
         ckks, _ = _ckks()
+        return self.context(params, lambda: ckks.CkksContext(params, self.backend))
+
+    def context(self, key, make):
+        """The context cached under ``key`` on this device, built by ``make()`` on first use (the
+        TFHE contexts, ``tfhe_store.device_context``, are cached here under ``("tfhe", params)``)."""
         with self._lock:
-            ctx = self._contexts.get(params)
+            ctx = self._contexts.get(key)
         if ctx is None:
-            ctx = ckks.CkksContext(params, self.backend)
+            ctx = make()
             with self._lock:
-                ctx = self._contexts.setdefault(params, ctx)
+                ctx = self._contexts.setdefault(key, ctx)
         return ctx
 
 

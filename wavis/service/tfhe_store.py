@@ -7,6 +7,14 @@ wire format and, for server-managed sessions, the client key sealed with AES-GCM
 master key (``sealing``). A server key expands to 81–158 MB in memory (Fourier domain), so
 expanded keys live in an LRU of a few entries, loaded from PostgreSQL on a miss (single-flight).
 
+The expanded keys live on the compute device: a session's server key is expanded onto the
+:class:`wavis.tfhe.TfheContext` of its preset on the engine's device (``device_context``: the
+``WAVIS_BACKEND`` of ``fhe.DeviceContexts``), on the compute threads, and the LRU is the eviction
+policy over that context's key residency (:class:`SessionKeyResidency`): a session entering it puts
+its key there (``put_key``), leaving it (eviction, DELETE, idle expiry) evicts it (``evict_key``).
+The context holds the keys; this module holds the policy (the CKKS counterpart is
+``fhe.EvaluatorResidency``).
+
 Settings (environment, read at start-up): ``WAVIS_TFHE_SESSION_CACHE`` (expanded keys kept,
 default 4), ``WAVIS_TFHE_SESSION_IDLE_S`` (idle expiry, default 3600),
 ``WAVIS_TFHE_MAX_SESSIONS`` (live sessions per account, default 16), ``WAVIS_MASTER_KEY``.
@@ -83,14 +91,44 @@ class TfheStore:
         self.sealer = sealer
         self.config = config
         self.tags = tags
-        self.keys: AsyncLRU[str, SessionKeys] = AsyncLRU(config.cache_entries, config.cache_bytes, _key_bytes)
+        self.keys: AsyncLRU[str, SessionKeys] = AsyncLRU(config.cache_entries, config.cache_bytes,
+                                                         residency=SessionKeyResidency())
 
 
-def _key_bytes(keys: "SessionKeys") -> int:
-    try:
-        return int(keys.server.memory_bytes)
-    except Exception:  # noqa: BLE001 - a key that cannot say its size weighs nothing
-        return 0
+class SessionKeyResidency:
+    """The session-key LRU over the TFHE contexts' key residency (``engine.Residency``).
+
+    ``admit``: a session entering the LRU makes its expanded server key (expanded on the compute
+    threads when the session was loaded, :meth:`wavis.tfhe.ServerKey.expanded`) resident in the
+    key's context under the key's id (``put_key``, unless that context already holds the key) and
+    weighs the entry at the key's device bytes. ``release``: when the last session holding that key
+    leaves the LRU, the key is evicted from the context (``evict_key``). Two blind sessions may
+    upload the same server key (same id); the key stays resident while either is in the LRU.
+    Called on the event loop only.
+    """
+
+    def __init__(self) -> None:
+        self._holders: dict[tuple[Any, bytes], set[str]] = {}  # (context, key id) -> session ids
+
+    def admit(self, session_id: str, keys: "SessionKeys") -> int:
+        sk = keys.server
+        handle = sk.expanded()
+        nbytes = int(handle.memory_bytes)
+        if sk.context.get_key(sk.key_id) is None:
+            sk.context.put_key(sk.key_id, handle, nbytes)
+        self._holders.setdefault((sk.context, sk.key_id), set()).add(session_id)
+        return nbytes
+
+    def release(self, session_id: str, keys: "SessionKeys") -> None:
+        sk = keys.server
+        slot = (sk.context, sk.key_id)
+        holders = self._holders.get(slot)
+        if holders is not None:
+            holders.discard(session_id)
+            if holders:
+                return
+            del self._holders[slot]
+        sk.context.evict_key(sk.key_id)
 
 
 async def session_keys(app: web.Application, session_id: str) -> "SessionKeys":
@@ -104,6 +142,7 @@ async def session_keys(app: web.Application, session_id: str) -> "SessionKeys":
 
     store = app[TFHE_STORE]
     engine = app[ENGINE]
+    contexts = engine.contexts
 
     async def load() -> SessionKeys:
         async with app[DB].acquire(timeout=app[SETTINGS].upstream_timeout_s) as conn:
@@ -112,7 +151,7 @@ async def session_keys(app: web.Application, session_id: str) -> "SessionKeys":
             raise not_found("TFHE session", session_id=session_id)
         try:
             return await engine.run(load_session, session_id, blobs["account_id"], blobs["server_key"],
-                                    blobs["client_key_sealed"], store.sealer)
+                                    blobs["client_key_sealed"], store.sealer, contexts)
         except SealError as exc:
             raise ApiError(500, "SEALED_KEY_UNAVAILABLE",
                            "this session's secret key cannot be unsealed with the server's master key; "
@@ -193,19 +232,39 @@ class NewSession:
     client_sealed: bytes | None
 
 
-def new_server_managed(preset: str, session_id: str, account_id: str, sealer: Sealer) -> NewSession:
-    """Key generation on the server; the client key leaves this function only sealed."""
+def device_context(contexts: Any, params: Any):
+    """The :class:`wavis.tfhe.TfheContext` of ``params`` (TfheParameters or preset name) on the
+    engine's compute device (``fhe.DeviceContexts``; one per preset, cached there)."""
+    tfhe = _tfhe()
+    params = tfhe.get_preset(params)
+    return contexts.context(("tfhe", params), lambda: tfhe.TfheContext(params, contexts.backend))
+
+
+def _on_device(sk: Any, contexts: Any):
+    """``sk`` evaluating on the device's TFHE context, expanded there now (this runs on the
+    compute threads; the LRU then makes it resident, :class:`SessionKeyResidency`). Without
+    ``contexts``: the CPU context of its preset."""
+    if contexts is not None:
+        sk = sk.on(device_context(contexts, sk.params))
+    return sk.prepare()
+
+
+def new_server_managed(preset: str, session_id: str, account_id: str, sealer: Sealer,
+                       contexts: Any = None) -> NewSession:
+    """Key generation on the server; the client key leaves this function only sealed. The server
+    key is expanded on ``contexts``' device (``fhe.DeviceContexts``; None: the CPU)."""
     tfhe = _tfhe()
     ck, sk = tfhe.keygen(preset)
     sealed = sealer.seal(tfhe.serialize.dump_client_key(ck), client_key_aad(session_id, account_id))
     blob = tfhe.serialize.dump_server_key(sk)
-    sk.prepare()
+    sk = _on_device(sk, contexts)
     p = sk.params
     return NewSession(SessionKeys(session_id, sk, ck), p.name, p.n, p.big_n, sk.key_id, blob, sealed)
 
 
-def new_blind(eval_key_b64: str, session_id: str) -> NewSession:
-    """Parse and validate an uploaded server key (wire format, fingerprint, preset)."""
+def new_blind(eval_key_b64: str, session_id: str, contexts: Any = None) -> NewSession:
+    """Parse and validate an uploaded server key (wire format, fingerprint, preset), expanded on
+    ``contexts``' device (None: the CPU)."""
     tfhe = _tfhe()
     from wavis.errors import CiphertextFormatError, ParameterError  # noqa: PLC0415
 
@@ -217,21 +276,21 @@ def new_blind(eval_key_b64: str, session_id: str) -> NewSession:
     if head.params.name not in tfhe.PUBLIC_PRESETS:
         raise ParameterError(f"TFHE preset {head.params.name!r} is not offered by this service",
                              allowed=list(tfhe.PUBLIC_PRESETS))
-    sk = tfhe.serialize.load_server_key(blob)
-    sk.prepare()
+    sk = _on_device(tfhe.serialize.load_server_key(blob), contexts)
     p = sk.params
     return NewSession(SessionKeys(session_id, sk, None), p.name, p.n, p.big_n, sk.key_id, blob, None)
 
 
 def load_session(session_id: str, account_id: str, server_blob: bytes, client_sealed: bytes | None,
-                 sealer: Sealer) -> SessionKeys:
+                 sealer: Sealer, contexts: Any = None) -> SessionKeys:
+    """A stored session's keys: the server key expanded on ``contexts``' device (None: the CPU),
+    the client key unsealed."""
     tfhe = _tfhe()
     sk = tfhe.serialize.load_server_key(bytes(server_blob))
     ck = None
     if client_sealed is not None:
         ck = tfhe.serialize.load_client_key(sealer.open(client_sealed, client_key_aad(session_id, account_id)))
-    sk.prepare()
-    return SessionKeys(session_id, sk, ck)
+    return SessionKeys(session_id, _on_device(sk, contexts), ck)
 
 
 def _b64(text: str, name: str) -> bytes:

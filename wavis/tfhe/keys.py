@@ -164,9 +164,23 @@ class ServerKey:
                     self._own = self.context.lwe.load_server_key(self.mask_seed, self.bsk_bodies, self.ksk_bodies)
         return self._own
 
+    def expanded(self):
+        """The key in the form the backend computes with (:class:`~wavis.backend.protocol.LweServerKey`:
+        transform domain, on this key's context's device): the context's resident copy when it
+        holds one, else this key's own, expanded now (seconds for the public presets). This key
+        keeps a reference to it, so evicting it from the context (``evict_key``) frees the device
+        memory only once this key is gone too, and a computation holding this key never expands
+        it again."""
+        handle = self._resident()
+        if self._own is None:
+            with self._own_lock:
+                if self._own is None:
+                    self._own = handle
+        return handle
+
     def prepare(self) -> "ServerKey":
-        """Expand the key now (otherwise the first gate does it)."""
-        self._resident()
+        """Expand the key now (otherwise the first gate does it) and keep it (:meth:`expanded`)."""
+        self.expanded()
         return self
 
     @property

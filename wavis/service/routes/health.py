@@ -117,15 +117,22 @@ async def _webhook_backlog(app: web.Application, timeout: float = 0.5) -> tuple[
         return None
 
 
-def backend_info(app: web.Application) -> tuple[str, object | None, str | None]:
+async def backend_info(app: web.Application) -> tuple[str, object | None, str | None]:
     """(backend kind "cpu"/"cuda", its :class:`wavis.backend.BackendInfo` or None, error) of the
-    engine's device (the settings' ``WAVIS_BACKEND``)."""
+    engine's device (the settings' ``WAVIS_BACKEND``). While the backend is not built yet (the
+    first call; every call when it cannot start) it is built in a thread: on ``cuda`` that imports
+    CuPy and probes the device, which must not block the event loop."""
     from wavis.errors import BackendError  # noqa: PLC0415
 
     contexts = app[ENGINE].contexts
     configured = contexts.backend_name if contexts is not None else app[SETTINGS].compute_backend
     try:
-        info = contexts.info() if contexts is not None else None
+        if contexts is None:
+            info = None
+        elif contexts.built:
+            info = contexts.info()
+        else:
+            info = await asyncio.to_thread(contexts.info)
     except BackendError as exc:
         return ("cuda" if configured == "cuda" else "cpu"), None, str(exc)
     if info is None:
@@ -153,7 +160,7 @@ async def health(request: web.Request) -> web.Response:
     else:
         overall = "healthy"
     engine = app[ENGINE]
-    kind, info, backend_error = backend_info(app)
+    kind, info, backend_error = await backend_info(app)
     body = HealthResponse(
         status=overall,
         version=wavis.__version__,

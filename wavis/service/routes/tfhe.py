@@ -101,8 +101,9 @@ async def create_session(request: web.Request) -> web.Response:
     admission.admit(request, "tfhe/session", req.preset)
     session_id = new_id("sess")
     store = request.app[TFHE_STORE]
-    new = await request.app[ENGINE].run(tfhe_store.new_server_managed, req.preset, session_id, p.account_id,
-                                        store.sealer)
+    engine = request.app[ENGINE]
+    new = await engine.run(tfhe_store.new_server_managed, req.preset, session_id, p.account_id, store.sealer,
+                           engine.contexts)
     return await _insert(request, p, session_id, new, is_blind=False)
 
 
@@ -119,7 +120,8 @@ async def create_eval_session(request: web.Request) -> web.Response:
     await _session_cap(request, p)
     admission.admit(request, "tfhe/eval-session")
     session_id = new_id("sess")
-    new = await request.app[ENGINE].run(tfhe_store.new_blind, req.eval_key_b64, session_id)
+    engine = request.app[ENGINE]
+    new = await engine.run(tfhe_store.new_blind, req.eval_key_b64, session_id, engine.contexts)
     del req
     return await _insert(request, p, session_id, new, is_blind=True)
 
