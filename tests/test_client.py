@@ -141,6 +141,19 @@ async def test_async_client_covers_the_endpoints(api, ckks_pair_factory):
         assert (await c.webhook_events())["has_more"] is False
         assert "/api/v1/compute/matmul" in (await c.openapi())["paths"]
 
+        # billing: public plans, the period's usage (the adds above are metered), budget CRUD
+        plans = await c.billing_plans()
+        assert {"free", "payg", "pro"} <= {p["plan"] for p in plans["plans"]}
+        usage = await c.billing_usage()
+        assert usage["quota"]["plan"] == "pro" and usage["quota"]["fcu_used"] > 0
+        budget = await c.set_budget(5.0, mode="soft", alert_threshold_pct=50)
+        assert budget["monthly_limit_usd"] == 5.0 and budget["mode"] == "soft"
+        assert (await c.get_budget())["alert_threshold_pct"] == 50
+        await c.delete_budget()
+        with pytest.raises(NotFoundError):
+            await c.get_budget()
+        assert (await c.list_invoices())["data"] == []
+
         # key rotation switches this client to the new key
         old = c.api_key
         rotated = await c.rotate_api_key()

@@ -625,6 +625,51 @@ class AsyncClient:
     async def redeliver_event(self, event_id: str) -> dict[str, Any]:
         return await self._post(f"/webhooks/events/{event_id}/redeliver")
 
+    # -- billing (docs/billing.md) -------------------------------------------------------------
+    async def billing_plans(self) -> dict[str, Any]:
+        """``GET /billing/plans`` (public): every plan with its price, monthly FCU and overage,
+        FCU per operation, the TFHE price in JPY and the one JPY→USD rate."""
+        return (await self.request("GET", "/billing/plans", auth=False))[1]
+
+    async def billing_usage(self, period: str | None = None) -> dict[str, Any]:
+        """``GET /billing/usage``: the period's FCU by operation and by day, the quota
+        (used, reserved, remaining) and the budget state; ``period`` ``"YYYY-MM"`` (default: now)."""
+        return await self._get("/billing/usage", period=period)
+
+    async def set_budget(self, monthly_limit_usd: float, mode: str = "hard",
+                         alert_threshold_pct: int = 80) -> dict[str, Any]:
+        """``POST /billing/budget``: a monthly cap in USD on the billed usage; ``mode`` ``"hard"``
+        (402 BUDGET_EXCEEDED before the work is done) or ``"soft"`` (a budget_alert event only)."""
+        return await self._post("/billing/budget", {"monthly_limit_usd": monthly_limit_usd, "mode": mode,
+                                                    "alert_threshold_pct": alert_threshold_pct})
+
+    async def get_budget(self) -> dict[str, Any]:
+        """``GET /billing/budget`` (NotFoundError when none is set)."""
+        return await self._get("/billing/budget")
+
+    async def delete_budget(self) -> dict[str, Any]:
+        """``DELETE /billing/budget``."""
+        return await self._delete("/billing/budget")
+
+    async def list_invoices(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        """``GET /billing/invoices`` (paginated): mirrored from Stripe, or computed here at period end."""
+        return await self._get("/billing/invoices", limit=limit, cursor=cursor)
+
+    async def subscription(self) -> dict[str, Any]:
+        """``GET /billing/subscription``: plan and status (active, trial, cancelled, past_due, unpaid)."""
+        return await self._get("/billing/subscription")
+
+    async def subscribe(self, plan: str, email: str, billing_cycle: str = "monthly") -> dict[str, Any]:
+        """``POST /billing/subscribe``: create or change the Stripe subscription, or get a Checkout
+        URL when there is no payment method. Raises ApiError 502 STRIPE_NOT_CONFIGURED on a server
+        without Stripe, 403 TEST_KEY_NOT_BILLABLE with a test key."""
+        return await self._post("/billing/subscribe", {"plan": plan, "email": email,
+                                                       "billing_cycle": billing_cycle})
+
+    async def cancel_subscription(self) -> dict[str, Any]:
+        """``DELETE /billing/subscription``: cancel at the end of the period."""
+        return await self._delete("/billing/subscription")
+
 
 def _sync_method(name: str, fn):
     if inspect.isasyncgenfunction(fn):
