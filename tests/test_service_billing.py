@@ -354,3 +354,33 @@ async def test_openapi_documents_the_billing_routes(bill):
         assert name in schemas, name
     for op in ("add", "matmul", "bootstrap"):  # one documented path per compute operation (issue 18)
         assert "402" in paths[f"/api/v1/compute/{op}"]["post"]["responses"]
+
+
+async def test_enterprise_terms_set_by_the_operator(bill, ckks_pair_factory):
+    """``wavis admin set-plan`` (admin.apply_plan): an Enterprise account's own monthly FCU and
+    price reach the quota the next job is admitted against; overrides are refused on other plans
+    and dropped when the account leaves Enterprise (issue 17: "Enterprise: set per account")."""
+    from wavis.service import admin
+
+    ops = await ops_for(bill, ckks_pair_factory(max_depth=1, index=0), plan="enterprise")
+    acct = await ops.account_id()
+    async with bill.app[DB].acquire() as conn:
+        out = await admin.apply_plan(conn, acct, monthly_fcu=123_456, monthly_usd=Decimal("999.50"))
+        assert out["plan"] == "enterprise" and out["monthly_fcu_override"] == 123_456
+        assert out["monthly_usd_override"] == "999.50"
+        with pytest.raises(ValueError, match="enterprise plan only"):
+            await admin.apply_plan(conn, acct, plan="pro", monthly_fcu=5)
+        with pytest.raises(ValueError, match="unknown plan"):
+            await admin.apply_plan(conn, acct, plan="gold")
+        assert await admin.apply_plan(conn, "acct_nosuchaccount", plan="pro") is None
+    assert (await ops.add()).status == 200
+    usage = await (await bill.get("/api/v1/billing/usage", headers=ops.h)).json()
+    assert usage["quota"]["plan"] == "enterprise" and usage["quota"]["monthly_fcu_limit"] == 123_456
+    assert usage["quota"]["fcu_used"] == 1
+
+    # leaving Enterprise drops the per-account terms; the Free cap (ALLOWANCE here) applies at once
+    async with bill.app[DB].acquire() as conn:
+        out = await admin.apply_plan(conn, acct, plan="free")
+    assert out["plan"] == "free" and out["monthly_fcu_override"] is None and out["monthly_usd_override"] is None
+    usage = await (await bill.get("/api/v1/billing/usage", headers=ops.h)).json()
+    assert usage["quota"]["monthly_fcu_limit"] == ALLOWANCE

@@ -220,6 +220,47 @@ def create_key(account_id, role, environment, as_json, data_dir) -> int:
     return 0
 
 
+@admin.command("set-plan")
+@click.option("--account", "account_id", required=True, help="account id (acct_…)")
+@click.option("--plan", default=None, help="free, payg, starter, pro, scale or enterprise")
+@click.option("--monthly-fcu", type=click.IntRange(min=0), default=None,
+              help="enterprise only: FCU included per month")
+@click.option("--monthly-usd", type=str, default=None, help="enterprise only: the monthly price in USD")
+@click.option("--clear-overrides", is_flag=True, help="drop the per-account enterprise terms")
+@json_option
+@data_dir_option
+def set_plan(account_id, plan, monthly_fcu, monthly_usd, clear_overrides, as_json, data_dir) -> int:
+    """Change an account's plan; set an Enterprise account's own allowance and price (docs/billing.md)."""
+    from decimal import Decimal, InvalidOperation  # noqa: PLC0415
+
+    from wavis.service.admin import set_plan as apply  # noqa: PLC0415
+    from wavis.service.server import setup_logging  # noqa: PLC0415
+
+    setup_logging(logging.WARNING)
+    usd = None
+    if monthly_usd is not None:
+        try:
+            usd = Decimal(monthly_usd)
+        except InvalidOperation:
+            raise UsageFailure(f"--monthly-usd {monthly_usd!r} is not a number") from None
+        if not usd.is_finite():
+            raise UsageFailure(f"--monthly-usd {monthly_usd!r} is not a number")
+    settings, where = _admin_settings(data_dir)
+    _note(f"database: {where}")
+    try:
+        out = apply(settings, account_id, plan=plan, monthly_fcu=monthly_fcu, monthly_usd=usd,
+                    clear_overrides=clear_overrides)
+    except ValueError as e:
+        raise UsageFailure(str(e)) from None
+    if out is None:
+        raise Failure(f"no account {account_id!r} in this database")
+    _emit(as_json, {**out, "database": where},
+          f"{out['account_id']}: plan {out['plan']}"
+          + (f", {out['monthly_fcu_override']} FCU/month" if out["monthly_fcu_override"] is not None else "")
+          + (f", ${out['monthly_usd_override']}/month" if out["monthly_usd_override"] is not None else ""))
+    return 0
+
+
 @admin.command("revoke-key")
 @click.argument("key")
 @json_option

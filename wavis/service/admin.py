@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from decimal import Decimal
 
 from . import db, embedded, maintenance as maint, repo
 from .access import Role
@@ -69,6 +70,46 @@ def revoke_key(settings: Settings, key: str) -> str | None:
         return row["id"]
 
     return _with_db(settings, work)
+
+
+async def apply_plan(conn, account_id: str, *, plan: str | None = None, monthly_fcu: int | None = None,
+                     monthly_usd: Decimal | None = None, clear_overrides: bool = False) -> dict | None:
+    """Change an account's plan and, for Enterprise, its per-account terms
+    (``accounts.monthly_fcu_override``: FCU included per month; ``monthly_usd_override``: the
+    monthly price in USD; docs/billing.md "Plans"). Returns the account's plan and overrides
+    after the change, or None when this database has no such account. Raises ValueError for an
+    unknown plan, a negative value, or an override on a plan other than Enterprise (the other
+    plans' terms live in ``wavis.service.pricing`` only). Takes effect at the next admission:
+    the quota is read from PostgreSQL under the period row lock (``billing.admit_job``)."""
+    if plan is not None and plan not in PLANS:
+        raise ValueError(f"unknown plan {plan!r} (one of {', '.join(PLANS)})")
+    if (monthly_fcu is not None and monthly_fcu < 0) or (monthly_usd is not None and monthly_usd < 0):
+        raise ValueError("monthly_fcu and monthly_usd must be >= 0")
+    async with conn.transaction():
+        row = await conn.fetchrow("SELECT plan FROM accounts WHERE id = $1 FOR UPDATE", account_id)
+        if row is None:
+            return None
+        target = plan or row["plan"]
+        if target != "enterprise" and (monthly_fcu is not None or monthly_usd is not None):
+            raise ValueError(f"per-account terms are for the enterprise plan only (the account's plan would be {target!r})")
+        if clear_overrides or target != "enterprise":
+            await conn.execute("UPDATE accounts SET monthly_fcu_override = NULL, monthly_usd_override = NULL "
+                               "WHERE id = $1", account_id)
+        if plan is not None:
+            await conn.execute("UPDATE accounts SET plan = $2 WHERE id = $1", account_id, plan)
+        if monthly_fcu is not None:
+            await conn.execute("UPDATE accounts SET monthly_fcu_override = $2 WHERE id = $1", account_id, monthly_fcu)
+        if monthly_usd is not None:
+            await conn.execute("UPDATE accounts SET monthly_usd_override = $2 WHERE id = $1", account_id, monthly_usd)
+        out = await conn.fetchrow("SELECT plan, monthly_fcu_override, monthly_usd_override FROM accounts "
+                                  "WHERE id = $1", account_id)
+    return {"account_id": account_id, "plan": out["plan"], "monthly_fcu_override": out["monthly_fcu_override"],
+            "monthly_usd_override": None if out["monthly_usd_override"] is None else str(out["monthly_usd_override"])}
+
+
+def set_plan(settings: Settings, account_id: str, **terms) -> dict | None:
+    """``wavis admin set-plan``: :func:`apply_plan` on the running server's database."""
+    return _with_db(settings, lambda conn, s: apply_plan(conn, account_id, **terms))
 
 
 async def _maintenance(settings: Settings, mode: str, retry_after: int) -> bool:
