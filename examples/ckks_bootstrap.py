@@ -7,9 +7,9 @@ alone, then one key per chunk). Measured against `./dev serve` on the 2-core dev
 average ~5, an upper bound): 324 s wall in all (keygen, ~3 min of upload, multiply 57 s of which
 most is loading the keys, bootstrap 55 s), level 8 -> 9, max abs error 5.3e-6; client RSS 7.3 GB
 (run at 43e56b4, before the preset gained its tenth level in a56ae22).
-The server's admission estimates a bootstrap at ~125 s of CPU, above the 120 s per request of
-the pro and scale plans: it needs an enterprise key (WAVIS_API_KEY from `wavis admin
-create-account --plan enterprise`). The preset testing-n1024 runs the same flow in seconds (the
+The server's admission estimates an n65536 bootstrap at ~30 s of CPU (18-25 s measured on one
+thread), within the 60 s per request of the starter plan and above: use such a key (WAVIS_API_KEY
+from `wavis admin create-account --plan starter`). The preset testing-n1024 runs the same flow in seconds (the
 test suite does; the server needs WAVIS_ALLOW_INSECURE_PARAMS=1 for it).
 
     WAVIS_API_KEY=wvs_… .venv/bin/python examples/ckks_bootstrap.py

@@ -116,13 +116,23 @@ def matmul_cost(params: dict[str, Any], rows: int, cols: int) -> Cost:
     return Cost(BASE_BYTES + resident, cpu, "compute/matmul")
 
 
+# A bootstrap's CPU time in units of one key switching at the top of the chain. CoeffsToSlots,
+# EvalMod and SlotsToCoeffs make ~100 key switchings, but most run well below the top level
+# (fewer limbs) and the baby steps are hoisted; 24 full-size equivalents put the n65536 estimate
+# at ~30 s against 18.4-25 s of CPU measured per warm bootstrap on one thread (AMD EPYC Zen 4,
+# ifma path; `benchmarks/bench_bootstrap.py`, docs/bootstrapping.md "Measurements"). It was 100
+# (125 s), which refused a bootstrap to every plan below Scale.
+BOOTSTRAP_KEYSWITCH_EQUIVALENTS = 24
+
+
 def bootstrap_cost(params: dict[str, Any]) -> Cost:
     """``compute/bootstrap``: CoeffsToSlots / EvalMod / SlotsToCoeffs at the top of the chain —
-    about 40 ciphertexts resident and ~100 key switchings (the key set itself is already
-    loaded with the key and counted there)."""
+    about 40 ciphertexts resident and the CPU of ``BOOTSTRAP_KEYSWITCH_EQUIVALENTS`` key
+    switchings at the top level (the key set itself is already loaded with the key and counted
+    there)."""
     s = ckks_shape(params)
     resident = 40 * s.ct_bytes(s.limbs + s.special)
-    cpu = 100 * s.dnum * (s.limbs + s.special) * s.n * s.log_n * CPU_S_PER_UNIT * 4
+    cpu = BOOTSTRAP_KEYSWITCH_EQUIVALENTS * s.dnum * (s.limbs + s.special) * s.n * s.log_n * CPU_S_PER_UNIT * 4
     return Cost(BASE_BYTES + resident, cpu, "compute/bootstrap")
 
 
