@@ -59,8 +59,21 @@ async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         if probe is not None:
-            await probe.close()
-        await raw.close()
+            await _close_pool(probe, s.pool_wait_s)
+        await _close_pool(raw, s.pool_wait_s)
+
+
+async def _close_pool(pool, wait_s: float) -> None:
+    """asyncpg's ``Pool.close`` waits for every acquired connection to be released, without a
+    bound: one connection held by a task that never finishes (a cancelled job, a stuck
+    handler) would hang shutdown for ever (seen in a test teardown). Wait a bounded time, then
+    terminate the pool's connections (asyncpg's documented pattern)."""
+    try:
+        async with asyncio.timeout(max(5.0, 2 * wait_s)):
+            await pool.close()
+    except TimeoutError:
+        log.warning("PostgreSQL pool did not close in time (a connection still held); terminating it")
+        pool.terminate()
 
 
 async def warn_if_redis_evicts(client) -> str | None:

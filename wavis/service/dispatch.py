@@ -62,8 +62,10 @@ class Dispatcher:
 
     async def stop(self) -> None:
         if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
+            from .worker import _cancel_and_wait  # noqa: PLC0415 - one bounded-stop helper (worker.py)
+
+            # bounded like Worker.stop: a read that lost its cancellation must not hang shutdown
+            await _cancel_and_wait([self._reader], 5.0)
         for fut in self.waiters.values():
             if not fut.done():
                 fut.cancel()
