@@ -151,17 +151,25 @@ async def compute(request: web.Request) -> web.Response:
         heavy_bytes=admitted.cost.bytes if admitted is not None else None,
         admit=admitted.check if admitted is not None else None,
     )
+    job_row, reply = await run_job(request, spec)
+    if reply is None:
+        return json_response(job_accepted(job_row, operation), status=202)
+    return await _answer(request, key, operation, job_row, reply)
+
+
+
+async def run_job(request: web.Request, spec):
+    """Run ``spec`` through the dispatcher: ``(job_row, reply)``, reply None for an async job.
+    If the job is not admitted or fails to start, the caller's trial-key operation (reserved by
+    the route) is given back before the error propagates. Shared by compute and model routes."""
+    p = principal(request)
     try:
-        job_row, reply = await request.app[DISPATCHER].run(spec)
+        return await request.app[DISPATCHER].run(spec)
     except BaseException:
         if p.ops_limit is not None:
             async with db(request) as conn:
                 await repo.release_operation(conn, p.api_key_id)
         raise
-    if reply is None:
-        return json_response(job_accepted(job_row, operation), status=202)
-    return await _answer(request, key, operation, job_row, reply)
-
 
 async def _answer(request: web.Request, key, operation: str, job_row, reply: dict) -> web.Response:
     """The 200 of a completed CKKS job: from its worker's reply, or from its row (a

@@ -19,7 +19,7 @@ from ..schemas_jobs import JobAccepted
 from ..schemas_models import InferRequest, InferResponse, ModelEntry, ModelList
 from ..state import DISPATCHER, ENGINE, IDEM_JOB_KEY, REPLAYED, SETTINGS
 from .ciphertexts import evicted_ids
-from .compute import BOOTSTRAP_FIELDS, charge_refund, job_accepted, load_operands, result_with_blob
+from .compute import BOOTSTRAP_FIELDS, charge_refund, job_accepted, load_operands, result_with_blob, run_job
 from .keys import evaluator_for
 from .util import db, json_response
 
@@ -170,13 +170,7 @@ async def infer(request: web.Request) -> web.Response:
         is_async=req.async_ or async_only(model, request.app[SETTINGS]),
         idem_key=request.get(IDEM_JOB_KEY), heavy_bytes=admitted.cost.bytes, admit=admitted.check,
     )
-    try:
-        job_row, reply = await request.app[DISPATCHER].run(spec)
-    except BaseException:
-        if p.ops_limit is not None:
-            async with db(request) as conn:
-                await repo.release_operation(conn, p.api_key_id)
-        raise
+    job_row, reply = await run_job(request, spec)
     if reply is None:
         return json_response(job_accepted(job_row, operation), status=202)
     return await _answer(request, model, units, operation, job_row, reply)
