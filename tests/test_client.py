@@ -38,6 +38,46 @@ async def test_async_client_round_trip(api, ckks_pair_factory):
         assert info.value.request_id.startswith("req_")
 
 
+async def test_a_sync_job_past_the_request_timeout_is_waited_for_and_answered_once(make_client, service_settings,
+                                                                                    ckks_pair_factory):
+    """A synchronous operation that outlives the server's request timeout (504 JOB_TIMEOUT: a
+    128-bit bootstrap under load did) is not an error for the SDK: it waits for the job and
+    re-sends the request with the same Idempotency-Key, which the server answers from the
+    completed job: one job, one charge, the right result."""
+    from dataclasses import replace
+
+    from wavis.service import jobs
+    from conftest import add_account_helper
+
+    api = await make_client(replace(service_settings, request_timeout_s=1.5))  # 1 s wait for a job
+    add_account_helper(api)
+    keys = ckks_pair_factory(max_depth=1)
+    base = str(api.make_url("")).rstrip("/")
+    slow: list[str] = []
+
+    async def hold_completion(conn, job, outcome):  # the job completes ~2.5 s after it started
+        if job.operation == "multiply":
+            slow.append(job.id)
+            await asyncio.sleep(2.5)
+
+    jobs.register_completion_hook(hold_completion)
+    try:
+        async with AsyncClient(base, api_key=await api.account()) as c:
+            key_id = await c.upload_keys(keys)
+            x = np.linspace(-1, 1, keys.params.slot_count)
+            a = await c.upload_ciphertext(key_id, keys.encrypt(x))
+            used0 = (await c.billing_usage())["quota"]["fcu_used"]
+            r = await c.multiply(key_id, a.ciphertext_id, a.ciphertext_id)
+            assert np.max(np.abs(keys.decrypt(r.ciphertext).real - x * x)) < 1e-5
+            assert c.last_headers.get("Idempotent-Replayed") == "true"  # answered from the job
+            assert len(slow) == 1  # ran once
+            listed = [j for j in (await c.list_jobs(limit=50))["data"] if j.get("operation") == "multiply"]
+            assert [j["job_id"] for j in listed] == slow and listed[0]["status"] == "COMPLETED"
+            assert (await c.billing_usage())["quota"]["fcu_used"] - used0 == r.meta["cost_units"]  # charged once
+    finally:
+        jobs.COMPLETION_HOOKS.remove(hold_completion)
+
+
 async def test_client_errors_carry_code_and_request_id(api):
     base = str(api.make_url("")).rstrip("/")
     async with AsyncClient(base, api_key="wvs_test_" + "0" * 32) as c:

@@ -3,7 +3,10 @@ synchronous). One method per endpoint of the REST API (API.md §2) that the serv
 
 Retries (:class:`RetryPolicy`): 429 and 503 wait ``Retry-After`` (never longer than
 ``max_wait_s``: a longer wait is raised at once), 409 IDEMPOTENCY_IN_PROGRESS, 502, 504 and
-connection failures back off exponentially with jitter. 402 and every other 4xx are never
+connection failures back off exponentially with jitter. A synchronous job that outlives the
+server's request timeout (504 ``JOB_TIMEOUT``, or 409 ``IDEMPOTENCY_IN_PROGRESS`` naming its
+job) is waited for through ``GET /jobs/{id}`` within the client's own ``timeout``, then the
+request is sent again and answered from the completed job (a long bootstrap under load). 402 and every other 4xx are never
 retried. Every POST and PATCH carries an ``Idempotency-Key`` (generated unless given), the same
 on each retry, so a retried request runs at most once on the server.
 """
@@ -185,6 +188,8 @@ class AsyncClient:
             headers["Content-Type"] = "application/json"
         url = self.base_url + path
         attempt = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self._timeout.total or 3600.0)  # this client's own bound on one call
         while True:
             data: Any = body
             if body is not None and progress is not None:
@@ -211,6 +216,16 @@ class AsyncClient:
             err = parsed.get("error", {}) if isinstance(parsed, dict) else {}
             code = err.get("code") or "HTTP_ERROR"
             wait = _retry_after(rh.get("Retry-After"))
+            details = err.get("details") if isinstance(err.get("details"), dict) else {}
+            job_id = details.get("job_id")
+            if (method == "POST" and isinstance(job_id, str) and loop.time() < deadline
+                    and (status, code) in ((504, "JOB_TIMEOUT"), (409, "IDEMPOTENCY_IN_PROGRESS"))):
+                # The job outlived the server's request timeout (or an earlier attempt's job still
+                # runs): it goes on and completes once. Wait for its end within this client's own
+                # timeout, then send the same request again with the same Idempotency-Key: the
+                # server answers from the completed job, without running or charging it twice.
+                await self._wait_job_end(job_id, deadline)
+                continue
             retryable = (status in (429, 503) and code != "TOO_MANY_AUTH_FAILURES") or status in (502, 504) or (
                 status == 409 and code == "IDEMPOTENCY_IN_PROGRESS")
             if retryable and attempt < policy.max_retries and (wait is None or wait <= policy.max_wait_s):
@@ -220,6 +235,23 @@ class AsyncClient:
             cls = error_for(status, code)
             raise cls(status, code, err.get("message") or (text[:200].decode(errors="replace") or "error"),
                       err.get("request_id") or rh.get("X-Request-ID"), err.get("details"), wait)
+
+    async def _wait_job_end(self, job_id: str, deadline: float) -> None:
+        """Poll ``GET /jobs/{job_id}`` until the job leaves QUEUED/RUNNING or the loop time
+        passes ``deadline``. A job that ended FAILED raises :class:`JobFailedError` with its
+        error (re-sending the request would run it again)."""
+        loop = asyncio.get_running_loop()
+        delay = 0.2
+        while loop.time() < deadline:
+            job = await self.get_job(job_id)
+            if job.status == "FAILED":
+                err = job.meta.get("error") or {}
+                raise JobFailedError(200, err.get("code", "JOB_FAILED"), err.get("message", "the job failed"),
+                                     self.last_request_id, {"job_id": job_id, **err})
+            if job.status not in ("QUEUED", "RUNNING"):
+                return
+            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+            delay = min(2.0, delay * 1.5)
 
     @staticmethod
     async def _pieces(body: bytes, progress: Progress) -> AsyncIterator[bytes]:
