@@ -278,3 +278,24 @@ def test_the_public_key_limit_covers_a_bootstrap_presets_whole_chain():
     parsed = parse_key_upload(params.to_dict(), serialize.b64encode(pk), serialize.b64encode(serialize.dumps(evk)),
                               tiny)
     assert parsed.public_key == pk
+
+
+def test_the_key_chunk_limit_admits_one_key_switching_key_of_every_bootstrap_preset():
+    """Every key-switching key of every bootstrap preset fits one chunk request: the n32768
+    preset's keys (~56 MB, ~82 MB in base64 + 10 %) were over the old 64 MiB ceiling, so its
+    key set could not be uploaded at all. The size formula is checked against a real key."""
+    from wavis import serialize
+    from wavis.ckks import CkksParameters, EvaluationKeys, KeyGenerator
+    from wavis.ckks.presets import BOOTSTRAP_PRESETS
+    from wavis.service.fhe import JSON_SLACK, KEY_CHUNK_CEILING, b64_len, key_chunk_limit, key_switching_key_bytes
+
+    small = CkksParameters.bootstrappable("testing-n1024")
+    evk = KeyGenerator(small).evaluation_keys()
+    one = len(serialize.dumps(EvaluationKeys(evk.params_fingerprint, evk.key_tag, evk.relin_key, {})))
+    assert abs(one - key_switching_key_bytes(small)) <= 256  # the frame around one key
+    for name in BOOTSTRAP_PRESETS:
+        params = CkksParameters.bootstrappable(name)
+        need = b64_len(key_switching_key_bytes(params) + 256) + JSON_SLACK
+        assert key_chunk_limit(params, 40 * 1024 * 1024) >= need, name
+    assert key_switching_key_bytes(CkksParameters.bootstrappable("n32768")) > 50e6  # the case that was refused
+    assert KEY_CHUNK_CEILING >= key_chunk_limit(CkksParameters.bootstrappable("n32768"), 0)

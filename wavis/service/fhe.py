@@ -269,14 +269,24 @@ def evaluator_bytes(evaluator: Any) -> int:
     return sum(int(getattr(getattr(k, "data", None), "nbytes", 0)) for k in keys)
 
 
+KEY_CHUNK_CEILING = 96 * 1024 * 1024  # [ours]: one n32768 key-switching key is ~56 MB (~82 MB in base64 + 10 %)
+
+
+def key_switching_key_bytes(params: Any) -> int:
+    """Serialized size in bytes of one key-switching key (a Galois, relinearization or
+    encapsulation key) of ``params``: ``len(digits)`` rows over every modulus (special primes
+    included), each residue in ⌈log2 q⌉ bits (the compact wire format, API.md §1), plus the frame."""
+    n = int(params.poly_degree)
+    rows = sum((n * int(q).bit_length() + 7) // 8 for q in params.all_moduli)
+    return 64 + 1 + len(params.digits) * rows + 32 + 4
+
+
 def key_chunk_limit(params: Any, default: int) -> int:
     """Body limit of one key-chunk request: ``default`` (40 MiB), or one key-switching key of
     these parameters in base64 plus 10 % when that is larger (a single Galois key at N = 2^16
-    is ~43 MB), never above 64 MiB [ours]."""
-    n = int(params.poly_degree)
-    rows = sum((n * int(q).bit_length() + 7) // 8 for q in params.all_moduli)
-    one_key = 64 + 1 + len(params.digits) * rows + 32 + 4
-    return min(max(default, math.ceil(b64_len(one_key) * 1.1) + JSON_SLACK), 64 * 1024 * 1024)
+    is ~43 MB, at the ``n32768`` preset ~56 MB), never above ``KEY_CHUNK_CEILING`` (96 MiB) [ours]."""
+    one_key = key_switching_key_bytes(params)
+    return min(max(default, math.ceil(b64_len(one_key) * 1.1) + JSON_SLACK), KEY_CHUNK_CEILING)
 
 
 @dataclass

@@ -135,12 +135,11 @@ async def upload_key(request: web.Request) -> web.Response:
     return json_response(key_response(row), headers=security_headers_for(parsed))
 
 
-KEY_CHUNK_CEILING = 64 * 1024 * 1024
 
 
 async def _chunk_body_limit(request: web.Request) -> int:
     """40 MiB, or one key-switching key of the key's parameters (base64 + 10 %) when larger
-    (bootstrapping keys at N = 2^16: one Galois key is ~43 MB), ≤ 64 MiB."""
+    (bootstrapping keys at N = 2^16: one Galois key is ~43 MB), ≤ fhe.KEY_CHUNK_CEILING (96 MiB)."""
     async with db(request) as conn:
         row = await repo.get_fhe_key(conn, principal(request).account_id, request.match_info["key_id"])
     if row is None:
@@ -153,10 +152,10 @@ async def _chunk_body_limit(request: web.Request) -> int:
 @access(Access.TRIAL_PLUS)
 @doc("Add a chunk of evaluation keys to an uploaded key, for key sets too large for one request (matmul at "
      "N ≥ 16384, bootstrapping keys): Galois keys, and for bootstrap presets also the relinearization and "
-     "encapsulation keys; ≤ 40 MB, or one key-switching key when that is larger (≤ 64 MiB)",
+     "encapsulation keys; ≤ 40 MB, or one key-switching key when that is larger (≤ 96 MiB)",
      request=GaloisKeysRequest,
      responses={200: KeyResponse, 400: ErrorResponse, 404: ErrorResponse, 413: ErrorResponse})
-@body_limit(RouteBodyLimit(KEY_CHUNK_CEILING, _chunk_body_limit))
+@body_limit(RouteBodyLimit(fhe.KEY_CHUNK_CEILING, _chunk_body_limit))
 async def add_galois_keys(request: web.Request) -> web.Response:
     p = principal(request)
     key_id = request.match_info["key_id"]
