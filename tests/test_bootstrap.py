@@ -185,6 +185,52 @@ def test_linear_transform_matches_numpy(env):
         LinearTransform({0: np.ones(3)}, n)
 
 
+def test_linear_transform_double_hoisting(env, monkeypatch):
+    """Every bootstrap transform has its baby- and giant-step keys, so it runs double-hoisted
+    (baby rotations over Q·P, one ModDown per giant step's c_1, one fused ModDown + rescale);
+    that and the single-hoisted fallback (rotations composed from other keys, or shared
+    ``rotations``) both match NumPy's product."""
+    params, bs = env["params"], env["bs"]
+    n = params.slot_count
+    rng = np.random.default_rng(6)
+    z = rng.uniform(-1, 1, n) + 1j * rng.uniform(-1, 1, n)
+    ct = env["encryptor"].encrypt(env["enc"].encode(z, level=params.top_level))
+    lts = bs._transforms["cts"]
+    assert all(lt._double_hoistable(bs.ev) for lt in lts + bs._transforms["stc"])
+    double = lts[0].apply(bs.ev, ct)
+    shared = lts[0].apply(bs.ev, ct, rotations={})
+    monkeypatch.setattr(LinearTransform, "_double_hoistable", lambda self, ev: False)
+    single = lts[0].apply(bs.ev, ct)
+    assert np.array_equal(np.asarray(single.data), np.asarray(shared.data))
+    assert not np.array_equal(np.asarray(single.data), np.asarray(double.data))  # another rounding path
+    ref = dft.apply(dft.coeffs_to_slots_factors(n, 3)[0], z) * (1 / (2 * bs.k)) ** (1 / 3)
+    for out in (double, single):
+        assert np.max(np.abs(_decode(env, out) - ref)) < 1e-9
+        assert out.level == ct.level - 1 and out.scale == params.level_scale(ct.level - 1)
+
+
+@pytest.mark.parametrize("gap", [2, 16])
+def test_periodic_diagonals_lift_in_a_small_ring(env, gap):
+    """A diagonal of period p encodes to g(X^gap); its NTT over the ring of degree N is the NTT of g
+    in the ring of degree N/gap, reordered and repeated (``linalg._lift``): checked against the
+    full-size NTT on every prime of Q·P, and the short-butterfly DFT factors are found periodic."""
+    from wavis.ckks import linalg
+
+    params, ev = env["params"], env["bs"].ev
+    rows = list(range(params.top_level + 1)) + list(ev.context.special_index)
+    n = params.poly_degree
+    g = np.random.default_rng(gap).integers(-2**40, 2**40, size=(2, n // gap))
+    f = np.zeros((2, n), dtype=np.int64)
+    f[:, ::gap] = g
+    full = ev.ctx.from_signed(f, rows)
+    ev.ctx.ntt(full, rows)
+    small = np.asarray(linalg._lift(ev, g, gap, rows))
+    assert small.shape == (2, len(rows), n // gap)
+    assert np.array_equal(np.repeat(small, gap, axis=2), np.asarray(full))
+    coeffs = env["bs"]._transforms["cts"][-1]._coefficients(ev, 2.0**40)
+    assert all(gp > 1 for *_, gp in coeffs)  # the last CtS factor (lengths 2 … 8) has period 8
+
+
 def test_stages_against_numpy(env):
     params, bs, enc = env["params"], env["bs"], env["enc"]
     n = params.slot_count
@@ -431,15 +477,17 @@ def test_twenty_multiply_bootstrap_rounds(env):
 
 
 def test_compact_diagonal_cache(env, monkeypatch):
-    """Large rings cache the DFT diagonals as rounded coefficients (lifted and NTT'd at each use):
-    the same result, bit for bit, as the NTT-domain cache."""
+    """Transforms whose NTT-domain plaintexts exceed the cache budget keep the DFT diagonals as
+    rounded coefficients (lifted and NTT'd at each use): the same result, bit for bit."""
     params, enc = env["params"], env["enc"]
     x = np.random.default_rng(12).uniform(-1, 1, params.slot_count)
     ct = env["encryptor"].encrypt(enc.encode(x, level=1))
     ref = Bootstrapper(params, env["evk"]).bootstrap(ct)
-    monkeypatch.setattr(LinearTransform, "COMPACT_CACHE_ABOVE", 0)
+    monkeypatch.setattr(LinearTransform, "NTT_CACHE_BYTES", 0)
     bs = Bootstrapper(params, env["evk"])
     got = bs.bootstrap(ct)
     assert np.array_equal(np.asarray(got.data), np.asarray(ref.data))
     cached = next(iter(bs._transforms["cts"][0]._pt_cache.values()))
-    assert cached[0][1][0][1].dtype == np.int64  # coefficients, not plaintexts
+    assert all(pts is None for _, _, pts, _ in cached)  # nothing kept in the NTT domain
+    coeffs = next(iter(bs._transforms["cts"][0]._coef_cache.values()))
+    assert coeffs[0][2].dtype == np.int64

@@ -157,6 +157,45 @@ def test_mod_down_ntt_one_prime_is_rescale(ctx):
         assert np.array_equal(got[i], ctx.rescale(b[i].copy(), idx))
 
 
+@pytest.mark.parametrize("repeat", [1, 2, 64])
+@pytest.mark.parametrize("terms", [1, 7, 40])
+def test_diag_mac_matches_composition(ctx, repeat, terms):
+    """diag_mac (128-bit lazy sums, one reduction; more than 15 terms fold) equals one mul_add per
+    term, with the plaintexts repeated ``repeat`` times, bit for bit, and a big-int reference."""
+    rng = np.random.default_rng(terms * 100 + repeat)
+    idx = [0, 4, 8, 9]  # 50-, 30- and 61-bit primes
+    rots = np.stack([np.stack([rows(rng, ctx, idx) for _ in range(2)]) for _ in range(5)])
+    small = ctx.N // repeat
+    q = np.array([ctx.moduli[i] for i in idx], dtype=np.uint64)[:, None]
+    pts = (rng.integers(0, 2**63, size=(terms, len(idx), small), dtype=np.uint64) % q).astype(np.uint64)
+    sel = [int(v) for v in rng.integers(0, 5, terms)]
+    got = ctx.diag_mac(rots, pts, sel, idx, repeat)
+    assert got.shape == (2, len(idx), ctx.N)
+    assert np.array_equal(got, reference.diag_mac(ctx, rots, pts, sel, idx, repeat))
+    r, n = 3, 5  # one coefficient by big integers
+    want = [sum(int(pts[j, r, n // repeat]) * int(rots[s, c, r, n]) for j, s in enumerate(sel)) % int(q[r, 0])
+            for c in range(2)]
+    assert [int(got[c, r, n]) for c in range(2)] == want
+
+
+def test_diag_mac_bad_arguments(ctx):
+    idx = [0, 1]
+    rots = ctx.zeros(2, batch=4).reshape(2, 2, 2, ctx.N)
+    pts = ctx.zeros(2, batch=3)
+    with pytest.raises(ShapeError):
+        ctx.diag_mac(rots, pts, [0, 1], idx)  # one index per plaintext
+    with pytest.raises(ShapeError):
+        ctx.diag_mac(rots, pts, [0, 1, 2], idx)  # sel out of range
+    with pytest.raises(ShapeError):
+        ctx.diag_mac(rots, pts, [0, 1, 1], idx, 3)  # repeat not a power of two
+    with pytest.raises(ShapeError):
+        ctx.diag_mac(rots, pts, [0, 1, 1], idx, 2)  # pts not N / repeat wide
+    with pytest.raises(ShapeError):
+        ctx.diag_mac(rots[0], pts, [0, 0, 0], idx)  # rots not 4-D
+    with pytest.raises(ShapeError):
+        reference.diag_mac(ctx, rots, pts, [0, 1, 2], idx)
+
+
 def test_bad_arguments(ctx):
     a = ctx.zeros(3)
     key = np.zeros((3, 2, len(ctx.moduli), ctx.N), dtype=np.uint64)

@@ -297,6 +297,22 @@ def test_fused_key_switching_bit_exact(dev, logN, case, add_m, galois, seed):
                           c.ks_inner_batch(ex2, key, iq, ip, [gelt, 1], add2))
 
 
+@HYP
+@given(logN=st.integers(10, 12), repeat=st.sampled_from([1, 4, 256]), terms=st.integers(1, 20),
+       seed=st.integers(0, 2**32 - 1))
+def test_diag_mac_bit_exact(dev, logN, repeat, terms, seed):
+    """diag_mac (the double-hoisted linear transform's inner sums): bit for bit the CPU core's."""
+    c, g, mods = contexts(dev, logN, 60, 4)
+    rng = np.random.default_rng(seed)
+    N = 1 << logN
+    idx = [0, 2, 3]
+    rots = np.stack([np.stack([random_rows(rng, mods, idx, N) for _ in range(2)]) for _ in range(3)])
+    pts = np.stack([random_rows(rng, mods, idx, N // repeat) for _ in range(terms)])
+    sel = [int(v) for v in rng.integers(0, 3, terms)]
+    assert np.array_equal(host(g, g.diag_mac(g.asarray(rots), g.asarray(pts), sel, idx, repeat)),
+                          c.diag_mac(rots, pts, sel, idx, repeat))
+
+
 def test_shape_errors(dev):
     _, g, _ = contexts(dev, 10, 50, 2)
     a = g.zeros(2)

@@ -161,6 +161,50 @@ static void bind_ckks(py::module_& m) {
       "Key-switching inner product of ModUp digits (from ks_mod_up) with key, NTT domain, no ModDown:\n"
       "acc[c] = Σ_d aut_g(exts[d]) ⊙ key[d, c] (+ P·add[c] on the idx_q rows), (2, len(idx_q)+len(idx_p), N).\n"
       "aut_g is the NTT-domain automorphism X → X^galois_elt (a permutation; 1 = none), fused into the read.");
+  cls.def("diag_mac", [](const RnsContext& c, py::handle rots, py::handle pts, py::handle sel, py::handle idx,
+                         std::int64_t repeat) {
+        auto ix = parse_idx(idx, c.moduli.size(), "idx");
+        if (ix.empty()) shape_error("idx must not be empty");
+        const std::size_t L = ix.size(), N = c.N;
+        if (!py::isinstance<py::array_t<std::uint64_t>>(rots)) shape_error("rots must be a numpy uint64 array");
+        py::array r = py::reinterpret_borrow<py::array>(rots);
+        if (!(r.flags() & py::array::c_style)) shape_error("rots must be C-contiguous");
+        if (r.ndim() != 4 || (std::size_t)r.shape(2) != L || (std::size_t)r.shape(3) != N || r.shape(1) < 1)
+          shape_error("rots must have shape (B, m, " + std::to_string(L) + ", " + std::to_string(N) + ")");
+        const std::size_t B = (std::size_t)r.shape(0), m = (std::size_t)r.shape(1);
+        if (repeat < 1 || (repeat & (repeat - 1)) || (std::size_t)repeat > N)
+          shape_error("repeat must be a power of two in [1, N], got " + std::to_string(repeat));
+        unsigned shift = 0;
+        while (((std::int64_t)1 << shift) < repeat) ++shift;
+        Arr P = check_arr(pts, "pts", N >> shift, L, true, false);
+        if (P.ndim != 3) shape_error("pts must be 3-D (J, len(idx), N / repeat)");
+        std::vector<std::int64_t> sv;
+        try {
+          sv = py::cast<std::vector<std::int64_t>>(sel);
+        } catch (py::cast_error&) {
+          shape_error("sel must be a sequence of ints");
+        }
+        if (sv.size() != P.batch)
+          shape_error("sel must hold one index per plaintext (" + std::to_string(P.batch) + "), got " +
+                      std::to_string(sv.size()));
+        std::vector<std::size_t> sl(sv.size());
+        for (std::size_t j = 0; j < sv.size(); ++j) {
+          if (sv[j] < 0 || (std::size_t)sv[j] >= B) shape_error("sel[" + std::to_string(j) + "] out of range [0, " + std::to_string(B) + ")");
+          sl[j] = (std::size_t)sv[j];
+        }
+        auto out = new_u64({(py::ssize_t)m, (py::ssize_t)L, (py::ssize_t)N});
+        u64* o = out.mutable_data();
+        const u64* rp = static_cast<const u64*>(r.data());
+        {
+          py::gil_scoped_release nogil;
+          diag_mac(c, rp, m, P.ptr, sl, ix, shift, o);
+        }
+        return out;
+      }, py::arg("rots"), py::arg("pts"), py::arg("sel"), py::arg("idx"), py::arg("repeat") = 1,
+      "Plaintext-diagonal inner sum (double-hoisted BSGS, Bossuat et al. EUROCRYPT 2021 §3):\n"
+      "out[c] = Σ_j pts[j] ⊙ rots[sel[j], c] mod q, (m, len(idx), N); rots (B, m, len(idx), N), pts (J, len(idx), N / repeat)\n"
+      "(value n // repeat at coefficient n: the NTT of a plaintext in X^repeat is its small NTT repeated),\n"
+      "NTT domain, values reduced. 128-bit lazy accumulation, one reduction; rows over the thread pool, GIL released.");
   cls.def("mod_down_ntt", [](const RnsContext& c, py::handle a, py::handle idx_q, py::handle idx_p) {
         auto iq = parse_idx(idx_q, c.moduli.size(), "idx_q");
         auto ip = parse_idx(idx_p, c.moduli.size(), "idx_p");

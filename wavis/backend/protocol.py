@@ -67,7 +67,7 @@ RING_OPS = (
     # RNS
     "from_signed", "base_convert", "mod_down", "rescale", "crt_compose", "automorphism",
     # fused key switching
-    "ks_mod_up", "ks_inner", "key_switch_ext", "mod_down_ntt",
+    "ks_mod_up", "ks_inner", "key_switch_ext", "mod_down_ntt", "diag_mac",
     # batched variants
     "automorphism_batch", "rescale_batch", "ks_mod_up_batch", "ks_inner_batch", "key_switch_ext_batch",
 )
@@ -198,6 +198,17 @@ class RingOps(Protocol):
         the conversion overshoot estimated in float64 and removed, NTT, then (a_q − ·)·P^{-1}
         mod q_i. With idx_p = [q_l] it equals ``rescale``; with idx_p = [q_l] + P it is the fused
         ModDown + rescale."""
+
+    def diag_mac(self, rots: Array, pts: Array, sel: Sequence[int], idx: Index, repeat: int = 1) -> Array:
+        """Plaintext-diagonal inner sum of a baby-step giant-step linear transform:
+        ``out[c] = Σ_j pts[j] ⊙ rots[sel[j], c]`` mod q, (m, limbs, N). ``rots`` (B, m, limbs, N)
+        (the baby rotations, in double hoisting over Q·P before ModDown: Bossuat–Mouchet–
+        Troncoso-Pastoriza–Hubaux, EUROCRYPT 2021, §3), ``pts`` (J, limbs, N / repeat) with value
+        ``n // repeat`` used at coefficient n (``repeat`` a power of two: a plaintext in X^repeat,
+        whose NTT is its small NTT repeated, see ``wavis.ckks.linalg``), ``sel`` J indices into
+        ``rots``; NTT domain, rows over the primes ``idx``. The products are summed lazily and
+        reduced once (the value equals J ``mul_add`` calls). Raises ShapeError for bad shapes, an
+        out-of-range or mismatched ``sel``, a ``repeat`` that is not a power of two ≤ N."""
 
     # -- batched variants (the reference composition is a loop over the batch) -------------------
     def automorphism_batch(self, a: Array, galois_elts: Sequence[int], idx: Index, ntt_domain: bool) -> Array:

@@ -121,6 +121,33 @@ def mod_down_ntt(ctx, a, idx_q, idx_p):
     return out
 
 
+def diag_mac(ctx, rots, pts, sel, idx, repeat: int = 1):
+    """``out[c] = Σ_j pts[j] ⊙ rots[sel[j], c]`` (see :meth:`~wavis.backend.protocol.RingOps.diag_mac`):
+    each plaintext repeated to N values, then one ``mul_add`` per term."""
+    idx = [int(i) for i in idx]
+    sel = [int(s) for s in sel]
+    repeat = int(repeat)
+    n = ctx.N
+    if rots.ndim != 4 or pts.ndim != 3 or len(sel) != int(pts.shape[0]) \
+            or any(not 0 <= s < int(rots.shape[0]) for s in sel) \
+            or repeat < 1 or repeat & (repeat - 1) or repeat > n or int(pts.shape[-1]) * repeat != n:
+        from ..errors import ShapeError
+
+        raise ShapeError(f"diag_mac needs rots (B, m, limbs, N), pts (J, limbs, N / repeat) and J indices in [0, B): "
+                         f"rots {tuple(rots.shape)}, pts {tuple(pts.shape)}, sel {sel}, repeat {repeat}")
+    m = int(rots.shape[1])
+    out = ctx.zeros(len(idx), m)
+    for j, s in enumerate(sel):
+        pt = pts[j]
+        if repeat > 1:
+            full = ctx.zeros(len(idx))
+            full.reshape(len(idx), n // repeat, repeat)[...] = pt[:, :, None]
+            pt = full
+        for c in range(m):
+            ctx.mul_add(rots[s, c], pt, out[c], idx)
+    return out
+
+
 # ------------------------------------------------------------------------ batched (loops) ---
 def automorphism_batch(ctx, a, galois_elts: Sequence[int], idx, ntt_domain: bool):
     """Loop of :meth:`automorphism` over (B, limbs, N) with one Galois element per item."""

@@ -34,6 +34,7 @@ class CkksContext(Context):
         ring: the :class:`RingOps` over ``params.all_moduli`` (q_0..q_L then p_0..p_{k-1}).
         special_index: prime indices of the special primes P.
         p_inv: ``P^-1 mod q_i`` for every ciphertext prime.
+        p_mod: ``P mod q_i`` for every ciphertext prime (:meth:`p_mod_level` slices it).
     """
 
     def __init__(self, params: CkksParameters, backend: Any) -> None:
@@ -42,6 +43,7 @@ class CkksContext(Context):
         self.special_index: list[int] = params.special_index()
         big_p = math.prod(params.special_moduli)
         self.p_inv: list[int] = [pow(big_p % q, -1, q) for q in params.moduli]
+        self.p_mod: list[int] = [big_p % q for q in params.moduli]
 
     def ks_plan(self, level: int) -> tuple[list[int], list[tuple[int, int]]]:
         """(q indices 0..level, the key-switching digits truncated to the level), derived once."""

@@ -17,7 +17,9 @@ import math
 import numpy as np
 
 from ..errors import DepthExhaustedError, EncodingError, ShapeError
+from . import keyswitch as ks
 from .evaluator import Evaluator
+from .keys import galois_element
 from .structures import Ciphertext
 
 
@@ -185,9 +187,14 @@ class LinearTransform:
                     terms.append((j, k))
             if terms:
                 self._plan.append((t, terms))
-        self._pt_cache: dict[tuple[int, float], list] = {}
+        self._pt_cache: dict[tuple, list] = {}
+        self._coef_cache: dict[float, list] = {}
 
-    COMPACT_CACHE_ABOVE = 16384  # ring degrees above this cache diagonals as coefficients
+    #: bytes of NTT-domain plaintexts a transform keeps (per level and scale); the giant steps
+    #: beyond it keep their diagonals as rounded coefficients, lifted and NTT'd at each use
+    NTT_CACHE_BYTES = 1 << 28
+    #: the smallest ring a periodic diagonal is transformed in (see :meth:`_coefficients`)
+    MIN_SPARSE_DEGREE = 64
 
     def galois_steps(self) -> list[int]:
         """The rotation steps (normalised to [0, slots)) this transform uses."""
@@ -196,44 +203,69 @@ class LinearTransform:
         steps.discard(0)
         return sorted(steps)
 
-    def _plaintexts(self, ev: Evaluator, level: int, pt_scale: float) -> list:
-        """The encoded diagonals at (level, pt_scale): cached as NTT-domain plaintexts while
-        they are small (N ≤ 2^14), else as their rounded coefficients (N int64 each, 8 bytes
-        per coefficient instead of 8·(level+1)) that are lifted and NTT'd at each use."""
-        key = (level, pt_scale)
-        cached = self._pt_cache.get(key)
+    def _coefficients(self, ev: Evaluator, pt_scale: float) -> list[tuple[int, list[int], np.ndarray, int]]:
+        """The diagonals' rounded coefficients at ``pt_scale``, per giant step
+        [(t_g, [j, …], (J, N/gap) int64, gap)] (cached for the latest scale).
+
+        A diagonal whose slot vector has period p (a power of two; the factors of the bootstrapping
+        DFT made of short butterflies have p = 32 or 1024 of 2^15 slots) encodes to a polynomial in
+        X^gap, gap = (N/2)/p (the sparse-packing structure, Cheon et al. 2018 §4.3): only every
+        gap-th coefficient is kept, and its NTT is the NTT of that polynomial in the ring of degree
+        N/gap, repeated (``_sparse_ntt_order``). One gap per giant step (the smallest of its
+        diagonals). The dropped coefficients are the rounding noise of the FFT (|·| ≲ 2^-52 of the
+        largest), as the encoder's own.
+
+        Raises EncodingError when a coefficient reaches 2^62 (the int64 range the RNS reduction reads)."""
+        cached = self._coef_cache.get(pt_scale)
         if cached is None:
             enc = ev._encoder()  # noqa: SLF001
+            n = ev.params.poly_degree
             reps = self.slots // self.period
-            compact = ev.params.poly_degree > self.COMPACT_CACHE_ABOVE
             cached = []
             for t, terms in self._plan:
-                row = []
-                for j, k in terms:
+                rows, gap = [], n // self.MIN_SPARSE_DEGREE
+                for _, k in terms:
                     vals = np.roll(np.tile(self.diagonals[k], reps), t)
-                    pt = enc.encode(vals, level=level, scale=pt_scale)  # also checks the coefficient range
-                    if compact:
-                        coeffs = np.rint(enc.embed_inverse(vals) * pt_scale).astype(np.int64)
-                        row.append((j, coeffs))
-                    else:
-                        row.append((j, pt))
-                cached.append((t, row))
-            self._pt_cache = {key: cached}  # keep only the latest (one level per use in a bootstrap)
-        if ev.params.poly_degree <= self.COMPACT_CACHE_ABOVE:
-            return cached
-        from .structures import Plaintext
+                    gap = min(gap, self.slots // _period(vals))
+                    coeffs = np.rint(enc.embed_inverse(vals) * pt_scale)
+                    peak = float(np.max(np.abs(coeffs)))
+                    if not peak < 2.0**62:
+                        raise EncodingError(
+                            f"a diagonal times its scale 2^{math.log2(pt_scale):.1f} overflows the coefficient range "
+                            f"(max |coefficient| ≈ 2^{math.log2(max(peak, 1.0)):.1f})")
+                    rows.append(coeffs.astype(np.int64))
+                gap = max(gap, 1)
+                cached.append((t, [j for j, _ in terms], np.ascontiguousarray(np.stack(rows)[:, ::gap]), gap))
+            self._coef_cache = {pt_scale: cached}  # one scale per use in a bootstrap
+        return cached
 
+    def _plaintexts(self, ev: Evaluator, level: int, pt_scale: float, ext: bool):
+        """Per giant step (t_g, [j, …], (J, R, N/gap) NTT-domain plaintexts, gap) over Q_ℓ
+        (R = ℓ+1) or, with ``ext``, over Q_ℓ·P (the rows q_0..q_ℓ then the special primes), for
+        :meth:`RingOps.diag_mac` with ``repeat=gap``. Cached in the NTT domain up to
+        :attr:`NTT_CACHE_BYTES` per (level, scale, ext); the other giant steps are lifted and
+        NTT'd from the cached coefficients at each use, one at a time."""
         ctx = ev.context.ring
-        idx = list(range(level + 1))
-        out = []
-        for t, row in cached:
-            lifted = []
-            for j, coeffs in row:
-                data = ctx.from_signed(coeffs, idx)
-                ctx.ntt(data, idx)
-                lifted.append((j, Plaintext(data, level, pt_scale, ev.params.fingerprint)))
-            out.append((t, lifted))
-        return out
+        rows = list(range(level + 1)) + (list(ev.context.special_index) if ext else [])
+        key = (level, pt_scale, ext)
+        cached = self._pt_cache.get(key)
+        if cached is None:
+            cached, budget = [], self.NTT_CACHE_BYTES
+            for t, js, coeffs, gap in self._coefficients(ev, pt_scale):
+                size = coeffs.size * len(rows) * 8
+                if size <= budget:
+                    budget -= size
+                    cached.append((t, js, _lift(ev, coeffs, gap, rows), gap))
+                else:
+                    cached.append((t, js, None, gap))
+            self._pt_cache = {key: cached}  # one level per use in a bootstrap
+        coeffs = None
+        for i, (t, js, pts, gap) in enumerate(cached):
+            if pts is None:
+                if coeffs is None:
+                    coeffs = self._coefficients(ev, pt_scale)
+                pts = _lift(ev, coeffs[i][2], gap, rows)
+            yield t, js, pts, gap
 
     def apply(self, ev: Evaluator, ct: Ciphertext, target_scale: float | None = None,
               rotations: dict[int, Ciphertext] | None = None) -> Ciphertext:
@@ -254,8 +286,9 @@ class LinearTransform:
                 f"the linear transform's diagonals would be encoded at 2^{math.log2(pt_scale):.1f} "
                 "(must be in [1, 2^62)): the ciphertext's scale is too far from the target",
                 scale_bits=math.log2(ct.scale), target_scale_bits=math.log2(target))
-        pts = self._plaintexts(ev, ct.level, pt_scale)
-        babies = sorted({j for _, row in pts for j, _ in row})
+        if rotations is None and self._double_hoistable(ev):
+            return self._apply_double_hoisted(ev, ct, target, pt_scale)
+        babies = sorted({j for _, terms in self._plan for j, _ in terms})
         steps = [j * self.stride for j in babies]
         if rotations is None:
             rot = ev.rotate_many(ct, steps)
@@ -264,12 +297,16 @@ class LinearTransform:
             if todo:
                 rotations.update(ev.rotate_many(ct, todo))
             rot = rotations
+        ctx = ev.ctx
+        q_idx = list(range(ct.level + 1))
+        rots = ctx.empty(2 * len(q_idx), len(babies)).reshape(len(babies), 2, len(q_idx), ev.params.poly_degree)
+        for i, st in enumerate(steps):
+            rots[i] = rot[st].data
+        slot_of = {j: i for i, j in enumerate(babies)}
         total = None
-        for t, row in pts:
-            inner = None
-            for j, pt in row:
-                term = ev.multiply_plain(rot[j * self.stride], pt, rescale=False)
-                inner = term if inner is None else ev.add(inner, term)
+        for t, js, pts, gap in self._plaintexts(ev, ct.level, pt_scale, ext=False):
+            acc = ctx.diag_mac(rots, pts, [slot_of[j] for j in js], q_idx, gap)
+            inner = Ciphertext(acc, ct.level, ct.scale * pt_scale, ct.params_fingerprint, ct.key_tag)
             if t % self.slots:
                 inner = ev.rotate(inner, t)
             total = inner if total is None else ev.add(total, inner)
@@ -278,3 +315,133 @@ class LinearTransform:
         out = ev.rescale(total)
         out.scale = target  # equal up to the float rounding of pt_scale
         return out
+
+    def _double_hoistable(self, ev: Evaluator) -> bool:
+        """Whether every baby and giant step has its own Galois key (double hoisting needs them;
+        otherwise :meth:`apply` composes rotations from power-of-two keys, hoisting only the baby steps)."""
+        keys = ev._galois_keys()  # noqa: SLF001
+        n = ev.params.poly_degree
+        steps = {(j * self.stride) % self.slots for _, terms in self._plan for j, _ in terms}
+        steps |= {t % self.slots for t, _ in self._plan}
+        steps.discard(0)
+        return all(galois_element(s, n) in keys for s in steps)
+
+    def _apply_double_hoisted(self, ev: Evaluator, ct: Ciphertext, target: float, pt_scale: float) -> Ciphertext:
+        """BSGS with double hoisting (Bossuat–Mouchet–Troncoso-Pastoriza–Hubaux, EUROCRYPT 2021,
+        §3): one ModUp of c_1; every baby rotation stays over Q_ℓ·P without ModDown and is
+        multiplied by its diagonal there (``RingOps.rotate_mac_ext``); per giant step only the
+        inner sum's c_1 is brought down by P (ModDown) to be rotated (one key switch), its c_0 is
+        rotated over Q_ℓ·P as it is; the giant steps are summed over Q_ℓ·P and one ModDown fused
+        with the rescale (Kim et al. 2021 §3.2) ends the transform."""
+        ctx = ev.ctx
+        n, slots = ev.params.poly_degree, self.slots
+        keys = ev._galois_keys()  # noqa: SLF001
+        q_idx, digits = ev._ks_plan(ct.level)  # noqa: SLF001
+        p_idx = list(ev.context.special_index)
+        full = q_idx + p_idx
+        lq, R = len(q_idx), len(full)
+        c = ctx.asarray(ct.data)
+        babies = sorted({j for _, terms in self._plan for j, _ in terms})
+        slot_of = {j: i for i, j in enumerate(babies)}
+        rots = ctx.empty(2 * R, len(babies)).reshape(len(babies), 2, R, n)
+        exts = None
+        for i, j in enumerate(babies):  # every baby rotation once, over Q_ℓ·P (no ModDown)
+            step = (j * self.stride) % slots
+            if step == 0:  # P·ct on the Q rows, 0 on the P rows
+                p_mod = ev.context.p_mod[:lq]
+                rots[i, :, lq:] = 0
+                for comp in range(2):
+                    ctx.mul_scalar(c[comp], p_mod, rots[i, comp, :lq], q_idx)
+                continue
+            if exts is None:
+                exts = ks.ks_mod_up(ctx, c[1], q_idx, p_idx, digits)
+            g = galois_element(step, n)
+            rots[i] = ks.ks_inner(ctx, exts, keys[g].data, q_idx, p_idx, galois_elt=g,
+                                  add=ctx.automorphism(c[0], g, q_idx, True).reshape(1, lq, n))
+        total = None
+        for t, js, pts, gap in self._plaintexts(ev, ct.level, pt_scale, ext=True):
+            acc = ctx.diag_mac(rots, pts, [slot_of[j] for j in js], full, gap)
+            if t % slots:  # rotate the inner sum: c_1 down by P and key-switched, c_0 rotated over Q_ℓ·P
+                g = galois_element(t % slots, n)
+                a1 = ks.mod_down_ntt(ctx, acc[1], q_idx, p_idx)
+                rot = ks.key_switch_ext(ctx, ctx.automorphism(a1, g, q_idx, True), keys[g].data, q_idx, p_idx, digits)
+                ctx.add(rot[0], ctx.automorphism(acc[0], g, full, True), rot[0], full)
+                acc = rot
+            if total is None:
+                total = acc
+            else:
+                ctx.add(total, acc, total, full)
+        if total is None:
+            return ev.multiply_scalar(ct, 0.0)
+        data = ks.mod_down_ntt(ctx, total, q_idx[:-1], [q_idx[-1]] + p_idx)  # ModDown by P fused with the rescale
+        return Ciphertext(data, ct.level - 1, target, ct.params_fingerprint, ct.key_tag)
+
+
+def _period(vals: np.ndarray) -> int:
+    """The smallest power-of-two period of a (slots,) vector (exact equality; ``len(vals)`` if none)."""
+    n = len(vals)
+    p = 1
+    while p < n:
+        if np.array_equal(vals.reshape(-1, p), np.broadcast_to(vals[:p], (n // p, p))):
+            return p
+        p *= 2
+    return n
+
+
+def _lift(ev: Evaluator, coeffs: np.ndarray, gap: int, rows: list[int]):
+    """(J, R, N/gap) NTT-domain plaintexts from (J, N/gap) coefficients of polynomials in X^gap:
+    the NTT in the ring of degree M = N/gap, reordered so that value i serves NTT positions
+    i·gap … i·gap + gap − 1 of the degree-N ring (``RingOps.diag_mac``'s ``repeat``)."""
+    if gap == 1:
+        ctx = ev.context.ring
+        data = ctx.from_signed(coeffs, rows)
+        ctx.ntt(data, rows)
+        return data
+    small = ev.backend.ring_context(ev.params.poly_degree // gap, ev.params.all_moduli)
+    data = small.from_signed(coeffs, rows)
+    small.ntt(data, rows)
+    order = _sparse_ntt_order(ev, gap, tuple(rows))
+    host = small.to_numpy(data)
+    return ev.context.ring.asarray(np.ascontiguousarray(np.take_along_axis(host, order[None], axis=2)))
+
+
+_ORDER_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def _sparse_ntt_order(ev: Evaluator, gap: int, rows: tuple[int, ...]) -> np.ndarray:
+    """(R, M) int64: for f(X) = g(X^gap) (M = N/gap), NTT_N(f)[r, pos] = NTT_M(g)[r, order[r, pos // gap]].
+
+    Why: NTT_N(f) at position pos evaluates f at ψ^e (ψ the ring's 2N-th root of unity, e odd,
+    bit-reversed order), i.e. g at (ψ^gap)^e; ψ^gap is a primitive 2M-th root, so these are the
+    values NTT_M(g) holds, in the small ring's own root and order. The map is read off the
+    monomials X^gap and Y (distinct values; each repeated ``gap`` times consecutively in the
+    large ring, which is checked). Cached per (N, gap, primes)."""
+    params = ev.params
+    n = params.poly_degree
+    key = (n, gap, tuple(params.all_moduli[i] for i in rows))
+    order = _ORDER_CACHE.get(key)
+    if order is None:
+        big, small = ev.context.ring, ev.backend.ring_context(n // gap, params.all_moduli)
+        m = n // gap
+        x = np.zeros(n, dtype=np.int64)
+        x[gap] = 1
+        vb = big.from_signed(x, list(rows))
+        big.ntt(vb, list(rows))
+        vb = big.to_numpy(vb)
+        y = np.zeros(m, dtype=np.int64)
+        y[1] = 1
+        vs = small.from_signed(y, list(rows))
+        small.ntt(vs, list(rows))
+        vs = small.to_numpy(vs)
+        order = np.empty((len(rows), m), dtype=np.int64)
+        for r in range(len(rows)):
+            head = vb[r, ::gap]
+            if not np.array_equal(vb[r], np.repeat(head, gap)):
+                raise AssertionError("the NTT of a polynomial in X^gap is not its small NTT repeated")
+            srt = np.argsort(vs[r])
+            pos = np.searchsorted(vs[r], head, sorter=srt)
+            order[r] = srt[pos]
+            if not np.array_equal(vs[r, order[r]], head):
+                raise AssertionError("the NTT orders of the two rings do not match")
+        _ORDER_CACHE[key] = order
+    return order

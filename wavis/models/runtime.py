@@ -274,7 +274,7 @@ class Graph:
             diags = self.diagonals(node, slots) or {0: np.zeros(slots)}
             lt = LinearTransform(diags, slots=slots, baby=best_baby_steps(list(diags), slots))
             if self.compact_cache(slots):
-                lt.COMPACT_CACHE_ABOVE = 0  # keep rounded coefficients, lift + NTT at each use
+                lt.NTT_CACHE_BYTES = 0  # keep rounded coefficients, lift + NTT at each use
             with self._lock:
                 lt = per.setdefault((node_index, slots), lt)
         return lt

@@ -5,7 +5,7 @@ switching) plus the operations it has no kernel for, delegated explicitly to
 Native (C++, GIL released, ``WAVIS_THREADS`` threads): ``asarray``, ``to_numpy``, ``zeros``,
 ``ntt``, ``intt``, the element-wise ops, ``from_signed``, ``base_convert``, ``mod_down``,
 ``rescale``, ``crt_compose``, ``automorphism``, ``ks_mod_up``, ``ks_inner``, ``key_switch_ext``,
-``mod_down_ntt`` (which takes batches). Here: ``empty`` and the ``*_batch`` variants (loops over
+``mod_down_ntt``, ``diag_mac`` (which takes batches). Here: ``empty`` and the ``*_batch`` variants (loops over
 the native single-item kernels, :mod:`wavis.backend.reference`).
 """
 
