@@ -169,13 +169,16 @@ def test_diag_mac_matches_composition(ctx, repeat, terms):
     q = np.array([ctx.moduli[i] for i in idx], dtype=np.uint64)[:, None]
     pts = (rng.integers(0, 2**63, size=(terms, len(idx), small), dtype=np.uint64) % q).astype(np.uint64)
     sel = [int(v) for v in rng.integers(0, 5, terms)]
-    got = ctx.diag_mac(rots, pts, sel, idx, repeat)
-    assert got.shape == (2, len(idx), ctx.N)
-    assert np.array_equal(got, reference.diag_mac(ctx, rots, pts, sel, idx, repeat))
+    counts = [terms // 3, 0, terms - terms // 3]  # three giant steps, one without terms
+    got = ctx.diag_mac(rots, pts, sel, counts, idx, repeat)
+    assert got.shape == (3, 2, len(idx), ctx.N)
+    assert np.array_equal(got, reference.diag_mac(ctx, rots, pts, sel, counts, idx, repeat))
+    assert not got[1].any()
     r, n = 3, 5  # one coefficient by big integers
-    want = [sum(int(pts[j, r, n // repeat]) * int(rots[s, c, r, n]) for j, s in enumerate(sel)) % int(q[r, 0])
-            for c in range(2)]
-    assert [int(got[c, r, n]) for c in range(2)] == want
+    for g, (lo, hi) in enumerate([(0, counts[0]), (counts[0], counts[0]), (counts[0], terms)]):
+        want = [sum(int(pts[j, r, n // repeat]) * int(rots[sel[j], c, r, n]) for j in range(lo, hi)) % int(q[r, 0])
+                for c in range(2)]
+        assert [int(got[g, c, r, n]) for c in range(2)] == want
 
 
 def test_diag_mac_bad_arguments(ctx):
@@ -183,17 +186,21 @@ def test_diag_mac_bad_arguments(ctx):
     rots = ctx.zeros(2, batch=4).reshape(2, 2, 2, ctx.N)
     pts = ctx.zeros(2, batch=3)
     with pytest.raises(ShapeError):
-        ctx.diag_mac(rots, pts, [0, 1], idx)  # one index per plaintext
+        ctx.diag_mac(rots, pts, [0, 1], [2], idx)  # one index per plaintext
     with pytest.raises(ShapeError):
-        ctx.diag_mac(rots, pts, [0, 1, 2], idx)  # sel out of range
+        ctx.diag_mac(rots, pts, [0, 1, 2], [3], idx)  # sel out of range
     with pytest.raises(ShapeError):
-        ctx.diag_mac(rots, pts, [0, 1, 1], idx, 3)  # repeat not a power of two
+        ctx.diag_mac(rots, pts, [0, 1, 1], [1, 1], idx)  # counts do not cover the plaintexts
     with pytest.raises(ShapeError):
-        ctx.diag_mac(rots, pts, [0, 1, 1], idx, 2)  # pts not N / repeat wide
+        ctx.diag_mac(rots, pts, [0, 1, 1], [4, -1], idx)  # a negative count
     with pytest.raises(ShapeError):
-        ctx.diag_mac(rots[0], pts, [0, 0, 0], idx)  # rots not 4-D
+        ctx.diag_mac(rots, pts, [0, 1, 1], [3], idx, 3)  # repeat not a power of two
     with pytest.raises(ShapeError):
-        reference.diag_mac(ctx, rots, pts, [0, 1, 2], idx)
+        ctx.diag_mac(rots, pts, [0, 1, 1], [3], idx, 2)  # pts not N / repeat wide
+    with pytest.raises(ShapeError):
+        ctx.diag_mac(rots[0], pts, [0, 0, 0], [3], idx)  # rots not 4-D
+    with pytest.raises(ShapeError):
+        reference.diag_mac(ctx, rots, pts, [0, 1, 2], [3], idx)
 
 
 def test_bad_arguments(ctx):

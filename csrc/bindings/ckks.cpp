@@ -161,8 +161,8 @@ static void bind_ckks(py::module_& m) {
       "Key-switching inner product of ModUp digits (from ks_mod_up) with key, NTT domain, no ModDown:\n"
       "acc[c] = Σ_d aut_g(exts[d]) ⊙ key[d, c] (+ P·add[c] on the idx_q rows), (2, len(idx_q)+len(idx_p), N).\n"
       "aut_g is the NTT-domain automorphism X → X^galois_elt (a permutation; 1 = none), fused into the read.");
-  cls.def("diag_mac", [](const RnsContext& c, py::handle rots, py::handle pts, py::handle sel, py::handle idx,
-                         std::int64_t repeat) {
+  cls.def("diag_mac", [](const RnsContext& c, py::handle rots, py::handle pts, py::handle sel, py::handle counts,
+                         py::handle idx, std::int64_t repeat) {
         auto ix = parse_idx(idx, c.moduli.size(), "idx");
         if (ix.empty()) shape_error("idx must not be empty");
         const std::size_t L = ix.size(), N = c.N;
@@ -192,17 +192,33 @@ static void bind_ckks(py::module_& m) {
           if (sv[j] < 0 || (std::size_t)sv[j] >= B) shape_error("sel[" + std::to_string(j) + "] out of range [0, " + std::to_string(B) + ")");
           sl[j] = (std::size_t)sv[j];
         }
-        auto out = new_u64({(py::ssize_t)m, (py::ssize_t)L, (py::ssize_t)N});
+        std::vector<std::int64_t> cv;
+        try {
+          cv = py::cast<std::vector<std::int64_t>>(counts);
+        } catch (py::cast_error&) {
+          shape_error("counts must be a sequence of ints");
+        }
+        std::vector<std::size_t> cn(cv.size());
+        std::int64_t total = 0;
+        for (std::size_t g = 0; g < cv.size(); ++g) {
+          if (cv[g] < 0) shape_error("counts must not be negative");
+          cn[g] = (std::size_t)cv[g];
+          total += cv[g];
+        }
+        if (cv.empty() || total != (std::int64_t)sl.size())
+          shape_error("counts must be non-empty and sum to the number of plaintexts (" + std::to_string(sl.size()) + ")");
+        auto out = new_u64({(py::ssize_t)cn.size(), (py::ssize_t)m, (py::ssize_t)L, (py::ssize_t)N});
         u64* o = out.mutable_data();
         const u64* rp = static_cast<const u64*>(r.data());
         {
           py::gil_scoped_release nogil;
-          diag_mac(c, rp, m, P.ptr, sl, ix, shift, o);
+          diag_mac(c, rp, m, P.ptr, sl, cn, ix, shift, o);
         }
         return out;
-      }, py::arg("rots"), py::arg("pts"), py::arg("sel"), py::arg("idx"), py::arg("repeat") = 1,
-      "Plaintext-diagonal inner sum (double-hoisted BSGS, Bossuat et al. EUROCRYPT 2021 §3):\n"
-      "out[c] = Σ_j pts[j] ⊙ rots[sel[j], c] mod q, (m, len(idx), N); rots (B, m, len(idx), N), pts (J, len(idx), N / repeat)\n"
+      }, py::arg("rots"), py::arg("pts"), py::arg("sel"), py::arg("counts"), py::arg("idx"), py::arg("repeat") = 1,
+      "Plaintext-diagonal inner sums of every giant step (double-hoisted BSGS, Bossuat et al. EUROCRYPT 2021 §3):\n"
+      "out[g, c] = Σ_{j in group g} pts[j] ⊙ rots[sel[j], c] mod q (groups: counts[g] consecutive terms),\n"
+      "(G, m, len(idx), N); rots (B, m, len(idx), N), pts (J, len(idx), N / repeat)\n"
       "(value n // repeat at coefficient n: the NTT of a plaintext in X^repeat is its small NTT repeated),\n"
       "NTT domain, values reduced. 128-bit lazy accumulation, one reduction; rows over the thread pool, GIL released.");
   cls.def("mod_down_ntt", [](const RnsContext& c, py::handle a, py::handle idx_q, py::handle idx_p) {

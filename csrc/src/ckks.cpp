@@ -461,42 +461,47 @@ void ks_inner(const KsPlan& P, const u64* exts, std::size_t D, const u64* key, s
   }, 1);
 }
 
-// out (m, L, N) = Σ_j pts[j] ⊙ rots[sel[j]]: per row and block of 256 coefficients, the m
-// accumulators stay in L1 as 128-bit sums (16 products of values < 2^62 fit; folded every 15).
+// out[g] (m, L, N) = Σ_{j in group g} pts[j] ⊙ rots[sel[j]]: per row and block of 256 coefficients,
+// every group in turn (the block of each baby rotation is read from memory once and stays in
+// L1/L2 across the groups); the m accumulators are 128-bit sums (16 products of values < 2^62
+// fit; folded every 15).
 void diag_mac(const RnsContext& c, const u64* rots, std::size_t m, const u64* pts, const std::vector<std::size_t>& sel,
-              const std::vector<std::size_t>& idx, unsigned shift, u64* out) {
-  const std::size_t N = c.N, L = idx.size(), J = sel.size(), Np = N >> shift;
+              const std::vector<std::size_t>& counts, const std::vector<std::size_t>& idx, unsigned shift, u64* out) {
+  const std::size_t N = c.N, L = idx.size(), J = sel.size(), G = counts.size(), Np = N >> shift;
   constexpr std::size_t BLK = 256;
-  for_rows(L, N * (J + 1), [&](std::size_t t) {
+  for_rows(L, N * (J + G), [&](std::size_t t) {
     const Modulus& M = c.mod(idx[t]);
     std::vector<u128> accv(m * BLK);
     u128* acc = accv.data();
     for (std::size_t n0 = 0; n0 < N; n0 += BLK) {
       const std::size_t nb = std::min(BLK, N - n0);
-      std::fill(acc, acc + m * BLK, (u128)0);
-      int pending = 0;
-      for (std::size_t j = 0; j < J; ++j) {
-        if (pending == 15) {
-          for (std::size_t k = 0; k < m * BLK; ++k) acc[k] = M.reduce128(acc[k]);
-          pending = 1;
-        }
-        const u64* p = pts + (j * L + t) * Np;
-        for (std::size_t comp = 0; comp < m; ++comp) {
-          const u64* r = rots + ((sel[j] * m + comp) * L + t) * N + n0;
-          u128* a = acc + comp * BLK;
-          if (shift == 0) {
-            const u64* pp = p + n0;
-            for (std::size_t k = 0; k < nb; ++k) a[k] += (u128)pp[k] * r[k];
-          } else {
-            for (std::size_t k = 0; k < nb; ++k) a[k] += (u128)p[(n0 + k) >> shift] * r[k];
+      std::size_t j = 0;
+      for (std::size_t g = 0; g < G; ++g) {
+        std::fill(acc, acc + m * BLK, (u128)0);
+        int pending = 0;
+        for (const std::size_t end = j + counts[g]; j < end; ++j) {
+          if (pending == 15) {
+            for (std::size_t k = 0; k < m * BLK; ++k) acc[k] = M.reduce128(acc[k]);
+            pending = 1;
           }
+          const u64* p = pts + (j * L + t) * Np;
+          for (std::size_t comp = 0; comp < m; ++comp) {
+            const u64* r = rots + ((sel[j] * m + comp) * L + t) * N + n0;
+            u128* a = acc + comp * BLK;
+            if (shift == 0) {
+              const u64* pp = p + n0;
+              for (std::size_t k = 0; k < nb; ++k) a[k] += (u128)pp[k] * r[k];
+            } else {
+              for (std::size_t k = 0; k < nb; ++k) a[k] += (u128)p[(n0 + k) >> shift] * r[k];
+            }
+          }
+          ++pending;
         }
-        ++pending;
-      }
-      for (std::size_t comp = 0; comp < m; ++comp) {
-        u64* o = out + (comp * L + t) * N + n0;
-        const u128* a = acc + comp * BLK;
-        for (std::size_t k = 0; k < nb; ++k) o[k] = M.reduce128(a[k]);
+        for (std::size_t comp = 0; comp < m; ++comp) {
+          u64* o = out + ((g * m + comp) * L + t) * N + n0;
+          const u128* a = acc + comp * BLK;
+          for (std::size_t k = 0; k < nb; ++k) o[k] = M.reduce128(a[k]);
+        }
       }
     }
   }, 1);

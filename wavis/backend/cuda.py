@@ -647,11 +647,11 @@ class CudaRingContext:
         """:meth:`ks_inner` of :meth:`ks_mod_up` (the digits are stored on the device)."""
         return self.ks_inner(self.ks_mod_up(a, idx_q, idx_p, digits), key, idx_q, idx_p, 1, add)
 
-    def diag_mac(self, rots, pts, sel, idx, repeat: int = 1):
-        """Plaintext-diagonal inner sum of a double-hoisted linear transform (protocol
+    def diag_mac(self, rots, pts, sel, counts, idx, repeat: int = 1):
+        """Plaintext-diagonal inner sums of a double-hoisted linear transform (protocol
         :meth:`~wavis.backend.protocol.RingOps.diag_mac`): the reference composition on the device
         (``mul_add`` kernels, one per term; the plaintexts repeated with CuPy)."""
-        return reference.diag_mac(self, self.asarray(rots), self.asarray(pts), sel, idx, repeat)
+        return reference.diag_mac(self, self.asarray(rots), self.asarray(pts), sel, counts, idx, repeat)
 
     # -- batched variants: loops over the kernels above (wavis.backend.reference) -------------------
     def automorphism_batch(self, a, galois_elts, idx, ntt_domain: bool):

@@ -199,16 +199,19 @@ class RingOps(Protocol):
         mod q_i. With idx_p = [q_l] it equals ``rescale``; with idx_p = [q_l] + P it is the fused
         ModDown + rescale."""
 
-    def diag_mac(self, rots: Array, pts: Array, sel: Sequence[int], idx: Index, repeat: int = 1) -> Array:
-        """Plaintext-diagonal inner sum of a baby-step giant-step linear transform:
-        ``out[c] = Σ_j pts[j] ⊙ rots[sel[j], c]`` mod q, (m, limbs, N). ``rots`` (B, m, limbs, N)
-        (the baby rotations, in double hoisting over Q·P before ModDown: Bossuat–Mouchet–
-        Troncoso-Pastoriza–Hubaux, EUROCRYPT 2021, §3), ``pts`` (J, limbs, N / repeat) with value
-        ``n // repeat`` used at coefficient n (``repeat`` a power of two: a plaintext in X^repeat,
-        whose NTT is its small NTT repeated, see ``wavis.ckks.linalg``), ``sel`` J indices into
-        ``rots``; NTT domain, rows over the primes ``idx``. The products are summed lazily and
-        reduced once (the value equals J ``mul_add`` calls). Raises ShapeError for bad shapes, an
-        out-of-range or mismatched ``sel``, a ``repeat`` that is not a power of two ≤ N."""
+    def diag_mac(self, rots: Array, pts: Array, sel: Sequence[int], counts: Sequence[int], idx: Index,
+                 repeat: int = 1) -> Array:
+        """Plaintext-diagonal inner sums of the giant steps of a baby-step giant-step linear
+        transform, all in one pass: ``out[g, c] = Σ_{j in group g} pts[j] ⊙ rots[sel[j], c]`` mod q,
+        (G, m, limbs, N), group g being the ``counts[g]`` terms after those of the groups before.
+        ``rots`` (B, m, limbs, N): the baby rotations (in double hoisting over Q·P before ModDown:
+        Bossuat–Mouchet–Troncoso-Pastoriza–Hubaux, EUROCRYPT 2021, §3); ``pts`` (J, limbs,
+        N / repeat) with value ``n // repeat`` used at coefficient n (``repeat`` a power of two: a
+        plaintext in X^repeat, whose NTT is its small NTT repeated, see ``wavis.ckks.linalg``);
+        ``sel`` J indices into ``rots``; NTT domain, rows over the primes ``idx``. The products
+        are summed lazily and reduced once (the value equals one ``mul_add`` per term). Raises
+        ShapeError for bad shapes, an out-of-range or mismatched ``sel``, ``counts`` that do not
+        sum to J, a ``repeat`` that is not a power of two ≤ N."""
 
     # -- batched variants (the reference composition is a loop over the batch) -------------------
     def automorphism_batch(self, a: Array, galois_elts: Sequence[int], idx: Index, ntt_domain: bool) -> Array:

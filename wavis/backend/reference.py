@@ -121,30 +121,37 @@ def mod_down_ntt(ctx, a, idx_q, idx_p):
     return out
 
 
-def diag_mac(ctx, rots, pts, sel, idx, repeat: int = 1):
-    """``out[c] = Σ_j pts[j] ⊙ rots[sel[j], c]`` (see :meth:`~wavis.backend.protocol.RingOps.diag_mac`):
-    each plaintext repeated to N values, then one ``mul_add`` per term."""
+def diag_mac(ctx, rots, pts, sel, counts, idx, repeat: int = 1):
+    """``out[g, c] = Σ_{j in group g} pts[j] ⊙ rots[sel[j], c]`` (see
+    :meth:`~wavis.backend.protocol.RingOps.diag_mac`): each plaintext repeated to N values, then
+    one ``mul_add`` per term."""
     idx = [int(i) for i in idx]
     sel = [int(s) for s in sel]
+    counts = [int(c) for c in counts]
     repeat = int(repeat)
     n = ctx.N
     if rots.ndim != 4 or pts.ndim != 3 or len(sel) != int(pts.shape[0]) \
             or any(not 0 <= s < int(rots.shape[0]) for s in sel) \
+            or not counts or any(c < 0 for c in counts) or sum(counts) != len(sel) \
             or repeat < 1 or repeat & (repeat - 1) or repeat > n or int(pts.shape[-1]) * repeat != n:
         from ..errors import ShapeError
 
-        raise ShapeError(f"diag_mac needs rots (B, m, limbs, N), pts (J, limbs, N / repeat) and J indices in [0, B): "
-                         f"rots {tuple(rots.shape)}, pts {tuple(pts.shape)}, sel {sel}, repeat {repeat}")
+        raise ShapeError(f"diag_mac needs rots (B, m, limbs, N), pts (J, limbs, N / repeat), J indices in [0, B) "
+                         f"and counts summing to J: rots {tuple(rots.shape)}, pts {tuple(pts.shape)}, sel {sel}, "
+                         f"counts {counts}, repeat {repeat}")
     m = int(rots.shape[1])
-    out = ctx.zeros(len(idx), m)
-    for j, s in enumerate(sel):
-        pt = pts[j]
-        if repeat > 1:
-            full = ctx.zeros(len(idx))
-            full.reshape(len(idx), n // repeat, repeat)[...] = pt[:, :, None]
-            pt = full
-        for c in range(m):
-            ctx.mul_add(rots[s, c], pt, out[c], idx)
+    out = ctx.zeros(m * len(idx), len(counts)).reshape(len(counts), m, len(idx), n)
+    j = 0
+    for g, cnt in enumerate(counts):
+        for _ in range(cnt):
+            pt = pts[j]
+            if repeat > 1:
+                full = ctx.zeros(len(idx))
+                full.reshape(len(idx), n // repeat, repeat)[...] = pt[:, :, None]
+                pt = full
+            for c in range(m):
+                ctx.mul_add(rots[sel[j], c], pt, out[g, c], idx)
+            j += 1
     return out
 
 

@@ -203,17 +203,17 @@ class LinearTransform:
         steps.discard(0)
         return sorted(steps)
 
-    def _coefficients(self, ev: Evaluator, pt_scale: float) -> list[tuple[int, list[int], np.ndarray, int]]:
-        """The diagonals' rounded coefficients at ``pt_scale``, per giant step
-        [(t_g, [j, …], (J, N/gap) int64, gap)] (cached for the latest scale).
+    def _coefficients(self, ev: Evaluator, pt_scale: float) -> tuple[list[tuple[int, list[int]]], np.ndarray, int]:
+        """The diagonals' rounded coefficients at ``pt_scale``: (giant steps [(t_g, [j, …])],
+        (J, N/gap) int64 in the order of the giant steps' terms, gap) (cached for the latest scale).
 
         A diagonal whose slot vector has period p (a power of two; the factors of the bootstrapping
         DFT made of short butterflies have p = 32 or 1024 of 2^15 slots) encodes to a polynomial in
         X^gap, gap = (N/2)/p (the sparse-packing structure, Cheon et al. 2018 §4.3): only every
         gap-th coefficient is kept, and its NTT is the NTT of that polynomial in the ring of degree
-        N/gap, repeated (``_sparse_ntt_order``). One gap per giant step (the smallest of its
-        diagonals). The dropped coefficients are the rounding noise of the FFT (|·| ≲ 2^-52 of the
-        largest), as the encoder's own.
+        N/gap, repeated (``_sparse_ntt_order``). One gap per transform (its least periodic
+        diagonal's). The dropped coefficients are the rounding noise of the FFT (|·| ≲ 2^-52 of
+        the largest), as in the encoder's own.
 
         Raises EncodingError when a coefficient reaches 2^62 (the int64 range the RNS reduction reads)."""
         cached = self._coef_cache.get(pt_scale)
@@ -221,9 +221,8 @@ class LinearTransform:
             enc = ev._encoder()  # noqa: SLF001
             n = ev.params.poly_degree
             reps = self.slots // self.period
-            cached = []
+            rows, gap = [], max(1, n // self.MIN_SPARSE_DEGREE)
             for t, terms in self._plan:
-                rows, gap = [], n // self.MIN_SPARSE_DEGREE
                 for _, k in terms:
                     vals = np.roll(np.tile(self.diagonals[k], reps), t)
                     gap = min(gap, self.slots // _period(vals))
@@ -234,38 +233,36 @@ class LinearTransform:
                             f"a diagonal times its scale 2^{math.log2(pt_scale):.1f} overflows the coefficient range "
                             f"(max |coefficient| ≈ 2^{math.log2(max(peak, 1.0)):.1f})")
                     rows.append(coeffs.astype(np.int64))
-                gap = max(gap, 1)
-                cached.append((t, [j for j, _ in terms], np.ascontiguousarray(np.stack(rows)[:, ::gap]), gap))
+            gap = max(gap, 1)
+            giants = [(t, [j for j, _ in terms]) for t, terms in self._plan]
+            cached = (giants, np.ascontiguousarray(np.stack(rows)[:, ::gap]), gap)
             self._coef_cache = {pt_scale: cached}  # one scale per use in a bootstrap
         return cached
 
     def _plaintexts(self, ev: Evaluator, level: int, pt_scale: float, ext: bool):
-        """Per giant step (t_g, [j, …], (J, R, N/gap) NTT-domain plaintexts, gap) over Q_ℓ
-        (R = ℓ+1) or, with ``ext``, over Q_ℓ·P (the rows q_0..q_ℓ then the special primes), for
-        :meth:`RingOps.diag_mac` with ``repeat=gap``. Cached in the NTT domain up to
-        :attr:`NTT_CACHE_BYTES` per (level, scale, ext); the other giant steps are lifted and
-        NTT'd from the cached coefficients at each use, one at a time."""
-        ctx = ev.context.ring
+        """Batches of giant steps ([(t_g, [j, …])], (J, R, N/gap) NTT-domain plaintexts, gap) over
+        Q_ℓ (R = ℓ+1) or, with ``ext``, over Q_ℓ·P (the rows q_0..q_ℓ then the special primes), for
+        one :meth:`RingOps.diag_mac` each (``repeat=gap``). The first giant steps, up to
+        :attr:`NTT_CACHE_BYTES` of plaintexts per (level, scale, ext), form one batch cached in
+        the NTT domain; each further giant step is its own batch, lifted and NTT'd from the cached
+        coefficients at its use."""
         rows = list(range(level + 1)) + (list(ev.context.special_index) if ext else [])
         key = (level, pt_scale, ext)
+        giants, coeffs, gap = self._coefficients(ev, pt_scale)
+        starts = np.cumsum([0] + [len(js) for _, js in giants])
         cached = self._pt_cache.get(key)
         if cached is None:
-            cached, budget = [], self.NTT_CACHE_BYTES
-            for t, js, coeffs, gap in self._coefficients(ev, pt_scale):
-                size = coeffs.size * len(rows) * 8
-                if size <= budget:
-                    budget -= size
-                    cached.append((t, js, _lift(ev, coeffs, gap, rows), gap))
-                else:
-                    cached.append((t, js, None, gap))
+            per = coeffs[0].size * len(rows) * 8  # bytes of one plaintext
+            keep = 0
+            while keep < len(giants) and starts[keep + 1] * per <= self.NTT_CACHE_BYTES:
+                keep += 1
+            cached = (keep, _lift(ev, coeffs[:starts[keep]], gap, rows) if keep else None)
             self._pt_cache = {key: cached}  # one level per use in a bootstrap
-        coeffs = None
-        for i, (t, js, pts, gap) in enumerate(cached):
-            if pts is None:
-                if coeffs is None:
-                    coeffs = self._coefficients(ev, pt_scale)
-                pts = _lift(ev, coeffs[i][2], gap, rows)
-            yield t, js, pts, gap
+        keep, pts = cached
+        if keep:
+            yield giants[:keep], pts, gap
+        for g in range(keep, len(giants)):
+            yield giants[g:g + 1], _lift(ev, coeffs[starts[g]:starts[g + 1]], gap, rows), gap
 
     def apply(self, ev: Evaluator, ct: Ciphertext, target_scale: float | None = None,
               rotations: dict[int, Ciphertext] | None = None) -> Ciphertext:
@@ -304,12 +301,14 @@ class LinearTransform:
             rots[i] = rot[st].data
         slot_of = {j: i for i, j in enumerate(babies)}
         total = None
-        for t, js, pts, gap in self._plaintexts(ev, ct.level, pt_scale, ext=False):
-            acc = ctx.diag_mac(rots, pts, [slot_of[j] for j in js], q_idx, gap)
-            inner = Ciphertext(acc, ct.level, ct.scale * pt_scale, ct.params_fingerprint, ct.key_tag)
-            if t % self.slots:
-                inner = ev.rotate(inner, t)
-            total = inner if total is None else ev.add(total, inner)
+        for giants, pts, gap in self._plaintexts(ev, ct.level, pt_scale, ext=False):
+            sums = ctx.diag_mac(rots, pts, [slot_of[j] for _, js in giants for j in js],
+                                [len(js) for _, js in giants], q_idx, gap)
+            for (t, _), acc in zip(giants, sums):
+                inner = Ciphertext(acc, ct.level, ct.scale * pt_scale, ct.params_fingerprint, ct.key_tag)
+                if t % self.slots:
+                    inner = ev.rotate(inner, t)
+                total = inner if total is None else ev.add(total, inner)
         if total is None:
             return ev.multiply_scalar(ct, 0.0)
         out = ev.rescale(total)
@@ -359,18 +358,21 @@ class LinearTransform:
             rots[i] = ks.ks_inner(ctx, exts, keys[g].data, q_idx, p_idx, galois_elt=g,
                                   add=ctx.automorphism(c[0], g, q_idx, True).reshape(1, lq, n))
         total = None
-        for t, js, pts, gap in self._plaintexts(ev, ct.level, pt_scale, ext=True):
-            acc = ctx.diag_mac(rots, pts, [slot_of[j] for j in js], full, gap)
-            if t % slots:  # rotate the inner sum: c_1 down by P and key-switched, c_0 rotated over Q_ℓ·P
-                g = galois_element(t % slots, n)
-                a1 = ks.mod_down_ntt(ctx, acc[1], q_idx, p_idx)
-                rot = ks.key_switch_ext(ctx, ctx.automorphism(a1, g, q_idx, True), keys[g].data, q_idx, p_idx, digits)
-                ctx.add(rot[0], ctx.automorphism(acc[0], g, full, True), rot[0], full)
-                acc = rot
-            if total is None:
-                total = acc
-            else:
-                ctx.add(total, acc, total, full)
+        for giants, pts, gap in self._plaintexts(ev, ct.level, pt_scale, ext=True):
+            sums = ctx.diag_mac(rots, pts, [slot_of[j] for _, js in giants for j in js],
+                                [len(js) for _, js in giants], full, gap)
+            for (t, _), acc in zip(giants, sums):
+                if t % slots:  # rotate the inner sum: c_1 down by P and key-switched, c_0 rotated over Q_ℓ·P
+                    g = galois_element(t % slots, n)
+                    a1 = ks.mod_down_ntt(ctx, acc[1], q_idx, p_idx)
+                    rot = ks.key_switch_ext(ctx, ctx.automorphism(a1, g, q_idx, True), keys[g].data, q_idx, p_idx,
+                                            digits)
+                    ctx.add(rot[0], ctx.automorphism(acc[0], g, full, True), rot[0], full)
+                    acc = rot
+                if total is None:
+                    total = acc.copy()
+                else:
+                    ctx.add(total, acc, total, full)
         if total is None:
             return ev.multiply_scalar(ct, 0.0)
         data = ks.mod_down_ntt(ctx, total, q_idx[:-1], [q_idx[-1]] + p_idx)  # ModDown by P fused with the rescale

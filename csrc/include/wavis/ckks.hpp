@@ -71,13 +71,14 @@ void ks_mod_up(const KsPlan& P, const u64* a, u64* exts);
 // out (2, Lq+Lp, N) = Σ_d aut(exts[d]) ⊙ key[d] (+ P·add); perm: NTT-domain automorphism or null.
 void ks_inner(const KsPlan& P, const u64* exts, std::size_t D, const u64* key, std::size_t key_rows,
               const std::uint32_t* perm, const u64* add, std::size_t add_m, u64* out);
-// Plaintext-diagonal inner sum of a BSGS linear transform (double hoisting, Bossuat et al.,
-// EUROCRYPT 2021, §3): out (m, L, N) = Σ_j pts[j] ⊙ rots[sel[j]] mod q_idx[row], products summed
-// in 128 bits and reduced once. rots (B, m, L, N), pts (J, L, N >> shift) with pts value n >> shift
-// used at coefficient n (a plaintext in X^(2^shift): its NTT is its small NTT repeated), sel[j] < B;
-// all values < q.
+// Plaintext-diagonal inner sums of a BSGS linear transform (double hoisting, Bossuat et al.,
+// EUROCRYPT 2021, §3), every giant step in one pass: out (G, m, L, N) with
+// out[g] = Σ_{j in group g} pts[j] ⊙ rots[sel[j]] mod q_idx[row] (groups: counts[g] consecutive
+// terms), products summed in 128 bits and reduced once. rots (B, m, L, N), pts (J, L, N >> shift)
+// with pts value n >> shift used at coefficient n (a plaintext in X^(2^shift): its NTT is its small
+// NTT repeated), sel[j] < B; all values < q.
 void diag_mac(const RnsContext& c, const u64* rots, std::size_t m, const u64* pts, const std::vector<std::size_t>& sel,
-              const std::vector<std::size_t>& idx, unsigned shift, u64* out);
+              const std::vector<std::size_t>& counts, const std::vector<std::size_t>& idx, unsigned shift, u64* out);
 // ModDown by P' = ∏ ip, NTT domain in/out, rounded: for each of `batch` polynomials
 // a (Lq+Lp, N) -> out (Lq, N) = round(a / P').
 void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch, const std::vector<std::size_t>& iq,
