@@ -231,6 +231,29 @@ def test_periodic_diagonals_lift_in_a_small_ring(env, gap):
     assert gp > 1  # the last CtS factor (lengths 2 … 8) has period 8
 
 
+def test_keys_of_the_earlier_baby_step_split_still_bootstrap(env):
+    """Key sets made before the cost-weighted baby/giant split (⌈√span⌉ baby steps; stored keys of
+    the service) still bootstrap, with that split; the key plan is the new split's."""
+    from wavis.ckks.bootstrap.bootstrapper import _build_transforms, _galois_steps
+
+    params, kg = env["params"], env["kg"]
+    pre = BOOTSTRAP_PRESETS[PRESET]
+    old = _galois_steps(_build_transforms(params, pre, params.slot_count, 1.0, None), params, params.slot_count)
+    assert set(old) != set(env["plan"].galois_steps)
+    evk = kg.evaluation_keys(galois_steps=old, conjugation=True, encapsulation_hamming_weight=32)
+    bs = Bootstrapper(params, evk)
+    assert bs.missing_keys() == [] and set(bs.galois_steps()) == set(old)
+    assert all(lt._double_hoistable(bs.ev) for lt in bs._transforms["cts"] + bs._transforms["stc"])
+    x = np.random.default_rng(8).uniform(-1, 1, params.slot_count)
+    ct = env["encryptor"].encrypt(env["enc"].encode(x, level=0))
+    mean, low = _bits(_decode(env, bs.bootstrap(ct)) - x)
+    assert mean >= MEAN_BITS and low >= MIN_BITS, (mean, low)
+    # keys lacking steps of both splits: the error names the new split's missing keys
+    partial = kg.evaluation_keys(galois_steps=old[1:], conjugation=True, encapsulation_hamming_weight=32)
+    missing = Bootstrapper(params, partial).missing_keys()
+    assert missing == [f"rotation:{st}" for st in env["plan"].galois_steps if st not in old[1:]]
+
+
 def test_stages_against_numpy(env):
     params, bs, enc = env["params"], env["bs"], env["enc"]
     n = params.slot_count
