@@ -473,6 +473,7 @@ void diag_mac(const RnsContext& c, const u64* rots, std::size_t m, const u64* pt
     const Modulus& M = c.mod(idx[t]);
     std::vector<u128> accv(m * BLK);
     u128* acc = accv.data();
+    u64 pb[BLK];
     for (std::size_t n0 = 0; n0 < N; n0 += BLK) {
       const std::size_t nb = std::min(BLK, N - n0);
       std::size_t j = 0;
@@ -485,14 +486,27 @@ void diag_mac(const RnsContext& c, const u64* rots, std::size_t m, const u64* pt
             pending = 1;
           }
           const u64* p = pts + (j * L + t) * Np;
-          for (std::size_t comp = 0; comp < m; ++comp) {
-            const u64* r = rots + ((sel[j] * m + comp) * L + t) * N + n0;
-            u128* a = acc + comp * BLK;
-            if (shift == 0) {
-              const u64* pp = p + n0;
-              for (std::size_t k = 0; k < nb; ++k) a[k] += (u128)pp[k] * r[k];
-            } else {
-              for (std::size_t k = 0; k < nb; ++k) a[k] += (u128)p[(n0 + k) >> shift] * r[k];
+          if (shift) {  // expand the repeated plaintext block once
+            for (std::size_t k = 0; k < nb; ++k) pb[k] = p[(n0 + k) >> shift];
+            p = pb;
+          } else {
+            p += n0;
+          }
+          if (m == 2) {  // both components in one pass: the plaintext is read once
+            const u64* r0 = rots + ((sel[j] * 2) * L + t) * N + n0;
+            const u64* r1 = r0 + L * N;
+            u128* a0 = acc;
+            u128* a1 = acc + BLK;
+            for (std::size_t k = 0; k < nb; ++k) {
+              const u64 v = p[k];
+              a0[k] += (u128)v * r0[k];
+              a1[k] += (u128)v * r1[k];
+            }
+          } else {
+            for (std::size_t comp = 0; comp < m; ++comp) {
+              const u64* r = rots + ((sel[j] * m + comp) * L + t) * N + n0;
+              u128* a = acc + comp * BLK;
+              for (std::size_t k = 0; k < nb; ++k) a[k] += (u128)p[k] * r[k];
             }
           }
           ++pending;
