@@ -5,6 +5,7 @@ contract and 20 sequential multiply+bootstrap rounds."""
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from wavis import serialize
 from wavis.ckks import CkksParameters, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
 from wavis.ckks.bootstrap import Bootstrapper, dft
+from wavis.ckks.bootstrap import bootstrapper
 from wavis.ckks.bootstrap.bootstrapper import _sine_headroom_bits
 from wavis.ckks.bootstrap.diagnostics import stage_errors
 from wavis.ckks.bootstrap.evalmod import (
@@ -252,6 +254,19 @@ def test_keys_of_the_earlier_baby_step_split_still_bootstrap(env):
     partial = kg.evaluation_keys(galois_steps=old[1:], conjugation=True, encapsulation_hamming_weight=32)
     missing = Bootstrapper(params, partial).missing_keys()
     assert missing == [f"rotation:{st}" for st in env["plan"].galois_steps if st not in old[1:]]
+
+
+def test_bootstrappers_of_one_context_share_the_dft_factors(env):
+    """The DFT factors and their encoded diagonals belong to the parameters, not the key: every
+    Bootstrapper of a context reuses them (the service keeps one Bootstrapper per key); another
+    slot count or range gets its own, at most SHARED_TRANSFORMS per context."""
+    params, evk = env["params"], env["evk"]
+    a, b = Bootstrapper(params, evk), Bootstrapper(params, evk)
+    assert a._transforms is b._transforms is env["bs"]._transforms
+    assert Bootstrapper(params, evk, input_range=2.0)._transforms is not a._transforms
+    for r in range(bootstrapper.SHARED_TRANSFORMS + 1):
+        Bootstrapper(params, evk, input_range=3.0 + r)
+    assert len(bootstrapper._TRANSFORMS[a.ev.context]) == bootstrapper.SHARED_TRANSFORMS
 
 
 def test_stages_against_numpy(env):
@@ -507,6 +522,7 @@ def test_compact_diagonal_cache(env, monkeypatch):
     ct = env["encryptor"].encrypt(enc.encode(x, level=1))
     ref = Bootstrapper(params, env["evk"]).bootstrap(ct)
     monkeypatch.setattr(LinearTransform, "NTT_CACHE_BYTES", 0)
+    monkeypatch.setattr(bootstrapper, "_TRANSFORMS", weakref.WeakKeyDictionary())  # fresh, unshared factors
     bs = Bootstrapper(params, env["evk"])
     got = bs.bootstrap(ct)
     assert np.array_equal(np.asarray(got.data), np.asarray(ref.data))

@@ -17,6 +17,9 @@ SlotsToCoeffs lands on Δ_L = 2^scale_bits at level L = max_depth.
 from __future__ import annotations
 
 import math
+import threading
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,9 +150,10 @@ class Bootstrapper:
         self.sine_headroom_bits = k_n
         # a sparse bootstrap enters EvalMod 2^(k − k_n) lower and SlotsToCoeffs scales it back
         scale_back = rng * 2.0 ** (self.preset.sine_headroom_bits - self.sine_headroom_bits)
-        self._transforms = _build_transforms(params, self.preset, self.slots, scale_back, DFT_GIANT_COST)
+        context = evaluator.context
+        self._transforms = _shared_transforms(context, params, self.preset, self.slots, scale_back, DFT_GIANT_COST)
         if self._lacks_keys(self._transforms):  # keys made for the ⌈√span⌉ split (before the cost-weighted one)
-            legacy = _build_transforms(params, self.preset, self.slots, scale_back, None)
+            legacy = _shared_transforms(context, params, self.preset, self.slots, scale_back, None)
             if not self._lacks_keys(legacy):
                 self._transforms = legacy
         pre = self.preset
@@ -455,6 +459,35 @@ def _build_transforms(params: CkksParameters, pre, slots: int, rng: float,
         stc = [dft.scale(m, per_s) for m in stc]
     return {"cts": [LinearTransform(m, full, period, giant_cost=giant_cost) for m in cts],
             "stc": [LinearTransform(m, full, period, giant_cost=giant_cost) for m in stc]}
+
+
+# The DFT factors (and their cached encoded diagonals) depend on the parameters, the slot count,
+# the constants folded in and the baby/giant split, not on the keys: Bootstrappers of one context
+# (every key of a parameter set on one device) share them. At most SHARED_TRANSFORMS configurations
+# per context are kept (least recently used dropped).
+SHARED_TRANSFORMS = 4
+_TRANSFORMS: "weakref.WeakKeyDictionary[object, OrderedDict]" = weakref.WeakKeyDictionary()
+_TRANSFORMS_LOCK = threading.Lock()
+
+
+def _shared_transforms(context, params: CkksParameters, pre, slots: int, rng: float,
+                       giant_cost: float | None) -> dict[str, list[LinearTransform]]:
+    """:func:`_build_transforms`, shared by the Bootstrappers of ``context`` (see SHARED_TRANSFORMS)."""
+    key = (params.fingerprint, slots, float(rng), giant_cost)
+    with _TRANSFORMS_LOCK:
+        per = _TRANSFORMS.setdefault(context, OrderedDict())
+        found = per.get(key)
+        if found is not None:
+            per.move_to_end(key)
+            return found
+    built = _build_transforms(params, pre, slots, rng, giant_cost)
+    with _TRANSFORMS_LOCK:
+        per = _TRANSFORMS.setdefault(context, OrderedDict())
+        found = per.setdefault(key, built)
+        per.move_to_end(key)
+        while len(per) > SHARED_TRANSFORMS:
+            per.popitem(last=False)
+    return found
 
 
 def _galois_steps(transforms, params: CkksParameters, slots: int) -> list[int]:
