@@ -521,7 +521,8 @@ def test_compact_diagonal_cache(env, monkeypatch):
     x = np.random.default_rng(12).uniform(-1, 1, params.slot_count)
     ct = env["encryptor"].encrypt(enc.encode(x, level=1))
     ref = Bootstrapper(params, env["evk"]).bootstrap(ct)
-    monkeypatch.setattr(LinearTransform, "NTT_CACHE_BYTES", 0)
+    assert all(lt.NTT_CACHE_BYTES == bootstrapper.BOOTSTRAP_NTT_CACHE_BYTES for lt in env["bs"]._transforms["cts"])
+    monkeypatch.setattr(bootstrapper, "BOOTSTRAP_NTT_CACHE_BYTES", 0)
     monkeypatch.setattr(bootstrapper, "_TRANSFORMS", weakref.WeakKeyDictionary())  # fresh, unshared factors
     bs = Bootstrapper(params, env["evk"])
     got = bs.bootstrap(ct)

@@ -42,6 +42,12 @@ SCALE_TOLERANCE = 2.0**-20
 # (at N = 2^16 full slots: 28 giant and 62 baby rotations against 44 and 38 with ⌈√span⌉ baby steps,
 # ~22 % fewer key-switching costs) for 4 Galois keys more (42 → 46); 5 would need 56 keys for ~6 % more.
 DFT_GIANT_COST = 3.0
+# NTT-domain plaintexts a bootstrap DFT factor keeps (LinearTransform.NTT_CACHE_BYTES, per factor):
+# at N = 2^16 full slots the two factors of the longest butterflies hold 553 MB (CoeffsToSlots, level
+# 24 over Q·P) and 335 MB (SlotsToCoeffs, level 11); kept, they save lifting + NTT'ing 1 696 rows of
+# 2^16 coefficients per bootstrap (~1.5 s of CPU on one avx2 core). The factors are shared by every
+# key of a context (_shared_transforms), so this is ~0.96 GB per context and configuration.
+BOOTSTRAP_NTT_CACHE_BYTES = 1 << 30
 # Baby steps of the Chebyshev evaluation in EvalMod (polynomial.evaluate_polynomial): B = 8 is the
 # fewest non-scalar products for degree 39 (13, against 24 without; B = 4: 15, B = 16: 18).
 EVALMOD_BABY_STEPS = 8
@@ -457,8 +463,11 @@ def _build_transforms(params: CkksParameters, pre, slots: int, rng: float,
     if rng != 1.0:
         per_s = rng ** (1.0 / len(stc))
         stc = [dft.scale(m, per_s) for m in stc]
-    return {"cts": [LinearTransform(m, full, period, giant_cost=giant_cost) for m in cts],
-            "stc": [LinearTransform(m, full, period, giant_cost=giant_cost) for m in stc]}
+    out = {"cts": [LinearTransform(m, full, period, giant_cost=giant_cost) for m in cts],
+           "stc": [LinearTransform(m, full, period, giant_cost=giant_cost) for m in stc]}
+    for lt in out["cts"] + out["stc"]:
+        lt.NTT_CACHE_BYTES = BOOTSTRAP_NTT_CACHE_BYTES
+    return out
 
 
 # The DFT factors (and their cached encoded diagonals) depend on the parameters, the slot count,
