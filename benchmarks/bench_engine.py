@@ -59,6 +59,23 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
+def proc_cpu_s(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process ``pid`` (with its reaped children) from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[13])) / tick, (int(fields[12]) + int(fields[14])) / tick
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,19 +90,20 @@ def b64(ct) -> str:
 
 # --- the library baseline ----------------------------------------------------------------------
 
-def library_gates_per_s(sk, cts, batch: int, seconds: float) -> tuple[float, float]:
-    """(gates/s, ms per call) of ``evaluate_batch`` on ``batch`` NAND gates, all cores."""
+def library_gates_per_s(sk, cts, batch: int, seconds: float) -> tuple[float, float, float]:
+    """(gates/s, wall ms per call, process CPU ms per call) of ``evaluate_batch`` on ``batch``
+    NAND gates, all cores."""
     a = [cts[i % len(cts)] for i in range(batch)]
     b = [cts[(i + 1) % len(cts)] for i in range(batch)]
     sk.evaluate_batch(["NAND"] * batch, a, b)  # warm
-    calls, t0 = 0, time.perf_counter()
+    calls, t0, c0 = 0, time.perf_counter(), time.process_time()
     while True:
         sk.evaluate_batch(["NAND"] * batch, a, b)
         calls += 1
         el = time.perf_counter() - t0
         if el >= seconds and calls >= 3:
             break
-    return calls * batch / el, el / calls * 1e3
+    return calls * batch / el, el / calls * 1e3, (time.process_time() - c0) / calls * 1e3
 
 
 # --- the service ---------------------------------------------------------------------------------
@@ -129,10 +147,12 @@ class Server:
 
 
 async def closed_loop(session, url: str, headers: dict, bodies: list[dict], concurrency: int, seconds: float,
-                      max_requests: int) -> dict:
+                      max_requests: int, server_pid: int | None = None) -> dict:
     """``concurrency`` clients, each posting its next request as soon as the previous answered,
     for ``seconds`` (and at most ``max_requests`` in all). Latencies of 200s only; other
-    statuses counted."""
+    statuses counted. With ``server_pid``: the server process's CPU time per answered request
+    (ms, user + system; other load on the host does not inflate it) and the 1-minute load
+    average at the end."""
     lat: list[float] = []
     errors: dict[int, int] = {}
     sent = 0
@@ -152,12 +172,20 @@ async def closed_loop(session, url: str, headers: dict, bodies: list[dict], conc
                     errors[r.status] = errors.get(r.status, 0) + 1
             i += concurrency
 
+    cpu0 = proc_cpu_s(server_pid) if server_pid else None
     t0 = time.perf_counter()
     await asyncio.gather(*(client(k) for k in range(concurrency)))
     el = time.perf_counter() - t0
-    return {"concurrency": concurrency, "requests": len(lat), "seconds": round(el, 3),
-            "rps": round(len(lat) / el, 2), "p50_ms": round(pct(lat, 50), 2), "p99_ms": round(pct(lat, 99), 2),
-            "mean_ms": round(statistics.fmean(lat), 2) if lat else None, "errors": errors}
+    out = {"concurrency": concurrency, "requests": len(lat), "seconds": round(el, 3),
+           "rps": round(len(lat) / el, 2), "p50_ms": round(pct(lat, 50), 2), "p99_ms": round(pct(lat, 99), 2),
+           "mean_ms": round(statistics.fmean(lat), 2) if lat else None, "errors": errors}
+    if cpu0 is not None:
+        cpu1, n = proc_cpu_s(server_pid), max(1, len(lat))
+        out["server_cpu_ms_per_request"] = round((sum(cpu1) - sum(cpu0)) * 1e3 / n, 2)
+        out["server_user_ms_per_request"] = round((cpu1[0] - cpu0[0]) * 1e3 / n, 2)
+        out["server_sys_ms_per_request"] = round((cpu1[1] - cpu0[1]) * 1e3 / n, 2)
+        out["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    return out
 
 
 async def bench_config(args, db_url, prefix, data_dir, key, sk_b64, cts, max_size, delay_ms, batch_sizes):
@@ -176,17 +204,19 @@ async def bench_config(args, db_url, prefix, data_dir, key, sk_b64, cts, max_siz
                            for i in range(64)]
             await closed_loop(s, server.base + "/tfhe/gate", h, gate_bodies, 2, 0.5, 20)  # warm: key load
             for c in args.concurrency:
-                res = await closed_loop(s, server.base + "/tfhe/gate", h, gate_bodies, c, args.seconds, 20_000)
+                res = await closed_loop(s, server.base + "/tfhe/gate", h, gate_bodies, c, args.seconds, 20_000,
+                                        server.proc.pid)
                 out["gate"].append(res)
                 print(f"  size {max_size:>3} delay {delay_ms:>3g} ms  gate  c={c:<3} {res['rps']:>8.1f} req/s  "
-                      f"p50 {res['p50_ms']:>7.1f} ms  p99 {res['p99_ms']:>7.1f} ms  {res['errors'] or ''}",
-                      flush=True)
+                      f"p50 {res['p50_ms']:>7.1f} ms  p99 {res['p99_ms']:>7.1f} ms  "
+                      f"server CPU {res['server_cpu_ms_per_request']:>6.1f} ms/req (sys {res['server_sys_ms_per_request']:.1f})  load {res['loadavg_1m']:.1f}  "
+                      f"{res['errors'] or ''}", flush=True)
             for b in batch_sizes:
                 bodies = [{"session_id": sid, "gates": [{"op": "NAND", "a": cts[(i + j) % len(cts)],
                                                          "b": cts[(i + j + 1) % len(cts)]} for j in range(b)]}
                           for i in range(4)]
                 res = await closed_loop(s, server.base + "/tfhe/batch", h, bodies, args.batch_concurrency,
-                                        args.seconds, 10_000)
+                                        args.seconds, 10_000, server.proc.pid)
                 res["gates_per_request"] = b
                 res["gates_per_s"] = round(res["rps"] * b, 1)
                 out["batch"].append(res)
@@ -232,9 +262,11 @@ async def main_async(args) -> dict:
         print(f"library baseline ({PRESET}, evaluate_batch, all cores):", flush=True)
         library = {}
         for b in sorted(set(sizes) | set(batch_sizes) | {1}):  # 1: the low-load p99 target's gate time
-            gps, ms = library_gates_per_s(sk, raw, b, args.seconds / 2)
-            library[b] = {"gates_per_s": round(gps, 1), "ms_per_call": round(ms, 3)}
-            print(f"  B={b:<4} {gps:>8.1f} gates/s  {ms:>8.2f} ms per call", flush=True)
+            gps, ms, cpu_ms = library_gates_per_s(sk, raw, b, args.seconds / 2)
+            library[b] = {"gates_per_s": round(gps, 1), "ms_per_call": round(ms, 3), "cpu_ms_per_call": round(cpu_ms, 3),
+                          "loadavg_1m": round(os.getloadavg()[0], 2)}
+            print(f"  B={b:<4} {gps:>8.1f} gates/s  {ms:>8.2f} ms per call (CPU {cpu_ms:.2f} ms)  "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)
 
         runs = []
         with tempfile.TemporaryDirectory() as tmp:
@@ -256,7 +288,11 @@ async def main_async(args) -> dict:
             if low is not None:
                 r["low_load_p99_target_ms"] = round(2 * one_gate_ms + r["delay_ms"], 2)
                 r["low_load_p99_ok"] = bool(low["p99_ms"] < r["low_load_p99_target_ms"])
-        return {"preset": PRESET, "machine": platform.machine(), "cpus": os.cpu_count(),
+        from wavis.backend import cpu as cpu_backend
+
+        return {"preset": PRESET, "machine": platform.machine(), "cpu_model": cpu_model(),
+                "simd_path": cpu_backend.simd_path(), "cpus": os.cpu_count(),
+                "command": " ".join(sys.argv),
                 "python": platform.python_version(), "seconds_per_point": args.seconds, "library": library,
                 "runs": runs, "batch_vs_library": checks}
     finally:

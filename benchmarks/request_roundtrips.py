@@ -4,7 +4,7 @@ asyncpg statement and every Redis command (a pipeline counts once) counted per r
 for the in-process fast path and for the stream path (the path a request takes when the
 fast path is unavailable: remote workers, or the local worker's prefetch full).
 
-    .venv/bin/python benchmarks/request_roundtrips.py [--requests 50]
+    .venv/bin/python benchmarks/request_roundtrips.py [--requests 50] [--profile /tmp/rt.prof]
 
 Needs PostgreSQL and Redis (``WAVIS_BENCH_DATABASE_URL``, ``WAVIS_BENCH_REDIS_URL``, as
 bench_engine.py); a database ``wavis_rt_<hex>`` is created and dropped. Prints, per path, the
@@ -123,7 +123,13 @@ async def run(args) -> dict:
                     counter.pg.clear()
                     counter.redis.clear()
                     lat, compute = [], []
-                    cpu0 = time.process_time()
+                    prof = None
+                    if args.profile and path == "fast":
+                        import cProfile
+
+                        prof = cProfile.Profile()
+                        prof.enable()
+                    cpu0, loop0 = time.process_time(), time.thread_time()
                     for _ in range(args.requests):
                         counter.on = True
                         t0 = time.perf_counter()
@@ -138,8 +144,15 @@ async def run(args) -> dict:
                     # CPU of this whole process (client, server, worker threads) per request, less
                     # the pauses between requests: unlike wall clock, not inflated by other load
                     cpu_ms = (time.process_time() - cpu0) * 1e3 / n
+                    # the event loop's thread alone: the Python of the server and the client (the
+                    # gate itself runs on the compute pool's threads)
+                    loop_ms = (time.thread_time() - loop0) * 1e3 / n
+                    if prof is not None:
+                        prof.disable()
+                        prof.dump_stats(args.profile)
                     res = {
                         "process_cpu_ms_per_request": round(cpu_ms, 2),
+                        "event_loop_cpu_ms_per_request": round(loop_ms, 2),
                         "pg_per_request": round(sum(counter.pg.values()) / n, 2),
                         "redis_per_request": round(sum(counter.redis.values()) / n, 2),
                         "pg": {k: round(v / n, 2) for k, v in counter.pg.most_common()},
@@ -152,7 +165,8 @@ async def run(args) -> dict:
                     print(f"{path}: {res['pg_per_request']} PostgreSQL + {res['redis_per_request']} Redis round trips "
                           f"per request; p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms (gate compute "
                           f"p50 {res['compute_p50_ms']} ms); process CPU {res['process_cpu_ms_per_request']} ms "
-                          "per request (client + server + gate)", flush=True)
+                          f"per request (client + server + gate), of which the event loop's thread "
+                          f"{res['event_loop_cpu_ms_per_request']} ms (client + server Python)", flush=True)
                     for k, v in res["pg"].items():
                         print(f"   pg    {v:5.2f}  {k}")
                     for k, v in res["redis"].items():
@@ -176,6 +190,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=50)
     ap.add_argument("--delay-ms", type=float, default=1.0)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="write a cProfile of the fast path's measured requests (event loop thread) here")
     args = ap.parse_args()
     res = asyncio.run(run(args))
     if args.out:
