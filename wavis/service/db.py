@@ -20,6 +20,30 @@ import asyncpg
 log = logging.getLogger("wavis.service.db")
 
 MIGRATION_LOCK_ID = 0x57415649  # "WAVI"
+
+# A FROM item that turns ``synchronous_commit`` off for the transaction of the statement that
+# names it (``set_config(…, is_local => true)`` = ``SET LOCAL``): its commit returns without
+# waiting for the WAL flush (fdatasync, 2–10 ms on the disks measured), the rows are visible to
+# every session at once, and the WAL writer flushes them within 3 × ``wal_writer_delay``
+# (600 ms by default). Only a PostgreSQL (or host) crash in that window can lose them, never a
+# crash of a WAVIS process. For writes that confirm nothing to a client — see
+# ``relaxed_commit`` — never for one a 2xx answer depends on.
+RELAXED_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS relaxed_commit"
+
+
+def relaxed_commit(conn: asyncpg.Connection) -> str:
+    """``RELAXED_COMMIT`` for a statement that is its own transaction on ``conn``.
+
+    Writes that may use it (docs/operations.md, "What a 2xx promises"): an API key's and a TFHE
+    session's ``last_used_at``, and the admission row of a synchronous job on the in-process
+    fast path — that job is answered only after its completion commits synchronously, and that
+    flush covers every earlier WAL record, the admission's included.
+
+    Raises: RuntimeError inside an explicit transaction (it would relax that whole
+    transaction's commit)."""
+    if conn.is_in_transaction():
+        raise RuntimeError("relaxed_commit: the statement must be its own transaction")
+    return RELAXED_COMMIT
 _NAME_RE = re.compile(r"^(\d{3,})_([a-z0-9_]+)\.sql$")
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from .db import relaxed_commit
+
 COLUMNS = "id, account_id, preset, is_blind, key_id, created_at, last_used_at"
 
 
@@ -27,9 +29,13 @@ async def refresh_session(conn: asyncpg.Connection, account_id: str, session_id:
 
 async def touch_session(conn: asyncpg.Connection, account_id: str, session_id: str,
                         idle_s: float) -> asyncpg.Record | None:
-    """The live session (idle less than ``idle_s``), with ``last_used_at`` set to now."""
+    """The live session (idle less than ``idle_s``), with ``last_used_at`` set to now.
+
+    Committed without waiting for the WAL flush (``db.relaxed_commit``: visible at once; only
+    a PostgreSQL crash within ~0.6 s can lose the touch, which makes the session look idle
+    that much earlier)."""
     return await conn.fetchrow(
-        f"""UPDATE tfhe_sessions SET last_used_at = now()
+        f"""UPDATE tfhe_sessions SET last_used_at = now() FROM {relaxed_commit(conn)}
             WHERE id = $1 AND account_id = $2 AND last_used_at > now() - make_interval(secs => $3)
             RETURNING {COLUMNS}""",
         session_id, account_id, float(idle_s),
