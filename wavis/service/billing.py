@@ -4,7 +4,9 @@ state tables; prices come only from ``pricing``; the period only from ``clock``.
 
 Where each piece runs:
 
-* **Admission** (``admit_job``): called by the engine's ``Dispatcher.submit`` inside the
+* **Admission** (``admit_job``; its one-statement form ``wavis_admit_job``, migration 082, via
+  ``admission_args`` and ``jobs.insert_admitted``, admits the ordinary case in the INSERT
+  itself and leaves every refusal to ``admit_job``): called by the engine's ``Dispatcher.submit`` inside the
   transaction that inserts the job row. It locks the account's ``usage_periods`` row of the
   current period (``SELECT … FOR UPDATE``), adds the FCU already used this period and the FCU
   of the account's QUEUED/RUNNING jobs (each active job row *is* its reservation), and refuses —
@@ -185,6 +187,22 @@ async def admit_job(conn: asyncpg.Connection, account_id: str, cost_units: int, 
             return ApiError(402, "BUDGET_EXCEEDED", "this operation would pass the account's hard monthly budget",
                             details)
     return None
+
+
+def plan_terms(limits: Mapping[str, Any] | None) -> tuple[list[str], list[int | None], list[bool]]:
+    """Every plan's terms before an account's override, as the arrays ``wavis_admit_job``
+    (migration 082) takes: (plan names, allowances (None: none), overage flags)."""
+    names = [*pricing.PLANS, "trial"]
+    terms = [terms_of(n, limits, None) for n in names]
+    return names, [t.allowance for t in terms], [t.overage for t in terms]
+
+
+def admission_args(account_id: str, cost_units: int, limits: Mapping[str, Any] | None) -> tuple:
+    """The arguments of ``wavis_admit_job`` (migration 082) for one job, in its order: the
+    one-statement form of ``admit_job`` that ``jobs.insert_admitted`` runs. It admits only what
+    ``admit_job`` would admit and leaves every refusal (and its ``limit_reached`` event) to it."""
+    now = clock.now()
+    return (account_id, cost_units, now, clock.period_start(now), *plan_terms(limits))
 
 
 def _seconds_to_period_end(now: datetime, period: date) -> int:

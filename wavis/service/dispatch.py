@@ -141,13 +141,25 @@ class Dispatcher:
 
     async def _insert(self, conn, spec: jobs.JobSpec, local) -> Any:
         """The job row. Its FCU and price are admitted by ``billing.admit_job`` (402
-        QUOTA_EXHAUSTED / BUDGET_EXCEEDED / SUBSCRIPTION_UNPAID). A heavy job (``spec.admit``)
+        QUOTA_EXHAUSTED / BUDGET_EXCEEDED / SUBSCRIPTION_UNPAID); a synchronous job that is not
+        heavy first tries ``jobs.insert_admitted`` (the same admission and the row in one
+        statement), which admits the ordinary case and leaves every refusal to it. A heavy job (``spec.admit``)
         is admitted against the heavy jobs QUEUED or RUNNING in PostgreSQL — all processes —
         under an advisory lock held until its row is committed (``admission.admit_job``);
         raises 429 TOO_MANY_HEAVY_JOBS / 503 OVERLOADED."""
         s = self.settings
         kwargs = dict(quota=s.job_queue_per_account, reply_to=None if spec.is_async else self.api_id,
                       claimed_by=local.name if local is not None else None, queue=s.redis_prefix)
+        if not spec.is_async and spec.admit is None:
+            # the ordinary synchronous job: admission and row in one statement (one round trip,
+            # and on the fast path no WAL flush to wait for: jobs.insert_admitted); whatever
+            # billing must refuse or weigh (a hard budget …) takes the full path below
+            verdict, row, terms = await jobs.insert_admitted(
+                conn, spec, s.ciphertext_ttl_s, billing.admission_args(spec.account_id, spec.cost_units, s.plans),
+                **kwargs)
+            if verdict != "undecided":
+                spec.payload["billing"] = terms
+                return row
         async with conn.transaction():
             # quota and budget (billing.py): the job row, written under the account's period
             # lock, is the reservation; a refusal commits its limit_reached event, then raises

@@ -187,6 +187,72 @@ async def insert(conn: asyncpg.Connection, spec: JobSpec, ttl_s: int, quota: int
     )
 
 
+_INSERT_COLUMNS = ("id, account_id, api_key_id, kind, operation, is_async, batch_key, payload, cost_units, cost_jpy, "
+                   "expires_at, affinity, reply_to, idem_key, heavy_bytes, queue, status, attempts, worker, started_at")
+_RETURNING = ("id, account_id, api_key_id, kind, operation, batch_key, attempts, is_async, status, created_at, "
+              "expires_at, cost_units, cost_jpy, idem_key")
+
+
+async def insert_admitted(conn: asyncpg.Connection, spec: JobSpec, ttl_s: int, admission: Sequence[Any],
+                          quota: int | None = None, reply_to: str | None = None, claimed_by: str | None = None,
+                          queue: str | None = None) -> tuple[str, asyncpg.Record | None, dict[str, Any] | None]:
+    """Quota admission and the job's row in ONE statement, its own transaction (one round trip
+    instead of ``billing.admit_job``'s five in a transaction): ``wavis_admit_job`` (migration
+    082; ``admission`` = ``billing.admission_args(…)``) locks the account's period row and
+    checks the quota with the exactness of ``billing.admit_job``, then the row is inserted
+    under that lock (arguments otherwise as ``insert``). Synchronous, not heavy jobs only
+    (``spec.is_async`` or ``spec.admit`` raise ValueError): an async job's payload carries the
+    terms into its row, and a heavy one is admitted under its own lock (``Dispatcher._insert``).
+
+    With ``claimed_by`` (the in-process fast path) the statement commits without waiting for
+    the WAL flush (``db.relaxed_commit``): the job is answered only after ``complete_jobs``
+    commits synchronously, which flushes this row too; a PostgreSQL crash before that loses an
+    unanswered request, never a confirmed one.
+
+    Returns ``(verdict, row, terms)``, ``terms`` the account's terms as ``billing.Terms.to_json``
+    gives them (for ``payload["billing"]``): ``("admitted", row, terms)``; ``("queue_full",
+    None, terms)`` when the account already has ``quota`` jobs QUEUED or RUNNING;
+    ``("undecided", None, None)`` when billing must decide (a refusal, a hard budget, an unpaid
+    subscription …): nothing was written but maybe the period row; call ``billing.admit_job``.
+
+    Raises: ValueError for an async or heavy ``spec``."""
+    if spec.is_async or spec.admit is not None:
+        raise ValueError("insert_admitted: synchronous jobs without heavy admission only")
+    if claimed_by is not None:
+        from .db import relaxed_commit  # noqa: PLC0415
+
+        relaxed = ", " + relaxed_commit(conn)
+    else:
+        relaxed = ""
+    job_id = new_id("op")
+    row = await conn.fetchrow(
+        f"""WITH adm AS MATERIALIZED (
+                SELECT * FROM wavis_admit_job($19, $20::bigint, $21, $22, $23::text[], $24::bigint[], $25::boolean[])),
+            ins AS (
+                INSERT INTO jobs ({_INSERT_COLUMNS})
+                SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14, $15, $17, $18,
+                       CASE WHEN $16::text IS NULL THEN 'QUEUED' ELSE 'RUNNING' END,
+                       CASE WHEN $16::text IS NULL THEN 0 ELSE 1 END, $16::text,
+                       CASE WHEN $16::text IS NULL THEN NULL ELSE now() END
+                FROM adm{relaxed}
+                WHERE adm.admitted AND ($12::int IS NULL OR (SELECT count(*) FROM jobs
+                                        WHERE account_id = $2 AND status IN ('QUEUED', 'RUNNING')) < $12::int)
+                RETURNING {_RETURNING})
+            SELECT adm.admitted AS adm_admitted, adm.terms_plan AS adm_plan, adm.terms_allowance AS adm_allowance,
+                   adm.terms_overage AS adm_overage, ins.*
+            FROM adm LEFT JOIN ins ON true""",
+        job_id, spec.account_id, spec.api_key_id, spec.kind, spec.operation, spec.is_async, spec.batch_key,
+        None, spec.cost_units, spec.cost_jpy, utcnow() + timedelta(seconds=ttl_s), quota, spec.affinity, reply_to,
+        spec.idem_key, claimed_by, spec.heavy_bytes, queue, *admission,
+    )
+    if not row["adm_admitted"]:
+        return "undecided", None, None
+    terms = {"plan": row["adm_plan"], "allowance": row["adm_allowance"], "overage": bool(row["adm_overage"])}
+    if row["id"] is None:
+        return "queue_full", None, terms
+    return "admitted", row, terms
+
+
 HEAVY_LOCK_ID = 0x57414844  # "WAHD": admission of heavy jobs, one at a time across processes
 
 

@@ -35,6 +35,10 @@ from .state import DB, ENGINE, REDIS, SETTINGS
 
 log = logging.getLogger("wavis.service.worker")
 
+FAST_JOB_LOST = {"status": 503, "code": "JOB_LOST",
+                 "message": "the job's row was lost by PostgreSQL before the job completed; nothing was charged, "
+                            "retry the request", "details": {"retryable": True}}
+
 
 def _s(x: Any) -> str:
     return x.decode() if isinstance(x, (bytes, bytearray)) else str(x)
@@ -429,6 +433,15 @@ class Worker:
         # message is that claim's to acknowledge
         await self._settle([(j.stream, j.entry_id) for j in batch if j.id in done])
         self.completed += len(done)
+        # a fast-path job (no message: its claim, token 1, is the only one) that was settled but
+        # not completed here: its row is gone — a PostgreSQL crash lost its admission, committed
+        # without waiting for the flush (jobs.insert_admitted) — or the reconciler failed it and
+        # answered already. Nobody else will answer its waiter: JOB_LOST now, not a 504 later.
+        for job in batch:
+            if not job.stream and job.reply_to and job.id in settled and job.id not in done:
+                await self._reply(job.reply_to, job.id, {
+                    "status": jobs.FAILED, "result": None, "error": FAST_JOB_LOST, "batch_size": None,
+                    "attempts": job.attempt, "queue_ms": 0.0, "compute_ms": 0.0})
         for job, out in pairs:
             if job.id not in done:
                 continue
