@@ -34,10 +34,10 @@ RELAXED_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS rela
 def relaxed_commit(conn: asyncpg.Connection) -> str:
     """``RELAXED_COMMIT`` for a statement that is its own transaction on ``conn``.
 
-    Writes that may use it (docs/operations.md, "What a 2xx promises"): an API key's and a TFHE
-    session's ``last_used_at``, and the admission row of a synchronous job on the in-process
-    fast path — that job is answered only after its completion commits synchronously, and that
-    flush covers every earlier WAL record, the admission's included.
+    Writes that may use it (docs/operations.md, "Jobs: lost messages, lost answers"): an API
+    key's and a TFHE session's ``last_used_at``, and the admission row of a synchronous job
+    (``jobs.insert_admitted``) — that job is answered only after a later synchronous commit (its
+    completion), and a flush covers every earlier WAL record, the admission's included.
 
     Raises: RuntimeError inside an explicit transaction (it would relax that whole
     transaction's commit)."""

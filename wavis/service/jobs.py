@@ -204,10 +204,13 @@ async def insert_admitted(conn: asyncpg.Connection, spec: JobSpec, ttl_s: int, a
     (``spec.is_async`` or ``spec.admit`` raise ValueError): an async job's payload carries the
     terms into its row, and a heavy one is admitted under its own lock (``Dispatcher._insert``).
 
-    With ``claimed_by`` (the in-process fast path) the statement commits without waiting for
-    the WAL flush (``db.relaxed_commit``): the job is answered only after ``complete_jobs``
-    commits synchronously, which flushes this row too; a PostgreSQL crash before that loses an
-    unanswered request, never a confirmed one.
+    The statement commits without waiting for the WAL flush (``db.relaxed_commit``), so the
+    account's period lock is not held through an fdatasync either (admissions of one account
+    queue on that lock). A synchronous job is answered only after a later synchronous commit
+    flushes this row too: its completion (``complete_jobs``) — and, through the stream, already
+    ``set_entry`` right after the ``XADD``. A PostgreSQL crash before that loses an unanswered
+    request (the fast path answers it 503 ``JOB_LOST``; through the stream ``set_entry`` fails
+    and the request gets 502), never a confirmed one.
 
     Returns ``(verdict, row, terms)``, ``terms`` the account's terms as ``billing.Terms.to_json``
     gives them (for ``payload["billing"]``): ``("admitted", row, terms)``; ``("queue_full",
@@ -218,12 +221,9 @@ async def insert_admitted(conn: asyncpg.Connection, spec: JobSpec, ttl_s: int, a
     Raises: ValueError for an async or heavy ``spec``."""
     if spec.is_async or spec.admit is not None:
         raise ValueError("insert_admitted: synchronous jobs without heavy admission only")
-    if claimed_by is not None:
-        from .db import relaxed_commit  # noqa: PLC0415
+    from .db import relaxed_commit  # noqa: PLC0415
 
-        relaxed = ", " + relaxed_commit(conn)
-    else:
-        relaxed = ""
+    relaxed = ", " + relaxed_commit(conn)
     job_id = new_id("op")
     row = await conn.fetchrow(
         f"""WITH adm AS MATERIALIZED (
