@@ -18,6 +18,8 @@ queue delay. Prints a table, writes JSON and a PNG (throughput against p99 laten
     .venv/bin/python benchmarks/bench_engine.py              # full grid (~6–8 min here)
     .venv/bin/python benchmarks/bench_engine.py --quick      # sizes 1, 32; delays 0, 1 (~2 min)
     BENCH_NO_FAST_PATH=1 .venv/bin/python benchmarks/bench_engine.py …  # sync jobs via the stream
+    .venv/bin/python benchmarks/bench_engine.py --quick --baseline-python /work/main/.venv/bin/python
+        # before/after at low load: two servers, single gates alternating between them
 
 Needs PostgreSQL and Redis (``WAVIS_BENCH_DATABASE_URL``, default
 postgresql://postgres@127.0.0.1:5432/postgres; ``WAVIS_BENCH_REDIS_URL``, default
@@ -109,7 +111,10 @@ def library_gates_per_s(sk, cts, batch: int, seconds: float) -> tuple[float, flo
 # --- the service ---------------------------------------------------------------------------------
 
 class Server:
-    def __init__(self, db_url: str, prefix: str, data_dir: Path, max_size: int, delay_ms: float) -> None:
+    def __init__(self, db_url: str, prefix: str, data_dir: Path, max_size: int, delay_ms: float,
+                 python: str | None = None) -> None:
+        """``wavis serve`` on a free port; ``python``: the interpreter (its environment's WAVIS
+        checkout runs: ``--baseline-python``), default this one."""
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("WAVIS_")}
         env.update(WAVIS_DATABASE_URL=db_url, WAVIS_REDIS_URL=REDIS, WAVIS_REDIS_PREFIX=prefix,
@@ -118,8 +123,8 @@ class Server:
                    WAVIS_BATCH_MAX_DELAY_MS=str(delay_ms), WAVIS_JOB_QUEUE_MAX="4096",
                    WAVIS_JOB_QUEUE_PER_ACCOUNT="4096",
                    WAVIS_ENGINE_FAST_PATH="0" if os.environ.get("BENCH_NO_FAST_PATH") else "1")
-        self.log = open(data_dir / f"serve-{max_size}-{delay_ms}.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, *(["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []), "-m", "wavis.cli", "serve", "--port", str(self.port),
+        self.log = open(data_dir / f"serve-{max_size}-{delay_ms}{'-baseline' if python else ''}.log", "wb")
+        self.proc = subprocess.Popen([python or sys.executable, *(["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []), "-m", "wavis.cli", "serve", "--port", str(self.port),
                                       "--log-level", "WARNING"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.base = f"http://127.0.0.1:{self.port}/api/v1"
 
@@ -227,6 +232,58 @@ async def bench_config(args, db_url, prefix, data_dir, key, sk_b64, cts, max_siz
     return out
 
 
+async def ab_config(args, db_url, prefix, data_dir, key, sk_b64, cts, max_size, delay_ms) -> dict:
+    """Low load, before/after: this checkout's server and ``--baseline-python``'s (another
+    checkout, e.g. main's) side by side on one database (each its own Redis prefix), one client
+    sending single gates to them in alternation (the order swapped every round), so both see
+    concurrency 1 under the same host load at the same moments."""
+    import aiohttp
+
+    servers = {"this": Server(db_url, prefix + "a:", data_dir, max_size, delay_ms),
+               "baseline": Server(db_url, prefix + "b:", data_dir, max_size, delay_ms, args.baseline_python)}
+    lat: dict[str, list[float]] = {k: [] for k in servers}
+    errors: dict[str, dict[int, int]] = {k: {} for k in servers}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as s:
+            h = {"Authorization": f"Bearer {key}"}
+            bodies = {}
+            for name, server in servers.items():
+                await server.ready(s)
+                async with s.post(server.base + "/tfhe/eval-session", json={"eval_key_b64": sk_b64}, headers=h) as r:
+                    sid = (await r.json())["session_id"]
+                bodies[name] = [{"session_id": sid, "op": "NAND", "a": cts[i % len(cts)],
+                                 "b": cts[(i + 1) % len(cts)]} for i in range(64)]
+                await closed_loop(s, server.base + "/tfhe/gate", h, bodies[name], 2, 0.5, 20)  # warm: key load
+            cpu0 = {k: proc_cpu_s(v.proc.pid) for k, v in servers.items()}
+            deadline, i = time.perf_counter() + args.seconds, 0
+            while time.perf_counter() < deadline:
+                for name in (("this", "baseline") if i % 2 == 0 else ("baseline", "this")):
+                    t0 = time.perf_counter()
+                    async with s.post(servers[name].base + "/tfhe/gate", json=bodies[name][i % 64], headers=h) as r:
+                        await r.read()
+                        if r.status == 200:
+                            lat[name].append((time.perf_counter() - t0) * 1e3)
+                        else:
+                            errors[name][r.status] = errors[name].get(r.status, 0) + 1
+                i += 1
+            out = {"max_size": max_size, "delay_ms": delay_ms, "loadavg_1m": round(os.getloadavg()[0], 2)}
+            for name, server in servers.items():
+                cpu1, n = proc_cpu_s(server.proc.pid), max(1, len(lat[name]))
+                out[name] = {"requests": len(lat[name]), "p50_ms": round(pct(lat[name], 50), 2),
+                             "p90_ms": round(pct(lat[name], 90), 2), "p99_ms": round(pct(lat[name], 99), 2),
+                             "mean_ms": round(statistics.fmean(lat[name]), 2) if lat[name] else None,
+                             "server_cpu_ms_per_request": round((sum(cpu1) - sum(cpu0[name])) * 1e3 / n, 2),
+                             "errors": errors[name]}
+            print(f"  size {max_size:>3} delay {delay_ms:>3g} ms  c=1 alternating  " + "  ".join(
+                f"{k}: p50 {v['p50_ms']:.1f} p99 {v['p99_ms']:.1f} ms CPU {v['server_cpu_ms_per_request']:.1f} ms/req "
+                f"(n={v['requests']})" for k, v in ((k, out[k]) for k in servers)) + f"  load {out['loadavg_1m']:.1f}",
+                flush=True)
+            return out
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
 async def main_async(args) -> dict:
     import asyncpg
 
@@ -261,13 +318,38 @@ async def main_async(args) -> dict:
         batch_sizes = args.batch_sizes or ([32] if args.quick else [8, 32, 128])
         print(f"library baseline ({PRESET}, evaluate_batch, all cores):", flush=True)
         library = {}
-        for b in sorted(set(sizes) | set(batch_sizes) | {1}):  # 1: the low-load p99 target's gate time
+        for b in ([1] if args.baseline_python else sorted(set(sizes) | set(batch_sizes) | {1})):  # 1: the target's gate
             gps, ms, cpu_ms = library_gates_per_s(sk, raw, b, args.seconds / 2)
             library[b] = {"gates_per_s": round(gps, 1), "ms_per_call": round(ms, 3), "cpu_ms_per_call": round(cpu_ms, 3),
                           "loadavg_1m": round(os.getloadavg()[0], 2)}
             print(f"  B={b:<4} {gps:>8.1f} gates/s  {ms:>8.2f} ms per call (CPU {cpu_ms:.2f} ms)  "
                   f"load {os.getloadavg()[0]:.1f}", flush=True)
 
+        if args.baseline_python:
+            ab = []
+            with tempfile.TemporaryDirectory() as tmp:
+                for size in sizes:
+                    for delay in delays:
+                        r = await ab_config(args, db_url, prefix, Path(tmp), new.api_key, sk_b64, cts, size, delay)
+                        ab.append(r)
+            # the gate's time again after the runs (the host's load drifts): the target uses the mean
+            gps, ms, cpu_ms = library_gates_per_s(sk, raw, 1, args.seconds / 2)
+            library["1_after"] = {"gates_per_s": round(gps, 1), "ms_per_call": round(ms, 3),
+                                  "cpu_ms_per_call": round(cpu_ms, 3), "loadavg_1m": round(os.getloadavg()[0], 2)}
+            print(f"  B=1 again  {gps:>8.1f} gates/s  {ms:>8.2f} ms per call (CPU {cpu_ms:.2f} ms)", flush=True)
+            gate_ms = (library[1]["ms_per_call"] + ms) / 2
+            for r in ab:
+                r["low_load_p99_target_ms"] = round(2 * gate_ms + r["delay_ms"], 2)
+                for k in ("this", "baseline"):
+                    r[k]["p99_ok"] = bool(r[k]["p99_ms"] < r["low_load_p99_target_ms"])
+                print(f"  size {r['max_size']:>3} delay {r['delay_ms']:>3g} ms  target {r['low_load_p99_target_ms']:.1f} ms"
+                      f"  p99 this {r['this']['p99_ms']:.1f}  baseline {r['baseline']['p99_ms']:.1f}", flush=True)
+            from wavis.backend import cpu as cpu_backend
+
+            return {"preset": PRESET, "mode": "ab_low_load", "baseline_python": args.baseline_python,
+                    "machine": platform.machine(), "cpu_model": cpu_model(), "simd_path": cpu_backend.simd_path(),
+                    "cpus": os.cpu_count(), "command": " ".join(sys.argv), "seconds_per_point": args.seconds,
+                    "library": library, "ab": ab}
         runs = []
         with tempfile.TemporaryDirectory() as tmp:
             for size in sizes:
@@ -349,6 +431,9 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", help="WAVIS_BATCH_MAX_SIZE values (default by --quick)")
     ap.add_argument("--delays", type=float, nargs="+", help="WAVIS_BATCH_MAX_DELAY_MS values")
     ap.add_argument("--batch-sizes", type=int, nargs="+", help="gates per /tfhe/batch request")
+    ap.add_argument("--baseline-python", help="before/after at low load: also start `wavis serve` with this "
+                    "interpreter (another checkout's venv, e.g. /work/main/.venv/bin/python) and alternate single "
+                    "gates between the two servers (c=1; no /tfhe/batch, no plot)")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "engine_cpu.json")
     ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from --out's JSON")
@@ -360,6 +445,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
+    if args.baseline_python:
+        return
     print("\n/tfhe/batch at saturation vs the batched library (same B):")
     for c in result["batch_vs_library"]:
         print(f"  size {c['max_size']:>3} delay {c['delay_ms']:>3g} ms  B={c['B']:<4} service {c['service_gates_per_s']:>8.1f}"
