@@ -351,7 +351,11 @@ WAVIS_AVX2 void inner_avx2(const u64* const* src, const std::uint32_t* perm, con
 #endif
 
 #ifdef WAVIS_CKKS_AVX512
-// rows whose inner product runs register-resident: IFMA (ifma path) or AVX2 (avx2 path), q < 2^50
+// rows whose inner product runs register-resident: IFMA (ifma path) or AVX2 (avx2 path), q < 2^50.
+// Rows of wider primes keep the scalar 128-bit lazy accumulator (Acc) on the avx2 path too: an
+// AVX2 product reduced exactly per term (simd2::mulmod62_4, one-word Barrett) measured 0.79-0.97x
+// the scalar accumulator here (Zen 3, N = 2^14, 2-3 digits, CPU time), since the scalar code
+// reduces once per row and mulx makes its 64x64 products cheap.
 inline bool use_ifma52(std::size_t N, u64 q) {
   return q < (u64(1) << 50) && ((use_simd(N) && ifma_active()) || use_avx2(N));
 }

@@ -339,16 +339,21 @@ WAVIS_AVX2 void mul_shoup_row_avx2(const u64* x, u64* z, std::size_t N, u64 w, u
     _mm256_storeu_si256((__m256i*)(z + n),
                         simd2::csub4(simd2::shoup_lazy4(_mm256_loadu_si256((const __m256i*)(x + n)), W, Q, Qh), Q));
 }
-// z = x·y mod q, or z = (x·y + z) mod q with acc, for q < 2^50, inputs in [0, q), N % 4 == 0 (AVX2;
-// simd2::mulmod52_4): the same fully reduced values as the scalar Barrett product. z may alias x or y.
-WAVIS_AVX2 void mul_row_avx2(const u64* x, const u64* y, u64* z, std::size_t N, u64 q, bool acc) {
-  const simd2::Mod52x4 m = simd2::mod52x4(q);
+// z = x·y mod q, or z = (x·y + z) mod q with acc, inputs in [0, q), N % 4 == 0 (AVX2): the same
+// fully reduced values as the scalar Barrett product. M: simd2::Mod52x4 for q < 2^50 (double-
+// precision quotient), simd2::Mod62x4 for q < 2^62 (one-word Barrett). z may alias x or y.
+template <class M>
+WAVIS_AVX2 void mul_row_avx2(const u64* x, const u64* y, u64* z, std::size_t N, const M& m, bool acc) {
   for (std::size_t n = 0; n < N; n += 4) {
-    __m256i r = simd2::mulmod52_4(_mm256_loadu_si256((const __m256i*)(x + n)),
-                                  _mm256_loadu_si256((const __m256i*)(y + n)), m);
+    __m256i r = simd2::mulmod4(_mm256_loadu_si256((const __m256i*)(x + n)),
+                               _mm256_loadu_si256((const __m256i*)(y + n)), m);
     if (acc) r = simd2::csub4(_mm256_add_epi64(r, _mm256_loadu_si256((const __m256i*)(z + n))), m.q);
     _mm256_storeu_si256((__m256i*)(z + n), r);
   }
+}
+WAVIS_AVX2 void mul_row_avx2(const u64* x, const u64* y, u64* z, std::size_t N, u64 q, bool acc) {
+  if (q < (u64(1) << 50)) return mul_row_avx2(x, y, z, N, simd2::mod52x4(q), acc);
+  return mul_row_avx2(x, y, z, N, simd2::mod62x4(q), acc);
 }
 #endif
 
@@ -443,7 +448,7 @@ void RnsContext::mul(const u64* a, const u64* b, u64* out, const std::size_t* id
     if (vec && m.q < (u64(1) << 50)) return mul_row_ifma(x, y, z, N, m.q, acc);
 #endif
 #ifdef WAVIS_HAVE_SIMD256
-    if (v2 && m.q < (u64(1) << 50)) return mul_row_avx2(x, y, z, N, m.q, acc);
+    if (v2) return mul_row_avx2(x, y, z, N, m.q, acc);
 #endif
     if (acc) {
       for (std::size_t n = 0; n < N; ++n) z[n] = m.reduce128((u128)x[n] * y[n] + z[n]);

@@ -1,5 +1,6 @@
 // Ring / CKKS kernels: exactness against plain big-integer arithmetic, and bit-identical results
 // on every SIMD path this CPU supports.
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -21,6 +22,18 @@ std::vector<u64> primes_for(std::size_t N, std::vector<int> bits) {
     auto p = generate_ntt_primes(b, 1, N, out, true);
     out.push_back(p[0]);
   }
+  return out;
+}
+
+// the largest NTT prime below 2^62 (62 bits: the widest the core accepts; generate_ntt_primes stops at 61)
+u64 prime62(std::size_t N, const std::vector<u64>& exclude) {
+  for (u64 q = (u64(1) << 62) - 2 * N + 1;; q -= 2 * N)
+    if (is_prime(q) && std::find(exclude.begin(), exclude.end(), q) == exclude.end()) return q;
+}
+
+std::vector<u64> primes_for(std::size_t N, std::vector<int> bits, bool with62) {
+  auto out = primes_for(N, bits);
+  if (with62) out.push_back(prime62(N, out));
   return out;
 }
 
@@ -111,6 +124,77 @@ TEST(elementwise_ops_bit_identical_across_paths) {
   CHECK(res[0][block + n] == sub_mod(a[n], b[n], q));
   CHECK(res[0][2 * block + n] == neg_mod(a[n], q));
   CHECK(res[0][3 * block + n] == mul_mod_slow(a[n], b[n], q));
+}
+
+TEST(products_exact_for_every_prime_width_on_every_path) {
+  // the pointwise product and the key-switching inner product: the avx2 path has two kernels
+  // (q < 2^50: double-precision quotient; q >= 2^50: one-word Barrett), the edges of both
+  const std::size_t N = 64;
+  RnsContext c(N, primes_for(N, {30, 49, 50, 51, 52, 55, 59, 60, 61}, true));
+  const std::size_t L = c.moduli.size();
+  std::vector<std::size_t> idx(L);
+  for (std::size_t i = 0; i < L; ++i) idx[i] = i;
+  std::vector<u64> a(L * N), b(L * N), z(L * N);
+  std::mt19937_64 g(17);
+  for (std::size_t i = 0; i < L; ++i) {
+    const u64 q = c.moduli[i];
+    const u64 edge[] = {0, 1, 2, q - 1, q - 2, q / 2, (q + 1) / 2, q >> 1 | 1, (u64(1) << 32) % q, (u64(1) << 32) - 1};
+    for (std::size_t n = 0; n < N; ++n) {
+      a[i * N + n] = n < 10 ? edge[n] : (n < 20 ? q - 1 - (g() & 0xff) : g() % q);
+      b[i * N + n] = n < 10 ? edge[(n * 3) % 10] : (n < 20 ? q - 1 - (g() & 0xffff) : g() % q);
+      z[i * N + n] = n % 2 ? q - 1 : g() % q;
+    }
+  }
+  auto res = under_each_path<std::vector<u64>>([&] {
+    std::vector<u64> o(L * N), acc = z;
+    c.mul(a.data(), b.data(), o.data(), idx.data(), L, L, false);
+    c.mul(a.data(), b.data(), acc.data(), idx.data(), L, L, true);
+    for (std::size_t r = 0; r < L; ++r)
+      for (std::size_t n = 0; n < N; ++n) {
+        const u64 q = c.moduli[r];
+        CHECK(o[r * N + n] == mul_mod_slow(a[r * N + n], b[r * N + n], q));
+        CHECK(acc[r * N + n] == add_mod(mul_mod_slow(a[r * N + n], b[r * N + n], q), z[r * N + n], q));
+      }
+    o.insert(o.end(), acc.begin(), acc.end());
+    return o;
+  });
+  CHECK(all_equal(res));
+  // key switching with wide special primes and a wide q_0 (the avx2 inner product's Barrett rows)
+  auto wp = primes_for(N, {60, 50, 51}, true);  // q_0 60, q_1 50, q_2 51 bits; p_0 62 bits
+  wp.push_back(generate_ntt_primes(61, 1, N, wp, true)[0]);  // p_1 61 bits
+  RnsContext w(N, wp);
+  std::vector<std::size_t> iq{0, 1, 2}, ip{3, 4};
+  Digits dg;
+  dg.start = {0, 2};
+  dg.end = {2, 3};
+  const std::size_t R = 5, D = 2, LW = w.moduli.size();
+  auto x = random_rows(w, iq, 1, 23);
+  std::vector<u64> key(D * 2 * LW * N);
+  for (std::size_t r = 0; r < D * 2 * LW; ++r)
+    for (std::size_t n = 0; n < N; ++n) key[r * N + n] = n % 5 == 0 ? w.moduli[r % LW] - 1 : g() % w.moduli[r % LW];
+  auto ks = under_each_path<std::vector<u64>>([&] {
+    KsPlan P(w, iq, ip, dg);
+    std::vector<u64> out(2 * R * N), exts(D * R * N), rot(2 * R * N);
+    key_switch_ext(P, x.data(), key.data(), LW, x.data(), 1, out.data());
+    ks_mod_up(P, x.data(), exts.data());
+    auto perm = w.ntt_perm(2 * N - 1);
+    ks_inner(P, exts.data(), D, key.data(), LW, perm->data(), x.data(), 1, rot.data());
+    // the inner product against its definition, row by row
+    for (std::size_t t = 0; t < R; ++t) {
+      const u64 q = w.moduli[t];
+      for (std::size_t n = 0; n < N; n += 7)
+        for (std::size_t c2 = 0; c2 < 2; ++c2) {
+          u64 want = c2 == 0 && t < 3 ? mul_mod_slow(x[t * N + n], P.p_mod[t], q) : 0;
+          for (std::size_t d = 0; d < D; ++d)
+            want = add_mod(want, mul_mod_slow(exts[(d * R + t) * N + (*perm)[n]],
+                                              key[((d * 2 + c2) * LW + t) * N + n], q), q);
+          CHECK(rot[(c2 * R + t) * N + n] == want);
+        }
+    }
+    out.insert(out.end(), rot.begin(), rot.end());
+    return out;
+  });
+  CHECK(all_equal(ks));
 }
 
 TEST(mod_down_and_rescale_are_exact_rounded_divisions) {

@@ -90,5 +90,51 @@ WAVIS_AVX2 inline __m256i mulmod52_4(__m256i x, __m256i y, const Mod52x4& m) {
   return csub4(r, m.q);
 }
 
+// The full 128-bit product x·y per lane (lo, hi), from four 32x32 products.
+WAVIS_AVX2 inline void mul128_4(__m256i x, __m256i y, __m256i& lo, __m256i& hi) {
+  const __m256i mask = _mm256_set1_epi64x(0xffffffffLL);
+  const __m256i xh = _mm256_srli_epi64(x, 32), yh = _mm256_srli_epi64(y, 32);
+  const __m256i lolo = _mm256_mul_epu32(x, y), lohi = _mm256_mul_epu32(x, yh);
+  const __m256i hilo = _mm256_mul_epu32(xh, y), hihi = _mm256_mul_epu32(xh, yh);
+  __m256i mid = _mm256_add_epi64(_mm256_srli_epi64(lolo, 32), _mm256_and_si256(lohi, mask));
+  mid = _mm256_add_epi64(mid, _mm256_and_si256(hilo, mask));  // < 3·2^32
+  lo = _mm256_or_si256(_mm256_and_si256(lolo, mask), _mm256_slli_epi64(mid, 32));
+  hi = _mm256_add_epi64(_mm256_add_epi64(hihi, _mm256_srli_epi64(lohi, 32)),
+                        _mm256_add_epi64(_mm256_srli_epi64(hilo, 32), _mm256_srli_epi64(mid, 32)));
+}
+
+// x·y mod q for any q < 2^62 and x, y in [0, q), fully reduced (the scalar Barrett product's value;
+// the avx2 path's product for primes >= 2^50, where mulmod52_4's double-precision quotient is too
+// coarse). Barrett with a one-word constant (Barrett, CRYPTO '86; the shifted form as in Shoup's
+// NTL): with 2^(b-1) <= q < 2^b and k = b - 2, s = floor(x·y / 2^k) < 2^(b+2) <= 2^64 and
+// m = floor(2^(64+k) / q) < 2^63; t = floor(s·m / 2^64) satisfies x·y/q - 1.5 < t <= x·y/q, so
+// r = x·y - t·q (computed mod 2^64) lies in [0, 3q) and two conditional subtractions finish it.
+struct Mod62x4 {
+  __m256i q, qh, q2, m, mh;
+  __m128i k, k64;  // shift counts k and 64 - k (vpsrlq / vpsllq by register; a count of 64 gives 0)
+};
+inline unsigned long long barrett62_constant(unsigned long long q, int k) {
+  return (unsigned long long)((((unsigned __int128)1) << (64 + k)) / q);
+}
+WAVIS_AVX2 inline Mod62x4 mod62x4(unsigned long long q) {
+  const int b = 64 - __builtin_clzll(q), k = b >= 2 ? b - 2 : 0;
+  const unsigned long long m = barrett62_constant(q, k);
+  return {_mm256_set1_epi64x((long long)q), _mm256_set1_epi64x((long long)(q >> 32)),
+          _mm256_set1_epi64x((long long)(2 * q)), _mm256_set1_epi64x((long long)m),
+          _mm256_set1_epi64x((long long)(m >> 32)), _mm_cvtsi32_si128(k), _mm_cvtsi32_si128(64 - k)};
+}
+WAVIS_AVX2 inline __m256i mulmod62_4(__m256i x, __m256i y, const Mod62x4& M) {
+  __m256i lo, hi;
+  mul128_4(x, y, lo, hi);
+  const __m256i s = _mm256_or_si256(_mm256_srl_epi64(lo, M.k), _mm256_sll_epi64(hi, M.k64));
+  const __m256i t = mulhi4(s, M.m, M.mh);
+  const __m256i r = _mm256_sub_epi64(lo, mullo4(t, M.q, M.qh));  // [0, 3q)
+  return csub4(csub4(r, M.q2), M.q);
+}
+
+// The two kernels behind one name for the row loops: Mod52x4 (q < 2^50) or Mod62x4 (q < 2^62).
+WAVIS_AVX2 inline __m256i mulmod4(__m256i x, __m256i y, const Mod52x4& m) { return mulmod52_4(x, y, m); }
+WAVIS_AVX2 inline __m256i mulmod4(__m256i x, __m256i y, const Mod62x4& m) { return mulmod62_4(x, y, m); }
+
 }  // namespace wavis::simd2
 #endif
