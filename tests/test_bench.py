@@ -198,3 +198,49 @@ def test_plots_are_written(tmp_path):
     paths = plot(_doc(rows=[r, *ntt]), tmp_path / "run")
     assert sorted(p.name for p in paths) == ["run-bound.png", "run-ratios.png", "run-scaling.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_baseline_and_simd_columns_run_this_checkouts_worker(tmp_path):
+    """--baseline DIR runs this checkout's worker with DIR's interpreter (here: this checkout's own,
+    which must then report its real SIMD path), TFHE with the preset fields it is handed, and
+    --simd-also runs the worker under WAVIS_SIMD=<path>; every output is checked as usual."""
+    from pathlib import Path
+
+    from wavis.backend import cpu
+    from wavis.bench.runner import child_env
+    from wavis.tfhe.params import get_preset
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "baseline_worker.py"
+    cfg = {"N": 2048, "depth": 1, "scale_bits": 30, "first_bits": 50, "dnum": 1, "security": "testing",
+           "ops": ["add", "multiply_relin_rescale"]}
+    workers = {"wavis": Worker("wavis", [sys.executable, "-m", "wavis.bench.worker", "ckks", json.dumps(cfg)]),
+               "baseline": Worker("baseline", [sys.executable, str(script), "ckks", json.dumps(cfg)],
+                                  env=child_env(1)),
+               "wavis_portable": Worker("wavis_portable", [sys.executable, "-m", "wavis.bench.worker", "ckks",
+                                                           json.dumps(cfg)], env=child_env(1, WAVIS_SIMD="portable"))}
+    fields = {f: getattr(get_preset("testing"), f) for f in ("name", "preset_id", "lwe_dimension", "glwe_dimension",
+                                                             "polynomial_size", "pbs_base_log", "pbs_level",
+                                                             "ks_base_log", "ks_level", "lwe_noise_std",
+                                                             "glwe_noise_std", "security_bits", "insecure")}
+    tfhe = Worker("baseline", [sys.executable, str(script), "tfhe",
+                               json.dumps({"preset": "standard_128", "tfhe_fields": fields, "batches": []})],
+                  env=child_env(1))
+    try:
+        for w in [*workers.values(), tfhe]:
+            w.wait_ready(timeout=300)
+        assert workers["wavis"].info["simd_path"] == cpu.simd_path()
+        assert workers["baseline"].info["simd_path"] == cpu.simd_path()
+        assert workers["wavis_portable"].info["simd_path"] == "portable"
+        assert tfhe.info["n"] == get_preset("testing").n != get_preset("standard_128").n  # the fields won
+        data = interleave(workers, cfg["ops"], rounds=2, reps=1, budget=Budget(300), log=lambda m: None)
+        gate = interleave({"baseline": tfhe}, ["nand_gate"], rounds=1, reps=1, budget=Budget(300), log=lambda m: None)
+    finally:
+        for w in [*workers.values(), tfhe]:
+            w.close()
+    assert gate["nand_gate"]["baseline"].check["ok"]
+    refs = {lib: {"label": lib, "status": "ok", "deviations": {}} for lib in ("baseline", "wavis_portable")}
+    rows = {r["name"]: r for r in comparison_rows("ckks", data, {"N": 2048}, refs)}
+    for op in cfg["ops"]:
+        for lib in refs:
+            ref = rows[op]["refs"][lib]
+            assert ref["check"]["ok"] and ref["ratio"]["n"] == 2, (op, lib, ref)

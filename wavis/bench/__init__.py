@@ -58,11 +58,23 @@ class Harness:
         self.plan = json.loads(json.dumps(PLANS[self.mode]))
         if args.rounds:
             self.plan["rounds"] = args.rounds
+        if getattr(args, "ckks_configs", None):
+            from .suites import CKKS_CONFIGS
+
+            names = [c.strip() for c in args.ckks_configs.split(",") if c.strip()]
+            bad = [c for c in names if c not in CKKS_CONFIGS]
+            if bad:
+                raise SystemExit(f"unknown CKKS config(s) {bad}; choose from {sorted(CKKS_CONFIGS)}")
+            self.plan["ckks_configs"] = names
         self.threads = args.threads
         self.root = root
         self.bench_dir = root / "benchmarks"
         self.no_refs = args.no_refs
         self.quiet = args.quiet
+        # extra WAVIS columns, interleaved with the others (suites ckks and tfhe)
+        self.baseline = Path(args.baseline).resolve() if getattr(args, "baseline", None) else None
+        self.baseline_label = getattr(args, "baseline_label", None) or (self.baseline.name if self.baseline else None)
+        self.simd_also = [x.strip() for x in (getattr(args, "simd_also", None) or "").split(",") if x.strip()]
         self.software: dict = {}
         self.doc: dict = {}
         self.hw: dict = {}
@@ -167,11 +179,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--suites", help=f"comma-separated subset of {','.join(SUITE_NAMES)}")
     r.add_argument("--threads", type=int, default=1, help="threads for every library (default 1)")
     r.add_argument("--rounds", type=int, help="interleaved rounds (default: quick 1, full 3)")
+    r.add_argument("--ckks-configs", metavar="NAMES",
+                   help="comma-separated CKKS parameter sets of the ckks suite (n14, n16; default: the mode's)")
     r.add_argument("--budget-scale", type=float, default=1.0, help="multiply every suite's time budget")
     r.add_argument("--no-refs", action="store_true", help="WAVIS only (no OpenFHE/TenSEAL columns)")
     r.add_argument("--no-plots", action="store_true")
     r.add_argument("--out", help="result JSON (default benchmarks/results/bench-<mode>-<cpu>-<simd>.json)")
     r.add_argument("--quiet", action="store_true")
+    r.add_argument("--baseline", metavar="DIR",
+                   help="another checkout with its own .venv (e.g. an older commit's worktree): its WAVIS build runs "
+                        "as the extra column 'baseline' in the ckks and tfhe suites, interleaved, same operations "
+                        "and checks (benchmarks/baseline_worker.py); ratios WAVIS / baseline per round")
+    r.add_argument("--baseline-label", help="the baseline's name in the table (default: DIR's name)")
+    r.add_argument("--simd-also", metavar="PATHS",
+                   help="comma-separated SIMD paths (e.g. portable): this checkout again with WAVIS_SIMD=PATH as "
+                        "extra columns 'wavis_PATH' in the ckks and tfhe suites")
     s = sub.add_parser("setup", help="create the reference environments (OpenFHE: Python 3.10; TenSEAL)")
     s.add_argument("--python310", help="a Python 3.10 interpreter for the OpenFHE wheel")
     s.add_argument("--only", choices=["openfhe", "tenseal"])

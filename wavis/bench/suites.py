@@ -132,6 +132,59 @@ def _start(h, lib: str, argv: list[str], env: dict) -> Worker | str:
         return f"failed to start: {e}"
 
 
+def _extra_wavis(h, kind: str, cfg: dict, threads: int) -> tuple[dict[str, Worker], dict[str, str], dict[str, dict]]:
+    """The extra WAVIS columns of ``--baseline`` and ``--simd-also``: (workers, failures, ref metas).
+
+    ``baseline``: the other checkout's own interpreter runs this checkout's worker
+    (benchmarks/baseline_worker.py) on its ``wavis`` build; TFHE gets today's preset fields so
+    both builds run the same parameters. ``wavis_<path>``: this checkout with ``WAVIS_SIMD=<path>``."""
+    workers, status, metas = {}, {}, {}
+    if h.baseline is not None:
+        bcfg = dict(cfg)
+        if kind == "tfhe":
+            from wavis.tfhe.params import get_preset
+
+            p = get_preset(cfg["preset"])
+            bcfg["tfhe_fields"] = {f: (float(v) if isinstance(v, float) else v) for f, v in vars(p).items()
+                                   if f in _TFHE_FIELDS}
+        py = h.baseline / ".venv" / "bin" / "python"
+        env = child_env(threads)
+        env.pop("WAVIS_SIMD", None)  # the baseline picks its own path (an old build may not know the variable)
+        r = _start(h, "baseline", [str(py), str(h.bench_dir / "baseline_worker.py"), kind, json.dumps(bcfg)], env)
+        if isinstance(r, str):
+            status["baseline"] = r
+        else:
+            workers["baseline"] = r
+        metas["baseline"] = {"label": f"WAVIS {h.baseline_label} (baseline build)", "status": "?", "deviations": {}}
+    for path in h.simd_also:
+        lib = f"wavis_{path}"
+        r = _start(h, lib, [sys.executable, "-m", "wavis.bench.worker", kind, json.dumps(cfg)],
+                   child_env(threads, WAVIS_SIMD=path))
+        if isinstance(r, str):
+            status[lib] = r
+        else:
+            workers[lib] = r
+        metas[lib] = {"label": f"WAVIS, WAVIS_SIMD={path}", "status": "?", "deviations": {}}
+    return workers, status, metas
+
+
+_TFHE_FIELDS = ("name", "preset_id", "lwe_dimension", "glwe_dimension", "polynomial_size", "pbs_base_log", "pbs_level",
+                "ks_base_log", "ks_level", "lwe_noise_std", "glwe_noise_std", "security_bits", "insecure")
+
+
+def _extra_refs(workers: dict, status: dict, metas: dict) -> dict:
+    """Ref metas of the extra WAVIS columns with their final status and the build's SIMD path."""
+    out = {}
+    for lib, meta in metas.items():
+        m = dict(meta, status=status.get(lib, "?"))
+        if lib in workers:
+            sp = workers[lib].info.get("simd_path")
+            if sp:
+                m["label"] += f", SIMD path {sp}"
+        out[lib] = m
+    return out
+
+
 def _ready_all(workers: dict, budget: Budget, log) -> dict[str, str]:
     """Wait for every worker (they generate keys in parallel); returns {lib: status}."""
     status = {}
@@ -176,6 +229,9 @@ def suite_ckks(h, budget: Budget):
                 status[lib] = r
             else:
                 workers[lib] = r
+        xw, xstatus, xmeta = _extra_wavis(h, "ckks", cfg, h.threads)
+        workers.update(xw)
+        status.update(xstatus)
         h.log(f"  ckks {cname} {cfg['N']}: key generation ({', '.join(workers)}) ...")
         status.update(_ready_all(workers, budget, h.log))
         if "wavis" not in workers:
@@ -194,6 +250,7 @@ def suite_ckks(h, budget: Budget):
             "FIXEDMANUAL rescaling (WAVIS: canonical per-level scales)"]}
         refs["tenseal"]["deviations"] = {"*": ["one 60-bit special prime, no dnum (SEAL)"],
                                          "encrypt": ["TenSEAL's encrypt includes encode"]}
+        refs.update(_extra_refs(workers, status, xmeta))
         params = {**CKKS_CONFIGS[cname], "security": "128-bit", "threads": h.threads, "log_qp": winfo.get("log_qp")}
         data = interleave(workers, CKKS_OPS, plan["rounds"], plan["ckks_reps"], budget, log=h.log)
         crow = comparison_rows("ckks", data, params, refs)
@@ -304,6 +361,9 @@ def suite_tfhe(h, budget: Budget):
                 del workers["openfhe"]
         else:
             status["openfhe"] = refs_status
+        xw, xstatus, xmeta = _extra_wavis(h, "tfhe", {**cfg, "batches": []}, 1)
+        workers.update(xw)
+        status.update(xstatus)
         h.log(f"  tfhe {preset}: key generation ({', '.join(workers)}) ...")
         status.update(_ready_all(workers, budget, h.log))
         if "wavis" not in workers:
@@ -315,6 +375,7 @@ def suite_tfhe(h, budget: Budget):
         refs["openfhe"]["deviations"] = {"*": [
             f"OpenFHE STD128/GINX (n={oi.get('n', '?')}, N={oi.get('N', '?')}) vs WAVIS {preset} (n={wi['n']}, "
             f"k={wi['k']}, N={wi['N']}): no common parameter set; both 128-bit Boolean sets"]}
+        refs.update(_extra_refs(workers, status, xmeta))
         params = {"preset": preset, "n": wi["n"], "k": wi["k"], "N": wi["N"], "threads": 1}
         data = interleave(workers, ["nand_gate"], plan["rounds"], plan["tfhe_reps"], budget, log=h.log)
         for row in comparison_rows("tfhe", data, params, refs):
@@ -323,9 +384,8 @@ def suite_tfhe(h, budget: Budget):
             set_bound(row, b["seconds"] * 1e3, **b, what="gate bootstrapping: server key read once per gate",
                       compute="not modelled (double-precision FFT, no modular multiplies)")
             rows.append(row)
-        if "openfhe" in workers:
-            workers["openfhe"].close()
-            del workers["openfhe"]
+        for lib in [x for x in workers if x != "wavis"]:  # the batch rows below are WAVIS's alone
+            workers.pop(lib).close()
         for threads in plan["tfhe_threads"]:
             if not budget.allows(5):
                 break

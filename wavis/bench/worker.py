@@ -16,6 +16,17 @@ import numpy as np
 from wavis.bench.protocol import error_bits, serve
 
 
+def simd_path() -> str | None:
+    """The SIMD path this process's core runs (None when the build cannot say: a baseline build
+    older than the runtime dispatch, see benchmarks/baseline_worker.py)."""
+    try:
+        from wavis.backend import cpu
+
+        return str(cpu.simd_path())
+    except Exception:  # an older build: no wavis.backend.cpu or no simd_path
+        return None
+
+
 def _approx_check(decode, expected, min_bits: float):
     def check(out):
         got = decode(out)
@@ -62,7 +73,8 @@ def make_ckks(cfg: dict) -> dict:
             "limbs": len(params.moduli), "special_primes": len(params.special_moduli),
             "digits": len(params.digits), "prime_bits": [int(m).bit_length() for m in params.moduli],
             "special_bits": [int(m).bit_length() for m in params.special_moduli],
-            "secret": "uniform ternary", "key_switching": "hybrid (dnum digits, special primes)"}
+            "secret": "uniform ternary", "key_switching": "hybrid (dnum digits, special primes)",
+            "simd_path": simd_path()}
     return {"info": info, "ops": {k: v for k, v in ops.items() if k in cfg.get("ops", ops)}}
 
 
@@ -95,7 +107,7 @@ def make_tfhe(cfg: dict) -> dict:
     p = sk.params
     info = {"library": "wavis", "preset": p.name, "n": p.n, "k": p.k, "N": p.big_n,
             "pbs_level": int(p.pbs_level), "pbs_base_log": int(p.pbs_base_log), "ks_level": int(p.ks_level),
-            "ks_base_log": int(p.ks_base_log), "server_key_bytes": sk.memory_bytes}
+            "ks_base_log": int(p.ks_base_log), "server_key_bytes": sk.memory_bytes, "simd_path": simd_path()}
     return {"info": info, "ops": ops}
 
 
