@@ -2,7 +2,8 @@
 //
 //   portable  baseline x86-64 / any CPU: scalar C++ everywhere
 //   avx2      x86-64-v3 (AVX2, FMA, BMI2): the TFHE AVX2 kernels, the ring/CKKS AVX2 kernels
-//             (NTT, Shoup row products, basis conversion, add/sub/neg; any q < 2^62)
+//             (NTT, Shoup row products, basis conversion, add/sub/neg, pointwise product; any
+//             q < 2^62; the key-switching inner product for q < 2^50)
 //   avx512    x86-64-v4 (AVX-512 F/BW/CD/DQ/VL): the TFHE AVX-512 kernels, the ring/CKKS
 //             AVX-512 kernels (NTT, basis conversion, key switching; any q < 2^62)
 //   ifma      avx512 + AVX-512 IFMA: as avx512, plus the 52-bit IFMA kernels for primes < 2^50
