@@ -139,7 +139,8 @@ class _PolyEval:
 
 
 def evaluate_polynomial(ev: Evaluator, ct: Ciphertext, coeffs, basis: str = "power",
-                        interval: tuple[float, float] = (-1.0, 1.0), baby_steps: int = 0) -> Ciphertext:
+                        interval: tuple[float, float] = (-1.0, 1.0), baby_steps: int = 0,
+                        scale: float | None = None) -> Ciphertext:
     """p(x) slot-wise for ``coeffs`` (lowest degree first, ≤ 65 of them).
 
     Args:
@@ -155,9 +156,12 @@ def evaluate_polynomial(ev: Evaluator, ct: Ciphertext, coeffs, basis: str = "pow
             products instead of 24. Same level and scale of the result; a piece whose baby steps
             sit too low for its target level is split as without B (depth never grows), and a
             degree below 2B is evaluated without baby steps (they would cost more than they save).
+        scale: the result's scale (default: the canonical scale of its level). Another value
+            must keep every intermediate constant's encoding scale within the evaluator's bounds
+            (the bootstrap's EvalMod lands on the sine's scale, ``wavis.ckks.bootstrap``).
 
     Returns: ciphertext at level ``ct.level − poly_depth(d)`` (− 1 more for a Chebyshev
-    interval other than [−1, 1]) at that level's canonical scale.
+    interval other than [−1, 1]) at that level's canonical scale (or ``scale``).
 
     Raises: ParameterError (bad basis/interval/length), EncodingError (non-finite
     coefficients), DepthExhaustedError (not enough levels).
@@ -195,4 +199,8 @@ def evaluate_polynomial(ev: Evaluator, ct: Ciphertext, coeffs, basis: str = "pow
     # below 2B the baby steps cost more products than they save: plain recursion
     pe = _PolyEval(ev, x, basis, baby_steps if d >= 2 * baby_steps else 0)
     target = x.level - poly_depth(max(d, 1))
-    return pe.eval(c, target, ev.params.level_scale(target))
+    if scale is None:
+        scale = ev.params.level_scale(target)
+    elif not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+        raise ParameterError(f"scale must be a positive finite number, got {scale!r}", field="scale")
+    return pe.eval(c, target, float(scale))

@@ -79,6 +79,18 @@ class BootstrapPreset:
         precision_bits: the measured mean precision (−log2 |error| averaged over all N/2 slots,
             uniform [−1, 1] real inputs, level-0 input; docs/bootstrapping.md gives the command), None if
             not measured.
+        meta_bits: k_2 of META-BTS (``Bootstrapper(iterations=2)``; Bae et al., CCS 2022, §3): the
+            first bootstrap's error is multiplied by 2^k_2 before the second bootstrap. Chosen as
+            ⌊the measured minimum precision⌋ − 4, so the amplified error stays ≤ 2^-4·R and well
+            inside the range the second bootstrap is accurate for; the second bootstrap's own error
+            (absolute, ~2^-precision_bits) then returns divided by 2^k_2, below the rescale noise
+            of the output level.
+        arcsine_degree: a, 0 (none) or the odd degree ≥ 3 of the arcsine correction evaluated after
+            the double angles (:mod:`wavis.ckks.bootstrap.evalmod`); its ⌈log2(a + 1)⌉ levels are
+            part of ``evalmod_bits``. With it the sine's error no longer depends on how the data's
+            energy is spread, so every slot count uses the full headroom k.
+        precision_bits_meta: the measured mean precision with META-BTS (same measurement as
+            ``precision_bits``), None if not measured.
     """
 
     name: str
@@ -99,6 +111,9 @@ class BootstrapPreset:
     sine_headroom_bits: int = 0
     stc_headroom_bits: int = 0
     precision_bits: float | None = None
+    meta_bits: int = 12
+    arcsine_degree: int = 0
+    precision_bits_meta: float | None = None
 
     @property
     def boot_mod_bits(self) -> tuple[int, ...]:
@@ -109,8 +124,13 @@ class BootstrapPreset:
         return len(self.boot_mod_bits)
 
     def check(self) -> None:
-        """Internal consistency (EvalMod levels = ⌈log2(d+1)⌉ + r). Raises ValueError."""
+        """Internal consistency (EvalMod levels = ⌈log2(d+1)⌉ + r (+ ⌈log2(a+1)⌉ with the arcsine
+        correction)). Raises ValueError."""
         need = max(1, math.ceil(math.log2(self.cheb_degree + 1))) + self.double_angle
+        if self.arcsine_degree:
+            if self.arcsine_degree < 3 or self.arcsine_degree % 2 == 0:
+                raise ValueError(f"preset {self.name}: arcsine_degree must be 0 or odd ≥ 3")
+            need += math.ceil(math.log2(self.arcsine_degree + 1))
         if len(self.evalmod_bits) != need:
             raise ValueError(f"preset {self.name}: EvalMod needs {need} levels, has {len(self.evalmod_bits)}")
 
@@ -133,7 +153,7 @@ BOOTSTRAP_PRESETS: dict[str, BootstrapPreset] = {
         _p(name="n65536", poly_degree=65536, security_level="128-bit", scale_bits=40, first_mod_bits=60,
            max_depth=10, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 8, cts_bits=(58, 58, 58),
            eval_mod_k=16, double_angle=2, cheb_degree=63, dnum=3, bootstrap_hamming_weight=32,
-           sine_headroom_bits=12, stc_headroom_bits=14, precision_bits=22.0),
+           sine_headroom_bits=12, stc_headroom_bits=14, precision_bits=22.0, meta_bits=15),
         # N = 2^15, 128-bit (log2 QP = 870 ≤ 881): the same pipeline squeezed into half the
         # modulus: 2 user levels at 2^40, 50-bit EvalMod primes (≈ 10 bits less EvalMod precision),
         # CoeffsToSlots 60 + 50 bits (the first factor reads the ModRaise output at scale q_0 = 2^60,
@@ -144,16 +164,22 @@ BOOTSTRAP_PRESETS: dict[str, BootstrapPreset] = {
         _p(name="n32768", poly_degree=32768, security_level="128-bit", scale_bits=40, first_mod_bits=60,
            max_depth=2, stc_bits=(40, 40), evalmod_bits=(50,) * 9, cts_bits=(50, 60),
            eval_mod_k=16, double_angle=3, cheb_degree=39, dnum=16, bootstrap_hamming_weight=32,
-           special_mod_bits=45, sine_headroom_bits=12, stc_headroom_bits=4),
+           special_mod_bits=45, sine_headroom_bits=12, stc_headroom_bits=4, meta_bits=8),
         # Small insecure rings for the test suite: the N = 2^16 layout (sparse-secret encapsulation,
         # h = 32, K = 16 as OpenFHE's K_SPARSE_ENCAPSULATED, r = 2, degree 63) with fewer user levels …
         _p(name="testing-n1024", poly_degree=1024, security_level="testing", scale_bits=40, first_mod_bits=60,
            max_depth=2, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 8, cts_bits=(58, 58, 58),
            eval_mod_k=16, double_angle=2, cheb_degree=63, dnum=4, bootstrap_hamming_weight=32, sine_headroom_bits=12,
-           stc_headroom_bits=14, precision_bits=28.0),
+           stc_headroom_bits=14, precision_bits=28.0, meta_bits=22),
+        # … the same with the arcsine correction of degree 3 (two more 60-bit EvalMod levels; Lattigo's
+        # ArcSineDegree): the sine's y²/6 error is gone, so every slot count uses k_n = k = 12 …
+        _p(name="testing-n1024-arcsine", poly_degree=1024, security_level="testing", scale_bits=40,
+           first_mod_bits=60, max_depth=2, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 10, cts_bits=(58, 58, 58),
+           eval_mod_k=16, double_angle=2, cheb_degree=63, dnum=4, bootstrap_hamming_weight=32, sine_headroom_bits=12,
+           stc_headroom_bits=14, arcsine_degree=3, meta_bits=22),
         # … and the dense user secret inside the bootstrap (h ≤ N = 1024 → K = 84, r = 5).
         _p(name="testing-n1024-dense", poly_degree=1024, security_level="testing", scale_bits=40,
            first_mod_bits=60, max_depth=2, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 11, cts_bits=(58, 58, 58),
-           eval_mod_k=84, double_angle=5, cheb_degree=63, dnum=4, precision_bits=16.0),
+           eval_mod_k=84, double_angle=5, cheb_degree=63, dnum=4, precision_bits=16.0, meta_bits=10),
     )
 }

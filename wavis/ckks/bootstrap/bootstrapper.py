@@ -33,7 +33,7 @@ from ..params import CkksParameters
 from ..polynomial import evaluate_polynomial
 from ..structures import Ciphertext, EvaluationKeys, KeySwitchingKey
 from . import dft
-from .evalmod import approximation_error_log2, cosine_coefficients, failure_log2
+from .evalmod import approximation_error_log2, arcsine_coefficients, cosine_coefficients, failure_log2
 
 SCALE_TOLERANCE = 2.0**-20
 # Baby/giant split of the DFT factors (LinearTransform(giant_cost=...)): double-hoisted, a giant
@@ -51,6 +51,9 @@ BOOTSTRAP_NTT_CACHE_BYTES = 1 << 30
 # Baby steps of the Chebyshev evaluation in EvalMod (polynomial.evaluate_polynomial): B = 8 is the
 # fewest non-scalar products for degree 39 (13, against 24 without; B = 4: 15, B = 16: 18).
 EVALMOD_BABY_STEPS = 8
+# META-BTS: the largest error amplification 2^k_2 accepted (k_2 = 30 already puts the second
+# bootstrap's own error ~2^-52 below the output's rescale noise floor at every preset).
+MAX_META_BITS = 30
 
 
 def _preset(params: CkksParameters):
@@ -119,15 +122,22 @@ class Bootstrapper:
             the slot-count rule of :func:`_sine_headroom_bits`; lower it for data whose energy
             sits in few coefficients, e.g. near-constant vectors, where the sine's error
             (2π·m·2^(k_n − 20))²/6 dominates; higher is more precise for spread-out data).
+        iterations: 1 (default) or 2: META-BTS, the two-iteration refinement of Bae, Cheon, Cho,
+            Kim, Kim, "META-BTS: Bootstrapping precision beyond the limit", CCS 2022, §3
+            (see :meth:`bootstrap`). :meth:`bootstrap` also takes ``iterations=`` per call.
+        meta_bits: k_2, the error of the first bootstrap is multiplied by 2^k_2 before the second
+            (default: the preset's ``meta_bits``, chosen so that 2^k_2 times the largest measured
+            first-bootstrap error stays ≤ 2^-4·R); 1..30.
 
     Raises:
-        ParameterError: parameters without a bootstrap preset, bad slots/range.
+        ParameterError: parameters without a bootstrap preset, bad slots/range/iterations/meta_bits.
         KeyMismatchError: keys of other parameters.
     """
 
     def __init__(self, params: CkksParameters, eval_keys: EvaluationKeys | None, *, slots: int | None = None,
                  input_range: float = 1.0, evaluator: Evaluator | None = None, backend=None,
-                 sine_headroom_bits: int | None = None) -> None:
+                 sine_headroom_bits: int | None = None, iterations: int = 1,
+                 meta_bits: int | None = None) -> None:
         self.preset = _preset(params)
         self.params = params
         self.slots = _check_slots(params, slots)
@@ -167,6 +177,15 @@ class Bootstrapper:
         self.cheb = np.asarray(cosine_coefficients(pre.eval_mod_k, pre.double_angle, pre.cheb_degree))
         self._monomial_cache: dict[tuple[int, int], object] = {}
         self._down: KeySwitchingKey | None = None
+        self.iterations = _check_iterations(iterations)
+        if meta_bits is None:
+            meta_bits = self.preset.meta_bits
+        if isinstance(meta_bits, bool) or not isinstance(meta_bits, (int, np.integer)) \
+                or not 1 <= meta_bits <= MAX_META_BITS:
+            raise ParameterError(f"meta_bits must be an integer in 1..{MAX_META_BITS}, got {meta_bits!r}",
+                                 field="meta_bits")
+        self.meta_bits = int(meta_bits)
+        self._meta_stc: list[LinearTransform] | None = None
 
     # -- planning -------------------------------------------------------------------------------
     @staticmethod
@@ -201,8 +220,10 @@ class Bootstrapper:
 
     @property
     def effective_degree(self) -> int:
-        """Degree of the EvalMod approximation as a polynomial in t: d·2^r."""
-        return self.preset.cheb_degree * 2**self.preset.double_angle
+        """Degree of the EvalMod approximation as a polynomial in t: d·2^r (times a with the
+        arcsine correction of degree a)."""
+        p = self.preset
+        return p.cheb_degree * 2**p.double_angle * max(1, p.arcsine_degree)
 
     def failure_probability_log2(self) -> float:
         """log2 of the bound on the probability that a bootstrap fails (some |I| ≥ K − 1);
@@ -212,9 +233,10 @@ class Bootstrapper:
         return failure_log2(self.k, h, self.params.poly_degree)
 
     def approximation_error_log2(self) -> float:
-        """log2 of the largest EvalMod approximation error |EvalMod(t) − sin(2πt)| (NumPy model)."""
+        """log2 of the largest EvalMod approximation error |EvalMod(t) − sin(2πt)| (with the
+        arcsine correction: − 2π(t − I)) (NumPy model, :func:`evalmod.approximation_error_log2`)."""
         p = self.preset
-        return approximation_error_log2(p.eval_mod_k, p.double_angle, p.cheb_degree)
+        return approximation_error_log2(p.eval_mod_k, p.double_angle, p.cheb_degree, p.arcsine_degree)
 
     # -- stages ---------------------------------------------------------------------------------
     def check_input(self, ct: Ciphertext) -> None:
@@ -290,11 +312,8 @@ class Bootstrapper:
         if x.level > 0:  # exactly m·Δ_0·2^k/R
             x = self.ev.bring_to(x, 0, p.level_scale(0) * boost / self.input_range)
         elif boost != 1.0:  # level 0 (R = 1): times the integer 2^k, no level needed
-            idx = [0]
-            scaled = self.ctx.zeros(2).reshape(2, 1, -1)
-            for c in range(2):
-                self.ctx.mul_scalar(self.ctx.asarray(x.data[c]), [int(boost) % p.moduli[0]], scaled[c], idx)
-            x = Ciphertext(scaled, 0, x.scale * boost, x.params_fingerprint, x.key_tag)
+            x = self._times_integer(x, 1 << self.sine_headroom_bits)
+            x.scale = ct.scale * boost
         encaps = self.preset.bootstrap_hamming_weight is not None
         if encaps:
             x = self._to_sparse(x)
@@ -361,39 +380,105 @@ class Bootstrapper:
 
     def eval_mod(self, ct: Ciphertext) -> Ciphertext:
         """u = t/K (canonical scale of the top EvalMod level) → sin(2πt) (r double angles after
-        the Chebyshev polynomial), relabelled as the message at the canonical scale of the top
-        SlotsToCoeffs level."""
+        the Chebyshev polynomial; with the preset's ``arcsine_degree`` a, then the degree-a arcsine
+        Taylor polynomial, ⌈log2(a+1)⌉ levels: ≈ 2π(t − I)), relabelled as the message at the
+        canonical scale of the top SlotsToCoeffs level."""
         ev = self.ev
         c = evaluate_polynomial(ev, ct, self.cheb, basis="chebyshev", baby_steps=EVALMOD_BABY_STEPS)
         for _ in range(self.preset.double_angle):
             sq = ev.multiply(c, c)
             c = ev.add_scalar(ev.add(sq, sq), -1.0)
         top_stc = self.params.max_depth + len(self.preset.stc_bits)
+        if self.preset.arcsine_degree:  # arcsin(sin(2πt)) = 2π(t − I): the sine's y²/6 removed
+            # it lands where the sine would: Δ_{top_stc+1}²/q_{top_stc+1}, the sine's scale
+            # (CkksParameters.level_scales), relabelled below like the sine
+            sine_scale = self.params.level_scale(top_stc + 1) ** 2 / self.params.moduli[top_stc + 1]
+            c = evaluate_polynomial(ev, c, arcsine_coefficients(self.preset.arcsine_degree), basis="power",
+                                    scale=sine_scale)
         assert c.level == top_stc, (c.level, top_stc)
         c.scale = self.params.level_scale(top_stc)
         return c
 
-    def slots_to_coeffs(self, parts: list[Ciphertext]) -> Ciphertext:
+    def slots_to_coeffs(self, parts: list[Ciphertext], transforms: list[LinearTransform] | None = None) -> Ciphertext:
         """Recombine (full packing: Re + i·Im) and apply the factored U (one level per factor),
-        landing on the canonical scale of level max_depth."""
+        landing on the canonical scale of level max_depth. ``transforms``: other SlotsToCoeffs
+        factors of the same levels (META-BTS's second bootstrap uses factors scaled by 2^-k_2)."""
         x = parts[0] if len(parts) == 1 else self.ev.add(parts[0], self._times_i(parts[1], 1))
-        for lt in self._transforms["stc"]:
+        for lt in (self._transforms["stc"] if transforms is None else transforms):
             x = lt.apply(self.ev, x)
         return x
 
-    def bootstrap(self, ct: Ciphertext) -> Ciphertext:
+    def bootstrap(self, ct: Ciphertext, *, iterations: int | None = None) -> Ciphertext:
         """A fresh-level encryption of the same message: ModRaise, SubSum (sparse), CoeffsToSlots,
         EvalMod, SlotsToCoeffs. Input at any level with its canonical scale; output at level
         max_depth with scale Δ = 2^scale_bits.
 
-        Raises: see :meth:`check_input`; MissingKeyError (keys of :meth:`key_plan` absent;
-        ``details['missing']`` lists them, see :meth:`missing_keys`).
+        ``iterations`` (default: the constructor's): 2 runs META-BTS (Bae et al., CCS 2022, §3):
+        ct_1 = BTS(ct) with error e_1; e = 2^k_2·(ct − ct_1) at the input's level and canonical
+        scale (:meth:`meta_error`; no level is spent: ct_1 is brought down to the input's level,
+        the factor is an integer); ct_2 = BTS(e) with the factor 2^-k_2 folded into its last
+        SlotsToCoeffs factor (:meth:`meta_correction`, so it lands on Δ_L at level max_depth like
+        ct_1); the result is ct_1 + ct_2 = m + (second bootstrap's error)·2^-k_2 + the rescale
+        noise of the two landings. Levels and scales are those of one bootstrap (output level
+        max_depth, scale Δ_L; any input level); it costs two bootstraps of time and the memory
+        of one more SlotsToCoeffs factor, and no extra keys.
+
+        Raises: see :meth:`check_input`; ParameterError (iterations not 1 or 2); MissingKeyError
+        (keys of :meth:`key_plan` absent; ``details['missing']`` lists them, see :meth:`missing_keys`).
         """
+        it = self.iterations if iterations is None else _check_iterations(iterations)
         self.check_input(ct)
         self._check_keys()
+        first = self._bootstrap_once(ct)
+        if it == 1:
+            return first
+        return self.ev.add(first, self.meta_correction(self.meta_error(ct, first)))
+
+    def _bootstrap_once(self, ct: Ciphertext, stc: list[LinearTransform] | None = None) -> Ciphertext:
         x = self.sub_sum(self.mod_raise(ct))
         parts = [self.eval_mod(p) for p in self.coeffs_to_slots(x)]
-        return self.slots_to_coeffs(parts)
+        return self.slots_to_coeffs(parts, stc)
+
+    def meta_error(self, ct: Ciphertext, first: Ciphertext) -> Ciphertext:
+        """META-BTS step 1: 2^k_2·(ct − first) (k_2 = :attr:`meta_bits`), ``first`` = BTS(ct) brought to
+        ct's level and scale (``Evaluator.subtract`` aligns it with one rescale when ct's level
+        is below max_depth), then multiplied by the integer 2^k_2 (no level, scale label kept).
+        Returns a ciphertext at ct's level with ct's (canonical) scale whose message is
+        −2^k_2·e_1, e_1 the first bootstrap's error. Raises: see :meth:`check_input` (for ``ct``),
+        ParameterError (``first`` not at level max_depth)."""
+        self.check_input(ct)
+        if not isinstance(first, Ciphertext) or first.level != self.output_level:
+            raise ParameterError("meta_error takes the input and its bootstrap (a ciphertext at level "
+                                 f"{self.output_level})", level=getattr(first, "level", None))
+        diff = self.ev.subtract(ct, first)
+        return self._times_integer(diff, 1 << self.meta_bits)
+
+    def meta_correction(self, err: Ciphertext) -> Ciphertext:
+        """META-BTS step 2: the bootstrap of :meth:`meta_error`'s output with SlotsToCoeffs scaled
+        by 2^-k_2 in its last factor (the earlier factors' rounding noise is divided by 2^k_2 too;
+        the last factor's diagonals carry the 2^-k_2, encoded at the scale that lands on Δ_L).
+        Returns a ciphertext at level max_depth, scale Δ_L, whose message is ct − first to within
+        the second bootstrap's error·2^-k_2. Raises: see :meth:`check_input`."""
+        self.check_input(err)
+        self._check_keys()
+        if self._meta_stc is None:
+            stc = self._transforms["stc"]
+            last = stc[-1]
+            c = 2.0**-self.meta_bits
+            scaled = LinearTransform({k: d * c for k, d in last.diagonals.items()}, last.slots, last.period,
+                                     baby=last.baby)
+            self._meta_stc = list(stc[:-1]) + [scaled]
+        return self._bootstrap_once(err, self._meta_stc)
+
+    def _times_integer(self, ct: Ciphertext, n: int) -> Ciphertext:
+        """ct·n for a positive integer n: every residue times n mod q_i, the scale label kept (the
+        message is multiplied by n; no level, the noise is multiplied by n as well)."""
+        idx = list(range(ct.level + 1))
+        out = self.ctx.zeros(2 * len(idx)).reshape(2, len(idx), -1)
+        res = [n % q for q in self.params.moduli[: ct.level + 1]]
+        for c in range(2):
+            self.ctx.mul_scalar(self.ctx.asarray(ct.data[c]), res, out[c], idx)
+        return Ciphertext(out, ct.level, ct.scale, ct.params_fingerprint, ct.key_tag)
 
     def missing_keys(self) -> list[str]:
         """What the evaluation keys lack for this bootstrap: "relinearization", "encapsulation",
@@ -425,6 +510,12 @@ class Bootstrapper:
                 missing=missing, steps=steps)
 
 
+def _check_iterations(iterations) -> int:
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations not in (1, 2):
+        raise ParameterError(f"iterations must be 1 or 2 (2: META-BTS), got {iterations!r}", field="iterations")
+    return int(iterations)
+
+
 def _sine_headroom_bits(preset, slots: int) -> int:
     """k_n, the headroom a bootstrap of n = ``slots`` slots uses: min(k, ⌊4.5 + log2(n)/2⌋), k the
     preset's ``sine_headroom_bits``.
@@ -433,7 +524,10 @@ def _sine_headroom_bits(preset, slots: int) -> int:
     a slot is the sum of n coefficients), and the sine's relative error is then about
     8.6/n·2^(2k − 40) (the cubic term (2πε)³/6 of sin(2πε), ε = m·2^(k−20), mapped through U);
     k_n keeps it ≤ 2^-28, e.g. k_n = 12 at n = 2^15, 9 at 2^10, 4 at n = 1. The remaining factor
-    2^(k − k_n) is applied by SlotsToCoeffs (as ``input_range`` is), so the chain is unchanged."""
+    2^(k − k_n) is applied by SlotsToCoeffs (as ``input_range`` is), so the chain is unchanged.
+    With the arcsine correction (``preset.arcsine_degree``) the cubic term is gone: k_n = k."""
+    if preset.arcsine_degree:
+        return int(preset.sine_headroom_bits)
     return int(min(preset.sine_headroom_bits, max(0, math.floor(4.5 + math.log2(slots) / 2))))
 
 

@@ -7,7 +7,8 @@ what the stage inherits (full packing; the input at any level):
 * ``encapsulation``: the ModRaise output minus m·Δ_0·2^k + q_0·I (the s → s′ → s key switches);
 * ``coeffs_to_slots``: the decoded slots minus t/K, t the exact ModRaise output over q_0;
 * ``evalmod_sine``: sin(2πt)/c − m, the sine's own deviation from the identity near integers
-  (c = 2π·Δ_0·2^k/q_0; it grows with |m|: (2π·m·2^k·Δ_0/q_0)²/6 relative);
+  (c = 2π·Δ_0·2^k/q_0; it grows with |m|: (2π·m·2^k·Δ_0/q_0)²/6 relative); with the preset's
+  arcsine correction, the arcsine polynomial of sin(2πt) instead;
 * ``evalmod_approximation``: the NumPy EvalMod model on the exact t, minus m (the sine and the
   Chebyshev/double-angle approximation);
 * ``evalmod_rounding``: the homomorphic EvalMod output (real and imaginary parts) minus the
@@ -30,7 +31,7 @@ from ..encoder import Encoder
 from ..structures import Ciphertext, SecretKey
 from . import dft
 from .bootstrapper import Bootstrapper
-from .evalmod import reference_evalmod
+from .evalmod import arcsine_coefficients, reference_evalmod
 
 
 def precision_bits(err: np.ndarray) -> dict[str, float]:
@@ -93,8 +94,12 @@ def stage_errors(bs: Bootstrapper, secret_key: SecretKey, ct: Ciphertext) -> dic
         g = np.zeros(n, dtype=np.complex128)
         g[br] = enc.decode(dec.decrypt(p)) * 2.0 ** (pre.sine_headroom_bits - bs.sine_headroom_bits)
         got.append(g)
-    model = (lambda x: reference_evalmod(x, pre.eval_mod_k, pre.double_angle, pre.cheb_degree) / c)
-    out["evalmod_sine"] = precision_bits(slots(pair(np.sin(2 * np.pi * t) / c - m)))
+    model = (lambda x: reference_evalmod(x, pre.eval_mod_k, pre.double_angle, pre.cheb_degree,
+                                         pre.arcsine_degree) / c)
+    sine = np.sin(2 * np.pi * t)
+    if pre.arcsine_degree:  # the function EvalMod approximates: arcsine polynomial of the sine
+        sine = np.polynomial.polynomial.polyval(sine, arcsine_coefficients(pre.arcsine_degree))
+    out["evalmod_sine"] = precision_bits(slots(pair(sine / c - m)))
     out["evalmod_approximation"] = precision_bits(slots(pair(model(t) - m)))
     out["evalmod_rounding"] = precision_bits(slots(pair(got) - pair(model(t_cts))))
     final = enc.decode(dec.decrypt(bs.slots_to_coeffs(mods)))
