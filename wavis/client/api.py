@@ -440,7 +440,7 @@ class AsyncClient:
                       params: CkksParameters | None = None, wait: bool = True, **fields: Any) -> ComputeResult:
         """``POST /compute/{operation}``. ``fields``: the operation's own (``steps``,
         ``plain_operand``, ``matrix``, ``polynomial_coeffs``, ``basis``, ``interval``, ``slots``,
-        ``input_range``). Operands: ids, :class:`CiphertextRef` or :class:`ComputeResult`.
+        ``input_range``, ``iterations``). Operands: ids, :class:`CiphertextRef` or :class:`ComputeResult`.
         ``wait=False`` queues it (``async: true``, 202) and polls the job to its end."""
         if operation not in COMPUTE_OPERATIONS:
             raise ValueError(f"unknown operation {operation!r} (one of {', '.join(COMPUTE_OPERATIONS)})")
@@ -509,10 +509,12 @@ class AsyncClient:
                                   basis=basis, interval=list(interval) if interval else None, **kw)
 
     async def bootstrap(self, key_id: str, a, slots: int | None = None, input_range: float | None = None,
-                        **kw) -> ComputeResult:
+                        iterations: int | None = None, **kw) -> ComputeResult:
         """Refresh the levels of ``a`` (keys made with ``bootstrappable=True`` and a
-        ``bootstrap_preset``); ``input_range`` declares a bound on |slot| (default 1)."""
-        return await self.compute("bootstrap", key_id, [a], slots=slots, input_range=input_range, **kw)
+        ``bootstrap_preset``); ``input_range`` declares a bound on |slot| (default 1);
+        ``iterations=2`` runs META-BTS (two bootstraps, a more precise result; docs/bootstrapping.md)."""
+        return await self.compute("bootstrap", key_id, [a], slots=slots, input_range=input_range,
+                                  iterations=iterations, **kw)
 
     # -- jobs --------------------------------------------------------------------------------
     async def get_job(self, job_id: str) -> Job:

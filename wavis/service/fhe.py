@@ -491,7 +491,8 @@ def compute(operation: str, params: Any, evaluator: Any, blobs: list[bytes],
     with np.errstate(over="ignore", invalid="ignore"):
         if operation == "bootstrap":
             bs = bootstrapper(params, evaluator, args.get("slots"), args.get("input_range"))
-            out = bs.bootstrap(cts[0])
+            iterations = 1 if args.get("iterations") is None else args["iterations"]
+            out = bs.bootstrap(cts[0], iterations=iterations)
         elif operation == MODEL_OPERATION:
             out = _infer(params, evaluator, cts[0], args["model_id"])
         else:
@@ -499,7 +500,7 @@ def compute(operation: str, params: Any, evaluator: Any, blobs: list[bytes],
     blob = serialize.dumps(out)
     info = _info(out, blob, params)
     if operation == "bootstrap":
-        info.bootstrap = bootstrap_fields(bs)
+        info.bootstrap = bootstrap_fields(bs, iterations)
     return info
 
 
@@ -531,10 +532,13 @@ def bootstrapper(params: Any, evaluator: Any, slots: int | None = None, input_ra
     return bs
 
 
-def bootstrap_fields(bs: Any) -> dict[str, Any]:
-    """The compute response's bootstrap fields (docs/service.md)."""
+def bootstrap_fields(bs: Any, iterations: int = 1) -> dict[str, Any]:
+    """The compute response's bootstrap fields (docs/service.md): ``precision_bits_expected`` is
+    the preset's measured mean precision for that number of iterations (META-BTS: 2)."""
+    pre = bs.preset
     return dict(bootstrap_applied=True, bootstrap_effective_degree=int(bs.effective_degree),
-                bootstrap_degraded=False, precision_bits_expected=bs.preset.precision_bits)
+                bootstrap_degraded=False,
+                precision_bits_expected=pre.precision_bits_meta if iterations == 2 else pre.precision_bits)
 
 
 def compute_many(operation: str, params: Any, evaluator: Any,

@@ -125,14 +125,16 @@ def matmul_cost(params: dict[str, Any], rows: int, cols: int) -> Cost:
 BOOTSTRAP_KEYSWITCH_EQUIVALENTS = 24
 
 
-def bootstrap_cost(params: dict[str, Any]) -> Cost:
+def bootstrap_cost(params: dict[str, Any], iterations: int = 1) -> Cost:
     """``compute/bootstrap``: CoeffsToSlots / EvalMod / SlotsToCoeffs at the top of the chain —
     about 40 ciphertexts resident and the CPU of ``BOOTSTRAP_KEYSWITCH_EQUIVALENTS`` key
     switchings at the top level (the key set itself is already loaded with the key and counted
-    there)."""
+    there); ``iterations`` = 2 (META-BTS) runs two bootstraps one after the other: twice the
+    CPU, the same memory plus the input and the first result."""
     s = ckks_shape(params)
-    resident = 40 * s.ct_bytes(s.limbs + s.special)
-    cpu = BOOTSTRAP_KEYSWITCH_EQUIVALENTS * s.dnum * (s.limbs + s.special) * s.n * s.log_n * CPU_S_PER_UNIT * 4
+    resident = (40 + 2 * (iterations - 1)) * s.ct_bytes(s.limbs + s.special)
+    cpu = iterations * BOOTSTRAP_KEYSWITCH_EQUIVALENTS * s.dnum * (s.limbs + s.special) * s.n * s.log_n \
+        * CPU_S_PER_UNIT * 4
     return Cost(BASE_BYTES + resident, cpu, "compute/bootstrap")
 
 

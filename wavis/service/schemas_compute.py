@@ -66,10 +66,12 @@ class PolyEvalOp(UnaryOp):
 
 class BootstrapOp(UnaryOp):
     """bootstrap: ``slots`` (sparse packing: a power of two < N/2; the message must be
-    slots-periodic), ``input_range`` (declared bound R on |Re|, |Im| of every slot; default 1)."""
+    slots-periodic), ``input_range`` (declared bound R on |Re|, |Im| of every slot; default 1),
+    ``iterations`` (1, default, or 2: META-BTS, two bootstraps for a more precise result)."""
 
     slots: StrictInt | None = None
     input_range: Number | None = None
+    iterations: StrictInt | None = None
 
 
 class ComputeRequestDoc(ComputeRequest):
@@ -86,6 +88,7 @@ class ComputeRequestDoc(ComputeRequest):
     interval: tuple[Number, Number] | None = None
     slots: int | None = None
     input_range: Number | None = None
+    iterations: int | None = None
 
 
 class MatmulKeyInfo(Response):

@@ -38,7 +38,8 @@ REQUEST_MODELS: dict[str, type[ComputeRequest]] = {
 BOOTSTRAP_FIELDS = {"bootstrap_applied": False, "bootstrap_effective_degree": None, "bootstrap_degraded": False,
                     "precision_bits_expected": None}
 # fields of the request models that are the operation's own arguments (passed to fhe.compute)
-OP_ARGS = ("plain_operand", "steps", "matrix", "polynomial_coeffs", "basis", "interval", "slots", "input_range")
+OP_ARGS = ("plain_operand", "steps", "matrix", "polynomial_coeffs", "basis", "interval", "slots", "input_range",
+           "iterations")
 
 MiB = 1024 * 1024
 MATMUL_BODY_LIMIT = 16 * MiB  # [ours] a matrix in JSON: 512×512 ≈ 5 MB
@@ -83,7 +84,7 @@ async def key_response_with_matmul(request: web.Request, key, base, shape: str) 
 # and the request fields its cost takes
 ADMITTED_OPERATIONS = {
     "matmul": lambda req: (len(req.matrix), max(len(r) for r in req.matrix)),
-    "bootstrap": lambda req: (),
+    "bootstrap": lambda req: (req.iterations if req.iterations in (1, 2) else 1,),
 }
 
 
