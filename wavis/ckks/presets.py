@@ -90,7 +90,10 @@ class BootstrapPreset:
             part of ``evalmod_bits``. With it the sine's error no longer depends on how the data's
             energy is spread, so every slot count uses the full headroom k.
         precision_bits_meta: the measured mean precision with META-BTS (same measurement as
-            ``precision_bits``), None if not measured.
+            ``precision_bits``: against the encoded input, so a public-key encryption's own noise,
+            2^-22.7 at N = 2^16 and 2^-28.7 at N = 2^10, caps it; against the decrypted input META-BTS
+            gives 26.4 bits at N = 2^16 and 32.4 at N = 2^10, docs/bootstrapping.md), None if not
+            measured.
     """
 
     name: str
@@ -153,7 +156,8 @@ BOOTSTRAP_PRESETS: dict[str, BootstrapPreset] = {
         _p(name="n65536", poly_degree=65536, security_level="128-bit", scale_bits=40, first_mod_bits=60,
            max_depth=10, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 8, cts_bits=(58, 58, 58),
            eval_mod_k=16, double_angle=2, cheb_degree=63, dnum=3, bootstrap_hamming_weight=32,
-           sine_headroom_bits=12, stc_headroom_bits=14, precision_bits=22.0, meta_bits=15),
+           sine_headroom_bits=12, stc_headroom_bits=14, precision_bits=22.0, meta_bits=15,
+           precision_bits_meta=22.7),
         # N = 2^15, 128-bit (log2 QP = 870 ≤ 881): the same pipeline squeezed into half the
         # modulus: 2 user levels at 2^40, 50-bit EvalMod primes (≈ 10 bits less EvalMod precision),
         # CoeffsToSlots 60 + 50 bits (the first factor reads the ModRaise output at scale q_0 = 2^60,
@@ -170,16 +174,19 @@ BOOTSTRAP_PRESETS: dict[str, BootstrapPreset] = {
         _p(name="testing-n1024", poly_degree=1024, security_level="testing", scale_bits=40, first_mod_bits=60,
            max_depth=2, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 8, cts_bits=(58, 58, 58),
            eval_mod_k=16, double_angle=2, cheb_degree=63, dnum=4, bootstrap_hamming_weight=32, sine_headroom_bits=12,
-           stc_headroom_bits=14, precision_bits=28.0, meta_bits=22),
+           stc_headroom_bits=14, precision_bits=28.0, meta_bits=22,
+           precision_bits_meta=28.7),
         # … the same with the arcsine correction of degree 3 (two more 60-bit EvalMod levels; Lattigo's
         # ArcSineDegree): the sine's y²/6 error is gone, so every slot count uses k_n = k = 12 …
         _p(name="testing-n1024-arcsine", poly_degree=1024, security_level="testing", scale_bits=40,
            first_mod_bits=60, max_depth=2, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 10, cts_bits=(58, 58, 58),
            eval_mod_k=16, double_angle=2, cheb_degree=63, dnum=4, bootstrap_hamming_weight=32, sine_headroom_bits=12,
-           stc_headroom_bits=14, arcsine_degree=3, meta_bits=22),
+           stc_headroom_bits=14, arcsine_degree=3, meta_bits=22,
+           precision_bits=28.7, precision_bits_meta=28.7),
         # … and the dense user secret inside the bootstrap (h ≤ N = 1024 → K = 84, r = 5).
         _p(name="testing-n1024-dense", poly_degree=1024, security_level="testing", scale_bits=40,
            first_mod_bits=60, max_depth=2, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 11, cts_bits=(58, 58, 58),
-           eval_mod_k=84, double_angle=5, cheb_degree=63, dnum=4, precision_bits=16.0, meta_bits=10),
+           eval_mod_k=84, double_angle=5, cheb_degree=63, dnum=4, precision_bits=16.0, meta_bits=10,
+           precision_bits_meta=25.7),
     )
 }
