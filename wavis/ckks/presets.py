@@ -168,7 +168,8 @@ BOOTSTRAP_PRESETS: dict[str, BootstrapPreset] = {
         _p(name="n32768", poly_degree=32768, security_level="128-bit", scale_bits=40, first_mod_bits=60,
            max_depth=2, stc_bits=(40, 40), evalmod_bits=(50,) * 9, cts_bits=(50, 60),
            eval_mod_k=16, double_angle=3, cheb_degree=39, dnum=16, bootstrap_hamming_weight=32,
-           special_mod_bits=45, sine_headroom_bits=12, stc_headroom_bits=4, meta_bits=8),
+           special_mod_bits=45, sine_headroom_bits=12, stc_headroom_bits=4, meta_bits=8,
+           precision_bits=12.9, precision_bits_meta=20.9),
         # Small insecure rings for the test suite: the N = 2^16 layout (sparse-secret encapsulation,
         # h = 32, K = 16 as OpenFHE's K_SPARSE_ENCAPSULATED, r = 2, degree 63) with fewer user levels …
         _p(name="testing-n1024", poly_degree=1024, security_level="testing", scale_bits=40, first_mod_bits=60,
