@@ -168,10 +168,12 @@ class Bootstrapper:
         scale_back = rng * 2.0 ** (self.preset.sine_headroom_bits - self.sine_headroom_bits)
         context = evaluator.context
         self._transforms = _shared_transforms(context, params, self.preset, self.slots, scale_back, DFT_GIANT_COST)
+        self._transforms_key = (params.fingerprint, self.slots, float(scale_back), DFT_GIANT_COST)
         if self._lacks_keys(self._transforms):  # keys made for the ⌈√span⌉ split (before the cost-weighted one)
             legacy = _shared_transforms(context, params, self.preset, self.slots, scale_back, None)
             if not self._lacks_keys(legacy):
                 self._transforms = legacy
+                self._transforms_key = (params.fingerprint, self.slots, float(scale_back), None)
         pre = self.preset
         self.k = pre.eval_mod_k
         self.cheb = np.asarray(cosine_coefficients(pre.eval_mod_k, pre.double_angle, pre.cheb_degree))
@@ -462,12 +464,7 @@ class Bootstrapper:
         self.check_input(err)
         self._check_keys()
         if self._meta_stc is None:
-            stc = self._transforms["stc"]
-            last = stc[-1]
-            c = 2.0**-self.meta_bits
-            scaled = LinearTransform({k: d * c for k, d in last.diagonals.items()}, last.slots, last.period,
-                                     baby=last.baby)
-            self._meta_stc = list(stc[:-1]) + [scaled]
+            self._meta_stc = _shared_meta_stc(self.ev.context, self._transforms, self._transforms_key, self.meta_bits)
         return self._bootstrap_once(err, self._meta_stc)
 
     def _times_integer(self, ct: Ciphertext, n: int) -> Ciphertext:
@@ -571,6 +568,33 @@ def _build_transforms(params: CkksParameters, pre, slots: int, rng: float,
 SHARED_TRANSFORMS = 4
 _TRANSFORMS: "weakref.WeakKeyDictionary[object, OrderedDict]" = weakref.WeakKeyDictionary()
 _TRANSFORMS_LOCK = threading.Lock()
+
+
+def _shared_meta_stc(context, transforms: dict[str, list[LinearTransform]], key: tuple,
+                     meta_bits: int) -> list[LinearTransform]:
+    """META-BTS's SlotsToCoeffs factors: those of ``transforms`` with the last one times 2^-k_2
+    (same offsets and baby/giant split, so the same rotation keys), shared like the DFT factors
+    (one LRU entry of the context, keyed by the configuration and k_2)."""
+    key = ("meta-stc", meta_bits, *key)
+    with _TRANSFORMS_LOCK:
+        per = _TRANSFORMS.setdefault(context, OrderedDict())
+        found = per.get(key)
+        if found is not None:
+            per.move_to_end(key)
+            return found
+    stc = transforms["stc"]
+    last = stc[-1]
+    c = 2.0**-meta_bits
+    scaled = LinearTransform({k: d * c for k, d in last.diagonals.items()}, last.slots, last.period, baby=last.baby)
+    scaled.NTT_CACHE_BYTES = last.NTT_CACHE_BYTES
+    built = list(stc[:-1]) + [scaled]
+    with _TRANSFORMS_LOCK:
+        per = _TRANSFORMS.setdefault(context, OrderedDict())
+        found = per.setdefault(key, built)
+        per.move_to_end(key)
+        while len(per) > SHARED_TRANSFORMS:
+            per.popitem(last=False)
+    return found
 
 
 def _shared_transforms(context, params: CkksParameters, pre, slots: int, rng: float,
