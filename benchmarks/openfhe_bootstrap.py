@@ -60,7 +60,7 @@ def setup():
     p.SetRingDim(cfg["N"])
     p.SetScalingTechnique(o.ScalingTechnique.FLEXIBLEAUTO)
     p.SetScalingModSize(cfg.get("scale_mod_bits", 53))
-    p.SetFirstModSize(60)
+    p.SetFirstModSize(cfg.get("first_mod_bits", 60))
     boot_depth = o.CryptoContext.GetBootstrapDepth(budget, dist)
     depth = cfg["levels_after"] + boot_depth
     p.SetMultiplicativeDepth(depth)
@@ -74,7 +74,7 @@ def setup():
     log(f"context N={cc.GetRingDimension()} depth={depth} (bootstrap {boot_depth})")
     t = time.perf_counter()
     c0 = time.process_time()
-    cc.EvalBootstrapSetup(budget, [0, 0], slots)
+    cc.EvalBootstrapSetup(budget, [0, 0], slots, cfg.get("correction_factor", 0))
     log("EvalBootstrapSetup done")
     kp = cc.KeyGen()
     cc.EvalMultKeyGen(kp.secretKey)
@@ -89,7 +89,7 @@ def setup():
 def make_worker(_cfg):
     from protocol import error_bits
 
-    cc, kp, depth, dist, budget, slots, sec, boot_depth, keygen, _ = setup()
+    cc, kp, depth, dist, budget, slots, sec, boot_depth, keygen, keygen_cpu = setup()
     rng = np.random.default_rng(1)
     x = rng.uniform(-1, 1, slots) + 1j * rng.uniform(-1, 1, slots)
     ct = cc.Encrypt(kp.publicKey, cc.MakeCKKSPackedPlaintext(x.tolist(), 1, depth - 1, None, slots))
@@ -104,7 +104,11 @@ def make_worker(_cfg):
 
     info = {"library": "openfhe", "version": getattr(o, "__version__", "?"), "build": "PyPI wheel (no SIMD)",
             "secret": str(dist), "level_budget": budget, "depth": depth, "ring_dim": cc.GetRingDimension(),
-            "scale_mod_bits": cfg.get("scale_mod_bits", 53), "dnum": cfg.get("dnum", 5), "keygen_s": round(keygen, 1)}
+            "scale_mod_bits": cfg.get("scale_mod_bits", 53), "first_mod_bits": cfg.get("first_mod_bits", 60),
+            "dnum": cfg.get("dnum", 5), "boot_depth": boot_depth, "levels_after": cfg["levels_after"],
+            "correction_factor": cfg.get("correction_factor", 0) or "default",
+            "log_q": round(float(np.log2(float(cc.GetModulus()))), 1) if hasattr(cc, "GetModulus") else None,
+            "keygen_s": round(keygen, 1), "keygen_cpu_s": round(keygen_cpu, 1)}
     return {"info": info, "ops": {"bootstrap": (lambda: cc.EvalBootstrap(ct), check)}}
 
 
@@ -137,7 +141,8 @@ def main():
     warm = runs[1:] or runs
     print(json.dumps(dict(
         openfhe=getattr(o, "__version__", "1.6.1 (PyPI wheel, no SIMD)"), build="PyPI wheel, no SIMD/HEXL",
-        settings=dict(secret=str(dist), level_budget=budget, scaling="FLEXIBLEAUTO", first_mod_bits=60,
+        settings=dict(secret=str(dist), level_budget=budget, scaling="FLEXIBLEAUTO",
+                      first_mod_bits=cfg.get("first_mod_bits", 60),
                       scale_mod_bits=cfg.get("scale_mod_bits", 53), dnum=cfg.get("dnum", 5),
                       security=str(sec), depth=depth, bootstrap_depth=boot_depth,
                       correction_factor=cc.GetCKKSBootCorrectionFactor() if hasattr(cc, "GetCKKSBootCorrectionFactor")

@@ -244,3 +244,95 @@ def test_baseline_and_simd_columns_run_this_checkouts_worker(tmp_path):
         for lib in refs:
             ref = rows[op]["refs"][lib]
             assert ref["check"]["ok"] and ref["ratio"]["n"] == 2, (op, lib, ref)
+
+
+# ------------------------------------------------------------------ OpenFHE + HEXL (wavis.bench.native)
+def _fake_sources(tmp_path):
+    """Source trees with the files the build checks and the overlay's two HEXL version pins."""
+    from pathlib import Path
+
+    t = Path(tmp_path)
+    (t / "ofhe/src/pke/include").mkdir(parents=True)
+    (t / "ofhe/src/pke/include/openfhe.h").write_text("// openfhe")
+    (t / "ofhe/CMakeLists.txt").write_text("project(OpenFHE)  # upstream\n")
+    (t / "ofhe/src/core").mkdir(parents=True)
+    (t / "ofhe/src/core/keep.cpp").write_text("// upstream core file the overlay does not touch")
+    (t / "ovl/third-party/intel-hexl").mkdir(parents=True)
+    (t / "ovl/third-party/intel-hexl/intel-hexl.cmake").write_text("find_package(HEXL 1.2.6 HINTS ${X} REQUIRED)\n")
+    (t / "ovl/CMakeLists.User.txt").write_text("    find_package(HEXL 1.2.6 HINTS ${Y} REQUIRED)\n")
+    (t / "ovl/CMakeLists.txt").write_text("project(OpenFHE)  # overlay\n")
+    (t / "ovl/src/core/include").mkdir(parents=True)
+    (t / "ovl/src/core/include/hexl.h").write_text("// overlay header")
+    (t / "hexl/hexl/include/hexl").mkdir(parents=True)
+    (t / "hexl/hexl/include/hexl/hexl.hpp").write_text("")
+    (t / "hexl/CMakeLists.txt").write_text("project(HEXL VERSION 1.2.5 LANGUAGES C CXX)\n")
+    (t / "cpuf/include").mkdir(parents=True)
+    (t / "cpuf/include/cpu_features_macros.h").write_text("")
+    return t / "ofhe", t / "ovl", t / "hexl", t / "cpuf"
+
+
+def test_native_build_refuses_a_cache_inside_the_repository_and_a_missing_source_tree(tmp_path):
+    from wavis.bench import native
+
+    repo = tmp_path / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    srcs = _fake_sources(tmp_path)
+    with pytest.raises(native.NativeBuildError, match="inside the repository"):
+        native.build(repo, *srcs, cache=repo / "cache")
+    with pytest.raises(native.NativeBuildError, match="not a hexl source tree"):
+        native.build(repo, srcs[0], srcs[1], tmp_path / "nowhere", srcs[3], cache=tmp_path / "c")
+    with pytest.raises(native.NativeBuildError, match="--openfhe-src is required"):
+        native.build(repo, None, *srcs[1:], cache=tmp_path / "c")
+    assert not (repo / "cache").exists()
+    assert native.status(tmp_path / "c").startswith("not built: run `wavis bench setup --openfhe-src")
+
+
+def test_the_overlay_is_staged_over_openfhe_and_asks_for_the_hexl_version_given(tmp_path):
+    from wavis.bench import native
+
+    ofhe, ovl, hexl, _ = _fake_sources(tmp_path)
+    ver = native.hexl_version(hexl)
+    assert ver == "1.2.5"
+    dest = tmp_path / "staged"
+    changes = native.stage_overlay(ofhe, ovl, dest, ver)
+    assert (dest / "src/pke/include/openfhe.h").exists() and (dest / "src/core/keep.cpp").exists()
+    assert (dest / "src/core/include/hexl.h").exists()
+    assert "overlay" in (dest / "CMakeLists.txt").read_text()
+    assert "find_package(HEXL 1.2.5 HINTS" in (dest / "third-party/intel-hexl/intel-hexl.cmake").read_text()
+    assert "find_package(HEXL 1.2.5 HINTS" in (dest / "CMakeLists.User.txt").read_text()
+    assert len(changes) == 2
+    assert "1.2.6" in (ovl / "CMakeLists.User.txt").read_text()  # the source tree itself is untouched
+    (hexl / "CMakeLists.txt").write_text("project(HEXL LANGUAGES CXX)\n")
+    with pytest.raises(native.NativeBuildError, match="declares no HEXL version"):
+        native.hexl_version(hexl)
+
+
+def test_hexl_configure_findings_and_the_row_label_say_which_kernels_run():
+    from wavis.bench import native
+
+    log = ("-- Compile flag not found: HEXL_HAS_AVX512DQ\n-- Compile flag not found: HEXL_HAS_AVX512IFMA\n"
+           "-- Compile flag not found: HEXL_HAS_AVX512VBMI2\n-- Setting HEXL_HAS_AVX256\n")
+    f = native.hexl_configure_flags(log)
+    assert f == {"HEXL_HAS_AVX512DQ": False, "HEXL_HAS_AVX512IFMA": False, "HEXL_HAS_AVX512VBMI2": False,
+                 "HEXL_HAS_AVX256": True}
+    man = {"openfhe_version": "1.5.1", "hexl_version": "1.2.5", "sources": {"hexl": {"describe": "v1.2.5-4-g2d196fd"}},
+           "runs_avx512_kernels": False, "runs_ifma_kernels": False}
+    assert "without its AVX-512 kernels" in native.describe(man) and "OpenFHE 1.5.1 + HEXL 1.2.5" in native.describe(man)
+    assert "AVX-512 IFMA kernels" in native.describe(dict(man, runs_avx512_kernels=True, runs_ifma_kernels=True))
+    assert native.describe(None) == "not built"
+
+
+def test_quick_bootstrap_compares_openfhe_at_the_presets_ring_slots_and_secret():
+    from wavis.bench.suites import PLANS, bootstrap_deviations
+    from wavis.ckks.presets import BOOTSTRAP_PRESETS
+
+    for mode in ("quick", "full"):
+        bp = PLANS[mode]["bootstrap"]
+        p = BOOTSTRAP_PRESETS[bp["preset"]]
+        o = bp["openfhe"]
+        assert o["N"] == p.poly_degree and o["slots"] == (bp["slots"] or p.poly_degree // 2)
+        assert o["first_mod_bits"] == p.first_mod_bits
+    bp = PLANS["quick"]["bootstrap"]
+    devs = bootstrap_deviations(bp["preset"], {}, bp["openfhe"], {"boot_depth": 12, "special_bits": [60, 60]})
+    assert any("dnum 16" in d and "dnum 8" in d for d in devs)  # WAVIS's and OpenFHE's digits both recorded
+    assert any("sparse-secret encapsulation h = 32" in d for d in devs)

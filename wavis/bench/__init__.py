@@ -13,6 +13,7 @@ Subcommands::
 
     wavis bench [run] [--quick | --full] [--suites ntt,ckks,...] [--threads T] [--rounds R]
     wavis bench setup [--python310 PATH] [--force] [--only openfhe|tenseal]
+                      [--openfhe-src D --openfhe-hexl-src D --hexl-src D --cpu-features-src D] [--cache D]
     wavis bench compare OLD.json NEW.json [--min-noise 0.05] [--cpu]   # exit 1 on a regression
     wavis bench readme [--readme README.md]                      # the README's performance section
     wavis bench plot RESULT.json
@@ -70,6 +71,9 @@ class Harness:
         self.root = root
         self.bench_dir = root / "benchmarks"
         self.no_refs = args.no_refs
+        from .native import default_cache
+
+        self.native_cache = Path(args.native_cache) if getattr(args, "native_cache", None) else default_cache()
         self.quiet = args.quiet
         # extra WAVIS columns, interleaved with the others (suites ckks and tfhe)
         self.baseline = Path(args.baseline).resolve() if getattr(args, "baseline", None) else None
@@ -93,10 +97,26 @@ class Harness:
         if self.no_refs:
             return "not run (--no-refs)"
         if lib not in self._ref_status:
-            from .refenv import status
+            if lib == "openfhe-native":
+                from . import native
 
-            self._ref_status[lib] = status(self.bench_dir, lib)
+                self._ref_status[lib] = native.status(self.native_cache)
+            else:
+                from .refenv import status
+
+                self._ref_status[lib] = status(self.bench_dir, lib)
         return self._ref_status[lib]
+
+    def native_worker(self) -> Path:
+        """The OpenFHE + HEXL worker built by ``wavis bench setup --openfhe-src …``."""
+        from . import native
+
+        return native.worker_path(self.native_cache)
+
+    def native_manifest(self) -> dict | None:
+        from . import native
+
+        return native.manifest(self.native_cache)
 
 
 def _slug(s: str) -> str:
@@ -153,7 +173,7 @@ def run(args) -> int:
         h.log(f"[{name}] {status} in {time.monotonic() - t:.0f} s {note}")
     doc["machine"]["loadavg_end"] = loadavg()
     doc["elapsed_s"] = round(time.monotonic() - t0, 1)
-    for lib in ("openfhe", "tenseal"):
+    for lib in ("openfhe", "tenseal", "openfhe_native"):
         h.software.setdefault(lib, None)
     out = Path(args.out) if args.out else (h.bench_dir / "results" / f"bench-{h.mode}-{_slug(doc['machine']['cpu_model'])}-{_slug(doc['machine']['simd_path'])}.json")
     dump(doc, out)
@@ -184,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--budget-scale", type=float, default=1.0, help="multiply every suite's time budget")
     r.add_argument("--no-refs", action="store_true", help="WAVIS only (no OpenFHE/TenSEAL columns)")
     r.add_argument("--no-plots", action="store_true")
+    r.add_argument("--native-cache", help="the OpenFHE + HEXL build of `wavis bench setup --openfhe-src …` (default "
+                                          "$WAVIS_BENCH_CACHE or ~/.cache/wavis/openfhe-hexl); used where built")
     r.add_argument("--out", help="result JSON (default benchmarks/results/bench-<mode>-<cpu>-<simd>.json)")
     r.add_argument("--quiet", action="store_true")
     r.add_argument("--baseline", metavar="DIR",
@@ -198,6 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--python310", help="a Python 3.10 interpreter for the OpenFHE wheel")
     s.add_argument("--only", choices=["openfhe", "tenseal"])
     s.add_argument("--force", action="store_true", help="rebuild even when the library imports")
+    g = s.add_argument_group("OpenFHE + Intel HEXL from sources (../shared/anchors/README.md), built in a cache "
+                             "outside the repository")
+    g.add_argument("--openfhe-src", help="openfheorg/openfhe-development source tree (v1.5.1, cereal submodule present)")
+    g.add_argument("--openfhe-hexl-src", help="openfheorg/openfhe-hexl source tree (v1.5.1.0, the overlay)")
+    g.add_argument("--hexl-src", help="intel/hexl source tree (v1.2.5 or later)")
+    g.add_argument("--cpu-features-src", help="google/cpu_features source tree (the commit HEXL pins)")
+    g.add_argument("--cache", help="build cache (default $WAVIS_BENCH_CACHE or ~/.cache/wavis/openfhe-hexl)")
+    g.add_argument("--jobs", type=int, default=2, help="parallel compile jobs (default 2)")
+    g.add_argument("--worker-only", action="store_true",
+                   help="only recompile the native worker against an existing build in the cache")
     c = sub.add_parser("compare", help="flag regressions beyond the measured noise between two result files")
     c.add_argument("old")
     c.add_argument("new")
@@ -212,6 +244,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _setup(args, root: Path) -> int:
+    """The reference venvs; with sources given, also the OpenFHE + HEXL build (wavis.bench.native)."""
+    from . import native
+    from .refenv import setup
+
+    srcs = (args.openfhe_src, args.openfhe_hexl_src, args.hexl_src, args.cpu_features_src)
+    if args.worker_only:
+        cache = Path(args.cache) if args.cache else native.default_cache()
+        try:
+            print(f"built {native.build_worker(root, cache)}")
+        except native.NativeBuildError as e:
+            print(f"native worker: {e}", file=sys.stderr)
+            return 1
+        return 0
+    rc = setup(root / "benchmarks", [args.only] if args.only else ["openfhe", "tenseal"], args.python310, args.force)
+    if any(srcs):
+        try:
+            native.build(root, *srcs, cache=Path(args.cache) if args.cache else None, jobs=args.jobs, force=args.force)
+        except native.NativeBuildError as e:
+            print(f"OpenFHE + HEXL: {e}", file=sys.stderr)
+            rc |= 1
+    return rc
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("run", "setup", "compare", "readme", "plot", "-h", "--help"):
@@ -222,10 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         args.argv_text = argv[1:]
         return run(args)
     if args.cmd == "setup":
-        from .refenv import setup
-
-        return setup(root / "benchmarks", [args.only] if args.only else ["openfhe", "tenseal"], args.python310,
-                     args.force)
+        return _setup(args, root)
     if args.cmd == "compare":
         from .compare import compare, print_comparison
         from .schema import load

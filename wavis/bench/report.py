@@ -10,8 +10,8 @@ from pathlib import Path
 
 from .schema import load
 
-REF_ORDER = ("openfhe", "tenseal")
-REF_SHORT = {"openfhe": "OpenFHE wheel (no SIMD)", "tenseal": "TenSEAL"}
+REF_ORDER = ("openfhe", "openfhe-native", "tenseal")
+REF_SHORT = {"openfhe": "OpenFHE wheel (no SIMD)", "openfhe-native": "OpenFHE+HEXL (native)", "tenseal": "TenSEAL"}
 SHORT_PARAMS = ("N", "depth", "scale_bits", "dnum", "prime_bits", "limbs", "preset", "slots", "batch", "threads",
                 "concurrency", "max_batch", "delay_ms")
 
@@ -96,6 +96,8 @@ def header_lines(doc: dict) -> list[str]:
            f"wavis {s.get('wavis')} @ {s.get('git_commit')}{' (dirty)' if s.get('git_dirty') else ''}, "
            f"OpenFHE {s.get('openfhe') or '-'} (PyPI wheel, no SIMD), TenSEAL {s.get('tenseal') or '-'}; "
            f"{doc['created']}; `{doc['command']}`"]
+    if s.get("openfhe_native"):
+        out.append(f"OpenFHE+HEXL (native): {s['openfhe_native']}")
     if b:
         mm = b.get("mulmod_per_s", {})
         out.append(f"bound: memory {b['memory_bandwidth_GBps']:.1f} GB/s (1 thread); modular multiplies "
@@ -157,7 +159,7 @@ def plot(doc: dict, stem: Path) -> list[Path]:
                 items.append((f"{r['suite']} {r['name']} {short_params({k: v for k, v in r['params'].items() if k in ('N', 'preset', 'slots')})}", lib, ref["ratio"]))
     if items:
         fig, ax = plt.subplots(figsize=(9, 0.35 * len(items) + 1.8))
-        colors = {"openfhe": "tab:blue", "tenseal": "tab:orange"}
+        colors = {"openfhe": "tab:blue", "openfhe-native": "tab:green", "tenseal": "tab:orange"}
         for i, (label, lib, r) in enumerate(items):
             ax.errorbar(r["median"], i, xerr=[[r["median"] - r["min"]], [r["max"] - r["median"]]], fmt="o",
                         color=colors.get(lib, "tab:gray"), capsize=3)
@@ -264,6 +266,10 @@ def headline_cell(r: dict | None) -> str:
     if o and o.get("ratio"):
         cpu = f" (CPU {o['cpu_ratio']['median']:.2f}×)" if o.get("cpu_ratio") else ""
         cell += f", {o['ratio']['median']:.2f}×{cpu} OpenFHE wheel (no SIMD)"
+    nat = r.get("refs", {}).get("openfhe-native")
+    if nat and nat.get("ratio"):
+        cpu = f" (CPU {nat['cpu_ratio']['median']:.2f}×)" if nat.get("cpu_ratio") else ""
+        cell += f", {nat['ratio']['median']:.2f}×{cpu} OpenFHE+HEXL"
     if r.get("ratio_to_bound"):
         cell += f", {r['ratio_to_bound']:.1f}× bound"
     return cell
@@ -287,7 +293,9 @@ def readme_section(results_dir: Path, repo_root: Path) -> str:
     lines = [START, "<!-- written by `wavis bench readme` from benchmarks/results/bench-*.json; edits here are overwritten -->",
              "One row per host class (CPU model / SIMD path), from its latest `wavis bench` run. Ratios are WAVIS time /",
              "OpenFHE time, interleaved round by round, same ring, chain, scale and dnum; the OpenFHE column is the",
-             "PyPI wheel, which is built **without SIMD** (OpenFHE with Intel HEXL is faster: docs and issue 21).",
+             "PyPI wheel, which is built **without SIMD**; \"OpenFHE+HEXL\" is OpenFHE built with Intel HEXL",
+             "(`wavis bench setup --openfhe-src …`; on a host without AVX-512 HEXL runs its scalar fallback, the",
+             "row's JSON says which kernels ran).",
              "Wall-clock figures on a loaded shared host are upper bounds; the process CPU time (all threads) is given",
              "beside them, and the ratio column also gives the CPU-time ratio.", ""]
     if not docs:
@@ -304,7 +312,7 @@ def readme_section(results_dir: Path, repo_root: Path) -> str:
     p, doc = docs[0]
     rel = p.relative_to(repo_root) if p.is_relative_to(repo_root) else p
     lines += ["", f"Latest run in full ({rel}; plots beside it as `{p.stem}-*.png`):", ""]
-    lines += header_lines(doc)[:3]
+    lines += header_lines(doc)[:4]
     lines += ["", markdown_table(doc), "", "† the row records parameter deviations (JSON `refs.*.deviations`).", END]
     return "\n".join(lines)
 

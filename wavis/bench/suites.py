@@ -36,12 +36,14 @@ PLANS = {
         "budgets": {"ntt": 15, "ckks": 80, "bootstrap": 75, "tfhe": 40, "service": 40, "gpu": 120},
         "rounds": 1, "ckks_reps": 3, "ckks_configs": ["n14"], "ntt_sizes": [16384], "ntt_bits": [50],
         "ntt_limbs": [], "ckks_scaling": [],
-        # OpenFHE's wheel has no setting at N = 2^15 that is 128-bit, bootstraps correctly and generates
-        # its keys within the quick budget here (tried: scale 40 → "degree > correction factor";
-        # scale 50, dnum 15 → 72 s of key generation, 0.1 bits; scale 55 → needs N = 2^16)
-        "bootstrap": {"preset": "n32768", "slots": 16, "openfhe": None,
-                      "openfhe_note": "not run in --quick: the PyPI wheel has no 128-bit N=2^15 "
-                                      "setting that bootstraps correctly within the budget here; --full compares at N=2^16"},
+        # OpenFHE at the preset's ring, slots, security and secret (sparse-secret encapsulation, h = 32):
+        # q_0 60 bits, one 50-bit prime size above it (FLEXIBLEAUTO), 2 levels after the bootstrap,
+        # CoeffsToSlots/SlotsToCoeffs one level each ([1, 1]: its default [3, 3], and [2, 2], put
+        # log2 QP over the 128-bit bound at N = 2^15 with 50-bit primes, which 40-bit primes avoid
+        # but bootstrap to 5.6 bits), dnum 8 (15 primes: 16 digits do not divide them, 15 needs ~4.5 GB)
+        "bootstrap": {"preset": "n32768", "slots": 16,
+                      "openfhe": {"N": 32768, "slots": 16, "levels_after": 2, "level_budget": [1, 1],
+                                  "scale_mod_bits": 50, "first_mod_bits": 60, "dnum": 8}},
         "tfhe_presets": ["standard_128"], "tfhe_reps": 8, "tfhe_batches": [16], "tfhe_threads": [1],
         "service": {"concurrency": [1, 8], "seconds": 2, "sizes": [32], "delays": [1.0], "batch_sizes": [32]},
     },
@@ -53,7 +55,9 @@ PLANS = {
         "ckks_scaling": [{"N": n, "depth": 2, "scale_bits": 40, "first_bits": 60, "dnum": 3}
                          for n in (8192, 16384, 32768, 65536)]
                         + [{"N": 16384, "depth": d, "scale_bits": 30, "first_bits": 50, "dnum": d + 1} for d in (2, 5, 10)],
-        "bootstrap": {"preset": "n65536", "slots": None, "openfhe": {"N": 65536, "slots": 32768, "levels_after": 9}},
+        "bootstrap": {"preset": "n65536", "slots": None,
+                      "openfhe": {"N": 65536, "slots": 32768, "levels_after": 9, "level_budget": [3, 3],
+                                  "scale_mod_bits": 53, "first_mod_bits": 60, "dnum": 5}},
         "tfhe_presets": ["fast_128", "standard_128", "conservative_128"], "tfhe_reps": 20,
         "tfhe_batches": [8, 32, 128], "tfhe_threads": [1, 2],
         "service": {"concurrency": [1, 4, 16, 64], "seconds": 4, "sizes": None, "delays": None, "batch_sizes": None},
@@ -61,6 +65,7 @@ PLANS = {
 }
 
 OPENFHE_LABEL = "OpenFHE {v} (PyPI wheel, no SIMD)"
+NATIVE = "openfhe-native"  # OpenFHE + Intel HEXL built by `wavis bench setup --openfhe-src …` (wavis.bench.native)
 TENSEAL_LABEL = "TenSEAL {v} (SEAL)"
 
 
@@ -123,8 +128,32 @@ def _blocks(fn, reps: int, blocks: int = 5) -> tuple[list[float], list[float]]:
 # ----------------------------------------------------------------------------------------- ckks
 def _ref_meta(h, lib: str, info: dict | None, status: str) -> dict:
     v = (info or {}).get("version", "?")
+    if lib == NATIVE:
+        from .native import describe
+
+        return {"label": describe(h.native_manifest()), "status": status, "deviations": {}}
     label = (OPENFHE_LABEL if lib == "openfhe" else TENSEAL_LABEL).format(v=v)
     return {"label": label, "status": status, "deviations": {}}
+
+
+def _start_native(h, kind: str, cfg: dict, workers: dict, status: dict, env: dict) -> None:
+    """The native OpenFHE + HEXL worker, where `wavis bench setup` built it (else no column)."""
+    if h.ref_status(NATIVE) != "ok":
+        return
+    from .native import GLIBC_TUNABLES
+
+    r = _start(h, NATIVE, [str(h.native_worker()), kind, json.dumps(cfg)], dict(env, GLIBC_TUNABLES=GLIBC_TUNABLES))
+    if isinstance(r, str):
+        status[NATIVE] = r
+    else:
+        workers[NATIVE] = r
+
+
+def _native_deviations(h, info: dict) -> list[str]:
+    from .native import describe
+
+    return [f"{describe(h.native_manifest())}; glibc malloc tunables of the anchors (mmap/trim thresholds); "
+            f"special primes chosen by OpenFHE ({info.get('special_bits', '?')} bits, log2 QP = {info.get('log_qp', '?')})"]
 
 
 def _start(h, lib: str, argv: list[str], env: dict) -> Worker | str:
@@ -235,6 +264,7 @@ def suite_ckks(h, budget: Budget):
         xw, xstatus, xmeta = _extra_wavis(h, "ckks", cfg, h.threads)
         workers.update(xw)
         status.update(xstatus)
+        _start_native(h, "ckks", dict(cfg, security="128"), workers, status, env)
         h.log(f"  ckks {cname} {cfg['N']}: key generation ({', '.join(workers)}) ...")
         status.update(_ready_all(workers, budget, h.log))
         if "wavis" not in workers:
@@ -254,6 +284,11 @@ def suite_ckks(h, budget: Budget):
         refs["tenseal"]["deviations"] = {"*": ["one 60-bit special prime, no dnum (SEAL)"],
                                          "encrypt": ["TenSEAL's encrypt includes encode"]}
         refs.update(_extra_refs(workers, status, xmeta))
+        if NATIVE in workers or NATIVE in status:
+            ni = workers[NATIVE].info if NATIVE in workers else {}
+            refs[NATIVE] = _ref_meta(h, NATIVE, ni, status.get(NATIVE, "?"))
+            refs[NATIVE]["deviations"] = {"*": _native_deviations(h, ni) + ["FIXEDMANUAL rescaling (WAVIS: canonical per-level scales)"]}
+            h.software["openfhe_native"] = refs[NATIVE]["label"]
         params = {**CKKS_CONFIGS[cname], "security": "128-bit", "threads": h.threads, "log_qp": winfo.get("log_qp")}
         data = interleave(workers, CKKS_OPS, plan["rounds"], plan["ckks_reps"], budget, log=h.log)
         crow = comparison_rows("ckks", data, params, refs)
@@ -288,19 +323,23 @@ def suite_ckks(h, budget: Budget):
 
 # ------------------------------------------------------------------------------------ bootstrap
 def suite_bootstrap(h, budget: Budget):
-    """One CKKS bootstrap (quick: a sparse-slot bootstrap of the small 128-bit preset; full: the
-    N = 2^16 preset, full slots) on WAVIS and OpenFHE's EvalBootstrap, precision checked."""
+    """One CKKS bootstrap on WAVIS, OpenFHE's EvalBootstrap (PyPI wheel) and, where built,
+    OpenFHE + HEXL, interleaved, each output's precision checked (≥ 8 bits) before its time
+    counts. Quick: a 16-slot sparse bootstrap of the 128-bit ``n32768`` preset against OpenFHE at
+    N = 2^15, 16 slots, 128-bit, the same secret (sparse-secret encapsulation, h = 32); full:
+    the ``n65536`` preset, full slots. OpenFHE has one prime size above q_0 and picks its own
+    special primes; every deviation from the preset is written into the row."""
     bp = h.plan["bootstrap"]
     cfg = {"preset": bp["preset"], "slots": bp["slots"], "check_bits": 8}
     env = child_env(h.threads)
-    workers = {}
+    workers: dict[str, Worker] = {}
     w = _start(h, "wavis", [sys.executable, "-m", "wavis.bench.worker", "bootstrap", json.dumps(cfg)], env)
     if isinstance(w, str):
         return [], w
     workers["wavis"] = w
-    status = {}
-    st = h.ref_status("openfhe") if bp["openfhe"] else bp.get("openfhe_note", "not run")
-    ocfg = dict(bp["openfhe"] or {"levels_after": None}, threads=h.threads, check_bits=8)
+    status: dict[str, str] = {}
+    ocfg = dict(bp["openfhe"], threads=h.threads, check_bits=8)
+    st = h.ref_status("openfhe")
     if st == "ok":
         r = _start(h, "openfhe", [str(h.ref_python("openfhe")), str(h.bench_dir / "openfhe_bootstrap.py"), "--serve",
                                   json.dumps(ocfg)], env)
@@ -310,6 +349,7 @@ def suite_bootstrap(h, budget: Budget):
             workers["openfhe"] = r
     else:
         status["openfhe"] = st
+    _start_native(h, "bootstrap", dict(ocfg, security="128"), workers, status, env)
     h.log(f"  bootstrap {bp['preset']} slots={bp['slots']}: key generation ({', '.join(workers)}) ...")
     status.update(_ready_all(workers, budget, h.log))
     if "wavis" not in workers:
@@ -317,24 +357,48 @@ def suite_bootstrap(h, budget: Budget):
             w.close()
         return [], "wavis worker failed: " + status.get("wavis", "?")
     wi = workers["wavis"].info
-    refs = {"openfhe": _ref_meta(h, "openfhe", workers["openfhe"].info if "openfhe" in workers else None,
-                                 status.get("openfhe", "?"))}
-    oi = workers["openfhe"].info if "openfhe" in workers else {}
-    if bp["openfhe"]:
-        refs["openfhe"]["deviations"] = {"*": [
-            f"OpenFHE: {oi.get('secret', '?')}, level budget {ocfg.get('level_budget', [3, 3])}, one prime size "
-            f"({ocfg.get('scale_mod_bits', 50)} bits) for the whole chain, dnum {ocfg.get('dnum', 5)}; WAVIS preset "
-            f"{bp['preset']}: {wi.get('secret')}, its own prime sizes (wavis/ckks/presets.py)",
-            f"levels after bootstrap: both {ocfg['levels_after']}"]}
+    refs = {}
+    for lib in ("openfhe", NATIVE):
+        if lib == NATIVE and lib not in workers and lib not in status:
+            continue  # not built here: no column
+        oi = workers[lib].info if lib in workers else {}
+        refs[lib] = _ref_meta(h, lib, oi or None, status.get(lib, "?"))
+        refs[lib]["deviations"] = {"*": bootstrap_deviations(bp["preset"], wi, ocfg, oi)
+                                   + (_native_deviations(h, oi) if lib == NATIVE else [])}
+        if lib in workers:
+            refs[lib]["keygen_s"] = oi.get("keygen_s")
     params = {"preset": bp["preset"], "N": wi.get("N"), "slots": wi.get("slots"), "levels_after": wi.get("levels_after"),
-              "threads": h.threads, "security": "128-bit"}
+              "threads": h.threads, "security": "128-bit", "secret": wi.get("secret")}
     data = interleave(workers, ["bootstrap"], h.plan["rounds"], 1, budget, log=h.log)
     rows = comparison_rows("bootstrap", data, params, refs)
-    for r in rows:  # seconds read better than ms here
+    for r in rows:
         r["key_bytes"] = wi.get("key_bytes")
+        r["keygen_s"] = {"wavis": round(workers["wavis"].setup_s, 1),
+                         **{lib: refs[lib].get("keygen_s") for lib in refs}}
     for w in workers.values():
         w.close()
     return rows, ""
+
+
+def bootstrap_deviations(preset: str, wi: dict, ocfg: dict, oi: dict) -> list[str]:
+    """How OpenFHE's bootstrap parameters differ from the WAVIS preset's (the row's record)."""
+    from wavis.ckks.presets import BOOTSTRAP_PRESETS
+
+    p = BOOTSTRAP_PRESETS[preset]
+    wchain = (f"q0 {p.first_mod_bits}, {p.max_depth} user x {p.scale_bits}, SlotsToCoeffs {list(p.stc_bits)}, "
+              f"EvalMod {len(p.evalmod_bits)} x {p.evalmod_bits[0]}, CoeffsToSlots {list(p.cts_bits)}, "
+              f"P {p.special_mod_bits}-bit primes, dnum {p.dnum}")
+    ochain = (f"q0 {ocfg.get('first_mod_bits', 60)}, every other prime {ocfg.get('scale_mod_bits')} bits (FLEXIBLEAUTO: "
+              f"one size), level budget {ocfg.get('level_budget')} (CoeffsToSlots, SlotsToCoeffs), "
+              f"bootstrap depth {oi.get('boot_depth', '?')}, {ocfg.get('levels_after')} levels after, "
+              f"dnum {ocfg.get('dnum')}, P chosen by OpenFHE" + (f" ({oi['special_bits']} bits)" if oi.get("special_bits") else ""))
+    out = [f"chain: WAVIS {wchain}; OpenFHE {ochain}",
+           f"secret: both uniform ternary for the user, sparse-secret encapsulation h = 32 inside the bootstrap "
+           f"(WAVIS K = {p.eval_mod_k}, r = {p.double_angle}, degree {p.cheb_degree}; OpenFHE SPARSE_ENCAPSULATED, "
+           f"its own K and polynomial)"]
+    if oi.get("log_qp"):
+        out.append(f"log2 QP: OpenFHE {oi['log_qp']}")
+    return out
 
 
 # ----------------------------------------------------------------------------------------- tfhe
