@@ -315,9 +315,10 @@ def test_hexl_configure_findings_and_the_row_label_say_which_kernels_run():
     f = native.hexl_configure_flags(log)
     assert f == {"HEXL_HAS_AVX512DQ": False, "HEXL_HAS_AVX512IFMA": False, "HEXL_HAS_AVX512VBMI2": False,
                  "HEXL_HAS_AVX256": True}
-    man = {"openfhe_version": "1.5.1", "hexl_version": "1.2.5", "sources": {"hexl": {"describe": "v1.2.5-4-g2d196fd"}},
-           "runs_avx512_kernels": False, "runs_ifma_kernels": False}
-    assert "without its AVX-512 kernels" in native.describe(man) and "OpenFHE 1.5.1 + HEXL 1.2.5" in native.describe(man)
+    man = {"openfhe_version": "1.5.0", "hexl_version": "1.2.5", "runs_avx512_kernels": False, "runs_ifma_kernels": False,
+           "sources": {"hexl": {"describe": "v1.2.5-4-g2d196fd"}, "openfhe-development": {"describe": "v1.5.1"}}}
+    assert "without its AVX-512 kernels" in native.describe(man)
+    assert "OpenFHE v1.5.1 (built as 1.5.0: the overlay's CMakeLists version) + HEXL 1.2.5" in native.describe(man)
     assert "AVX-512 IFMA kernels" in native.describe(dict(man, runs_avx512_kernels=True, runs_ifma_kernels=True))
     assert native.describe(None) == "not built"
 

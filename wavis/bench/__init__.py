@@ -228,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cpu-features-src", help="google/cpu_features source tree (the commit HEXL pins)")
     g.add_argument("--cache", help="build cache (default $WAVIS_BENCH_CACHE or ~/.cache/wavis/openfhe-hexl)")
     g.add_argument("--jobs", type=int, default=2, help="parallel compile jobs (default 2)")
+    g.add_argument("--anchors-cpp", help="the anchors' openfhe_ckks_bench.cpp, also built when given or found "
+                                         "(default ../shared/anchors/openfhe_ckks_bench.cpp beside the checkout)")
     g.add_argument("--worker-only", action="store_true",
                    help="only recompile the native worker against an existing build in the cache")
     c = sub.add_parser("compare", help="flag regressions beyond the measured noise between two result files")
@@ -253,7 +255,7 @@ def _setup(args, root: Path) -> int:
     if args.worker_only:
         cache = Path(args.cache) if args.cache else native.default_cache()
         try:
-            print(f"built {native.build_worker(root, cache)}")
+            print(f"built {native.build_worker(root, cache, anchors_cpp=args.anchors_cpp)}")
         except native.NativeBuildError as e:
             print(f"native worker: {e}", file=sys.stderr)
             return 1
@@ -261,7 +263,8 @@ def _setup(args, root: Path) -> int:
     rc = setup(root / "benchmarks", [args.only] if args.only else ["openfhe", "tenseal"], args.python310, args.force)
     if any(srcs):
         try:
-            native.build(root, *srcs, cache=Path(args.cache) if args.cache else None, jobs=args.jobs, force=args.force)
+            native.build(root, *srcs, cache=Path(args.cache) if args.cache else None, jobs=args.jobs, force=args.force,
+                         anchors_cpp=args.anchors_cpp)
         except native.NativeBuildError as e:
             print(f"OpenFHE + HEXL: {e}", file=sys.stderr)
             rc |= 1

@@ -266,6 +266,7 @@ def _compile(b: _Builder, step: str, src: Path, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     argv = ["g++", "-O3", "-std=c++17", "-fopenmp", "-DMATHBACKEND=4",
             *[f"-I{inc / s}" if s else f"-I{inc}" for s in ("", "core", "pke", "binfhe", "cereal")],
+            f"-I{b.prefix / 'include'}",  # hexl/hexl.hpp, included by the overlay's headers
             str(src), "-o", str(out), f"-L{b.prefix / 'lib'}", f"-Wl,-rpath,{b.prefix / 'lib'}",
             "-lOPENFHEpke", "-lOPENFHEbinfhe", "-lOPENFHEcore", "-lhexl"]
     b.sh(step, argv)
@@ -278,7 +279,7 @@ def build_worker(root: Path, cache: Path, b: _Builder | None = None, anchors_cpp
     src = root / "benchmarks" / WORKER_SRC
     if not src.exists():
         raise NativeBuildError(f"{src} not found")
-    anchors_cpp = anchors_cpp or root.parent / "shared" / "anchors" / "openfhe_ckks_bench.cpp"
+    anchors_cpp = Path(anchors_cpp) if anchors_cpp else root.parent / "shared" / "anchors" / "openfhe_ckks_bench.cpp"
     if anchors_cpp.exists():
         _compile(b, "anchors_bench", anchors_cpp, cache / "bin" / "openfhe_ckks_bench")
     _compile(b, "worker", src, worker_path(cache))
@@ -303,5 +304,6 @@ def describe(man: dict | None) -> str:
         kern = "HEXL AVX-512 kernels (no IFMA)"
     else:
         kern = "HEXL without its AVX-512 kernels (this CPU has none: scalar fallback)"
-    return (f"OpenFHE {man.get('openfhe_version') or c('openfhe-development')} + HEXL {man.get('hexl_version')} "
-            f"({c('hexl')}), -march=native, {kern}")
+    src, built = c("openfhe-development"), man.get("openfhe_version")
+    ofhe = src if not built or src.lstrip("v") == built else f"{src} (built as {built}: the overlay's CMakeLists version)"
+    return f"OpenFHE {ofhe} + HEXL {man.get('hexl_version')} ({c('hexl')}), -march=native, {kern}"
