@@ -33,9 +33,9 @@ CKKS_OPS = ["encode", "encrypt", "decrypt_decode", "add", "multiply_relin_rescal
 
 PLANS = {
     "quick": {
-        # the bootstrap's budget covers both libraries' key generation, in parallel (~80 s on the
-        # loaded 2-core AVX2 host: WAVIS's 25 keys of n32768, 1.4 GB; OpenFHE's at dnum 8)
-        "budgets": {"ntt": 15, "ckks": 60, "bootstrap": 150, "tfhe": 35, "service": 35, "gpu": 120},
+        # the bootstrap's budget covers every library's key generation, in parallel (~80 s for two on
+        # the loaded 2-core AVX2 host: WAVIS's 25 keys of n32768, 1.4 GB; OpenFHE's at dnum 8)
+        "budgets": {"ntt": 10, "ckks": 50, "bootstrap": 170, "tfhe": 30, "service": 35, "gpu": 120},
         "rounds": 1, "ckks_reps": 3, "ckks_configs": ["n14"], "ntt_sizes": [16384], "ntt_bits": [50],
         "ntt_limbs": [], "ckks_scaling": [],
         # OpenFHE at the preset's ring, slots, security and secret (sparse-secret encapsulation, h = 32):
