@@ -337,3 +337,41 @@ def test_quick_bootstrap_compares_openfhe_at_the_presets_ring_slots_and_secret()
     devs = bootstrap_deviations(bp["preset"], {}, bp["openfhe"], {"boot_depth": 12, "special_bits": [60, 60]})
     assert any("dnum 16" in d and "dnum 8" in d for d in devs)  # WAVIS's and OpenFHE's digits both recorded
     assert any("sparse-secret encapsulation h = 32" in d for d in devs)
+
+
+def test_heavy_lock_is_taken_for_memory_heavy_suites_only(tmp_path, monkeypatch):
+    import fcntl
+
+    from wavis.bench import heavy_suite
+    from wavis.bench.suites import PLANS
+
+    assert heavy_suite("bootstrap", PLANS["quick"]) and heavy_suite("ckks", PLANS["full"])
+    assert not heavy_suite("ckks", PLANS["quick"]) and not heavy_suite("ntt", PLANS["full"])
+    monkeypatch.setenv("WAVIS_BENCH_BW_MIB", "16")
+    lock = tmp_path / "big.lock"
+    held = open(lock, "a")
+    fcntl.flock(held, fcntl.LOCK_EX)  # another job holds it: a light suite must not wait for it
+    out = tmp_path / "r.json"
+    rc = bench_main(["run", "--quick", "--suites", "ntt", "--no-refs", "--no-plots", "--quiet", "--out", str(out),
+                     "--heavy-lock", str(lock)])
+    assert rc == 0 and load(out)["suites"]["ntt"]["status"] == "ok"
+    held.close()
+
+
+def test_heavy_lock_is_held_while_a_heavy_suite_runs(tmp_path):
+    import fcntl
+    import types
+
+    from wavis.bench import _heavy_lock
+    from wavis.bench.suites import PLANS
+
+    h = types.SimpleNamespace(plan=PLANS["quick"], log=lambda m: None)
+    lock = tmp_path / "big.lock"
+    f = _heavy_lock(str(lock), "bootstrap", h)
+    other = open(lock, "a")
+    with pytest.raises(BlockingIOError):
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    f.close()
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released with the suite
+    other.close()
+    assert _heavy_lock(str(lock), "ntt", h) is None

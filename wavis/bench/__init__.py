@@ -119,6 +119,34 @@ class Harness:
         return native.manifest(self.native_cache)
 
 
+def heavy_suite(name: str, plan: dict) -> bool:
+    """Whether a suite's working set may pass 4 GB: every bootstrap (n32768 keys are 1.4 GB per
+    library, three libraries in parallel) and the CKKS suite once it holds an N = 2^16 set."""
+    from .suites import CKKS_CONFIGS
+
+    if name == "bootstrap":
+        return True
+    if name == "ckks":
+        ns = [CKKS_CONFIGS[c]["N"] for c in plan.get("ckks_configs", [])] + [c["N"] for c in plan.get("ckks_scaling", [])]
+        return max(ns, default=0) >= 65536
+    return False
+
+
+def _heavy_lock(path: str, name: str, h):
+    """An exclusive flock on ``path`` held for a heavy suite (shared hosts: other memory-heavy jobs
+    take the same lock), taken before the suite's budget starts; None for a light suite."""
+    import fcntl
+
+    if not heavy_suite(name, h.plan):
+        return None
+    f = open(path, "a")
+    h.log(f"[{name}] waiting for {path} (memory-heavy suite) ...")
+    t = time.monotonic()
+    fcntl.flock(f, fcntl.LOCK_EX)
+    h.log(f"[{name}] got {path} after {time.monotonic() - t:.0f} s")
+    return f
+
+
 def _slug(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-")[:60]
 
@@ -152,6 +180,7 @@ def run(args) -> int:
     scale = args.budget_scale
     for name in suites:
         budget_s = h.plan["budgets"][name] * scale
+        lock = _heavy_lock(args.heavy_lock, name, h) if args.heavy_lock else None
         b = Budget(budget_s)
         h.log(f"[{name}] (budget {budget_s:.0f} s)")
         t = time.monotonic()
@@ -167,6 +196,9 @@ def run(args) -> int:
 
             rows, note, status = [], f"{type(e).__name__}: {e}", "failed"
             h.log(traceback.format_exc(limit=5))
+        finally:
+            if lock is not None:
+                lock.close()  # releases the flock
         doc["rows"] += rows
         doc["suites"][name] = {"status": status, "seconds": round(time.monotonic() - t, 1), "budget_s": budget_s,
                                "note": note}
@@ -216,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--simd-also", metavar="PATHS",
                    help="comma-separated SIMD paths (e.g. portable): this checkout again with WAVIS_SIMD=PATH as "
                         "extra columns 'wavis_PATH' in the ckks and tfhe suites")
+    r.add_argument("--heavy-lock", metavar="FILE",
+                   help="hold an exclusive flock on FILE while a memory-heavy suite runs (bootstrap; ckks with "
+                        "N=2^16), so a shared host's other heavy jobs wait for it and it for them")
     s = sub.add_parser("setup", help="create the reference environments (OpenFHE: Python 3.10; TenSEAL)")
     s.add_argument("--python310", help="a Python 3.10 interpreter for the OpenFHE wheel")
     s.add_argument("--only", choices=["openfhe", "tenseal"])
