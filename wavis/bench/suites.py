@@ -444,6 +444,8 @@ def suite_tfhe(h, budget: Budget):
         refs = {"openfhe": _ref_meta(h, "openfhe", workers["openfhe"].info if "openfhe" in workers else None,
                                      status.get("openfhe", "?"))}
         oi = workers["openfhe"].info if "openfhe" in workers else {}
+        if oi.get("version"):
+            h.software["openfhe"] = oi["version"]
         refs["openfhe"]["deviations"] = {"*": [
             f"OpenFHE STD128/GINX (n={oi.get('n', '?')}, N={oi.get('N', '?')}) vs WAVIS {preset} (n={wi['n']}, "
             f"k={wi['k']}, N={wi['N']}): no common parameter set; both 128-bit Boolean sets"]}
