@@ -348,6 +348,7 @@ def test_heavy_lock_is_taken_for_memory_heavy_suites_only(tmp_path, monkeypatch)
     assert heavy_suite("bootstrap", PLANS["quick"]) and heavy_suite("ckks", PLANS["full"])
     assert not heavy_suite("ckks", PLANS["quick"]) and not heavy_suite("ntt", PLANS["full"])
     monkeypatch.setenv("WAVIS_BENCH_BW_MIB", "16")
+    monkeypatch.setenv("WAVIS_THREADS", "1")  # run() sets it when unset: it must not leak into later tests
     lock = tmp_path / "big.lock"
     held = open(lock, "a")
     fcntl.flock(held, fcntl.LOCK_EX)  # another job holds it: a light suite must not wait for it
