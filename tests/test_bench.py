@@ -376,3 +376,19 @@ def test_heavy_lock_is_held_while_a_heavy_suite_runs(tmp_path):
     fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released with the suite
     other.close()
     assert _heavy_lock(str(lock), "ntt", h) is None
+
+
+def test_a_suite_whose_every_figure_failed_is_reported_failed(tmp_path, monkeypatch):
+    from wavis.bench import suites
+
+    def broken(h, budget):  # a worker died: rows carry the error and no figure
+        row = make_row("ntt", "ntt_forward", None, "us", params={"N": 16}, error="AttributeError: no diag_mac")
+        return [row], ""
+
+    monkeypatch.setitem(suites.SUITES, "ntt", broken)
+    monkeypatch.setenv("WAVIS_BENCH_BW_MIB", "16")
+    monkeypatch.setenv("WAVIS_THREADS", "1")
+    out = tmp_path / "r.json"
+    rc = bench_main(["run", "--quick", "--suites", "ntt", "--no-refs", "--no-plots", "--quiet", "--out", str(out)])
+    s = load(out)["suites"]["ntt"]
+    assert rc == 1 and s["status"] == "failed" and "diag_mac" in s["note"]

@@ -191,6 +191,9 @@ def run(args) -> int:
                 status = "failed"
             if any(r.get("check") and not r["check"].get("ok") for r in rows):
                 status = "failed"
+            if rows and all(r.get("value") is None and r.get("error") for r in rows):
+                status = "failed"  # every row's WAVIS figure is missing with an error (e.g. a worker died)
+                note = "; ".join(filter(None, [note, rows[0]["error"][:200]]))
         except Exception as e:  # one suite's failure is recorded; the others run
             import traceback
 
