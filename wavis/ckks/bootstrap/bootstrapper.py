@@ -570,51 +570,48 @@ _TRANSFORMS: "weakref.WeakKeyDictionary[object, OrderedDict]" = weakref.WeakKeyD
 _TRANSFORMS_LOCK = threading.Lock()
 
 
+def _shared(context, key: tuple, build):
+    """The context's entry for ``key``, made by ``build()`` (outside the lock) when absent; the
+    per-context LRU keeps at most SHARED_TRANSFORMS entries (two racing builders: the first wins)."""
+    with _TRANSFORMS_LOCK:
+        per = _TRANSFORMS.setdefault(context, OrderedDict())
+        found = per.get(key)
+        if found is not None:
+            per.move_to_end(key)
+            return found
+    built = build()
+    with _TRANSFORMS_LOCK:
+        per = _TRANSFORMS.setdefault(context, OrderedDict())
+        found = per.setdefault(key, built)
+        per.move_to_end(key)
+        while len(per) > SHARED_TRANSFORMS:
+            per.popitem(last=False)
+    return found
+
+
 def _shared_meta_stc(context, transforms: dict[str, list[LinearTransform]], key: tuple,
                      meta_bits: int) -> list[LinearTransform]:
     """META-BTS's SlotsToCoeffs factors: those of ``transforms`` with the last one times 2^-k_2
     (same offsets and baby/giant split, so the same rotation keys), shared like the DFT factors
     (one LRU entry of the context, keyed by the configuration and k_2)."""
-    key = ("meta-stc", meta_bits, *key)
-    with _TRANSFORMS_LOCK:
-        per = _TRANSFORMS.setdefault(context, OrderedDict())
-        found = per.get(key)
-        if found is not None:
-            per.move_to_end(key)
-            return found
-    stc = transforms["stc"]
-    last = stc[-1]
-    c = 2.0**-meta_bits
-    scaled = LinearTransform({k: d * c for k, d in last.diagonals.items()}, last.slots, last.period, baby=last.baby)
-    scaled.NTT_CACHE_BYTES = last.NTT_CACHE_BYTES
-    built = list(stc[:-1]) + [scaled]
-    with _TRANSFORMS_LOCK:
-        per = _TRANSFORMS.setdefault(context, OrderedDict())
-        found = per.setdefault(key, built)
-        per.move_to_end(key)
-        while len(per) > SHARED_TRANSFORMS:
-            per.popitem(last=False)
-    return found
+
+    def build() -> list[LinearTransform]:
+        stc = transforms["stc"]
+        last = stc[-1]
+        c = 2.0**-meta_bits
+        scaled = LinearTransform({k: d * c for k, d in last.diagonals.items()}, last.slots, last.period,
+                                 baby=last.baby)
+        scaled.NTT_CACHE_BYTES = last.NTT_CACHE_BYTES
+        return list(stc[:-1]) + [scaled]
+
+    return _shared(context, ("meta-stc", meta_bits, *key), build)
 
 
 def _shared_transforms(context, params: CkksParameters, pre, slots: int, rng: float,
                        giant_cost: float | None) -> dict[str, list[LinearTransform]]:
     """:func:`_build_transforms`, shared by the Bootstrappers of ``context`` (see SHARED_TRANSFORMS)."""
-    key = (params.fingerprint, slots, float(rng), giant_cost)
-    with _TRANSFORMS_LOCK:
-        per = _TRANSFORMS.setdefault(context, OrderedDict())
-        found = per.get(key)
-        if found is not None:
-            per.move_to_end(key)
-            return found
-    built = _build_transforms(params, pre, slots, rng, giant_cost)
-    with _TRANSFORMS_LOCK:
-        per = _TRANSFORMS.setdefault(context, OrderedDict())
-        found = per.setdefault(key, built)
-        per.move_to_end(key)
-        while len(per) > SHARED_TRANSFORMS:
-            per.popitem(last=False)
-    return found
+    return _shared(context, (params.fingerprint, slots, float(rng), giant_cost),
+                   lambda: _build_transforms(params, pre, slots, rng, giant_cost))
 
 
 def _galois_steps(transforms, params: CkksParameters, slots: int) -> list[int]:
