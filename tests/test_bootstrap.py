@@ -531,3 +531,39 @@ def test_compact_diagonal_cache(env, monkeypatch):
     assert keep == 0 and pts is None  # nothing kept in the NTT domain
     _, coeffs, _ = next(iter(bs._transforms["cts"][0]._coef_cache.values()))
     assert coeffs.dtype == np.int64
+
+def _resident_bytes(transforms) -> int:
+    """What the DFT factors hold after use: diagonals, rounded coefficients, NTT-domain plaintexts."""
+    total = 0
+    for lt in transforms:
+        total += sum(d.nbytes for d in lt.diagonals.values())
+        total += sum(coeffs.nbytes for _, coeffs, _ in lt._coef_cache.values())
+        total += sum(np.asarray(pts).nbytes for _, pts in lt._pt_cache.values() if pts is not None)
+    return total
+
+
+@pytest.mark.parametrize("slots", [None, 8])
+def test_cache_bytes_is_what_a_bootstrap_keeps(env, monkeypatch, slots):
+    """``Bootstrapper.cache_bytes`` (the service's admission counts it for every bootstrap) is,
+    byte for byte, what the shared DFT factors keep after one bootstrap, and after META-BTS (its
+    scaled last SlotsToCoeffs factor too); planned without encoding anything."""
+    params, enc, kg = env["params"], env["enc"], env["kg"]
+    monkeypatch.setattr(bootstrapper, "_TRANSFORMS", weakref.WeakKeyDictionary())  # fresh factors
+    plan = Bootstrapper.key_plan(params, slots)
+    evk = kg.evaluation_keys(galois_steps=plan.galois_steps, conjugation=True,
+                             encapsulation_hamming_weight=plan.encapsulation_hamming_weight)
+    bs = Bootstrapper(params, evk, slots=slots)
+    n = slots or params.slot_count
+    x = np.tile(np.random.default_rng(13).uniform(-1, 1, n), params.slot_count // n)
+    ct = env["encryptor"].encrypt(enc.encode(x, level=1))
+    planned = Bootstrapper.cache_bytes(params, slots)
+    assert _resident_bytes(bs._transforms["cts"] + bs._transforms["stc"]) < planned  # nothing encoded yet
+    bs.bootstrap(ct)
+    assert _resident_bytes(bs._transforms["cts"] + bs._transforms["stc"]) == planned
+    bs.bootstrap(ct, iterations=2)
+    meta = _resident_bytes(bs._transforms["cts"] + bs._transforms["stc"] + bs._meta_stc[-1:])
+    assert meta == Bootstrapper.cache_bytes(params, slots, iterations=2) > planned
+    with pytest.raises(ParameterError):
+        Bootstrapper.cache_bytes(params, 3)
+    with pytest.raises(ParameterError):
+        Bootstrapper.cache_bytes(params, None, iterations=3)

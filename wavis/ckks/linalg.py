@@ -217,6 +217,28 @@ class LinearTransform:
     #: the smallest ring a periodic diagonal is transformed in (see :meth:`_coefficients`)
     MIN_SPARSE_DEGREE = 64
 
+    def cache_bytes(self, poly_degree: int, rows: int) -> int:
+        """Bytes this transform keeps cached after one use over ``rows`` primes (level + 1, plus
+        the special primes when double-hoisted), computed from the plan alone (nothing encoded):
+        the diagonals themselves (complex128), the rounded coefficients (J, N/gap) int64
+        (:meth:`_coefficients`) and the NTT-domain plaintexts of the first giant steps up to
+        :attr:`NTT_CACHE_BYTES` (:meth:`_plaintexts`), J the number of diagonals, gap the
+        transform's periodicity gap. Exact for the arrays (the Python objects around them are
+        not counted)."""
+        gap = max(1, int(poly_degree) // self.MIN_SPARSE_DEGREE)
+        for _, terms in self._plan:
+            for _, k in terms:
+                gap = min(gap, self.slots // _period(self.diagonals[k]))
+        width = int(poly_degree) // max(gap, 1)
+        sizes = [len(terms) for _, terms in self._plan]
+        per = width * int(rows) * 8
+        kept = 0
+        for s in sizes:
+            if (kept + s) * per > self.NTT_CACHE_BYTES:
+                break
+            kept += s
+        return sum(d.nbytes for d in self.diagonals.values()) + sum(sizes) * width * 8 + kept * per
+
     def galois_steps(self) -> list[int]:
         """The rotation steps (normalised to [0, slots)) this transform uses."""
         steps = {(j * self.stride) % self.slots for _, terms in self._plan for j, _ in terms}

@@ -125,17 +125,38 @@ def matmul_cost(params: dict[str, Any], rows: int, cols: int) -> Cost:
 BOOTSTRAP_KEYSWITCH_EQUIVALENTS = 24
 
 
-def bootstrap_cost(params: dict[str, Any], iterations: int = 1) -> Cost:
+def bootstrap_cost(params: dict[str, Any], iterations: int = 1, slots: int | None = None) -> Cost:
     """``compute/bootstrap``: CoeffsToSlots / EvalMod / SlotsToCoeffs at the top of the chain —
-    about 40 ciphertexts resident and the CPU of ``BOOTSTRAP_KEYSWITCH_EQUIVALENTS`` key
-    switchings at the top level (the key set itself is already loaded with the key and counted
-    there); ``iterations`` = 2 (META-BTS) runs two bootstraps one after the other: twice the
-    CPU, the same memory plus the input and the first result."""
+    about 40 ciphertexts resident, the encoded DFT factors of the configuration (``slots``;
+    ``Bootstrapper.cache_bytes``: ~1.0 GB at N = 2^16, full slots) and the CPU of
+    ``BOOTSTRAP_KEYSWITCH_EQUIVALENTS`` key switchings at the top level (the key set itself is
+    already loaded with the key and counted there); ``iterations`` = 2 (META-BTS) runs two
+    bootstraps one after the other: twice the CPU, the same memory plus the input, the first
+    result and the scaled copy of the last SlotsToCoeffs factor.
+
+    The DFT factors are counted in every bootstrap's bytes, whether this job encodes them or
+    finds them encoded: they are resident while it runs either way (they stay cached per
+    context and configuration after it, ``SHARED_TRANSFORMS`` of them at most).
+    Raises ParameterError (no bootstrap preset, bad ``slots``) → 400."""
     s = ckks_shape(params)
     resident = (40 + 2 * (iterations - 1)) * s.ct_bytes(s.limbs + s.special)
     cpu = iterations * BOOTSTRAP_KEYSWITCH_EQUIVALENTS * s.dnum * (s.limbs + s.special) * s.n * s.log_n \
         * CPU_S_PER_UNIT * 4
-    return Cost(BASE_BYTES + resident, cpu, "compute/bootstrap")
+    return Cost(BASE_BYTES + resident + bootstrap_cache_bytes(params, iterations, slots), cpu, "compute/bootstrap")
+
+
+def bootstrap_cache_bytes(params: dict[str, Any], iterations: int = 1, slots: int | None = None) -> int:
+    """The encoded DFT factors of a bootstrap configuration (``Bootstrapper.cache_bytes``; cached
+    per parameter set, slots and iterations, so only the first request of a configuration plans
+    the factors). 0 for parameters without a bootstrap preset (the job answers MISSING_KEY).
+    Raises ParameterError for invalid ``slots``."""
+    from wavis.ckks import CkksParameters  # noqa: PLC0415
+    from wavis.ckks.bootstrap import Bootstrapper  # noqa: PLC0415
+
+    p = CkksParameters.from_dict(params)
+    if p.bootstrap_preset is None:
+        return 0
+    return Bootstrapper.cache_bytes(p, slots, iterations)
 
 
 def model_infer_cost(params: dict[str, Any], model_id: str) -> Cost:

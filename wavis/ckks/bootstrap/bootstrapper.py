@@ -46,7 +46,8 @@ DFT_GIANT_COST = 3.0
 # at N = 2^16 full slots the two factors of the longest butterflies hold 553 MB (CoeffsToSlots, level
 # 24 over Q·P) and 335 MB (SlotsToCoeffs, level 11); kept, they save lifting + NTT'ing 1 696 rows of
 # 2^16 coefficients per bootstrap (~1.5 s of CPU on one avx2 core). The factors are shared by every
-# key of a context (_shared_transforms), so this is ~0.96 GB per context and configuration.
+# key of a context (_shared_transforms), so this is ~0.96 GB per context and configuration (1.15 GB with the
+# rounded coefficients and diagonals: Bootstrapper.cache_bytes, which the service's admission counts).
 BOOTSTRAP_NTT_CACHE_BYTES = 1 << 30
 # Baby steps of the Chebyshev evaluation in EvalMod (polynomial.evaluate_polynomial): B = 8 is the
 # fewest non-scalar products for degree 39 (13, against 24 without; B = 4: 15, B = 16: 18).
@@ -203,6 +204,37 @@ class Bootstrapper:
         h = pre.bootstrap_hamming_weight
         return BootstrapKeyPlan(tuple(steps), tuple(elts), True, True, h, 1 + len(elts) + (2 if h else 0),
                                 _key_set_bytes(params, len(elts), h is not None))
+
+    @staticmethod
+    def cache_bytes(params: CkksParameters, slots: int | None = None, iterations: int = 1) -> int:
+        """Bytes of the encoded DFT factors a bootstrap of ``slots`` slots keeps resident after
+        its first use, without encoding anything: for every CoeffsToSlots and SlotsToCoeffs
+        factor, its diagonals, their rounded coefficients and the NTT-domain plaintexts at the
+        level it runs at over Q_ℓ·P (double hoisting), up to ``BOOTSTRAP_NTT_CACHE_BYTES`` per
+        factor (``LinearTransform.cache_bytes``); ``iterations`` = 2 (META-BTS) adds the
+        scaled copy of the last SlotsToCoeffs factor. Shared by every Bootstrapper of one
+        context and configuration (``SHARED_TRANSFORMS``). At N = 2^16, full slots: ~1.0 GB.
+        Raises ParameterError (no preset, bad slots or iterations)."""
+        pre = _preset(params)
+        slots = _check_slots(params, slots)
+        iterations = _check_iterations(iterations)
+        key = (params.fingerprint, slots, iterations, BOOTSTRAP_NTT_CACHE_BYTES)
+        found = _CACHE_BYTES.get(key)
+        if found is not None:
+            return found
+        t = _build_transforms(params, pre, slots, 1.0, DFT_GIANT_COST)
+        special = len(params.special_index())
+        n = params.poly_degree
+        total = 0
+        for i, lt in enumerate(t["cts"]):  # factor i reads level top_level − i
+            total += lt.cache_bytes(n, params.top_level - i + 1 + special)
+        top_stc = params.max_depth + len(pre.stc_bits)
+        for j, lt in enumerate(t["stc"]):
+            total += lt.cache_bytes(n, top_stc - j + 1 + special)
+        if iterations == 2:  # META-BTS: the last factor times 2^-k_2 (_shared_meta_stc)
+            total += t["stc"][-1].cache_bytes(n, params.max_depth + 1 + 1 + special)
+        _CACHE_BYTES[key] = total
+        return total
 
     def galois_steps(self) -> list[int]:
         """The rotation steps this bootstrapper uses (see :meth:`key_plan`; with evaluation keys
@@ -568,6 +600,9 @@ def _build_transforms(params: CkksParameters, pre, slots: int, rng: float,
 SHARED_TRANSFORMS = 4
 _TRANSFORMS: "weakref.WeakKeyDictionary[object, OrderedDict]" = weakref.WeakKeyDictionary()
 _TRANSFORMS_LOCK = threading.Lock()
+# Bootstrapper.cache_bytes per (parameters' fingerprint, slots, iterations, NTT budget): planning the factors
+# takes ~1 s at N = 2^16 and the service prices every bootstrap request with it
+_CACHE_BYTES: dict[tuple, int] = {}
 
 
 def _shared(context, key: tuple, build):
