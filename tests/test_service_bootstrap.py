@@ -3,13 +3,18 @@ MISSING_KEY answers, through the real server (PostgreSQL, Redis) on the `testing
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
 from wavis import serialize
 from wavis.ckks import CkksParameters, EvaluationKeys
+from wavis.ckks.bootstrap import Bootstrapper
 from wavis.ckks.presets import BOOTSTRAP_PRESETS
 from wavis.client import KeyPair
+from wavis.service import clock, ops, pricing
+from wavis.service.state import DB, REDIS, SETTINGS
 from conftest import bearer, error_of
 
 pytestmark = pytest.mark.service
@@ -175,7 +180,7 @@ async def test_bootstrap_meta_iterations(dev, boot_pair):
     bits = {}
     for it in (1, 2):
         out, _ = await dev.ok("/compute/bootstrap", {"key_id": key_id, "ciphertext_ids": [a], "iterations": it})
-        assert out["level"] == pre.max_depth and out["bootstrap_applied"] is True and out["cost_units"] == 50
+        assert out["level"] == pre.max_depth and out["bootstrap_applied"] is True and out["cost_units"] == 50 * it
         assert out["precision_bits_expected"] == (pre.precision_bits_meta if it == 2 else pre.precision_bits)
         res = serialize.loads(serialize.b64decode(out["result_ciphertext"]), expected_type=serialize.Ciphertext,
                               params=params)
@@ -189,3 +194,72 @@ async def test_bootstrap_meta_iterations(dev, boot_pair):
                    422, "SCHEMA_MISMATCH")
     await error_of(await dev.post("/compute/rotate", {"key_id": key_id, "ciphertext_ids": [a], "steps": 1,
                                                       "iterations": 2}), 422, "SCHEMA_MISMATCH")
+
+
+async def test_meta_bts_is_charged_per_iteration(dev, boot_pair):
+    """META-BTS (``iterations: 2``) runs two bootstraps and is charged two bootstraps' FCU
+    (``pricing.PRICED_PER_ITERATION``): 100 FCU in the response, in ``usage_events`` and in the
+    Redis monthly window (synchronous and ``async``); a refused request (iterations 3) is
+    charged nothing; GET /billing/plans says which prices are per iteration."""
+    key_id = await _upload_in_chunks(dev, boot_pair, 28 * 1024 * 1024)
+    api = dev.api
+    async with api.app[DB].acquire() as conn:
+        acct = await conn.fetchval("SELECT account_id FROM api_keys WHERE prefix = $1",
+                                   dev.headers["Authorization"][7:][:16])
+    window = f"{api.app[SETTINGS].redis_prefix}rl:fcu:{acct}:{clock.now().strftime('%Y%m')}"
+
+    async def redis_fcu() -> int:
+        return int(await api.app[REDIS].get(window) or 0)
+
+    a = await dev.upload_ct(key_id, boot_pair.encrypt(np.linspace(-1, 1, boot_pair.params.slot_count)))
+    before = await redis_fcu()
+    one, _ = await dev.ok("/compute/bootstrap", {"key_id": key_id, "ciphertext_ids": [a]})
+    two, _ = await dev.ok("/compute/bootstrap", {"key_id": key_id, "ciphertext_ids": [a], "iterations": 2})
+    assert one["cost_units"] == pricing.FCU_PER_OPERATION["bootstrap"] == 50 and two["cost_units"] == 100
+    assert two["cost_usd"] == pytest.approx(2 * one["cost_usd"]) and two["cost_jpy"] == pytest.approx(2 * one["cost_jpy"])
+    queued, _ = await dev.ok("/compute/bootstrap", {"key_id": key_id, "ciphertext_ids": [a], "iterations": 2,
+                                                    "async": True}, 202)
+    deadline = asyncio.get_running_loop().time() + 120
+    while True:
+        job = await (await api.get(f"/api/v1/jobs/{queued['job_id']}", headers=dev.headers)).json()
+        if job["status"] in ("COMPLETED", "FAILED", "CANCELLED"):
+            break
+        assert asyncio.get_running_loop().time() < deadline, job
+        await asyncio.sleep(0.05)
+    assert job["status"] == "COMPLETED" and job["cost_units"] == 100, job
+    await error_of(await dev.post("/compute/bootstrap", {"key_id": key_id, "ciphertext_ids": [a], "iterations": 3}),
+                   400, "INVALID_PARAMS")
+    async with api.app[DB].acquire() as conn:
+        rows = await conn.fetch("SELECT fcu FROM usage_events WHERE account_id = $1 AND operation = 'bootstrap' "
+                                "ORDER BY id", acct)
+    assert [r["fcu"] for r in rows] == [50, 100, 100]
+    assert await redis_fcu() - before == 250  # the window counted what PostgreSQL metered, the 400 refunded
+    table = await (await api.get("/api/v1/billing/plans")).json()
+    assert table["fcu_per_operation"]["bootstrap"] == 50 and table["fcu_per_iteration"] == ["bootstrap"]
+
+
+def test_admission_counts_the_dft_factor_cache():
+    """The bootstrap's admission cost (``ops.bootstrap_cost``, the one memory model of
+    admission) includes the encoded DFT factors its configuration keeps resident
+    (``Bootstrapper.cache_bytes``: ~1.1 GB at N = 2^16, full slots; less for sparse packing;
+    META-BTS adds its scaled last SlotsToCoeffs factor); bad slots are refused as 400."""
+    from wavis.errors import ParameterError
+
+    for preset in (PRESET, "n65536"):
+        params = CkksParameters.bootstrappable(preset)
+        d = params.to_dict()
+        s = ops.ckks_shape(d)
+        working = ops.BASE_BYTES + 40 * s.ct_bytes(s.limbs + s.special)
+        for slots in (None, 8):
+            for it in (1, 2):
+                cache = Bootstrapper.cache_bytes(params, slots, it)
+                cost = ops.bootstrap_cost(d, it, slots)
+                assert cost.bytes == working + 2 * (it - 1) * s.ct_bytes(s.limbs + s.special) + cache
+                assert cost == ops.REGISTRY["compute/bootstrap"].cost(d, it, slots)
+        assert Bootstrapper.cache_bytes(params, 8) < Bootstrapper.cache_bytes(params) \
+            < Bootstrapper.cache_bytes(params, None, 2)
+    assert 0.9e9 < Bootstrapper.cache_bytes(CkksParameters.bootstrappable("n65536")) < 1.3e9
+    # a key without a preset has no factors (its bootstrap answers MISSING_KEY)
+    assert ops.bootstrap_cache_bytes({"poly_degree": 1024, "security_level": "testing"}) == 0
+    with pytest.raises(ParameterError):
+        ops.bootstrap_cost(CkksParameters.bootstrappable(PRESET).to_dict(), 1, 3)

@@ -6,7 +6,8 @@ so middlewares stay generic (no path special-casing) and new routes inherit them
 * ``@access(Access.X)`` → ``__wavis_access__`` (auth middleware; a route without it is refused)
 * ``@body_limit(n)`` → ``__wavis_body_limit__`` (body-size middleware and ``bodies.read_body``)
 * ``@fcu(n | fn(request) -> n)`` → ``__wavis_fcu__``: FCU charged to the monthly window
-  (refunded when the answer is an error); default 0
+  (refunded when the answer is an error); default 0. ``fn`` may be async (a price that
+  depends on the body: ``bodies.read_body`` caches it for the handler)
 * ``@operational`` → ``__wavis_operational__``: health probes and metrics: not counted in any
   rate-limit window and still answered in maintenance mode
 * ``@doc(...)`` → ``__wavis_doc__``: request/response models for the OpenAPI document
@@ -95,8 +96,9 @@ def body_limit(limit: BodyLimit) -> Callable[[Handler], Handler]:
     return deco
 
 
-def fcu(cost: "int | Callable[[web.Request], int]", *, job: bool = False) -> Callable[[Handler], Handler]:
-    """FCU this route charges to the monthly window (an int, or a function of the request).
+def fcu(cost: "int | Callable[[web.Request], int | Awaitable[int]]", *, job: bool = False) -> Callable[[Handler], Handler]:
+    """FCU this route charges to the monthly window (an int, or a function of the request, which
+    may be async: e.g. a price read from the body, through ``bodies.read_body``).
     ``job=True``: the route runs an engine job, whose admission decides the quota in PostgreSQL
     (``billing.admit_job``); the Redis window then only counts (headers), it never refuses."""
 

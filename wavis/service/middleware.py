@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import logging
 import time
 from dataclasses import replace
@@ -330,9 +331,11 @@ async def auth(request: web.Request, handler) -> web.StreamResponse:
     return await handler(request)
 
 
-def _fcu_of(request: web.Request) -> int:
+async def _fcu_of(request: web.Request) -> int:
     spec = route_attr(request, "__wavis_fcu__", 0)
     cost = spec(request) if callable(spec) else spec
+    if inspect.isawaitable(cost):  # a price that reads the body (``@fcu(async fn)``)
+        cost = await cost
     return max(0, int(cost or 0))
 
 
@@ -348,7 +351,8 @@ async def rate_limit(request: web.Request, handler) -> web.StreamResponse:
     ip = client_ip(request)
     if p is not None:
         plan = ratelimit.plan_of(settings.plans, p.plan)
-        windows = ratelimit.account_windows(settings.redis_prefix, plan, p.account_id, ip, _fcu_of(request), clock.now())
+        windows = ratelimit.account_windows(settings.redis_prefix, plan, p.account_id, ip, await _fcu_of(request),
+                                           clock.now())
         if route_attr(request, "__wavis_fcu_job__", False):  # PostgreSQL decides at the job's admission
             windows = [replace(w, blocking=False) if w.name == "monthly" else w for w in windows]
     else:

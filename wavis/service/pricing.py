@@ -3,7 +3,8 @@
 Nothing else in the code holds a price. Units:
 
 * **FCU** (compute units): what each CKKS operation costs (``FCU_PER_OPERATION``, API.md's
-  table), and 1 per TFHE bootstrap [ours]. Quotas and each plan's included allowance count FCU.
+  table; a bootstrap's price is per iteration, ``PRICED_PER_ITERATION``: META-BTS with
+  ``iterations: 2`` is 100 FCU), and 1 per TFHE bootstrap [ours]. Quotas and each plan's included allowance count FCU.
 * **USD**: plan prices, the overage rate, budgets and invoices.
 * **JPY**: the TFHE list price per bootstrap (``GET /tfhe/pricing``), with 30 % off a request of
   ≥ 32 gates.
@@ -112,14 +113,30 @@ class Price:
         return {"cost_units": self.cost_units, "cost_usd": usd_float(self.cost_usd), "cost_jpy": jpy_float(self.cost_jpy)}
 
 
-def ckks_price(operation: str) -> Price:
-    """List price of one CKKS operation (KeyError for an unknown one)."""
-    return fcu_price(FCU_PER_OPERATION[operation])
+def ckks_price(operation: str, iterations: int = 1) -> Price:
+    """List price of one CKKS operation (KeyError for an unknown one); ``iterations``: see
+    :func:`ckks_fcu`."""
+    if operation not in FCU_PER_OPERATION:
+        raise KeyError(operation)
+    return fcu_price(ckks_fcu(operation, iterations))
 
 
-def ckks_fcu(operation: str) -> int:
-    """FCU of a CKKS operation (0 for a name not in the table)."""
-    return FCU_PER_OPERATION.get(operation, 0)
+# Operations whose request runs the table's operation several times over: their FCU are the
+# table's price per run times the runs. A bootstrap with ``iterations: 2`` (META-BTS, Bae et al.
+# CCS 2022 §3) runs two full bootstraps (measured CPU 2.1× one: docs/bootstrapping.md), so it is
+# charged 2 × 50 FCU.
+PRICED_PER_ITERATION = frozenset({"bootstrap"})
+
+
+def ckks_fcu(operation: str, iterations: int = 1) -> int:
+    """FCU of a CKKS operation (0 for a name not in the table). For the operations of
+    ``PRICED_PER_ITERATION`` the table's price is per iteration and ``iterations`` (1 or 2;
+    any other value is priced as 1: the request is refused with 400 before anything runs or
+    is metered) multiplies it."""
+    fcu = FCU_PER_OPERATION.get(operation, 0)
+    if operation in PRICED_PER_ITERATION and iterations in (1, 2) and not isinstance(iterations, bool):
+        fcu *= int(iterations)
+    return fcu
 
 
 def ops_fcu(operation_counts: dict[str, int]) -> int:
@@ -212,6 +229,7 @@ def public_table() -> dict:
             "custom": p.monthly_usd is None,
         } for p in PLANS.values()],
         "fcu_per_operation": dict(FCU_PER_OPERATION),
+        "fcu_per_iteration": sorted(PRICED_PER_ITERATION),
         "fcu_per_tfhe_bootstrap": FCU_PER_TFHE_BOOTSTRAP,
         "fcu_list_price_usd_per_million": float(USD_PER_MILLION_FCU),
         "tfhe": {"currency": "JPY", "per_bootstrap": float(TFHE_JPY_PER_BOOTSTRAP),

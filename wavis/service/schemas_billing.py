@@ -37,6 +37,9 @@ class PlansResponse(Response):
     annual_discount_pct: int
     plans: list[PlanItem]
     fcu_per_operation: dict[str, int]
+    fcu_per_iteration: list[str] = Field(
+        description="operations whose fcu_per_operation price is per iteration: a bootstrap with "
+                    "iterations: 2 (META-BTS, two bootstraps) costs twice its price")
     fcu_per_tfhe_bootstrap: int
     fcu_list_price_usd_per_million: float
     tfhe: TfhePriceInfo

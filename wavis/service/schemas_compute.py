@@ -67,7 +67,8 @@ class PolyEvalOp(UnaryOp):
 class BootstrapOp(UnaryOp):
     """bootstrap: ``slots`` (sparse packing: a power of two < N/2; the message must be
     slots-periodic), ``input_range`` (declared bound R on |Re|, |Im| of every slot; default 1),
-    ``iterations`` (1, default, or 2: META-BTS, two bootstraps for a more precise result)."""
+    ``iterations`` (1, default, or 2: META-BTS, two bootstraps for a more precise result,
+    charged per iteration: ``pricing.PRICED_PER_ITERATION``)."""
 
     slots: StrictInt | None = None
     input_range: Number | None = None
@@ -88,7 +89,9 @@ class ComputeRequestDoc(ComputeRequest):
     interval: tuple[Number, Number] | None = None
     slots: int | None = None
     input_range: Number | None = None
-    iterations: int | None = None
+    iterations: int | None = Field(
+        None, description="bootstrap only: 1 (default) or 2 (META-BTS: two bootstraps for a more precise result; "
+                          "charged per iteration, 2 × 50 FCU, and admitted at twice the CPU)")
 
 
 class MatmulKeyInfo(Response):

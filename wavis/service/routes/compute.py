@@ -5,14 +5,15 @@ the operands are loaded from the ciphertext store, and ``fhe.compute`` runs on t
 from __future__ import annotations
 
 import base64
+import json
 import math
 
 from aiohttp import web
 
-from .. import admission, fhe, jobs, metering, pricing, repo
+from .. import admission, fhe, jobs, metering, ops, pricing, repo
 from ..dispatch import ckks_batch_key, timings
 from ..access import Access, RouteBodyLimit, access, body_limit, doc, fcu, principal
-from ..bodies import parse
+from ..bodies import parse, read_body
 from ..errors import ApiError, not_found
 from ..schemas import ComputeRequest, ComputeResponse, ErrorResponse
 from ..schemas_compute import (
@@ -84,13 +85,31 @@ async def key_response_with_matmul(request: web.Request, key, base, shape: str) 
 # and the request fields its cost takes
 ADMITTED_OPERATIONS = {
     "matmul": lambda req: (len(req.matrix), max(len(r) for r in req.matrix)),
-    "bootstrap": lambda req: (req.iterations if req.iterations in (1, 2) else 1,),
+    "bootstrap": lambda req: (_iterations(req), req.slots if isinstance(req.slots, int) else None),
 }
 
 
-def _operation_fcu(request: web.Request) -> int:
-    """FCU of the requested operation (``pricing``), charged to the monthly window."""
-    return pricing.ckks_fcu(request.match_info.get("operation", ""))
+async def _operation_fcu(request: web.Request) -> int:
+    """FCU of the requested operation (``pricing``), charged to the monthly window. An operation
+    priced per iteration (``pricing.PRICED_PER_ITERATION``: bootstrap, whose META-BTS
+    ``iterations: 2`` runs two bootstraps) reads ``iterations`` from the body (cached on the
+    request by ``read_body`` for the handler); a body that is not JSON is priced as one iteration
+    (the handler answers 422 and the charge is refunded)."""
+    operation = request.match_info.get("operation", "")
+    if operation not in pricing.PRICED_PER_ITERATION:
+        return pricing.ckks_fcu(operation)
+    try:
+        data = json.loads(await read_body(request))
+    except ValueError:  # not JSON (UnicodeDecodeError included)
+        data = None
+    iterations = data.get("iterations") if isinstance(data, dict) else None
+    return pricing.ckks_fcu(operation, iterations if type(iterations) is int else 1)
+
+
+def _iterations(req) -> int:
+    """The request's iteration count as priced (``pricing.ckks_fcu``): 1 unless 1 or 2 is asked."""
+    it = getattr(req, "iterations", None)
+    return it if it in (1, 2) else 1
 
 
 @routes.post("/compute/{operation}")
@@ -122,14 +141,16 @@ async def compute(request: web.Request) -> web.Response:
     if replay is not None:
         job_row, reply = replay
         request[REPLAYED] = True  # the request's FCU charge is given back (rate_limit middleware)
-        metering.forget(request, pricing.ckks_fcu(operation))
+        metering.forget(request, pricing.ckks_fcu(operation, _iterations(req)))
         if reply is None:
             return json_response(job_accepted(job_row, operation), status=202)
-        return await _answer(request, key, operation, job_row, reply)
+        return await _answer(request, key, operation, job_row, reply, pricing.ckks_price(operation, _iterations(req)))
 
     heavy = ADMITTED_OPERATIONS.get(operation)
     admitted = None
     if heavy is not None:  # priced from the parameters before any job is submitted; held while the job lives
+        if operation == "bootstrap":  # plan the DFT factors' size on the engine (~0.7 s once per configuration)
+            await request.app[ENGINE].run(ops.bootstrap_cache_bytes, key["params"], *heavy(req))
         admitted = admission.admit_job(request, f"compute/{operation}", key["params"], *heavy(req))
 
     if p.ops_limit is not None:
@@ -137,7 +158,7 @@ async def compute(request: web.Request) -> web.Response:
             if not await repo.reserve_operation(conn, p.api_key_id):
                 raise ApiError(402, "QUOTA_EXHAUSTED", "this key has used all of its operations",
                                {"ops_limit": p.ops_limit})
-    price = pricing.ckks_price(operation)
+    price = pricing.ckks_price(operation, _iterations(req))
     units = price.cost_units
     args = {f: getattr(req, f) for f in OP_ARGS if hasattr(req, f)}
     level = min(rows[c]["level"] for c in req.ciphertext_ids)
@@ -155,7 +176,7 @@ async def compute(request: web.Request) -> web.Response:
     job_row, reply = await run_job(request, spec)
     if reply is None:
         return json_response(job_accepted(job_row, operation), status=202)
-    return await _answer(request, key, operation, job_row, reply)
+    return await _answer(request, key, operation, job_row, reply, price)
 
 
 
@@ -172,11 +193,11 @@ async def run_job(request: web.Request, spec):
                 await repo.release_operation(conn, p.api_key_id)
         raise
 
-async def _answer(request: web.Request, key, operation: str, job_row, reply: dict) -> web.Response:
-    """The 200 of a completed CKKS job: from its worker's reply, or from its row (a
-    redelivered message of a job that completed unseen, or an idempotent replay), then with
-    the result ciphertext read back from the durable store."""
-    price = pricing.ckks_price(operation)
+async def _answer(request: web.Request, key, operation: str, job_row, reply: dict,
+                  price: pricing.Price) -> web.Response:
+    """The 200 of a completed CKKS job (``price``: what it was admitted and metered at): from its
+    worker's reply, or from its row (a redelivered message of a job that completed unseen, or an
+    idempotent replay), then with the result ciphertext read back from the durable store."""
     res = await result_with_blob(request, job_row, reply)
     evicted_ids(request).extend(res.get("evicted_ciphertext_ids") or [])
     budget = float(res["noise_budget_remaining"])
