@@ -261,6 +261,21 @@ async def charge(conn: asyncpg.Connection, *, account_id: str, api_key_id: str |
     return True
 
 
+def charge_args(*, account_id: str, api_key_id: str | None, route: str, operation: str | None, fcu: int,
+                list_usd: Decimal, request_id: str | None, terms: Terms, job_id: str | None = None) -> tuple:
+    """``charge``'s arguments as the charge part of ``wavis_complete_job`` (migration 083), in
+    its order: the statement that completes a job and charges it at once
+    (``jobs.complete_jobs``). It writes exactly what ``charge`` writes (once per ``job_id``)
+    when none or all of the charge is beyond the allowance and no alert falls due; any other
+    case it leaves to ``charge`` ('undecided'). ``billed_all`` is the billed part of a charge
+    entirely beyond the allowance, computed here by ``pricing.billable_usd``."""
+    del job_id  # the completing job's own id: wavis_complete_job takes it from the job
+    now = clock.now()
+    return (account_id, api_key_id, route, operation, fcu, list_usd,
+            pricing.billable_usd(terms.overage, list_usd, fcu, 0), request_id, now, clock.period_start(now),
+            terms.allowance, terms.overage)
+
+
 # --- budgets -------------------------------------------------------------------------------------
 
 async def set_budget(conn: asyncpg.Connection, account_id: str, limit_usd: Decimal, mode: str,

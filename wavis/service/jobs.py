@@ -24,7 +24,9 @@ inside the transaction: write usage records (billing), outbox rows (webhooks:
 ``compute_complete``) there, and they commit or roll back together with the job row. A hook
 that raises rolls the whole transaction back (the worker then retries that job alone; if it
 still fails the message stays pending and is reclaimed later). Register with
-``register_completion_hook(fn)`` at import time of the owning module.
+``register_completion_hook(fn)`` at import time of the owning module; a hook that can say
+for which jobs it writes nothing (``applies``), or that is billing's charge (``charge``), lets
+``complete_jobs`` write such jobs in one statement (``wavis_complete_jobs``, migration 083).
 """
 
 from __future__ import annotations
@@ -118,11 +120,52 @@ CompletionHook = Callable[[asyncpg.Connection, Job, Outcome], Awaitable[None]]
 COMPLETION_HOOKS: list[CompletionHook] = []
 
 
-def register_completion_hook(hook: CompletionHook) -> CompletionHook:
-    """Add ``hook(conn, job, outcome)`` to the completing transaction (see the module doc)."""
+@dataclass(frozen=True)
+class HookForm:
+    """What the one-statement completion (``wavis_complete_job``, migration 083) may do in a
+    hook's place. ``applies(job, outcome)``: False when the hook writes nothing for that job.
+    ``charge(job, outcome)``: the hook IS billing's charge of the job (``billing.charge``);
+    returns the charge's arguments of ``wavis_complete_job`` (``billing.charge_args``), or None
+    when there is nothing to charge."""
+
+    applies: Callable[[Job, Outcome], bool] | None = None
+    charge: Callable[[Job, Outcome], tuple | None] | None = None
+
+
+_HOOK_FORMS: dict[CompletionHook, HookForm] = {}
+NO_CHARGE: tuple = (None,) * 12  # wavis_complete_job's charge arguments when nothing is charged
+
+
+def register_completion_hook(hook: CompletionHook, *, applies: Callable[[Job, Outcome], bool] | None = None,
+                             charge: Callable[[Job, Outcome], tuple | None] | None = None) -> CompletionHook:
+    """Add ``hook(conn, job, outcome)`` to the completing transaction (see the module doc).
+    ``applies`` / ``charge`` (``HookForm``) let ``complete_jobs`` complete a job in one
+    statement: a job for which every hook either does not apply or is the charge, which the
+    statement writes itself. A hook registered without them always runs in Python."""
     if hook not in COMPLETION_HOOKS:
         COMPLETION_HOOKS.append(hook)
+    if applies is not None or charge is not None:
+        _HOOK_FORMS[hook] = HookForm(applies, charge)
     return hook
+
+
+def _one_statement_args(job: Job, outcome: Outcome) -> tuple | None:
+    """The charge arguments of ``wavis_complete_job`` for this job (``NO_CHARGE``: none), or
+    None when some hook must run in Python for it."""
+    args = NO_CHARGE
+    for hook in COMPLETION_HOOKS:
+        form = _HOOK_FORMS.get(hook)
+        if form is None:
+            return None
+        if form.charge is not None:
+            if args is not NO_CHARGE:
+                return None  # two charging hooks: the statement writes one charge
+            got = form.charge(job, outcome)
+            if got is not None:
+                args = got
+        elif form.applies is None or form.applies(job, outcome):
+            return None
+    return args
 
 
 def jsonb_safe(obj: Any) -> Any:
@@ -380,13 +423,73 @@ async def complete_jobs(conn: asyncpg.Connection, done: Sequence[tuple[Job, Outc
     written, all in ONE transaction (the caller's, or one opened here when hooks are
     registered; without hooks the single statement is its own transaction). Returns the ids
     really completed by this call (the caller acknowledges only those messages: a skipped job
-    belongs to a newer claim or is already final)."""
+    belongs to a newer claim or is already final).
+
+    One statement when it can: a job for which every hook is billing's charge or does not
+    apply (``register_completion_hook(applies=, charge=)``; e.g. a synchronous job, metered
+    and without webhook event) is completed and charged by ``wavis_complete_jobs`` (migration
+    083) — the same fenced write and the same ``usage_events`` row in the same transaction, one
+    round trip instead of five. Whatever it leaves 'undecided' (a charge that is partly
+    included in the allowance, or after which an alert is due) takes the Python path; with
+    several jobs all of it runs in one transaction."""
     if not done:
         return []
+    pairs = list({job.id: (job, out) for job, out in done}.values())
+    if COMPLETION_HOOKS:
+        fused = []
+        for job, out in pairs:  # a prefix: charges are written in the batch's order
+            args = _one_statement_args(job, out)
+            if args is None:
+                break
+            fused.append((job, out, args))
+        if fused:
+            if len(pairs) > 1 and not conn.is_in_transaction():
+                # several jobs: one transaction, so a job left to the Python path (or an error)
+                # never leaves the batch half written
+                async with conn.transaction():
+                    return await _complete_fused(conn, pairs, fused)
+            return await _complete_fused(conn, pairs, fused)
+    return await _complete_python(conn, pairs)
+
+
+_COMPLETE_SQL = ("SELECT id, verdict FROM wavis_complete_jobs($1::text[], $2::int[], $3::text[], $4::text[], "
+                 "$5::text[], $6::int[], $7::float8[], $8::float8[], $9::text[], $10::text[], $11::text[], $12::text[], "
+                 "$13::bigint[], $14::numeric[], $15::numeric[], $16::text[], $17::timestamptz[], $18::date[], "
+                 "$19::bigint[], $20::boolean[])")
+
+
+async def _complete_fused(conn: asyncpg.Connection, pairs: list[tuple[Job, Outcome]],
+                          fused: list[tuple[Job, Outcome, tuple]]) -> list[str]:
+    """``fused`` (the jobs of ``pairs`` up to the first one a hook must run for in Python) in
+    one statement (``wavis_complete_jobs``: the fenced rows and the charges, in order, up to the
+    first job it leaves 'undecided'); every later job through ``_complete_python`` after it, so
+    charges are written in the batch's order either way. With more than one job the caller
+    holds a transaction."""
+    cols: list[list[Any]] = [[] for _ in range(20)]
+    for job, out, charge in fused:
+        for col, v in zip(cols, (job.id, job.attempt, out.status,
+                                 None if out.result is None else json.dumps(jsonb_safe(out.result)),
+                                 None if out.error is None else json.dumps(jsonb_safe(out.error)),
+                                 out.batch_size, out.queue_ms, out.compute_ms, *charge)):
+            col.append(v)
+    rows = await conn.fetch(_COMPLETE_SQL, *cols)
+    verdict = {r["id"]: r["verdict"] for r in rows}
+    written = {i for i, v in verdict.items() if v == "completed"}
+    rest = [(j, o) for j, o in pairs if verdict.get(j.id) in (None, "undecided")]
+    if rest:
+        written.update(await _complete_python(conn, rest))
+    return [j.id for j, _ in pairs if j.id in written]
+
+
+async def _complete_python(conn: asyncpg.Connection, pairs: list[tuple[Job, Outcome]]) -> list[str]:
+    """The fenced ``UPDATE`` and every hook in Python, in one transaction."""
     if COMPLETION_HOOKS and not conn.is_in_transaction():
         async with conn.transaction():
-            return await complete_jobs(conn, done)
-    pairs = list({job.id: (job, out) for job, out in done}.values())
+            return await _write_python(conn, pairs)
+    return await _write_python(conn, pairs)
+
+
+async def _write_python(conn: asyncpg.Connection, pairs: list[tuple[Job, Outcome]]) -> list[str]:
     rows = await conn.fetch(
         """UPDATE jobs AS j SET status = u.status, result = u.result::jsonb, error = u.error::jsonb,
                                 batch_size = u.batch_size, queue_ms = u.queue_ms, compute_ms = u.compute_ms,

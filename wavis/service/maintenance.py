@@ -13,7 +13,11 @@ def flag_key(prefix: str) -> str:
 
 async def get(redis: Redis, prefix: str) -> int | None:
     """Retry-After seconds while the flag is set, else None."""
-    raw = await redis.get(flag_key(prefix))
+    return parse(await redis.get(flag_key(prefix)))
+
+
+def parse(raw: bytes | str | None) -> int | None:
+    """The flag's value (``GET flag_key``) as ``get`` answers it."""
     if raw is None:
         return None
     try:

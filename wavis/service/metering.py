@@ -107,18 +107,33 @@ def defer_to_job(request: web.Request, fcu: int, operation: str) -> dict:
             "request_id": request.get(REQUEST_ID)}
 
 
-async def job_usage(conn: asyncpg.Connection, job: "jobs.Job", outcome: "jobs.Outcome") -> None:
-    """Completion hook (``jobs.COMPLETION_HOOKS``): a COMPLETED job's FCU into ``usage_events``
-    (``billing.charge``: once per job id), at the list price it was admitted with."""
+def _job_charge(job: "jobs.Job", outcome: "jobs.Outcome") -> dict | None:
+    """``billing.charge``'s keyword arguments for a job's end, None when nothing is charged."""
     m = job.payload.get("metering")
     if outcome.status != jobs.COMPLETED or job.cost_units <= 0 or not m:
-        return
-    await billing.charge(conn, account_id=job.account_id, api_key_id=job.api_key_id, route=m.get("route") or "",
-                         operation=m.get("operation") or job.operation, fcu=job.cost_units,
-                         list_usd=pricing.jpy_to_usd(job.cost_jpy), request_id=m.get("request_id"),
-                         terms=billing.Terms.from_json(job.payload.get("billing"), job.payload.get("plan") or "free"),
-                         job_id=job.id)
+        return None
+    return dict(account_id=job.account_id, api_key_id=job.api_key_id, route=m.get("route") or "",
+                operation=m.get("operation") or job.operation, fcu=job.cost_units,
+                list_usd=pricing.jpy_to_usd(job.cost_jpy), request_id=m.get("request_id"),
+                terms=billing.Terms.from_json(job.payload.get("billing"), job.payload.get("plan") or "free"),
+                job_id=job.id)
 
 
-jobs.register_completion_hook(job_usage)
+async def job_usage(conn: asyncpg.Connection, job: "jobs.Job", outcome: "jobs.Outcome") -> None:
+    """Completion hook (``jobs.COMPLETION_HOOKS``): a COMPLETED job's FCU into ``usage_events``
+    (``billing.charge``: once per job id), at the list price it was admitted with. Its
+    one-statement form (``job_usage_args``) lets ``jobs.complete_jobs`` write the job's end and
+    this charge in one call."""
+    kw = _job_charge(job, outcome)
+    if kw is not None:
+        await billing.charge(conn, **kw)
+
+
+def job_usage_args(job: "jobs.Job", outcome: "jobs.Outcome") -> tuple | None:
+    """``job_usage`` as ``wavis_complete_job``'s charge arguments (``billing.charge_args``)."""
+    kw = _job_charge(job, outcome)
+    return None if kw is None else billing.charge_args(**kw)
+
+
+jobs.register_completion_hook(job_usage, charge=job_usage_args)
 

@@ -49,8 +49,8 @@ from .metrics import route_label
 from .pools import PoolExhausted
 from .schemas import ErrorDetail, ErrorResponse
 from .ctstore import is_redis_oom
-from .state import (BODY_READING, DB, IDEM_JOB_KEY, LOOP_LAG, METRICS, PRINCIPAL, REDIS, REPLAYED, REQUEST_ID,
-                    RESPONSE_HEADERS, SETTINGS)
+from .state import (BODY_READING, DB, IDEM_JOB_KEY, LOCKOUT, LOOP_LAG, METRICS, PRINCIPAL, REDIS, REPLAYED,
+                    REQUEST_ID, RESPONSE_HEADERS, SETTINGS)
 
 log = logging.getLogger("wavis.service")
 
@@ -256,14 +256,31 @@ async def metrics(request: web.Request, handler) -> web.StreamResponse:
         m.latency.labels(request.method, route).observe(time.perf_counter() - start)
 
 
+def _authenticated(request: web.Request) -> bool:
+    """The route needs an API key (``auth`` checks the lockout, then the key)."""
+    level = route_attr(request, "__wavis_access__")
+    return level is not None and level is not Access.PUBLIC
+
+
 @web.middleware
 async def maintenance(request: web.Request, handler) -> web.StreamResponse:
     if getattr(request.match_info, "http_exception", None) is None and not _operational(request):
         settings = request.app[SETTINGS]
         retry = settings.maintenance_retry_after_s if settings.maintenance else None
         if retry is None:
+            redis = request.app[REDIS]
             async with _upstream(request):
-                retry = await maint.get(request.app[REDIS], settings.redis_prefix)
+                if _authenticated(request):
+                    # one round trip: the flag, and the client IP's brute-force lockout that
+                    # ``auth`` checks next (read here, decided there, as before)
+                    async with redis.pipeline(transaction=False) as pipe:
+                        pipe.get(maint.flag_key(settings.redis_prefix))
+                        pipe.ttl(ratelimit.lockout_key(settings.redis_prefix, client_ip(request)))
+                        raw, ttl = await pipe.execute()
+                    request[LOCKOUT] = ratelimit.lockout_of(ttl)
+                    retry = maint.parse(raw)
+                else:
+                    retry = await maint.get(redis, settings.redis_prefix)
         if retry is not None:
             raise ApiError(503, "MAINTENANCE", "the service is down for maintenance; retry later",
                            headers={"Retry-After": str(retry)})
@@ -303,8 +320,10 @@ async def auth(request: web.Request, handler) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     redis = request.app[REDIS]
     ip = client_ip(request)
-    async with _upstream(request):
-        locked = await ratelimit.lockout_remaining(redis, settings.redis_prefix, ip)
+    locked = request.get(LOCKOUT)  # read with the maintenance flag (``maintenance``)
+    if locked is None:
+        async with _upstream(request):
+            locked = await ratelimit.lockout_remaining(redis, settings.redis_prefix, ip)
     if locked:
         raise too_many_auth_failures(locked)
     presented = apikeys.from_authorization(request.headers.get("Authorization"))

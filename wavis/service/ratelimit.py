@@ -257,10 +257,19 @@ def _auth_keys(prefix: str, ip: str) -> list[str]:
     return [f"{prefix}bf:fail:{ip}", f"{prefix}bf:lock:{ip}", f"{prefix}bf:strikes:{ip}"]
 
 
+def lockout_key(prefix: str, ip: str) -> str:
+    """The key whose TTL is this IP's lockout (``lockout_remaining``; ``TTL`` it in a pipeline
+    and read the answer with ``lockout_of``)."""
+    return _auth_keys(prefix, ip)[1]
+
+
+def lockout_of(ttl: int | None) -> int:
+    return max(0, int(ttl or 0))
+
+
 async def lockout_remaining(redis: Redis, prefix: str, ip: str) -> int:
     """Seconds this IP is still locked out of authenticated endpoints (0 = not locked)."""
-    ttl = await redis.ttl(_auth_keys(prefix, ip)[1])
-    return max(0, int(ttl))
+    return lockout_of(await redis.ttl(lockout_key(prefix, ip)))
 
 
 async def record_auth_failure(redis: Redis, prefix: str, ip: str) -> int:

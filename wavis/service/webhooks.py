@@ -134,7 +134,9 @@ async def compute_complete_hook(conn: asyncpg.Connection, job: Any, outcome: Any
 def _register_completion_hook() -> None:
     from . import jobs  # noqa: PLC0415 - jobs imports nothing of ours
 
-    jobs.register_completion_hook(compute_complete_hook)
+    # a synchronous job emits nothing (its caller has the answer): such jobs may complete in one
+    # statement (jobs.complete_jobs)
+    jobs.register_completion_hook(compute_complete_hook, applies=lambda job, outcome: bool(job.is_async))
 
 
 _register_completion_hook()
