@@ -293,6 +293,22 @@ struct Acc {
   }
 };
 
+// A per-thread scratch buffer of at least n words (pool threads persist, so it is allocated and
+// first touched once, not on every call: fresh pages cost a page fault and a clear each).
+std::vector<u64>& gather_buffer(std::size_t n) {
+  thread_local std::vector<u64> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf;
+}
+
+// dst[n] = src[perm[n]]: the row is first copied in order (the hardware prefetcher streams it
+// into L2; scattered reads straight from memory each wait for their cache line), then gathered
+// with plain loads (a vector gather is slower here). tmp: N words.
+void gather_row(const u64* src, const std::uint32_t* perm, u64* dst, u64* tmp, std::size_t N) {
+  std::memcpy(tmp, src, N * 8);
+  for (std::size_t n = 0; n < N; ++n) dst[n] = tmp[perm[n]];
+}
+
 inline const u64* key_row(const u64* key, std::size_t R, std::size_t N, std::size_t d, std::size_t c,
                           std::size_t prime) {
   return key + ((d * 2 + c) * R + prime) * N;
@@ -447,20 +463,34 @@ void ks_inner(const KsPlan& P, const u64* exts, std::size_t D, const u64* key, s
 #ifdef WAVIS_CKKS_AVX512
     if (use_ifma52(N, m.q)) {
       std::vector<const u64*> src(D), k0(D), k1(D);
+      // The automorphism's reads are scattered over a whole row: gathered one digit row at a
+      // time (that row stays in L2) into a per-thread buffer, then read sequentially. Gathering
+      // inside the inner product (all D rows at once, D·N·8 bytes, past L2) cost 8-10x more.
+      std::vector<u64>& g = gather_buffer(perm ? (D + 1) * N : 0);
       for (std::size_t d = 0; d < D; ++d) {
         src[d] = exts + (d * R + t) * N;
+        if (perm) {
+          gather_row(src[d], perm, g.data() + d * N, g.data() + D * N, N);
+          src[d] = g.data() + d * N;
+        }
         k0[d] = key_row(key, key_rows, N, d, 0, P.full[t]);
         k1[d] = key_row(key, key_rows, N, d, 1, P.full[t]);
       }
-      inner52_row(P, t, src.data(), perm, k0.data(), k1.data(), D, add, add_m, out + t * N, out + (R + t) * N);
+      inner52_row(P, t, src.data(), nullptr, k0.data(), k1.data(), D, add, add_m, out + t * N, out + (R + t) * N);
       return;
     }
 #endif
     Acc acc(N);
     start_row(P, acc, t, add, add_m);
-    for (std::size_t d = 0; d < D; ++d)
-      acc.mac(m, exts + (d * R + t) * N, perm, key_row(key, key_rows, N, d, 0, P.full[t]),
-              key_row(key, key_rows, N, d, 1, P.full[t]));
+    u64* row = perm ? gather_buffer(N).data() : nullptr;
+    for (std::size_t d = 0; d < D; ++d) {
+      const u64* src = exts + (d * R + t) * N;
+      if (perm) {  // in order into L2 first (see gather_row); mac gathers from there
+        std::memcpy(row, src, N * 8);
+        src = row;
+      }
+      acc.mac(m, src, perm, key_row(key, key_rows, N, d, 0, P.full[t]), key_row(key, key_rows, N, d, 1, P.full[t]));
+    }
     acc.store(m, out + t * N, out + (R + t) * N);
   }, 1);
 }
