@@ -114,6 +114,12 @@ def _ring_digest() -> str:
     exts = ctx.ks_mod_up(a[:4].copy(), iq, ip, digits)
     h.update(ctx.ks_inner(exts, key, iq, ip, 5, a[None, :4].copy()).tobytes())
     h.update(ctx.mod_down_ntt(a, iq, ip).tobytes())
+    # one-prime digits and a one-prime P (plain reductions between primes of every width, both ways)
+    iq1, ip1, digits1 = [0, 1, 2, 3, 4], [5], [(k, k + 1) for k in range(5)]
+    key1 = (rng.integers(0, 2**63, (5, 2, len(qs), N), dtype=np.uint64) % qcol).astype(np.uint64)
+    h.update(ctx.key_switch_ext(a[:5].copy(), key1, iq1, ip1, digits1).tobytes())
+    h.update(ctx.mod_down_ntt(a, iq1, ip1).tobytes())
+    h.update(ctx.mod_down_ntt(a[[5, 1, 2, 3, 4, 0]].copy(), [5, 1, 2, 3, 4], [0]).tobytes())
     ctx.mul_scalar(a, [int(q) - 1 - k for k, q in enumerate(qs)], out, idx)
     h.update(out.tobytes())
     # ring degrees at the kernels' edges: the AVX2 NTT's 8-value blocks and the AVX-512's 16

@@ -61,6 +61,22 @@ WAVIS_CK_AVX512 void mul_shoup_avx512(const u64* x, u64* y, std::size_t N, u64 w
     _mm512_storeu_si512(y + n, ck_csub(ck_shoup_lazy(_mm512_loadu_si512(x + n), W, Wp, Wph, Q), Q));
 }
 
+// out[n] = (x[n] mod p − sub) mod p, fully reduced (the value of sub_mod(Modulus(p).reduce(x[n]), sub, p)),
+// any 64-bit x, 2^20 <= p < 2^62, sub < p, N % 8 == 0; out may alias x. The quotient is estimated
+// in double precision (x·(1/p) truncated: x/p < 2^44, so the estimate's error is below 2^-8 and it
+// is floor(x/p) or one off), the remainder computed exactly from it in [-p, 2p) and corrected.
+WAVIS_CK_AVX512 void reduce_row_avx512(const u64* x, u64* out, std::size_t N, u64 p, u64 sub) {
+  const __m512d PI = _mm512_set1_pd(1.0 / (double)p);
+  const __m512i P = _mm512_set1_epi64((long long)p), S = _mm512_set1_epi64((long long)sub);
+  for (std::size_t n = 0; n < N; n += 8) {
+    const __m512i X = _mm512_loadu_si512(x + n);
+    const __m512i qt = _mm512_cvttpd_epu64(_mm512_mul_pd(_mm512_cvtepu64_pd(X), PI));
+    __m512i r = _mm512_sub_epi64(X, _mm512_mullo_epi64(qt, P));  // in [-p, 2p) (mod 2^64)
+    r = _mm512_min_epu64(r, _mm512_add_epi64(r, P));              // [0, 2p)
+    _mm512_storeu_si512(out + n, ck_submod(ck_csub(r, P), S, P));
+  }
+}
+
 // d[n] = mul_shoup(sub_mod(s[n], d[n]), w) (the last ModDown step), N % 8 == 0
 WAVIS_CK_AVX512 void sub_mul_shoup_avx512(const u64* s, u64* d, std::size_t N, u64 w, u64 wp, u64 q) {
   const __m512i W = _mm512_set1_epi64((long long)w), Wp = _mm512_set1_epi64((long long)wp);
@@ -187,6 +203,15 @@ inline void mul_shoup_rows(const u64* x, u64* y, std::size_t N, u64 w, u64 wp, u
   for (std::size_t n = 0; n < N; ++n) y[n] = mul_shoup(x[n], w, wp, q);
 }
 
+// out[n] = sub_mod(x[n] mod p, sub, p) (AVX-512 on the avx512/ifma paths); out may alias x
+inline void reduce_rows(const u64* x, u64* out, std::size_t N, u64 p, u64 sub) {
+#ifdef WAVIS_CKKS_AVX512
+  if (use_simd(N) && p >= (u64(1) << 20)) return reduce_row_avx512(x, out, N, p, sub);
+#endif
+  const Modulus m(p);
+  for (std::size_t n = 0; n < N; ++n) out[n] = sub_mod(m.reduce(x[n]), sub, p);
+}
+
 // Y (Lq, N): coefficient form of a times [(Q_d/q_i)^{-1}]_{q_i} of its digit d.
 void modup_prepare(const KsPlan& P, const u64* a, u64* Y) {
   const std::size_t N = P.N;
@@ -235,7 +260,7 @@ void modup_row(const KsPlan& P, const u64* Y, std::size_t d, std::size_t t, u64*
     if (P.c->moduli[P.full[s]] <= pt.q) {
       std::memcpy(out, y0, N * 8);
     } else {
-      for (std::size_t n = 0; n < N; ++n) out[n] = pt.reduce(y0[n]);
+      reduce_rows(y0, out, N, pt.q, 0);
     }
   } else {
     const u64* cs = T.qhat_mod_p_shoup.data() + t * L;
@@ -625,7 +650,7 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
     const u64* x0 = X + b * Lp * N;
     u64* d = out + (b * Lq + i) * N;
     if (Lp == 1) {
-      for (std::size_t n = 0; n < N; ++n) d[n] = sub_mod(qi.reduce(x0[n]), h, qi.q);
+      reduce_rows(x0, d, N, qi.q, h);
     } else {
       convert_lazy(x0, N, Lp, cst, T->qhat_mod_p_shoup.data() + i * Lp, qi.q, d, h);
       for (std::size_t n = 0; n < N; ++n) d[n] = sub_mod(d[n], corr[ub[n]], qi.q);
