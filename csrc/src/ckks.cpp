@@ -77,6 +77,41 @@ WAVIS_CK_AVX512 void reduce_row_avx512(const u64* x, u64* out, std::size_t N, u6
   }
 }
 
+// x[n] = add_mod(x[n], h, p) (x, h < p), N % 8 == 0
+WAVIS_CK_AVX512 void add_const_avx512(u64* x, std::size_t N, u64 h, u64 p) {
+  const __m512i H = _mm512_set1_epi64((long long)h), P = _mm512_set1_epi64((long long)p);
+  for (std::size_t n = 0; n < N; n += 8)
+    _mm512_storeu_si512(x + n, ck_csub(_mm512_add_epi64(_mm512_loadu_si512(x + n), H), P));
+}
+
+// ModDown's overshoot estimate u[n] = clamp(floor(Σ_j (double)x_j[n] · inv[j]), 0, Lp), summed in
+// the scalar loop's order with separate multiplies and adds (no FMA): the same doubles. N % 8 == 0.
+WAVIS_CK_AVX512 void overshoot_avx512(const u64* x0, std::size_t N, std::size_t Lp, const double* inv,
+                                      std::uint8_t* u) {
+  const __m512d Z = _mm512_setzero_pd(), LP = _mm512_set1_pd((double)Lp);
+  for (std::size_t n = 0; n < N; n += 8) {
+    __m512d sum = Z;
+    for (std::size_t j = 0; j < Lp; ++j)
+      sum = _mm512_add_pd(sum, _mm512_mul_pd(_mm512_cvtepu64_pd(_mm512_loadu_si512(x0 + j * N + n)),
+                                             _mm512_set1_pd(inv[j])));
+    __m512d f = _mm512_roundscale_pd(sum, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    f = _mm512_min_pd(_mm512_max_pd(f, Z), LP);
+    _mm_storel_epi64((__m128i*)(u + n), _mm512_cvtepi64_epi8(_mm512_cvttpd_epu64(f)));
+  }
+}
+
+// d[n] = sub_mod(d[n], corr[u[n]], q), corr: Lp + 1 <= 8 values < q, N % 8 == 0
+WAVIS_CK_AVX512 void sub_corr_avx512(u64* d, const std::uint8_t* u, const u64* corr, std::size_t ncorr,
+                                     std::size_t N, u64 q) {
+  alignas(64) u64 c8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (std::size_t k = 0; k < ncorr; ++k) c8[k] = corr[k];
+  const __m512i C = _mm512_load_si512(c8), Q = _mm512_set1_epi64((long long)q);
+  for (std::size_t n = 0; n < N; n += 8) {
+    const __m512i idx = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i*)(u + n)));
+    _mm512_storeu_si512(d + n, ck_submod(_mm512_loadu_si512(d + n), _mm512_permutexvar_epi64(idx, C), Q));
+  }
+}
+
 // d[n] = mul_shoup(sub_mod(s[n], d[n]), w) (the last ModDown step), N % 8 == 0
 WAVIS_CK_AVX512 void sub_mul_shoup_avx512(const u64* s, u64* d, std::size_t N, u64 w, u64 wp, u64 q) {
   const __m512i W = _mm512_set1_epi64((long long)w), Wp = _mm512_set1_epi64((long long)wp);
@@ -130,6 +165,50 @@ WAVIS_CK_IFMA void inner52(const u64* const* src, const std::uint32_t* perm, con
     _mm512_storeu_si512(o1 + n, WAVIS_CK_FIN(l1, h1));
   }
 #undef WAVIS_CK_FIN
+}
+
+// convert_lazy's value for a target 2^20 <= p < 2^50 with IFMA: Σ_i x_i·c_i kept in registers as
+// lo + hi·2^52 (vpmadd52{lo,hi}uq; x_i, c_i < 2^52), reduced once as in inner52, minus sub.
+// x_i = y_i for a source prime < 2^50; for a wider one (wide[i]) x_i = y_i mod p first (the same
+// residue; double-precision quotient as reduce_row_avx512). 16 coefficients per step.
+WAVIS_CK_IFMA void convert_ifma(const u64* y, std::size_t N, std::size_t L, const u64* c, const std::uint8_t* wide,
+                                u64 p, u64* out, u64 sub) {
+  const __m512i P = _mm512_set1_epi64((long long)p), P2 = _mm512_set1_epi64((long long)(2 * p));
+  const __m512i S = _mm512_set1_epi64((long long)sub);
+  const __m512d PI = _mm512_set1_pd(1.0 / (double)p);
+  const u64 w52 = (u64)(((u128)1 << 52) % p), w52p = shoup_precompute(w52, p), onep = shoup_precompute(1, p);
+  const __m512i W52 = _mm512_set1_epi64((long long)w52), W52p = _mm512_set1_epi64((long long)w52p);
+  const __m512i W52ph = _mm512_set1_epi64((long long)(w52p >> 32)), One = _mm512_set1_epi64(1);
+  const __m512i Onep = _mm512_set1_epi64((long long)onep), Oneph = _mm512_set1_epi64((long long)(onep >> 32));
+  const __m512i z = _mm512_setzero_si512();
+#define WAVIS_CK_RED(X)                                                                              \
+  do {                                                                                               \
+    const __m512i qt_ = _mm512_cvttpd_epu64(_mm512_mul_pd(_mm512_cvtepu64_pd(X), PI));              \
+    __m512i r_ = _mm512_sub_epi64(X, _mm512_mullo_epi64(qt_, P));                                   \
+    X = ck_csub(_mm512_min_epu64(r_, _mm512_add_epi64(r_, P)), P);                                  \
+  } while (0)
+#define WAVIS_CK_FIN(lo, hi) \
+  ck_csub(ck_csub(_mm512_add_epi64(ck_shoup_lazy(hi, W52, W52p, W52ph, P), ck_shoup_lazy(lo, One, Onep, Oneph, P)), P2), P)
+  for (std::size_t n = 0; n < N; n += 16) {
+    __m512i l0 = z, h0 = z, l1 = z, h1 = z;
+    for (std::size_t i = 0; i < L; ++i) {
+      const u64* yi = y + i * N + n;
+      __m512i x0 = _mm512_loadu_si512(yi), x1 = _mm512_loadu_si512(yi + 8);
+      if (wide[i]) {
+        WAVIS_CK_RED(x0);
+        WAVIS_CK_RED(x1);
+      }
+      const __m512i C = _mm512_set1_epi64((long long)c[i]);
+      l0 = _mm512_madd52lo_epu64(l0, x0, C);
+      h0 = _mm512_madd52hi_epu64(h0, x0, C);
+      l1 = _mm512_madd52lo_epu64(l1, x1, C);
+      h1 = _mm512_madd52hi_epu64(h1, x1, C);
+    }
+    _mm512_storeu_si512(out + n, ck_submod(WAVIS_CK_FIN(l0, h0), S, P));
+    _mm512_storeu_si512(out + n + 8, ck_submod(WAVIS_CK_FIN(l1, h1), S, P));
+  }
+#undef WAVIS_CK_FIN
+#undef WAVIS_CK_RED
 }
 #endif
 
@@ -229,9 +308,15 @@ void modup_prepare(const KsPlan& P, const u64* a, u64* Y) {
 
 // out[n] = (Σ_i y[i·N + n]·c_i mod p) − sub mod p, fully reduced: Shoup products in [0, 2p) summed
 // lazily in [0, 2p) (p < 2^62), no 128-bit arithmetic. Same value as the 128-bit conversion.
-inline void convert_lazy(const u64* y, std::size_t N, std::size_t L, const u64* c, const u64* cs, u64 p, u64* out,
-                         u64 sub) {
+// srcq[i]: the prime of row i of y (the IFMA kernel reduces the rows of primes >= 2^50 first).
+inline void convert_lazy(const u64* y, std::size_t N, std::size_t L, const u64* c, const u64* cs, const u64* srcq,
+                         u64 p, u64* out, u64 sub) {
 #ifdef WAVIS_CKKS_AVX512
+  if (use_simd(N) && ifma_active() && p < (u64(1) << 50) && p >= (u64(1) << 20) && L < 4096) {
+    std::uint8_t wide[4096];
+    for (std::size_t i = 0; i < L; ++i) wide[i] = srcq[i] >= (u64(1) << 50);
+    return convert_ifma(y, N, L, c, wide, p, out, sub);
+  }
   if (use_simd(N)) return convert_lazy_avx512(y, N, L, c, cs, p, out, sub);
 #endif
 #ifdef WAVIS_HAVE_SIMD256
@@ -264,7 +349,9 @@ void modup_row(const KsPlan& P, const u64* Y, std::size_t d, std::size_t t, u64*
     }
   } else {
     const u64* cs = T.qhat_mod_p_shoup.data() + t * L;
-    convert_lazy(y0, N, L, cst, cs, pt.q, out, 0);
+    u64 srcq[4096];
+    for (std::size_t i = 0; i < L && i < 4096; ++i) srcq[i] = P.c->moduli[P.full[s + i]];
+    convert_lazy(y0, N, L, cst, cs, srcq, pt.q, out, 0);
   }
   ntt_forward(out, P.c->tables[P.full[t]], N);
 }
@@ -611,12 +698,15 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
     u64* x = X + r * N;
     std::memcpy(x, a + (b * R + Lq + j) * N, N * 8);
     ntt_inverse(x, c.tables[ip[j]], N);
-    if (w == 1) {
+#ifdef WAVIS_CKKS_AVX512
+    if (use_simd(N)) {
+      add_const_avx512(x, N, h, p);
+    } else
+#endif
+    {
       for (std::size_t n = 0; n < N; ++n) x[n] = add_mod(x[n], h, p);
-    } else {
-      for (std::size_t n = 0; n < N; ++n) x[n] = add_mod(x[n], h, p);
-      mul_shoup_rows(x, x, N, w, wp, p);
     }
+    if (w != 1) mul_shoup_rows(x, x, N, w, wp, p);
   }, 1 << 12);
   // The conversion Σ_j y_j·(P'/p_j) = x + u·P' overshoots by u = floor(Σ_j y_j / p_j) < Lp; u is
   // estimated in double precision and removed, so the result is round(a / P') (off by one only
@@ -628,6 +718,9 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
     for_rows(batch, N * Lp, [&](std::size_t b) {
       const u64* x0 = X + b * Lp * N;
       std::uint8_t* u = U.data() + b * N;
+#ifdef WAVIS_CKKS_AVX512
+      if (use_simd(N)) return overshoot_avx512(x0, N, Lp, inv.data(), u);
+#endif
       for (std::size_t n = 0; n < N; ++n) {
         double sum = 0.0;
         for (std::size_t j = 0; j < Lp; ++j) {
@@ -639,6 +732,8 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
       }
     });
   }
+  std::vector<u64> srcq(Lp);
+  for (std::size_t j = 0; j < Lp; ++j) srcq[j] = c.moduli[ip[j]];
   for_rows(batch * Lq, N, [&](std::size_t r) {
     const std::size_t b = r / Lq, i = r % Lq;
     const Modulus& qi = c.mod(iq[i]);
@@ -653,8 +748,15 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
     if (Lp == 1) {
       reduce_rows(x0, d, N, qi.q, h);
     } else {
-      convert_lazy(x0, N, Lp, cst, T->qhat_mod_p_shoup.data() + i * Lp, qi.q, d, h);
-      for (std::size_t n = 0; n < N; ++n) d[n] = sub_mod(d[n], corr[ub[n]], qi.q);
+      convert_lazy(x0, N, Lp, cst, T->qhat_mod_p_shoup.data() + i * Lp, srcq.data(), qi.q, d, h);
+#ifdef WAVIS_CKKS_AVX512
+      if (use_simd(N) && Lp + 1 <= 8) {
+        sub_corr_avx512(d, ub, corr.data(), Lp + 1, N, qi.q);
+      } else
+#endif
+      {
+        for (std::size_t n = 0; n < N; ++n) d[n] = sub_mod(d[n], corr[ub[n]], qi.q);
+      }
     }
     ntt_forward(d, c.tables[iq[i]], N);
     const u64* s = a + (b * R + i) * N;
