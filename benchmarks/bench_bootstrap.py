@@ -8,9 +8,13 @@
     .venv/bin/python benchmarks/bench_bootstrap.py --preset testing-n1024 --threads 2
     .venv/bin/python benchmarks/bench_bootstrap.py --slots 1024 --threads 2  # sparse packing
     .venv/bin/python benchmarks/bench_bootstrap.py --openfhe                  # + benchmarks/openfhe_bootstrap.py
+    .venv/bin/python benchmarks/bench_bootstrap.py --openfhe --openfhe-native /work/cache/openfhe-hexl/bin/openfhe_native_worker \
+        --rounds 2 --out benchmarks/results/bootstrap_zen5_ifma.json         # + OpenFHE + HEXL, two interleaved rounds
 
 Every configuration runs in a fresh subprocess with WAVIS_THREADS set (the C++ core reads it at
-start). Results go to benchmarks/results/bootstrap_cpu.json.
+start); one library at a time (an N = 2^16 OpenFHE key set needs ~15 GB), in the order WAVIS,
+OpenFHE wheel, OpenFHE native per thread count, and ``--rounds`` times over (interleaved
+rounds). Results go to benchmarks/results/bootstrap_cpu.json (or ``--out``).
 """
 
 from __future__ import annotations
@@ -83,6 +87,13 @@ def one(preset: str, slots: int | None, reps: int, constant: bool = False) -> di
             err = np.maximum(np.abs(enc.decode(dec.decrypt(b.bootstrap(ct))) - x), 2.0**-60)
             runs.append(dict(kind=f"constant k_n={k}", mean_bits=float(np.mean(-np.log2(err))),
                              min_bits=float(-np.log2(np.max(err)))))
+    import resource
+
+    resident = 0  # what the DFT factors keep (Bootstrapper.cache_bytes plans it; the service admits by it)
+    for lt in bs._transforms["cts"] + bs._transforms["stc"]:  # noqa: SLF001
+        resident += sum(d.nbytes for d in lt.diagonals.values())
+        resident += sum(c.nbytes for _, c, _ in lt._coef_cache.values())  # noqa: SLF001
+        resident += sum(np.asarray(p).nbytes for _, p in lt._pt_cache.values() if p is not None)  # noqa: SLF001
     real = [r for r in runs if r["kind"] == "real"]
     cplx = [r for r in runs if r["kind"] == "complex"]
     warm = real[1:] or real
@@ -95,7 +106,69 @@ def one(preset: str, slots: int | None, reps: int, constant: bool = False) -> di
                 precision_mean_bits=min(r["mean_bits"] for r in real), precision_min_bits=min(r["min_bits"] for r in real),
                 complex_mean_bits=cplx[0]["mean_bits"], complex_min_bits=cplx[0]["min_bits"], runs=runs,
                 sine_headroom_bits=bs.sine_headroom_bits,
-                effective_degree=bs.effective_degree, failure_log2=bs.failure_probability_log2())
+                effective_degree=bs.effective_degree, failure_log2=bs.failure_probability_log2(),
+                dft_cache_bytes_planned=Bootstrapper.cache_bytes(params, slots), dft_cache_bytes_resident=resident,
+                peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                simd_path=_simd_path())
+
+
+def _simd_path() -> str:
+    try:
+        from wavis.backend.cpu import simd_path  # noqa: PLC0415
+
+        return str(simd_path() if callable(simd_path) else simd_path)
+    except Exception:  # noqa: BLE001 - older cores
+        return os.environ.get("WAVIS_SIMD", "?")
+
+
+def _cap(limit: int):
+    """preexec_fn of an OpenFHE child: bad_alloc past ``limit`` bytes of address space; and if
+    the host runs out first, the OOM killer takes this one."""
+
+    def cap():
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        try:
+            Path("/proc/self/oom_score_adj").write_text("1000")
+        except OSError:
+            pass
+
+    return cap
+
+
+def native_openfhe(binary: str, cfg: dict, threads: int, reps: int, limit: int) -> dict:
+    """OpenFHE built natively (+ Intel HEXL: ``wavis bench setup``) through its round-protocol
+    worker (benchmarks/openfhe_native_worker.cpp): key generation, then one warm-up and ``reps``
+    timed EvalBootstraps of one fresh ciphertext; the last output decrypted and its precision
+    checked. Wall and process CPU (all threads) per bootstrap."""
+    t = time.perf_counter()
+    proc = subprocess.Popen([binary, "bootstrap", json.dumps(cfg)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_cap(limit),
+                            env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
+
+    def read() -> dict:
+        for line in proc.stdout:
+            if line.startswith("@@"):
+                return json.loads(line[2:])
+        raise RuntimeError("the native worker ended: " + proc.stderr.read()[-2000:])
+
+    try:
+        ready = read()
+        if not ready.get("ready"):
+            raise RuntimeError(ready.get("error", "not ready"))
+        proc.stdin.write(json.dumps({"op": "bootstrap", "reps": reps, "warmup": 1}) + "\n")
+        proc.stdin.flush()
+        res = read()
+        proc.stdin.write(json.dumps({"quit": True}) + "\n")
+        proc.stdin.flush()
+        proc.wait(timeout=120)
+    except Exception as e:  # noqa: BLE001 - a failed reference is a recorded result
+        proc.kill()
+        return {"error": f"{type(e).__name__}: {e}"}
+    info = ready.get("info", {})
+    return dict(build="native + Intel HEXL", info=info, threads=threads, wall_s=[m / 1e3 for m in res["ms"]],
+                cpu_s=[m / 1e3 for m in res["cpu_ms"]], bootstrap_s=min(res["ms"]) / 1e3, check=res["check"],
+                process_s=time.perf_counter() - t)
 
 
 def main() -> int:
@@ -114,6 +187,11 @@ def main() -> int:
     ap.add_argument("--openfhe-mem-gib", type=float, default=14.0,
                     help="address-space limit of the OpenFHE child (it fails with bad_alloc instead of "
                          "waking the OOM killer on a shared host)")
+    ap.add_argument("--openfhe-native", default=None,
+                    help="also OpenFHE built natively with Intel HEXL: the path of its openfhe_native_worker "
+                         "(wavis bench setup; e.g. /work/cache/openfhe-hexl/bin/openfhe_native_worker)")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat everything, interleaved (round by round)")
+    ap.add_argument("--out", default=str(HERE / "results" / "bootstrap_cpu.json"))
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -121,7 +199,7 @@ def main() -> int:
         print(json.dumps(one(cfg["preset"], cfg["slots"], cfg["reps"], cfg.get("constant", False))))
         return 0
     results = []
-    for th in args.threads:
+    for rnd, th in [(r, t) for r in range(args.rounds) for t in args.threads]:
         cfg = dict(preset=args.preset, slots=args.slots, reps=args.reps, constant=args.constant)
         env = dict(os.environ, WAVIS_THREADS=str(th))
         r = subprocess.run([sys.executable, __file__, "--child", json.dumps(cfg)], env=env, capture_output=True,
@@ -130,7 +208,7 @@ def main() -> int:
             print(r.stderr, file=sys.stderr)
             return 1
         w = json.loads(r.stdout.strip().splitlines()[-1])
-        entry = {"threads": th, "wavis": w}
+        entry = {"threads": th, "round": rnd, "wavis": w, "host": _host()}
         b = w["best"]
         print(f"WAVIS {w['preset']} N={w['poly_degree']} slots={w['slots']} threads={th}: bootstrap "
               f"{b['total_s']:.2f} s (mean {w['mean_total_s']:.2f} s, first {w['first_run_s']:.2f} s) = "
@@ -149,15 +227,7 @@ def main() -> int:
                 cfg_o = dict(N=w["poly_degree"], slots=w["slots"], threads=th, levels_after=w["levels_after"],
                              reps=args.reps, **json.loads(args.openfhe_config))
                 limit = int(args.openfhe_mem_gib * 2**30)
-
-                def cap():  # bad_alloc past the limit; and if the host runs out first, the OOM killer takes this one
-                    import resource
-                    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-                    try:
-                        Path("/proc/self/oom_score_adj").write_text("1000")
-                    except OSError:
-                        pass
-
+                cap = _cap(limit)
                 r = subprocess.run([str(py), str(HERE / "openfhe_bootstrap.py"), json.dumps(cfg_o)], preexec_fn=cap,
                                    env=dict(os.environ, OMP_NUM_THREADS=str(th)), capture_output=True, text=True)
                 print(r.stderr[-3000:], file=sys.stderr, flush=True)
@@ -167,18 +237,46 @@ def main() -> int:
                 print(f"OpenFHE (PyPI wheel, no SIMD) threads={th}: " + json.dumps(
                     {k: v for k, v in entry["openfhe"].items() if k != "runs"} if isinstance(entry["openfhe"], dict)
                     else entry["openfhe"]), flush=True)
+        if args.openfhe_native:
+            cfg_n = dict(N=w["poly_degree"], slots=w["slots"], levels_after=w["levels_after"], scale_mod_bits=53,
+                         first_mod_bits=60, dnum=5, level_budget=[3, 3], check_bits=8)
+            cfg_n.update(json.loads(args.openfhe_config))
+            entry["openfhe_native"] = native_openfhe(args.openfhe_native, cfg_n, th, args.reps,
+                                                     int(args.openfhe_mem_gib * 2**30))
+            print(f"OpenFHE native + HEXL threads={th}: " + json.dumps(
+                {k: v for k, v in entry["openfhe_native"].items() if k != "info"}), flush=True)
         for r in w["runs"]:
             if r["kind"].startswith("constant"):
                 print(f"  {r['kind']}: precision mean {r['mean_bits']:.1f} / min {r['min_bits']:.1f} bits", flush=True)
         results.append(entry)
-    out = HERE / "results" / "bootstrap_cpu.json"
+        _save(Path(args.out), args, results)  # after every configuration: a killed run keeps what it measured
+    return 0
+
+
+def _save(out: Path, args, results: list) -> None:
     out.parent.mkdir(exist_ok=True)
     prev = json.loads(out.read_text()) if out.exists() else {"runs": []}
     prev["runs"] = [r for r in prev["runs"] if not (r["wavis"]["preset"] == args.preset
                                                     and r["wavis"]["slots"] == results[0]["wavis"]["slots"]
-                                                    and r["threads"] in args.threads)] + results
+                                                    and r["threads"] in args.threads
+                                                    and r.get("round", 0) < args.rounds)] + results
+    prev["runs"] = list({(r["wavis"]["preset"], r["wavis"]["slots"], r["threads"], r.get("round", 0)): r
+                         for r in prev["runs"]}.values())
+    prev["command"] = " ".join(sys.argv)
     out.write_text(json.dumps(prev, indent=1))
-    return 0
+
+
+def _host() -> dict:
+    """The CPU (model name, family/model) and the load average when a configuration ends."""
+    info = {"load_avg": os.getloadavg()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        for key in ("model name", "cpu family", "model"):
+            line = next(ln for ln in text.splitlines() if ln.split(":")[0].strip() == key)
+            info[key.replace(" ", "_")] = line.split(":", 1)[1].strip()
+    except (OSError, StopIteration):
+        pass
+    return info
 
 
 if __name__ == "__main__":
