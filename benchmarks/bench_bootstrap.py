@@ -225,7 +225,8 @@ def main() -> int:
                 entry["openfhe"] = "not installed (see benchmarks/openfhe_bootstrap.py)"
             else:
                 cfg_o = dict(N=w["poly_degree"], slots=w["slots"], threads=th, levels_after=w["levels_after"],
-                             reps=args.reps, **json.loads(args.openfhe_config))
+                             reps=args.reps)
+                cfg_o.update(json.loads(args.openfhe_config))  # e.g. {"levels_after": 9}
                 limit = int(args.openfhe_mem_gib * 2**30)
                 cap = _cap(limit)
                 r = subprocess.run([str(py), str(HERE / "openfhe_bootstrap.py"), json.dumps(cfg_o)], preexec_fn=cap,
