@@ -192,6 +192,13 @@ def main() -> int:
                          "(wavis bench setup; e.g. /work/cache/openfhe-hexl/bin/openfhe_native_worker)")
     ap.add_argument("--rounds", type=int, default=1, help="repeat everything, interleaved (round by round)")
     ap.add_argument("--out", default=str(HERE / "results" / "bootstrap_cpu.json"))
+    ap.add_argument("--tree", default=None,
+                    help="run WAVIS from this checkout instead of this one (see --before), so that edits here "
+                         "do not reach a long run")
+    ap.add_argument("--before", default=None,
+                    help="before/after: also run WAVIS from this checkout (the baseline), interleaved, same "
+                         "configuration. It must hold the same C++ core build: copy this venv's "
+                         "wavis/_core*.so into DIR/wavis (its Python runs with -S, DIR first on the path)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -201,14 +208,24 @@ def main() -> int:
     results = []
     for rnd, th in [(r, t) for r in range(args.rounds) for t in args.threads]:
         cfg = dict(preset=args.preset, slots=args.slots, reps=args.reps, constant=args.constant)
-        env = dict(os.environ, WAVIS_THREADS=str(th))
-        r = subprocess.run([sys.executable, __file__, "--child", json.dumps(cfg)], env=env, capture_output=True,
-                           text=True)
-        if r.returncode != 0:
-            print(r.stderr, file=sys.stderr)
+        before = None
+        if args.before:  # the same configuration on the baseline tree first (interleaved)
+            before = _child(args.before, cfg, th)
+            if before is None:
+                return 1
+            bb = before["best"]
+            print(f"WAVIS before ({args.before}) threads={th}: bootstrap {bb['total_s']:.2f} s = "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in bb["stages_s"].items())
+                  + f"; CPU {bb['cpu_s']:.2f} s (" + ", ".join(f"{k} {v:.2f}" for k, v in bb["stages_cpu_s"].items())
+                  + f"); precision real mean {before['precision_mean_bits']:.2f} / min {before['precision_min_bits']:.2f}",
+                  flush=True)
+        w = _child(args.tree, cfg, th)
+        if w is None:
             return 1
-        w = json.loads(r.stdout.strip().splitlines()[-1])
         entry = {"threads": th, "round": rnd, "wavis": w, "host": _host()}
+        if before is not None:
+            entry["wavis_before"] = before
+            entry["before_tree"], entry["tree"] = args.before, args.tree or str(HERE.parent)
         b = w["best"]
         print(f"WAVIS {w['preset']} N={w['poly_degree']} slots={w['slots']} threads={th}: bootstrap "
               f"{b['total_s']:.2f} s (mean {w['mean_total_s']:.2f} s, first {w['first_run_s']:.2f} s) = "
@@ -252,6 +269,25 @@ def main() -> int:
         results.append(entry)
         _save(Path(args.out), args, results)  # after every configuration: a killed run keeps what it measured
     return 0
+
+
+def _child(tree: str | None, cfg: dict, threads: int) -> dict | None:
+    """One WAVIS configuration in a fresh process (WAVIS_THREADS set): this checkout, or
+    ``tree`` (its own benchmarks/bench_bootstrap.py and wavis package, with this venv's
+    site-packages but not its editable install: ``python -S``)."""
+    import sysconfig
+
+    env = dict(os.environ, WAVIS_THREADS=str(threads))
+    if tree is None:
+        cmd = [sys.executable, __file__, "--child", json.dumps(cfg)]
+    else:
+        env["PYTHONPATH"] = os.pathsep.join([tree, sysconfig.get_paths()["purelib"]])
+        cmd = [sys.executable, "-S", str(Path(tree) / "benchmarks" / "bench_bootstrap.py"), "--child", json.dumps(cfg)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        print(r.stderr, file=sys.stderr)
+        return None
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def _save(out: Path, args, results: list) -> None:
