@@ -199,8 +199,13 @@ def main() -> int:
                     help="before/after: also run WAVIS from this checkout (the baseline), interleaved, same "
                          "configuration. It must hold the same C++ core build: copy this venv's "
                          "wavis/_core*.so into DIR/wavis (its Python runs with -S, DIR first on the path)")
+    ap.add_argument("--summary", default=None, metavar="JSON",
+                    help="print the markdown tables of a results file (docs/bootstrapping.md) and exit")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.summary:
+        print(summary(json.loads(Path(args.summary).read_text())))
+        return 0
     if args.child:
         cfg = json.loads(args.child)
         print(json.dumps(one(cfg["preset"], cfg["slots"], cfg["reps"], cfg.get("constant", False))))
@@ -269,6 +274,72 @@ def main() -> int:
         results.append(entry)
         _save(Path(args.out), args, results)  # after every configuration: a killed run keeps what it measured
     return 0
+
+
+def summary(data: dict) -> str:
+    """Markdown tables of a results file: per configuration (preset, slots) and thread count,
+    the median over rounds of each library's best warm bootstrap (wall) and the CPU seconds of
+    that run, WAVIS's stages (CPU), the time per slot, precision, and the ratios WAVIS / OpenFHE
+    (wheel: no SIMD; native: + Intel HEXL)."""
+    import statistics as st
+
+    def med(xs):
+        xs = [x for x in xs if x is not None]
+        return st.median(xs) if xs else None
+
+    def wheel(o):
+        if not isinstance(o, dict):
+            return None, None, None, None
+        warm = o["runs"][1:] or o["runs"]
+        b = min(warm, key=lambda r: r["wall_s"])
+        return b["wall_s"], b["cpu_s"], o["precision_mean_bits"], o["precision_min_bits"]
+
+    def native(n):
+        if not isinstance(n, dict) or "wall_s" not in n:
+            return None, None, None
+        i = min(range(len(n["wall_s"])), key=lambda k: n["wall_s"][k])
+        return n["wall_s"][i], n["cpu_s"][i], n["check"]["bits"]
+
+    def f(x, d=2):
+        return "—" if x is None else f"{x:.{d}f}"
+
+    def ratio(a, b):
+        return "—" if a is None or b is None else f"{a / b:.2f}"
+
+    groups: dict = {}
+    for r in data["runs"]:
+        groups.setdefault((r["wavis"]["preset"], r["wavis"]["slots"], r["threads"]), []).append(r)
+    lines = ["| preset, slots | threads | library | bootstrap wall (median of rounds' best) | CPU of that run | "
+             "ModRaise / CtS / EvalMod / StC CPU | per slot (wall) | precision mean / min | WAVIS ÷ this, wall / CPU | "
+             "rounds, load |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for (preset, slots, th), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1], kv[0][2])):
+        loads = [x for r in rs for x in r["wavis"]["best"]["load_avg"]]
+        w_wall = med([r["wavis"]["best"]["total_s"] for r in rs])
+        w_cpu = med([r["wavis"]["best"]["cpu_s"] for r in rs])
+        stages = {k: med([r["wavis"]["best"]["stages_cpu_s"][k] for r in rs]) for k in rs[0]["wavis"]["best"]["stages_cpu_s"]}
+        cols = {"WAVIS": (w_wall, w_cpu, med([r["wavis"]["precision_mean_bits"] for r in rs]),
+                          med([r["wavis"]["precision_min_bits"] for r in rs]))}
+        if any("wavis_before" in r for r in rs):
+            bs = [r["wavis_before"] for r in rs if "wavis_before" in r]
+            cols["WAVIS before"] = (med([b["best"]["total_s"] for b in bs]), med([b["best"]["cpu_s"] for b in bs]),
+                                    med([b["precision_mean_bits"] for b in bs]), med([b["precision_min_bits"] for b in bs]))
+            b_stages = {k: med([b["best"]["stages_cpu_s"][k] for b in bs]) for k in stages}
+        ws = [wheel(r.get("openfhe")) for r in rs]
+        if any(x[0] is not None for x in ws):
+            cols["OpenFHE wheel (no SIMD)"] = tuple(med([x[i] for x in ws]) for i in range(4))
+        ns = [native(r.get("openfhe_native")) for r in rs]
+        if any(x[0] is not None for x in ns):
+            cols["OpenFHE native + HEXL"] = (med([x[0] for x in ns]), med([x[1] for x in ns]), None,
+                                             med([x[2] for x in ns]))
+        for lib, (wall, cpu, mean, low) in cols.items():
+            st_txt = " / ".join(f(stages[k]) for k in stages) if lib == "WAVIS" else (
+                " / ".join(f(b_stages[k]) for k in stages) if lib == "WAVIS before" else "")
+            per_slot = f"{wall / slots * 1e6:.0f} µs" if wall else "—"
+            rat = "" if lib.startswith("WAVIS") else f"**{ratio(w_wall, wall)}** / {ratio(w_cpu, cpu)}"
+            lines.append(f"| `{preset}`, {slots} | {th} | {lib} | {f(wall)} s | {f(cpu)} s | {st_txt} | {per_slot} | "
+                         f"{f(mean, 1)} / {f(low, 1)} | {rat} | {len(rs)}, {min(loads):.1f}–{max(loads):.1f} |")
+    return "\n".join(lines)
 
 
 def _child(tree: str | None, cfg: dict, threads: int) -> dict | None:
