@@ -292,3 +292,21 @@ def test_polynomial_baby_steps(env, monkeypatch, basis, degree, baby):
         assert (n_plain, n_fast) == (24, 13)
     with pytest.raises(ParameterError):
         evaluate_polynomial(ev, ct, c, basis=basis, baby_steps=6)
+
+
+def test_relinearize_rescale_is_a_lazy_multiply(env):
+    """``relinearize_rescale`` of a sum of tensor products (``multiply(…, relinearize=False,
+    rescale=False)``) equals the sum of the relinearized, rescaled products: one key switch
+    instead of two; size 2 is only rescaled."""
+    ev = env[4]
+    a, b = enc_vec(env, X), enc_vec(env, X[::-1].copy())
+    lazy = ev.relinearize_rescale(ev.add(ev.multiply(a, a, relinearize=False, rescale=False),
+                                         ev.multiply(b, b, relinearize=False, rescale=False)))
+    eager = ev.add(ev.multiply(a, a), ev.multiply(b, b))
+    assert lazy.size == 2 and lazy.level == eager.level == a.level - 1
+    assert abs(lazy.scale - eager.scale) < 1e-9 * eager.scale
+    want = X**2 + X[::-1] ** 2
+    assert np.max(np.abs(dec(env, lazy).real - want)) < 1e-6
+    assert np.max(np.abs(dec(env, eager).real - want)) < 1e-6
+    only = ev.relinearize_rescale(ev.multiply_scalar(a, 1.0, rescale=False))
+    assert only.level == a.level - 1 and np.max(np.abs(dec(env, only).real - X)) < 1e-6

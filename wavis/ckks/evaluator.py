@@ -299,6 +299,28 @@ class Evaluator:
         out = ks.mod_down_ntt(self.ctx, acc, q_idx, self._p_idx)
         return Ciphertext(out, ct.level, ct.scale, ct.params_fingerprint, ct.key_tag)
 
+    def relinearize_rescale(self, ct: Ciphertext) -> Ciphertext:
+        """A size-3 ciphertext (e.g. a sum of tensor products, ``multiply(…, relinearize=False,
+        rescale=False)``) relinearized and rescaled in one ModDown by P·q_ℓ, as :meth:`multiply`
+        does for one product (Kim et al. 2021 §3.2): level ℓ → ℓ−1, scale → scale / q_ℓ. A
+        size-2 ciphertext is only rescaled. Lazy relinearization: a sum of k products costs one
+        key switch instead of k.
+
+        Raises: DepthExhaustedError at level 0; MissingKeyError (no relinearization key);
+        ParameterError (the rescaled scale would be far below the canonical one)."""
+        self._check(ct)
+        if ct.size == 2:
+            return self.rescale(ct)
+        if ct.level == 0:
+            raise DepthExhaustedError("cannot rescale a ciphertext at level 0", level=0)
+        self._check_rescaled_scale(ct.scale, ct.level)
+        q_idx, digits = self._ks_plan(ct.level)
+        data = self.ctx.asarray(ct.data)
+        acc = ks.key_switch_ext(self.ctx, data[2], self._relin_key().data, q_idx, self._p_idx, digits, add=data[:2])
+        out = ks.mod_down_ntt(self.ctx, acc, q_idx[:-1], [q_idx[-1]] + self._p_idx)
+        return Ciphertext(out, ct.level - 1, ct.scale / self.params.moduli[ct.level], ct.params_fingerprint,
+                          ct.key_tag)
+
     def rescale(self, ct: Ciphertext) -> Ciphertext:
         """Divide by q_ℓ (rounded) and drop it: level ℓ → ℓ−1, scale → scale / q_ℓ.
 

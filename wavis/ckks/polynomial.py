@@ -55,9 +55,11 @@ class _PolyEval:
                 self.babies[i] = prod
         return self.babies[i]
 
-    def leaf(self, coeffs: np.ndarray, level: int, scale: float) -> Ciphertext | None:
-        """Σ c_i·B_i (i < baby_steps) as one sum of scalar products and one rescale, landing exactly
-        at (level, scale); None when some baby step sits below level + 1 (then the caller splits)."""
+    def leaf(self, coeffs: np.ndarray, level: int, scale: float) -> tuple[Ciphertext, float] | None:
+        """Σ c_i·B_i (i < baby_steps) as one sum of scalar products, *before* its rescale: a
+        ciphertext at level + 1 with scale·q_{level+1} (see :meth:`pending`) and the constant
+        c_0 to add after it; None when some baby step sits below level + 1 (then the caller
+        splits)."""
         ev = self.ev
         used = [i for i in range(1, len(coeffs)) if coeffs[i] != 0.0]
         if not used:
@@ -79,10 +81,7 @@ class _PolyEval:
                 ev.ctx.mul_scalar(b.data[c], res, term[c], idx)
                 ev.ctx.add(acc[c], term[c], acc[c], idx)
             ref = b
-        ct = Ciphertext(acc, level + 1, scale * q, ref.params_fingerprint, ref.key_tag)
-        ct = ev.rescale(ct)
-        ct.scale = scale  # equal up to the float rounding of each constant's scale
-        return ev.add_scalar(ct, float(coeffs[0])) if coeffs[0] else ct
+        return Ciphertext(acc, level + 1, scale * q, ref.params_fingerprint, ref.key_tag), float(coeffs[0])
 
     def power(self, m: int) -> Ciphertext:
         """B_m for m a power of two: x^{2m} = (x^m)², T_{2m} = 2·T_m² − 1."""
@@ -94,24 +93,43 @@ class _PolyEval:
             self.powers[m] = sq
         return self.powers[m]
 
-    def linear(self, c0: float, c1: float, level: int, scale: float) -> Ciphertext:
-        """c0 + c1·x landing exactly at (level, scale)."""
+    def linear(self, c0: float, c1: float, level: int, scale: float) -> tuple[Ciphertext, float]:
+        """c1·x *before* its rescale (level + 1, scale·q_{level+1}) and c0 to add after it, so
+        that the result lands exactly at (level, scale) (see :meth:`pending`)."""
         ev, x = self.ev, self.powers[1]
         x = ev.drop_to_level(x, level + 1) if x.level > level + 1 else x
         q = float(ev.params.moduli[level + 1])
-        # multiply by round(c1 · scale·q/s_x) then rescale by q → scale exactly `scale`
+        # multiply by round(c1 · scale·q/s_x): rescaled by q it has scale exactly `scale`
         const_scale = ev._derived_scale(x, scale * q / x.scale, "polynomial evaluation")  # noqa: SLF001
         res = ev._scalar_residues(c1, const_scale, x.level)
         idx = list(range(x.level + 1))
         out = ev.ctx.zeros(2 * len(idx)).reshape(2, len(idx), -1)
         for c in range(2):
             ev.ctx.mul_scalar(x.data[c], res, out[c], idx)
-        ct = Ciphertext(out, x.level, x.scale * const_scale, x.params_fingerprint, x.key_tag)
-        ct = ev.rescale(ct)
-        ct.scale = scale  # equal up to the float rounding of const_scale
-        return ev.add_scalar(ct, c0) if c0 else ct
+        return Ciphertext(out, x.level, scale * q, x.params_fingerprint, x.key_tag), c0
+
+    def finish(self, pending: tuple[Ciphertext, float], scale: float) -> Ciphertext:
+        """A :meth:`pending` sum brought to (level, scale): relinearized (when it holds tensor
+        products) and rescaled in one ModDown, then its constant added."""
+        ct, c0 = pending
+        ct = self.ev.relinearize_rescale(ct)
+        ct.scale = scale  # equal up to the float rounding of each constant's scale
+        return self.ev.add_scalar(ct, c0) if c0 else ct
 
     def eval(self, coeffs: np.ndarray, level: int, scale: float) -> Ciphertext:
+        """p(x) landing exactly at (level, scale)."""
+        return self.finish(self.pending(coeffs, level, scale), scale)
+
+    def pending(self, coeffs: np.ndarray, level: int, scale: float) -> tuple[Ciphertext, float]:
+        """p(x) − c_0 *before* the last relinearization and rescale: a ciphertext at level + 1
+        with scale·q_{level+1}, of size 3 when it holds tensor products, and the constant c_0.
+
+        Lazy relinearization and rescaling: p = q·B_m + r is the tensor product q·B_m (q is
+        evaluated and finished first: it is multiplied) plus r's own pending sum, which lands on
+        the same level + 1 and scale, so the products along the remainders' chain are summed
+        and relinearized + rescaled once (``Evaluator.relinearize_rescale``) instead of once
+        each, and the leaves of that chain need no rescale of their own (Bossuat et al.,
+        EUROCRYPT 2021, §4.2; Lattigo's lazy polynomial evaluator)."""
         d = len(coeffs) - 1
         if d <= 1:
             return self.linear(float(coeffs[0]), float(coeffs[1]) if d == 1 else 0.0, level, scale)
@@ -133,9 +151,10 @@ class _PolyEval:
         bm = self.ev.drop_to_level(bm, level + 1) if bm.level > level + 1 else bm
         q_next = float(self.ev.params.moduli[level + 1])
         qc = self.eval(q, level + 1, scale * q_next / bm.scale)
-        prod = self.ev.multiply(qc, bm)
-        prod.scale = scale
-        return self.ev.add(prod, self.eval(r, level, scale))
+        prod = self.ev.multiply(qc, bm, relinearize=False, rescale=False)
+        prod.scale = scale * q_next
+        rest, c0 = self.pending(r, level, scale)
+        return self.ev.add(prod, rest), c0
 
 
 def evaluate_polynomial(ev: Evaluator, ct: Ciphertext, coeffs, basis: str = "power",
@@ -153,7 +172,9 @@ def evaluate_polynomial(ev: Evaluator, ct: Ciphertext, coeffs, basis: str = "pow
             (Han–Ki CT-RSA 2020 §4.2; Bossuat et al. EUROCRYPT 2021 §4.2): B_1..B_{B−1} are
             computed once and every piece of degree < B is a sum of scalar products of them
             (one rescale) instead of further splits, so degree 39 with B = 8 takes 13 non-scalar
-            products instead of 24. Same level and scale of the result; a piece whose baby steps
+            products instead of 24. Relinearization and rescaling are lazy (:meth:`_PolyEval.pending`):
+            the products along a remainder chain are summed and relinearized + rescaled once, so
+            degree 63 with B = 8 takes 18 tensor products but 15 key switches. Same level and scale of the result; a piece whose baby steps
             sit too low for its target level is split as without B (depth never grows), and a
             degree below 2B is evaluated without baby steps (they would cost more than they save).
         scale: the result's scale (default: the canonical scale of its level). Another value

@@ -50,7 +50,8 @@ DFT_GIANT_COST = 3.0
 # rounded coefficients and diagonals: Bootstrapper.cache_bytes, which the service's admission counts).
 BOOTSTRAP_NTT_CACHE_BYTES = 1 << 30
 # Baby steps of the Chebyshev evaluation in EvalMod (polynomial.evaluate_polynomial): B = 8 is the
-# fewest non-scalar products for degree 39 (13, against 24 without; B = 4: 15, B = 16: 18).
+# fewest non-scalar products for degree 39 (13, against 24 without; B = 4: 15, B = 16: 18); for
+# degree 63 with lazy relinearization, B = 8 and B = 4 both take 15 key switches per part (B = 16: 21).
 EVALMOD_BABY_STEPS = 8
 # META-BTS: the largest error amplification 2^k_2 accepted (k_2 = 30 already puts the second
 # bootstrap's own error ~2^-52 below the output's rescale noise floor at every preset).
