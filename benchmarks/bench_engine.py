@@ -119,7 +119,7 @@ def library_gates_per_s(sk, cts, batch: int, seconds: float) -> tuple[float, flo
 
 class Server:
     def __init__(self, db_url: str, prefix: str, data_dir: Path, max_size: int, delay_ms: float,
-                 python: str | None = None) -> None:
+                 python: str | None = None, extra_env: dict[str, str] | None = None) -> None:
         """``wavis serve`` on a free port; ``python``: the interpreter (its environment's WAVIS
         checkout runs: ``--baseline-python``), default this one."""
         self.port = free_port()
@@ -130,6 +130,7 @@ class Server:
                    WAVIS_BATCH_MAX_DELAY_MS=str(delay_ms), WAVIS_JOB_QUEUE_MAX="4096",
                    WAVIS_JOB_QUEUE_PER_ACCOUNT="4096",
                    WAVIS_ENGINE_FAST_PATH="0" if os.environ.get("BENCH_NO_FAST_PATH") else "1")
+        env.update(extra_env or {})
         self.log = open(data_dir / f"serve-{max_size}-{delay_ms}{'-baseline' if python else ''}.log", "wb")
         self.proc = subprocess.Popen([python or sys.executable, *(["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []), "-m", "wavis.cli", "serve", "--port", str(self.port),
                                       "--log-level", "WARNING"], env=env, stdout=self.log, stderr=subprocess.STDOUT,
@@ -252,7 +253,8 @@ async def ab_config(args, db_url, prefix, data_dir, key, sk_b64, cts, max_size, 
     import aiohttp
 
     servers = {"this": Server(db_url, prefix + "a:", data_dir, max_size, delay_ms),
-               "baseline": Server(db_url, prefix + "b:", data_dir, max_size, delay_ms, args.baseline_python)}
+               "baseline": Server(db_url, prefix + "b:", data_dir, max_size, delay_ms, args.baseline_python,
+                                  dict(kv.split("=", 1) for kv in args.baseline_env))}
     lat: dict[str, list[float]] = {k: [] for k in servers}
     errors: dict[str, dict[int, int]] = {k: {} for k in servers}
     try:
@@ -450,6 +452,9 @@ def main() -> None:
     ap.add_argument("--baseline-python", help="before/after at low load: also start `wavis serve` with this "
                     "interpreter (another checkout's venv, e.g. /work/main/.venv/bin/python) and alternate single "
                     "gates between the two servers (c=1; no /tfhe/batch, no plot)")
+    ap.add_argument("--baseline-env", action="append", default=[], metavar="WAVIS_X=VALUE",
+                    help="a setting of the --baseline-python server only (repeatable), e.g. WAVIS_EVENT_LOOP=asyncio "
+                         "with this checkout's python as the baseline")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "engine_cpu.json")
     ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from --out's JSON")
