@@ -68,6 +68,13 @@ def proc_cpu_s(pid: int) -> tuple[float, float]:
     return (int(fields[11]) + int(fields[13])) / tick, (int(fields[12]) + int(fields[14])) / tick
 
 
+def thread_cpu_s(pid: int, tid: int) -> float:
+    """CPU seconds (user + system) of thread ``tid`` of process ``pid`` (the main thread: ``tid`` =
+    ``pid``, the server's event loop; the gate itself runs on the compute pool's threads)."""
+    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -112,7 +119,7 @@ def library_gates_per_s(sk, cts, batch: int, seconds: float) -> tuple[float, flo
 
 class Server:
     def __init__(self, db_url: str, prefix: str, data_dir: Path, max_size: int, delay_ms: float,
-                 python: str | None = None) -> None:
+                 python: str | None = None, extra_env: dict[str, str] | None = None) -> None:
         """``wavis serve`` on a free port; ``python``: the interpreter (its environment's WAVIS
         checkout runs: ``--baseline-python``), default this one."""
         self.port = free_port()
@@ -123,9 +130,11 @@ class Server:
                    WAVIS_BATCH_MAX_DELAY_MS=str(delay_ms), WAVIS_JOB_QUEUE_MAX="4096",
                    WAVIS_JOB_QUEUE_PER_ACCOUNT="4096",
                    WAVIS_ENGINE_FAST_PATH="0" if os.environ.get("BENCH_NO_FAST_PATH") else "1")
+        env.update(extra_env or {})
         self.log = open(data_dir / f"serve-{max_size}-{delay_ms}{'-baseline' if python else ''}.log", "wb")
         self.proc = subprocess.Popen([python or sys.executable, *(["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []), "-m", "wavis.cli", "serve", "--port", str(self.port),
-                                      "--log-level", "WARNING"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+                                      "--log-level", "WARNING"], env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     cwd=data_dir)  # not this checkout: `-m` puts the cwd first on sys.path
         self.base = f"http://127.0.0.1:{self.port}/api/v1"
 
     async def ready(self, session) -> None:
@@ -178,6 +187,7 @@ async def closed_loop(session, url: str, headers: dict, bodies: list[dict], conc
             i += concurrency
 
     cpu0 = proc_cpu_s(server_pid) if server_pid else None
+    loop0 = thread_cpu_s(server_pid, server_pid) if server_pid else None
     t0 = time.perf_counter()
     await asyncio.gather(*(client(k) for k in range(concurrency)))
     el = time.perf_counter() - t0
@@ -189,6 +199,8 @@ async def closed_loop(session, url: str, headers: dict, bodies: list[dict], conc
         out["server_cpu_ms_per_request"] = round((sum(cpu1) - sum(cpu0)) * 1e3 / n, 2)
         out["server_user_ms_per_request"] = round((cpu1[0] - cpu0[0]) * 1e3 / n, 2)
         out["server_sys_ms_per_request"] = round((cpu1[1] - cpu0[1]) * 1e3 / n, 2)
+        # the event loop's thread alone: the server's Python per request outside the gate's compute
+        out["server_loop_cpu_ms_per_request"] = round((thread_cpu_s(server_pid, server_pid) - loop0) * 1e3 / n, 2)
         out["loadavg_1m"] = round(os.getloadavg()[0], 2)
     return out
 
@@ -214,7 +226,8 @@ async def bench_config(args, db_url, prefix, data_dir, key, sk_b64, cts, max_siz
                 out["gate"].append(res)
                 print(f"  size {max_size:>3} delay {delay_ms:>3g} ms  gate  c={c:<3} {res['rps']:>8.1f} req/s  "
                       f"p50 {res['p50_ms']:>7.1f} ms  p99 {res['p99_ms']:>7.1f} ms  "
-                      f"server CPU {res['server_cpu_ms_per_request']:>6.1f} ms/req (sys {res['server_sys_ms_per_request']:.1f})  load {res['loadavg_1m']:.1f}  "
+                      f"server CPU {res['server_cpu_ms_per_request']:>6.1f} ms/req (sys {res['server_sys_ms_per_request']:.1f}, "
+                      f"event loop {res['server_loop_cpu_ms_per_request']:.1f})  load {res['loadavg_1m']:.1f}  "
                       f"{res['errors'] or ''}", flush=True)
             for b in batch_sizes:
                 bodies = [{"session_id": sid, "gates": [{"op": "NAND", "a": cts[(i + j) % len(cts)],
@@ -240,7 +253,8 @@ async def ab_config(args, db_url, prefix, data_dir, key, sk_b64, cts, max_size, 
     import aiohttp
 
     servers = {"this": Server(db_url, prefix + "a:", data_dir, max_size, delay_ms),
-               "baseline": Server(db_url, prefix + "b:", data_dir, max_size, delay_ms, args.baseline_python)}
+               "baseline": Server(db_url, prefix + "b:", data_dir, max_size, delay_ms, args.baseline_python,
+                                  dict(kv.split("=", 1) for kv in args.baseline_env))}
     lat: dict[str, list[float]] = {k: [] for k in servers}
     errors: dict[str, dict[int, int]] = {k: {} for k in servers}
     try:
@@ -255,6 +269,7 @@ async def ab_config(args, db_url, prefix, data_dir, key, sk_b64, cts, max_size, 
                                  "b": cts[(i + 1) % len(cts)]} for i in range(64)]
                 await closed_loop(s, server.base + "/tfhe/gate", h, bodies[name], 2, 0.5, 20)  # warm: key load
             cpu0 = {k: proc_cpu_s(v.proc.pid) for k, v in servers.items()}
+            loop0 = {k: thread_cpu_s(v.proc.pid, v.proc.pid) for k, v in servers.items()}
             deadline, i = time.perf_counter() + args.seconds, 0
             while time.perf_counter() < deadline:
                 for name in (("this", "baseline") if i % 2 == 0 else ("baseline", "this")):
@@ -273,9 +288,12 @@ async def ab_config(args, db_url, prefix, data_dir, key, sk_b64, cts, max_size, 
                              "p90_ms": round(pct(lat[name], 90), 2), "p99_ms": round(pct(lat[name], 99), 2),
                              "mean_ms": round(statistics.fmean(lat[name]), 2) if lat[name] else None,
                              "server_cpu_ms_per_request": round((sum(cpu1) - sum(cpu0[name])) * 1e3 / n, 2),
+                             "server_loop_cpu_ms_per_request": round(
+                                 (thread_cpu_s(server.proc.pid, server.proc.pid) - loop0[name]) * 1e3 / n, 2),
                              "errors": errors[name]}
             print(f"  size {max_size:>3} delay {delay_ms:>3g} ms  c=1 alternating  " + "  ".join(
                 f"{k}: p50 {v['p50_ms']:.1f} p99 {v['p99_ms']:.1f} ms CPU {v['server_cpu_ms_per_request']:.1f} ms/req "
+                f"(loop {v['server_loop_cpu_ms_per_request']:.1f}) "
                 f"(n={v['requests']})" for k, v in ((k, out[k]) for k in servers)) + f"  load {out['loadavg_1m']:.1f}",
                 flush=True)
             return out
@@ -434,6 +452,9 @@ def main() -> None:
     ap.add_argument("--baseline-python", help="before/after at low load: also start `wavis serve` with this "
                     "interpreter (another checkout's venv, e.g. /work/main/.venv/bin/python) and alternate single "
                     "gates between the two servers (c=1; no /tfhe/batch, no plot)")
+    ap.add_argument("--baseline-env", action="append", default=[], metavar="WAVIS_X=VALUE",
+                    help="a setting of the --baseline-python server only (repeatable), e.g. WAVIS_EVENT_LOOP=asyncio "
+                         "with this checkout's python as the baseline")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "engine_cpu.json")
     ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from --out's JSON")

@@ -176,3 +176,23 @@ def test_wavis_serve_honours_log_format(monkeypatch, fmt, json_lines):
     assert cli.main(["serve", "--port", "8080"]) == 0
     assert seen["json_logs"] is json_lines
     assert isinstance(seen["formatter"], JsonFormatter) is json_lines
+
+
+def test_event_loop_setting(monkeypatch):
+    """WAVIS_EVENT_LOOP: uvloop (the service extra installs it) unless asyncio is asked; a wrong
+    name is refused."""
+    import asyncio
+
+    import uvloop
+
+    from wavis.service.server import loop_factory
+    from wavis.service.settings import Settings
+
+    assert loop_factory("auto") is uvloop.new_event_loop and loop_factory("uvloop") is uvloop.new_event_loop
+    assert loop_factory("asyncio") is None
+    with pytest.raises(ValueError):
+        loop_factory("trio")
+    with asyncio.Runner(loop_factory=loop_factory("auto")) as runner:
+        assert isinstance(runner.get_loop(), uvloop.Loop)
+    monkeypatch.setenv("WAVIS_EVENT_LOOP", " AsyncIO ")
+    assert Settings.from_env().event_loop == "asyncio"

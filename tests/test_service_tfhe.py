@@ -439,6 +439,64 @@ async def test_bootstraps_count_as_fcu_in_the_monthly_window(make_client, servic
     await error_of(resp, 400, "INVALID_CIPHERTEXT")
 
 
+async def test_gate_fcu_counted_with_the_rate_limits_and_given_back_on_errors(api):
+    """A gate's FCU are counted in the monthly window by the rate-limit layer's one Redis call
+    (priced from the body by the route's ``@fcu``; the X-RateLimit-Monthly-* headers include
+    them), given back for every error answer (a body that does not validate, an unknown
+    session, a bad ciphertext) and, for an async job that fails, by the worker."""
+    import asyncio
+
+    from wavis.service import clock, ratelimit
+    from wavis.service.state import DB, REDIS, SETTINGS
+
+    key = await api.account(plan="payg")
+    t = Tfhe(api, key)
+    async with api.app[DB].acquire() as conn:
+        account_id = await conn.fetchval("SELECT account_id FROM api_keys WHERE prefix = $1", key[:16])
+    s = api.app[SETTINGS]
+    monthly = next(w for w in ratelimit.account_windows(s.redis_prefix, ratelimit.plan_of(s.plans, "payg"),
+                                                        account_id, "-", 0, clock.now()) if w.name == "monthly")
+
+    async def used() -> int:
+        return int(await api.app[REDIS].get(monthly.key) or 0)
+
+    sid = (await t.session())["session_id"]
+    ct = (await t.encrypt(sid, [True]))[0]
+    resp = await t.post("/tfhe/gate", {"session_id": sid, "op": "MUX", "a": ct, "b": ct, "sel": ct})
+    assert resp.status == 200 and await used() == 2
+    assert int(resp.headers["X-RateLimit-Monthly-Remaining"]) == monthly.limit - 2
+    await error_of(await t.post("/tfhe/gate", {"session_id": sid, "op": "AND", "a": ct}), 422, "SCHEMA_MISMATCH")
+    await error_of(await t.post("/tfhe/gate", {"session_id": "tfs_nope", "op": "AND", "a": ct, "b": ct}), 404,
+                   "NOT_FOUND")
+    await error_of(await t.post("/tfhe/gate", {"session_id": sid, "op": "AND", "a": ct, "b": "AAAA"}), 400,
+                   "INVALID_CIPHERTEXT")
+    await error_of(await t.post("/tfhe/batch", {"session_id": sid, "gates": [{"op": "AND", "a": ct, "b": ct},
+                                                                             {"op": "OR", "a": "AAAA", "b": ct}]}),
+                   400, "INVALID_CIPHERTEXT")
+    assert await used() == 2
+    resp = await t.post("/tfhe/batch", {"session_id": sid, "gates": [{"op": "AND", "a": ct, "b": ct},
+                                                                     {"op": "NOT", "a": "$0"}]})
+    assert resp.status == 200 and await used() == 3
+    bad = await t.post("/tfhe/gate", {"session_id": sid, "op": "AND", "a": ct, "b": ct[:-8] + "AAAAAAA=",
+                                      "async": True})
+    assert bad.status == 202
+    job_id = (await bad.json())["job_id"]
+    for _ in range(400):
+        job = await (await api.get(f"/api/v1/jobs/{job_id}", headers=t.headers)).json()
+        if job["status"] in ("COMPLETED", "FAILED"):
+            break
+        await asyncio.sleep(0.05)
+    assert job["status"] == "FAILED"
+    for _ in range(100):  # the worker gives the async job's FCU back after writing its end
+        if await used() == 3:
+            break
+        await asyncio.sleep(0.05)
+    assert await used() == 3
+    async with api.app[DB].acquire() as conn:
+        fcu = await conn.fetch("SELECT operation, fcu FROM usage_events WHERE account_id = $1 ORDER BY id", account_id)
+    assert [(r["operation"], r["fcu"]) for r in fcu] == [("tfhe:gate", 2), ("tfhe:batch", 1)]
+
+
 async def test_long_batch_refreshes_the_session_at_its_end(api, dev):
     """A batch longer than the session's remaining idle time must not leave its results
     undecryptable: the session is marked used again when the evaluation ends — when it took

@@ -19,7 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from .access import RouteBodyLimit, route_attr
 from .errors import ApiError, payload_too_large, schema_mismatch
-from .state import BODY_BYTES, BODY_LIMIT, BODY_READING, SETTINGS
+from .state import BODY_BYTES, BODY_LIMIT, BODY_READING, PARSED, SETTINGS
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -180,7 +180,11 @@ async def parse(request: web.Request, model: type[M]) -> M:
     """Read and validate the JSON body; 415 UNSUPPORTED_MEDIA_TYPE for a declared media type
     that is not JSON; 422 SCHEMA_MISMATCH with ``details.errors`` if it is not JSON (invalid
     UTF-8 included) or does not fit ``model``; 400 INVALID_CHARSET for a declared charset other
-    than UTF-8."""
+    than UTF-8. The instance is kept on the request: a second call with the same ``model``
+    (an ``@fcu`` price that reads the body, then the handler) validates once."""
+    cached = request.get(PARSED)
+    if cached is not None and cached[0] is model:
+        return cached[1]
     _check_media_type(request)
     _check_charset(request)
     body = await read_body(request)
@@ -189,7 +193,10 @@ async def parse(request: web.Request, model: type[M]) -> M:
     try:
         if len(body) > OFFLOAD_JSON_ABOVE:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(None, model.model_validate_json, body)
-        return model.model_validate_json(body)
+            obj = await loop.run_in_executor(None, model.model_validate_json, body)
+        else:
+            obj = model.model_validate_json(body)
     except pydantic.ValidationError as exc:
         raise schema_mismatch(_errors(exc)) from None
+    request[PARSED] = (model, obj)
+    return obj

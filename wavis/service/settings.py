@@ -115,6 +115,9 @@ class Settings:
     engine_fast_path: bool = True  # embedded engine: sync jobs go straight to the local worker (dispatch.py)
     job_reconcile_interval_s: float = 5.0  # how often a worker looks for jobs whose stream message Redis lost
     job_lost_grace_s: float = 10.0  # a job younger than this is never taken for lost (reconcile.py)
+    # the event loop of `wavis serve` / `wavis worker` (server.loop_factory): "auto" = uvloop when
+    # it is installed (the service extra installs it), else asyncio's; "uvloop" requires it
+    event_loop: str = "auto"
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -171,6 +174,7 @@ class Settings:
             job_reconcile_interval_s=float(env.get("WAVIS_JOB_RECONCILE_S") or cls.job_reconcile_interval_s),
             engine_fast_path=_env_bool("WAVIS_ENGINE_FAST_PATH", True),
             job_lost_grace_s=float(env.get("WAVIS_JOB_LOST_GRACE_S") or cls.job_lost_grace_s),
+            event_loop=(env.get("WAVIS_EVENT_LOOP") or cls.event_loop).strip().lower(),
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
         return replace(s, **overrides)

@@ -54,5 +54,6 @@ EVICTED = _rkey("wavis.evicted_ciphertext_ids", list)  # ciphertexts the LRU sto
 BODY_READING = _rkey("wavis.body_reading", bool)
 IDEM_JOB_KEY = _rkey("wavis.idem_job_key", str)  # this request's idempotency slot + fingerprint, for its job row
 ADMITTED = _rkey("wavis.admitted", list)  # (account, cost) held by admission.admit until the answer
+PARSED = _rkey("wavis.parsed_body", tuple)  # (model, instance) of the body validated by bodies.parse
 LOCKOUT = _rkey("wavis.lockout_s", int)  # the client IP's brute-force lockout, read with the maintenance flag
 USAGE = _rkey("wavis.usage", list)  # FCU charged by this request, metered in PostgreSQL on success (metering.py)  # a request-timeout while reading the body → 408

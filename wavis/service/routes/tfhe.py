@@ -1,25 +1,25 @@
 """TFHE Boolean gates (API.md "TFHE (Boolean gates)"): sessions (server-managed and blind),
 encrypt/decrypt for server-managed sessions, single gates, batches/circuits, pricing.
 
-FCU: one per bootstrap (API.md's table). The count depends on the gates in the body, so the
-handler charges it to the monthly window itself once the body is parsed (``@fcu`` is read
-before the body), and refunds it when the evaluation fails."""
+FCU: one per bootstrap (API.md's table). The count depends on the gates in the body: the
+routes' ``@fcu`` prices read it (``_gate_fcu``, ``_batch_fcu``; validated once, ``bodies.parse``),
+so the rate_limit middleware counts it in the same Redis call as the other windows and gives it
+back when the answer is an error; the job meters it when it completes."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from dataclasses import replace
 
 from datetime import timedelta
 
 import asyncpg
 from aiohttp import web
 
-from .. import admission, clock, jobs, metering, pricing as prices, ratelimit, repo, repo_tfhe, tfhe_store
+from .. import admission, jobs, metering, pricing as prices, repo, repo_tfhe, tfhe_store
 from ..dispatch import tfhe_batch_key, timings
-from ..access import Access, Principal, access, body_limit, doc, principal
+from ..access import Access, Principal, access, body_limit, doc, fcu, principal
 from ..bodies import parse
 from ..errors import ApiError, not_found
 from ..ids import new_id
@@ -32,10 +32,10 @@ from ..schemas_tfhe import (
     TfheSessionRequest, TfheSessionResponse,
 )
 from ..schemas_jobs import JobAccepted
-from ..state import DISPATCHER, ENGINE, IDEM_JOB_KEY, REDIS, REPLAYED, SETTINGS, TFHE_SESSION_IN_USE
+from ..state import DISPATCHER, ENGINE, IDEM_JOB_KEY, REPLAYED, TFHE_SESSION_IN_USE
 from ..tfhe_store import TFHE_STORE, SessionKeys
-from .compute import job_accepted
-from .util import db, json_response, upstream_timeout
+from .compute import charge_refund, job_accepted
+from .util import db, json_response
 
 routes = web.RouteTableDef()
 log = logging.getLogger("wavis.service")
@@ -222,22 +222,6 @@ async def _release(request: web.Request) -> None:
             await repo.release_operation(conn, p.api_key_id)
 
 
-async def _charge_fcu(request: web.Request, fcu: int) -> ratelimit.Window | None:
-    """Count ``fcu`` in the account's monthly FCU window (a cache for the rate-limit headers;
-    the quota itself is decided when the job is admitted: ``billing.admit_job``)."""
-    if fcu <= 0:
-        return None
-    settings, p = request.app[SETTINGS], principal(request)
-    plan = ratelimit.plan_of(settings.plans, p.plan)
-    monthly = next(replace(w, blocking=False)  # counted here; the job's admission decides (billing.admit_job)
-                   for w in ratelimit.account_windows(settings.redis_prefix, plan, p.account_id, "-", fcu, clock.now())
-                   if w.name == "monthly")
-    async with upstream_timeout(request):
-        await ratelimit.take(request.app[REDIS], [monthly], metering.seeder(request, p.account_id))
-    metering.note(request, fcu, "tfhe")
-    return monthly
-
-
 async def _run_job(request: web.Request, fcu: int, operation: str, session_id: str, gates: list[dict],
                    is_async: bool, price: prices.Price) -> tuple[asyncpg.Record, dict | None]:
     """Run a gate evaluation as a job: ``fcu`` FCU to the monthly window and one operation of
@@ -249,35 +233,22 @@ async def _run_job(request: web.Request, fcu: int, operation: str, session_id: s
     # answered from that job's stored outputs, charged nothing more
     replay = await request.app[DISPATCHER].replay(p.account_id, request.get(IDEM_JOB_KEY), is_async)
     if replay is not None:
-        request[REPLAYED] = True
+        request[REPLAYED] = True  # the request's FCU charge is given back (rate_limit middleware)
+        metering.forget(request, fcu)
         return replay
     await _reserve(request)
-    try:
-        window = await _charge_fcu(request, fcu)
-    except BaseException:
-        await _release(request)
-        raise
-    refund = {"ops_key_id": p.api_key_id if p.ops_limit is not None else None}
-    if window is not None:
-        refund.update(fcu_key=window.key, fcu=window.cost)
     spec = jobs.JobSpec(
         account_id=p.account_id, api_key_id=p.api_key_id, kind="tfhe", operation=operation,
         batch_key=tfhe_batch_key(session_id), affinity=session_id,
-        payload={"session_id": session_id, "gates": gates, "single": operation == "gate", "refund": refund,
+        payload={"session_id": session_id, "gates": gates, "single": operation == "gate",
+                 "refund": charge_refund(request, fcu),
                  "metering": metering.defer_to_job(request, fcu, f"tfhe:{operation}")},
         cost_units=fcu, cost_jpy=float(price.cost_jpy), is_async=is_async, idem_key=request.get(IDEM_JOB_KEY),
     )
     try:
         row, reply = await request.app[DISPATCHER].run(spec)
     except BaseException:
-        await _release(request)
-        if window is not None:
-            metering.forget(request, window.cost)
-            try:
-                async with upstream_timeout(request):
-                    await ratelimit.refund(request.app[REDIS], window)
-            except Exception:  # noqa: BLE001 - never turn the answer into another error over a refund
-                pass
+        await _release(request)  # the FCU: the rate_limit middleware gives them back (an error answer)
         raise
     # touched at the start; touched again only after a long evaluation (one round trip less
     # for every short request: a session cannot go idle within a quarter of its idle time)
@@ -304,9 +275,31 @@ def _replayed(reply: dict) -> dict[str, str] | None:
     return {"Idempotent-Replayed": "true"} if reply.get("replayed") else None
 
 
+async def _gate_fcu(request: web.Request) -> int:
+    """The gate's FCU (one per bootstrap), charged to the monthly window by the rate_limit
+    middleware, from the body (validated once: ``bodies.parse`` keeps it for the handler); a
+    body that does not validate costs nothing (the handler answers its error)."""
+    try:
+        req = await parse(request, TfheGateRequest)
+    except ApiError:
+        return 0
+    return tfhe_store.gate_bootstraps()[req.op]
+
+
+async def _batch_fcu(request: web.Request) -> int:
+    """The batch's FCU (its gates' bootstraps), as ``_gate_fcu``."""
+    try:
+        req = await parse(request, TfheBatchRequest)
+    except ApiError:
+        return 0
+    per_gate = tfhe_store.gate_bootstraps()
+    return sum(per_gate[g.op] for g in req.gates)
+
+
 @routes.post("/tfhe/gate")
 @access(Access.TRIAL_PLUS)
 @body_limit(GATE_BODY_LIMIT)
+@fcu(_gate_fcu, job=True)
 @doc("Evaluate one gate (MUX: a where sel = 1, b where sel = 0); \"async\": true → 202 with job_id",
      request=TfheGateRequest,
      responses={200: TfheGateResponse, 202: JobAccepted, 400: ErrorResponse, 402: ErrorResponse, 404: ErrorResponse,
@@ -335,6 +328,7 @@ async def gate(request: web.Request) -> web.Response:
 @routes.post("/tfhe/batch")
 @access(Access.TRIAL_PLUS)
 @body_limit(BATCH_BODY_LIMIT)
+@fcu(_batch_fcu, job=True)
 @doc("Evaluate 1–1024 gates; an operand may be \"$k\", the result of gate k < its own index; "
      "\"async\": true → 202 with job_id",
      request=TfheBatchRequest,
