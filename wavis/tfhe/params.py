@@ -123,9 +123,11 @@ class TfheParameters:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> bytes:
-        """SHA-256 (16 bytes) of the canonical JSON of every field that changes the scheme."""
+        """SHA-256 (16 bytes) of the canonical JSON of every field that changes the scheme.
+        Computed once per instance (the fields are frozen): every ciphertext written or read
+        names it, and ``preset_by_fingerprint`` compares it with each preset's."""
         d = {k: v for k, v in asdict(self).items() if k not in ("source",)}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).digest()[:16]
 
