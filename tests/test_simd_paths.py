@@ -114,6 +114,11 @@ def _ring_digest() -> str:
     exts = ctx.ks_mod_up(a[:4].copy(), iq, ip, digits)
     h.update(ctx.ks_inner(exts, key, iq, ip, 5, a[None, :4].copy()).tobytes())
     h.update(ctx.mod_down_ntt(a, iq, ip).tobytes())
+    # signed coefficients into every prime: the extremes, multiples of the primes +-1, random
+    sv = rng.integers(-2**63, 2**63 - 1, (2, N), dtype=np.int64, endpoint=True)
+    sv[0, :4] = [-2**63, 2**63 - 1, -1, 0]
+    sv[0, 4:10] = [int(qs[1]) * 12345, -int(qs[1]) * 12345, int(qs[1]) * 7 - 1, -int(qs[1]) * 7 + 1, int(qs[5]), -int(qs[5])]
+    h.update(ctx.from_signed(sv, idx).tobytes())
     # one-prime digits and a one-prime P (plain reductions between primes of every width, both ways)
     iq1, ip1, digits1 = [0, 1, 2, 3, 4], [5], [(k, k + 1) for k in range(5)]
     key1 = (rng.integers(0, 2**63, (5, 2, len(qs), N), dtype=np.uint64) % qcol).astype(np.uint64)

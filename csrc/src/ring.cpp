@@ -292,6 +292,24 @@ void mul_row_ifma(const u64* x, const u64* y, u64* z, std::size_t N, u64 q, bool
   }
 }
 
+// d[n] = s[n] mod q for signed s (the value of RnsContext::from_signed's scalar loop: the
+// residue of |s| negated mod q for s < 0), 2^20 <= q < 2^62, N % 8 == 0. |s| mod q uses a
+// double-precision quotient estimate (|s|/q < 2^44: off by at most one), an exact remainder in
+// [-q, 2q) and two corrections; no branch on the sign.
+WAVIS_AVX512 void from_signed_row_avx512(const std::int64_t* s, u64* d, std::size_t N, u64 q) {
+  const __m512d QI = _mm512_set1_pd(1.0 / (double)q);
+  const __m512i Q = _mm512_set1_epi64((long long)q), Z = _mm512_setzero_si512();
+  for (std::size_t n = 0; n < N; n += 8) {
+    const __m512i V = _mm512_loadu_si512(s + n);
+    const __m512i A = _mm512_abs_epi64(V);  // INT64_MIN -> 2^63 as unsigned, as (u64)0 - (u64)v
+    const __m512i qt = _mm512_cvttpd_epu64(_mm512_mul_pd(_mm512_cvtepu64_pd(A), QI));
+    __m512i r = _mm512_sub_epi64(A, _mm512_mullo_epi64(qt, Q));  // [-q, 2q) (mod 2^64)
+    r = csub8(_mm512_min_epu64(r, _mm512_add_epi64(r, Q)), Q);     // [0, q)
+    const __m512i nr = csub8(_mm512_sub_epi64(Q, r), Q);           // neg_mod(r, q)
+    _mm512_storeu_si512(d + n, _mm512_mask_blend_epi64(_mm512_cmplt_epi64_mask(V, Z), r, nr));
+  }
+}
+
 // add / sub / neg rows (N % 8 == 0), the same fully reduced values as add_mod / sub_mod / neg_mod.
 WAVIS_AVX512 void add_row_avx512(const u64* x, const u64* y, u64* z, std::size_t N, u64 q) {
   const __m512i Q = _mm512_set1_epi64((long long)q);
@@ -481,11 +499,15 @@ void RnsContext::mul_scalar(const u64* a, const u64* scalars, u64* out, const st
 void RnsContext::from_signed(const std::int64_t* src, std::size_t batch, u64* dst,
                              const std::vector<std::size_t>& idx) const {
   const std::size_t L = idx.size();
+  const bool vec = vec_rows(N);
   for_rows(batch * L, N, [&](std::size_t r) {
     const std::size_t b = r / L, k = r % L;
     const Modulus& m = mod(idx[k]);
     const std::int64_t* s = src + b * N;
     u64* d = dst + r * N;
+#ifdef WAVIS_HAVE_SIMD512
+    if (vec && m.q >= (u64(1) << 20)) return from_signed_row_avx512(s, d, N, m.q);
+#endif
     for (std::size_t n = 0; n < N; ++n) {
       std::int64_t v = s[n];
       if (v >= 0) {
@@ -495,6 +517,7 @@ void RnsContext::from_signed(const std::int64_t* src, std::size_t batch, u64* ds
       }
     }
   }, 1 << 16);
+  (void)vec;
 }
 
 void RnsContext::automorphism(const u64* a, u64* o, u64 gm, const std::size_t* idx, std::size_t L,
