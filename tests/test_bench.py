@@ -5,6 +5,7 @@ plots. No timing is asserted."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import textwrap
 
@@ -392,3 +393,29 @@ def test_a_suite_whose_every_figure_failed_is_reported_failed(tmp_path, monkeypa
     rc = bench_main(["run", "--quick", "--suites", "ntt", "--no-refs", "--no-plots", "--quiet", "--out", str(out)])
     s = load(out)["suites"]["ntt"]
     assert rc == 1 and s["status"] == "failed" and "diag_mac" in s["note"]
+
+
+def test_two_cpu_generations_under_one_brand_name_get_their_own_readme_rows(tmp_path):
+    """A VM that reports only "AMD EPYC" for a Zen 4 and a Zen 5: the family/model numbers of
+    /proc/cpuinfo (machine.cpu_id) keep their rows apart; the run names the file after them."""
+    from wavis.bench.machine import cpu_id, host_class, machine_info
+
+    assert host_class("AMD EPYC", "ifma") == "AMD EPYC / ifma"  # results written before cpu_id
+    assert host_class("AMD EPYC", "ifma", "family 26 model 2") == "AMD EPYC (family 26 model 2) / ifma"
+    m = machine_info(1)
+    assert m["cpu_id"] == cpu_id() and m["host_class"] == host_class(m["cpu_model"], m["simd_path"], m["cpu_id"])
+    if m["cpu_id"] is not None:
+        assert re.fullmatch(r"family \d+ model \d+", m["cpu_id"])
+    res = tmp_path / "results"
+    res.mkdir()
+    mult = _row("multiply_relin_rescale", 14.0, 13.0, 15.0)
+    for name, ident, commit in (("zen4", "family 25 model 17", "zen4aaa"), ("zen5", "family 26 model 2", "zen5bbb")):
+        d = _doc(host=host_class("AMD EPYC", "ifma", ident), commit=commit, rows=[mult])
+        d["machine"]["cpu_id"] = ident
+        (res / f"bench-quick-{name}.json").write_text(json.dumps(d))
+    readme = tmp_path / "README.md"
+    readme.write_text("# T\n" + START + "\n" + END + "\n")
+    assert write_readme(readme, res, tmp_path)
+    rows = [ln for ln in readme.read_text().splitlines() if ln.startswith("| AMD EPYC")]
+    assert len(rows) == 2 and any("family 25 model 17" in r and "zen4aaa" in r for r in rows)
+    assert any("family 26 model 2" in r and "zen5bbb" in r for r in rows)

@@ -210,7 +210,9 @@ def run(args) -> int:
     doc["elapsed_s"] = round(time.monotonic() - t0, 1)
     for lib in ("openfhe", "tenseal", "openfhe_native"):
         h.software.setdefault(lib, None)
-    out = Path(args.out) if args.out else (h.bench_dir / "results" / f"bench-{h.mode}-{_slug(doc['machine']['cpu_model'])}-{_slug(doc['machine']['simd_path'])}.json")
+    m = doc["machine"]
+    host = "-".join(_slug(x) for x in (m["cpu_model"], m.get("cpu_id"), m["simd_path"]) if x)
+    out = Path(args.out) if args.out else h.bench_dir / "results" / f"bench-{h.mode}-{host}.json"
     dump(doc, out)
     report.print_table(doc)
     pngs = []

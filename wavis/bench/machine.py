@@ -45,17 +45,31 @@ def simd() -> tuple[str, list[str]]:
         return f"unknown ({type(e).__name__})", []
 
 
-def host_class(model: str, path: str) -> str:
-    """The README's row key: CPU model and SIMD path."""
-    return f"{model} / {path}"
+def cpu_id() -> str | None:
+    """The CPU's vendor family and model from ``/proc/cpuinfo`` (e.g. ``"family 26 model 2"``
+    for an AMD Zen 5, ``"family 25 model 17"`` for a Zen 4): virtual machines often report only
+    a brand name ("AMD EPYC"), the same for several generations. None where unreadable."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    fam = re.search(r"^cpu family\s*:\s*(\d+)", text, re.M)
+    mod = re.search(r"^model\s*:\s*(\d+)", text, re.M)
+    return f"family {fam.group(1)} model {mod.group(1)}" if fam and mod else None
+
+
+def host_class(model: str, path: str, ident: str | None = None) -> str:
+    """The README's row key: CPU model (with its family and model numbers when known, so two
+    generations sold under one brand name get their own rows) and SIMD path."""
+    return f"{model} ({ident}) / {path}" if ident else f"{model} / {path}"
 
 
 def machine_info(threads: int) -> dict:
-    model = cpu_model()
+    model, ident = cpu_model(), cpu_id()
     path, paths = simd()
-    return {"cpu_model": model, "simd_path": path, "simd_paths": paths, "cores": os.cpu_count(),
+    return {"cpu_model": model, "cpu_id": ident, "simd_path": path, "simd_paths": paths, "cores": os.cpu_count(),
             "threads": threads, "memory_gib": memory_gib(), "arch": platform.machine(),
-            "host_class": host_class(model, path), "loadavg_start": loadavg(), "loadavg_end": None, "gpu": None}
+            "host_class": host_class(model, path, ident), "loadavg_start": loadavg(), "loadavg_end": None, "gpu": None}
 
 
 def git(root: Path, *args: str) -> str | None:

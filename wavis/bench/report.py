@@ -91,7 +91,8 @@ def table_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
 
 def header_lines(doc: dict) -> list[str]:
     m, s, b = doc["machine"], doc["software"], doc.get("bound", {})
-    out = [f"{m['cpu_model']}, SIMD path {m['simd_path']}, {m['cores']} cores, threads {m['threads']}, "
+    ident = f" ({m['cpu_id']})" if m.get("cpu_id") else ""
+    out = [f"{m['cpu_model']}{ident}, SIMD path {m['simd_path']}, {m['cores']} cores, threads {m['threads']}, "
            f"load {m.get('loadavg_start')} → {m.get('loadavg_end')}",
            f"wavis {s.get('wavis')} @ {s.get('git_commit')}{' (dirty)' if s.get('git_dirty') else ''}, "
            f"OpenFHE {s.get('openfhe') or '-'} (PyPI wheel, no SIMD), TenSEAL {s.get('tenseal') or '-'}; "
@@ -304,7 +305,7 @@ def readme_section(results_dir: Path, repo_root: Path) -> str:
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for p, doc in docs:
         m, s = doc["machine"], doc["software"]
-        cells = [f"{m['cpu_model']} / {m['simd_path']} ({m['cores']} cores)", doc["created"][:10],
+        cells = [f"{m['host_class']} ({m['cores']} cores)", doc["created"][:10],
                  f"{s.get('git_commit')}{'+' if s.get('git_dirty') else ''}", f"`{doc['command']}`",
                  f"{(m.get('loadavg_start') or ['?'])[0]}–{(m.get('loadavg_end') or ['?'])[0]}"]
         cells += [headline_cell(_find(doc, *h[:3])) for h in HEADLINES]
