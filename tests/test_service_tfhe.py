@@ -509,8 +509,12 @@ async def test_long_batch_refreshes_the_session_at_its_end(api, dev):
     sid = (await dev.session())["session_id"]
     ct = (await dev.encrypt(sid, [True]))[0]
     store = api.app[TFHE_STORE]
-    store.config = _replace(store.config, idle_s=1.2)  # this batch (48 bootstraps in a chain, ≥ 0.4 s) is "long"
     gates = [{"op": "NOT", "a": ct}] + [{"op": "AND", "a": f"${i}", "b": ct} for i in range(48)]
+    # the batch's own time on this host (48 bootstraps in a chain: ~0.3 s on a Zen 5, ~1 s on a
+    # loaded AVX2 host), then an idle time of twice it: the batch is "long" (more than a quarter)
+    warm = await dev.post("/tfhe/batch", {"session_id": sid, "gates": gates})
+    assert warm.status == 200, await warm.text()
+    store.config = _replace(store.config, idle_s=max(0.2, 2 * (await warm.json())["compute_time_ms"] / 1000))
     start = (await db_row(api, sid))["last_used_at"]
     resp = await dev.post("/tfhe/batch", {"session_id": sid, "gates": gates})
     assert resp.status == 200, await resp.text()
