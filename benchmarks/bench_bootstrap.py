@@ -30,26 +30,37 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def one(preset: str, slots: int | None, reps: int, constant: bool = False) -> dict:
-    """Run inside the subprocess: keygen, then ``reps`` + 1 bootstraps of real inputs (the first
-    also encodes and caches the DFT diagonals) and one of complex inputs, with per-stage wall
-    and CPU (user+sys of this process) times and the load average around each (``stages_cpu_s``: CPU time of each stage)."""
-    import numpy as np
-
+def bootstrap_setup(preset: str, slots: int | None = None, **bootstrapper_kw):
+    """Key generation and a ``Bootstrapper`` for ``preset`` (sparse packing with ``slots``):
+    exactly the keys ``Bootstrapper.key_plan`` names, generated on this process. Returns
+    ``(params, plan, keygen_s, bs, encoder, decryptor, encryptor)``; ``keygen_s`` in seconds
+    (wall). ``bootstrapper_kw`` goes to ``Bootstrapper`` (e.g. ``meta_bits``). Shared by this
+    script and ``bootstrap_meta.py``."""
     from wavis.ckks import CkksParameters, Decryptor, Encoder, Encryptor, KeyGenerator
     from wavis.ckks.bootstrap import Bootstrapper
 
     params = CkksParameters.bootstrappable(preset)
-    n_slots = slots or params.slot_count
     plan = Bootstrapper.key_plan(params, slots)
     t = time.perf_counter()
     kg = KeyGenerator(params)
     evk = kg.evaluation_keys(galois_steps=plan.galois_steps, conjugation=True,
                              encapsulation_hamming_weight=plan.encapsulation_hamming_weight)
     keygen_s = time.perf_counter() - t
-    bs = Bootstrapper(params, evk, slots=slots)
-    enc, dec = Encoder(params), Decryptor(params, kg.secret_key)
-    encryptor = Encryptor(params, kg.public_key())
+    bs = Bootstrapper(params, evk, slots=slots, **bootstrapper_kw)
+    return (params, plan, keygen_s, bs, Encoder(params), Decryptor(params, kg.secret_key),
+            Encryptor(params, kg.public_key()))
+
+
+def one(preset: str, slots: int | None, reps: int, constant: bool = False) -> dict:
+    """Run inside the subprocess: keygen, then ``reps`` + 1 bootstraps of real inputs (the first
+    also encodes and caches the DFT diagonals) and one of complex inputs, with per-stage wall
+    and CPU (user+sys of this process) times and the load average around each (``stages_cpu_s``: CPU time of each stage)."""
+    import numpy as np
+
+    from wavis.ckks.bootstrap import Bootstrapper
+
+    params, plan, keygen_s, bs, enc, dec, encryptor = bootstrap_setup(preset, slots)
+    n_slots = slots or params.slot_count
     rng = np.random.default_rng(1)
     runs = []
     for r in range(reps + 2):
@@ -83,7 +94,7 @@ def one(preset: str, slots: int | None, reps: int, constant: bool = False) -> di
         x = np.full(params.slot_count, 0.999)
         ct = encryptor.encrypt(enc.encode(x, level=0))
         for k in sorted({bs.sine_headroom_bits, 9, 6}, reverse=True):
-            b = bs if k == bs.sine_headroom_bits else Bootstrapper(params, evk, slots=slots, sine_headroom_bits=k)
+            b = bs if k == bs.sine_headroom_bits else Bootstrapper(params, bs.eval_keys, slots=slots, sine_headroom_bits=k)
             err = np.maximum(np.abs(enc.decode(dec.decrypt(b.bootstrap(ct))) - x), 2.0**-60)
             runs.append(dict(kind=f"constant k_n={k}", mean_bits=float(np.mean(-np.log2(err))),
                              min_bits=float(-np.log2(np.max(err)))))
@@ -375,15 +386,14 @@ def _save(out: Path, args, results: list) -> None:
 
 
 def _host() -> dict:
-    """The CPU (model name, family/model) and the load average when a configuration ends."""
-    info = {"load_avg": os.getloadavg()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        for key in ("model name", "cpu family", "model"):
-            line = next(ln for ln in text.splitlines() if ln.split(":")[0].strip() == key)
-            info[key.replace(" ", "_")] = line.split(":", 1)[1].strip()
-    except (OSError, StopIteration):
-        pass
+    """The CPU (model name, family/model: ``wavis.bench.machine``) and the load average when a
+    configuration ends."""
+    from wavis.bench.machine import cpu_family_model, cpu_model
+
+    info = {"load_avg": os.getloadavg(), "model_name": cpu_model()}
+    fm = cpu_family_model()
+    if fm:
+        info["cpu_family"], info["model"] = (str(v) for v in fm)
     return info
 
 

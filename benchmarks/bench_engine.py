@@ -48,6 +48,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from wavis.bench.machine import cpu_model
+
 ROOT = Path(__file__).resolve().parent.parent
 PG = os.environ.get("WAVIS_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("WAVIS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -73,16 +75,6 @@ def thread_cpu_s(pid: int, tid: int) -> float:
     ``pid``, the server's event loop; the gate itself runs on the compute pool's threads)."""
     fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def free_port() -> int:

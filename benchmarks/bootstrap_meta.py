@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -41,16 +40,6 @@ def _bits(err) -> dict:
     return dict(mean=round(float(np.mean(-np.log2(a))), 2), min=round(float(-np.log2(np.max(a))), 2))
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
 def _timed(fn):
     load0, cpu0, t0 = os.getloadavg()[0], time.process_time(), time.perf_counter()
     out = fn()
@@ -61,20 +50,10 @@ def _timed(fn):
 def run(preset: str, constant: bool, meta_bits: int | None) -> dict:
     import numpy as np
 
-    from wavis.ckks import CkksParameters, Decryptor, Encoder, Encryptor, KeyGenerator
-    from wavis.ckks.bootstrap import Bootstrapper
+    from bench_bootstrap import bootstrap_setup  # this folder's sibling (run as a script)
 
-    params = CkksParameters.bootstrappable(preset)
+    params, plan, keygen_s, bs, enc, dec, encryptor = bootstrap_setup(preset, meta_bits=meta_bits)
     n = params.slot_count
-    plan = Bootstrapper.key_plan(params)
-    t = time.perf_counter()
-    kg = KeyGenerator(params)
-    evk = kg.evaluation_keys(galois_steps=plan.galois_steps, conjugation=True,
-                             encapsulation_hamming_weight=plan.encapsulation_hamming_weight)
-    keygen_s = time.perf_counter() - t
-    bs = Bootstrapper(params, evk, meta_bits=meta_bits)
-    enc, dec = Encoder(params), Decryptor(params, kg.secret_key)
-    encryptor = Encryptor(params, kg.public_key())
     rng = np.random.default_rng(1)
     warm_ct = encryptor.encrypt(enc.encode(rng.uniform(-1, 1, n), level=0))
     _, first = _timed(lambda: bs.bootstrap(warm_ct))
@@ -114,11 +93,12 @@ def main() -> int:
         os.environ["WAVIS_THREADS"] = str(args.threads)  # the C++ core reads it at start: re-exec
         os.execv(sys.executable, [sys.executable, *sys.argv])
     from wavis.backend import host  # noqa: PLC0415
+    from wavis.bench.machine import cpu_model  # noqa: PLC0415
 
     t0 = time.perf_counter()
     res = run(args.preset, args.constant, args.meta_bits)
     res.update(command=" ".join([Path(sys.executable).name, *sys.argv]), total_wall_s=round(time.perf_counter() - t0, 1),
-               cpu=_cpu_model(), backend=str(host().info()),
+               cpu=cpu_model(), backend=str(host().info()),
                utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime()))
     print(json.dumps(res, indent=1))
     if not args.no_save:

@@ -29,7 +29,6 @@ import datetime as dt
 import json
 import math
 import os
-import platform
 import resource
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from wavis import models
+from wavis.bench.machine import cpu_model
 from wavis.ckks import Evaluator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,16 +56,6 @@ def wilson(k: int, n: int, z: float = 1.959964) -> list[float]:
 def cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def measure(m, params: dict, x: np.ndarray, y: np.ndarray) -> dict:
@@ -129,7 +119,7 @@ def main() -> None:
         load, ids, where = models.get, models.model_ids(), models.catalogue_path
     x, y = models.load_split("digits_test")
     load_before = os.getloadavg()
-    host = {"cpu": cpu_name(), "cores": os.cpu_count(), "wavis_threads": os.environ.get("WAVIS_THREADS"),
+    host = {"cpu": cpu_model(), "cores": os.cpu_count(), "wavis_threads": os.environ.get("WAVIS_THREADS"),
             "simd": os.environ.get("WAVIS_SIMD", "auto"), "loadavg_before": [round(v, 2) for v in load_before]}
     runs = []
     for mid in ids:

@@ -45,17 +45,23 @@ def simd() -> tuple[str, list[str]]:
         return f"unknown ({type(e).__name__})", []
 
 
-def cpu_id() -> str | None:
-    """The CPU's vendor family and model from ``/proc/cpuinfo`` (e.g. ``"family 26 model 2"``
-    for an AMD Zen 5, ``"family 25 model 17"`` for a Zen 4): virtual machines often report only
-    a brand name ("AMD EPYC"), the same for several generations. None where unreadable."""
+def cpu_family_model() -> tuple[int, int] | None:
+    """The CPU's ``(cpu family, model)`` numbers from ``/proc/cpuinfo`` (e.g. ``(26, 2)`` for an
+    AMD Zen 5, ``(25, 17)`` for a Zen 4); None where unreadable (not Linux, not x86)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return None
     fam = re.search(r"^cpu family\s*:\s*(\d+)", text, re.M)
     mod = re.search(r"^model\s*:\s*(\d+)", text, re.M)
-    return f"family {fam.group(1)} model {mod.group(1)}" if fam and mod else None
+    return (int(fam.group(1)), int(mod.group(1))) if fam and mod else None
+
+
+def cpu_id() -> str | None:
+    """``"family F model M"`` (``cpu_family_model``): virtual machines often report only a brand
+    name ("AMD EPYC"), the same for several generations, so results and README rows carry it."""
+    fm = cpu_family_model()
+    return f"family {fm[0]} model {fm[1]}" if fm else None
 
 
 def host_class(model: str, path: str, ident: str | None = None) -> str:
