@@ -264,6 +264,8 @@ def lockout_key(prefix: str, ip: str) -> str:
 
 
 def lockout_of(ttl: int | None) -> int:
+    """Seconds of lockout left from the lockout key's Redis ``TTL`` reply (−2 absent, −1 no
+    expiry, None: no reply) → 0 when not locked."""
     return max(0, int(ttl or 0))
 
 
