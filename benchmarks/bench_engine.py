@@ -200,7 +200,8 @@ async def closed_loop(session, url: str, headers: dict, bodies: list[dict], conc
 async def bench_config(args, db_url, prefix, data_dir, key, sk_b64, cts, max_size, delay_ms, batch_sizes):
     import aiohttp
 
-    server = Server(db_url, prefix, data_dir, max_size, delay_ms)
+    server = Server(db_url, prefix, data_dir, max_size, delay_ms,
+                    extra_env=dict(kv.split("=", 1) for kv in args.this_env))
     out = {"max_size": max_size, "delay_ms": delay_ms, "gate": [], "batch": []}
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256),
@@ -244,7 +245,8 @@ async def ab_config(args, db_url, prefix, data_dir, key, sk_b64, cts, max_size, 
     concurrency 1 under the same host load at the same moments."""
     import aiohttp
 
-    servers = {"this": Server(db_url, prefix + "a:", data_dir, max_size, delay_ms),
+    servers = {"this": Server(db_url, prefix + "a:", data_dir, max_size, delay_ms,
+                              extra_env=dict(kv.split("=", 1) for kv in args.this_env)),
                "baseline": Server(db_url, prefix + "b:", data_dir, max_size, delay_ms, args.baseline_python,
                                   dict(kv.split("=", 1) for kv in args.baseline_env))}
     lat: dict[str, list[float]] = {k: [] for k in servers}
@@ -357,6 +359,7 @@ async def main_async(args) -> dict:
             from wavis.backend import cpu as cpu_backend
 
             return {"preset": PRESET, "mode": "ab_low_load", "baseline_python": args.baseline_python,
+                    "this_env": args.this_env, "baseline_env": args.baseline_env,
                     "machine": platform.machine(), "cpu_model": cpu_model(), "simd_path": cpu_backend.simd_path(),
                     "cpus": os.cpu_count(), "command": " ".join(sys.argv), "seconds_per_point": args.seconds,
                     "library": library, "ab": ab}
@@ -384,7 +387,7 @@ async def main_async(args) -> dict:
 
         return {"preset": PRESET, "machine": platform.machine(), "cpu_model": cpu_model(),
                 "simd_path": cpu_backend.simd_path(), "cpus": os.cpu_count(),
-                "command": " ".join(sys.argv),
+                "command": " ".join(sys.argv), "this_env": args.this_env,
                 "python": platform.python_version(), "seconds_per_point": args.seconds, "library": library,
                 "runs": runs, "batch_vs_library": checks}
     finally:
@@ -447,6 +450,9 @@ def main() -> None:
     ap.add_argument("--baseline-env", action="append", default=[], metavar="WAVIS_X=VALUE",
                     help="a setting of the --baseline-python server only (repeatable), e.g. WAVIS_EVENT_LOOP=asyncio "
                          "with this checkout's python as the baseline")
+    ap.add_argument("--this-env", action="append", default=[], metavar="WAVIS_X=VALUE",
+                    help="a setting of this checkout's server only (repeatable; with --baseline-python: an A/B of "
+                         "one setting, e.g. --this-env WAVIS_ENGINE_INLINE_GATES=1 against the baseline's default)")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "engine_cpu.json")
     ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from --out's JSON")
