@@ -194,39 +194,6 @@ async def test_tfhe_batched_equals_unbatched_and_a_bad_job_fails_alone(make_clie
     assert max(sizes) > 1, sizes  # they really were batched
 
 
-async def test_tfhe_gate_inline_on_the_event_loop_equals_the_library(make_client, service_settings, tfhe_keys):
-    """``engine_inline_gates`` = 1: a single gate on an idle engine runs on the event loop
-    (the worker counts it), bit for bit the library's gate; a corrupt operand still fails alone
-    with its 400; a request of more gates than the limit goes to the compute pool."""
-    from conftest import TEST_ENGINE
-    from wavis.service.state import WORKER
-
-    if TEST_ENGINE == "remote":
-        pytest.skip("the worker runs in another process")
-    ck, sk = tfhe_keys
-    api = await client_for(make_client, replace(service_settings, engine_inline_gates=1, batch_max_delay_ms=0.0))()
-    worker = api.app[WORKER]
-    h = bearer(await api.account())
-    sid = await blind_session(api, h, sk)
-    a, b = ck.encrypt(True), ck.encrypt(False)
-    for op in ("NAND", "XOR", "NOT"):
-        body = {"session_id": sid, "op": op, "a": b64(a)} | ({} if op == "NOT" else {"b": b64(b)})
-        before = worker.inlined
-        resp = await api.post("/api/v1/tfhe/gate", json=body, headers=h)
-        assert resp.status == 200, await resp.text()
-        assert untagged((await resp.json())["result_b64"]) == b64(sk.gate(op, a, None if op == "NOT" else b))
-        assert worker.inlined == before + 1
-    await error_of(await api.post("/api/v1/tfhe/gate", json={"session_id": sid, "op": "AND", "a": b64(a)[:-8] + "AAAAAAA=",
-                                                               "b": b64(b)}, headers=h), 400, "INVALID_CIPHERTEXT")
-    before = worker.inlined
-    gates = [{"op": "AND", "a": b64(a), "b": b64(b)}, {"op": "OR", "a": b64(a), "b": b64(b)}]
-    resp = await api.post("/api/v1/tfhe/batch", json={"session_id": sid, "gates": gates}, headers=h)
-    assert resp.status == 200, await resp.text()
-    got = [untagged(t) for t in (await resp.json())["results_b64"]]
-    assert got == [b64(sk.gate("AND", a, b)), b64(sk.gate("OR", a, b))]
-    assert worker.inlined == before  # two gates: over the limit, on the compute pool
-
-
 async def test_ckks_batched_equals_unbatched(make_client, service_settings, ckks_pair_factory):
     pair = ckks_pair_factory(max_depth=1, index=0)
     rng = np.random.default_rng(3)

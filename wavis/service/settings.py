@@ -113,9 +113,6 @@ class Settings:
     worker_heartbeat_s: float = 1.0  # workers announce themselves this often …
     worker_ttl_s: float = 5.0  # … and count as gone after this long without
     engine_fast_path: bool = True  # embedded engine: sync jobs go straight to the local worker (dispatch.py)
-    # a TFHE batch of at most this many gates runs on the event loop itself when the engine is
-    # idle (no thread hand-off; worker.py ``_run_tfhe``); 0: always on the compute pool
-    engine_inline_gates: int = 0
     job_reconcile_interval_s: float = 5.0  # how often a worker looks for jobs whose stream message Redis lost
     job_lost_grace_s: float = 10.0  # a job younger than this is never taken for lost (reconcile.py)
     # the event loop of `wavis serve` / `wavis worker` (server.loop_factory): "auto" = uvloop when
@@ -176,7 +173,6 @@ class Settings:
             job_reclaim_idle_s=float(env.get("WAVIS_JOB_RECLAIM_S") or cls.job_reclaim_idle_s),
             job_reconcile_interval_s=float(env.get("WAVIS_JOB_RECONCILE_S") or cls.job_reconcile_interval_s),
             engine_fast_path=_env_bool("WAVIS_ENGINE_FAST_PATH", True),
-            engine_inline_gates=_env_int("WAVIS_ENGINE_INLINE_GATES", cls.engine_inline_gates),
             job_lost_grace_s=float(env.get("WAVIS_JOB_LOST_GRACE_S") or cls.job_lost_grace_s),
             event_loop=(env.get("WAVIS_EVENT_LOOP") or cls.event_loop).strip().lower(),
         )

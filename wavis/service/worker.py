@@ -87,7 +87,6 @@ class Worker:
         self.completed = 0  # jobs this worker completed (tests, metrics)
         self.batches = 0
         self.replayed = 0  # redelivered synchronous TFHE jobs answered by recomputing (tests)
-        self.inlined = 0  # TFHE batches run on the event loop (``_inline``)
         from .reconcile import Reconciler  # noqa: PLC0415
 
         self.reconciler = Reconciler(self)
@@ -483,31 +482,15 @@ class Worker:
         value = await self.app[ENGINE].run(fn, *args)
         return value, (time.perf_counter() - t0) * 1e3
 
-    def _inline(self, batch: list[jobs.Job]) -> bool:
-        """Run this TFHE batch on the event loop itself: it holds at most
-        ``engine_inline_gates`` gates (a gate's bootstrap is milliseconds) and nothing else
-        computes — no job on the compute pool, no other batch running — so the loop has nothing
-        to do meanwhile but what arrives, which waits the gate's time either way. Saves the two
-        thread hand-offs (to a pool thread and back to the loop), each a wakeup on a busy host."""
-        limit = self.settings.engine_inline_gates
-        if limit <= 0 or self.app[ENGINE].in_flight or self.batcher.running != len(batch):
-            return False
-        return sum(len(j.payload["gates"]) for j in batch) <= limit
-
     async def _run_tfhe(self, batch: list[jobs.Job]) -> list[jobs.Outcome]:
         session_id = batch[0].payload["session_id"]
         keys = await tfhe_store.session_keys(self.app, session_id)
         # every output carries the server's keyed tag for its provenance (issue 15); the jobs of
         # one batch share the session, hence the account
         tagging = tfhe_store.Tagging(self.app[tfhe_store.TFHE_STORE].tags, batch[0].account_id, session_id)
-        args = (keys, tagging, [j.payload["gates"] for j in batch], [bool(j.payload.get("single")) for j in batch])
-        if self._inline(batch):
-            t0 = time.perf_counter()
-            results = tfhe_store.evaluate_jobs(*args)
-            compute_ms = (time.perf_counter() - t0) * 1e3
-            self.inlined += 1
-        else:
-            results, compute_ms = await self._compute(tfhe_store.evaluate_jobs, *args)
+        results, compute_ms = await self._compute(tfhe_store.evaluate_jobs, keys, tagging,
+                                                  [j.payload["gates"] for j in batch],
+                                                  [bool(j.payload.get("single")) for j in batch])
         outcomes = []
         for job, res in zip(batch, results):
             if isinstance(res, BaseException):
