@@ -136,6 +136,52 @@ async def test_admits_only_what_billing_admits(app_db):
     assert n == 2  # the two admitted rows of this account only
 
 
+async def test_admission_statement_touches_the_session_and_admits_only_a_live_one(app_db):
+    """``insert_admitted(session=…)``: the TFHE session touch rides in the admission statement.
+    A live session of the account is touched (``last_used_at`` moves) and the job admitted; an
+    idle one, another account's and an unknown one answer "no_session" with nothing written —
+    no job row, no touch, and the admission never ran (no period row created)."""
+    from wavis.service import repo_tfhe
+
+    api = app_db
+    acct, other = await account(api), await account(api)
+    s = api.app[SETTINGS]
+
+    async def session(owner: str, idle_for_s: float) -> str:
+        sid = f"sess_{owner[-8:]}_{int(idle_for_s)}"
+        async with api.app[DB].acquire() as conn:
+            await repo_tfhe.insert_session(conn, session_id=sid, account_id=owner, preset="fast_128", is_blind=True,
+                                           key_id=b"k" * 32, server_key=b"sk", client_key_sealed=None)
+            await conn.execute("UPDATE tfhe_sessions SET last_used_at = now() - make_interval(secs => $2) "
+                               "WHERE id = $1", sid, idle_for_s)
+        return sid
+
+    live, idle, foreign = await session(acct, 60), await session(acct, 7200), await session(other, 60)
+
+    async def run(conn, sid: str):
+        return await jobs.insert_admitted(conn, spec(acct, 2), 3600, billing.admission_args(acct, 2, s.plans),
+                                          session=(sid, 3600.0))
+
+    async with api.app[DB].acquire() as conn:
+        for sid in (idle, foreign, "sess_unknown"):
+            before = await conn.fetchval("SELECT last_used_at FROM tfhe_sessions WHERE id = $1", sid)
+            assert await run(conn, sid) == ("no_session", None, None)
+            assert await conn.fetchval("SELECT last_used_at FROM tfhe_sessions WHERE id = $1", sid) == before
+        assert await conn.fetchval("SELECT count(*) FROM jobs WHERE account_id = $1", acct) == 0
+        assert await conn.fetchval("SELECT count(*) FROM usage_periods WHERE account_id = $1", acct) == 0
+        before = await conn.fetchval("SELECT last_used_at FROM tfhe_sessions WHERE id = $1", live)
+        verdict, row, terms = await run(conn, live)
+        assert verdict == "admitted" and row["account_id"] == acct and row["cost_units"] == 2
+        assert terms is not None and terms["plan"] == "free"
+        after = await conn.fetchval("SELECT last_used_at FROM tfhe_sessions WHERE id = $1", live)
+        assert after > before
+        assert await conn.fetchval("SELECT count(*) FROM jobs WHERE account_id = $1", acct) == 1
+        # the session's owner still decides by the quota: past it, the session is touched and
+        # billing decides ("undecided"), as without a session
+        await set_used(api, acct, ALLOWANCE)
+        assert (await run(conn, live))[0] == "undecided"
+
+
 async def test_relaxed_commit_and_insert_admitted_refuse_misuse(app_db):
     from wavis.service.db import relaxed_commit
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import billing, jobs, streams
+from . import billing, jobs, repo_tfhe, streams
 from .errors import ApiError
 from .ids import new_id
 from .state import DB, REDIS, SETTINGS, WORKER
@@ -88,7 +88,8 @@ class Dispatcher:
         (``JOB_LOST``). Asynchronous jobs always go through the stream (their 202 promises
         they survive this process).
 
-        Raises: ApiError 402 QUOTA_EXHAUSTED / BUDGET_EXCEEDED / SUBSCRIPTION_UNPAID
+        Raises: ApiError 404 NOT_FOUND when ``spec.session`` is not live (nothing admitted),
+        402 QUOTA_EXHAUSTED / BUDGET_EXCEEDED / SUBSCRIPTION_UNPAID
         (``billing.admit_job``, in the transaction that writes the job row), 429
         QUEUE_QUOTA_EXCEEDED, 503 OVERLOADED (both with Retry-After), 502 UPSTREAM_UNAVAILABLE
         when the stream cannot be written."""
@@ -146,20 +147,32 @@ class Dispatcher:
         statement), which admits the ordinary case and leaves every refusal to it. A heavy job (``spec.admit``)
         is admitted against the heavy jobs QUEUED or RUNNING in PostgreSQL — all processes —
         under an advisory lock held until its row is committed (``admission.admit_job``);
-        raises 429 TOO_MANY_HEAVY_JOBS / 503 OVERLOADED."""
+        raises 429 TOO_MANY_HEAVY_JOBS / 503 OVERLOADED.
+
+        ``spec.session`` (a TFHE session the job needs live) is touched first — in the
+        admission statement itself on the ordinary path — and 404 NOT_FOUND raised when it is
+        not live, before anything is admitted."""
         s = self.settings
         kwargs = dict(quota=s.job_queue_per_account, reply_to=None if spec.is_async else self.api_id,
                       claimed_by=local.name if local is not None else None, queue=s.redis_prefix)
+        touched = spec.session is None
         if not spec.is_async and spec.admit is None:
-            # the ordinary synchronous job: admission and row in one statement (one round trip,
-            # and on the fast path no WAL flush to wait for: jobs.insert_admitted); whatever
-            # billing must refuse or weigh (a hard budget …) takes the full path below
+            # the ordinary synchronous job: the session touch, admission and row in one statement
+            # (one round trip, and on the fast path no WAL flush to wait for: jobs.insert_admitted);
+            # whatever billing must refuse or weigh (a hard budget …) takes the full path below
             verdict, row, terms = await jobs.insert_admitted(
                 conn, spec, s.ciphertext_ttl_s, billing.admission_args(spec.account_id, spec.cost_units, s.plans),
-                **kwargs)
+                session=spec.session, **kwargs)
+            if verdict == "no_session":
+                raise repo_tfhe.session_gone(spec.session[0])  # type: ignore[index]
+            touched = True
             if verdict != "undecided":
                 spec.payload["billing"] = terms
                 return row
+        if not touched:
+            session_id, idle_s = spec.session  # type: ignore[misc]
+            if await repo_tfhe.touch_session(conn, spec.account_id, session_id, idle_s) is None:
+                raise repo_tfhe.session_gone(session_id)
         async with conn.transaction():
             # quota and budget (billing.py): the job row, written under the account's period
             # lock, is the reservation; a refusal commits its limit_reached event, then raises

@@ -72,6 +72,10 @@ class JobSpec:
     # (account's heavy jobs, all heavy bytes) raises when they do not fit — checked at insert
     heavy_bytes: int | None = None
     admit: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
+    # (TFHE session id, idle seconds): the session the job needs live, touched by the dispatcher
+    # when it admits the job (in the admission statement itself: ``insert_admitted(session=…)``);
+    # 404 NOT_FOUND when it is not live
+    session: tuple[str, float] | None = None
 
 
 @dataclass
@@ -238,7 +242,9 @@ _RETURNING = ("id, account_id, api_key_id, kind, operation, batch_key, attempts,
 
 async def insert_admitted(conn: asyncpg.Connection, spec: JobSpec, ttl_s: int, admission: Sequence[Any],
                           quota: int | None = None, reply_to: str | None = None, claimed_by: str | None = None,
-                          queue: str | None = None) -> tuple[str, asyncpg.Record | None, dict[str, Any] | None]:
+                          queue: str | None = None,
+                          session: tuple[str, float] | None = None) -> tuple[str, asyncpg.Record | None,
+                                                                              dict[str, Any] | None]:
     """Quota admission and the job's row in ONE statement, its own transaction (one round trip
     instead of ``billing.admit_job``'s five in a transaction): ``wavis_admit_job`` (migration
     082; ``admission`` = ``billing.admission_args(…)``) locks the account's period row and
@@ -261,6 +267,13 @@ async def insert_admitted(conn: asyncpg.Connection, spec: JobSpec, ttl_s: int, a
     ``("undecided", None, None)`` when billing must decide (a refusal, a hard budget, an unpaid
     subscription …): nothing was written but maybe the period row; call ``billing.admit_job``.
 
+    ``session``: ``(TFHE session id, idle seconds)`` the job needs live: the same statement
+    touches it first (``repo_tfhe.touch_session``'s UPDATE: this account's session, idle less
+    than the idle time, ``last_used_at`` = now) and admits only if it did — one round trip less
+    per gate than touching it apart. ``("no_session", None, None)`` when the session is
+    unknown, another account's or idle: nothing was written (admission never ran). With
+    "undecided" the session was touched.
+
     Raises: ValueError for an async or heavy ``spec``."""
     if spec.is_async or spec.admit is not None:
         raise ValueError("insert_admitted: synchronous jobs without heavy admission only")
@@ -269,8 +282,17 @@ async def insert_admitted(conn: asyncpg.Connection, spec: JobSpec, ttl_s: int, a
     relaxed = ", " + relaxed_commit(conn)
     job_id = new_id("op")
     row = await conn.fetchrow(
-        f"""WITH adm AS MATERIALIZED (
-                SELECT * FROM wavis_admit_job($19, $20::bigint, $21, $22, $23::text[], $24::bigint[], $25::boolean[])),
+        f"""WITH sess AS (
+                UPDATE tfhe_sessions SET last_used_at = now()
+                WHERE $26::text IS NOT NULL AND id = $26::text AND account_id = $2
+                      AND last_used_at > now() - make_interval(secs => $27::float8)
+                RETURNING account_id),
+            live AS (SELECT $19::text AS account_id WHERE $26::text IS NULL
+                     UNION ALL SELECT account_id FROM sess),
+            adm AS MATERIALIZED (
+                -- LATERAL on ``live``: the admission runs only when the session is live (or none is asked for)
+                SELECT a.* FROM live CROSS JOIN LATERAL wavis_admit_job(
+                    live.account_id, $20::bigint, $21, $22, $23::text[], $24::bigint[], $25::boolean[]) AS a),
             ins AS (
                 INSERT INTO jobs ({_INSERT_COLUMNS})
                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14, $15, $17, $18,
@@ -281,13 +303,17 @@ async def insert_admitted(conn: asyncpg.Connection, spec: JobSpec, ttl_s: int, a
                 WHERE adm.admitted AND ($12::int IS NULL OR (SELECT count(*) FROM jobs
                                         WHERE account_id = $2 AND status IN ('QUEUED', 'RUNNING')) < $12::int)
                 RETURNING {_RETURNING})
-            SELECT adm.admitted AS adm_admitted, adm.terms_plan AS adm_plan, adm.terms_allowance AS adm_allowance,
+            SELECT EXISTS (SELECT 1 FROM live) AS sess_live, adm.admitted AS adm_admitted,
+                   adm.terms_plan AS adm_plan, adm.terms_allowance AS adm_allowance,
                    adm.terms_overage AS adm_overage, ins.*
-            FROM adm LEFT JOIN ins ON true""",
+            FROM (SELECT 1) AS one LEFT JOIN adm ON true LEFT JOIN ins ON true""",
         job_id, spec.account_id, spec.api_key_id, spec.kind, spec.operation, spec.is_async, spec.batch_key,
         None, spec.cost_units, spec.cost_jpy, utcnow() + timedelta(seconds=ttl_s), quota, spec.affinity, reply_to,
         spec.idem_key, claimed_by, spec.heavy_bytes, queue, *admission,
+        None if session is None else session[0], 0.0 if session is None else float(session[1]),
     )
+    if not row["sess_live"]:
+        return "no_session", None, None
     if not row["adm_admitted"]:
         return "undecided", None, None
     terms = {"plan": row["adm_plan"], "allowance": row["adm_allowance"], "overage": bool(row["adm_overage"])}

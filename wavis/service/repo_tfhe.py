@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncpg
 
 from .db import relaxed_commit
+from .errors import ApiError, not_found
 
 COLUMNS = "id, account_id, preset, is_blind, key_id, created_at, last_used_at"
 
@@ -40,6 +41,12 @@ async def touch_session(conn: asyncpg.Connection, account_id: str, session_id: s
             RETURNING {COLUMNS}""",
         session_id, account_id, float(idle_s),
     )
+
+
+def session_gone(session_id: str) -> ApiError:
+    """The 404 of a session that ``touch_session`` (or the admission statement that touches it,
+    ``jobs.insert_admitted``) did not find live."""
+    return not_found("TFHE session", session_id=session_id, reason="unknown, deleted, or expired after 1 h without use")
 
 
 async def get_session_blobs(conn: asyncpg.Connection, session_id: str) -> asyncpg.Record | None:
