@@ -76,6 +76,45 @@ def test_bad_params_are_typed(bad):
         CkksParameters.from_dict(bad)
 
 
+def test_default_special_primes_below_2_50_where_they_fit():
+    """Issue 21: the default special primes are below 2^50 (IFMA kernels) when they fit the bound at
+    the same dnum, cost fewer than twice the 61-bit count and clear the widest digit by the margin."""
+    from wavis.ckks.params import MIN_SPECIAL_MARGIN_BITS
+
+    n16 = CkksParameters(poly_degree=65536, scale_bits=40, max_depth=20, first_mod_bits=60, dnum=3)
+    assert n16.special_mod_bits == 49  # 50 bits: six primes only 2^0 above the 300-bit digit
+    assert len(n16.special_moduli) == 7 and all(p < 2**50 for p in n16.special_moduli)
+    widest = max(math.prod(n16.moduli[s:e]) for s, e in n16.digits)
+    assert math.log2(math.prod(n16.special_moduli)) - math.log2(widest) >= MIN_SPECIAL_MARGIN_BITS
+    assert n16.log_qp_bits <= 1747
+    # N = 2^14, one prime per digit: two 50-bit primes break the 438-bit bound (and cost more than
+    # one 61-bit prime), so 61 stays
+    n14 = CkksParameters(poly_degree=16384, scale_bits=30, max_depth=10, first_mod_bits=50, dnum=11)
+    assert n14.special_mod_bits == 61 and [p.bit_length() for p in n14.special_moduli] == [61]
+    # the default dnum is still the fewest digits that fit with 61-bit special primes
+    assert CkksParameters(poly_degree=32768).dnum == CkksParameters(poly_degree=32768, special_mod_bits=61).dnum
+    # the resolved size is serialized, so the literal round-trips to the same primes
+    d = n16.to_dict()
+    assert d["special_mod_bits"] == 49 and CkksParameters.from_dict(d).fingerprint == n16.fingerprint
+
+
+def test_explicit_61_bit_special_primes_keep_their_fingerprints():
+    """Parameters (and the keys stored with them) serialized before issue 21 carry
+    special_mod_bits = 61: they derive the same primes and fingerprints (pinned from before)."""
+    old = {
+        "2e17c69ade1d25466c94f9f711a9c882": dict(poly_degree=65536, scale_bits=40, max_depth=20, first_mod_bits=60,
+                                                 dnum=3, special_mod_bits=61),
+        "f5ac19e667a073465a4d5ac83576ac20": dict(poly_degree=16384, scale_bits=30, max_depth=10, first_mod_bits=50,
+                                                 dnum=11, special_mod_bits=61),
+        "a285324efd69c7af4177524648156e4b": dict(poly_degree=4096, max_depth=2, security_level="testing",
+                                                 special_mod_bits=61),
+    }
+    for fp, d in old.items():
+        assert CkksParameters.from_dict(d).fingerprint == fp
+    with pytest.raises(ParameterError):
+        CkksParameters(poly_degree=1024, security_level="testing", special_mod_bits=62)
+
+
 def test_fingerprint_stable_and_distinct(params):
     again = CkksParameters.from_dict(params.to_dict())
     assert again.fingerprint == params.fingerprint

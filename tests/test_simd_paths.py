@@ -141,6 +141,18 @@ def _ring_digest() -> str:
         assert np.array_equal(x, y)
         h.update(small.base_convert(x[1:], [1, 2], [0]).tobytes())
         h.update(small.mod_down_ntt(x, [0], [1, 2]).tobytes())
+    # ModDown by many primes (q_l and up to 16 special primes below 2^50): the overshoot correction's
+    # table has Lp + 1 entries, one AVX-512 register up to 8, two up to 16, scalar beyond
+    wide: list[int] = []
+    for bits in (60, 40, 40) + (50,) * 8 + (49,) * 9:
+        wide += _core.generate_ntt_primes(bits, 1, N, exclude=wide)
+    many = _core.RnsContext(N, wide)
+    qw = np.array(wide, dtype=np.uint64)[:, None]
+    x = (rng.integers(0, 2**63, (len(wide), N), dtype=np.uint64) % qw).astype(np.uint64)
+    x[:, :4] = qw - np.uint64(1)
+    for lp in (7, 8, 9, 15, 16, 17):
+        ip = list(range(len(wide) - lp, len(wide)))
+        h.update(many.mod_down_ntt(x, list(range(len(wide) - lp)), ip).tobytes())
     return h.hexdigest()
 
 

@@ -100,15 +100,18 @@ WAVIS_CK_AVX512 void overshoot_avx512(const u64* x0, std::size_t N, std::size_t 
   }
 }
 
-// d[n] = sub_mod(d[n], corr[u[n]], q), corr: Lp + 1 <= 8 values < q, N % 8 == 0
+// d[n] = sub_mod(d[n], corr[u[n]], q), corr: Lp + 1 <= 16 values < q (a two-register table lookup,
+// so a ModDown by up to 15 primes, e.g. q_l and seven special primes below 2^50, stays vectorized),
+// N % 8 == 0
 WAVIS_CK_AVX512 void sub_corr_avx512(u64* d, const std::uint8_t* u, const u64* corr, std::size_t ncorr,
                                      std::size_t N, u64 q) {
-  alignas(64) u64 c8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (std::size_t k = 0; k < ncorr; ++k) c8[k] = corr[k];
-  const __m512i C = _mm512_load_si512(c8), Q = _mm512_set1_epi64((long long)q);
+  alignas(64) u64 c16[16] = {};
+  for (std::size_t k = 0; k < ncorr; ++k) c16[k] = corr[k];
+  const __m512i C0 = _mm512_load_si512(c16), C1 = _mm512_load_si512(c16 + 8);
+  const __m512i Q = _mm512_set1_epi64((long long)q);
   for (std::size_t n = 0; n < N; n += 8) {
     const __m512i idx = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i*)(u + n)));
-    _mm512_storeu_si512(d + n, ck_submod(_mm512_loadu_si512(d + n), _mm512_permutexvar_epi64(idx, C), Q));
+    _mm512_storeu_si512(d + n, ck_submod(_mm512_loadu_si512(d + n), _mm512_permutex2var_epi64(C0, idx, C1), Q));
   }
 }
 
@@ -750,7 +753,7 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
     } else {
       convert_lazy(x0, N, Lp, cst, T->qhat_mod_p_shoup.data() + i * Lp, srcq.data(), qi.q, d, h);
 #ifdef WAVIS_CKKS_AVX512
-      if (use_simd(N) && Lp + 1 <= 8) {
+      if (use_simd(N) && Lp + 1 <= 16) {
         sub_corr_avx512(d, ub, corr.data(), Lp + 1, N, qi.q);
       } else
 #endif

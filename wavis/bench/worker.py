@@ -42,7 +42,7 @@ def make_ckks(cfg: dict) -> dict:
 
     params = CkksParameters(poly_degree=cfg["N"], scale_bits=cfg["scale_bits"], max_depth=cfg["depth"],
                             security_level=cfg.get("security", "128-bit"), first_mod_bits=cfg["first_bits"],
-                            dnum=cfg["dnum"])
+                            dnum=cfg["dnum"], special_mod_bits=cfg.get("special_bits"))
     kg = KeyGenerator(params)
     ev = Evaluator(params, kg.evaluation_keys(galois_steps=list(range(1, 9))))
     enc, encr, dec = Encoder(params), Encryptor(params, kg.public_key()), Decryptor(params, kg.secret_key)

@@ -33,6 +33,16 @@ SCHEME = "rns-ckks"
 PARAMS_VERSION = 1
 DEFAULT_MAGNITUDE_BITS = 19  # |values| < 2^19 by default: 20 bits of headroom between q_0 and Δ
 
+# Special-prime sizes (see CkksParameters.special_mod_bits): primes below 2^50 run the 52-bit IFMA
+# kernels (docs/ring.md), about 2x faster per limb than the 64-bit ones, so the default tries them
+# first; 61 bits (one prime above a 60-bit q_0) is the fallback and the size before issue 21.
+IFMA_SPECIAL_MOD_BITS = (50, 49)
+WIDE_SPECIAL_MOD_BITS = 61
+# P must exceed the widest digit by this many bits for a default below 2^50 (measured at N = 2^16,
+# dnum 3, benchmarks/special_primes_ab.py: P only 2^0.0 above the digit lost ~6 bits of a rotation's
+# minimum precision, 2^5 about 1 bit, 2^43 none).
+MIN_SPECIAL_MARGIN_BITS = 10
+
 
 def _chain_bits(scale_bits: int, max_depth: int, first_bits: int, special_bits: int, dnum: int,
                 boot_bits: tuple[int, ...] = ()) -> float:
@@ -46,6 +56,19 @@ def _chain_bits(scale_bits: int, max_depth: int, first_bits: int, special_bits: 
     return sum(bits) + k * special_bits
 
 
+def _special_primes(bits: int, moduli: tuple[int, ...], digits: tuple[tuple[int, int], ...],
+                    poly_degree: int) -> tuple[int, ...]:
+    """The fewest NTT primes of ``bits`` bits (closest below 2^bits, none in ``moduli``) whose
+    product P exceeds every key-switching digit's product (Han–Ki, CT-RSA 2020, §3)."""
+    widest = max(math.prod(moduli[s:e]) for s, e in digits)
+    k = 1
+    while True:
+        ps = ntt_primes(bits, k, poly_degree, exclude=moduli)
+        if math.prod(ps) > widest:
+            return ps
+        k += 1
+
+
 @dataclass(frozen=True)
 class CkksParameters:
     """Validated RNS-CKKS parameters.
@@ -56,7 +79,14 @@ class CkksParameters:
         max_depth: L, the number of multiplications (rescales) a fresh ciphertext allows (0..60).
         security_level: "128-bit", "192-bit", "256-bit" (HE Standard) or "testing" (no bound).
         first_mod_bits: size of q_0 in bits (default min(60, scale_bits + 20)).
-        special_mod_bits: size of each special prime p_i in bits (default 61, so one p exceeds a 60-bit q_0).
+        special_mod_bits: size of each special prime p_i in bits (20..61). Default (None): 50 or 49
+            bits, below 2^50 so ModUp, the key inner product and ModDown run the IFMA kernels on
+            every limb of P (issue 21), when that keeps the chain within the security bound at the
+            same dnum as 61-bit primes, needs fewer than twice as many special primes (one 61-bit
+            prime is cheaper than two IFMA ones, measured at N = 2^14), and leaves P at least
+            2^MIN_SPECIAL_MARGIN_BITS above the widest digit (key-switching noise); otherwise 61.
+            The resolved size is what :meth:`to_dict` carries, so parameters (and keys) serialized
+            with 61 keep their primes.
         dnum: number of key-switching digits (default: the fewest that fit the security bound).
         magnitude_bits: the declared input bound: every value the computation encrypts or produces
             has |value| < 2^magnitude_bits (default 19, 0..60). Needs first_mod_bits − scale_bits ≥
@@ -75,7 +105,7 @@ class CkksParameters:
     max_depth: int = 5
     security_level: str = "128-bit"
     first_mod_bits: int | None = None
-    special_mod_bits: int = 61
+    special_mod_bits: int | None = None
     dnum: int | None = None
     bootstrap_preset: str | None = None
     magnitude_bits: int | None = None
@@ -89,6 +119,8 @@ class CkksParameters:
             raise ParameterError(f"poly_degree must be a power of two in 16..65536, got {n!r}", field="poly_degree")
         for name, lo, hi in (("scale_bits", 10, 60), ("max_depth", 0, 60), ("special_mod_bits", 20, 61)):
             v = getattr(self, name)
+            if name == "special_mod_bits" and v is None:
+                continue  # resolved below, once the chain and dnum are known
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
                 raise ParameterError(f"{name} must be an integer in {lo}..{hi}, got {v!r}", field=name)
         if self.security_level not in SECURITY_LEVELS:
@@ -119,6 +151,8 @@ class CkksParameters:
         bound = max_log_qp(n, self.security_level)
         boot = self.boot_mod_bits
         levels = self.max_depth + 1 + len(boot)
+        if self.special_mod_bits is None:
+            self._resolve_special_mod_bits(first, boot, levels, bound)
         if self.dnum is not None:
             if not isinstance(self.dnum, int) or isinstance(self.dnum, bool) or self.dnum < 1:
                 raise ParameterError(f"dnum must be a positive integer, got {self.dnum!r}", field="dnum")
@@ -161,6 +195,41 @@ class CkksParameters:
                     max_depth=best, log_qp_bits=round(total), max_log_qp_bits=bound,
                 )
 
+    def _resolve_special_mod_bits(self, first: int, boot: tuple[int, ...], levels: int, bound: int | None) -> None:
+        """Pick the default special-prime size (see the class docstring); with dnum unset, dnum
+        becomes the fewest digits that fit with 61-bit special primes, as before issue 21."""
+        wide = WIDE_SPECIAL_MOD_BITS
+        dnum = self.dnum
+        if dnum is None or not isinstance(dnum, int) or isinstance(dnum, bool) or not 1 <= dnum <= levels:
+            if dnum is not None:  # invalid: let the dnum checks below report it
+                object.__setattr__(self, "special_mod_bits", wide)
+                return
+            dnum = next((d for d in range(1, levels + 1)
+                         if bound is None or _chain_bits(self.scale_bits, self.max_depth, first, wide, d, boot) <= bound),
+                        levels)
+        chosen = wide
+        if bound is None or _chain_bits(self.scale_bits, self.max_depth, first, wide, dnum, boot) <= bound:
+            bits = [first] + [self.scale_bits] * self.max_depth + list(boot)
+            alpha = math.ceil(len(bits) / dnum)
+            k_wide = math.ceil((max(sum(bits[s:s + alpha]) for s in range(0, len(bits), alpha)) + 1) / wide)
+            digits = self._digit_ranges(levels, dnum)
+            for b in IFMA_SPECIAL_MOD_BITS:
+                if bound is not None and _chain_bits(self.scale_bits, self.max_depth, first, b, dnum, boot) > bound:
+                    continue
+                ps = _special_primes(b, self.moduli, digits, self.poly_degree)
+                widest = max(math.prod(self.moduli[s:e]) for s, e in digits)
+                if len(ps) < 2 * k_wide and math.log2(math.prod(ps)) - math.log2(widest) >= MIN_SPECIAL_MARGIN_BITS:
+                    chosen = b
+                    break
+        object.__setattr__(self, "special_mod_bits", chosen)
+        if self.dnum is None:
+            object.__setattr__(self, "dnum", dnum)
+
+    @staticmethod
+    def _digit_ranges(levels: int, dnum: int) -> tuple[tuple[int, int], ...]:
+        alpha = math.ceil(levels / dnum)
+        return tuple((s, min(s + alpha, levels)) for s in range(0, levels, alpha))
+
     def _check_preset(self) -> None:
         """A bootstrappable preset fixes the ring, the scale, q_0, the special primes and the
         security level (``wavis.ckks.presets``); fields given explicitly must agree."""
@@ -172,6 +241,8 @@ class CkksParameters:
             raise ParameterError(
                 f"unknown bootstrap_preset {name!r}; the presets are {sorted(BOOTSTRAP_PRESETS)}",
                 field="bootstrap_preset", presets=sorted(BOOTSTRAP_PRESETS))
+        if self.special_mod_bits is None:  # the preset fixes it
+            object.__setattr__(self, "special_mod_bits", preset.special_mod_bits)
         for fld in ("poly_degree", "scale_bits", "security_level", "special_mod_bits", "first_mod_bits"):
             mine, theirs = getattr(self, fld), getattr(preset, fld)
             if fld == "first_mod_bits" and mine is None:
@@ -262,20 +333,12 @@ class CkksParameters:
     @cached_property
     def special_moduli(self) -> tuple[int, ...]:
         """Special primes (p_0, …, p_{k-1}) whose product P is ≥ every key-switching digit."""
-        widest = max(math.prod(self.moduli[s:e]) for s, e in self.digits)
-        k = 1
-        while True:
-            ps = ntt_primes(self.special_mod_bits, k, self.poly_degree, exclude=self.moduli)
-            if math.prod(ps) > widest:
-                return ps
-            k += 1
+        return _special_primes(self.special_mod_bits, self.moduli, self.digits, self.poly_degree)
 
     @cached_property
     def digits(self) -> tuple[tuple[int, int], ...]:
         """Key-switching digits as half-open prime-index ranges [start, end) over q_0..q_L."""
-        levels = self.top_level + 1
-        alpha = math.ceil(levels / self.dnum)
-        return tuple((s, min(s + alpha, levels)) for s in range(0, levels, alpha))
+        return self._digit_ranges(self.top_level + 1, self.dnum)
 
     @property
     def all_moduli(self) -> tuple[int, ...]:

@@ -37,6 +37,11 @@ Sources of the constants:
 * Security: the whole chain (user secret, uniform ternary) is checked against the HE
   Standard table (``wavis.ring.security``); ``special_mod_bits`` = 61 except n32768 (two
   45-bit special primes: P must exceed a one-prime digit by far, and 2 × 61 bits do not fit).
+  The presets keep 61 where plain parameters now default to special primes below 2^50 (issue 21,
+  :class:`wavis.ckks.params.CkksParameters`): n65536 would fit the bound with nine 50-bit primes
+  (log2 QP ≈ 1684 ≤ 1747), but the sparse-secret encapsulation key lives on (q_0, p_0) only
+  (``KeyGenerator.encapsulation_keys``) and needs p_0 > q_0 = 2^60, or its key-switching noise
+  grows by q_0/p_0 ≈ 2^10; moving it needs a two-prime encapsulation key and a re-measured bootstrap.
 """
 
 from __future__ import annotations
