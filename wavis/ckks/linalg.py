@@ -441,10 +441,11 @@ class Workspace:
     factors of one CoeffsToSlots), so that the baby rotations of each factor (hundreds of MB at
     N = 2^16) are written into memory already mapped instead of fresh pages: a fresh NumPy array
     that large is mmap'd and every page is faulted in and cleared by the kernel on first touch,
-    serially on the calling thread (measured at N = 2^16 full slots on Zen 4, one thread,
-    interleaved in one process: CoeffsToSlots 4.20 → 3.56 s CPU, of which kernel time
-    0.83 → 0.30 s). One workspace per thread of work (not thread-safe); it holds at most its
-    largest request (``reserve`` sizes it up front) and is freed with the object.
+    serially on the calling thread (n65536, full slots, Zen 4, one thread, interleaved in one
+    process under load: page faults per CoeffsToSlots 2333 → 720–1244, per SlotsToCoeffs
+    1559–2073 → 655; CPU medians 4.04 → 3.75 s and 1.78 → 1.65 s). One workspace per thread of
+    work (not thread-safe); it holds its largest request (``reserve`` sizes it up front) and is
+    freed with the object.
 
     Args:
         ctx: the ring context (``RingOps``) whose ``empty`` allocates the memory."""
