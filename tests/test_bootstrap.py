@@ -211,6 +211,47 @@ def test_linear_transform_double_hoisting(env, monkeypatch):
         assert out.level == ct.level - 1 and out.scale == params.level_scale(ct.level - 1)
 
 
+def test_linear_transform_workspace_is_bit_identical(env, monkeypatch):
+    """A Workspace shared by a sequence of transforms (as CoeffsToSlots and SlotsToCoeffs run
+    their factors) gives exactly the ciphertexts of fresh memory per call, double-hoisted and
+    single-hoisted, and the memory is reused: one buffer, sized by the largest request."""
+    from wavis.ckks.linalg import Workspace
+
+    params, bs = env["params"], env["bs"]
+    n = params.slot_count
+    z = np.random.default_rng(11).uniform(-1, 1, n)
+    ct = env["encryptor"].encrypt(env["enc"].encode(z, level=params.top_level))
+    lts = bs._transforms["cts"]
+
+    def chain(ws):
+        outs, x = [], ct
+        for lt in lts:
+            x = lt.apply(bs.ev, x, workspace=ws)
+            outs.append(np.asarray(x.data).copy())
+        return outs
+
+    ws = Workspace(bs.ctx)
+    fresh, shared = chain(None), chain(ws)
+    assert all(np.array_equal(a, b) for a, b in zip(fresh, shared))
+    buf = ws._buf
+    special = len(params.special_index())
+    need = max(lt.scratch_words(params.poly_degree, ct.level - i + 1 + special) for i, lt in enumerate(lts))
+    assert buf is not None and buf.size >= need
+    assert all(np.array_equal(a, b) for a, b in zip(fresh, chain(ws))) and ws._buf is buf  # reused, not regrown
+    monkeypatch.setattr(LinearTransform, "_double_hoistable", lambda self, ev: False)
+    single_fresh, single_ws = chain(None), chain(Workspace(bs.ctx))
+    assert all(np.array_equal(a, b) for a, b in zip(single_fresh, single_ws))
+    # the bootstrap's stages use one workspace per stage and give the per-call result
+    raised = bs.sub_sum(bs.mod_raise(env["encryptor"].encrypt(env["enc"].encode(z, level=0))))
+    monkeypatch.undo()
+    parts = bs.coeffs_to_slots(raised)
+    x = raised
+    for lt in lts:
+        x = lt.apply(bs.ev, x)
+    conj = bs.ev.conjugate(x)
+    assert np.array_equal(np.asarray(parts[0].data), np.asarray(bs.ev.add(x, conj).data))
+
+
 @pytest.mark.parametrize("gap", [2, 16])
 def test_periodic_diagonals_lift_in_a_small_ring(env, gap):
     """A diagonal of period p encodes to g(X^gap); its NTT over the ring of degree N is the NTT of g

@@ -157,28 +157,31 @@ def test_mod_down_ntt_one_prime_is_rescale(ctx):
         assert np.array_equal(got[i], ctx.rescale(b[i].copy(), idx))
 
 
-@pytest.mark.parametrize("repeat", [1, 2, 64])
+@pytest.mark.parametrize("repeat", [1, 2, 4, 64])
 @pytest.mark.parametrize("terms", [1, 7, 40])
-def test_diag_mac_matches_composition(ctx, repeat, terms):
-    """diag_mac (128-bit lazy sums, one reduction; more than 15 terms fold) equals one mul_add per
-    term, with the plaintexts repeated ``repeat`` times, bit for bit, and a big-int reference."""
-    rng = np.random.default_rng(terms * 100 + repeat)
+@pytest.mark.parametrize("comps", [2, 1])
+def test_diag_mac_matches_composition(ctx, repeat, terms, comps):
+    """diag_mac (128-bit lazy sums, one reduction; more than 15 terms fold; on the ifma path the
+    rows of primes < 2^50 sum in IFMA registers) equals one mul_add per term, with the plaintexts
+    repeated ``repeat`` times, bit for bit, and a big-int reference (rows of a 50- and a 61-bit
+    prime); ``comps`` components per rotation."""
+    rng = np.random.default_rng(terms * 100 + repeat + comps)
     idx = [0, 4, 8, 9]  # 50-, 30- and 61-bit primes
-    rots = np.stack([np.stack([rows(rng, ctx, idx) for _ in range(2)]) for _ in range(5)])
+    rots = np.stack([np.stack([rows(rng, ctx, idx) for _ in range(comps)]) for _ in range(5)])
     small = ctx.N // repeat
     q = np.array([ctx.moduli[i] for i in idx], dtype=np.uint64)[:, None]
     pts = (rng.integers(0, 2**63, size=(terms, len(idx), small), dtype=np.uint64) % q).astype(np.uint64)
     sel = [int(v) for v in rng.integers(0, 5, terms)]
     counts = [terms // 3, 0, terms - terms // 3]  # three giant steps, one without terms
     got = ctx.diag_mac(rots, pts, sel, counts, idx, repeat)
-    assert got.shape == (3, 2, len(idx), ctx.N)
+    assert got.shape == (3, comps, len(idx), ctx.N)
     assert np.array_equal(got, reference.diag_mac(ctx, rots, pts, sel, counts, idx, repeat))
     assert not got[1].any()
-    r, n = 3, 5  # one coefficient by big integers
-    for g, (lo, hi) in enumerate([(0, counts[0]), (counts[0], counts[0]), (counts[0], terms)]):
-        want = [sum(int(pts[j, r, n // repeat]) * int(rots[sel[j], c, r, n]) for j in range(lo, hi)) % int(q[r, 0])
-                for c in range(2)]
-        assert [int(got[g, c, r, n]) for c in range(2)] == want
+    for r, n in ((3, 5), (0, 13)):  # one coefficient by big integers, 61- and 50-bit rows
+        for g, (lo, hi) in enumerate([(0, counts[0]), (counts[0], counts[0]), (counts[0], terms)]):
+            want = [sum(int(pts[j, r, n // repeat]) * int(rots[sel[j], c, r, n]) for j in range(lo, hi))
+                    % int(q[r, 0]) for c in range(comps)]
+            assert [int(got[g, c, r, n]) for c in range(comps)] == want
 
 
 def test_diag_mac_bad_arguments(ctx):

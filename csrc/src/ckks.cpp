@@ -213,6 +213,73 @@ WAVIS_CK_IFMA void convert_ifma(const u64* y, std::size_t N, std::size_t L, cons
 #undef WAVIS_CK_FIN
 #undef WAVIS_CK_RED
 }
+
+// diag_mac's row t for a prime p < 2^50 (values < p < 2^52): per block of `blk` coefficients and
+// group g, out[g, c] = Σ_j pts[j] ⊙ rots[sel[j], c] kept in registers as lo + hi·2^52
+// (vpmadd52{lo,hi}uq; < 4096 terms per group, so lo and hi cannot overflow) and reduced once as
+// in inner52: the same fully reduced value as the scalar 128-bit accumulation. m in {1, 2};
+// pts read with `shift` (value n >> shift at coefficient n). 16 coefficients per step.
+WAVIS_CK_IFMA void diag_mac_ifma_row(const u64* rots, std::size_t m, const u64* pts, const std::size_t* sel,
+                                     const std::size_t* counts, std::size_t G, std::size_t L, std::size_t t,
+                                     std::size_t N, unsigned shift, u64 p, u64* out) {
+  const std::size_t Np = N >> shift;
+  const __m512i P = _mm512_set1_epi64((long long)p), P2 = _mm512_set1_epi64((long long)(2 * p));
+  const u64 w52 = (u64)(((u128)1 << 52) % p), w52p = shoup_precompute(w52, p), onep = shoup_precompute(1, p);
+  const __m512i W52 = _mm512_set1_epi64((long long)w52), W52p = _mm512_set1_epi64((long long)w52p);
+  const __m512i W52ph = _mm512_set1_epi64((long long)(w52p >> 32)), One = _mm512_set1_epi64(1);
+  const __m512i Onep = _mm512_set1_epi64((long long)onep), Oneph = _mm512_set1_epi64((long long)(onep >> 32));
+  const __m512i z = _mm512_setzero_si512();
+  // lanes of a vector at coefficient n read pts value (n >> shift) + (lane >> shift) for shift 1, 2
+  const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i perm = _mm512_srli_epi64(lane, shift < 3 ? shift : 0);
+  const __mmask8 need = shift >= 3 ? 1 : (__mmask8)((1u << (8u >> shift)) - 1u);
+#define WAVIS_CK_FIN(lo, hi) \
+  ck_csub(ck_csub(_mm512_add_epi64(ck_shoup_lazy(hi, W52, W52p, W52ph, P), ck_shoup_lazy(lo, One, Onep, Oneph, P)), P2), P)
+#define ptv(row, n)                                                      \
+  (shift == 0   ? _mm512_loadu_si512((row) + (n))                         \
+   : shift >= 3 ? _mm512_set1_epi64((long long)(row)[(n) >> shift])      \
+                : _mm512_permutexvar_epi64(perm, _mm512_maskz_loadu_epi64(need, (row) + ((n) >> shift))))
+  constexpr std::size_t BLK = 256;
+  for (std::size_t n0 = 0; n0 < N; n0 += BLK) {
+    const std::size_t n1 = std::min(N, n0 + BLK);
+    std::size_t j0 = 0;
+    for (std::size_t g = 0; g < G; ++g) {
+      const std::size_t j1 = j0 + counts[g];
+      u64* o0 = out + ((g * m) * L + t) * N;
+      u64* o1 = m == 2 ? out + ((g * m + 1) * L + t) * N : nullptr;
+      for (std::size_t n = n0; n < n1; n += 16) {
+        __m512i la0 = z, ha0 = z, lb0 = z, hb0 = z, la1 = z, ha1 = z, lb1 = z, hb1 = z;
+        for (std::size_t j = j0; j < j1; ++j) {
+          const u64* prow = pts + (j * L + t) * Np;
+          const __m512i x0 = ptv(prow, n), x1 = ptv(prow, n + 8);
+          const u64* r0 = rots + ((sel[j] * m) * L + t) * N + n;
+          const __m512i a0 = _mm512_loadu_si512(r0), a1 = _mm512_loadu_si512(r0 + 8);
+          la0 = _mm512_madd52lo_epu64(la0, x0, a0);
+          ha0 = _mm512_madd52hi_epu64(ha0, x0, a0);
+          lb0 = _mm512_madd52lo_epu64(lb0, x1, a1);
+          hb0 = _mm512_madd52hi_epu64(hb0, x1, a1);
+          if (m == 2) {
+            const u64* r1 = r0 + L * N;
+            const __m512i b0 = _mm512_loadu_si512(r1), b1 = _mm512_loadu_si512(r1 + 8);
+            la1 = _mm512_madd52lo_epu64(la1, x0, b0);
+            ha1 = _mm512_madd52hi_epu64(ha1, x0, b0);
+            lb1 = _mm512_madd52lo_epu64(lb1, x1, b1);
+            hb1 = _mm512_madd52hi_epu64(hb1, x1, b1);
+          }
+        }
+        _mm512_storeu_si512(o0 + n, WAVIS_CK_FIN(la0, ha0));
+        _mm512_storeu_si512(o0 + n + 8, WAVIS_CK_FIN(lb0, hb0));
+        if (m == 2) {
+          _mm512_storeu_si512(o1 + n, WAVIS_CK_FIN(la1, ha1));
+          _mm512_storeu_si512(o1 + n + 8, WAVIS_CK_FIN(lb1, hb1));
+        }
+      }
+      j0 = j1;
+    }
+  }
+#undef ptv
+#undef WAVIS_CK_FIN
+}
 #endif
 
 // ---------------------------------------------------------------- AVX2 helpers ----
@@ -634,8 +701,19 @@ void diag_mac(const RnsContext& c, const u64* rots, std::size_t m, const u64* pt
               const std::vector<std::size_t>& counts, const std::vector<std::size_t>& idx, unsigned shift, u64* out) {
   const std::size_t N = c.N, L = idx.size(), J = sel.size(), G = counts.size(), Np = N >> shift;
   constexpr std::size_t BLK = 256;
+#ifdef WAVIS_CKKS_AVX512
+  // rows of primes < 2^50 on the ifma path: register-resident IFMA sums (diag_mac_ifma_row)
+  const bool ifma_rows = use_simd(N) && ifma_active() && N % 16 == 0 && (m == 1 || m == 2) &&
+                         std::all_of(counts.begin(), counts.end(), [](std::size_t k) { return k < 4096; });
+#endif
   for_rows(L, N * (J + G), [&](std::size_t t) {
     const Modulus& M = c.mod(idx[t]);
+#ifdef WAVIS_CKKS_AVX512
+    if (ifma_rows && M.q < (u64(1) << 50)) {
+      diag_mac_ifma_row(rots, m, pts, sel.data(), counts.data(), G, L, t, N, shift, M.q, out);
+      return;
+    }
+#endif
     std::vector<u128> accv(m * BLK);
     u128* acc = accv.data();
     u64 pb[BLK];

@@ -28,7 +28,7 @@ from ...errors import KeyMismatchError, MissingKeyError, ParameterError, ScaleMi
 from .. import keyswitch as ks
 from ..evaluator import Evaluator
 from ..keys import galois_element
-from ..linalg import LinearTransform
+from ..linalg import LinearTransform, Workspace
 from ..params import CkksParameters
 from ..polynomial import evaluate_polynomial
 from ..structures import Ciphertext, EvaluationKeys, KeySwitchingKey
@@ -403,9 +403,7 @@ class Bootstrapper:
         """The factored homomorphic U^{-1} (one level per factor), then the real split:
         full packing → [Re, Im] (two ciphertexts, real values t_k/K and t_{k+n}/K in
         bit-reversed order); sparse → [one ciphertext with both halves in 2n slots]."""
-        x = ct
-        for lt in self._transforms["cts"]:
-            x = lt.apply(self.ev, x)
+        x = self._apply_factors(self._transforms["cts"], ct)
         conj = self.ev.conjugate(x)
         if self.slots == self.params.slot_count:
             re = self.ev.add(x, conj)
@@ -439,8 +437,18 @@ class Bootstrapper:
         landing on the canonical scale of level max_depth. ``transforms``: other SlotsToCoeffs
         factors of the same levels (META-BTS's second bootstrap uses factors scaled by 2^-k_2)."""
         x = parts[0] if len(parts) == 1 else self.ev.add(parts[0], self._times_i(parts[1], 1))
-        for lt in (self._transforms["stc"] if transforms is None else transforms):
-            x = lt.apply(self.ev, x)
+        return self._apply_factors(self._transforms["stc"] if transforms is None else transforms, x)
+
+    def _apply_factors(self, factors: list[LinearTransform], x: Ciphertext) -> Ciphertext:
+        """The DFT factors in turn (one level each), their baby rotations in one
+        :class:`~wavis.ckks.linalg.Workspace` sized for the largest (mapped once per stage
+        instead of once per factor)."""
+        ws = Workspace(self.ctx)
+        special = len(self.params.special_index())
+        n = self.params.poly_degree
+        ws.reserve(max(lt.scratch_words(n, x.level - i + 1 + special) for i, lt in enumerate(factors)))
+        for lt in factors:
+            x = lt.apply(self.ev, x, workspace=ws)
         return x
 
     def bootstrap(self, ct: Ciphertext, *, iterations: int | None = None) -> Ciphertext:
