@@ -79,6 +79,17 @@ def thread_cpu_s(pid: int, tid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def split_stats(lat: list[float], compute: list[float]) -> dict:
+    """p50/p99 of the gate's compute time as the server reports it (``compute_time_ms``: the
+    pool hand-off and the evaluation) and of the rest of each request's latency (latency minus
+    that: the service's own path, its round trips and the waits for a CPU), in ms."""
+    if not compute or len(compute) != len(lat):
+        return {}
+    outside = [t - c for t, c in zip(lat, compute)]
+    return {"compute_p50_ms": round(pct(compute, 50), 2), "compute_p99_ms": round(pct(compute, 99), 2),
+            "outside_p50_ms": round(pct(outside, 50), 2), "outside_p99_ms": round(pct(outside, 99), 2)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -162,6 +173,7 @@ async def closed_loop(session, url: str, headers: dict, bodies: list[dict], conc
     (ms, user + system; other load on the host does not inflate it) and the 1-minute load
     average at the end."""
     lat: list[float] = []
+    compute: list[float] = []
     errors: dict[int, int] = {}
     sent = 0
     deadline = time.perf_counter() + seconds
@@ -173,9 +185,10 @@ async def closed_loop(session, url: str, headers: dict, bodies: list[dict], conc
             sent += 1
             t0 = time.perf_counter()
             async with session.post(url, json=bodies[i % len(bodies)], headers=headers) as r:
-                await r.read()
+                raw = await r.read()
                 if r.status == 200:
                     lat.append((time.perf_counter() - t0) * 1e3)
+                    compute.append(float(json.loads(raw).get("compute_time_ms") or 0.0))
                 else:
                     errors[r.status] = errors.get(r.status, 0) + 1
             i += concurrency
@@ -187,7 +200,7 @@ async def closed_loop(session, url: str, headers: dict, bodies: list[dict], conc
     el = time.perf_counter() - t0
     out = {"concurrency": concurrency, "requests": len(lat), "seconds": round(el, 3),
            "rps": round(len(lat) / el, 2), "p50_ms": round(pct(lat, 50), 2), "p99_ms": round(pct(lat, 99), 2),
-           "mean_ms": round(statistics.fmean(lat), 2) if lat else None, "errors": errors}
+           "mean_ms": round(statistics.fmean(lat), 2) if lat else None, "errors": errors, **split_stats(lat, compute)}
     if cpu0 is not None:
         cpu1, n = proc_cpu_s(server_pid), max(1, len(lat))
         out["server_cpu_ms_per_request"] = round((sum(cpu1) - sum(cpu0)) * 1e3 / n, 2)
@@ -221,6 +234,8 @@ async def bench_config(args, db_url, prefix, data_dir, key, sk_b64, cts, max_siz
                 out["gate"].append(res)
                 print(f"  size {max_size:>3} delay {delay_ms:>3g} ms  gate  c={c:<3} {res['rps']:>8.1f} req/s  "
                       f"p50 {res['p50_ms']:>7.1f} ms  p99 {res['p99_ms']:>7.1f} ms  "
+                      f"(outside the gate p50 {res.get('outside_p50_ms', float('nan')):.1f} p99 "
+                      f"{res.get('outside_p99_ms', float('nan')):.1f})  "
                       f"server CPU {res['server_cpu_ms_per_request']:>6.1f} ms/req (sys {res['server_sys_ms_per_request']:.1f}, "
                       f"event loop {res['server_loop_cpu_ms_per_request']:.1f})  load {res['loadavg_1m']:.1f}  "
                       f"{res['errors'] or ''}", flush=True)
@@ -252,6 +267,7 @@ async def ab_config(args, db_url, prefix, data_dir, key, sk_b64, cts, max_size, 
                "baseline": Server(db_url, prefix + "b:", data_dir, max_size, delay_ms, args.baseline_python,
                                   dict(kv.split("=", 1) for kv in args.baseline_env))}
     lat: dict[str, list[float]] = {k: [] for k in servers}
+    compute: dict[str, list[float]] = {k: [] for k in servers}
     errors: dict[str, dict[int, int]] = {k: {} for k in servers}
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as s:
@@ -271,9 +287,10 @@ async def ab_config(args, db_url, prefix, data_dir, key, sk_b64, cts, max_size, 
                 for name in (("this", "baseline") if i % 2 == 0 else ("baseline", "this")):
                     t0 = time.perf_counter()
                     async with s.post(servers[name].base + "/tfhe/gate", json=bodies[name][i % 64], headers=h) as r:
-                        await r.read()
+                        raw = await r.read()
                         if r.status == 200:
                             lat[name].append((time.perf_counter() - t0) * 1e3)
+                            compute[name].append(float(json.loads(raw).get("compute_time_ms") or 0.0))
                         else:
                             errors[name][r.status] = errors[name].get(r.status, 0) + 1
                 i += 1
@@ -286,9 +303,11 @@ async def ab_config(args, db_url, prefix, data_dir, key, sk_b64, cts, max_size, 
                              "server_cpu_ms_per_request": round((sum(cpu1) - sum(cpu0[name])) * 1e3 / n, 2),
                              "server_loop_cpu_ms_per_request": round(
                                  (thread_cpu_s(server.proc.pid, server.proc.pid) - loop0[name]) * 1e3 / n, 2),
-                             "errors": errors[name]}
+                             "errors": errors[name], **split_stats(lat[name], compute[name])}
             print(f"  size {max_size:>3} delay {delay_ms:>3g} ms  c=1 alternating  " + "  ".join(
-                f"{k}: p50 {v['p50_ms']:.1f} p99 {v['p99_ms']:.1f} ms CPU {v['server_cpu_ms_per_request']:.1f} ms/req "
+                f"{k}: p50 {v['p50_ms']:.1f} p99 {v['p99_ms']:.1f} ms (outside the gate p50 "
+                f"{v.get('outside_p50_ms', float('nan')):.1f} p99 {v.get('outside_p99_ms', float('nan')):.1f}) "
+                f"CPU {v['server_cpu_ms_per_request']:.1f} ms/req "
                 f"(loop {v['server_loop_cpu_ms_per_request']:.1f}) "
                 f"(n={v['requests']})" for k, v in ((k, out[k]) for k in servers)) + f"  load {out['loadavg_1m']:.1f}",
                 flush=True)

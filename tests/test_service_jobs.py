@@ -103,6 +103,13 @@ async def test_async_gate_job_lists_and_other_account_gets_404(api, tfhe_keys):
 
     # another account: 404 for get and delete, and an empty list
     other = bearer(await api.account())
+    # ... and its gates on this session, synchronous (the touch in the admission statement) or
+    # async (touched apart), and batches: 404, no job admitted
+    for path, body in (("/tfhe/gate", {"op": "NAND", "a": b64(a), "b": b64(b)}),
+                       ("/tfhe/batch", {"gates": [{"op": "NOT", "a": b64(a)}]})):
+        for extra in ({}, {"async": True}):
+            await error_of(await api.post("/api/v1" + path, json={"session_id": sid, **body, **extra}, headers=other),
+                           404, "NOT_FOUND")
     await error_of(await api.get(f"/api/v1/jobs/{acc['job_id']}", headers=other), 404, "NOT_FOUND")
     await error_of(await api.delete(f"/api/v1/jobs/{acc['job_id']}", headers=other), 404, "NOT_FOUND")
     resp = await api.get("/api/v1/jobs", headers=other)
