@@ -105,6 +105,9 @@ def one(preset: str, slots: int | None, reps: int, constant: bool = False) -> di
         resident += sum(d.nbytes for d in lt.diagonals.values())
         resident += sum(c.nbytes for _, c, _ in lt._coef_cache.values())  # noqa: SLF001
         resident += sum(np.asarray(p).nbytes for _, p in lt._pt_cache.values() if p is not None)  # noqa: SLF001
+    from wavis.ckks.bootstrap import bootstrapper as _bsm  # the context's idle baby-rotation workspace
+
+    resident += sum(w._buf.nbytes for w in _bsm._WORKSPACES.get(bs.ev.context, []) if w._buf is not None)  # noqa: SLF001
     real = [r for r in runs if r["kind"] == "real"]
     cplx = [r for r in runs if r["kind"] == "complex"]
     warm = real[1:] or real

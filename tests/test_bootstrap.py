@@ -241,8 +241,12 @@ def test_linear_transform_workspace_is_bit_identical(env, monkeypatch):
     monkeypatch.setattr(LinearTransform, "_double_hoistable", lambda self, ev: False)
     single_fresh, single_ws = chain(None), chain(Workspace(bs.ctx))
     assert all(np.array_equal(a, b) for a, b in zip(single_fresh, single_ws))
-    # the bootstrap's stages use one workspace per stage and give the per-call result
-    raised = bs.sub_sum(bs.mod_raise(env["encryptor"].encrypt(env["enc"].encode(z, level=0))))
+    # the stages take the context's idle workspace (fresh memory gives the same result) and give
+    # it back: one idle workspace per context, reused by the next bootstrap (no new mapping)
+    from wavis.ckks.bootstrap.bootstrapper import _WORKSPACES
+
+    ct0 = env["encryptor"].encrypt(env["enc"].encode(z, level=0))
+    raised = bs.sub_sum(bs.mod_raise(ct0))
     monkeypatch.undo()
     parts = bs.coeffs_to_slots(raised)
     x = raised
@@ -250,6 +254,13 @@ def test_linear_transform_workspace_is_bit_identical(env, monkeypatch):
         x = lt.apply(bs.ev, x)
     conj = bs.ev.conjugate(x)
     assert np.array_equal(np.asarray(parts[0].data), np.asarray(bs.ev.add(x, conj).data))
+    first = bs.bootstrap(ct0)
+    idle = _WORKSPACES[bs.ev.context]
+    assert len(idle) == 1 and idle[0]._buf.size >= bs._workspace_words()
+    kept = idle[0]._buf
+    again = bs.bootstrap(ct0)
+    assert len(idle) == 1 and idle[0]._buf is kept
+    assert np.array_equal(np.asarray(first.data), np.asarray(again.data))
 
 
 @pytest.mark.parametrize("gap", [2, 16])
@@ -586,10 +597,12 @@ def _resident_bytes(transforms) -> int:
 @pytest.mark.parametrize("slots", [None, 8])
 def test_cache_bytes_is_what_a_bootstrap_keeps(env, monkeypatch, slots):
     """``Bootstrapper.cache_bytes`` (the service's admission counts it for every bootstrap) is,
-    byte for byte, what the shared DFT factors keep after one bootstrap, and after META-BTS (its
-    scaled last SlotsToCoeffs factor too); planned without encoding anything."""
+    byte for byte, what the shared DFT factors and the context's idle baby-rotation workspace
+    keep after one bootstrap, and after META-BTS (its scaled last SlotsToCoeffs factor too);
+    planned without encoding anything."""
     params, enc, kg = env["params"], env["enc"], env["kg"]
     monkeypatch.setattr(bootstrapper, "_TRANSFORMS", weakref.WeakKeyDictionary())  # fresh factors
+    monkeypatch.setattr(bootstrapper, "_WORKSPACES", weakref.WeakKeyDictionary())  # no idle workspace
     plan = Bootstrapper.key_plan(params, slots)
     evk = kg.evaluation_keys(galois_steps=plan.galois_steps, conjugation=True,
                              encapsulation_hamming_weight=plan.encapsulation_hamming_weight)
@@ -600,9 +613,14 @@ def test_cache_bytes_is_what_a_bootstrap_keeps(env, monkeypatch, slots):
     planned = Bootstrapper.cache_bytes(params, slots)
     assert _resident_bytes(bs._transforms["cts"] + bs._transforms["stc"]) < planned  # nothing encoded yet
     bs.bootstrap(ct)
-    assert _resident_bytes(bs._transforms["cts"] + bs._transforms["stc"]) == planned
+
+    def workspace_bytes():
+        return sum(w._buf.nbytes for w in bootstrapper._WORKSPACES.get(bs.ev.context, []))
+
+    assert workspace_bytes() > 0
+    assert _resident_bytes(bs._transforms["cts"] + bs._transforms["stc"]) + workspace_bytes() == planned
     bs.bootstrap(ct, iterations=2)
-    meta = _resident_bytes(bs._transforms["cts"] + bs._transforms["stc"] + bs._meta_stc[-1:])
+    meta = _resident_bytes(bs._transforms["cts"] + bs._transforms["stc"] + bs._meta_stc[-1:]) + workspace_bytes()
     assert meta == Bootstrapper.cache_bytes(params, slots, iterations=2) > planned
     with pytest.raises(ParameterError):
         Bootstrapper.cache_bytes(params, 3)

@@ -213,8 +213,10 @@ class Bootstrapper:
         factor, its diagonals, their rounded coefficients and the NTT-domain plaintexts at the
         level it runs at over Q_ℓ·P (double hoisting), up to ``BOOTSTRAP_NTT_CACHE_BYTES`` per
         factor (``LinearTransform.cache_bytes``); ``iterations`` = 2 (META-BTS) adds the
-        scaled copy of the last SlotsToCoeffs factor. Shared by every Bootstrapper of one
-        context and configuration (``SHARED_TRANSFORMS``). At N = 2^16, full slots: ~1.0 GB.
+        scaled copy of the last SlotsToCoeffs factor; plus the one idle scratch
+        :class:`~wavis.ckks.linalg.Workspace` a context keeps for the baby rotations
+        (``_take_workspace``, ~0.33 GB at N = 2^16). Shared by every Bootstrapper of one
+        context and configuration (``SHARED_TRANSFORMS``). At N = 2^16, full slots: ~1.3 GB.
         Raises ParameterError (no preset, bad slots or iterations)."""
         pre = _preset(params)
         slots = _check_slots(params, slots)
@@ -234,6 +236,7 @@ class Bootstrapper:
             total += lt.cache_bytes(n, top_stc - j + 1 + special)
         if iterations == 2:  # META-BTS: the last factor times 2^-k_2 (_shared_meta_stc)
             total += t["stc"][-1].cache_bytes(n, params.max_depth + 1 + 1 + special)
+        total += 8 * _workspace_words(t, params, pre)  # the context's idle Workspace (_take_workspace)
         _CACHE_BYTES[key] = total
         return total
 
@@ -399,11 +402,11 @@ class Bootstrapper:
         out.scale = ct.scale
         return out
 
-    def coeffs_to_slots(self, ct: Ciphertext) -> list[Ciphertext]:
+    def coeffs_to_slots(self, ct: Ciphertext, workspace: Workspace | None = None) -> list[Ciphertext]:
         """The factored homomorphic U^{-1} (one level per factor), then the real split:
         full packing → [Re, Im] (two ciphertexts, real values t_k/K and t_{k+n}/K in
         bit-reversed order); sparse → [one ciphertext with both halves in 2n slots]."""
-        x = self._apply_factors(self._transforms["cts"], ct)
+        x = self._apply_factors(self._transforms["cts"], ct, workspace)
         conj = self.ev.conjugate(x)
         if self.slots == self.params.slot_count:
             re = self.ev.add(x, conj)
@@ -432,24 +435,29 @@ class Bootstrapper:
         c.scale = self.params.level_scale(top_stc)
         return c
 
-    def slots_to_coeffs(self, parts: list[Ciphertext], transforms: list[LinearTransform] | None = None) -> Ciphertext:
+    def slots_to_coeffs(self, parts: list[Ciphertext], transforms: list[LinearTransform] | None = None,
+                        workspace: Workspace | None = None) -> Ciphertext:
         """Recombine (full packing: Re + i·Im) and apply the factored U (one level per factor),
         landing on the canonical scale of level max_depth. ``transforms``: other SlotsToCoeffs
         factors of the same levels (META-BTS's second bootstrap uses factors scaled by 2^-k_2)."""
         x = parts[0] if len(parts) == 1 else self.ev.add(parts[0], self._times_i(parts[1], 1))
-        return self._apply_factors(self._transforms["stc"] if transforms is None else transforms, x)
+        return self._apply_factors(self._transforms["stc"] if transforms is None else transforms, x, workspace)
 
-    def _apply_factors(self, factors: list[LinearTransform], x: Ciphertext) -> Ciphertext:
-        """The DFT factors in turn (one level each), their baby rotations in one
-        :class:`~wavis.ckks.linalg.Workspace` sized for the largest (mapped once per stage
-        instead of once per factor)."""
-        ws = Workspace(self.ctx)
-        special = len(self.params.special_index())
-        n = self.params.poly_degree
-        ws.reserve(max(lt.scratch_words(n, x.level - i + 1 + special) for i, lt in enumerate(factors)))
-        for lt in factors:
-            x = lt.apply(self.ev, x, workspace=ws)
+    def _apply_factors(self, factors: list[LinearTransform], x: Ciphertext,
+                       workspace: Workspace | None = None) -> Ciphertext:
+        """The DFT factors in turn (one level each), their baby rotations in ``workspace``
+        (default: the context's idle one, ``_take_workspace``, given back afterwards)."""
+        ws = workspace if workspace is not None else _take_workspace(self.ev.context, self._workspace_words())
+        try:
+            for lt in factors:
+                x = lt.apply(self.ev, x, workspace=ws)
+        finally:
+            if workspace is None:
+                _give_workspace(self.ev.context, ws)
         return x
+
+    def _workspace_words(self) -> int:
+        return _workspace_words(self._transforms, self.params, self.preset)
 
     def bootstrap(self, ct: Ciphertext, *, iterations: int | None = None) -> Ciphertext:
         """A fresh-level encryption of the same message: ModRaise, SubSum (sparse), CoeffsToSlots,
@@ -478,9 +486,13 @@ class Bootstrapper:
         return self.ev.add(first, self.meta_correction(self.meta_error(ct, first)))
 
     def _bootstrap_once(self, ct: Ciphertext, stc: list[LinearTransform] | None = None) -> Ciphertext:
-        x = self.sub_sum(self.mod_raise(ct))
-        parts = [self.eval_mod(p) for p in self.coeffs_to_slots(x)]
-        return self.slots_to_coeffs(parts, stc)
+        ws = _take_workspace(self.ev.context, self._workspace_words())
+        try:
+            x = self.sub_sum(self.mod_raise(ct))
+            parts = [self.eval_mod(p) for p in self.coeffs_to_slots(x, ws)]
+            return self.slots_to_coeffs(parts, stc, ws)
+        finally:
+            _give_workspace(self.ev.context, ws)
 
     def meta_error(self, ct: Ciphertext, first: Ciphertext) -> Ciphertext:
         """META-BTS step 1: 2^k_2·(ct − first) (k_2 = :attr:`meta_bits`), ``first`` = BTS(ct) brought to
@@ -631,6 +643,44 @@ def _shared(context, key: tuple, build):
         while len(per) > SHARED_TRANSFORMS:
             per.popitem(last=False)
     return found
+
+
+# Scratch memory for the DFT factors' baby rotations (linalg.Workspace, ~0.33 GB at N = 2^16 full
+# slots): each context keeps one idle workspace between bootstraps, so the pages are mapped once,
+# not at every CoeffsToSlots and SlotsToCoeffs: fresh, their page faults are cleared serially on the
+# calling thread (n65536, Zen 4, 2 threads: 648 faults and 0.57 s of SlotsToCoeffs' 2.08 s CPU,
+# benchmarks/profile_bootstrap.py). A bootstrap takes the idle one (or a new one when another
+# bootstrap of the context holds it) and gives it back; at most one idle workspace is kept.
+_WORKSPACES: "weakref.WeakKeyDictionary[object, list[Workspace]]" = weakref.WeakKeyDictionary()
+
+
+def _workspace_words(transforms: dict[str, list[LinearTransform]], params: CkksParameters, pre) -> int:
+    """uint64 words of the largest baby-rotation buffer of the CoeffsToSlots (factor i at level
+    top_level − i) and SlotsToCoeffs factors (over Q_ℓ·P, double-hoisted)."""
+    special = len(params.special_index())
+    n = params.poly_degree
+    top_stc = params.max_depth + len(pre.stc_bits)
+    words = [lt.scratch_words(n, params.top_level - i + 1 + special) for i, lt in enumerate(transforms["cts"])]
+    words += [lt.scratch_words(n, top_stc - j + 1 + special) for j, lt in enumerate(transforms["stc"])]
+    return max(words, default=0)
+
+
+def _take_workspace(context, words: int) -> Workspace:
+    """The context's idle workspace (or a new one), reserved to ``words`` words."""
+    with _TRANSFORMS_LOCK:
+        idle = _WORKSPACES.get(context)
+        ws = idle.pop() if idle else None
+    if ws is None:
+        ws = Workspace(context.ring)
+    ws.reserve(words)
+    return ws
+
+
+def _give_workspace(context, ws: Workspace) -> None:
+    with _TRANSFORMS_LOCK:
+        idle = _WORKSPACES.setdefault(context, [])
+        if not idle:
+            idle.append(ws)
 
 
 def _shared_meta_stc(context, transforms: dict[str, list[LinearTransform]], key: tuple,
