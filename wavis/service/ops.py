@@ -128,7 +128,8 @@ BOOTSTRAP_KEYSWITCH_EQUIVALENTS = 24
 def bootstrap_cost(params: dict[str, Any], iterations: int = 1, slots: int | None = None) -> Cost:
     """``compute/bootstrap``: CoeffsToSlots / EvalMod / SlotsToCoeffs at the top of the chain —
     about 40 ciphertexts resident, the encoded DFT factors of the configuration (``slots``;
-    ``Bootstrapper.cache_bytes``: ~1.0 GB at N = 2^16, full slots) and the CPU of
+    ``Bootstrapper.cache_bytes``: ~1.6 GB at N = 2^16, full slots, with the idle baby-rotation
+    workspace) and the CPU of
     ``BOOTSTRAP_KEYSWITCH_EQUIVALENTS`` key switchings at the top level (the key set itself is
     already loaded with the key and counted there); ``iterations`` = 2 (META-BTS) runs two
     bootstraps one after the other: twice the CPU, the same memory plus the input, the first

@@ -47,7 +47,8 @@ DFT_GIANT_COST = 3.0
 # 24 over Q·P) and 335 MB (SlotsToCoeffs, level 11); kept, they save lifting + NTT'ing 1 696 rows of
 # 2^16 coefficients per bootstrap (~1.5 s of CPU on one avx2 core). The factors are shared by every
 # key of a context (_shared_transforms), so this is ~0.96 GB per context and configuration (1.15 GB with the
-# rounded coefficients and diagonals: Bootstrapper.cache_bytes, which the service's admission counts).
+# rounded coefficients and diagonals; 1.58 GB with the context's idle baby-rotation workspace, _WORKSPACES:
+# Bootstrapper.cache_bytes, which the service's admission counts).
 BOOTSTRAP_NTT_CACHE_BYTES = 1 << 30
 # Baby steps of the Chebyshev evaluation in EvalMod (polynomial.evaluate_polynomial): B = 8 is the
 # fewest non-scalar products for degree 39 (13, against 24 without; B = 4: 15, B = 16: 18); for
@@ -215,8 +216,8 @@ class Bootstrapper:
         factor (``LinearTransform.cache_bytes``); ``iterations`` = 2 (META-BTS) adds the
         scaled copy of the last SlotsToCoeffs factor; plus the one idle scratch
         :class:`~wavis.ckks.linalg.Workspace` a context keeps for the baby rotations
-        (``_take_workspace``, ~0.33 GB at N = 2^16). Shared by every Bootstrapper of one
-        context and configuration (``SHARED_TRANSFORMS``). At N = 2^16, full slots: ~1.3 GB.
+        (``_take_workspace``, 0.44 GB at N = 2^16). Shared by every Bootstrapper of one
+        context and configuration (``SHARED_TRANSFORMS``). At N = 2^16, full slots: 1.58 GB.
         Raises ParameterError (no preset, bad slots or iterations)."""
         pre = _preset(params)
         slots = _check_slots(params, slots)
@@ -645,7 +646,7 @@ def _shared(context, key: tuple, build):
     return found
 
 
-# Scratch memory for the DFT factors' baby rotations (linalg.Workspace, ~0.33 GB at N = 2^16 full
+# Scratch memory for the DFT factors' baby rotations (linalg.Workspace, 0.44 GB at N = 2^16 full
 # slots): each context keeps one idle workspace between bootstraps, so the pages are mapped once,
 # not at every CoeffsToSlots and SlotsToCoeffs: fresh, their page faults are cleared serially on the
 # calling thread (n65536, Zen 4, 2 threads: 648 faults and 0.57 s of SlotsToCoeffs' 2.08 s CPU,
