@@ -112,3 +112,30 @@ async def test_cli_errors_are_one_line_with_exit_codes(wavis, tmp_path):
     wavis.env["WAVIS_URL"] = "http://127.0.0.1:9"  # nothing listens on the discard port
     rc, _, err = await wavis("health", ok=False)
     assert rc == 1 and "CONNECTION_FAILED" in err and "Traceback" not in err
+
+
+async def test_cli_malformed_number_files_are_usage_errors(wavis, tmp_path):
+    """--input, --matrix and --coeffs that do not hold numbers of the right shape: one line naming
+    the option, exit 2, no traceback (they used to escape as ValueError/JSONDecodeError/TypeError),
+    and nothing is sent to the server."""
+    await wavis("keygen", "ckks", "keys", "--poly-degree", "1024", "--scale-bits", "30", "--max-depth", "1",
+                "--security", "testing")
+    (tmp_path / "x.json").write_text("[0.5, 0.25]")
+    await wavis("encrypt", "keys", "--input", "x.json", "-o", "x.ct")
+    bad = {"strings.json": '[1, "a"]', "text.json": "not json", "object.json": '{"a": 1}', "ragged.json": "[[1, 2], [3]]",
+           "scalar.json": "5"}
+    for name, text in bad.items():
+        (tmp_path / name).write_text(text)
+        rc, _, err = await wavis("encrypt", "keys", "--input", name, "-o", "y.ct", ok=False)
+        assert rc == 2 and f"wavis: --input {name}: not a list of numbers" in err and "Traceback" not in err, (name, err)
+    assert not (tmp_path / "y.ct").exists()
+    for name in ("strings.json", "text.json", "object.json", "ragged.json", "x.json"):  # x.json: 1-D, not a matrix
+        rc, _, err = await wavis("compute", "matmul", "keys", "x.ct", "--matrix", name, "-o", "m.ct", ok=False)
+        assert rc == 2 and f"wavis: --matrix {name}: not a list of equally long lists" in err and "Traceback" not in err, \
+            (name, err)
+    np.save(tmp_path / "c.npy", np.array([[1 + 1j]]))
+    rc, _, err = await wavis("compute", "matmul", "keys", "x.ct", "--matrix", "c.npy", "-o", "m.ct", ok=False)
+    assert rc == 2 and "--matrix c.npy" in err and "Traceback" not in err
+    rc, _, err = await wavis("compute", "poly-eval", "keys", "x.ct", "--coeffs", "1,a", "-o", "p.ct", ok=False)
+    assert rc == 2 and "--coeffs wants comma-separated numbers" in err and "Traceback" not in err
+    assert not any((tmp_path / f).exists() for f in ("m.ct", "p.ct"))  # (well-formed files: the flows above)

@@ -120,6 +120,29 @@ async def test_openapi_document_covers_every_route(api):
     assert {"$ref": "#/components/parameters/RequestId"} in params
 
 
+async def test_openapi_ckks_params_declare_every_field_a_key_carries(api):
+    """Every field of a key's ``params`` (what the server resolved: special_mod_bits, dnum, …, to
+    be sent back unchanged) is declared in the served CkksParams schema, so a client generated
+    from the document can send them; a wrong type of one is 422 with the field's path."""
+    doc = await (await api.get("/api/v1/openapi.json")).json()
+    props = doc["components"]["schemas"]["CkksParams"]["properties"]
+    key = await api.account(plan="pro")
+    r = await api.post("/api/v1/keys/generate", headers=bearer(key),
+                       json={"params": {"poly_degree": 1024, "scale_bits": 30, "max_depth": 1,
+                                        "security_level": "testing"}})
+    assert r.status == 200, await r.text()
+    returned = (await r.json())["params"]
+    assert {"special_mod_bits", "dnum", "first_mod_bits", "magnitude_bits"} <= set(returned)
+    assert set(returned) <= set(props), sorted(set(returned) - set(props))
+    assert "bootstrap_preset" in props
+    r = await api.post("/api/v1/keys/generate", headers=bearer(key),
+                       json={"params": {**returned, "special_mod_bits": "50"}})
+    body = await r.json()
+    assert r.status == 422 and body["error"]["details"]["errors"][0]["loc"] == "params.special_mod_bits", body
+    r = await api.post("/api/v1/keys/generate", headers=bearer(key), json={"params": returned})
+    assert r.status == 200 and (await r.json())["params"] == returned  # the literal round-trips
+
+
 async def test_openapi_one_path_and_schema_per_compute_operation_headers_head_and_servers(make_client,
                                                                                            service_settings):
     """Issue 18: /compute/{add,…} each with the request model that operation validates against,

@@ -255,9 +255,24 @@ def _read_values(values: str | None, path: Path | None):
             return np.array([float(v) for v in values.split(",") if v.strip()])
         except ValueError:
             raise UsageFailure("--values wants comma-separated numbers") from None
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    return np.asarray(json.loads(path.read_text()), dtype=float)
+    return _read_array(path, "--input", ndim=1)
+
+
+def _read_array(path: Path, option: str, ndim: int, kinds: str = "biufc"):
+    """The numbers in ``path`` (a .npy array or a JSON list, of ``ndim`` dimensions, dtype kind
+    in ``kinds``) as an array; anything else is a usage error (exit 2) naming ``option``, never
+    a traceback."""
+    import numpy as np  # noqa: PLC0415
+
+    shape = "a list of numbers" if ndim == 1 else "a list of equally long lists of numbers"
+    try:
+        arr = (np.load(path, allow_pickle=False) if path.suffix == ".npy"  # (a .npy may hold complex values)
+               else np.asarray(json.loads(path.read_text()), dtype=float))
+    except (ValueError, TypeError, UnicodeDecodeError, EOFError, OSError) as exc:
+        raise UsageFailure(f"{option} {path}: not {shape} (JSON or .npy): {exc}") from None
+    if arr.ndim != ndim or arr.dtype.kind not in kinds:
+        raise UsageFailure(f"{option} {path}: not {shape} (JSON or .npy): got shape {arr.shape}, dtype {arr.dtype}")
+    return arr
 
 
 @click.command()
@@ -360,8 +375,6 @@ OPS = ("add", "subtract", "multiply", "add-plain", "multiply-plain", "negate", "
 def compute(operation, keys, ciphertexts, matrix, steps, values, coeffs, out, url, api_key, as_json) -> int:
     """Run a CKKS operation on the server on ciphertext files; write the result to a file.
     The keys are uploaded on first use (their key id is kept in KEYS/params.json)."""
-    import numpy as np  # noqa: PLC0415
-
     from wavis import serialize  # noqa: PLC0415
     from wavis.ckks import Ciphertext  # noqa: PLC0415
     from wavis.client import KeyPair  # noqa: PLC0415
@@ -374,8 +387,7 @@ def compute(operation, keys, ciphertexts, matrix, steps, values, coeffs, out, ur
     if operation == "matmul":
         if matrix is None:
             raise UsageFailure("matmul needs --matrix")
-        fields["matrix"] = (np.load(matrix, allow_pickle=False) if matrix.suffix == ".npy"
-                            else np.asarray(json.loads(matrix.read_text()), dtype=float)).tolist()
+        fields["matrix"] = _read_array(matrix, "--matrix", ndim=2, kinds="biuf").tolist()
     if operation == "rotate":
         if steps is None:
             raise UsageFailure("rotate needs --steps")
@@ -385,7 +397,10 @@ def compute(operation, keys, ciphertexts, matrix, steps, values, coeffs, out, ur
     if operation == "poly-eval":
         if coeffs is None:
             raise UsageFailure("poly-eval needs --coeffs")
-        fields["polynomial_coeffs"] = [float(v) for v in coeffs.split(",")]
+        try:
+            fields["polynomial_coeffs"] = [float(v) for v in coeffs.split(",")]
+        except ValueError:
+            raise UsageFailure("--coeffs wants comma-separated numbers") from None
     cts = [serialize.loads(p.read_bytes(), expected_type=Ciphertext, params=kp.params) for p in ciphertexts]
     with _client(url, api_key) as c:
         key_id = _ensure_uploaded(c, kp, keys)

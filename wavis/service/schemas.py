@@ -132,6 +132,21 @@ class CkksParams(BaseModel):
     scale_bits: int = 40
     max_depth: int = 5
     security_level: Literal["testing", "128-bit", "192-bit", "256-bit"] = "128-bit"
+    # [ours] the chain's other sizes (docs/ckks.md "Parameters and security"); left out, the
+    # library picks them, and the key's `params` in every response carries what it picked, to be
+    # sent back unchanged (a key's fingerprint covers all of them)
+    first_mod_bits: Annotated[int | None, Field(strict=True, description=(
+        "bits of q_0 (default min(60, scale_bits + 20))"))] = None
+    special_mod_bits: Annotated[int | None, Field(strict=True, description=(
+        "bits of each special prime, 20..61 (default: 50 or 49 where the chain fits the security bound, "
+        "else 61; docs/ckks.md)"))] = None
+    dnum: Annotated[int | None, Field(strict=True, description=(
+        "key-switching digits (default: the fewest that fit the security bound)"))] = None
+    magnitude_bits: Annotated[int | None, Field(strict=True, description=(
+        "declared input bound: |values| < 2^magnitude_bits (default 19)"))] = None
+    bootstrap_preset: Annotated[str | None, Field(strict=True, description=(
+        "a bootstrapping preset (n65536, n32768, …); it fixes poly_degree, scale_bits, first_mod_bits, "
+        "special_mod_bits and security_level, and max_depth counts the levels left after each bootstrap"))] = None
 
 
 class KeyUploadRequest(Request):
