@@ -8,10 +8,12 @@ average ~5, an upper bound): 324 s wall in all (keygen, ~3 min of upload, multip
 most is loading the keys, bootstrap 55 s), level 8 -> 9, max abs error 5.3e-6; client RSS 7.3 GB
 (run at 43e56b4, before the preset gained its tenth level in a56ae22).
 The server's admission estimates an n65536 bootstrap at ~30 s of CPU (18-25 s measured on one
-thread) and 2846 MiB (its working set plus the encoded DFT factors, docs/service.md), within the
-60 s and 4 GiB per request of the pro plan and above: use such a key (WAVIS_API_KEY from
-`wavis admin create-account --plan pro`; starter's 2 GiB admits sparse packing, not full slots). The preset testing-n1024 runs the same flow in seconds (the
-test suite does; the server needs WAVIS_ALLOW_INSECURE_PARAMS=1 for it).
+thread) and over 2 GiB (its working set, the encoded DFT factors and the idle rotation workspace:
+the table in docs/service.md), within the 120 s and 4 GiB per request of the pro plan and above:
+use such a key (WAVIS_API_KEY from `wavis admin create-account --plan pro`; starter's 2 GiB admits
+sparse packing with few slots, not full slots). The preset testing-n1024 runs the same flow in
+seconds (the test suite does; the server needs WAVIS_ALLOW_INSECURE_PARAMS=1 for it). The script
+takes no options (not even --help): running it starts the ~1.8 GB keygen at once.
 
     WAVIS_API_KEY=wvs_… .venv/bin/python examples/ckks_bootstrap.py
 """

@@ -297,6 +297,23 @@ def test_dnum_that_does_not_fit_names_dnum():
     with pytest.raises(InsufficientSecurityError) as ei:
         CkksParameters(poly_degree=16384, scale_bits=40, max_depth=7, dnum=1)
     assert "dnum" in ei.value.message and ei.value.details["dnum"] == 1
+    assert ei.value.details["min_dnum"] == 8 and "set dnum to 8 or more" in ei.value.message
+    CkksParameters(poly_degree=16384, scale_bits=40, max_depth=7, dnum=8)  # the advice works
+
+
+def test_a_bootstrap_preset_deeper_than_its_dnum_allows_names_a_dnum_that_fits():
+    """A preset literal with a larger max_depth gets the preset's dnum (from_dict), so the error
+    must name a dnum to set, not say "leave dnum unset" (which changed nothing: issue found by QA);
+    the dnum it names works and one less does not."""
+    literal = {"bootstrap_preset": "n65536", "max_depth": 11}
+    with pytest.raises(InsufficientSecurityError) as ei:
+        CkksParameters.from_dict(literal)
+    fits = ei.value.details["min_dnum"]
+    assert ei.value.details["dnum"] == 3 and fits > 3 and "unset" not in ei.value.message
+    assert f"set dnum to {fits} or more" in ei.value.message
+    assert CkksParameters.from_dict({**literal, "dnum": fits}).dnum == fits
+    with pytest.raises(InsufficientSecurityError):
+        CkksParameters.from_dict({**literal, "dnum": fits - 1})
 
 
 def test_mutated_ciphertexts_are_typed_errors(params, tools):

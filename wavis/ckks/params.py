@@ -176,11 +176,16 @@ class CkksParameters:
             if total > bound:
                 if self.dnum is not None and _chain_bits(self.scale_bits, self.max_depth, first,
                                                          self.special_mod_bits, levels, boot) <= bound:
+                    # the fewest digits that fit: a concrete dnum to set (a bootstrap preset's literal
+                    # gets the preset's dnum when it names none, so "leave it unset" would not help)
+                    fits = next(d for d in range(dnum + 1, levels + 1) if _chain_bits(
+                        self.scale_bits, self.max_depth, first, self.special_mod_bits, d, boot) <= bound)
                     raise InsufficientSecurityError(
                         f"log2(QP) = {total:.0f} bits exceeds the {self.security_level} bound of {bound} bits for "
                         f"poly_degree {n}: with dnum={dnum} the special modulus P is too large; "
-                        f"use more digits (dnum up to {levels}) or leave dnum unset",
-                        max_depth=self.max_depth, dnum=dnum, log_qp_bits=round(total), max_log_qp_bits=bound,
+                        f"set dnum to {fits} or more (up to {levels})",
+                        max_depth=self.max_depth, dnum=dnum, min_dnum=fits, log_qp_bits=round(total),
+                        max_log_qp_bits=bound,
                     )
                 best = -1
                 for d in range(self.max_depth, -1, -1):
