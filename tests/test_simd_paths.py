@@ -141,6 +141,10 @@ def _ring_digest() -> str:
         assert np.array_equal(x, y)
         h.update(small.base_convert(x[1:], [1, 2], [0]).tobytes())
         h.update(small.mod_down_ntt(x, [0], [1, 2]).tobytes())
+        # one-prime digits whose prime is below the target's: ModUp's out-of-place forward NTT
+        # (ntt_forward_from: its first pass reads the digit row) at every kernel edge
+        ks = (rng.integers(0, 2**63, (2, 2, 3, n), dtype=np.uint64) % qn).astype(np.uint64)
+        h.update(small.key_switch_ext(x[1:].copy(), ks, [1, 2], [0], [(0, 1), (1, 2)]).tobytes())
     # ModDown by many primes (q_l and up to 16 special primes below 2^50): the overshoot correction's
     # table has Lp + 1 entries, one AVX-512 register up to 8, two up to 16, scalar beyond
     wide: list[int] = []

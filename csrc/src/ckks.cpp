@@ -366,8 +366,7 @@ void modup_prepare(const KsPlan& P, const u64* a, u64* Y) {
   const std::size_t N = P.N;
   for_rows(P.Lq, N, [&](std::size_t i) {
     u64* y = Y + i * N;
-    std::memcpy(y, a + i * N, N * 8);
-    ntt_inverse(y, P.c->tables[P.full[i]], N);
+    ntt_inverse_from(a + i * N, y, P.c->tables[P.full[i]], N);
     const std::size_t d = P.dg.of(i);
     const BConvTable& T = *P.tabs[d];
     const std::size_t k = i - P.dg.start[d];
@@ -412,11 +411,11 @@ void modup_row(const KsPlan& P, const u64* Y, std::size_t d, std::size_t t, u64*
   const u64* cst = T.qhat_mod_p.data() + t * L;
   const u64* y0 = Y + s * N;
   if (L == 1) {  // (Q_d/q)^{±1} = 1: a plain reduction
-    if (P.c->moduli[P.full[s]] <= pt.q) {
-      std::memcpy(out, y0, N * 8);
-    } else {
-      reduce_rows(y0, out, N, pt.q, 0);
+    if (P.c->moduli[P.full[s]] <= pt.q) {  // the values are already < p_t: NTT straight from y0
+      ntt_forward_from(y0, out, P.c->tables[P.full[t]], N);
+      return;
     }
+    reduce_rows(y0, out, N, pt.q, 0);
   } else {
     const u64* cs = T.qhat_mod_p_shoup.data() + t * L;
     u64 srcq[4096];
@@ -777,8 +776,7 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
     const std::size_t b = r / Lp, j = r % Lp;
     const u64 p = c.moduli[ip[j]], h = (p - 1) / 2, w = T->qhat_inv[j], wp = T->qhat_inv_shoup[j];
     u64* x = X + r * N;
-    std::memcpy(x, a + (b * R + Lq + j) * N, N * 8);
-    ntt_inverse(x, c.tables[ip[j]], N);
+    ntt_inverse_from(a + (b * R + Lq + j) * N, x, c.tables[ip[j]], N);
 #ifdef WAVIS_CKKS_AVX512
     if (use_simd(N)) {
       add_const_avx512(x, N, h, p);

@@ -5,6 +5,8 @@
 // Sources: D. Harvey, "Faster arithmetic for number-theoretic transforms", J. Symb. Comp. 2014
 // (lazy butterflies, Shoup twiddles); P. Longa, M. Naehrig, "Speeding up the NTT", CANS 2016
 // (negacyclic CT/GS with ψ powers in bit-reversed order, as in SEAL).
+#include <cstring>
+
 #include "wavis/ring.hpp"
 #include "wavis/simd.hpp"
 
@@ -53,33 +55,39 @@ using simd::csub8;
 static void ntt_forward_scalar(u64* a, const NttTable& t, std::size_t N);
 static void ntt_inverse_scalar(u64* a, const NttTable& t, std::size_t N);
 
-void ntt_forward(u64* a, const NttTable& t, std::size_t N) {
+void ntt_forward(u64* a, const NttTable& t, std::size_t N) { ntt_forward_from(a, a, t, N); }
+
+void ntt_forward_from(const u64* src, u64* a, const NttTable& t, std::size_t N) {
+#ifdef WAVIS_HAVE_AVX512_KERNELS
+  if (N >= 16 && simd_active()) {  // the first pass reads src: no copy
+    if (!t.psi_rev_shoup52.empty() && ifma_active())
+      return ntt_fwd_ifma(a, t.psi_rev.data(), t.psi_rev_shoup52.data(), t.mod.q, N, src);
+    return ntt_fwd_avx512(a, t.psi_rev.data(), t.psi_rev_shoup.data(), t.mod.q, N, src);
+  }
+#endif
+  if (src != a) std::memcpy(a, src, N * sizeof(u64));
 #ifdef WAVIS_HAVE_SIMD256
   if (N >= 8 && avx2_active()) return ntt_fwd_avx2(a, t.psi_rev.data(), t.psi_rev_shoup.data(), t.mod.q, N);
 #endif
-#ifdef WAVIS_HAVE_AVX512_KERNELS
-  if (N >= 16 && simd_active()) {
-    if (!t.psi_rev_shoup52.empty() && ifma_active())
-      return ntt_fwd_ifma(a, t.psi_rev.data(), t.psi_rev_shoup52.data(), t.mod.q, N);
-    return ntt_fwd_avx512(a, t.psi_rev.data(), t.psi_rev_shoup.data(), t.mod.q, N);
-  }
-#endif
   ntt_forward_scalar(a, t, N);
 }
-void ntt_inverse(u64* a, const NttTable& t, std::size_t N) {
+void ntt_inverse(u64* a, const NttTable& t, std::size_t N) { ntt_inverse_from(a, a, t, N); }
+
+void ntt_inverse_from(const u64* src, u64* a, const NttTable& t, std::size_t N) {
+#ifdef WAVIS_HAVE_AVX512_KERNELS
+  if (N >= 16 && simd_active()) {  // the first pass reads src: no copy
+    if (!t.ipsi_rev_shoup52.empty() && ifma_active())
+      return ntt_inv_ifma(a, t.ipsi_rev.data(), t.ipsi_rev_shoup52.data(), t.mod.q, N, t.n_inv, t.n_inv_shoup52,
+                          t.wn_inv, t.wn_inv_shoup52, src);
+    return ntt_inv_avx512(a, t.ipsi_rev.data(), t.ipsi_rev_shoup.data(), t.mod.q, N, t.n_inv, t.n_inv_shoup,
+                          t.wn_inv, t.wn_inv_shoup, src);
+  }
+#endif
+  if (src != a) std::memcpy(a, src, N * sizeof(u64));
 #ifdef WAVIS_HAVE_SIMD256
   if (N >= 8 && avx2_active())
     return ntt_inv_avx2(a, t.ipsi_rev.data(), t.ipsi_rev_shoup.data(), t.mod.q, N, t.n_inv, t.n_inv_shoup, t.wn_inv,
                         t.wn_inv_shoup);
-#endif
-#ifdef WAVIS_HAVE_AVX512_KERNELS
-  if (N >= 16 && simd_active()) {
-    if (!t.ipsi_rev_shoup52.empty() && ifma_active())
-      return ntt_inv_ifma(a, t.ipsi_rev.data(), t.ipsi_rev_shoup52.data(), t.mod.q, N, t.n_inv, t.n_inv_shoup52,
-                          t.wn_inv, t.wn_inv_shoup52);
-    return ntt_inv_avx512(a, t.ipsi_rev.data(), t.ipsi_rev_shoup.data(), t.mod.q, N, t.n_inv, t.n_inv_shoup,
-                          t.wn_inv, t.wn_inv_shoup);
-  }
 #endif
   ntt_inverse_scalar(a, t, N);
 }
