@@ -131,6 +131,41 @@ WAVIS_CK_AVX512 void sub_mul_shoup_avx512(const u64* s, u64* d, std::size_t N, u
 // lazy accumulator followed by reduce128.
 //   o_c[n] = (Σ_d src_d[perm[n]]·k_c,d[n] + w·add_c[n]) mod p, c = 0, 1 (add_c may be null)
 #define WAVIS_CK_IFMA __attribute__((target("avx512f,avx512dq,avx512ifma")))
+
+// The reduction of such a sum V = lo + hi·2^52 of at most kFin52Terms products of values < 2^50
+// with 52-bit IFMA Shoup products (as the IFMA NTT's mulw) instead of the 64-bit ones built from
+// 32x32 multiplies: lo's bits above 52 are carried into hi (lo < 15·2^52, hi < 15·2^48, so both
+// parts are then < 2^52), and V mod p = [hi·(2^52 mod p)]_shoup52 + [lo·1]_shoup52, each in
+// [0, 2p), summed and fully reduced — the same value as WAVIS_CK_FIN's.
+constexpr std::size_t kFin52Terms = 15;
+struct Fin52 {
+  __m512i w52, w52p, onep, p, p2, mask;
+};
+WAVIS_CK_IFMA inline Fin52 fin52_consts(u64 p) {
+  const u64 w52 = (u64)(((u128)1 << 52) % p);
+  Fin52 f;
+  f.w52 = _mm512_set1_epi64((long long)w52);
+  f.w52p = _mm512_set1_epi64((long long)(u64)(((u128)w52 << 52) / p));
+  f.onep = _mm512_set1_epi64((long long)(u64)(((u128)1 << 52) / p));
+  f.p = _mm512_set1_epi64((long long)p);
+  f.p2 = _mm512_set1_epi64((long long)(2 * p));
+  f.mask = _mm512_set1_epi64((long long)((u64(1) << 52) - 1));
+  return f;
+}
+// x·w mod p in [0, 2p) for x < 2^52, w < p, wp = floor(w·2^52/p)
+WAVIS_CK_IFMA inline __m512i ck_mulw52(__m512i x, __m512i w, __m512i wp, const Fin52& f) {
+  const __m512i z = _mm512_setzero_si512();
+  const __m512i qh = _mm512_madd52hi_epu64(z, x, wp);
+  return _mm512_and_si512(_mm512_sub_epi64(_mm512_madd52lo_epu64(z, x, w), _mm512_madd52lo_epu64(z, qh, f.p)),
+                          f.mask);
+}
+WAVIS_CK_IFMA inline __m512i ck_fin52(__m512i lo, __m512i hi, const Fin52& f) {
+  hi = _mm512_add_epi64(hi, _mm512_srli_epi64(lo, 52));
+  lo = _mm512_and_si512(lo, f.mask);
+  const __m512i s = _mm512_add_epi64(ck_mulw52(hi, f.w52, f.w52p, f),
+                                     ck_mulw52(lo, _mm512_set1_epi64(1), f.onep, f));
+  return ck_csub(ck_csub(s, f.p2), f.p);
+}
 WAVIS_CK_IFMA void inner52(const u64* const* src, const std::uint32_t* perm, const u64* const* k0,
                            const u64* const* k1, std::size_t D, const u64* add0, const u64* add1, u64 w, u64 p,
                            u64* o0, u64* o1, std::size_t N) {
@@ -141,6 +176,8 @@ WAVIS_CK_IFMA void inner52(const u64* const* src, const std::uint32_t* perm, con
   const __m512i W52ph = _mm512_set1_epi64((long long)(w52p >> 32)), One = _mm512_set1_epi64(1);
   const __m512i Onep = _mm512_set1_epi64((long long)onep), Oneph = _mm512_set1_epi64((long long)(onep >> 32));
   const __m512i z = _mm512_setzero_si512();
+  const bool f52 = D + ((add0 || add1) ? 1 : 0) <= kFin52Terms;
+  const Fin52 F = fin52_consts(p);
 #define WAVIS_CK_FIN(lo, hi) \
   ck_csub(ck_csub(_mm512_add_epi64(ck_shoup_lazy(hi, W52, W52p, W52ph, P), ck_shoup_lazy(lo, One, Onep, Oneph, P)), P2), P)
   for (std::size_t n = 0; n < N; n += 8) {
@@ -164,8 +201,13 @@ WAVIS_CK_IFMA void inner52(const u64* const* src, const std::uint32_t* perm, con
       l1 = _mm512_madd52lo_epu64(l1, x, b);
       h1 = _mm512_madd52hi_epu64(h1, x, b);
     }
-    _mm512_storeu_si512(o0 + n, WAVIS_CK_FIN(l0, h0));
-    _mm512_storeu_si512(o1 + n, WAVIS_CK_FIN(l1, h1));
+    if (f52) {
+      _mm512_storeu_si512(o0 + n, ck_fin52(l0, h0, F));
+      _mm512_storeu_si512(o1 + n, ck_fin52(l1, h1, F));
+    } else {
+      _mm512_storeu_si512(o0 + n, WAVIS_CK_FIN(l0, h0));
+      _mm512_storeu_si512(o1 + n, WAVIS_CK_FIN(l1, h1));
+    }
   }
 #undef WAVIS_CK_FIN
 }
@@ -184,6 +226,8 @@ WAVIS_CK_IFMA void convert_ifma(const u64* y, std::size_t N, std::size_t L, cons
   const __m512i W52ph = _mm512_set1_epi64((long long)(w52p >> 32)), One = _mm512_set1_epi64(1);
   const __m512i Onep = _mm512_set1_epi64((long long)onep), Oneph = _mm512_set1_epi64((long long)(onep >> 32));
   const __m512i z = _mm512_setzero_si512();
+  const bool f52 = L <= kFin52Terms;
+  const Fin52 F = fin52_consts(p);
 #define WAVIS_CK_RED(X)                                                                              \
   do {                                                                                               \
     const __m512i qt_ = _mm512_cvttpd_epu64(_mm512_mul_pd(_mm512_cvtepu64_pd(X), PI));              \
@@ -207,8 +251,13 @@ WAVIS_CK_IFMA void convert_ifma(const u64* y, std::size_t N, std::size_t L, cons
       l1 = _mm512_madd52lo_epu64(l1, x1, C);
       h1 = _mm512_madd52hi_epu64(h1, x1, C);
     }
-    _mm512_storeu_si512(out + n, ck_submod(WAVIS_CK_FIN(l0, h0), S, P));
-    _mm512_storeu_si512(out + n + 8, ck_submod(WAVIS_CK_FIN(l1, h1), S, P));
+    if (f52) {
+      _mm512_storeu_si512(out + n, ck_submod(ck_fin52(l0, h0, F), S, P));
+      _mm512_storeu_si512(out + n + 8, ck_submod(ck_fin52(l1, h1, F), S, P));
+    } else {
+      _mm512_storeu_si512(out + n, ck_submod(WAVIS_CK_FIN(l0, h0), S, P));
+      _mm512_storeu_si512(out + n + 8, ck_submod(WAVIS_CK_FIN(l1, h1), S, P));
+    }
   }
 #undef WAVIS_CK_FIN
 #undef WAVIS_CK_RED
