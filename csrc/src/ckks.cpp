@@ -53,13 +53,6 @@ WAVIS_CK_AVX512 void convert_lazy_avx512(const u64* y, std::size_t N, std::size_
   }
 }
 
-// y[n] = mul_shoup(x[n], w) (fully reduced), N % 8 == 0; y may alias x
-WAVIS_CK_AVX512 void mul_shoup_avx512(const u64* x, u64* y, std::size_t N, u64 w, u64 wp, u64 q) {
-  const __m512i W = _mm512_set1_epi64((long long)w), Wp = _mm512_set1_epi64((long long)wp);
-  const __m512i Wph = _mm512_set1_epi64((long long)(wp >> 32)), Q = _mm512_set1_epi64((long long)q);
-  for (std::size_t n = 0; n < N; n += 8)
-    _mm512_storeu_si512(y + n, ck_csub(ck_shoup_lazy(_mm512_loadu_si512(x + n), W, Wp, Wph, Q), Q));
-}
 
 // out[n] = (x[n] mod p − sub) mod p, fully reduced (the value of sub_mod(Modulus(p).reduce(x[n]), sub, p)),
 // any 64-bit x, 2^20 <= p < 2^62, sub < p, N % 8 == 0; out may alias x. The quotient is estimated
@@ -352,14 +345,6 @@ WAVIS_AVX2 void convert_lazy_avx2(const u64* y, std::size_t N, std::size_t L, co
   }
 }
 
-// y[n] = mul_shoup(x[n], w) (fully reduced), N % 4 == 0; y may alias x
-WAVIS_AVX2 void mul_shoup_avx2(const u64* x, u64* y, std::size_t N, u64 w, u64 wp, u64 q) {
-  const simd2::Shoup4 W = simd2::shoup4(w, wp);
-  const __m256i Q = _mm256_set1_epi64x((long long)q), Qh = _mm256_set1_epi64x((long long)(q >> 32));
-  for (std::size_t n = 0; n < N; n += 4)
-    _mm256_storeu_si256((__m256i*)(y + n),
-                        simd2::csub4(simd2::shoup_lazy4(_mm256_loadu_si256((const __m256i*)(x + n)), W, Q, Qh), Q));
-}
 
 // d[n] = mul_shoup(sub_mod(s[n], d[n]), w) (the last ModDown step), N % 4 == 0
 WAVIS_AVX2 void sub_mul_shoup_avx2(const u64* s, u64* d, std::size_t N, u64 w, u64 wp, u64 q) {
@@ -390,16 +375,6 @@ inline bool use_simd(std::size_t N) {
 #endif
 }
 
-// y = x·w mod q (Shoup), fully reduced; y may alias x
-inline void mul_shoup_rows(const u64* x, u64* y, std::size_t N, u64 w, u64 wp, u64 q) {
-#ifdef WAVIS_CKKS_AVX512
-  if (use_simd(N)) return mul_shoup_avx512(x, y, N, w, wp, q);
-#endif
-#ifdef WAVIS_HAVE_SIMD256
-  if (use_avx2(N)) return mul_shoup_avx2(x, y, N, w, wp, q);
-#endif
-  for (std::size_t n = 0; n < N; ++n) y[n] = mul_shoup(x[n], w, wp, q);
-}
 
 // out[n] = sub_mod(x[n] mod p, sub, p) (AVX-512 on the avx512/ifma paths); out may alias x
 inline void reduce_rows(const u64* x, u64* out, std::size_t N, u64 p, u64 sub) {
@@ -415,12 +390,10 @@ void modup_prepare(const KsPlan& P, const u64* a, u64* Y) {
   const std::size_t N = P.N;
   for_rows(P.Lq, N, [&](std::size_t i) {
     u64* y = Y + i * N;
-    ntt_inverse_from(a + i * N, y, P.c->tables[P.full[i]], N);
     const std::size_t d = P.dg.of(i);
     const BConvTable& T = *P.tabs[d];
     const std::size_t k = i - P.dg.start[d];
-    const u64 w = T.qhat_inv[k], wp = T.qhat_inv_shoup[k], q = P.c->moduli[P.full[i]];
-    if (w != 1) mul_shoup_rows(y, y, N, w, wp, q);
+    ntt_inverse_scaled(a + i * N, y, P.c->tables[P.full[i]], N, T.qhat_inv[k]);  // INTT, times qhat_inv
   }, 1 << 12);
 }
 
@@ -823,9 +796,10 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
   u64* X = scratch(kCall, batch * Lp * N);
   for_rows(batch * Lp, N, [&](std::size_t r) {
     const std::size_t b = r / Lp, j = r % Lp;
-    const u64 p = c.moduli[ip[j]], h = (p - 1) / 2, w = T->qhat_inv[j], wp = T->qhat_inv_shoup[j];
+    // (INTT(a_P) + h)·w = INTT(a_P)·w + h·w: w folded into the INTT's last stage, then h·w added
+    const u64 p = c.moduli[ip[j]], w = T->qhat_inv[j], h = mul_mod_slow((p - 1) / 2, w, p);
     u64* x = X + r * N;
-    ntt_inverse_from(a + (b * R + Lq + j) * N, x, c.tables[ip[j]], N);
+    ntt_inverse_scaled(a + (b * R + Lq + j) * N, x, c.tables[ip[j]], N, w);
 #ifdef WAVIS_CKKS_AVX512
     if (use_simd(N)) {
       add_const_avx512(x, N, h, p);
@@ -834,7 +808,6 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
     {
       for (std::size_t n = 0; n < N; ++n) x[n] = add_mod(x[n], h, p);
     }
-    if (w != 1) mul_shoup_rows(x, x, N, w, wp, p);
   }, 1 << 12);
   // The conversion Σ_j y_j·(P'/p_j) = x + u·P' overshoots by u = floor(Σ_j y_j / p_j) < Lp; u is
   // estimated in double precision and removed, so the result is round(a / P') (off by one only

@@ -53,7 +53,7 @@ using simd::csub8;
 #endif
 
 static void ntt_forward_scalar(u64* a, const NttTable& t, std::size_t N);
-static void ntt_inverse_scalar(u64* a, const NttTable& t, std::size_t N);
+static void ntt_inverse_scalar(u64* a, const NttTable& t, std::size_t N, u64 ni, u64 nip, u64 wn, u64 wnp);
 
 void ntt_forward(u64* a, const NttTable& t, std::size_t N) { ntt_forward_from(a, a, t, N); }
 
@@ -73,23 +73,31 @@ void ntt_forward_from(const u64* src, u64* a, const NttTable& t, std::size_t N) 
 }
 void ntt_inverse(u64* a, const NttTable& t, std::size_t N) { ntt_inverse_from(a, a, t, N); }
 
-void ntt_inverse_from(const u64* src, u64* a, const NttTable& t, std::size_t N) {
+void ntt_inverse_from(const u64* src, u64* a, const NttTable& t, std::size_t N) { ntt_inverse_scaled(src, a, t, N, 1); }
+
+void ntt_inverse_scaled(const u64* src, u64* a, const NttTable& t, std::size_t N, u64 w) {
+  const u64 q = t.mod.q;
+  // the last stage multiplies by N^-1 (and W[1]·N^-1): w folds into those two constants
+  const u64 ni = w == 1 ? t.n_inv : mul_mod_slow(t.n_inv, w, q);
+  const u64 wn = w == 1 ? t.wn_inv : mul_mod_slow(t.wn_inv, w, q);
 #ifdef WAVIS_HAVE_AVX512_KERNELS
   if (N >= 16 && simd_active()) {  // the first pass reads src: no copy
-    if (!t.ipsi_rev_shoup52.empty() && ifma_active())
-      return ntt_inv_ifma(a, t.ipsi_rev.data(), t.ipsi_rev_shoup52.data(), t.mod.q, N, t.n_inv, t.n_inv_shoup52,
-                          t.wn_inv, t.wn_inv_shoup52, src);
-    return ntt_inv_avx512(a, t.ipsi_rev.data(), t.ipsi_rev_shoup.data(), t.mod.q, N, t.n_inv, t.n_inv_shoup,
-                          t.wn_inv, t.wn_inv_shoup, src);
+    if (!t.ipsi_rev_shoup52.empty() && ifma_active()) {
+      const u64 ni52 = w == 1 ? t.n_inv_shoup52 : (u64)(((u128)ni << 52) / q);
+      const u64 wn52 = w == 1 ? t.wn_inv_shoup52 : (u64)(((u128)wn << 52) / q);
+      return ntt_inv_ifma(a, t.ipsi_rev.data(), t.ipsi_rev_shoup52.data(), q, N, ni, ni52, wn, wn52, src);
+    }
+    return ntt_inv_avx512(a, t.ipsi_rev.data(), t.ipsi_rev_shoup.data(), q, N, ni, shoup_precompute(ni, q), wn,
+                          shoup_precompute(wn, q), src);
   }
 #endif
   if (src != a) std::memcpy(a, src, N * sizeof(u64));
 #ifdef WAVIS_HAVE_SIMD256
   if (N >= 8 && avx2_active())
-    return ntt_inv_avx2(a, t.ipsi_rev.data(), t.ipsi_rev_shoup.data(), t.mod.q, N, t.n_inv, t.n_inv_shoup, t.wn_inv,
-                        t.wn_inv_shoup);
+    return ntt_inv_avx2(a, t.ipsi_rev.data(), t.ipsi_rev_shoup.data(), q, N, ni, shoup_precompute(ni, q), wn,
+                        shoup_precompute(wn, q));
 #endif
-  ntt_inverse_scalar(a, t, N);
+  ntt_inverse_scalar(a, t, N, ni, shoup_precompute(ni, q), wn, shoup_precompute(wn, q));
 }
 
 static void ntt_forward_scalar(u64* a, const NttTable& t, std::size_t N) {
@@ -121,7 +129,7 @@ static void ntt_forward_scalar(u64* a, const NttTable& t, std::size_t N) {
   }
 }
 
-static void ntt_inverse_scalar(u64* a, const NttTable& t, std::size_t N) {
+static void ntt_inverse_scalar(u64* a, const NttTable& t, std::size_t N, u64 ni_s, u64 nip_s, u64 wn_s, u64 wnp_s) {
   const u64 q = t.mod.q, two_q = 2 * q;
   const u64* W = t.ipsi_rev.data();
   const u64* Wp = t.ipsi_rev_shoup.data();
@@ -143,8 +151,7 @@ static void ntt_inverse_scalar(u64* a, const NttTable& t, std::size_t N) {
   }
   // last stage (m = 2) merged with the multiplication by N^{-1}
   if (N >= 2) {
-    const u64 ni = t.n_inv, nip = t.n_inv_shoup;
-    const u64 wn = mul_mod_slow(W[1], ni, q), wnp = shoup_precompute(wn, q);
+    const u64 ni = ni_s, nip = nip_s, wn = wn_s, wnp = wnp_s;  // N^-1 and W[1]·N^-1 (times the scale)
     u64* x = a;
     u64* y = a + tt;
     for (std::size_t j = 0; j < tt; ++j) {
@@ -153,7 +160,7 @@ static void ntt_inverse_scalar(u64* a, const NttTable& t, std::size_t N) {
       y[j] = mul_shoup(u - v + two_q, wn, wnp, q);
     }
   } else {
-    a[0] = mul_shoup(a[0], t.n_inv, t.n_inv_shoup, q);
+    a[0] = mul_shoup(a[0], ni_s, nip_s, q);
   }
 }
 
