@@ -53,9 +53,21 @@ using simd::csub8;
 #endif
 
 static void ntt_forward_scalar(u64* a, const NttTable& t, std::size_t N);
-static void ntt_inverse_scalar(u64* a, const NttTable& t, std::size_t N, u64 ni, u64 nip, u64 wn, u64 wnp);
+static void ntt_inverse_scalar(u64* a, const NttTable& t, std::size_t N);
 
-void ntt_forward(u64* a, const NttTable& t, std::size_t N) { ntt_forward_from(a, a, t, N); }
+void ntt_forward(u64* a, const NttTable& t, std::size_t N) {
+#ifdef WAVIS_HAVE_SIMD256
+  if (N >= 8 && avx2_active()) return ntt_fwd_avx2(a, t.psi_rev.data(), t.psi_rev_shoup.data(), t.mod.q, N);
+#endif
+#ifdef WAVIS_HAVE_AVX512_KERNELS
+  if (N >= 16 && simd_active()) {
+    if (!t.psi_rev_shoup52.empty() && ifma_active())
+      return ntt_fwd_ifma(a, t.psi_rev.data(), t.psi_rev_shoup52.data(), t.mod.q, N, a);
+    return ntt_fwd_avx512(a, t.psi_rev.data(), t.psi_rev_shoup.data(), t.mod.q, N, a);
+  }
+#endif
+  ntt_forward_scalar(a, t, N);
+}
 
 void ntt_forward_from(const u64* src, u64* a, const NttTable& t, std::size_t N) {
 #ifdef WAVIS_HAVE_AVX512_KERNELS
@@ -66,20 +78,40 @@ void ntt_forward_from(const u64* src, u64* a, const NttTable& t, std::size_t N) 
   }
 #endif
   if (src != a) std::memcpy(a, src, N * sizeof(u64));
-#ifdef WAVIS_HAVE_SIMD256
-  if (N >= 8 && avx2_active()) return ntt_fwd_avx2(a, t.psi_rev.data(), t.psi_rev_shoup.data(), t.mod.q, N);
-#endif
-  ntt_forward_scalar(a, t, N);
+  ntt_forward(a, t, N);
 }
-void ntt_inverse(u64* a, const NttTable& t, std::size_t N) { ntt_inverse_from(a, a, t, N); }
+void ntt_inverse(u64* a, const NttTable& t, std::size_t N) {
+#ifdef WAVIS_HAVE_SIMD256
+  if (N >= 8 && avx2_active())
+    return ntt_inv_avx2(a, t.ipsi_rev.data(), t.ipsi_rev_shoup.data(), t.mod.q, N, t.n_inv, t.n_inv_shoup, t.wn_inv,
+                        t.wn_inv_shoup);
+#endif
+#ifdef WAVIS_HAVE_AVX512_KERNELS
+  if (N >= 16 && simd_active()) {
+    if (!t.ipsi_rev_shoup52.empty() && ifma_active())
+      return ntt_inv_ifma(a, t.ipsi_rev.data(), t.ipsi_rev_shoup52.data(), t.mod.q, N, t.n_inv, t.n_inv_shoup52,
+                          t.wn_inv, t.wn_inv_shoup52, a);
+    return ntt_inv_avx512(a, t.ipsi_rev.data(), t.ipsi_rev_shoup.data(), t.mod.q, N, t.n_inv, t.n_inv_shoup,
+                          t.wn_inv, t.wn_inv_shoup, a);
+  }
+#endif
+  ntt_inverse_scalar(a, t, N);
+}
 
 void ntt_inverse_from(const u64* src, u64* a, const NttTable& t, std::size_t N) { ntt_inverse_scaled(src, a, t, N, 1); }
 
 void ntt_inverse_scaled(const u64* src, u64* a, const NttTable& t, std::size_t N, u64 w) {
   const u64 q = t.mod.q;
-  // the last stage multiplies by N^-1 (and W[1]·N^-1): w folds into those two constants
+  // w folds into the last stage's constants N^-1 and W[1]·N^-1 on the vector paths
   const u64 ni = w == 1 ? t.n_inv : mul_mod_slow(t.n_inv, w, q);
   const u64 wn = w == 1 ? t.wn_inv : mul_mod_slow(t.wn_inv, w, q);
+#ifdef WAVIS_HAVE_SIMD256
+  if (N >= 8 && avx2_active()) {
+    if (src != a) std::memcpy(a, src, N * sizeof(u64));
+    return ntt_inv_avx2(a, t.ipsi_rev.data(), t.ipsi_rev_shoup.data(), q, N, ni, shoup_precompute(ni, q), wn,
+                        shoup_precompute(wn, q));
+  }
+#endif
 #ifdef WAVIS_HAVE_AVX512_KERNELS
   if (N >= 16 && simd_active()) {  // the first pass reads src: no copy
     if (!t.ipsi_rev_shoup52.empty() && ifma_active()) {
@@ -91,13 +123,13 @@ void ntt_inverse_scaled(const u64* src, u64* a, const NttTable& t, std::size_t N
                           shoup_precompute(wn, q), src);
   }
 #endif
+  // portable: copy, transform in place, then one Shoup multiplication by w (the same values)
   if (src != a) std::memcpy(a, src, N * sizeof(u64));
-#ifdef WAVIS_HAVE_SIMD256
-  if (N >= 8 && avx2_active())
-    return ntt_inv_avx2(a, t.ipsi_rev.data(), t.ipsi_rev_shoup.data(), q, N, ni, shoup_precompute(ni, q), wn,
-                        shoup_precompute(wn, q));
-#endif
-  ntt_inverse_scalar(a, t, N, ni, shoup_precompute(ni, q), wn, shoup_precompute(wn, q));
+  ntt_inverse(a, t, N);
+  if (w != 1) {
+    const u64 wp = shoup_precompute(w, q);
+    for (std::size_t n = 0; n < N; ++n) a[n] = mul_shoup(a[n], w, wp, q);
+  }
 }
 
 static void ntt_forward_scalar(u64* a, const NttTable& t, std::size_t N) {
@@ -129,7 +161,7 @@ static void ntt_forward_scalar(u64* a, const NttTable& t, std::size_t N) {
   }
 }
 
-static void ntt_inverse_scalar(u64* a, const NttTable& t, std::size_t N, u64 ni_s, u64 nip_s, u64 wn_s, u64 wnp_s) {
+static void ntt_inverse_scalar(u64* a, const NttTable& t, std::size_t N) {
   const u64 q = t.mod.q, two_q = 2 * q;
   const u64* W = t.ipsi_rev.data();
   const u64* Wp = t.ipsi_rev_shoup.data();
@@ -151,7 +183,8 @@ static void ntt_inverse_scalar(u64* a, const NttTable& t, std::size_t N, u64 ni_
   }
   // last stage (m = 2) merged with the multiplication by N^{-1}
   if (N >= 2) {
-    const u64 ni = ni_s, nip = nip_s, wn = wn_s, wnp = wnp_s;  // N^-1 and W[1]·N^-1 (times the scale)
+    const u64 ni = t.n_inv, nip = t.n_inv_shoup;
+    const u64 wn = mul_mod_slow(W[1], ni, q), wnp = shoup_precompute(wn, q);
     u64* x = a;
     u64* y = a + tt;
     for (std::size_t j = 0; j < tt; ++j) {
@@ -160,7 +193,7 @@ static void ntt_inverse_scalar(u64* a, const NttTable& t, std::size_t N, u64 ni_
       y[j] = mul_shoup(u - v + two_q, wn, wnp, q);
     }
   } else {
-    a[0] = mul_shoup(a[0], ni_s, nip_s, q);
+    a[0] = mul_shoup(a[0], t.n_inv, t.n_inv_shoup, q);
   }
 }
 
