@@ -141,6 +141,10 @@ def _ring_digest() -> str:
         assert np.array_equal(x, y)
         h.update(small.base_convert(x[1:], [1, 2], [0]).tobytes())
         h.update(small.mod_down_ntt(x, [0], [1, 2]).tobytes())
+        # one-prime digits whose prime is below the target's: ModUp's out-of-place forward NTT
+        # (ntt_forward_from: its first pass reads the digit row) at every kernel edge
+        ks = (rng.integers(0, 2**63, (2, 2, 3, n), dtype=np.uint64) % qn).astype(np.uint64)
+        h.update(small.key_switch_ext(x[1:].copy(), ks, [1, 2], [0], [(0, 1), (1, 2)]).tobytes())
     # ModDown by many primes (q_l and up to 16 special primes below 2^50): the overshoot correction's
     # table has Lp + 1 entries, one AVX-512 register up to 8, two up to 16, scalar beyond
     wide: list[int] = []
@@ -153,6 +157,29 @@ def _ring_digest() -> str:
     for lp in (7, 8, 9, 15, 16, 17):
         ip = list(range(len(wide) - lp, len(wide)))
         h.update(many.mod_down_ntt(x, list(range(len(wide) - lp)), ip).tobytes())
+    # the IFMA inner product's and conversion's final reduction at its term limits (the 52-bit
+    # reduction up to 15 products, the 64-bit one beyond): 13..16 one-prime digits (+ P·add), 14..16
+    # source primes, every value the largest residue or random, primes from 2^20 to just below 2^50
+    sizes = (49, 21, 50, 30, 45, 49, 22, 50, 40, 36, 49, 48, 25, 50, 47, 50, 44)
+    ps: list[int] = []
+    for bits in sizes:
+        ps += _core.generate_ntt_primes(bits, 1, N, exclude=ps)
+    deep = _core.RnsContext(N, ps)
+    qd = np.array(ps, dtype=np.uint64)[:, None]
+    for fill in ("max", "random"):
+        v = (rng.integers(0, 2**63, (len(ps), N), dtype=np.uint64) % qd).astype(np.uint64)
+        if fill == "max":
+            v[:] = qd - np.uint64(1)
+        for nq in (13, 14, 15, 16):
+            iq, ipd = list(range(nq)), [len(ps) - 1]
+            dg = [(k, k + 1) for k in range(nq)]
+            kd = np.broadcast_to(v, (nq, 2, len(ps), N)).copy()
+            ext = deep.ks_mod_up(v[:nq].copy(), iq, ipd, dg)
+            h.update(deep.ks_inner(ext, kd, iq, ipd, 5, v[None, :nq].copy()).tobytes())
+            h.update(deep.ks_inner(ext, kd, iq, ipd, 1, None).tobytes())
+        for ls in (14, 15, 16):
+            h.update(deep.base_convert(v[:ls], list(range(ls)), [ls]).tobytes())
+            h.update(deep.mod_down_ntt(v, list(range(len(ps) - ls)), list(range(len(ps) - ls, len(ps)))).tobytes())
     return h.hexdigest()
 
 

@@ -53,13 +53,6 @@ WAVIS_CK_AVX512 void convert_lazy_avx512(const u64* y, std::size_t N, std::size_
   }
 }
 
-// y[n] = mul_shoup(x[n], w) (fully reduced), N % 8 == 0; y may alias x
-WAVIS_CK_AVX512 void mul_shoup_avx512(const u64* x, u64* y, std::size_t N, u64 w, u64 wp, u64 q) {
-  const __m512i W = _mm512_set1_epi64((long long)w), Wp = _mm512_set1_epi64((long long)wp);
-  const __m512i Wph = _mm512_set1_epi64((long long)(wp >> 32)), Q = _mm512_set1_epi64((long long)q);
-  for (std::size_t n = 0; n < N; n += 8)
-    _mm512_storeu_si512(y + n, ck_csub(ck_shoup_lazy(_mm512_loadu_si512(x + n), W, Wp, Wph, Q), Q));
-}
 
 // out[n] = (x[n] mod p − sub) mod p, fully reduced (the value of sub_mod(Modulus(p).reduce(x[n]), sub, p)),
 // any 64-bit x, 2^20 <= p < 2^62, sub < p, N % 8 == 0; out may alias x. The quotient is estimated
@@ -131,6 +124,41 @@ WAVIS_CK_AVX512 void sub_mul_shoup_avx512(const u64* s, u64* d, std::size_t N, u
 // lazy accumulator followed by reduce128.
 //   o_c[n] = (Σ_d src_d[perm[n]]·k_c,d[n] + w·add_c[n]) mod p, c = 0, 1 (add_c may be null)
 #define WAVIS_CK_IFMA __attribute__((target("avx512f,avx512dq,avx512ifma")))
+
+// The reduction of such a sum V = lo + hi·2^52 of at most kFin52Terms products of values < 2^50
+// with 52-bit IFMA Shoup products (as the IFMA NTT's mulw) instead of the 64-bit ones built from
+// 32x32 multiplies: lo's bits above 52 are carried into hi (lo < 15·2^52, hi < 15·2^48, so both
+// parts are then < 2^52), and V mod p = [hi·(2^52 mod p)]_shoup52 + [lo·1]_shoup52, each in
+// [0, 2p), summed and fully reduced — the same value as WAVIS_CK_FIN's.
+constexpr std::size_t kFin52Terms = 15;
+struct Fin52 {
+  __m512i w52, w52p, onep, p, p2, mask;
+};
+WAVIS_CK_IFMA inline Fin52 fin52_consts(u64 p) {
+  const u64 w52 = (u64)(((u128)1 << 52) % p);
+  Fin52 f;
+  f.w52 = _mm512_set1_epi64((long long)w52);
+  f.w52p = _mm512_set1_epi64((long long)(u64)(((u128)w52 << 52) / p));
+  f.onep = _mm512_set1_epi64((long long)(u64)(((u128)1 << 52) / p));
+  f.p = _mm512_set1_epi64((long long)p);
+  f.p2 = _mm512_set1_epi64((long long)(2 * p));
+  f.mask = _mm512_set1_epi64((long long)((u64(1) << 52) - 1));
+  return f;
+}
+// x·w mod p in [0, 2p) for x < 2^52, w < p, wp = floor(w·2^52/p)
+WAVIS_CK_IFMA inline __m512i ck_mulw52(__m512i x, __m512i w, __m512i wp, const Fin52& f) {
+  const __m512i z = _mm512_setzero_si512();
+  const __m512i qh = _mm512_madd52hi_epu64(z, x, wp);
+  return _mm512_and_si512(_mm512_sub_epi64(_mm512_madd52lo_epu64(z, x, w), _mm512_madd52lo_epu64(z, qh, f.p)),
+                          f.mask);
+}
+WAVIS_CK_IFMA inline __m512i ck_fin52(__m512i lo, __m512i hi, const Fin52& f) {
+  hi = _mm512_add_epi64(hi, _mm512_srli_epi64(lo, 52));
+  lo = _mm512_and_si512(lo, f.mask);
+  const __m512i s = _mm512_add_epi64(ck_mulw52(hi, f.w52, f.w52p, f),
+                                     ck_mulw52(lo, _mm512_set1_epi64(1), f.onep, f));
+  return ck_csub(ck_csub(s, f.p2), f.p);
+}
 WAVIS_CK_IFMA void inner52(const u64* const* src, const std::uint32_t* perm, const u64* const* k0,
                            const u64* const* k1, std::size_t D, const u64* add0, const u64* add1, u64 w, u64 p,
                            u64* o0, u64* o1, std::size_t N) {
@@ -141,6 +169,8 @@ WAVIS_CK_IFMA void inner52(const u64* const* src, const std::uint32_t* perm, con
   const __m512i W52ph = _mm512_set1_epi64((long long)(w52p >> 32)), One = _mm512_set1_epi64(1);
   const __m512i Onep = _mm512_set1_epi64((long long)onep), Oneph = _mm512_set1_epi64((long long)(onep >> 32));
   const __m512i z = _mm512_setzero_si512();
+  const bool f52 = D + ((add0 || add1) ? 1 : 0) <= kFin52Terms;
+  const Fin52 F = fin52_consts(p);
 #define WAVIS_CK_FIN(lo, hi) \
   ck_csub(ck_csub(_mm512_add_epi64(ck_shoup_lazy(hi, W52, W52p, W52ph, P), ck_shoup_lazy(lo, One, Onep, Oneph, P)), P2), P)
   for (std::size_t n = 0; n < N; n += 8) {
@@ -164,8 +194,13 @@ WAVIS_CK_IFMA void inner52(const u64* const* src, const std::uint32_t* perm, con
       l1 = _mm512_madd52lo_epu64(l1, x, b);
       h1 = _mm512_madd52hi_epu64(h1, x, b);
     }
-    _mm512_storeu_si512(o0 + n, WAVIS_CK_FIN(l0, h0));
-    _mm512_storeu_si512(o1 + n, WAVIS_CK_FIN(l1, h1));
+    if (f52) {
+      _mm512_storeu_si512(o0 + n, ck_fin52(l0, h0, F));
+      _mm512_storeu_si512(o1 + n, ck_fin52(l1, h1, F));
+    } else {
+      _mm512_storeu_si512(o0 + n, WAVIS_CK_FIN(l0, h0));
+      _mm512_storeu_si512(o1 + n, WAVIS_CK_FIN(l1, h1));
+    }
   }
 #undef WAVIS_CK_FIN
 }
@@ -184,6 +219,8 @@ WAVIS_CK_IFMA void convert_ifma(const u64* y, std::size_t N, std::size_t L, cons
   const __m512i W52ph = _mm512_set1_epi64((long long)(w52p >> 32)), One = _mm512_set1_epi64(1);
   const __m512i Onep = _mm512_set1_epi64((long long)onep), Oneph = _mm512_set1_epi64((long long)(onep >> 32));
   const __m512i z = _mm512_setzero_si512();
+  const bool f52 = L <= kFin52Terms;
+  const Fin52 F = fin52_consts(p);
 #define WAVIS_CK_RED(X)                                                                              \
   do {                                                                                               \
     const __m512i qt_ = _mm512_cvttpd_epu64(_mm512_mul_pd(_mm512_cvtepu64_pd(X), PI));              \
@@ -207,8 +244,13 @@ WAVIS_CK_IFMA void convert_ifma(const u64* y, std::size_t N, std::size_t L, cons
       l1 = _mm512_madd52lo_epu64(l1, x1, C);
       h1 = _mm512_madd52hi_epu64(h1, x1, C);
     }
-    _mm512_storeu_si512(out + n, ck_submod(WAVIS_CK_FIN(l0, h0), S, P));
-    _mm512_storeu_si512(out + n + 8, ck_submod(WAVIS_CK_FIN(l1, h1), S, P));
+    if (f52) {
+      _mm512_storeu_si512(out + n, ck_submod(ck_fin52(l0, h0, F), S, P));
+      _mm512_storeu_si512(out + n + 8, ck_submod(ck_fin52(l1, h1, F), S, P));
+    } else {
+      _mm512_storeu_si512(out + n, ck_submod(WAVIS_CK_FIN(l0, h0), S, P));
+      _mm512_storeu_si512(out + n + 8, ck_submod(WAVIS_CK_FIN(l1, h1), S, P));
+    }
   }
 #undef WAVIS_CK_FIN
 #undef WAVIS_CK_RED
@@ -303,14 +345,6 @@ WAVIS_AVX2 void convert_lazy_avx2(const u64* y, std::size_t N, std::size_t L, co
   }
 }
 
-// y[n] = mul_shoup(x[n], w) (fully reduced), N % 4 == 0; y may alias x
-WAVIS_AVX2 void mul_shoup_avx2(const u64* x, u64* y, std::size_t N, u64 w, u64 wp, u64 q) {
-  const simd2::Shoup4 W = simd2::shoup4(w, wp);
-  const __m256i Q = _mm256_set1_epi64x((long long)q), Qh = _mm256_set1_epi64x((long long)(q >> 32));
-  for (std::size_t n = 0; n < N; n += 4)
-    _mm256_storeu_si256((__m256i*)(y + n),
-                        simd2::csub4(simd2::shoup_lazy4(_mm256_loadu_si256((const __m256i*)(x + n)), W, Q, Qh), Q));
-}
 
 // d[n] = mul_shoup(sub_mod(s[n], d[n]), w) (the last ModDown step), N % 4 == 0
 WAVIS_AVX2 void sub_mul_shoup_avx2(const u64* s, u64* d, std::size_t N, u64 w, u64 wp, u64 q) {
@@ -341,16 +375,6 @@ inline bool use_simd(std::size_t N) {
 #endif
 }
 
-// y = x·w mod q (Shoup), fully reduced; y may alias x
-inline void mul_shoup_rows(const u64* x, u64* y, std::size_t N, u64 w, u64 wp, u64 q) {
-#ifdef WAVIS_CKKS_AVX512
-  if (use_simd(N)) return mul_shoup_avx512(x, y, N, w, wp, q);
-#endif
-#ifdef WAVIS_HAVE_SIMD256
-  if (use_avx2(N)) return mul_shoup_avx2(x, y, N, w, wp, q);
-#endif
-  for (std::size_t n = 0; n < N; ++n) y[n] = mul_shoup(x[n], w, wp, q);
-}
 
 // out[n] = sub_mod(x[n] mod p, sub, p) (AVX-512 on the avx512/ifma paths); out may alias x
 inline void reduce_rows(const u64* x, u64* out, std::size_t N, u64 p, u64 sub) {
@@ -366,13 +390,10 @@ void modup_prepare(const KsPlan& P, const u64* a, u64* Y) {
   const std::size_t N = P.N;
   for_rows(P.Lq, N, [&](std::size_t i) {
     u64* y = Y + i * N;
-    std::memcpy(y, a + i * N, N * 8);
-    ntt_inverse(y, P.c->tables[P.full[i]], N);
     const std::size_t d = P.dg.of(i);
     const BConvTable& T = *P.tabs[d];
     const std::size_t k = i - P.dg.start[d];
-    const u64 w = T.qhat_inv[k], wp = T.qhat_inv_shoup[k], q = P.c->moduli[P.full[i]];
-    if (w != 1) mul_shoup_rows(y, y, N, w, wp, q);
+    ntt_inverse_scaled(a + i * N, y, P.c->tables[P.full[i]], N, T.qhat_inv[k]);  // INTT, times qhat_inv
   }, 1 << 12);
 }
 
@@ -412,11 +433,11 @@ void modup_row(const KsPlan& P, const u64* Y, std::size_t d, std::size_t t, u64*
   const u64* cst = T.qhat_mod_p.data() + t * L;
   const u64* y0 = Y + s * N;
   if (L == 1) {  // (Q_d/q)^{±1} = 1: a plain reduction
-    if (P.c->moduli[P.full[s]] <= pt.q) {
-      std::memcpy(out, y0, N * 8);
-    } else {
-      reduce_rows(y0, out, N, pt.q, 0);
+    if (P.c->moduli[P.full[s]] <= pt.q) {  // the values are already < p_t: NTT straight from y0
+      ntt_forward_from(y0, out, P.c->tables[P.full[t]], N);
+      return;
     }
+    reduce_rows(y0, out, N, pt.q, 0);
   } else {
     const u64* cs = T.qhat_mod_p_shoup.data() + t * L;
     u64 srcq[4096];
@@ -775,10 +796,10 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
   u64* X = scratch(kCall, batch * Lp * N);
   for_rows(batch * Lp, N, [&](std::size_t r) {
     const std::size_t b = r / Lp, j = r % Lp;
-    const u64 p = c.moduli[ip[j]], h = (p - 1) / 2, w = T->qhat_inv[j], wp = T->qhat_inv_shoup[j];
+    // (INTT(a_P) + h)·w = INTT(a_P)·w + h·w: w folded into the INTT's last stage, then h·w added
+    const u64 p = c.moduli[ip[j]], w = T->qhat_inv[j], h = mul_mod_slow((p - 1) / 2, w, p);
     u64* x = X + r * N;
-    std::memcpy(x, a + (b * R + Lq + j) * N, N * 8);
-    ntt_inverse(x, c.tables[ip[j]], N);
+    ntt_inverse_scaled(a + (b * R + Lq + j) * N, x, c.tables[ip[j]], N, w);
 #ifdef WAVIS_CKKS_AVX512
     if (use_simd(N)) {
       add_const_avx512(x, N, h, p);
@@ -787,7 +808,6 @@ void mod_down_ntt(const RnsContext& c, const u64* a, u64* out, std::size_t batch
     {
       for (std::size_t n = 0; n < N; ++n) x[n] = add_mod(x[n], h, p);
     }
-    if (w != 1) mul_shoup_rows(x, x, N, w, wp, p);
   }, 1 << 12);
   // The conversion Σ_j y_j·(P'/p_j) = x + u·P' overshoots by u = floor(Σ_j y_j / p_j) < Lp; u is
   // estimated in double precision and removed, so the result is round(a / P') (off by one only

@@ -5,6 +5,8 @@
 // Sources: D. Harvey, "Faster arithmetic for number-theoretic transforms", J. Symb. Comp. 2014
 // (lazy butterflies, Shoup twiddles); P. Longa, M. Naehrig, "Speeding up the NTT", CANS 2016
 // (negacyclic CT/GS with ψ powers in bit-reversed order, as in SEAL).
+#include <cstring>
+
 #include "wavis/ring.hpp"
 #include "wavis/simd.hpp"
 
@@ -60,11 +62,23 @@ void ntt_forward(u64* a, const NttTable& t, std::size_t N) {
 #ifdef WAVIS_HAVE_AVX512_KERNELS
   if (N >= 16 && simd_active()) {
     if (!t.psi_rev_shoup52.empty() && ifma_active())
-      return ntt_fwd_ifma(a, t.psi_rev.data(), t.psi_rev_shoup52.data(), t.mod.q, N);
-    return ntt_fwd_avx512(a, t.psi_rev.data(), t.psi_rev_shoup.data(), t.mod.q, N);
+      return ntt_fwd_ifma(a, t.psi_rev.data(), t.psi_rev_shoup52.data(), t.mod.q, N, a);
+    return ntt_fwd_avx512(a, t.psi_rev.data(), t.psi_rev_shoup.data(), t.mod.q, N, a);
   }
 #endif
   ntt_forward_scalar(a, t, N);
+}
+
+void ntt_forward_from(const u64* src, u64* a, const NttTable& t, std::size_t N) {
+#ifdef WAVIS_HAVE_AVX512_KERNELS
+  if (N >= 16 && simd_active()) {  // the first pass reads src: no copy
+    if (!t.psi_rev_shoup52.empty() && ifma_active())
+      return ntt_fwd_ifma(a, t.psi_rev.data(), t.psi_rev_shoup52.data(), t.mod.q, N, src);
+    return ntt_fwd_avx512(a, t.psi_rev.data(), t.psi_rev_shoup.data(), t.mod.q, N, src);
+  }
+#endif
+  if (src != a) std::memcpy(a, src, N * sizeof(u64));
+  ntt_forward(a, t, N);
 }
 void ntt_inverse(u64* a, const NttTable& t, std::size_t N) {
 #ifdef WAVIS_HAVE_SIMD256
@@ -76,12 +90,46 @@ void ntt_inverse(u64* a, const NttTable& t, std::size_t N) {
   if (N >= 16 && simd_active()) {
     if (!t.ipsi_rev_shoup52.empty() && ifma_active())
       return ntt_inv_ifma(a, t.ipsi_rev.data(), t.ipsi_rev_shoup52.data(), t.mod.q, N, t.n_inv, t.n_inv_shoup52,
-                          t.wn_inv, t.wn_inv_shoup52);
+                          t.wn_inv, t.wn_inv_shoup52, a);
     return ntt_inv_avx512(a, t.ipsi_rev.data(), t.ipsi_rev_shoup.data(), t.mod.q, N, t.n_inv, t.n_inv_shoup,
-                          t.wn_inv, t.wn_inv_shoup);
+                          t.wn_inv, t.wn_inv_shoup, a);
   }
 #endif
   ntt_inverse_scalar(a, t, N);
+}
+
+void ntt_inverse_from(const u64* src, u64* a, const NttTable& t, std::size_t N) { ntt_inverse_scaled(src, a, t, N, 1); }
+
+void ntt_inverse_scaled(const u64* src, u64* a, const NttTable& t, std::size_t N, u64 w) {
+  const u64 q = t.mod.q;
+  // w folds into the last stage's constants N^-1 and W[1]·N^-1 on the vector paths
+  const u64 ni = w == 1 ? t.n_inv : mul_mod_slow(t.n_inv, w, q);
+  const u64 wn = w == 1 ? t.wn_inv : mul_mod_slow(t.wn_inv, w, q);
+#ifdef WAVIS_HAVE_SIMD256
+  if (N >= 8 && avx2_active()) {
+    if (src != a) std::memcpy(a, src, N * sizeof(u64));
+    return ntt_inv_avx2(a, t.ipsi_rev.data(), t.ipsi_rev_shoup.data(), q, N, ni, shoup_precompute(ni, q), wn,
+                        shoup_precompute(wn, q));
+  }
+#endif
+#ifdef WAVIS_HAVE_AVX512_KERNELS
+  if (N >= 16 && simd_active()) {  // the first pass reads src: no copy
+    if (!t.ipsi_rev_shoup52.empty() && ifma_active()) {
+      const u64 ni52 = w == 1 ? t.n_inv_shoup52 : (u64)(((u128)ni << 52) / q);
+      const u64 wn52 = w == 1 ? t.wn_inv_shoup52 : (u64)(((u128)wn << 52) / q);
+      return ntt_inv_ifma(a, t.ipsi_rev.data(), t.ipsi_rev_shoup52.data(), q, N, ni, ni52, wn, wn52, src);
+    }
+    return ntt_inv_avx512(a, t.ipsi_rev.data(), t.ipsi_rev_shoup.data(), q, N, ni, shoup_precompute(ni, q), wn,
+                          shoup_precompute(wn, q), src);
+  }
+#endif
+  // portable: copy, transform in place, then one Shoup multiplication by w (the same values)
+  if (src != a) std::memcpy(a, src, N * sizeof(u64));
+  ntt_inverse(a, t, N);
+  if (w != 1) {
+    const u64 wp = shoup_precompute(w, q);
+    for (std::size_t n = 0; n < N; ++n) a[n] = mul_shoup(a[n], w, wp, q);
+  }
 }
 
 static void ntt_forward_scalar(u64* a, const NttTable& t, std::size_t N) {

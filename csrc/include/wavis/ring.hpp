@@ -44,8 +44,16 @@ struct NttTable {
 // Forward negacyclic NTT (Cooley–Tukey, Harvey lazy butterflies, output bit-reversed),
 // in place on N values in [0, q); output fully reduced.
 void ntt_forward(u64* a, const NttTable& t, std::size_t N);
+// a = NTT(src) (src == a allowed): the same values as copying src to a and ntt_forward(a); the
+// AVX-512/IFMA kernels read src in their first pass instead of copying.
+void ntt_forward_from(const u64* src, u64* a, const NttTable& t, std::size_t N);
 // Inverse (Gentleman–Sande, input bit-reversed), includes N^{-1}; output fully reduced.
 void ntt_inverse(u64* a, const NttTable& t, std::size_t N);
+// a = INTT(src) (src == a allowed), as copying then ntt_inverse(a); no copy on AVX-512/IFMA.
+void ntt_inverse_from(const u64* src, u64* a, const NttTable& t, std::size_t N);
+// a = INTT(src)·w mod q (w < q), fully reduced: w is folded into the last stage's N^-1, so the
+// values equal ntt_inverse then a Shoup multiplication by w, without that extra pass.
+void ntt_inverse_scaled(const u64* src, u64* a, const NttTable& t, std::size_t N, u64 w);
 
 // Fast basis conversion constants for (in, out) prime-index lists (RnsContext::bconv_table).
 struct BConvTable {
