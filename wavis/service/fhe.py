@@ -164,13 +164,8 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
         pk = serialize.loads(pk_bytes, expected_type=ckks.PublicKey, params=params)
         if evk_bytes:
             evk = serialize.loads(evk_bytes, expected_type=ckks.EvaluationKeys, params=params)
-        elif params.bootstrap_preset is not None:  # every key comes in chunks (POST /keys/{id}/galois-keys)
+        else:  # every key comes in chunks (POST /keys/{id}/galois-keys): the first request holds the public key
             evk = ckks.EvaluationKeys(params.fingerprint, pk.key_tag)
-        else:
-            from wavis.errors import MissingKeyError  # noqa: PLC0415
-
-            raise MissingKeyError("eval_key is required (only a bootstrap preset's keys may all come in chunks)",
-                                  missing=["relinearization"], field="eval_key")
     except KeyMismatchError as exc:
         # the blobs carry only a fingerprint of their parameters: say which fields make it up
         raise KeyMismatchError(
@@ -183,12 +178,9 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
         raise KeyMismatchError("the public key's key tag does not match its contents")
     if evk.key_tag != pk.key_tag:
         raise KeyMismatchError("the evaluation keys belong to another key pair than the public key")
-    if evk.relin_key is None and params.bootstrap_preset is None:
-        # (a bootstrappable key set is too large for one request: its relinearization key may
-        # come in a chunk, POST /keys/{id}/galois-keys)
-        from wavis.errors import MissingKeyError  # noqa: PLC0415
-
-        raise MissingKeyError("the evaluation keys lack the relinearization key", missing=["relinearization"])
+    # the relinearization key may come in a chunk of its own (POST /keys/{id}/galois-keys): one
+    # key-switching key can exceed the 40 MiB upload body (N = 2^15 at depth 16: ~41.6 MB of
+    # base64; bootstrap presets); until it arrives a multiply answers MISSING_KEY
     steps, conj = rotation_steps(params, evk.galois_keys)
     fresh_len = fresh_ciphertext_bytes(params, pk.key_tag)
     body_limit = max(limits.ciphertext_body, math.ceil(b64_len(fresh_len) * 1.1) + JSON_SLACK)
@@ -294,14 +286,18 @@ class GaloisChunk:
     blob: bytes
     galois_steps: list[int]
     conjugation: bool
-    other_keys: bool = False  # a relinearization or encapsulation key (bootstrap presets)
+    other_keys: bool = False  # a relinearization key, or a bootstrap preset's encapsulation keys
 
 
 def parse_galois_chunk(params: Any, key_tag: bytes, eval_key_b64: str) -> GaloisChunk:
     """Validate a chunk of evaluation keys for an existing key (same parameters and key pair):
-    Galois keys, or — for bootstrappable parameters, whose key sets go up in chunks — also the
-    relinearization key and the sparse-secret encapsulation keys; the steps it realises. The
-    key's step list is merged under the row lock in ``repo.add_eval_key_part``."""
+    Galois keys, the relinearization key (any parameters: one key-switching key can exceed the
+    40 MiB upload body, e.g. N = 2^15 at depth 16), and for bootstrappable parameters the
+    sparse-secret encapsulation keys; the steps it realises. The key's step list is merged under
+    the row lock in ``repo.add_eval_key_part``.
+
+    Raises: KeyMismatchError (another key pair), ParameterError (encapsulation keys without a
+    bootstrap preset; no key at all), CiphertextFormatError (a malformed blob)."""
     ckks, serialize = _ckks()
     from wavis.errors import KeyMismatchError, ParameterError  # noqa: PLC0415
 
@@ -309,11 +305,9 @@ def parse_galois_chunk(params: Any, key_tag: bytes, eval_key_b64: str) -> Galois
     evk = serialize.loads(blob, expected_type=ckks.EvaluationKeys, params=params)
     if bytes(evk.key_tag) != bytes(key_tag):
         raise KeyMismatchError("these Galois keys belong to another key pair")
-    boot = params.bootstrap_preset is not None
-    if (evk.relin_key is not None or evk.encapsulation is not None) and not boot:
-        raise ParameterError("a Galois-key chunk must hold Galois keys and no relinearization key "
-                             "(relinearization and encapsulation keys come in chunks only for bootstrap presets)",
-                             field="eval_key")
+    if evk.encapsulation is not None and params.bootstrap_preset is None:
+        raise ParameterError("a key chunk holds Galois keys or the relinearization key; encapsulation keys "
+                             "come only for bootstrap presets (params.bootstrap_preset)", field="eval_key")
     if not (evk.galois_keys or evk.relin_key is not None or evk.encapsulation is not None):
         raise ParameterError("the key chunk holds no key", field="eval_key")
     steps, conj = rotation_steps(params, evk.galois_keys)  # this chunk's own steps
