@@ -329,11 +329,16 @@ def _info(ct: Any, blob: bytes, params: Any) -> CiphertextInfo:
 
 
 def parse_ciphertext(params: Any, key_tag: bytes, ciphertext_b64: str) -> CiphertextInfo:
-    """Decode and fully validate an uploaded ciphertext (format, fingerprint, residues, and
-    that it was encrypted under this key); it is stored as sent (a version-1 blob rewritten in
-    the current frame), then tagged by the route."""
+    """Decode and fully validate an uploaded ciphertext (format, fingerprint, residues, its
+    level, and that it was encrypted under this key); it is stored as sent (a version-1 blob
+    rewritten in the current frame), then tagged by the route.
+
+    Raises: KeyMismatchError (another key), CiphertextFormatError (malformed, not 2 components),
+    ParameterError (400 INVALID_PARAMS) for a level above ``params.max_level`` — a bootstrap
+    preset's chain has levels above the user's (``top_level``), which only the bootstrap itself
+    uses; ``details.allowed_levels`` = [0, max_level] (as ``POST /compute/bootstrap`` refuses it)."""
     ckks, serialize = _ckks()
-    from wavis.errors import KeyMismatchError  # noqa: PLC0415
+    from wavis.errors import KeyMismatchError, ParameterError  # noqa: PLC0415
 
     blob = serialize.b64decode(ciphertext_b64)
     ct = serialize.loads(blob, expected_type=ckks.Ciphertext, params=params)
@@ -343,6 +348,11 @@ def parse_ciphertext(params: Any, key_tag: bytes, ciphertext_b64: str) -> Cipher
         from wavis.errors import CiphertextFormatError  # noqa: PLC0415
 
         raise CiphertextFormatError("upload relinearized ciphertexts (2 components)")
+    if int(ct.level) > int(params.max_level):
+        raise ParameterError(f"the ciphertext is at level {ct.level}, above the key's top level {params.max_level}: "
+                             f"levels 0..{params.max_level} are allowed (encrypt at the default level; the levels "
+                             "above belong to the bootstrap)", field="ciphertext_b64", level=int(ct.level),
+                             max_level=int(params.max_level), allowed_levels=[0, int(params.max_level)])
     if serialize.peek_version(blob) != serialize.VERSION:
         blob = serialize.dumps(ct)  # stored in the current frame (it carries the server's tag)
     return _info(ct, blob, params)
