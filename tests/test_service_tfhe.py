@@ -354,6 +354,26 @@ async def test_eval_session_upload_rules(dev, client_keys):
     assert await count() == before
 
 
+async def test_idempotent_replay_outlives_the_session(api, dev):
+    """The stored answer of a gate sent with an Idempotency-Key is replayed (24 h, API.md) with
+    the same key and body after the session went idle; a new key on the idle session is 404
+    (docs/service.md: only a lost answer's retry needs a live session)."""
+    from wavis.service.state import DB
+
+    sid = (await dev.session())["session_id"]
+    ct = (await dev.encrypt(sid, [True]))[0]
+    body = {"session_id": sid, "op": "NOT", "a": ct}
+    first = await api.post("/api/v1/tfhe/gate", json=body, headers={**dev.headers, "Idempotency-Key": "idle-replay-1"})
+    assert first.status == 200, await first.text()
+    async with api.app[DB].acquire() as conn:
+        await conn.execute("UPDATE tfhe_sessions SET last_used_at = now() - interval '61 minutes' WHERE id = $1", sid)
+    again = await api.post("/api/v1/tfhe/gate", json=body, headers={**dev.headers, "Idempotency-Key": "idle-replay-1"})
+    assert again.status == 200 and again.headers.get("Idempotent-Replayed") == "true"
+    assert await again.json() == await first.json()
+    other = await api.post("/api/v1/tfhe/gate", json=body, headers={**dev.headers, "Idempotency-Key": "idle-replay-2"})
+    await error_of(other, 404, "NOT_FOUND")
+
+
 async def test_delete_idle_expiry_and_session_cap(api, dev):
     from wavis.service import repo_tfhe
     from wavis.service.state import DB
