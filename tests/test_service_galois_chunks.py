@@ -83,9 +83,10 @@ async def test_chunk_errors(api, pair):
                           headers=h)
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "KEY_MISMATCH"
     full = serialize.b64encode(serialize.dumps(pair.eval_keys))
-    # truncated blob → INVALID_CIPHERTEXT; unknown key → 404; another account → 404
+    # truncated blob → INVALID_KEY (a key error); unknown key → 404; another account → 404
     resp = await api.post(f"/api/v1/keys/{key_id}/galois-keys", json={"eval_key": full[:200]}, headers=h)
-    assert resp.status == 400 and (await resp.json())["error"]["code"] == "INVALID_CIPHERTEXT"
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "INVALID_KEY"
+    assert (await resp.json())["error"]["details"]["field"] == "eval_key"
     resp = await api.post("/api/v1/keys/key_000000000000000000000000/galois-keys", json={"eval_key": full},
                           headers=h)
     assert resp.status == 404

@@ -342,10 +342,16 @@ async def test_eval_session_upload_rules(dev, client_keys):
     ck, _ = client_keys
     # the client (secret) key is refused and not stored
     resp = await dev.post("/tfhe/eval-session", {"eval_key_b64": base64.b64encode(tfhe.serialize.dumps(ck)).decode()})
-    err = await error_of(resp, 400, "INVALID_CIPHERTEXT")
-    assert "secret" in err["message"]
-    await error_of(await dev.post("/tfhe/eval-session", {"eval_key_b64": "AAAA"}), 400, "INVALID_CIPHERTEXT")
-    await error_of(await dev.post("/tfhe/eval-session", {"eval_key_b64": "%%%"}), 400, "INVALID_CIPHERTEXT")
+    err = await error_of(resp, 400, "INVALID_KEY")  # a key error, not a ciphertext's
+    assert "secret" in err["message"] and err["details"]["field"] == "eval_key_b64"
+    for bad in ("AAAA", "%%%"):  # a blob that does not parse, not base64
+        err = await error_of(await dev.post("/tfhe/eval-session", {"eval_key_b64": bad}), 400, "INVALID_KEY")
+        assert err["details"]["field"] == "eval_key_b64"
+    # a server key whose payload was altered fails its checksum → INVALID_KEY
+    good = bytearray(tfhe.serialize.dumps(client_keys[1]))
+    good[-1] ^= 1
+    await error_of(await dev.post("/tfhe/eval-session", {"eval_key_b64": base64.b64encode(bytes(good)).decode()}),
+                   400, "INVALID_KEY")
     # the insecure unit-test preset is not offered
     _, test_sk = tfhe.keygen("testing", seed=1)
     resp = await dev.post("/tfhe/eval-session", {"eval_key_b64": base64.b64encode(tfhe.serialize.dumps(test_sk)).decode()})

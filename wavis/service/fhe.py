@@ -155,15 +155,19 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
     built on the service's device (``contexts``; default: the CPU context)."""
     ckks, serialize = _ckks()
     params = ckks.CkksParameters.from_dict(params_in)
-    pk_bytes = serialize.b64decode(public_key_b64)
-    evk_bytes = serialize.b64decode(eval_key_b64) if eval_key_b64 else b""
     from wavis.ckks.keys import key_tag_of  # noqa: PLC0415
-    from wavis.errors import KeyMismatchError  # noqa: PLC0415
+    from wavis.errors import KeyMismatchError, key_blob  # noqa: PLC0415
 
+    with key_blob("public_key"):  # a malformed key → 400 INVALID_KEY
+        pk_bytes = serialize.b64decode(public_key_b64)
+    with key_blob("eval_key"):
+        evk_bytes = serialize.b64decode(eval_key_b64) if eval_key_b64 else b""
     try:
-        pk = serialize.loads(pk_bytes, expected_type=ckks.PublicKey, params=params)
+        with key_blob("public_key"):
+            pk = serialize.loads(pk_bytes, expected_type=ckks.PublicKey, params=params)
         if evk_bytes:
-            evk = serialize.loads(evk_bytes, expected_type=ckks.EvaluationKeys, params=params)
+            with key_blob("eval_key"):
+                evk = serialize.loads(evk_bytes, expected_type=ckks.EvaluationKeys, params=params)
         else:  # every key comes in chunks (POST /keys/{id}/galois-keys): the first request holds the public key
             evk = ckks.EvaluationKeys(params.fingerprint, pk.key_tag)
     except KeyMismatchError as exc:
@@ -297,12 +301,13 @@ def parse_galois_chunk(params: Any, key_tag: bytes, eval_key_b64: str) -> Galois
     the row lock in ``repo.add_eval_key_part``.
 
     Raises: KeyMismatchError (another key pair), ParameterError (encapsulation keys without a
-    bootstrap preset; no key at all), CiphertextFormatError (a malformed blob)."""
+    bootstrap preset; no key at all), KeyFormatError (400 INVALID_KEY: a malformed blob)."""
     ckks, serialize = _ckks()
-    from wavis.errors import KeyMismatchError, ParameterError  # noqa: PLC0415
+    from wavis.errors import KeyMismatchError, ParameterError, key_blob  # noqa: PLC0415
 
-    blob = serialize.b64decode(eval_key_b64)
-    evk = serialize.loads(blob, expected_type=ckks.EvaluationKeys, params=params)
+    with key_blob("eval_key"):  # a malformed key → 400 INVALID_KEY
+        blob = serialize.b64decode(eval_key_b64)
+        evk = serialize.loads(blob, expected_type=ckks.EvaluationKeys, params=params)
     if bytes(evk.key_tag) != bytes(key_tag):
         raise KeyMismatchError("these Galois keys belong to another key pair")
     if evk.encapsulation is not None and params.bootstrap_preset is None:
