@@ -2,7 +2,7 @@
 evaluation key (bootstrapping + key-switching keys) and never anything it could decrypt with.
 
 Parameters: preset fast_128 (n = 704, N = 1024, ≥ 128-bit by the TFHE-rs security curves,
-failure ≤ 2^-64 per bootstrap; docs/tfhe.md). The circuit is a ripple-carry adder of 37 gates
+worst-case failure 2^-73.1 per bootstrap, under its design bound 2^-64; docs/tfhe.md). The circuit is a ripple-carry adder of 37 gates
 sent in one /tfhe/batch request. Expected run time: keygen ~1 s, a 15 MB key upload, 37 gate
 bootstraps (measured 17.6 s wall in all against `./dev serve` on the 2-core dev host at load
 average 7, an upper bound). Server: WAVIS_URL or the running `wavis serve`.

@@ -240,12 +240,15 @@ async def test_bootstrappable_upload_when_one_galois_key_does_not_fit_the_first_
         ct = await c.upload_ciphertext(key_id, keys.encrypt(x))
         fresh = await c.bootstrap(key_id, await c.multiply(key_id, ct, ct))
         assert np.abs(keys.decrypt(fresh.ciphertext).real - x * x).max() < 2 ** -8
-        # a key set without a bootstrap preset still needs its relinearization key in the first request
+        # a key set without a bootstrap preset may send its relinearization key in a chunk too
+        # (N = 2^15 at depth 16: ~41.6 MB of base64); until then a multiply answers MISSING_KEY
         plain = KeyPair.generate({"poly_degree": 1024, "scale_bits": 30, "max_depth": 1, "security_level": "testing"})
         body = plain.upload_parts()[0]
         del body["eval_key"]
+        plain_id = (await c.request("POST", "/keys/upload", body))[1]["key_id"]
+        pct = await c.upload_ciphertext(plain_id, plain.encrypt([0.5]))
         with pytest.raises(ApiError) as info:
-            await c.request("POST", "/keys/upload", body)
+            await c.multiply(plain_id, pct, pct)
         assert info.value.status == 400 and info.value.code == "MISSING_KEY"
     async with AsyncClient(base, api_key=await api.account(plan="pro")) as c:
         seen = []

@@ -87,3 +87,17 @@ def test_api_reference_is_generated_from_the_route_table():
     want = to_markdown(offline_document())
     have = (ROOT / "docs" / "api-reference.md").read_text()
     assert have == want, "docs/api-reference.md is stale: .venv/bin/python -m wavis.service.apidoc > docs/api-reference.md"
+
+
+def test_fast_128_failure_figure_agrees_with_the_noise_model():
+    """README and examples/tfhe_adder_8bit.py state fast_128's worst-case failure per bootstrap
+    as the noise model computes it (wavis.tfhe.noise.p_fail_log2: 2^-73.1), the same figure in
+    both (one said ≤ 2^-64, the design bound, as the failure itself)."""
+    from wavis import tfhe
+    from wavis.tfhe import noise
+
+    figure = f"2^{noise.p_fail_log2(tfhe.get_preset('fast_128')):.1f}"
+    for name in ("README.md", "examples/tfhe_adder_8bit.py"):
+        text = " ".join((ROOT / name).read_text().split())
+        stated = re.findall(r"fast_128[^.;)]*?failure[^2]*(2\^-[0-9.]+[0-9])", text)
+        assert stated and set(stated) == {figure}, (name, stated, figure)

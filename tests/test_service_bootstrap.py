@@ -166,6 +166,27 @@ async def test_bootstrap_input_errors(dev, boot_pair):
     assert _bits((boot_pair.decrypt(res)[:8] - v) / 4) >= 18
 
 
+async def test_ciphertext_above_the_user_levels_is_refused_at_upload(dev, boot_pair):
+    """A bootstrap preset's chain has levels above the user's max_level (top_level, used by the
+    bootstrap only): a ciphertext there is refused at upload (400 INVALID_PARAMS naming the
+    allowed levels), never stored and reported with a noise budget over 100 %."""
+    from wavis.ckks import Encryptor
+
+    key_id = await _upload_in_chunks(dev, boot_pair, 28 * 1024 * 1024)
+    params = boot_pair.params
+    assert params.top_level > params.max_level
+    high = Encryptor(params, boot_pair.public_key).encrypt(boot_pair.encoder.encode([0.5], level=params.top_level))
+    resp = await dev.post("/ciphertexts", {"key_id": key_id,
+                                           "ciphertext_b64": serialize.b64encode(serialize.dumps(high))})
+    err = await error_of(resp, 400, "INVALID_PARAMS")
+    assert err["details"]["allowed_levels"] == [0, params.max_level]
+    assert err["details"]["level"] == params.top_level and err["details"]["field"] == "ciphertext_b64"
+    # the user's top level is accepted and a multiply reports a budget ≤ 100 %
+    a = await dev.upload_ct(key_id, boot_pair.encrypt([0.5]))
+    out, _ = await dev.ok("/compute/multiply", {"key_id": key_id, "ciphertext_ids": [a, a]})
+    assert 0 <= out["noise_budget_remaining"] < 100
+
+
 async def test_bootstrap_meta_iterations(dev, boot_pair):
     """``iterations: 2`` (META-BTS) through REST: the same level, the META precision figure in
     ``precision_bits_expected``, a more precise result than one bootstrap of the same ciphertext

@@ -189,9 +189,13 @@ async def test_bad_key_uploads(dev, pair, other_pair, ckks_pair_factory):
     # evaluation keys of another key pair
     mixed = dict(body, eval_key=other_pair.upload_body()["eval_key"])
     await error_of(await dev.post("/keys/upload", mixed), 400, "KEY_MISMATCH")
-    # truncated blobs
-    await error_of(await dev.post("/keys/upload", dict(body, public_key=body["public_key"][:-12])), 400,
-                   "INVALID_CIPHERTEXT")
+    # truncated blobs → INVALID_KEY naming the field
+    err = await error_of(await dev.post("/keys/upload", dict(body, public_key=body["public_key"][:-12])), 400,
+                         "INVALID_KEY")
+    assert err["details"]["field"] == "public_key"
+    err = await error_of(await dev.post("/keys/upload", dict(body, eval_key=body["eval_key"][:-12])), 400,
+                         "INVALID_KEY")
+    assert err["details"]["field"] == "eval_key"
     # insecure parameters: the largest depth that fits is in the details
     insecure = dict(body, params={"poly_degree": 8192, "scale_bits": 40, "max_depth": 20,
                                   "security_level": "128-bit"})

@@ -25,8 +25,8 @@ def pair():
 
 async def test_chunked_galois_keys_extend_the_key(api, pair):
     h = bearer(await api.account())
-    parts = pair.upload_parts(max_bytes=1)  # one Galois key per request; none beside the public key
-    assert len(parts) == 1 + len(pair.eval_keys.galois_keys)
+    parts = pair.upload_parts(max_bytes=1)  # one key per request; none beside the public key
+    assert len(parts) == 2 + len(pair.eval_keys.galois_keys)  # the public key, relinearization, Galois keys
     resp = await api.post("/api/v1/keys/upload", json=parts[0], headers=h)
     assert resp.status == 200, await resp.text()
     meta = await resp.json()
@@ -82,13 +82,11 @@ async def test_chunk_errors(api, pair):
     resp = await api.post(f"/api/v1/keys/{key_id}/galois-keys", json={"eval_key": serialize.b64encode(foreign)},
                           headers=h)
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "KEY_MISMATCH"
-    # a chunk carrying a relinearization key → INVALID_PARAMS
     full = serialize.b64encode(serialize.dumps(pair.eval_keys))
-    resp = await api.post(f"/api/v1/keys/{key_id}/galois-keys", json={"eval_key": full}, headers=h)
-    assert resp.status == 400 and (await resp.json())["error"]["code"] == "INVALID_PARAMS"
-    # truncated blob → INVALID_CIPHERTEXT; unknown key → 404; another account → 404
+    # truncated blob → INVALID_KEY (a key error); unknown key → 404; another account → 404
     resp = await api.post(f"/api/v1/keys/{key_id}/galois-keys", json={"eval_key": full[:200]}, headers=h)
-    assert resp.status == 400 and (await resp.json())["error"]["code"] == "INVALID_CIPHERTEXT"
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "INVALID_KEY"
+    assert (await resp.json())["error"]["details"]["field"] == "eval_key"
     resp = await api.post("/api/v1/keys/key_000000000000000000000000/galois-keys", json={"eval_key": full},
                           headers=h)
     assert resp.status == 404
@@ -111,8 +109,56 @@ async def test_concurrent_chunks_keep_every_step_and_repeats_are_not_stored(api,
     assert all(r.status == 200 for r in resps)
     meta = await (await api.get(f"/api/v1/keys/{key_id}", headers=h)).json()
     assert meta["galois_steps"] == [1, 2, 3, 5, 8]
-    again = await api.post(f"/api/v1/keys/{key_id}/galois-keys", json=parts[1], headers=h)
+    again = await api.post(f"/api/v1/keys/{key_id}/galois-keys", json=parts[-1], headers=h)
     assert again.status == 200
     async with api.app[DB].acquire() as conn:
         n = await conn.fetchval("SELECT count(*) FROM fhe_key_parts WHERE key_id = $1", key_id)
     assert n == len(parts) - 1  # the repeated chunk added nothing and was not stored
+
+
+async def test_relinearization_key_in_a_chunk_when_the_upload_body_is_too_small(make_client, service_settings):
+    """A relinearization key over the upload body limit (N = 2^15 at depth 16: ~41.6 MB of base64
+    against 40 MiB) goes up in a chunk of its own, for any parameters: the server's upload limit
+    is lowered here so that a small ring's key set is over it (no 40 MB upload in a test)."""
+    from dataclasses import replace
+
+    from wavis.client import AsyncClient
+    from wavis.service.settings import Limits
+    from conftest import add_account_helper
+
+    pair = KeyPair.generate({"poly_degree": N, "scale_bits": 40, "max_depth": 2, "security_level": "testing"})
+    pk_len = len(serialize.dumps(pair.public_key))
+    relin_len = len(serialize.dumps(EvaluationKeys(pair.eval_keys.params_fingerprint, pair.eval_keys.key_tag,
+                                                   pair.eval_keys.relin_key, {})))
+    limit = 4 * pk_len // 3 + 4096  # the public key fits, the public and relinearization keys do not
+    assert 4 * (pk_len + relin_len) // 3 > limit
+    api = await make_client(replace(service_settings, limits=replace(Limits(), key_upload_body=limit)))
+    add_account_helper(api)
+    dev = await api.account()
+    h = bearer(dev)
+
+    # the whole key set in one body → 413 naming the lowered limit
+    resp = await api.post("/api/v1/keys/upload", json=pair.upload_body(), headers=h)
+    assert resp.status == 413 and (await resp.json())["error"]["details"]["limit_bytes"] == limit
+
+    # the public key alone, then a multiply before the relinearization key has come → MISSING_KEY
+    parts = pair.upload_parts(max_bytes=pk_len + relin_len - 1)
+    assert len(parts) == 2 and "eval_key" not in parts[0]
+    resp = await api.post("/api/v1/keys/upload", json=parts[0], headers=h)
+    assert resp.status == 200, await resp.text()
+    key_id = (await resp.json())["key_id"]
+    x = np.random.default_rng(5).uniform(-1, 1, SLOTS)
+    ct = serialize.b64encode(serialize.dumps(pair.encrypt(x)))
+    resp = await api.post("/api/v1/ciphertexts", json={"key_id": key_id, "ciphertext_b64": ct}, headers=h)
+    ct_id = (await resp.json())["ciphertext_id"]
+    resp = await api.post("/api/v1/compute/multiply", json={"key_id": key_id, "ciphertext_ids": [ct_id, ct_id]},
+                          headers=h)
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "MISSING_KEY", await resp.text()
+    await api.delete(f"/api/v1/keys/{key_id}", headers=h)
+
+    # the SDK splits the upload the same way; the relinearization key from the chunk multiplies
+    async with AsyncClient(str(api.make_url("")).rstrip("/"), api_key=dev) as c:
+        key_id = await c.upload_keys(pair, max_bytes=pk_len + relin_len - 1)
+        a = await c.upload_ciphertext(key_id, pair.encrypt(x))
+        r = await c.multiply(key_id, a.ciphertext_id, a.ciphertext_id)
+    assert np.max(np.abs(pair.decrypt(r.ciphertext).real - x * x)) < 1e-5

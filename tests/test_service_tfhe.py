@@ -342,16 +342,42 @@ async def test_eval_session_upload_rules(dev, client_keys):
     ck, _ = client_keys
     # the client (secret) key is refused and not stored
     resp = await dev.post("/tfhe/eval-session", {"eval_key_b64": base64.b64encode(tfhe.serialize.dumps(ck)).decode()})
-    err = await error_of(resp, 400, "INVALID_CIPHERTEXT")
-    assert "secret" in err["message"]
-    await error_of(await dev.post("/tfhe/eval-session", {"eval_key_b64": "AAAA"}), 400, "INVALID_CIPHERTEXT")
-    await error_of(await dev.post("/tfhe/eval-session", {"eval_key_b64": "%%%"}), 400, "INVALID_CIPHERTEXT")
+    err = await error_of(resp, 400, "INVALID_KEY")  # a key error, not a ciphertext's
+    assert "secret" in err["message"] and err["details"]["field"] == "eval_key_b64"
+    for bad in ("AAAA", "%%%"):  # a blob that does not parse, not base64
+        err = await error_of(await dev.post("/tfhe/eval-session", {"eval_key_b64": bad}), 400, "INVALID_KEY")
+        assert err["details"]["field"] == "eval_key_b64"
+    # a server key whose payload was altered fails its checksum → INVALID_KEY
+    good = bytearray(tfhe.serialize.dumps(client_keys[1]))
+    good[-1] ^= 1
+    await error_of(await dev.post("/tfhe/eval-session", {"eval_key_b64": base64.b64encode(bytes(good)).decode()}),
+                   400, "INVALID_KEY")
     # the insecure unit-test preset is not offered
     _, test_sk = tfhe.keygen("testing", seed=1)
     resp = await dev.post("/tfhe/eval-session", {"eval_key_b64": base64.b64encode(tfhe.serialize.dumps(test_sk)).decode()})
     await error_of(resp, 400, "INVALID_PARAMS")
     await error_of(await dev.post("/tfhe/session", {"preset": "testing"}), 422, "SCHEMA_MISMATCH")
     assert await count() == before
+
+
+async def test_idempotent_replay_outlives_the_session(api, dev):
+    """The stored answer of a gate sent with an Idempotency-Key is replayed (24 h, API.md) with
+    the same key and body after the session went idle; a new key on the idle session is 404
+    (docs/service.md: only a lost answer's retry needs a live session)."""
+    from wavis.service.state import DB
+
+    sid = (await dev.session())["session_id"]
+    ct = (await dev.encrypt(sid, [True]))[0]
+    body = {"session_id": sid, "op": "NOT", "a": ct}
+    first = await api.post("/api/v1/tfhe/gate", json=body, headers={**dev.headers, "Idempotency-Key": "idle-replay-1"})
+    assert first.status == 200, await first.text()
+    async with api.app[DB].acquire() as conn:
+        await conn.execute("UPDATE tfhe_sessions SET last_used_at = now() - interval '61 minutes' WHERE id = $1", sid)
+    again = await api.post("/api/v1/tfhe/gate", json=body, headers={**dev.headers, "Idempotency-Key": "idle-replay-1"})
+    assert again.status == 200 and again.headers.get("Idempotent-Replayed") == "true"
+    assert await again.json() == await first.json()
+    other = await api.post("/api/v1/tfhe/gate", json=body, headers={**dev.headers, "Idempotency-Key": "idle-replay-2"})
+    await error_of(other, 404, "NOT_FOUND")
 
 
 async def test_delete_idle_expiry_and_session_cap(api, dev):

@@ -7,6 +7,8 @@ code (see ``wavis.service``); the library itself never imports anything HTTP.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -96,6 +98,26 @@ class CiphertextFormatError(WavisError, ValueError):
     """A serialized object is truncated, corrupted, of another type, or of another version."""
 
     code = "INVALID_CIPHERTEXT"
+
+
+class KeyFormatError(CiphertextFormatError):
+    """An uploaded key (a CKKS public or evaluation key, a TFHE server key) is not valid base64,
+    truncated, corrupted, of another kind (e.g. a secret key) or of another version [ours]."""
+
+    code = "INVALID_KEY"
+
+
+@contextmanager
+def key_blob(field: str) -> Iterator[None]:
+    """Parse an uploaded key inside this block: a ``CiphertextFormatError`` raised by the wire
+    format (``wavis.serialize``, ``wavis.tfhe.serialize``) becomes a ``KeyFormatError`` naming
+    ``field`` (the key is what is malformed, not a ciphertext)."""
+    try:
+        yield
+    except KeyFormatError:
+        raise
+    except CiphertextFormatError as exc:
+        raise KeyFormatError(exc.message, **{"field": field, **exc.details}) from None
 
 
 class ShapeError(WavisError, ValueError):

@@ -144,16 +144,17 @@ class KeyPair:
         """The key upload split into request bodies of at most ~``max_bytes`` of key data
         (base64 grows it by 4/3, under the server's 40 MB): the first for POST /keys/upload
         (public key, relinearization key and the Galois keys that fit), the rest for
-        POST /keys/{key_id}/galois-keys (Galois keys only). For a bootstrap preset the
-        relinearization and encapsulation keys go in chunks of their own when they do not fit
-        (one key-switching key at N = 2^16 is ~43 MB: the server accepts one key per chunk), and
-        the first request carries the public key alone when no key fits beside it."""
+        POST /keys/{key_id}/galois-keys. The relinearization key (any parameters) and a bootstrap
+        preset's encapsulation keys go in chunks of their own when they do not fit beside the
+        public key (one key-switching key at N = 2^15, depth 16 is ~41.6 MB of base64, at N = 2^16
+        ~43 MB: the server accepts one key per chunk), and the first request then carries the
+        public key alone."""
         evk = self.eval_keys
         fp, tag = evk.params_fingerprint, evk.key_tag
         pk_blob = serialize.dumps(self.public_key)
         extra: list[dict[str, Any]] = []
         head = EvaluationKeys(fp, tag, evk.relin_key, {}, evk.encapsulation)
-        if self.params.bootstrap_preset is not None and len(pk_blob) + len(serialize.dumps(head)) > max_bytes:
+        if len(pk_blob) + len(serialize.dumps(head)) > max_bytes:
             # the relinearization key goes alone; the (small) encapsulation key stays in the first
             # request when it fits, so that request always carries a key
             extra.append({"eval_key": serialize.b64encode(serialize.dumps(EvaluationKeys(fp, tag, evk.relin_key, {})))})
@@ -178,12 +179,9 @@ class KeyPair:
             used += size
         head.galois_keys = chunks[0]
         empty_head = head.relin_key is None and head.encapsulation is None and not head.galois_keys
-        if empty_head and self.params.bootstrap_preset is None and chunks[1:]:
-            head.galois_keys = chunks.pop(1)  # (unreachable in practice: the relinearization key is here)
-            empty_head = False
         chunks = [c for i, c in enumerate(chunks) if i == 0 or c]
         bodies = [{"params": self.params.to_dict(), "public_key": serialize.b64encode(pk_blob)}]
-        if not empty_head:  # a bootstrap preset's first request may carry the public key alone
+        if not empty_head:  # the first request may carry the public key alone
             bodies[0]["eval_key"] = serialize.b64encode(serialize.dumps(head))
         bodies += extra
         for part in chunks[1:]:

@@ -71,6 +71,7 @@ LIBRARY_STATUS: dict[type[lib.WavisError], int] = {
     lib.PrecisionError: 409,  # INSUFFICIENT_PRECISION
     lib.MissingKeyError: 400,  # MISSING_KEY
     lib.MissingRotationKeyError: 400,  # MISSING_ROTATION_KEY
+    lib.KeyFormatError: 400,  # INVALID_KEY
     lib.CiphertextFormatError: 400,  # INVALID_CIPHERTEXT
     lib.ShapeError: 400,  # INVALID_SHAPE
     lib.BackendError: 503,  # BACKEND_UNAVAILABLE

@@ -155,22 +155,21 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
     built on the service's device (``contexts``; default: the CPU context)."""
     ckks, serialize = _ckks()
     params = ckks.CkksParameters.from_dict(params_in)
-    pk_bytes = serialize.b64decode(public_key_b64)
-    evk_bytes = serialize.b64decode(eval_key_b64) if eval_key_b64 else b""
     from wavis.ckks.keys import key_tag_of  # noqa: PLC0415
-    from wavis.errors import KeyMismatchError  # noqa: PLC0415
+    from wavis.errors import KeyMismatchError, key_blob  # noqa: PLC0415
 
+    with key_blob("public_key"):  # a malformed key → 400 INVALID_KEY
+        pk_bytes = serialize.b64decode(public_key_b64)
+    with key_blob("eval_key"):
+        evk_bytes = serialize.b64decode(eval_key_b64) if eval_key_b64 else b""
     try:
-        pk = serialize.loads(pk_bytes, expected_type=ckks.PublicKey, params=params)
+        with key_blob("public_key"):
+            pk = serialize.loads(pk_bytes, expected_type=ckks.PublicKey, params=params)
         if evk_bytes:
-            evk = serialize.loads(evk_bytes, expected_type=ckks.EvaluationKeys, params=params)
-        elif params.bootstrap_preset is not None:  # every key comes in chunks (POST /keys/{id}/galois-keys)
+            with key_blob("eval_key"):
+                evk = serialize.loads(evk_bytes, expected_type=ckks.EvaluationKeys, params=params)
+        else:  # every key comes in chunks (POST /keys/{id}/galois-keys): the first request holds the public key
             evk = ckks.EvaluationKeys(params.fingerprint, pk.key_tag)
-        else:
-            from wavis.errors import MissingKeyError  # noqa: PLC0415
-
-            raise MissingKeyError("eval_key is required (only a bootstrap preset's keys may all come in chunks)",
-                                  missing=["relinearization"], field="eval_key")
     except KeyMismatchError as exc:
         # the blobs carry only a fingerprint of their parameters: say which fields make it up
         raise KeyMismatchError(
@@ -183,12 +182,9 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
         raise KeyMismatchError("the public key's key tag does not match its contents")
     if evk.key_tag != pk.key_tag:
         raise KeyMismatchError("the evaluation keys belong to another key pair than the public key")
-    if evk.relin_key is None and params.bootstrap_preset is None:
-        # (a bootstrappable key set is too large for one request: its relinearization key may
-        # come in a chunk, POST /keys/{id}/galois-keys)
-        from wavis.errors import MissingKeyError  # noqa: PLC0415
-
-        raise MissingKeyError("the evaluation keys lack the relinearization key", missing=["relinearization"])
+    # the relinearization key may come in a chunk of its own (POST /keys/{id}/galois-keys): one
+    # key-switching key can exceed the 40 MiB upload body (N = 2^15 at depth 16: ~41.6 MB of
+    # base64; bootstrap presets); until it arrives a multiply answers MISSING_KEY
     steps, conj = rotation_steps(params, evk.galois_keys)
     fresh_len = fresh_ciphertext_bytes(params, pk.key_tag)
     body_limit = max(limits.ciphertext_body, math.ceil(b64_len(fresh_len) * 1.1) + JSON_SLACK)
@@ -294,26 +290,29 @@ class GaloisChunk:
     blob: bytes
     galois_steps: list[int]
     conjugation: bool
-    other_keys: bool = False  # a relinearization or encapsulation key (bootstrap presets)
+    other_keys: bool = False  # a relinearization key, or a bootstrap preset's encapsulation keys
 
 
 def parse_galois_chunk(params: Any, key_tag: bytes, eval_key_b64: str) -> GaloisChunk:
     """Validate a chunk of evaluation keys for an existing key (same parameters and key pair):
-    Galois keys, or — for bootstrappable parameters, whose key sets go up in chunks — also the
-    relinearization key and the sparse-secret encapsulation keys; the steps it realises. The
-    key's step list is merged under the row lock in ``repo.add_eval_key_part``."""
-    ckks, serialize = _ckks()
-    from wavis.errors import KeyMismatchError, ParameterError  # noqa: PLC0415
+    Galois keys, the relinearization key (any parameters: one key-switching key can exceed the
+    40 MiB upload body, e.g. N = 2^15 at depth 16), and for bootstrappable parameters the
+    sparse-secret encapsulation keys; the steps it realises. The key's step list is merged under
+    the row lock in ``repo.add_eval_key_part``.
 
-    blob = serialize.b64decode(eval_key_b64)
-    evk = serialize.loads(blob, expected_type=ckks.EvaluationKeys, params=params)
+    Raises: KeyMismatchError (another key pair), ParameterError (encapsulation keys without a
+    bootstrap preset; no key at all), KeyFormatError (400 INVALID_KEY: a malformed blob)."""
+    ckks, serialize = _ckks()
+    from wavis.errors import KeyMismatchError, ParameterError, key_blob  # noqa: PLC0415
+
+    with key_blob("eval_key"):  # a malformed key → 400 INVALID_KEY
+        blob = serialize.b64decode(eval_key_b64)
+        evk = serialize.loads(blob, expected_type=ckks.EvaluationKeys, params=params)
     if bytes(evk.key_tag) != bytes(key_tag):
         raise KeyMismatchError("these Galois keys belong to another key pair")
-    boot = params.bootstrap_preset is not None
-    if (evk.relin_key is not None or evk.encapsulation is not None) and not boot:
-        raise ParameterError("a Galois-key chunk must hold Galois keys and no relinearization key "
-                             "(relinearization and encapsulation keys come in chunks only for bootstrap presets)",
-                             field="eval_key")
+    if evk.encapsulation is not None and params.bootstrap_preset is None:
+        raise ParameterError("a key chunk holds Galois keys or the relinearization key; encapsulation keys "
+                             "come only for bootstrap presets (params.bootstrap_preset)", field="eval_key")
     if not (evk.galois_keys or evk.relin_key is not None or evk.encapsulation is not None):
         raise ParameterError("the key chunk holds no key", field="eval_key")
     steps, conj = rotation_steps(params, evk.galois_keys)  # this chunk's own steps
@@ -335,11 +334,16 @@ def _info(ct: Any, blob: bytes, params: Any) -> CiphertextInfo:
 
 
 def parse_ciphertext(params: Any, key_tag: bytes, ciphertext_b64: str) -> CiphertextInfo:
-    """Decode and fully validate an uploaded ciphertext (format, fingerprint, residues, and
-    that it was encrypted under this key); it is stored as sent (a version-1 blob rewritten in
-    the current frame), then tagged by the route."""
+    """Decode and fully validate an uploaded ciphertext (format, fingerprint, residues, its
+    level, and that it was encrypted under this key); it is stored as sent (a version-1 blob
+    rewritten in the current frame), then tagged by the route.
+
+    Raises: KeyMismatchError (another key), CiphertextFormatError (malformed, not 2 components),
+    ParameterError (400 INVALID_PARAMS) for a level above ``params.max_level`` — a bootstrap
+    preset's chain has levels above the user's (``top_level``), which only the bootstrap itself
+    uses; ``details.allowed_levels`` = [0, max_level] (as ``POST /compute/bootstrap`` refuses it)."""
     ckks, serialize = _ckks()
-    from wavis.errors import KeyMismatchError  # noqa: PLC0415
+    from wavis.errors import KeyMismatchError, ParameterError  # noqa: PLC0415
 
     blob = serialize.b64decode(ciphertext_b64)
     ct = serialize.loads(blob, expected_type=ckks.Ciphertext, params=params)
@@ -349,6 +353,11 @@ def parse_ciphertext(params: Any, key_tag: bytes, ciphertext_b64: str) -> Cipher
         from wavis.errors import CiphertextFormatError  # noqa: PLC0415
 
         raise CiphertextFormatError("upload relinearized ciphertexts (2 components)")
+    if int(ct.level) > int(params.max_level):
+        raise ParameterError(f"the ciphertext is at level {ct.level}, above the key's top level {params.max_level}: "
+                             f"levels 0..{params.max_level} are allowed (encrypt at the default level; the levels "
+                             "above belong to the bootstrap)", field="ciphertext_b64", level=int(ct.level),
+                             max_level=int(params.max_level), allowed_levels=[0, int(params.max_level)])
     if serialize.peek_version(blob) != serialize.VERSION:
         blob = serialize.dumps(ct)  # stored in the current frame (it carries the server's tag)
     return _info(ct, blob, params)

@@ -280,7 +280,7 @@ async def add_eval_key_part(conn: asyncpg.Connection, account_id: str, key_id: s
     """Append a key chunk, merging its Galois steps into the key's list under the row lock (so
     concurrent chunks never lose each other's steps). Returns (the key row or None, whether the
     chunk added anything: a chunk with no new step is not stored again, unless it carries
-    ``other_keys`` — a relinearization or encapsulation key of a bootstrap preset).
+    ``other_keys`` — a relinearization key, or a bootstrap preset's encapsulation keys).
 
     Raises: ParameterError past MAX_KEY_PARTS chunks for one key.
     """

@@ -160,8 +160,9 @@ class KeyUploadRequest(Request):
 
 
 class GaloisKeysRequest(Request):
-    """A chunk of Galois keys for an uploaded key: base64 of an EvaluationKeys blob holding
-    only Galois keys (no relinearization key)."""
+    """A chunk of evaluation keys for an uploaded key: base64 of an EvaluationKeys blob of the
+    same key pair holding Galois keys and/or the relinearization key (and, for bootstrap presets,
+    the encapsulation keys)."""
 
     eval_key: B64
 

@@ -264,19 +264,23 @@ def new_server_managed(preset: str, session_id: str, account_id: str, sealer: Se
 
 def new_blind(eval_key_b64: str, session_id: str, contexts: Any = None) -> NewSession:
     """Parse and validate an uploaded server key (wire format, fingerprint, preset), expanded on
-    ``contexts``' device (None: the CPU)."""
+    ``contexts``' device (None: the CPU). Raises KeyFormatError (400 INVALID_KEY: bad base64, a
+    blob that does not parse or fails its fingerprint, a client key), ParameterError (a preset
+    this service does not offer)."""
     tfhe = _tfhe()
-    from wavis.errors import CiphertextFormatError, ParameterError  # noqa: PLC0415
+    from wavis.errors import KeyFormatError, ParameterError, key_blob  # noqa: PLC0415
 
-    blob = _b64(eval_key_b64, "eval_key_b64")
-    head = tfhe.serialize.peek(blob)
+    with key_blob("eval_key_b64"):  # a malformed key → 400 INVALID_KEY
+        blob = _b64(eval_key_b64, "eval_key_b64")
+        head = tfhe.serialize.peek(blob)
     if head.kind == "client_key":
-        raise CiphertextFormatError("this is a client (secret) key: upload only the server key (evaluation key); "
-                                    "nothing was stored", field="eval_key_b64")
+        raise KeyFormatError("this is a client (secret) key: upload only the server key (evaluation key); "
+                             "nothing was stored", field="eval_key_b64")
     if head.params.name not in tfhe.PUBLIC_PRESETS:
         raise ParameterError(f"TFHE preset {head.params.name!r} is not offered by this service",
                              allowed=list(tfhe.PUBLIC_PRESETS))
-    sk = _on_device(tfhe.serialize.load_server_key(blob), contexts)
+    with key_blob("eval_key_b64"):
+        sk = _on_device(tfhe.serialize.load_server_key(blob), contexts)
     p = sk.params
     return NewSession(SessionKeys(session_id, sk, None), p.name, p.n, p.big_n, sk.key_id, blob, None)
 

@@ -291,7 +291,9 @@ class Bootstrapper:
         ev._check_rotatable(ct)  # noqa: SLF001  (fingerprint, key tag, shape; as linalg does)
         if ct.level > self.params.max_level:
             raise ParameterError(f"the ciphertext is at level {ct.level}, above the user's top level "
-                                 f"{self.params.max_level}; it needs no bootstrap")
+                                 f"{self.params.max_level}; it needs no bootstrap", level=int(ct.level),
+                                 max_level=int(self.params.max_level),
+                                 allowed_levels=[0, int(self.params.max_level)])
         canonical = self.params.level_scale(ct.level)
         if abs(ct.scale - canonical) > SCALE_TOLERANCE * canonical:
             raise ScaleMismatchError(

@@ -21,7 +21,12 @@ from .util import db, json_response
 
 routes = web.RouteTableDef()
 
-KEY_UPLOAD_LIMIT = 40 * 1024 * 1024
+KEY_UPLOAD_LIMIT = 40 * 1024 * 1024  # the ceiling; Settings.limits.key_upload_body may lower it
+
+
+async def _upload_body_limit(request: web.Request) -> int:
+    """``Settings.limits.key_upload_body`` (40 MiB), never above ``KEY_UPLOAD_LIMIT``."""
+    return min(request.app[SETTINGS].limits.key_upload_body, KEY_UPLOAD_LIMIT)
 
 
 def key_response(row: asyncpg.Record) -> KeyResponse:
@@ -109,7 +114,7 @@ def secret_aad(key_id: str, account_id: str) -> bytes:
 @access(Access.TRIAL_PLUS)
 @doc("Upload a public key and evaluation keys (blind mode)", request=KeyUploadRequest,
      responses={200: KeyResponse, 400: ErrorResponse, 413: ErrorResponse})
-@body_limit(KEY_UPLOAD_LIMIT)
+@body_limit(RouteBodyLimit(KEY_UPLOAD_LIMIT, _upload_body_limit))
 async def upload_key(request: web.Request) -> web.Response:
     p = principal(request)
     req = await parse(request, KeyUploadRequest)
@@ -138,21 +143,24 @@ async def upload_key(request: web.Request) -> web.Response:
 
 
 async def _chunk_body_limit(request: web.Request) -> int:
-    """40 MiB, or one key-switching key of the key's parameters (base64 + 10 %) when larger
-    (bootstrapping keys at N = 2^16: one Galois key is ~43 MB), ≤ fhe.KEY_CHUNK_CEILING (96 MiB)."""
+    """The upload body limit (40 MiB), or one key-switching key of the key's parameters (base64
+    + 10 %) when larger (one Galois key at N = 2^16 is ~43 MB; the relinearization key at
+    N = 2^15, depth 16 ~41.6 MB), ≤ fhe.KEY_CHUNK_CEILING (96 MiB)."""
+    default = await _upload_body_limit(request)
     async with db(request) as conn:
         row = await repo.get_fhe_key(conn, principal(request).account_id, request.match_info["key_id"])
     if row is None:
-        return KEY_UPLOAD_LIMIT  # the handler answers 404
+        return default  # the handler answers 404
     params = await params_for(request.app[ENGINE], row)
-    return fhe.key_chunk_limit(params, KEY_UPLOAD_LIMIT)
+    return fhe.key_chunk_limit(params, default)
 
 
 @routes.post("/keys/{key_id}/galois-keys")
 @access(Access.TRIAL_PLUS)
 @doc("Add a chunk of evaluation keys to an uploaded key, for key sets too large for one request (matmul at "
-     "N ≥ 16384, bootstrapping keys): Galois keys, and for bootstrap presets also the relinearization and "
-     "encapsulation keys; ≤ 40 MB, or one key-switching key when that is larger (≤ 96 MiB)",
+     "N ≥ 16384, bootstrapping keys, a relinearization key over 40 MiB): Galois keys, the relinearization key, "
+     "and for bootstrap presets the encapsulation keys; ≤ 40 MB, or one key-switching key when that is larger "
+     "(≤ 96 MiB)",
      request=GaloisKeysRequest,
      responses={200: KeyResponse, 400: ErrorResponse, 404: ErrorResponse, 413: ErrorResponse})
 @body_limit(RouteBodyLimit(fhe.KEY_CHUNK_CEILING, _chunk_body_limit))

@@ -228,9 +228,12 @@ async def _run_job(request: web.Request, fcu: int, operation: str, session_id: s
     worker or DELETE /jobs for an asynchronous one).
 
     The session must be live (404 NOT_FOUND otherwise). A request under an Idempotency-Key
-    touches it first (a replay needs a live session, as ever); any other request leaves the
-    touch to the dispatcher, which does it in the job's admission statement
-    (``jobs.insert_admitted(session=…)``: one PostgreSQL round trip less per gate)."""
+    touches it first; any other request leaves the touch to the dispatcher, which does it in
+    the job's admission statement (``jobs.insert_admitted(session=…)``: one PostgreSQL round
+    trip less per gate). A repeated request whose answer was stored never gets here: the
+    idempotency middleware replays it (24 h, API.md) even after the session went idle; only a
+    retry whose job completed but whose answer was lost is replayed here, and needs the
+    session live."""
     p = principal(request)
     started = time.monotonic()
     store = request.app[TFHE_STORE]
