@@ -117,8 +117,9 @@ async def test_concurrent_chunks_keep_every_step_and_repeats_are_not_stored(api,
 
 
 async def test_relinearization_key_in_a_chunk_when_the_upload_body_is_too_small(make_client, service_settings):
-    """A relinearization key over the upload body limit (N = 2^15 at depth 16: ~41.6 MB of base64
-    against 40 MiB) goes up in a chunk of its own, for any parameters: the server's upload limit
+    """A relinearization key that does not fit beside the public key under the upload body limit
+    (N = 2^15 at depth 16: ~41.6 MB of base64, with the public key over 40 MiB) goes up in a chunk
+    of its own, for any parameters: the server's upload limit
     is lowered here so that a small ring's key set is over it (no 40 MB upload in a test)."""
     from dataclasses import replace
 

@@ -331,7 +331,7 @@ class AsyncClient:
                           max_bytes: int = 28 * 1024 * 1024) -> str:
         """Upload the public and evaluation keys; returns the key id (also set on ``keys``).
         Large key sets (Galois keys of big matmuls, bootstrapping keys, a relinearization key
-        over the 40 MiB body: N = 2^15 at depth 16) go in several requests
+        that with the public key passes the 40 MiB body: N = 2^15 at depth 16) go in several requests
         (``POST /keys/{id}/galois-keys``) of at most ~``max_bytes`` of key data each;
         ``progress(sent_bytes, total_bytes)`` is called as the bodies stream out."""
         bodies = await asyncio.to_thread(keys.upload_parts, max_bytes)

@@ -182,9 +182,9 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
         raise KeyMismatchError("the public key's key tag does not match its contents")
     if evk.key_tag != pk.key_tag:
         raise KeyMismatchError("the evaluation keys belong to another key pair than the public key")
-    # the relinearization key may come in a chunk of its own (POST /keys/{id}/galois-keys): one
-    # key-switching key can exceed the 40 MiB upload body (N = 2^15 at depth 16: ~41.6 MB of
-    # base64; bootstrap presets); until it arrives a multiply answers MISSING_KEY
+    # the relinearization key may come in a chunk of its own (POST /keys/{id}/galois-keys): with
+    # the public key it can pass the 40 MiB upload body (N = 2^15 at depth 16: ~41.6 MB of base64
+    # for it alone; bootstrap presets); until it arrives a multiply answers MISSING_KEY
     steps, conj = rotation_steps(params, evk.galois_keys)
     fresh_len = fresh_ciphertext_bytes(params, pk.key_tag)
     body_limit = max(limits.ciphertext_body, math.ceil(b64_len(fresh_len) * 1.1) + JSON_SLACK)
@@ -295,7 +295,7 @@ class GaloisChunk:
 
 def parse_galois_chunk(params: Any, key_tag: bytes, eval_key_b64: str) -> GaloisChunk:
     """Validate a chunk of evaluation keys for an existing key (same parameters and key pair):
-    Galois keys, the relinearization key (any parameters: one key-switching key can exceed the
+    Galois keys, the relinearization key (any parameters: beside the public key it can pass the
     40 MiB upload body, e.g. N = 2^15 at depth 16), and for bootstrappable parameters the
     sparse-secret encapsulation keys; the steps it realises. The key's step list is merged under
     the row lock in ``repo.add_eval_key_part``.

@@ -158,7 +158,8 @@ async def _chunk_body_limit(request: web.Request) -> int:
 @routes.post("/keys/{key_id}/galois-keys")
 @access(Access.TRIAL_PLUS)
 @doc("Add a chunk of evaluation keys to an uploaded key, for key sets too large for one request (matmul at "
-     "N ≥ 16384, bootstrapping keys, a relinearization key over 40 MiB): Galois keys, the relinearization key, "
+     "N ≥ 16384, bootstrapping keys, a relinearization key that does not fit beside the public key): Galois keys, "
+     "the relinearization key, "
      "and for bootstrap presets the encapsulation keys; ≤ 40 MB, or one key-switching key when that is larger "
      "(≤ 96 MiB)",
      request=GaloisKeysRequest,
