@@ -218,11 +218,11 @@ class CkksParameters:
             alpha = math.ceil(len(bits) / dnum)
             k_wide = math.ceil((max(sum(bits[s:s + alpha]) for s in range(0, len(bits), alpha)) + 1) / wide)
             digits = self._digit_ranges(levels, dnum)
+            widest = max(math.prod(self.moduli[s:e]) for s, e in digits)
             for b in IFMA_SPECIAL_MOD_BITS:
                 if bound is not None and _chain_bits(self.scale_bits, self.max_depth, first, b, dnum, boot) > bound:
                     continue
                 ps = _special_primes(b, self.moduli, digits, self.poly_degree)
-                widest = max(math.prod(self.moduli[s:e]) for s, e in digits)
                 if len(ps) < 2 * k_wide and math.log2(math.prod(ps)) - math.log2(widest) >= MIN_SPECIAL_MARGIN_BITS:
                     chosen = b
                     break

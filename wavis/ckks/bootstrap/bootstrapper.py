@@ -16,6 +16,7 @@ SlotsToCoeffs lands on Δ_L = 2^scale_bits at level L = max_depth.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import weakref
@@ -450,14 +451,23 @@ class Bootstrapper:
                        workspace: Workspace | None = None) -> Ciphertext:
         """The DFT factors in turn (one level each), their baby rotations in ``workspace``
         (default: the context's idle one, ``_take_workspace``, given back afterwards)."""
-        ws = workspace if workspace is not None else _take_workspace(self.ev.context, self._workspace_words())
-        try:
+        with self._workspace(workspace) as ws:
             for lt in factors:
                 x = lt.apply(self.ev, x, workspace=ws)
-        finally:
-            if workspace is None:
-                _give_workspace(self.ev.context, ws)
         return x
+
+    @contextlib.contextmanager
+    def _workspace(self, given: Workspace | None = None):
+        """``given``, or the context's idle workspace reserved for this configuration
+        (``_take_workspace``) and given back on exit (``_give_workspace``)."""
+        if given is not None:
+            yield given
+            return
+        ws = _take_workspace(self.ev.context, self._workspace_words())
+        try:
+            yield ws
+        finally:
+            _give_workspace(self.ev.context, ws)
 
     def _workspace_words(self) -> int:
         return _workspace_words(self._transforms, self.params, self.preset)
@@ -489,13 +499,10 @@ class Bootstrapper:
         return self.ev.add(first, self.meta_correction(self.meta_error(ct, first)))
 
     def _bootstrap_once(self, ct: Ciphertext, stc: list[LinearTransform] | None = None) -> Ciphertext:
-        ws = _take_workspace(self.ev.context, self._workspace_words())
-        try:
+        with self._workspace() as ws:
             x = self.sub_sum(self.mod_raise(ct))
             parts = [self.eval_mod(p) for p in self.coeffs_to_slots(x, ws)]
             return self.slots_to_coeffs(parts, stc, ws)
-        finally:
-            _give_workspace(self.ev.context, ws)
 
     def meta_error(self, ct: Ciphertext, first: Ciphertext) -> Ciphertext:
         """META-BTS step 1: 2^k_2·(ct − first) (k_2 = :attr:`meta_bits`), ``first`` = BTS(ct) brought to
