@@ -130,6 +130,23 @@ def test_encode_decode_roundtrip(params):
     assert np.max(np.abs(out - z)) < 2**-30
 
 
+def test_embedding_is_the_canonical_one(params):
+    """Slot j is m(ζ^{5^j}), ζ = e^{iπ/N}, evaluated directly (CKKS §3.2), for the half-size
+    special FFT of embed and embed_inverse; a sign or permutation slip breaks rotations."""
+    enc = Encoder(params)
+    n = params.poly_degree
+    rng = np.random.default_rng(5)
+    m = rng.normal(size=n)
+    got = enc.embed(m)
+    for j in (0, 1, 2, 7, n // 4, n // 2 - 1):
+        root = np.exp(1j * np.pi * pow(5, j, 2 * n) / n)
+        assert abs(got[j] - np.polyval(m[::-1], root)) < 1e-9 * n
+    z = rng.uniform(-1, 1, n // 2) + 1j * rng.uniform(-1, 1, n // 2)
+    coeffs = enc.embed_inverse(z)
+    assert coeffs.dtype == np.float64 and coeffs.shape == (n,)
+    assert np.max(np.abs(enc.embed(coeffs) - z)) < 1e-12
+
+
 def test_encode_rejects_bad_values(params):
     enc = Encoder(params)
     with pytest.raises(EncodingError):

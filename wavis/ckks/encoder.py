@@ -3,8 +3,9 @@
 Slot j of a plaintext polynomial m(X) ∈ Z[X]/(X^N+1) is m(ζ^{5^j}), ζ = exp(iπ/N)
 (Cheon–Kim–Kim–Song, "Homomorphic encryption for arithmetic of approximate numbers",
 ASIACRYPT 2017, §3.2–3.3; the 5^j ordering makes slot rotations the automorphisms
-X → X^{5^k}). Evaluation at all odd powers of ζ is one length-N DFT of the "twisted"
-coefficients m_c·ζ^c, so encode and decode cost O(N log N) (NumPy's FFT).
+X → X^{5^k}). Since 5^j ≡ 1 (mod 4), the slots are one length-N/2 DFT of the twisted, folded
+coefficients (m_c + i·m_{c+N/2})·ζ^c (the "special FFT"), so encode and decode cost one
+N/2-point complex FFT each (NumPy's).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Encoder:
         self.ctx = self.context.ring
 
     @cached_property
-    def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _tables(self) -> tuple[np.ndarray, np.ndarray]:
         n = self.params.poly_degree
         two_n = 2 * n
         slots = n // 2
@@ -47,28 +48,45 @@ class Encoder:
         for j in range(slots):
             g[j] = acc
             acc = acc * 5 % two_n
-        pos = (g - 1) // 2                      # DFT index of ζ^{5^j}
-        neg = ((two_n - g) - 1) // 2            # DFT index of ζ^{-5^j} = conj slot
-        twist = np.exp(1j * np.pi * np.arange(n) / n)  # ζ^c
-        return pos, neg, twist
+        # 5^j ≡ 1 (mod 4), so ζ^{5^j} = ζ·ω^u with ω = ζ^4 a primitive (N/2)-th root of unity and
+        # u = (5^j − 1)/4: the N/2 slots are one length-N/2 DFT (a permutation u of its outputs)
+        u = (g - 1) // 4
+        twist = np.exp(1j * np.pi * np.arange(slots) / n)  # ζ^c, c < N/2
+        return u, twist
 
     # -- real/complex ↔ coefficient vectors ------------------------------------------------
     def embed_inverse(self, values: np.ndarray) -> np.ndarray:
-        """Slots (N/2 complex) → real polynomial coefficients (N float64), unscaled."""
+        """Slots (N/2 complex128) → real polynomial coefficients (N float64), unscaled.
+
+        The inverse of :meth:`embed`: one length-N/2 complex FFT (the "special FFT" of
+        Cheon–Han–Kim–Kim–Song, SAC 2018, §2; HEAAN's and SEAL's encoders do the same).
+        """
         n = self.params.poly_degree
-        pos, neg, twist = self._tables
-        spectrum = np.zeros(n, dtype=np.complex128)
-        spectrum[pos] = values
-        spectrum[neg] = np.conj(values)
-        twisted = np.fft.fft(spectrum) / n      # inverse of E[t] = Σ_c m'_c e^{+2πi tc/N}
-        return (twisted * np.conj(twist)).real
+        u, twist = self._tables
+        spectrum = np.empty(n // 2, dtype=np.complex128)
+        spectrum[u] = values
+        w = np.fft.fft(spectrum)                # Σ_u F[u] ω^{-uc}
+        w *= np.conj(twist)
+        w *= 2.0 / n
+        out = np.empty(n, dtype=np.float64)
+        out[: n // 2] = w.real
+        out[n // 2:] = w.imag
+        return out
 
     def embed(self, coeffs: np.ndarray) -> np.ndarray:
-        """Real polynomial coefficients (N float64) → slots (N/2 complex128)."""
+        """Real polynomial coefficients (N float64) → slots (N/2 complex128).
+
+        Slot j is m(ζ^{5^j}) = Σ_{c<N/2} (m_c + i·m_{c+N/2})·ζ^c·ω^{u_j c}, since
+        ζ^{(N/2)·5^j} = i: one length-N/2 inverse FFT of z_c = (m_c + i·m_{c+N/2})·ζ^c.
+        """
         n = self.params.poly_degree
-        pos, _, twist = self._tables
-        spectrum = np.fft.ifft(coeffs * twist) * n
-        return spectrum[pos]
+        u, twist = self._tables
+        coeffs = np.asarray(coeffs, dtype=np.float64)
+        z = coeffs[: n // 2] + 1j * coeffs[n // 2:]
+        z *= twist
+        spectrum = np.fft.ifft(z)
+        spectrum *= n // 2
+        return spectrum[u]
 
     # -- public API --------------------------------------------------------------------------
     def encode(self, values, level: int | None = None, scale: float | None = None) -> Plaintext:
@@ -118,8 +136,10 @@ class Encoder:
                 max_abs=big, magnitude_bits=p.magnitude_bits)
         slots = np.zeros(p.slot_count, dtype=np.complex128)
         slots[: arr.size] = arr
-        coeffs = np.rint(self.embed_inverse(slots) * scale)
-        peak = float(np.max(np.abs(coeffs))) if coeffs.size else 0.0
+        coeffs = self.embed_inverse(slots)
+        coeffs *= scale
+        np.rint(coeffs, out=coeffs)
+        peak = max(float(coeffs.max()), -float(coeffs.min()))
         q_level = math.prod(p.moduli[: level + 1])
         limit = _MAX_COEFF if q_level.bit_length() > 64 else min(_MAX_COEFF, q_level / 2)
         if not np.isfinite(peak) or peak >= limit:
