@@ -123,14 +123,25 @@ class ApiKeyRotated(Response):
 
 # --- FHE keys -------------------------------------------------------------------------------
 
+# API.md "CKKS params": max_depth 1–24 (the library, ``wavis.ckks.CkksParameters``, allows 0..60; the
+# API's range is checked with the literal, ``fhe.request_params``, → 400 INVALID_PARAMS)
+API_MAX_DEPTH = (1, 24)
+
+
 class CkksParams(BaseModel):
     """CKKS parameter literal; values are validated by ``wavis.ckks.CkksParameters``
-    (→ 400 INVALID_PARAMS / INSUFFICIENT_SECURITY). Extra fields pass through to it."""
+    (→ 400 INVALID_PARAMS / INSUFFICIENT_SECURITY), ``max_depth`` also against the API's range
+    1–24. With ``bootstrap_preset`` the preset fixes ``poly_degree`` (and the fields it names), so
+    they may be left out; given, they must agree with it (400 INVALID_PARAMS naming both).
+    Extra fields pass through to it."""
 
     model_config = ConfigDict(extra="allow")
-    poly_degree: int
+    poly_degree: Annotated[int | None, Field(description=(
+        "ring degree N; required unless bootstrap_preset is given (the preset fixes it)"))] = None
     scale_bits: int = 40
-    max_depth: int = 5
+    max_depth: Annotated[int, Field(description=(
+        f"levels (rescales) a fresh ciphertext allows, {API_MAX_DEPTH[0]}..{API_MAX_DEPTH[1]} (400 INVALID_PARAMS "
+        "outside); with bootstrap_preset the levels left after each bootstrap (default: the preset's)"))] = 5
     security_level: Literal["testing", "128-bit", "192-bit", "256-bit"] = "128-bit"
     # [ours] the chain's other sizes (docs/ckks.md "Parameters and security"); left out, the
     # library picks them, and the key's `params` in every response carries what it picked, to be
