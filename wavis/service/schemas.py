@@ -43,6 +43,20 @@ class Dependency(Response):
     error: str | None = None
 
 
+class BodyLimits(Response):
+    """[ours] The request-body limits this server enforces (``Settings.limits``; API.md "Sizes"), so a
+    client sizes its uploads from the server it talks to rather than from constants of its own."""
+
+    default_body_bytes: int = Field(description="any body without a limit of its own (413 PAYLOAD_TOO_LARGE above)")
+    ciphertext_body_bytes: int = Field(description=(
+        "a ciphertext upload; a key whose fresh ciphertexts are larger raises it for that key "
+        "(its ciphertext_upload_limit_bytes)"))
+    key_upload_body_bytes: int = Field(description=(
+        "POST /keys/upload and each POST /keys/{key_id}/galois-keys chunk (the SDK sizes its key chunks from it)"))
+    key_chunk_max_bytes: int = Field(description=(
+        "a key chunk holding one key-switching key larger than key_upload_body_bytes may reach this size"))
+
+
 class HealthResponse(Response):
     status: Literal["healthy", "degraded", "unavailable"]
     version: str
@@ -65,6 +79,7 @@ class HealthResponse(Response):
     # [ours] every deletion from the durable store by reason: lru, ttl, key_deleted, deleted
     ciphertext_deletions_total: dict[str, int] | None = None
     maintenance: bool = False  # [ours]
+    limits: BodyLimits | None = None  # [ours] the body limits clients size uploads from
     dependencies: list[Dependency]
 
 

@@ -24,9 +24,14 @@ routes = web.RouteTableDef()
 KEY_UPLOAD_LIMIT = 40 * 1024 * 1024  # the ceiling; Settings.limits.key_upload_body may lower it
 
 
+def key_upload_limit(settings) -> int:
+    """The key-upload body limit this server enforces: ``Settings.limits.key_upload_body`` (40 MiB),
+    never above ``KEY_UPLOAD_LIMIT`` (``GET /health`` reports it in ``limits``)."""
+    return min(settings.limits.key_upload_body, KEY_UPLOAD_LIMIT)
+
+
 async def _upload_body_limit(request: web.Request) -> int:
-    """``Settings.limits.key_upload_body`` (40 MiB), never above ``KEY_UPLOAD_LIMIT``."""
-    return min(request.app[SETTINGS].limits.key_upload_body, KEY_UPLOAD_LIMIT)
+    return key_upload_limit(request.app[SETTINGS])
 
 
 def key_response(row: asyncpg.Record) -> KeyResponse:
