@@ -101,3 +101,18 @@ async def test_a_testing_preset_needs_the_insecure_mode_even_without_security_le
                  {"params": {"poly_degree": 1024}, "bootstrap_preset": "testing-n1024"}):
         err = await error_of(await _post(strict, dev, "/keys/generate", body), 400, "INSUFFICIENT_SECURITY")
         assert err["details"]["security_level"] == "testing"
+
+
+@pytest.mark.parametrize("field,value", [("max_depth", True), ("max_depth", "2"), ("scale_bits", "40"),
+                                         ("poly_degree", "1024"), ("scale_bits", False)])
+async def test_sizes_are_json_integers(api, field, value):
+    """`"max_depth": true` generated a key of depth 1 (pydantic's lax mode reads true as 1, "2" as
+    2): the key sizes, like every other integer field of the API, take JSON integers only (422)."""
+    dev = await api.account()
+    params = {**SMALL, "max_depth": 1, field: value}
+    err = await error_of(await _post(api, dev, "/keys/generate", {"params": params}), 422, "SCHEMA_MISMATCH")
+    assert field in str(err["details"]["errors"]), err
+    for bad in ({"rotation_steps": [True]}, {"rotation_steps": ["1"]}, {"bootstrappable": "yes"},
+                {"bootstrappable": 1}, {"bootstrap_slots": "8"}):
+        await error_of(await _post(api, dev, "/keys/generate", {"params": {**SMALL, "max_depth": 1}, **bad}),
+                       422, "SCHEMA_MISMATCH")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 
 class Request(BaseModel):
@@ -151,10 +151,11 @@ class CkksParams(BaseModel):
     Extra fields pass through to it."""
 
     model_config = ConfigDict(extra="allow")
-    poly_degree: Annotated[int | None, Field(description=(
+    # JSON integers only (strict): `true` or "40" for a size is a 422, never 1 or 40
+    poly_degree: Annotated[int | None, Field(strict=True, description=(
         "ring degree N; required unless bootstrap_preset is given (the preset fixes it)"))] = None
-    scale_bits: int = 40
-    max_depth: Annotated[int, Field(description=(
+    scale_bits: Annotated[int, Field(strict=True)] = 40
+    max_depth: Annotated[int, Field(strict=True, description=(
         f"levels (rescales) a fresh ciphertext allows, {API_MAX_DEPTH[0]}..{API_MAX_DEPTH[1]} (400 INVALID_PARAMS "
         "outside); with bootstrap_preset the levels left after each bootstrap (default: the preset's)"))] = 5
     security_level: Literal["testing", "128-bit", "192-bit", "256-bit"] = "128-bit"
@@ -196,10 +197,10 @@ class GaloisKeysRequest(Request):
 class KeyGenerateRequest(Request):
     scheme: Literal["ckks", "rns-ckks"] = "rns-ckks"
     params: CkksParams
-    rotation_steps: Annotated[list[int], Field(max_length=64)] = []
-    bootstrappable: bool = False
+    rotation_steps: Annotated[list[StrictInt], Field(max_length=64)] = []
+    bootstrappable: StrictBool = False  # JSON true/false only, not "yes" or 1
     bootstrap_preset: str | None = None  # [ours] same as params.bootstrap_preset
-    bootstrap_slots: int | None = None  # [ours] sparse packing: the slot count the bootstrap keys are for
+    bootstrap_slots: StrictInt | None = None  # [ours] sparse packing: the slot count the bootstrap keys are for
 
 
 class KeyResponse(Response):
