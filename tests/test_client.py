@@ -38,6 +38,37 @@ async def test_async_client_round_trip(api, ckks_pair_factory):
         assert info.value.request_id.startswith("req_")
 
 
+async def test_the_sdk_sizes_key_chunks_from_the_servers_stated_limit(make_client, service_settings):
+    """The SDK's key-chunk size was a client-side 28 MiB: against a server with a lower
+    key-upload body limit (Settings.limits.key_upload_body) the first body passed it (413). The
+    server now states its limits in GET /health and the SDK sizes its chunks from them."""
+    from dataclasses import replace
+
+    from wavis import serialize
+    from wavis.ckks import EvaluationKeys
+    from wavis.service.settings import Limits
+    from conftest import add_account_helper
+
+    pair = KeyPair.generate({"poly_degree": 1024, "scale_bits": 40, "max_depth": 2, "security_level": "testing"},
+                            galois_steps=[1, 2, 3, 5, 8])
+    evk = pair.eval_keys
+    relin_len = len(serialize.dumps(EvaluationKeys(evk.params_fingerprint, evk.key_tag, evk.relin_key, {})))
+    limit = 2 * relin_len  # one key per body fits; the whole key set (7 key-switching keys) does not
+    assert len(serialize.dumps(evk)) * 4 // 3 > limit
+    api = await make_client(replace(service_settings, limits=replace(Limits(), key_upload_body=limit)))
+    add_account_helper(api)
+    async with AsyncClient(str(api.make_url("")).rstrip("/"), api_key=await api.account()) as c:
+        limits = (await c.health())["limits"]
+        assert limits["key_upload_body_bytes"] == limit and limits["default_body_bytes"] == 1024 * 1024
+        assert await c.key_chunk_bytes() == limit * 7 // 10
+        key_id = await c.upload_keys(pair)
+        assert (await c.get_key(key_id))["galois_steps"] == [1, 2, 3, 5, 8]
+        x = np.linspace(-1, 1, pair.params.slot_count)
+        a = await c.upload_ciphertext(key_id, pair.encrypt(x))
+        r = await c.multiply(key_id, a.ciphertext_id, a.ciphertext_id)
+    assert np.max(np.abs(pair.decrypt(r.ciphertext).real - x * x)) < 1e-5
+
+
 async def test_a_sync_job_past_the_request_timeout_is_waited_for_and_answered_once(make_client, service_settings,
                                                                                     ckks_pair_factory):
     """A synchronous operation that outlives the server's request timeout (504 JOB_TIMEOUT: a

@@ -101,3 +101,15 @@ def test_fast_128_failure_figure_agrees_with_the_noise_model():
         text = " ".join((ROOT / name).read_text().split())
         stated = re.findall(r"fast_128[^.;)]*?failure[^2]*(2\^-[0-9.]+[0-9])", text)
         assert stated and set(stated) == {figure}, (name, stated, figure)
+
+
+def test_getting_started_says_what_server_side_ckks_decryption_answers():
+    """The trial read "CKKS decryptions keep only a few bits" and then met a 409: the page now says
+    that at the default 40-bit scale server-side decryption answers 409 INSUFFICIENT_PRECISION and
+    what to do (its Python block, run by test_python_blocks_run, checks the 409 against the server)."""
+    text = " ".join((ROOT / "docs" / "getting-started.md").read_text().split())
+    section = text[text.index("## 3. Server-managed mode"):text.index("## 4.")]
+    for needed in ("409 `INSUFFICIENT_PRECISION`", "default `scale_bits` 40", "scale_bits_for_8_bits",
+                   "decrypt on your side", "keys.decrypt(result.ciphertext)", "docs/security.md",
+                   'exc.code == "INSUFFICIENT_PRECISION"'):
+        assert needed in section, needed

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FLOWS = {
     "matmul_64.py": '{"poly_degree": 1024, "scale_bits": 30, "max_depth": 1, "security_level": "testing"}',
     "tfhe_adder_8bit.py": None,
-    "ckks_bootstrap.py": 'CkksParameters.bootstrappable("testing-n1024")',
+    "ckks_bootstrap.py": '{"bootstrap_preset": "testing-n1024"}',
 }
 
 
@@ -68,3 +68,20 @@ async def test_flow_runs_against_the_service(api, name, tmp_path):
     text = out.decode()
     assert {"matmul_64.py": "max abs error of M·x", "tfhe_adder_8bit.py": "200 + 55 = 255",
             "ckks_bootstrap.py": "after the bootstrap"}[name] in text, text
+
+
+def test_bootstrap_example_help_returns_before_any_work():
+    """``examples/ckks_bootstrap.py --help`` started the ~1.8 GB n65536 keygen (it had no argument
+    parsing): it now prints its usage and description and exits at once; an unknown option is a
+    usage error (2), also before any work."""
+    import subprocess
+    import time
+
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "ckks_bootstrap.py"), "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage:") and "n65536" in out.stdout and time.monotonic() - t0 < 30
+    bad = subprocess.run([sys.executable, str(ROOT / "examples" / "ckks_bootstrap.py"), "--frobnicate"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unrecognized arguments" in bad.stderr

@@ -222,3 +222,23 @@ async def test_a_circuit_over_the_batch_limit_is_refused_before_sending(tfhe_key
         with pytest.raises(ParameterError) as info:
             await client.tfhe_run("sess_x", c)
     assert info.value.details["gates"] == MAX_CIRCUIT_GATES + 1
+
+
+async def test_key_chunk_size_falls_back_when_the_server_states_no_limit(aiohttp_server):
+    """A server whose /health has no ``limits`` (older) gives the SDK's default chunk size; one
+    that states a limit gives 7/10 of it; asked once per client."""
+    from wavis.client.ckks import DEFAULT_KEY_CHUNK_BYTES
+
+    seen: list[dict] = []
+    async with await client_for(aiohttp_server, [], seen) as c:  # answers {"ok": true}: no limits
+        assert await c.key_chunk_bytes() == DEFAULT_KEY_CHUNK_BYTES == 28 * 1024 * 1024
+        assert await c.key_chunk_bytes() == DEFAULT_KEY_CHUNK_BYTES and len(seen) == 1
+
+    async def health(request):
+        return web.json_response({"status": "healthy", "limits": {"key_upload_body_bytes": 10_000_000}})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/health", health)
+    server = await aiohttp_server(app)
+    async with AsyncClient(str(server.make_url("")), retry=FAST) as c:
+        assert await c.key_chunk_bytes() == 7_000_000

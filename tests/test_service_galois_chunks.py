@@ -163,3 +163,67 @@ async def test_relinearization_key_in_a_chunk_when_the_upload_body_is_too_small(
         a = await c.upload_ciphertext(key_id, pair.encrypt(x))
         r = await c.multiply(key_id, a.ciphertext_id, a.ciphertext_id)
     assert np.max(np.abs(pair.decrypt(r.ciphertext).real - x * x)) < 1e-5
+
+
+async def test_a_resent_relinearization_chunk_is_idempotent_and_other_bytes_conflict(api):
+    """A relinearization-key chunk sent again was stored again (a chunk with a relinearization or
+    encapsulation key always counted as new). Now every key a key holds is recorded by digest:
+    the same chunk again, or the relinearization key the upload body already carried, → 200 and
+    no new storage; a chunk with other bytes for a key already held (a fresh encryption of the same
+    key pair's relinearization or Galois key) → 409 KEY_CONFLICT naming it, nothing stored; a
+    chunk mixing held keys (same bytes) and new ones is stored for the new ones."""
+    from wavis.ckks import CkksParameters
+    from wavis.service.state import DB
+
+    params = CkksParameters.from_dict({"poly_degree": N, "scale_bits": 40, "max_depth": 2,
+                                       "security_level": "testing"})
+    seed = b"c" * 32
+    pair = KeyPair.generate(params, galois_steps=[1, 2], seed=seed)
+    h = bearer(await api.account())
+    fp, tag = pair.eval_keys.params_fingerprint, pair.eval_keys.key_tag
+
+    async def stored(key_id):
+        async with api.app[DB].acquire() as conn:
+            return await conn.fetchval("SELECT count(*) FROM fhe_key_parts WHERE key_id = $1", key_id)
+
+    async def chunk(key_id, evk):
+        return await api.post(f"/api/v1/keys/{key_id}/galois-keys",
+                              json={"eval_key": serialize.b64encode(serialize.dumps(evk))}, headers=h)
+
+    parts = pair.upload_parts(max_bytes=1)  # public key alone, then relinearization, then one Galois key each
+    key_id = (await (await api.post("/api/v1/keys/upload", json=parts[0], headers=h)).json())["key_id"]
+    for body in parts[1:]:
+        assert (await api.post(f"/api/v1/keys/{key_id}/galois-keys", json=body, headers=h)).status == 200
+    assert await stored(key_id) == 3
+    for body in parts[1:]:  # every chunk re-sent unchanged: 200, nothing stored
+        resp = await api.post(f"/api/v1/keys/{key_id}/galois-keys", json=body, headers=h)
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["galois_steps"] == [1, 2]
+    assert await stored(key_id) == 3
+
+    # the same key pair, other randomness: a relinearization key and a Galois key of other bytes
+    kg = KeyGenerator(params, seed=seed)
+    assert kg.key_tag == tag
+    relin = next(r for r in (kg.relinearization_key(), kg.relinearization_key())
+                 if not np.array_equal(np.asarray(r.data), np.asarray(pair.eval_keys.relin_key.data)))
+    err = (await (resp := await chunk(key_id, EvaluationKeys(fp, tag, relin, {}))).json())["error"]
+    assert resp.status == 409 and err["code"] == "KEY_CONFLICT" and err["details"]["conflicting"] == ["relin"], err
+    elt = next(iter(sorted(pair.eval_keys.galois_keys)))
+    other = kg.evaluation_keys(galois_steps=[1, 2]).galois_keys[elt]
+    err = (await (resp := await chunk(key_id, EvaluationKeys(fp, tag, None, {elt: other}))).json())["error"]
+    assert resp.status == 409 and err["details"]["conflicting"] == [f"galois:{elt}"], err
+    assert await stored(key_id) == 3
+
+    # a held key (same bytes) beside a new one: stored for the new one
+    new = KeyPair.generate(params, galois_steps=[1, 2, 4], seed=seed).eval_keys.galois_keys
+    mixed = {e: k for e, k in new.items() if e not in pair.eval_keys.galois_keys}
+    mixed[elt] = pair.eval_keys.galois_keys[elt]
+    resp = await chunk(key_id, EvaluationKeys(fp, tag, None, mixed))
+    assert resp.status == 200 and (await resp.json())["galois_steps"] == [1, 2, 4]
+    assert await stored(key_id) == 4
+
+    # the relinearization key the upload body carried, sent again as a chunk: nothing stored
+    whole = (await (await api.post("/api/v1/keys/upload", json=pair.upload_body(), headers=h)).json())["key_id"]
+    resp = await chunk(whole, EvaluationKeys(fp, tag, pair.eval_keys.relin_key, {}))
+    assert resp.status == 200, await resp.text()
+    assert await stored(whole) == 0

@@ -977,3 +977,26 @@ async def test_openapi_documents_the_webhook_routes(api):
     assert "key_rotated" in json.dumps(schemas["WebhookCreateRequest"])
     assert {p["name"] for p in paths["/api/v1/webhooks/events"]["get"]["parameters"] if "name" in p} >= {
         "limit", "cursor", "webhook_id", "status", "type"}
+
+
+async def test_malformed_host_names_are_a_400_not_a_500(api):
+    """`https://a..b/` and a 64+-character label reached the resolver, whose IDNA codec raised
+    UnicodeError ("label empty or too long"): a 500 INTERNAL_ERROR. The static check now refuses
+    them (400 INVALID_URL, reason "host"), and a resolver that raises UnicodeError anyway is an
+    unresolvable name (reason "dns"), never a 500."""
+    from wavis.service import ssrf
+
+    dev = await api.account()
+    for url in ("https://a..b/x", "https://" + "a" * 64 + ".example.com/x", "https://.example.com/x",
+                "https://" + ".".join(["a" * 60] * 5) + "/x"):
+        err = await error_of(await api.post("/api/v1/webhooks", json={"url": url}, headers=bearer(dev)),
+                             400, "INVALID_URL")
+        assert err["details"]["reason"] == "host", (url, err)
+
+    class Idna:
+        async def resolve(self, host, port=0, family=0):
+            "a..b".encode("idna")  # raises UnicodeError, as the threaded resolver does
+
+    target = ssrf.check_url("https://hooks.example.com/x")
+    with pytest.raises(ssrf.UnresolvableTarget):
+        await ssrf.resolve_and_vet(target, Idna())

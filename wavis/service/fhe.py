@@ -95,6 +95,43 @@ def build_params(params: dict[str, Any]):
     return ckks.CkksParameters.from_dict(params)
 
 
+def request_params(params: Any, bootstrap_preset: str | None = None) -> dict[str, Any]:
+    """The parameter literal of a key request (``schemas.CkksParams``; ``bootstrap_preset``: the
+    generate request's top-level field), resolved once so that every check of the request — the
+    insecure-parameter refusal, admission, parsing — sees the same values: the fields the client
+    set, and with a bootstrap preset every field it leaves out taken from the preset
+    (``CkksParameters.resolve_literal``: a preset fixes the ring, so ``poly_degree`` may be left
+    out). Then ``max_depth`` is checked against the API's range (API.md: 1–24; the library allows
+    0..60).
+
+    Raises: ParameterError (→ 400 INVALID_PARAMS) for a ``max_depth`` outside 1–24, a top-level
+    ``bootstrap_preset`` that differs from ``params.bootstrap_preset``, no ``poly_degree`` without a
+    preset, unknown fields."""
+    ckks, _ = _ckks()
+    from wavis.errors import ParameterError  # noqa: PLC0415
+
+    from .schemas import API_MAX_DEPTH  # noqa: PLC0415
+
+    literal = params.model_dump(exclude_unset=True) if hasattr(params, "model_dump") else dict(params)
+    if bootstrap_preset is not None:
+        if literal.get("bootstrap_preset") not in (None, bootstrap_preset):
+            raise ParameterError(
+                f"bootstrap_preset {bootstrap_preset!r} and params.bootstrap_preset "
+                f"{literal['bootstrap_preset']!r} differ (give one)", field="bootstrap_preset",
+                fields=["bootstrap_preset", "params.bootstrap_preset"])
+        literal["bootstrap_preset"] = bootstrap_preset
+    literal = ckks.CkksParameters.resolve_literal(literal)
+    lo, hi = API_MAX_DEPTH
+    depth = literal.get("max_depth", 5)
+    if not isinstance(depth, int) or isinstance(depth, bool) or not lo <= depth <= hi:
+        raise ParameterError(
+            f"max_depth must be an integer in {lo}..{hi}, got {depth!r}"
+            + (" (with bootstrap_preset it counts the levels left after each bootstrap)"
+               if literal.get("bootstrap_preset") else ""),
+            field="params.max_depth", min=lo, max=hi)
+    return literal
+
+
 def magnitude_bits_of(params: dict[str, Any]) -> int:
     """The declared magnitude bound (log2) of a stored key's parameter literal; for keys stored
     before it existed, what their headroom gives (at most the default 19)."""
@@ -139,6 +176,41 @@ class ParsedKeys:
     evaluator: Any
     ciphertext_body_limit: int
     is_secure: bool
+    key_digests: dict[str, str] | None = None  # key_digests() of the evaluation keys in this request
+
+
+def key_digests(evk: Any) -> dict[str, str]:
+    """A digest (BLAKE2b-128, hex) of each key-switching key in an ``EvaluationKeys``, by name:
+    ``relin``, ``encapsulation``, ``galois:<element>``. The service stores them with the key
+    (``fhe_keys.key_digests``) so that a key chunk re-sent with the same keys is recognised (no new
+    storage) and one with other bytes for a key already held is refused (``repo.add_eval_key_part``).
+    A key is hashed over its b components and its a-seed (or its a components when it has no seed):
+    what the wire format carries of it."""
+    import hashlib  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    def digest(*ksks: Any, extra: bytes = b"") -> str:
+        h = hashlib.blake2b(extra, digest_size=16)
+        for k in ksks:
+            data = np.asarray(k.data)
+            h.update(repr(data.shape).encode())
+            seed = getattr(k, "a_seed", None)
+            for j in range(data.shape[0]):
+                h.update(np.ascontiguousarray(data[j, 0]).data)
+                h.update(seed if seed else np.ascontiguousarray(data[j, 1]).data)
+        return h.hexdigest()
+
+    out: dict[str, str] = {}
+    if evk.relin_key is not None:
+        out["relin"] = digest(evk.relin_key)
+    if evk.encapsulation is not None:
+        enc = evk.encapsulation
+        out["encapsulation"] = digest(enc.dense_to_sparse, enc.sparse_to_dense,
+                                      extra=int(enc.hamming_weight).to_bytes(4, "little"))
+    for elt, gk in evk.galois_keys.items():
+        out[f"galois:{int(elt)}"] = digest(gk)
+    return out
 
 
 def fresh_ciphertext_bytes(params: Any, key_tag: bytes = b"") -> int:
@@ -186,6 +258,7 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
     # the public key it can pass the 40 MiB upload body (N = 2^15 at depth 16: ~41.6 MB of base64
     # for it alone; bootstrap presets); until it arrives a multiply answers MISSING_KEY
     steps, conj = rotation_steps(params, evk.galois_keys)
+    digests = key_digests(evk)  # (before the Evaluator moves the keys onto its device)
     fresh_len = fresh_ciphertext_bytes(params, pk.key_tag)
     body_limit = max(limits.ciphertext_body, math.ceil(b64_len(fresh_len) * 1.1) + JSON_SLACK)
     body_limit = min(body_limit, limits.ciphertext_body_ceiling)
@@ -210,6 +283,7 @@ def parse_key_upload(params_in: dict[str, Any], public_key_b64: str, eval_key_b6
         eval_key=evk_bytes,
         evaluator=ckks.Evaluator(_context(params, contexts), evk),
         ciphertext_body_limit=body_limit,
+        key_digests=digests,
         is_secure=bool(getattr(params, "is_secure", True)),
     )
 
@@ -291,6 +365,7 @@ class GaloisChunk:
     galois_steps: list[int]
     conjugation: bool
     other_keys: bool = False  # a relinearization key, or a bootstrap preset's encapsulation keys
+    digests: dict[str, str] | None = None  # key_digests() of the chunk's keys
 
 
 def parse_galois_chunk(params: Any, key_tag: bytes, eval_key_b64: str) -> GaloisChunk:
@@ -316,7 +391,8 @@ def parse_galois_chunk(params: Any, key_tag: bytes, eval_key_b64: str) -> Galois
     if not (evk.galois_keys or evk.relin_key is not None or evk.encapsulation is not None):
         raise ParameterError("the key chunk holds no key", field="eval_key")
     steps, conj = rotation_steps(params, evk.galois_keys)  # this chunk's own steps
-    return GaloisChunk(blob, steps, conj, evk.relin_key is not None or evk.encapsulation is not None)
+    return GaloisChunk(blob, steps, conj, evk.relin_key is not None or evk.encapsulation is not None,
+                       key_digests(evk))
 
 
 @dataclass

@@ -187,11 +187,14 @@ async def insert_fhe_key(conn: asyncpg.Connection, *, account_id: str, scheme: s
                          fingerprint: str, key_tag: bytes, slot_count: int, max_level: int,
                          galois_steps: list[int], conjugation: bool, public_key: bytes, eval_key: bytes,
                          ciphertext_body_limit: int, key_id: str | None = None,
-                         secret_key_sealed: bytes | None = None) -> asyncpg.Record:
+                         secret_key_sealed: bytes | None = None,
+                         key_digests: dict[str, str] | None = None) -> asyncpg.Record:
+    """Insert a key; ``key_digests``: ``fhe.key_digests`` of the evaluation keys in ``eval_key``
+    (what ``add_eval_key_part`` compares chunks with)."""
     async with conn.transaction():
         row = await _insert_fhe_key(conn, account_id, scheme, params, fingerprint, key_tag, slot_count, max_level,
                                     galois_steps, conjugation, public_key, eval_key, ciphertext_body_limit,
-                                    key_id, secret_key_sealed)
+                                    key_id, secret_key_sealed, key_digests or {})
         await emit_event(conn, account_id, "key_created", {
             "kind": "fhe_key", "key_id": row["id"], "scheme": scheme, "slot_count": slot_count,
             "max_level": max_level, "blind": row["is_blind"]})
@@ -200,15 +203,15 @@ async def insert_fhe_key(conn: asyncpg.Connection, *, account_id: str, scheme: s
 
 async def _insert_fhe_key(conn, account_id, scheme, params, fingerprint, key_tag, slot_count, max_level,
                           galois_steps, conjugation, public_key, eval_key, ciphertext_body_limit, key_id,
-                          secret_key_sealed) -> asyncpg.Record:
+                          secret_key_sealed, key_digests) -> asyncpg.Record:
     return await conn.fetchrow(
         f"""INSERT INTO fhe_keys (id, account_id, scheme, params, params_fingerprint, key_tag, slot_count, max_level,
                                   galois_steps, conjugation, public_key, eval_key, ciphertext_body_limit,
-                                  secret_key_sealed, is_blind)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::bytea, $14::bytea IS NULL)
+                                  secret_key_sealed, is_blind, key_digests)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::bytea, $14::bytea IS NULL, $15)
             RETURNING {KEY_META_COLUMNS}""",
         key_id or new_id("key"), account_id, scheme, params, fingerprint, key_tag, slot_count, max_level,
-        galois_steps, conjugation, public_key, eval_key, ciphertext_body_limit, secret_key_sealed,
+        galois_steps, conjugation, public_key, eval_key, ciphertext_body_limit, secret_key_sealed, key_digests,
     )
 
 
@@ -276,26 +279,50 @@ MAX_KEY_PARTS = 256
 
 async def add_eval_key_part(conn: asyncpg.Connection, account_id: str, key_id: str, blob: bytes,
                             galois_steps: list[int], conjugation: bool,
-                            other_keys: bool = False) -> tuple[asyncpg.Record | None, bool]:
+                            other_keys: bool = False,
+                            digests: dict[str, str] | None = None) -> tuple[asyncpg.Record | None, bool]:
     """Append a key chunk, merging its Galois steps into the key's list under the row lock (so
     concurrent chunks never lose each other's steps). Returns (the key row or None, whether the
-    chunk added anything: a chunk with no new step is not stored again, unless it carries
-    ``other_keys`` — a relinearization key, or a bootstrap preset's encapsulation keys).
+    chunk added anything).
 
-    Raises: ParameterError past MAX_KEY_PARTS chunks for one key.
+    With ``digests`` (``fhe.key_digests`` of the chunk's keys) and a key that records its own
+    (``fhe_keys.key_digests``, every key stored since migration 084), a chunk is idempotent: keys
+    the key already holds with the same digest are duplicates, and a chunk of duplicates only is
+    not stored again (a re-sent chunk: 200, nothing added); a key it already holds with another
+    digest (a relinearization key, an encapsulation key or a Galois key of other bytes: another
+    encryption, perhaps another key pair's) → 409 KEY_CONFLICT naming the keys, nothing stored.
+    Keys stored before that (``key_digests`` NULL) keep the earlier rule: a chunk with no new
+    step is not stored again, unless it carries ``other_keys`` — a relinearization key, or a
+    bootstrap preset's encapsulation keys.
+
+    Raises: ParameterError past MAX_KEY_PARTS chunks for one key; ApiError 409 KEY_CONFLICT.
     """
     from wavis.errors import ParameterError  # noqa: PLC0415
 
+    from .errors import ApiError  # noqa: PLC0415
+
     async with conn.transaction():
         row = await conn.fetchrow(
-            "SELECT galois_steps, conjugation FROM fhe_keys WHERE id = $1 AND account_id = $2 FOR UPDATE",
+            "SELECT galois_steps, conjugation, key_digests FROM fhe_keys WHERE id = $1 AND account_id = $2 FOR UPDATE",
             key_id, account_id)
         if row is None:
             return None, False
         have = set(row["galois_steps"] or [])
         merged = sorted(have | set(galois_steps))
         conj = bool(row["conjugation"]) or conjugation
-        if len(merged) == len(have) and conj == bool(row["conjugation"]) and not other_keys:
+        stored = row["key_digests"]
+        if digests is not None and stored is not None:
+            conflicts = sorted(name for name, d in digests.items() if name in stored and stored[name] != d)
+            if conflicts:
+                raise ApiError(409, "KEY_CONFLICT",
+                               f"this key already holds {', '.join(conflicts)} with other bytes than this chunk's; a "
+                               "key chunk may be re-sent unchanged (it is then not stored again) but never replaces a "
+                               "stored key: delete the key and upload the key set again to change it",
+                               {"conflicting": conflicts, "field": "eval_key"})
+            new = {name: d for name, d in digests.items() if name not in stored}
+            if not new:  # a re-sent chunk: every key already held with the same bytes
+                return await get_fhe_key(conn, account_id, key_id), False
+        elif len(merged) == len(have) and conj == bool(row["conjugation"]) and not other_keys:
             return await get_fhe_key(conn, account_id, key_id), False
         parts = await conn.fetchval("SELECT count(*) FROM fhe_key_parts WHERE key_id = $1", key_id)
         if parts >= MAX_KEY_PARTS:
@@ -305,8 +332,9 @@ async def add_eval_key_part(conn: asyncpg.Connection, account_id: str, key_id: s
                VALUES ($1, (SELECT COALESCE(max(part_no), 0) + 1 FROM fhe_key_parts WHERE key_id = $1), $2)""",
             key_id, blob)
         updated = await conn.fetchrow(
-            f"""UPDATE fhe_keys SET galois_steps = $2, conjugation = $3 WHERE id = $1
-                RETURNING {KEY_META_COLUMNS}""", key_id, merged, conj)
+            f"""UPDATE fhe_keys SET galois_steps = $2, conjugation = $3,
+                       key_digests = CASE WHEN key_digests IS NULL THEN NULL ELSE key_digests || $4::jsonb END
+                WHERE id = $1 RETURNING {KEY_META_COLUMNS}""", key_id, merged, conj, digests or {})
         return updated, True
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 
 class Request(BaseModel):
@@ -43,6 +43,20 @@ class Dependency(Response):
     error: str | None = None
 
 
+class BodyLimits(Response):
+    """[ours] The request-body limits this server enforces (``Settings.limits``; API.md "Sizes"), so a
+    client sizes its uploads from the server it talks to rather than from constants of its own."""
+
+    default_body_bytes: int = Field(description="any body without a limit of its own (413 PAYLOAD_TOO_LARGE above)")
+    ciphertext_body_bytes: int = Field(description=(
+        "a ciphertext upload; a key whose fresh ciphertexts are larger raises it for that key "
+        "(its ciphertext_upload_limit_bytes)"))
+    key_upload_body_bytes: int = Field(description=(
+        "POST /keys/upload and each POST /keys/{key_id}/galois-keys chunk (the SDK sizes its key chunks from it)"))
+    key_chunk_max_bytes: int = Field(description=(
+        "a key chunk holding one key-switching key larger than key_upload_body_bytes may reach this size"))
+
+
 class HealthResponse(Response):
     status: Literal["healthy", "degraded", "unavailable"]
     version: str
@@ -65,6 +79,7 @@ class HealthResponse(Response):
     # [ours] every deletion from the durable store by reason: lru, ttl, key_deleted, deleted
     ciphertext_deletions_total: dict[str, int] | None = None
     maintenance: bool = False  # [ours]
+    limits: BodyLimits | None = None  # [ours] the body limits clients size uploads from
     dependencies: list[Dependency]
 
 
@@ -123,14 +138,26 @@ class ApiKeyRotated(Response):
 
 # --- FHE keys -------------------------------------------------------------------------------
 
+# API.md "CKKS params": max_depth 1–24 (the library, ``wavis.ckks.CkksParameters``, allows 0..60; the
+# API's range is checked with the literal, ``fhe.request_params``, → 400 INVALID_PARAMS)
+API_MAX_DEPTH = (1, 24)
+
+
 class CkksParams(BaseModel):
     """CKKS parameter literal; values are validated by ``wavis.ckks.CkksParameters``
-    (→ 400 INVALID_PARAMS / INSUFFICIENT_SECURITY). Extra fields pass through to it."""
+    (→ 400 INVALID_PARAMS / INSUFFICIENT_SECURITY), ``max_depth`` also against the API's range
+    1–24. With ``bootstrap_preset`` the preset fixes ``poly_degree`` (and the fields it names), so
+    they may be left out; given, they must agree with it (400 INVALID_PARAMS naming both).
+    Extra fields pass through to it."""
 
     model_config = ConfigDict(extra="allow")
-    poly_degree: int
-    scale_bits: int = 40
-    max_depth: int = 5
+    # JSON integers only (strict): `true` or "40" for a size is a 422, never 1 or 40
+    poly_degree: Annotated[int | None, Field(strict=True, description=(
+        "ring degree N; required unless bootstrap_preset is given (the preset fixes it)"))] = None
+    scale_bits: Annotated[int, Field(strict=True)] = 40
+    max_depth: Annotated[int, Field(strict=True, description=(
+        f"levels (rescales) a fresh ciphertext allows, {API_MAX_DEPTH[0]}..{API_MAX_DEPTH[1]} (400 INVALID_PARAMS "
+        "outside); with bootstrap_preset the levels left after each bootstrap (default: the preset's)"))] = 5
     security_level: Literal["testing", "128-bit", "192-bit", "256-bit"] = "128-bit"
     # [ours] the chain's other sizes (docs/ckks.md "Parameters and security"); left out, the
     # library picks them, and the key's `params` in every response carries what it picked, to be
@@ -170,10 +197,10 @@ class GaloisKeysRequest(Request):
 class KeyGenerateRequest(Request):
     scheme: Literal["ckks", "rns-ckks"] = "rns-ckks"
     params: CkksParams
-    rotation_steps: Annotated[list[int], Field(max_length=64)] = []
-    bootstrappable: bool = False
+    rotation_steps: Annotated[list[StrictInt], Field(max_length=64)] = []
+    bootstrappable: StrictBool = False  # JSON true/false only, not "yes" or 1
     bootstrap_preset: str | None = None  # [ours] same as params.bootstrap_preset
-    bootstrap_slots: int | None = None  # [ours] sparse packing: the slot count the bootstrap keys are for
+    bootstrap_slots: StrictInt | None = None  # [ours] sparse packing: the slot count the bootstrap keys are for
 
 
 class KeyResponse(Response):

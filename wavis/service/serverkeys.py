@@ -68,7 +68,8 @@ def generate(params_in: dict[str, Any], rotation_steps: list[int], limits: Limit
         for elt, gk in sorted(evk.galois_keys.items()):
             blob = serialize.dumps(EvaluationKeys(evk.params_fingerprint, evk.key_tag, None, {elt: gk}))
             steps, conj = fhe.rotation_steps(params, [elt])
-            parts.append(fhe.GaloisChunk(blob, steps, conj))
+            one = EvaluationKeys(evk.params_fingerprint, evk.key_tag, None, {elt: gk})
+            parts.append(fhe.GaloisChunk(blob, steps, conj, digests=fhe.key_digests(one)))
     # the same parsing, validation and size limits as an uploaded key pair
     parsed = fhe.parse_key_upload(params.to_dict(), serialize.b64encode(serialize.dumps(pk)),
                                   serialize.b64encode(serialize.dumps(head)), limits)

@@ -171,6 +171,10 @@ def check_url(url: str, allow_loopback: bool = False) -> Target:
             raise UnsafeTarget("host", f"{host!r} is an internal name")
         if "." not in host:
             raise UnsafeTarget("host", "the host must be a fully qualified domain name")
+        if len(host) > 253 or any(not 1 <= len(label) <= 63 for label in host.split(".")):
+            # (the resolver's IDNA codec raised UnicodeError on these: a 500)
+            raise UnsafeTarget("host", "the host is not a valid DNS name (labels of 1 to 63 characters, "
+                                       "at most 253 in all)")
     if scheme == "http" and ip is not None and not ip.is_loopback:
         raise UnsafeTarget("scheme", "http is allowed only to loopback addresses")
     return Target(u, host, port, ip, scheme == "https")
@@ -194,7 +198,7 @@ async def resolve_and_vet(target: Target, resolver: AbstractResolver, allow_loop
                 infos = await resolver.resolve(target.host, target.port, family=socket.AF_UNSPEC)
         except TimeoutError:
             raise UnresolvableTarget("dns", f"resolving {target.host!r} timed out") from None
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a name the IDNA codec refuses
             raise UnresolvableTarget("dns", f"{target.host!r} does not resolve ({exc.__class__.__name__})") from None
         if not infos:
             raise UnresolvableTarget("dns", f"{target.host!r} does not resolve")

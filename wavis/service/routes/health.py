@@ -11,7 +11,7 @@ import wavis
 
 from .. import maintenance, pools
 from ..access import Access, access, doc, operational
-from ..schemas import Dependency, HealthResponse, ProbeResponse
+from ..schemas import BodyLimits, Dependency, HealthResponse, ProbeResponse
 from ..state import PROBE_DB, PROBE_REDIS, DB, ENGINE, METRICS, REDIS, SETTINGS, SHUTTING_DOWN, STARTED_AT
 from .util import json_response
 
@@ -140,6 +140,17 @@ async def backend_info(app: web.Application) -> tuple[str, object | None, str | 
     return info.kind, info, None
 
 
+def body_limits(settings) -> BodyLimits:
+    """The body limits the routes enforce (the key routes' own functions, so they cannot drift)."""
+    from .. import fhe  # noqa: PLC0415
+    from .keys import key_upload_limit  # noqa: PLC0415
+
+    upload = key_upload_limit(settings)
+    return BodyLimits(default_body_bytes=settings.limits.default_body,
+                      ciphertext_body_bytes=settings.limits.ciphertext_body,
+                      key_upload_body_bytes=upload, key_chunk_max_bytes=max(upload, fhe.KEY_CHUNK_CEILING))
+
+
 @routes.get("/health")  # aiohttp registers HEAD with the same handler
 @access(Access.PUBLIC)
 @operational
@@ -180,6 +191,7 @@ async def health(request: web.Request) -> web.Response:
         ciphertext_evictions_total=deletions.get("lru") if deletions is not None else None,
         ciphertext_deletions_total=deletions,
         maintenance=bool(settings.maintenance or maint is not None),
+        limits=body_limits(settings),
         dependencies=[pg, rd, stripe],
     )
     return json_response(body, status=503 if overall == "unavailable" else 200)

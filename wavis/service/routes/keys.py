@@ -24,9 +24,14 @@ routes = web.RouteTableDef()
 KEY_UPLOAD_LIMIT = 40 * 1024 * 1024  # the ceiling; Settings.limits.key_upload_body may lower it
 
 
+def key_upload_limit(settings) -> int:
+    """The key-upload body limit this server enforces: ``Settings.limits.key_upload_body`` (40 MiB),
+    never above ``KEY_UPLOAD_LIMIT`` (``GET /health`` reports it in ``limits``)."""
+    return min(settings.limits.key_upload_body, KEY_UPLOAD_LIMIT)
+
+
 async def _upload_body_limit(request: web.Request) -> int:
-    """``Settings.limits.key_upload_body`` (40 MiB), never above ``KEY_UPLOAD_LIMIT``."""
-    return min(request.app[SETTINGS].limits.key_upload_body, KEY_UPLOAD_LIMIT)
+    return key_upload_limit(request.app[SETTINGS])
 
 
 def key_response(row: asyncpg.Record) -> KeyResponse:
@@ -118,13 +123,13 @@ def secret_aad(key_id: str, account_id: str) -> bytes:
 async def upload_key(request: web.Request) -> web.Response:
     p = principal(request)
     req = await parse(request, KeyUploadRequest)
-    refuse_insecure(request, req.params.model_dump())
+    params_in = fhe.request_params(req.params)  # resolved once: a preset's fields filled in, max_depth 1–24
+    refuse_insecure(request, params_in)
     engine = request.app[ENGINE]
     limits = request.app[SETTINGS].limits
-    admission.admit(request, "keys/upload", req.params.model_dump(), len(req.eval_key or ""))
+    admission.admit(request, "keys/upload", params_in, len(req.eval_key or ""))
     parsed: fhe.ParsedKeys = await engine.run(
-        fhe.parse_key_upload, req.params.model_dump(exclude_unset=True), req.public_key, req.eval_key, limits,
-        engine.contexts
+        fhe.parse_key_upload, params_in, req.public_key, req.eval_key, limits, engine.contexts
     )
     del req  # drop the base64 text early
     async with db(request) as conn:
@@ -133,7 +138,7 @@ async def upload_key(request: web.Request) -> web.Response:
             fingerprint=parsed.fingerprint, key_tag=parsed.key_tag, slot_count=parsed.slot_count,
             max_level=parsed.max_level, galois_steps=parsed.galois_steps, conjugation=parsed.conjugation,
             public_key=parsed.public_key, eval_key=parsed.eval_key,
-            ciphertext_body_limit=parsed.ciphertext_body_limit,
+            ciphertext_body_limit=parsed.ciphertext_body_limit, key_digests=parsed.key_digests,
         )
     engine.params.put(row["id"], parsed.params)
     engine.evaluators.put(row["id"], parsed.evaluator)
@@ -180,7 +185,7 @@ async def add_galois_keys(request: web.Request) -> web.Response:
     del req
     async with db(request) as conn:
         updated, added = await repo.add_eval_key_part(conn, p.account_id, key_id, chunk.blob, chunk.galois_steps,
-                                                      chunk.conjugation, chunk.other_keys)
+                                                      chunk.conjugation, chunk.other_keys, chunk.digests)
     if updated is None:
         raise not_found("key", key_id=key_id)
     if added:
@@ -197,14 +202,11 @@ async def generate_key(request: web.Request) -> web.Response:
 
     p = principal(request)
     req = await parse(request, KeyGenerateRequest)
-    refuse_insecure(request, req.params.model_dump())
     settings = request.app[SETTINGS]
-    params_in = req.params.model_dump(exclude_unset=True)
-    if req.bootstrap_preset is not None:
-        if params_in.get("bootstrap_preset") not in (None, req.bootstrap_preset):
-            raise ApiError(400, "INVALID_PARAMS", "bootstrap_preset and params.bootstrap_preset differ",
-                           {"field": "bootstrap_preset"})
-        params_in["bootstrap_preset"] = req.bootstrap_preset
+    # resolved once (a preset's fields filled in, max_depth 1–24), so the insecure-parameter check
+    # sees a `testing` preset's security level even when the request leaves it out
+    params_in = fhe.request_params(req.params, req.bootstrap_preset)
+    refuse_insecure(request, params_in)
     if req.bootstrappable and params_in.get("bootstrap_preset") is None:
         from wavis.ckks.presets import BOOTSTRAP_PRESETS  # noqa: PLC0415
 
@@ -229,10 +231,11 @@ async def generate_key(request: web.Request) -> web.Response:
             max_level=parsed.max_level, galois_steps=parsed.galois_steps, conjugation=parsed.conjugation,
             public_key=parsed.public_key, eval_key=parsed.eval_key,
             ciphertext_body_limit=parsed.ciphertext_body_limit, key_id=key_id, secret_key_sealed=sealed,
+            key_digests=parsed.key_digests,
         )
         for part in gen.parts:  # key sets over one request's size (bootstrapping keys at N ≥ 2^15)
             row, _ = await repo.add_eval_key_part(conn, p.account_id, key_id, part.blob, part.galois_steps,
-                                                  part.conjugation, part.other_keys)
+                                                  part.conjugation, part.other_keys, part.digests)
     engine.params.put(row["id"], parsed.params)
     if gen.parts:
         engine.evaluators.discard(row["id"])  # loaded with every chunk on first use
