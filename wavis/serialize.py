@@ -147,8 +147,9 @@ def eval_keys_size(params: CkksParameters, galois_count: int, relin: bool = True
 
 
 def _encaps_moduli(params: CkksParameters) -> list[int]:
-    """The primes of the s→s' encapsulation key: q_0 and the first special prime."""
-    return [params.moduli[0], params.special_moduli[0]]
+    """The primes of the s→s' encapsulation key: q_0 and the first special prime(s)
+    (:attr:`CkksParameters.encapsulation_index`)."""
+    return [params.all_moduli[i] for i in params.encapsulation_index]
 
 
 def _bits(moduli) -> list[int]:

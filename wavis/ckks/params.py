@@ -42,6 +42,9 @@ WIDE_SPECIAL_MOD_BITS = 61
 # dnum 3, benchmarks/special_primes_ab.py: P only 2^0.0 above the digit lost ~6 bits of a rotation's
 # minimum precision, 2^5 about 1 bit, 2^43 none).
 MIN_SPECIAL_MARGIN_BITS = 10
+# Special-prime sizes a bootstrap preset used before it changed: (preset, bits) → the date of the
+# change, named in the error when saved parameters (and so their keys) still carry the old size.
+LEGACY_PRESET_SPECIAL_MOD_BITS = {("n65536", 61): "2026-12-08", ("testing-n1024", 61): "2026-12-08"}
 
 
 def _chain_bits(scale_bits: int, max_depth: int, first_bits: int, special_bits: int, dnum: int,
@@ -253,8 +256,13 @@ class CkksParameters:
             if fld == "first_mod_bits" and mine is None:
                 continue
             if mine != theirs:
+                legacy = ""
+                if fld == "special_mod_bits" and (name, mine) in LEGACY_PRESET_SPECIAL_MOD_BITS:
+                    legacy = (f"; parameters and keys saved with special_mod_bits = {mine} come from the preset "
+                              f"before {LEGACY_PRESET_SPECIAL_MOD_BITS[name, mine]} (other special primes, another "
+                              f"fingerprint) and cannot be used with it: generate new keys")
                 raise ParameterError(
-                    f"bootstrap_preset {name!r} fixes {fld} = {theirs!r}, got {mine!r} (leave it out)",
+                    f"bootstrap_preset {name!r} fixes {fld} = {theirs!r}, got {mine!r} (leave it out){legacy}",
                     field=fld, presets=sorted(BOOTSTRAP_PRESETS))
 
     @classmethod
@@ -425,6 +433,19 @@ class CkksParameters:
         """Indices of the special primes in :attr:`all_moduli`."""
         n = len(self.moduli)
         return list(range(n, n + len(self.special_moduli)))
+
+    @property
+    def encapsulation_index(self) -> list[int]:
+        """Indices (in :attr:`all_moduli`) of the primes the s → s' sparse-secret encapsulation
+        key lives on: q_0 (its one digit) and the first m special primes as its P (m = the
+        preset's ``encapsulation_special_primes``, 1 without a bootstrap preset;
+        ``KeyGenerator.encapsulation_keys``, Bossuat et al., ACNS 2022, §3)."""
+        m = 1
+        if self.bootstrap_preset is not None:
+            from .presets import BOOTSTRAP_PRESETS
+
+            m = BOOTSTRAP_PRESETS[self.bootstrap_preset].encapsulation_special_primes
+        return [0] + self.special_index()[:m]
 
     @cached_property
     def fingerprint(self) -> str:
