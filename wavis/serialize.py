@@ -147,9 +147,8 @@ def eval_keys_size(params: CkksParameters, galois_count: int, relin: bool = True
 
 
 def _encaps_moduli(params: CkksParameters) -> list[int]:
-    """The primes of the s→s' encapsulation key: q_0 and the first special prime(s)
-    (:attr:`CkksParameters.encapsulation_index`)."""
-    return [params.all_moduli[i] for i in params.encapsulation_index]
+    """The primes of the s→s' encapsulation key: q_0 and the first special prime."""
+    return [params.moduli[0], params.special_moduli[0]]
 
 
 def _bits(moduli) -> list[int]:

@@ -11,7 +11,6 @@ Randomness: ChaCha20 CSPRNG seeded from the OS (``secrets``) unless a test seed 
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Iterable
 
 import numpy as np
@@ -145,12 +144,10 @@ class KeyGenerator:
     def encapsulation_keys(self, hamming_weight: int) -> EncapsulationKeys:
         """A fresh sparse secret s' of exactly ``hamming_weight`` non-zero ±1 coefficients and the
         two key-switching keys of sparse-secret encapsulation (Bossuat–Troncoso-Pastoriza–Hubaux,
-        ACNS 2022, §3): s → s' over q_0 and the first special primes only (one digit, q_0; P = the
-        product of the special primes :attr:`CkksParameters.encapsulation_index` names: p_0 alone
-        with 61-bit special primes, p_0·p_1 with 50-bit ones, so that P > q_0; an RLWE sample under
-        s' with a ~110–121-bit modulus, as Lattigo's and OpenFHE's; its security is that paper's
-        analysis, not the HE Standard table) and s' → s over Q·P (under the user's uniform ternary
-        s, covered by the table). s' itself is discarded.
+        ACNS 2022, §3): s → s' over q_0·p_0 only (one digit, the first special prime as P: an
+        RLWE sample under s' with a ~121-bit modulus, as Lattigo's and OpenFHE's; its security is
+        that paper's analysis, not the HE Standard table) and s' → s over Q·P (under the user's
+        uniform ternary s, covered by the table). s' itself is discarded.
 
         Raises: ParameterError (hamming_weight outside 1..N)."""
         p = self.params
@@ -162,9 +159,8 @@ class KeyGenerator:
         sp = ctx.from_signed(self.sampler.sparse_ternary(n, int(hamming_weight)), self._all_idx)
         ctx.ntt(sp, self._all_idx)
         up, seed_up = self._switching_key(sp)  # s' → s, under s
-        # s → s' restricted to (q_0, p_0[, p_1]): b = −a·s' + e + P_e·s over those primes only,
-        # P_e the product of the special primes among them
-        rows = p.encapsulation_index
+        # s → s' restricted to (q_0, p_0): b = −a·s' + e + p_0·s over those two primes only
+        rows = [0, p.special_index()[0]]
         mods = [p.all_moduli[i] for i in rows]
         seed = self.sampler.random_bytes(32)
         a = expand_uniform(seed, mods, n)[0]
@@ -172,8 +168,7 @@ class KeyGenerator:
         full_a[rows] = ctx.asarray(a)
         b, _ = self._rlwe_zero(sp, self._all_idx, full_a)
         t = ctx.zeros(1)
-        big_p = math.prod(p.all_moduli[i] for i in rows[1:])
-        ctx.mul_scalar(self.secret_key.data[:1], [big_p % p.moduli[0]], t, [0])
+        ctx.mul_scalar(self.secret_key.data[:1], [p.special_moduli[0] % p.moduli[0]], t, [0])
         b0 = b[:1].copy()
         ctx.add(b0, t, b0, [0])
         b[:1] = b0

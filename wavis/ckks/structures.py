@@ -105,10 +105,9 @@ class EncapsulationKeys:
 
     Attributes:
         hamming_weight: h of the sparse secret s' (exactly h non-zero coefficients in {±1}).
-        dense_to_sparse: key switching s → s' over q_0 and the first m special primes only (so
-            the sparse secret is never used with a large modulus; m = 1 or 2,
-            :attr:`CkksParameters.encapsulation_index`): ``data`` (1, 2, 1 + m, N) uint64 NTT over
-            (q_0, p_0[, p_1]).
+        dense_to_sparse: key switching s → s' over q_0 and the first special prime p_0 only (so
+            the sparse secret is never used with a large modulus): ``data`` (1, 2, 2, N) uint64
+            NTT over (q_0, p_0).
         sparse_to_dense: key switching s' → s, an ordinary hybrid key over every prime,
             ``data`` (dnum, 2, L+1+k, N) encrypted under the user's secret s.
     """

@@ -316,13 +316,12 @@ class Bootstrapper:
         return Ciphertext(out, ct.level, ct.scale, ct.params_fingerprint, ct.key_tag)
 
     def _to_sparse(self, ct: Ciphertext) -> Ciphertext:
-        """Level 0, s → s': hybrid key switching with one digit (q_0) and P = the first special
-        prime(s) only (the encapsulation key exists only modulo q_0·p_0[·p_1],
-        :attr:`CkksParameters.encapsulation_index`; Bossuat et al., ACNS 2022, §3)."""
-        sp = self.params.encapsulation_index[1:]
-        acc = ks.key_switch_ext(self.ctx, self.ctx.asarray(ct.data[1]), self._dense_to_sparse_key().data, [0], sp,
+        """Level 0, s → s': hybrid key switching with one digit (q_0) and P = p_0 only (the
+        encapsulation key exists only modulo q_0·p_0; Bossuat et al., ACNS 2022, §3)."""
+        p0 = self.params.special_index()[0]
+        acc = ks.key_switch_ext(self.ctx, self.ctx.asarray(ct.data[1]), self._dense_to_sparse_key().data, [0], [p0],
                                 [(0, 1)])
-        d = ks.mod_down_ntt(self.ctx, acc, [0], sp)
+        d = ks.mod_down_ntt(self.ctx, acc, [0], [p0])
         out = self.ctx.zeros(2).reshape(2, 1, -1)
         self.ctx.add(self.ctx.asarray(ct.data[0]), d[0], out[0], [0])
         out[1] = d[1]
@@ -330,12 +329,12 @@ class Bootstrapper:
 
     def _dense_to_sparse_key(self) -> KeySwitchingKey:
         """The s → s' key spread onto the full prime index (zero rows elsewhere: the key
-        switch reads only the rows of :attr:`CkksParameters.encapsulation_index`)."""
+        switch reads only the rows of q_0 and p_0)."""
         if self._down is None:
             p = self.params
             small = self.eval_keys.encapsulation.dense_to_sparse.data
             full = self.ctx.zeros(2 * len(p.all_moduli)).reshape(1, 2, len(p.all_moduli), -1)
-            rows = p.encapsulation_index
+            rows = [0, p.special_index()[0]]
             small = self.ctx.asarray(small)
             for c in range(2):
                 full[0, c][rows] = small[0, c]
