@@ -103,7 +103,8 @@ class CkksParameters:
             prime is cheaper than two IFMA ones, measured at N = 2^14), and leaves P at least
             2^MIN_SPECIAL_MARGIN_BITS above the widest digit (key-switching noise); otherwise 61.
             The resolved size is what :meth:`to_dict` carries, so parameters (and keys) serialized
-            with 61 keep their primes.
+            with 61 keep their primes. A bootstrap preset fixes it and may make p_0 alone wider
+            (:attr:`first_special_mod_bits`: n65536 has p_0 of 61 bits and eight of 50).
         dnum: number of key-switching digits (default: the fewest that fit the security bound).
         magnitude_bits: the declared input bound: every value the computation encrypts or produces
             has |value| < 2^magnitude_bits (default 19, 0..60). Needs first_mod_bits − scale_bits ≥
