@@ -164,7 +164,7 @@ def _p(**kw) -> BootstrapPreset:
 
 BOOTSTRAP_PRESETS: dict[str, BootstrapPreset] = {
     p.name: p for p in (
-        # N = 2^16, 128-bit (log2 QP = 1722 ≤ 1772, HE Standard): 10 user levels at ≥ 2^40, then
+        # N = 2^16, 128-bit (log2 QP = 1695 ≤ 1747, HE Standard): 10 user levels at ≥ 2^40, then
         # SlotsToCoeffs 3 × 40 bits (scales 2^54 → 2^40), EvalMod 8 × 60 bits (K = 16, r = 2,
         # degree 63: the same precision as r = 3 with degree 39 at one level fewer, which became
         # the tenth user level; the baby-step giant-step evaluation keeps its cost close),
