@@ -156,6 +156,45 @@ def test_preset_errors():
         Bootstrapper.key_plan(CkksParameters(poly_degree=1024, security_level="testing"))
 
 
+def test_parameters_of_the_old_61_bit_presets_fail_clearly():
+    """n65536 and testing-n1024 moved to special primes below 2^50 (2026-12-08, another
+    fingerprint): a literal saved with the old special_mod_bits = 61 is refused with a message
+    that says why and what to do, not built into parameters its keys do not fit."""
+    for name in ("n65536", PRESET):
+        old = {"bootstrap_preset": name, "special_mod_bits": 61}
+        with pytest.raises(ParameterError) as ei:
+            CkksParameters.from_dict(old)
+        assert ei.value.details["field"] == "special_mod_bits"
+        assert "generate new keys" in ei.value.message and "2026-12-08" in ei.value.message
+    with pytest.raises(ParameterError) as ei:  # not an old size: the plain message
+        CkksParameters.from_dict({"bootstrap_preset": PRESET, "special_mod_bits": 45})
+    assert "generate new keys" not in ei.value.message
+
+
+def test_special_primes_of_the_presets():
+    """p_0, the P of the (q_0, p_0) encapsulation key, exceeds q_0 (except n32768's, documented in
+    wavis.ckks.presets) and keeps that key's modulus at ~121 bits; the other n65536 special
+    primes are below 2^50 (the IFMA kernels), 2^21 above the widest digit, within the bound."""
+    for pre in BOOTSTRAP_PRESETS.values():
+        p = CkksParameters.bootstrappable(pre.name)
+        p0 = p.special_moduli[0]
+        assert p0.bit_length() == (pre.first_special_mod_bits or pre.special_mod_bits)
+        assert all(q.bit_length() == pre.special_mod_bits for q in p.special_moduli[1:])
+        if pre.name != "n32768":
+            assert p0 > p.moduli[0]
+        widest = max(math.prod(p.moduli[s:e]) for s, e in p.digits)
+        assert math.prod(p.special_moduli) > widest
+        assert math.prod(p.special_moduli[:-1]) < widest  # the fewest
+    p = CkksParameters.bootstrappable("n65536")
+    assert [q.bit_length() for q in p.special_moduli] == [61] + [50] * 8
+    assert 20 < math.log2(math.prod(p.special_moduli)) - math.log2(max(
+        math.prod(p.moduli[s:e]) for s, e in p.digits)) < 22
+    assert round(p.log_qp_bits) == 1695 and p.dnum == 3 and p.max_depth == 10
+    assert math.log2(p.moduli[0] * p.special_moduli[0]) < 121.1  # the sparse secret's modulus
+    from wavis.service.ops import ckks_shape
+    assert ckks_shape(p.to_dict()).special == len(p.special_moduli)
+
+
 def test_key_plan_is_exact(env):
     params, plan, kg = env["params"], env["plan"], env["kg"]
     assert plan.conjugation and plan.relinearization

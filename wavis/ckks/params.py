@@ -42,28 +42,45 @@ WIDE_SPECIAL_MOD_BITS = 61
 # dnum 3, benchmarks/special_primes_ab.py: P only 2^0.0 above the digit lost ~6 bits of a rotation's
 # minimum precision, 2^5 about 1 bit, 2^43 none).
 MIN_SPECIAL_MARGIN_BITS = 10
+# Special-prime sizes a bootstrap preset used before it changed: (preset, bits) → the date of the
+# change, named in the error when saved parameters (and so their keys) still carry the old size.
+LEGACY_PRESET_SPECIAL_MOD_BITS = {("n65536", 61): "2026-12-08", ("testing-n1024", 61): "2026-12-08"}
+
+
+def special_prime_sizes(digit_bits: float, special_bits: int, first_special_bits: int | None = None) -> list[int]:
+    """Sizes (bits) of the special primes p_0, p_1, … whose product P exceeds a widest digit of
+    ``digit_bits`` bits: p_0 of ``first_special_bits`` (a bootstrap preset's wider p_0, the P of
+    its (q_0, p_0) encapsulation key; None: ``special_bits`` like the others), then as few
+    ``special_bits`` primes as that takes (the count :func:`_special_primes` gives)."""
+    if first_special_bits is None:
+        return [special_bits] * math.ceil((digit_bits + 1) / special_bits)
+    rest = max(0, math.ceil((digit_bits + 1 - first_special_bits) / special_bits))
+    return [first_special_bits] + [special_bits] * rest
 
 
 def _chain_bits(scale_bits: int, max_depth: int, first_bits: int, special_bits: int, dnum: int,
-                boot_bits: tuple[int, ...] = ()) -> float:
+                boot_bits: tuple[int, ...] = (), first_special_bits: int | None = None) -> float:
     """log2(Q·P) (approximate, in bits) of the chain these sizes produce: q_0, max_depth primes
     of scale_bits, then the bootstrapping primes ``boot_bits`` (bottom-up), and the special
-    primes P ≥ the widest of the dnum key-switching digits."""
+    primes P ≥ the widest of the dnum key-switching digits (:func:`special_prime_sizes`)."""
     bits = [first_bits] + [scale_bits] * max_depth + list(boot_bits)
     alpha = math.ceil(len(bits) / dnum)
     digit_bits = max(sum(bits[s:s + alpha]) for s in range(0, len(bits), alpha))
-    k = math.ceil((digit_bits + 1) / special_bits)
-    return sum(bits) + k * special_bits
+    return sum(bits) + sum(special_prime_sizes(digit_bits, special_bits, first_special_bits))
 
 
 def _special_primes(bits: int, moduli: tuple[int, ...], digits: tuple[tuple[int, int], ...],
-                    poly_degree: int) -> tuple[int, ...]:
-    """The fewest NTT primes of ``bits`` bits (closest below 2^bits, none in ``moduli``) whose
-    product P exceeds every key-switching digit's product (Han–Ki, CT-RSA 2020, §3)."""
+                    poly_degree: int, first_bits: int | None = None) -> tuple[int, ...]:
+    """The fewest NTT primes of ``bits`` bits (closest below 2^bits, none in ``moduli``), after a
+    first prime p_0 of ``first_bits`` bits when given, whose product P exceeds every
+    key-switching digit's product (Han–Ki, CT-RSA 2020, §3)."""
     widest = max(math.prod(moduli[s:e]) for s, e in digits)
+    head = ntt_primes(first_bits, 1, poly_degree, exclude=moduli) if first_bits is not None else ()
+    if math.prod(head) > widest:
+        return head
     k = 1
     while True:
-        ps = ntt_primes(bits, k, poly_degree, exclude=moduli)
+        ps = head + ntt_primes(bits, k, poly_degree, exclude=moduli + head)
         if math.prod(ps) > widest:
             return ps
         k += 1
@@ -86,7 +103,8 @@ class CkksParameters:
             prime is cheaper than two IFMA ones, measured at N = 2^14), and leaves P at least
             2^MIN_SPECIAL_MARGIN_BITS above the widest digit (key-switching noise); otherwise 61.
             The resolved size is what :meth:`to_dict` carries, so parameters (and keys) serialized
-            with 61 keep their primes.
+            with 61 keep their primes. A bootstrap preset fixes it and may make p_0 alone wider
+            (:attr:`first_special_mod_bits`: n65536 has p_0 of 61 bits and eight of 50).
         dnum: number of key-switching digits (default: the fewest that fit the security bound).
         magnitude_bits: the declared input bound: every value the computation encrypts or produces
             has |value| < 2^magnitude_bits (default 19, 0..60). Needs first_mod_bits − scale_bits ≥
@@ -153,6 +171,7 @@ class CkksParameters:
         levels = self.max_depth + 1 + len(boot)
         if self.special_mod_bits is None:
             self._resolve_special_mod_bits(first, boot, levels, bound)
+        fsp = self.first_special_mod_bits
         if self.dnum is not None:
             if not isinstance(self.dnum, int) or isinstance(self.dnum, bool) or self.dnum < 1:
                 raise ParameterError(f"dnum must be a positive integer, got {self.dnum!r}", field="dnum")
@@ -167,19 +186,20 @@ class CkksParameters:
         else:
             dnum = next(
                 (d for d in range(1, levels + 1)
-                 if bound is None or _chain_bits(self.scale_bits, self.max_depth, first, self.special_mod_bits, d, boot) <= bound),
+                 if bound is None or _chain_bits(self.scale_bits, self.max_depth, first, self.special_mod_bits, d, boot,
+                                                 fsp) <= bound),
                 levels,
             )
             object.__setattr__(self, "dnum", dnum)
         if bound is not None:
-            total = _chain_bits(self.scale_bits, self.max_depth, first, self.special_mod_bits, dnum, boot)
+            total = _chain_bits(self.scale_bits, self.max_depth, first, self.special_mod_bits, dnum, boot, fsp)
             if total > bound:
                 if self.dnum is not None and _chain_bits(self.scale_bits, self.max_depth, first,
-                                                         self.special_mod_bits, levels, boot) <= bound:
+                                                         self.special_mod_bits, levels, boot, fsp) <= bound:
                     # the fewest digits that fit: a concrete dnum to set (a bootstrap preset's literal
                     # gets the preset's dnum when it names none, so "leave it unset" would not help)
                     fits = next(d for d in range(dnum + 1, levels + 1) if _chain_bits(
-                        self.scale_bits, self.max_depth, first, self.special_mod_bits, d, boot) <= bound)
+                        self.scale_bits, self.max_depth, first, self.special_mod_bits, d, boot, fsp) <= bound)
                     raise InsufficientSecurityError(
                         f"log2(QP) = {total:.0f} bits exceeds the {self.security_level} bound of {bound} bits for "
                         f"poly_degree {n}: with dnum={dnum} the special modulus P is too large; "
@@ -189,7 +209,8 @@ class CkksParameters:
                     )
                 best = -1
                 for d in range(self.max_depth, -1, -1):
-                    if _chain_bits(self.scale_bits, d, first, self.special_mod_bits, d + 1 + len(boot), boot) <= bound:
+                    if _chain_bits(self.scale_bits, d, first, self.special_mod_bits, d + 1 + len(boot), boot,
+                                   fsp) <= bound:
                         best = d
                         break
                 hint = (f"the largest max_depth that fits is {best}" if best >= 1 else
@@ -253,9 +274,14 @@ class CkksParameters:
             if fld == "first_mod_bits" and mine is None:
                 continue
             if mine != theirs:
+                legacy = ""
+                if fld == "special_mod_bits" and (name, mine) in LEGACY_PRESET_SPECIAL_MOD_BITS:
+                    legacy = (f"; parameters and keys saved with special_mod_bits = {mine} come from the preset "
+                              f"before {LEGACY_PRESET_SPECIAL_MOD_BITS[name, mine]} (other special primes, another "
+                              f"fingerprint) and cannot be used with it: generate new keys")
                 raise ParameterError(
                     f"{fld} = {mine!r} disagrees with bootstrap_preset {name!r}, which fixes {fld} = {theirs!r} "
-                    f"(leave {fld} out, or name another preset)",
+                    f"(leave {fld} out, or name another preset){legacy}",
                     field=fld, fields=[fld, "bootstrap_preset"], expected=theirs, got=mine,
                     bootstrap_preset=name, presets=sorted(BOOTSTRAP_PRESETS))
 
@@ -352,10 +378,24 @@ class CkksParameters:
         levels of a bootstrap preset (a ciphertext reaches them only inside a bootstrap)."""
         return self.max_depth + len(self.boot_mod_bits)
 
+    @property
+    def first_special_mod_bits(self) -> int | None:
+        """Size of p_0 when a bootstrap preset makes it wider than the other special primes (its
+        ``first_special_mod_bits``: p_0 is the P of the (q_0, p_0) encapsulation key and must
+        exceed q_0, the others stay below 2^50 for the IFMA kernels); None: all special primes
+        have ``special_mod_bits``."""
+        if self.bootstrap_preset is None:
+            return None
+        from .presets import BOOTSTRAP_PRESETS
+
+        return BOOTSTRAP_PRESETS[self.bootstrap_preset].first_special_mod_bits
+
     @cached_property
     def special_moduli(self) -> tuple[int, ...]:
-        """Special primes (p_0, …, p_{k-1}) whose product P is ≥ every key-switching digit."""
-        return _special_primes(self.special_mod_bits, self.moduli, self.digits, self.poly_degree)
+        """Special primes (p_0, …, p_{k-1}) whose product P is ≥ every key-switching digit: all
+        of ``special_mod_bits`` bits, except p_0 of :attr:`first_special_mod_bits` when set."""
+        return _special_primes(self.special_mod_bits, self.moduli, self.digits, self.poly_degree,
+                               self.first_special_mod_bits)
 
     @cached_property
     def digits(self) -> tuple[tuple[int, int], ...]:

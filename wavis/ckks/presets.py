@@ -35,13 +35,19 @@ Sources of the constants:
   bootstrapping for approximate HE", EUROCRYPT 2019, §4 (a depth-c factorisation of the
   n-point special FFT into c groups of ⌈log2 n / c⌉ butterfly layers).
 * Security: the whole chain (user secret, uniform ternary) is checked against the HE
-  Standard table (``wavis.ring.security``); ``special_mod_bits`` = 61 except n32768 (two
-  45-bit special primes: P must exceed a one-prime digit by far, and 2 × 61 bits do not fit).
-  The presets keep 61 where plain parameters now default to special primes below 2^50 (issue 21,
-  :class:`wavis.ckks.params.CkksParameters`): n65536 would fit the bound with nine 50-bit primes
-  (log2 QP ≈ 1684 ≤ 1747), but the sparse-secret encapsulation key lives on (q_0, p_0) only
-  (``KeyGenerator.encapsulation_keys``) and needs p_0 > q_0 = 2^60, or its key-switching noise
-  grows by q_0/p_0 ≈ 2^10; moving it needs a two-prime encapsulation key and a re-measured bootstrap.
+  Standard table (``wavis.ring.security``). Special primes (``special_mod_bits``): n65536 and
+  testing-n1024 use primes below 2^50 (ModUp, the key inner product and ModDown run the 52-bit
+  IFMA kernels on those limbs, issue 21) except p_0, which stays 61-bit
+  (``first_special_mod_bits``): the sparse-secret encapsulation key lives on (q_0, p_0) only
+  (``KeyGenerator.encapsulation_keys``) and needs p_0 > q_0 = 2^60 (or its key-switching noise
+  grows by q_0/p_0), while its modulus must stay the ~121 bits the published analysis of the
+  h = 32 sparse secret covers (a two-prime P of 50-bit primes would make it 160 bits). n65536:
+  p_0 of 61 bits and eight of 50 (P ≈ 2^461, 2^21 above the widest digit; log2 QP 1695 ≤ 1747).
+  Until 2026-12-08 n65536 and testing-n1024 used only 61-bit special primes (n65536: eight,
+  log2 QP 1722; another fingerprint: keys made then do not load, see
+  :meth:`CkksParameters._check_preset`). n32768 keeps two 45-bit special primes (P must exceed a
+  one-prime digit by far, and 2 × 61 bits do not fit; its p_0 < q_0 costs 2^15 more noise in
+  the level-0 encapsulation key switch, inside its measured 12.9 bits).
 """
 
 from __future__ import annotations
@@ -99,6 +105,10 @@ class BootstrapPreset:
             2^-22.7 at N = 2^16 and 2^-28.7 at N = 2^10, caps it; against the decrypted input META-BTS
             gives 26.4 bits at N = 2^16 and 32.4 at N = 2^10, docs/bootstrapping.md), None if not
             measured.
+        first_special_mod_bits: size of the first special prime p_0 in bits when it differs from
+            ``special_mod_bits`` (None: the same): p_0 is the P of the (q_0, p_0) sparse-secret
+            encapsulation key and must exceed q_0, the others run the IFMA kernels below 2^50
+            (:attr:`CkksParameters.special_moduli`).
     """
 
     name: str
@@ -122,6 +132,7 @@ class BootstrapPreset:
     meta_bits: int = 12
     arcsine_degree: int = 0
     precision_bits_meta: float | None = None
+    first_special_mod_bits: int | None = None
 
     @property
     def boot_mod_bits(self) -> tuple[int, ...]:
@@ -141,6 +152,8 @@ class BootstrapPreset:
             need += math.ceil(math.log2(self.arcsine_degree + 1))
         if len(self.evalmod_bits) != need:
             raise ValueError(f"preset {self.name}: EvalMod needs {need} levels, has {len(self.evalmod_bits)}")
+        if self.first_special_mod_bits is not None and not 20 <= self.first_special_mod_bits <= 61:
+            raise ValueError(f"preset {self.name}: first_special_mod_bits must be in 20..61")
 
 
 def _p(**kw) -> BootstrapPreset:
@@ -151,18 +164,19 @@ def _p(**kw) -> BootstrapPreset:
 
 BOOTSTRAP_PRESETS: dict[str, BootstrapPreset] = {
     p.name: p for p in (
-        # N = 2^16, 128-bit (log2 QP = 1722 ≤ 1772, HE Standard): 10 user levels at ≥ 2^40, then
+        # N = 2^16, 128-bit (log2 QP = 1695 ≤ 1747, HE Standard): 10 user levels at ≥ 2^40, then
         # SlotsToCoeffs 3 × 40 bits (scales 2^54 → 2^40), EvalMod 8 × 60 bits (K = 16, r = 2,
         # degree 63: the same precision as r = 3 with degree 39 at one level fewer, which became
         # the tenth user level; the baby-step giant-step evaluation keeps its cost close),
         # CoeffsToSlots 3 × 58 bits; message ratio 2^8 (k = 12); sparse-secret encapsulation
         # h = 32 (OpenFHE SPARSE_ENCAPSULATED, K = 16); dnum = 3 (the fewest digits that fit the
-        # bound), 8 special primes.
+        # bound), 9 special primes: p_0 of 61 bits (the (q_0, p_0) encapsulation key) and eight of 50
+        # (IFMA; P 2^21 above the widest digit).
         _p(name="n65536", poly_degree=65536, security_level="128-bit", scale_bits=40, first_mod_bits=60,
            max_depth=10, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 8, cts_bits=(58, 58, 58),
            eval_mod_k=16, double_angle=2, cheb_degree=63, dnum=3, bootstrap_hamming_weight=32,
            sine_headroom_bits=12, stc_headroom_bits=14, precision_bits=22.0, meta_bits=15,
-           precision_bits_meta=22.7),
+           precision_bits_meta=22.7, special_mod_bits=50, first_special_mod_bits=61),
         # N = 2^15, 128-bit (log2 QP = 870 ≤ 881): the same pipeline squeezed into half the
         # modulus: 2 user levels at 2^40, 50-bit EvalMod primes (≈ 10 bits less EvalMod precision),
         # CoeffsToSlots 60 + 50 bits (the first factor reads the ModRaise output at scale q_0 = 2^60,
@@ -176,12 +190,13 @@ BOOTSTRAP_PRESETS: dict[str, BootstrapPreset] = {
            special_mod_bits=45, sine_headroom_bits=12, stc_headroom_bits=4, meta_bits=8,
            precision_bits=12.9, precision_bits_meta=20.9),
         # Small insecure rings for the test suite: the N = 2^16 layout (sparse-secret encapsulation,
-        # h = 32, K = 16 as OpenFHE's K_SPARSE_ENCAPSULATED, r = 2, degree 63) with fewer user levels …
+        # h = 32, K = 16 as OpenFHE's K_SPARSE_ENCAPSULATED, r = 2, degree 63, p_0 of 61 bits and five
+        # 50-bit special primes, P 2^13 above its widest digit) with fewer user levels …
         _p(name="testing-n1024", poly_degree=1024, security_level="testing", scale_bits=40, first_mod_bits=60,
            max_depth=2, stc_bits=(40, 40, 40), evalmod_bits=(60,) * 8, cts_bits=(58, 58, 58),
            eval_mod_k=16, double_angle=2, cheb_degree=63, dnum=4, bootstrap_hamming_weight=32, sine_headroom_bits=12,
            stc_headroom_bits=14, precision_bits=28.0, meta_bits=22,
-           precision_bits_meta=28.7),
+           precision_bits_meta=28.7, special_mod_bits=50, first_special_mod_bits=61),
         # … the same with the arcsine correction of degree 3 (two more 60-bit EvalMod levels; Lattigo's
         # ArcSineDegree): the sine's y²/6 error is gone, so every slot count uses k_n = k = 12 …
         _p(name="testing-n1024-arcsine", poly_degree=1024, security_level="testing", scale_bits=40,

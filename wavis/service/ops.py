@@ -70,13 +70,14 @@ def ckks_shape(params: dict[str, Any]) -> CkksShape:
     """Sizes of ``params`` (a key's ``params`` dict). Raises ``ParameterError`` /
     ``InsufficientSecurityError`` for invalid parameters (validation only: no primes built)."""
     from wavis.ckks import CkksParameters  # noqa: PLC0415
+    from wavis.ckks.params import special_prime_sizes  # noqa: PLC0415
 
     p = CkksParameters.from_dict(params)  # __post_init__ validates and picks dnum; moduli are lazy
     first = p.first_mod_bits or min(60, p.scale_bits + 20)
     bits = [first] + [p.scale_bits] * p.max_depth + list(p.boot_mod_bits)  # a bootstrap preset's levels too
     alpha = math.ceil(len(bits) / p.dnum)
     digit_bits = max(sum(bits[i:i + alpha]) for i in range(0, len(bits), alpha))
-    special = math.ceil((digit_bits + 1) / p.special_mod_bits)
+    special = len(special_prime_sizes(digit_bits, p.special_mod_bits, p.first_special_mod_bits))
     return CkksShape(int(p.poly_degree), len(bits), special, int(p.dnum))
 
 
