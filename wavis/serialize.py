@@ -95,6 +95,10 @@ def dumps(obj: Any, params: CkksParameters | None = None) -> bytes:
     if isinstance(obj, EvaluationKeys):
         if obj.relin_key is None and not obj.galois_keys and obj.encapsulation is None:
             raise ParameterError("EvaluationKeys with neither a relinearization, a Galois nor an encapsulation key")
+        if any(gk.permuted for gk in obj.galois_keys.values()):
+            raise ParameterError("these evaluation keys are an evaluator's resident copy (Galois keys in the "
+                                 "pre-permuted evaluation form); serialize the canonical keys, e.g. "
+                                 "CkksContext.to_host(keys)")
         parts = []
         ref = (obj.relin_key.data if obj.relin_key is not None else
                next(iter(obj.galois_keys.values())).data if obj.galois_keys else obj.encapsulation.sparse_to_dense.data)
