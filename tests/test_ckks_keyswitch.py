@@ -4,6 +4,7 @@ references, and the evaluator with and without the fused kernels (identical ciph
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -281,33 +282,35 @@ def test_evaluator_fused_equals_composed(dnum):
 
 
 def test_galois_keys_resident_in_evaluation_form():
-    """An evaluator holds each Galois key once, pre-permuted (GaloisKey.permuted), shared by the
-    evaluators/bootstrappers built from the same keys; the caller's keys stay canonical (the wire
-    format and key tags unchanged), to_host gives them back bit for bit, serialization refuses the
-    resident form; a single rotation equals the hoisted one of one step, and rotate_batch rotate."""
+    """Loading keys into an evaluator converts each Galois key once, in place on the CPU, to its
+    evaluation form (GaloisKey.permuted: never held twice; evaluators built from the same keys
+    share it); serialization still writes the canonical form (the same bytes), to_host gives it
+    back bit for bit; a single rotation equals the hoisted one of one step, rotate_batch rotate."""
     from wavis import serialize
     from wavis.ckks import CkksContext
     from wavis.ckks.keys import galois_element
-    from wavis.errors import ParameterError
 
     params = CkksParameters(poly_degree=256, scale_bits=30, max_depth=3, security_level="testing", dnum=2)
     kg = KeyGenerator(params, seed=bytes(32))
     evk = kg.evaluation_keys(galois_steps=[1, 2, 3, -1], conjugation=True)
     canonical = {g: k.data.copy() for g, k in evk.galois_keys.items()}
     blob = serialize.dumps(evk)
-    ev = Evaluator(params, evk)
-    ev2 = Evaluator(params, evk)
+    unseeded = dataclasses.replace(evk, galois_keys={g: dataclasses.replace(k, a_seed=None)
+                                                     for g, k in evk.galois_keys.items()})
+    blob_unseeded = serialize.dumps(unseeded)
     ctx = CkksContext.default(params)
-    for g, k in ev.eval_keys.galois_keys.items():
-        assert k.permuted and not evk.galois_keys[g].permuted
-        assert np.array_equal(evk.galois_keys[g].data, canonical[g])  # the caller's key untouched
-        assert k is ev2.eval_keys.galois_keys[g]  # one resident copy
+    ev = Evaluator(params, evk)
+    assert ev.eval_keys is evk  # the CPU holds the caller's object: no copy
+    ev2 = Evaluator(params, evk)
+    Evaluator(params, unseeded)
+    for g, k in evk.galois_keys.items():
+        assert k.permuted and k is ev2.eval_keys.galois_keys[g]
         assert np.array_equal(ks.galois_key_form(ctx.ring, k.data, g, False), canonical[g])
-    assert ev.eval_keys.relin_key is evk.relin_key  # nothing else copied on the CPU
-    assert Evaluator(params, ev.eval_keys).eval_keys.galois_keys == ev.eval_keys.galois_keys  # idempotent
-    assert serialize.dumps(ctx.to_host(ev.eval_keys)) == blob
-    with pytest.raises(ParameterError, match="pre-permuted"):
-        serialize.dumps(ev.eval_keys)
+        assert np.array_equal(ctx.to_host(k).data, canonical[g]) and not ctx.to_host(k).permuted
+    assert serialize.dumps(evk) == blob and serialize.dumps(unseeded) == blob_unseeded
+    assert serialize.dumps(ctx.to_host(evk)) == blob
+    back = serialize.loads(blob, expected_type=type(evk), params=params)
+    assert all(np.array_equal(back.galois_keys[g].data, canonical[g]) for g in canonical)
     enc = Encoder(params)
     encr = Encryptor(params, kg.public_key(), seed=bytes(range(32)))
     x = np.linspace(-1, 1, 128)
@@ -321,9 +324,11 @@ def test_galois_keys_resident_in_evaluation_form():
     dec = Decryptor(params, kg.secret_key)
     assert np.max(np.abs(enc.decode(dec.decrypt(many[3])).real - np.roll(x, -3))) < 1e-3
     assert np.max(np.abs(enc.decode(dec.decrypt(ev.conjugate(ct))).real - x)) < 1e-3
+    # the deserialized (canonical) key gives the same rotations once loaded
+    assert np.array_equal(Evaluator(params, back).rotate(ct, 2).data, ev.rotate(ct, 2).data)
     # key_switch_inner takes the canonical key or its evaluation form: the same result
     g = galois_element(2, params.poly_degree)
     exts = ev.mod_up(ct.data[1], ct.level)
-    d_can = ev.key_switch_inner(exts, ct.level, evk.galois_keys[g], g)
-    d_res = ev.key_switch_inner(exts, ct.level, ev.eval_keys.galois_keys[g], g)
+    d_can = ev.key_switch_inner(exts, ct.level, ctx.to_host(evk.galois_keys[g]), g)
+    d_res = ev.key_switch_inner(exts, ct.level, evk.galois_keys[g], g)
     assert all(np.array_equal(u, v) for u, v in zip(d_can, d_res))

@@ -95,10 +95,6 @@ def dumps(obj: Any, params: CkksParameters | None = None) -> bytes:
     if isinstance(obj, EvaluationKeys):
         if obj.relin_key is None and not obj.galois_keys and obj.encapsulation is None:
             raise ParameterError("EvaluationKeys with neither a relinearization, a Galois nor an encapsulation key")
-        if any(gk.permuted for gk in obj.galois_keys.values()):
-            raise ParameterError("these evaluation keys are an evaluator's resident copy (Galois keys in the "
-                                 "pre-permuted evaluation form); serialize the canonical keys, e.g. "
-                                 "CkksContext.to_host(keys)")
         parts = []
         ref = (obj.relin_key.data if obj.relin_key is not None else
                next(iter(obj.galois_keys.values())).data if obj.galois_keys else obj.encapsulation.sparse_to_dense.data)
@@ -110,7 +106,7 @@ def dumps(obj: Any, params: CkksParameters | None = None) -> bytes:
         for elt in sorted(obj.galois_keys):
             parts.append(struct.pack("<I", elt))
             gk = obj.galois_keys[elt]
-            parts.append(_pack_key(gk.data, gk.a_seed, 1))
+            parts.append(_pack_key(_canonical_galois(gk), gk.a_seed, 1))
         if obj.encapsulation is not None:
             enc = obj.encapsulation
             parts.append(struct.pack("<I", enc.hamming_weight))
@@ -167,6 +163,27 @@ def _pack_rows(a: np.ndarray) -> bytes:
     flat = a.reshape(-1, a.shape[-1])
     widths = [max(1, int(row.max()).bit_length()) if row.size else 1 for row in flat]
     return bytes(widths) + b"".join(pack_bits(np.ascontiguousarray(row), w) for row, w in zip(flat, widths))
+
+
+_PERM_CONTEXTS: dict[int, Any] = {}
+
+
+def _canonical_galois(gk: GaloisKey) -> np.ndarray:
+    """The canonical form of a Galois key's data (what the wire format stores): ``data`` itself,
+    or for a key in the evaluation form (``GaloisKey.permuted``, aut_g^{-1} of the key) aut_g of
+    it, only the b half when the a half is stored as its seed. The NTT-domain permutation
+    (``RnsContext.ntt_perm``) depends on N only, so a one-prime context of that degree gives it."""
+    d = _np(gk.data)
+    if not gk.permuted:
+        return d
+    from .backend.cpu import RnsContext, generate_ntt_primes
+
+    n = int(d.shape[-1])
+    ctx = _PERM_CONTEXTS.get(n)
+    if ctx is None:
+        ctx = _PERM_CONTEXTS.setdefault(n, RnsContext(n, generate_ntt_primes(40, 1, n)))
+    perm = np.asarray(ctx.ntt_perm(int(gk.galois_elt)), dtype=np.intp)
+    return np.take(d[:, :1] if gk.a_seed is not None else d, perm, axis=-1)
 
 
 def _pack_key(data: np.ndarray, a_seed: bytes | None, a_axis: int) -> bytes:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-import weakref
 from typing import Any
 
 from ..errors import KeyMismatchError, ParameterError
@@ -22,6 +21,8 @@ from ..ring.context import Context
 from .params import CkksParameters
 
 __all__ = ["CkksContext", "context_of"]
+
+_FORM_LOCK = threading.Lock()  # Galois keys converted to the evaluation form (CkksContext.to_device)
 
 
 class CkksContext(Context):
@@ -46,10 +47,6 @@ class CkksContext(Context):
         big_p = math.prod(params.special_moduli)
         self.p_inv: list[int] = [pow(big_p % q, -1, q) for q in params.moduli]
         self.p_mod: list[int] = [big_p % q for q in params.moduli]
-        # evaluation forms of Galois keys by id of the caller's key: (weakref to it, id of its data,
-        # weakref to the evaluation form), so evaluators built from the same keys share one copy
-        self._galois_forms: dict[int, tuple[Any, int, Any]] = {}
-        self._galois_lock = threading.Lock()
 
     def ks_plan(self, level: int) -> tuple[list[int], list[tuple[int, int]]]:
         """(q indices 0..level, the key-switching digits truncated to the level), derived once."""
@@ -61,30 +58,30 @@ class CkksContext(Context):
 
     # -- keys on the device ----------------------------------------------------------------
     def to_device(self, obj):
-        """A copy of a CKKS object (ciphertext, keys, EvaluationKeys) whose arrays are this
-        context's device arrays (the object itself on the CPU backend when it holds no canonical
-        Galois key: no copy), with every Galois key in its evaluation form
-        (:attr:`GaloisKey.permuted`: aut_g^{-1} of the key, what rotations compute with). The
-        evaluation form of a key is made once and shared while anything holds it: evaluators and
-        bootstrappers built from the same keys hold one copy (the caller's canonical keys are
-        not changed; once the caller drops them, one form is resident)."""
-        from .structures import EvaluationKeys, GaloisKey
+        """A CKKS object (ciphertext, keys, EvaluationKeys) whose arrays are this context's device
+        arrays, with every Galois key in its evaluation form (:attr:`GaloisKey.permuted`:
+        aut_g^{-1} of each key polynomial, what rotations compute with; made once per key).
 
-        if isinstance(obj, GaloisKey):
-            return self._evaluation_form(obj)
-        if isinstance(obj, EvaluationKeys) and any(not k.permuted for k in obj.galois_keys.values()):
-            rest = self.to_device(dataclasses.replace(obj, galois_keys={}))
-            return dataclasses.replace(rest, galois_keys={g: self._evaluation_form(k) for g, k in obj.galois_keys.items()})
+        On the CPU backend the object itself is returned, its Galois keys converted in place
+        (``data`` rebound to the permuted array, ``permuted`` set), so the keys are never held
+        twice: evaluators and bootstrappers built from the same keys share them, and the
+        canonical arrays are freed unless the caller holds them elsewhere. Serialization writes
+        the canonical form either way (the wire format and key tags do not change); ``to_host``
+        returns canonical copies. On a device backend the result is a copy (the caller's object
+        is not changed)."""
         if self.backend.name == "cpu":
+            self._to_evaluation_form(obj)
             return obj
-        return _map_arrays(obj, self.ring.asarray)
+        dev = _map_arrays(obj, self.ring.asarray)
+        self._to_evaluation_form(dev)
+        return dev
 
     def to_host(self, obj):
         """A copy of a CKKS object whose arrays are NumPy arrays (the object itself on the CPU
         when it holds no Galois key in the evaluation form), Galois keys in the canonical form
         (as generated and serialized)."""
-        from .structures import EvaluationKeys, GaloisKey
         from .keyswitch import galois_key_form
+        from .structures import EvaluationKeys, GaloisKey
 
         if isinstance(obj, GaloisKey) and obj.permuted:
             data = galois_key_form(self.ring, self.ring.asarray(obj.data), obj.galois_elt, False)
@@ -96,27 +93,25 @@ class CkksContext(Context):
             return obj
         return _map_arrays(obj, self.ring.to_numpy)
 
-    def _evaluation_form(self, key):
-        """The resident evaluation form of a :class:`GaloisKey` (cached weakly by the caller's key)."""
+    def _to_evaluation_form(self, obj) -> None:
+        """Convert the Galois keys of ``obj`` (a GaloisKey or EvaluationKeys; anything else is left
+        alone) to the evaluation form in place, one key at a time (the transient is one key)."""
         from .keyswitch import galois_key_form
+        from .structures import EvaluationKeys, GaloisKey
 
-        if key.permuted:
-            return key if self.backend.name == "cpu" else _map_arrays(key, self.ring.asarray)
-        with self._galois_lock:
-            hit = self._galois_forms.get(id(key))
-            if hit is not None and hit[0]() is key and hit[1] == id(key.data):
-                form = hit[2]()
-                if form is not None:
-                    return form
-        data = galois_key_form(self.ring, self.ring.asarray(key.data), key.galois_elt, True)
-        form = dataclasses.replace(key, data=data, permuted=True)
-        ident = id(key)
-        with self._galois_lock:
-            if len(self._galois_forms) > 4096:
-                self._galois_forms = {k: v for k, v in self._galois_forms.items() if v[0]() is not None
-                                      and v[2]() is not None}
-            self._galois_forms[ident] = (weakref.ref(key), id(key.data), weakref.ref(form))
-        return form
+        if isinstance(obj, GaloisKey):
+            keys = [obj]
+        elif isinstance(obj, EvaluationKeys):
+            keys = list(obj.galois_keys.values())
+        else:
+            return
+        for key in keys:
+            if key.permuted:
+                continue
+            with _FORM_LOCK:  # two evaluators converting the same key at once: once
+                if not key.permuted:
+                    key.data = galois_key_form(self.ring, self.ring.asarray(key.data), key.galois_elt, True)
+                    key.permuted = True
 
     def load_keys(self, key_id: Any, eval_keys) -> Any:
         """Make ``eval_keys`` (:class:`EvaluationKeys`) resident on this context's device under
