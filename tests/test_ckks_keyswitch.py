@@ -298,6 +298,9 @@ def test_galois_keys_resident_in_evaluation_form():
     unseeded = dataclasses.replace(evk, galois_keys={g: dataclasses.replace(k, a_seed=None)
                                                      for g, k in evk.galois_keys.items()})
     blob_unseeded = serialize.dumps(unseeded)
+    from wavis.service.fhe import key_digests
+
+    digests = key_digests(evk)
     ctx = CkksContext.default(params)
     ev = Evaluator(params, evk)
     assert ev.eval_keys is evk  # the CPU holds the caller's object: no copy
@@ -308,6 +311,7 @@ def test_galois_keys_resident_in_evaluation_form():
         assert np.array_equal(ks.galois_key_form(ctx.ring, k.data, g, False), canonical[g])
         assert np.array_equal(ctx.to_host(k).data, canonical[g]) and not ctx.to_host(k).permuted
     assert serialize.dumps(evk) == blob and serialize.dumps(unseeded) == blob_unseeded
+    assert key_digests(evk) == digests  # the service's per-key digests hash the canonical form
     assert serialize.dumps(ctx.to_host(evk)) == blob
     back = serialize.loads(blob, expected_type=type(evk), params=params)
     assert all(np.array_equal(back.galois_keys[g].data, canonical[g]) for g in canonical)
