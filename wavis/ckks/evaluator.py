@@ -255,7 +255,7 @@ class Evaluator:
         idx = list(range(a.level + 1))
         rows = len(idx)
         n = self.params.poly_degree
-        out = ctx.zeros(3 * rows).reshape(3, rows, n)
+        out = ctx.empty(3 * rows).reshape(3, rows, n)  # every row written below (no zero fill)
         ctx.mul(a.data[0], b.data[0], out[0], idx)
         ctx.mul(a.data[0], b.data[1], out[1], idx)
         ctx.mul_add(a.data[1], b.data[0], out[1], idx)
@@ -567,7 +567,7 @@ class Evaluator:
         a1 = self._stack([a.data[1] for a, _ in prepared])
         b0 = self._stack([b.data[0] for _, b in prepared])
         b1 = self._stack([b.data[1] for _, b in prepared])
-        d0, d1, d2 = ctx.zeros(rows, count), ctx.zeros(rows, count), ctx.zeros(rows, count)
+        d0, d1, d2 = ctx.empty(rows, count), ctx.empty(rows, count), ctx.empty(rows, count)  # written below
         ctx.mul(a0, b0, d0, idx)
         ctx.mul(a0, b1, d1, idx)
         ctx.mul_add(a1, b0, d1, idx)
