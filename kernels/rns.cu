@@ -213,29 +213,32 @@ extern "C" __global__ void automorph_coeff(const u64* __restrict__ a, u64* __res
 }
 
 // ---------------------------------------------------------- key-switching inner product ----
-// Fused key-switching inner product against a key over the full prime list, with the hoisted
-// automorphism fused into the read (Han–Ki, CT-RSA 2020 §3; Halevi–Shoup, CRYPTO 2018 §5):
-//   acc[c][r][j] (+)= sum_d ext[d][r][perm[j]] * key[d][c][row_prime[r]][j]  mod q_{row_prime[r]}
+// Fused key-switching inner product against a key over the full prime list, with a rotation's
+// automorphism applied to the sums as a scatter of the writes (Han–Ki, CT-RSA 2020 §3;
+// Halevi–Shoup, CRYPTO 2018 §5; the Galois key pre-permuted, K' = aut_g^{-1}(K)):
+//   acc[c][r][operm[j]] = (pre[c][r][j] if accumulate) + sum_d ext[d][r][j] * key[d][c][row_prime[r]][j]  mod q
 //   ext: (dnum, rows, N); key: (>= dnum, 2, nmods, N) (row p of key[d, c] belongs to prime p, so a
-//   level's rows are read in place, never gathered); acc: (2, rows, N); perm: N entries (identity
-//   when there is no automorphism). Bit-identical to mul_add over the digits.
-extern "C" __global__ void ks_inner_keyed(const u64* __restrict__ ext, const u64* __restrict__ key, u64* acc,
-                                          const int* __restrict__ row_prime, const unsigned int* __restrict__ perm,
-                                          int rows, int dnum, int nmods, int logN, const u64* __restrict__ mods,
-                                          const u64* __restrict__ rhi, const u64* __restrict__ rlo, int accumulate) {
+//   level's rows are read in place, never gathered); pre, acc: (2, rows, N) (pre may be acc only
+//   when operm is the identity); operm: N entries, the permutation of g^{-1} (out[operm[j]] = x[j]
+//   is out[k] = x[perm_g[k]]). Bit-identical to mul_add over the digits, then the automorphism.
+extern "C" __global__ void ks_inner_keyed(const u64* __restrict__ ext, const u64* __restrict__ key, const u64* pre,
+                                          u64* acc, const int* __restrict__ row_prime,
+                                          const unsigned int* __restrict__ operm, int rows, int dnum, int nmods,
+                                          int logN, const u64* __restrict__ mods, const u64* __restrict__ rhi,
+                                          const u64* __restrict__ rlo, int accumulate) {
   const u64 mask = (1ull << logN) - 1;
   const u64 plane = (u64)rows << logN;
   const u64 kplane = (u64)nmods << logN;  // one (nmods, N) key polynomial
   GRID_LOOP(i, plane) {
     const int pr = row_prime[i >> logN];
     const u64 j = i & mask;
-    const u64 src = (i & ~mask) | perm[j];
+    const u64 dst = (i & ~mask) | operm[j];
     const u64 q = mods[pr], h = rhi[pr], l = rlo[pr];
     const u64 kofs = ((u64)pr << logN) | j;
-    u64 lo0 = accumulate ? acc[i] : 0, hi0 = 0, lo1 = accumulate ? acc[plane + i] : 0, hi1 = 0;
+    u64 lo0 = accumulate ? pre[i] : 0, hi0 = 0, lo1 = accumulate ? pre[plane + i] : 0, hi1 = 0;
     int pending = 0;
     for (int d = 0; d < dnum; ++d) {
-      const u64 e = ext[(u64)d * plane + src];
+      const u64 e = ext[(u64)d * plane + i];
       acc128_mad(lo0, hi0, e, key[(2 * (u64)d) * kplane + kofs]);
       acc128_mad(lo1, hi1, e, key[(2 * (u64)d + 1) * kplane + kofs]);
       if (++pending == 14) {
@@ -244,7 +247,7 @@ extern "C" __global__ void ks_inner_keyed(const u64* __restrict__ ext, const u64
         pending = 0;
       }
     }
-    acc[i] = barrett_reduce128(lo0, hi0, q, h, l);
-    acc[plane + i] = barrett_reduce128(lo1, hi1, q, h, l);
+    acc[dst] = barrett_reduce128(lo0, hi0, q, h, l);
+    acc[plane + dst] = barrett_reduce128(lo1, hi1, q, h, l);
   }
 }

@@ -4,6 +4,7 @@ references, and the evaluator with and without the fused kernels (identical ciph
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -25,8 +26,8 @@ class ReferenceCtx(CpuRingContext):
     def ks_inner(self, exts, key, idx_q, idx_p, galois_elt=1, add=None):
         return reference.ks_inner(self, exts, key, idx_q, idx_p, galois_elt, add)
 
-    def key_switch_ext(self, a, key, idx_q, idx_p, digits, add=None):
-        return reference.key_switch_ext(self, a, key, idx_q, idx_p, digits, add)
+    def key_switch_ext(self, a, key, idx_q, idx_p, digits, add=None, galois_elt=1):
+        return reference.key_switch_ext(self, a, key, idx_q, idx_p, digits, add, galois_elt)
 
     def mod_down_ntt(self, a, idx_q, idx_p):
         return reference.mod_down_ntt(self, a, idx_q, idx_p)
@@ -69,7 +70,10 @@ def test_key_switch_matches_composition(ctx, case, add_m):
     assert np.array_equal(ks.ks_inner(ctx, exts, key, iq, ip, 1, add), ref)
     assert np.array_equal(ks.key_switch_ext(ctx, a, key, iq, ip, digits, add), ref)
     for g in (5, 25, 2 * ctx.N - 1):
-        assert np.array_equal(ks.ks_inner(ctx, exts, key, iq, ip, g, add), ks.ks_inner(plain, exts, key, iq, ip, g, add))
+        rot = ks.ks_inner(plain, exts, key, iq, ip, g, add)
+        assert np.array_equal(ks.ks_inner(ctx, exts, key, iq, ip, g, add), rot)
+        assert np.array_equal(ks.key_switch_ext(ctx, a, key, iq, ip, digits, add, g), rot)
+        assert np.array_equal(ks.key_switch_ext(plain, a, key, iq, ip, digits, add, g), rot)
     assert np.array_equal(ks.mod_down_ntt(ctx, ref, iq, ip), ks.mod_down_ntt(plain, ref, iq, ip))
     assert np.array_equal(ks.mod_down_ntt(ctx, ref[0], iq, ip), ks.mod_down_ntt(plain, ref[0], iq, ip))
 
@@ -102,6 +106,7 @@ def test_vector_and_scalar_kernels_agree(case):
                c.key_switch_ext(a, key, iq, ip, digits, add[:1].copy())]
         for g in (1, 5, 2 * n - 1):
             out.append(c.ks_inner(exts, key, iq, ip, g, add))
+            out.append(c.key_switch_ext(a, key, iq, ip, digits, add[:1].copy(), g))
         top = np.stack([rows(rng_md, c, iq + ip) for _ in range(2)])
         top[..., :3] = qcol[iq + ip][None, :, None] - np.uint64(1)
         out += [c.mod_down_ntt(top, iq, ip), c.mod_down_ntt(top[0].copy(), iq[:-1], [iq[-1]] + ip)]
@@ -118,6 +123,38 @@ def test_vector_and_scalar_kernels_agree(case):
             assert all(np.array_equal(x, y) for x, y in zip(ref, got)), path
     finally:
         _core._set_simd_path(prev)
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_prepermuted_galois_key_equals_permuted_digits(ctx, case):
+    """The evaluation form of a Galois key (aut_g^{-1} of its rows): aut_g(Σ_d x_d ⊙ K'_d + P·c_0)
+    equals Σ_d aut_g(x_d) ⊙ K_d + P·aut_g(c_0) — the hoisted rotation as computed with permuted
+    digits — bit for bit, on the fused kernels and the reference composition; the forms convert
+    back exactly."""
+    iq, ip, digits = CASES[case]
+    full, lq = iq + ip, len(iq)
+    rng = np.random.default_rng(50 + case)
+    plain = ReferenceCtx(ctx.N, ctx.moduli)
+    allidx = list(range(len(ctx.moduli)))
+    a = rows(rng, ctx, iq)
+    c0 = np.ascontiguousarray(rows(rng, ctx, iq, batch=1))
+    key = np.stack([np.stack([rows(rng, ctx, allidx) for _ in range(2)]) for _ in range(len(digits))])
+    exts = ks.ks_mod_up(ctx, a, iq, ip, digits)
+    pm = reference._p_mod(ctx, iq, ip)
+    for g in (5, 25, 2 * ctx.N - 1, 5 ** 7 % (2 * ctx.N)):
+        want = ctx.zeros(len(full), 2)
+        ctx.mul_scalar(ctx.automorphism(c0[0], g, iq, True), pm, want[0, :lq], iq)
+        for d in range(len(digits)):
+            rotated = ctx.automorphism(exts[d], g, full, True)
+            for comp in range(2):
+                ctx.mul_add(rotated, key[d, comp][full], want[comp], full)
+        kp = ks.galois_key_form(ctx, key, g, True)
+        assert not np.array_equal(kp, key)
+        assert np.array_equal(ks.galois_key_form(ctx, kp, g, False), key)
+        for c in (ctx, plain):
+            assert np.array_equal(ks.ks_inner(c, exts, kp, iq, ip, g, c0), want)
+        assert np.array_equal(ks.key_switch_ext(ctx, a, kp, iq, ip, digits, c0, g),
+                              ks.key_switch_ext(plain, a, kp, iq, ip, digits, c0, g))
 
 
 def test_mod_down_ntt_rounds(ctx):
@@ -242,3 +279,60 @@ def test_evaluator_fused_equals_composed(dnum):
         assert np.array_equal(x.data, y.data) and x.level == y.level and x.scale == y.scale
     got = enc.decode(dec.decrypt(fast.multiply(ct, ct))).real
     assert np.max(np.abs(got - np.linspace(-1, 1, 128) ** 2)) < 1e-3
+
+
+def test_galois_keys_resident_in_evaluation_form():
+    """Loading keys into an evaluator converts each Galois key once, in place on the CPU, to its
+    evaluation form (GaloisKey.permuted: never held twice; evaluators built from the same keys
+    share it); serialization still writes the canonical form (the same bytes), to_host gives it
+    back bit for bit; a single rotation equals the hoisted one of one step, rotate_batch rotate."""
+    from wavis import serialize
+    from wavis.ckks import CkksContext
+    from wavis.ckks.keys import galois_element
+
+    params = CkksParameters(poly_degree=256, scale_bits=30, max_depth=3, security_level="testing", dnum=2)
+    kg = KeyGenerator(params, seed=bytes(32))
+    evk = kg.evaluation_keys(galois_steps=[1, 2, 3, -1], conjugation=True)
+    canonical = {g: k.data.copy() for g, k in evk.galois_keys.items()}
+    blob = serialize.dumps(evk)
+    unseeded = dataclasses.replace(evk, galois_keys={g: dataclasses.replace(k, a_seed=None)
+                                                     for g, k in evk.galois_keys.items()})
+    blob_unseeded = serialize.dumps(unseeded)
+    from wavis.service.fhe import key_digests
+
+    digests = key_digests(evk)
+    ctx = CkksContext.default(params)
+    ev = Evaluator(params, evk)
+    assert ev.eval_keys is evk  # the CPU holds the caller's object: no copy
+    ev2 = Evaluator(params, evk)
+    Evaluator(params, unseeded)
+    for g, k in evk.galois_keys.items():
+        assert k.permuted and k is ev2.eval_keys.galois_keys[g]
+        assert np.array_equal(ks.galois_key_form(ctx.ring, k.data, g, False), canonical[g])
+        assert np.array_equal(ctx.to_host(k).data, canonical[g]) and not ctx.to_host(k).permuted
+    assert serialize.dumps(evk) == blob and serialize.dumps(unseeded) == blob_unseeded
+    assert key_digests(evk) == digests  # the service's per-key digests hash the canonical form
+    assert serialize.dumps(ctx.to_host(evk)) == blob
+    back = serialize.loads(blob, expected_type=type(evk), params=params)
+    assert all(np.array_equal(back.galois_keys[g].data, canonical[g]) for g in canonical)
+    enc = Encoder(params)
+    encr = Encryptor(params, kg.public_key(), seed=bytes(range(32)))
+    x = np.linspace(-1, 1, 128)
+    ct = encr.encrypt(enc.encode(x))
+    ct2 = encr.encrypt(enc.encode(x[::-1].copy()))
+    many = ev.rotate_many(ct, [1, 2, 3, -1])
+    for st in (1, 2, 3, -1):
+        assert np.array_equal(ev.rotate(ct, st).data, many[st].data)
+    batch = ev.rotate_batch([ct, ct2], 3)
+    assert np.array_equal(batch[0].data, ev.rotate(ct, 3).data) and np.array_equal(batch[1].data, ev.rotate(ct2, 3).data)
+    dec = Decryptor(params, kg.secret_key)
+    assert np.max(np.abs(enc.decode(dec.decrypt(many[3])).real - np.roll(x, -3))) < 1e-3
+    assert np.max(np.abs(enc.decode(dec.decrypt(ev.conjugate(ct))).real - x)) < 1e-3
+    # the deserialized (canonical) key gives the same rotations once loaded
+    assert np.array_equal(Evaluator(params, back).rotate(ct, 2).data, ev.rotate(ct, 2).data)
+    # key_switch_inner takes the canonical key or its evaluation form: the same result
+    g = galois_element(2, params.poly_degree)
+    exts = ev.mod_up(ct.data[1], ct.level)
+    d_can = ev.key_switch_inner(exts, ct.level, ctx.to_host(evk.galois_keys[g]), g)
+    d_res = ev.key_switch_inner(exts, ct.level, evk.galois_keys[g], g)
+    assert all(np.array_equal(u, v) for u, v in zip(d_can, d_res))

@@ -113,6 +113,10 @@ def _ring_digest() -> str:
     h.update(ctx.key_switch_ext(a[:4].copy(), key, iq, ip, digits).tobytes())
     exts = ctx.ks_mod_up(a[:4].copy(), iq, ip, digits)
     h.update(ctx.ks_inner(exts, key, iq, ip, 5, a[None, :4].copy()).tobytes())
+    # a rotation's key switch with the key in the evaluation form: the automorphism applied to the
+    # sums of every row (IFMA/AVX2 rows and the wide primes' 128-bit rows) on their way out
+    h.update(ctx.key_switch_ext(a[:4].copy(), key, iq, ip, digits, a[None, :4].copy(), 2 * N - 1).tobytes())
+    h.update(ctx.ks_inner(exts, key, iq, ip, 2 * N - 1, None).tobytes())
     h.update(ctx.mod_down_ntt(a, iq, ip).tobytes())
     # signed coefficients into every prime: the extremes, multiples of the primes +-1, random
     sv = rng.integers(-2**63, 2**63 - 1, (2, N), dtype=np.int64, endpoint=True)
@@ -145,6 +149,7 @@ def _ring_digest() -> str:
         # (ntt_forward_from: its first pass reads the digit row) at every kernel edge
         ks = (rng.integers(0, 2**63, (2, 2, 3, n), dtype=np.uint64) % qn).astype(np.uint64)
         h.update(small.key_switch_ext(x[1:].copy(), ks, [1, 2], [0], [(0, 1), (1, 2)]).tobytes())
+        h.update(small.key_switch_ext(x[1:].copy(), ks, [1, 2], [0], [(0, 1), (1, 2)], x[None, 1:].copy(), 5).tobytes())
     # ModDown by many primes (q_l and up to 16 special primes below 2^50): the overshoot correction's
     # table has Lp + 1 entries, one AVX-512 register up to 8, two up to 16, scalar beyond
     wide: list[int] = []

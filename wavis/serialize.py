@@ -106,7 +106,7 @@ def dumps(obj: Any, params: CkksParameters | None = None) -> bytes:
         for elt in sorted(obj.galois_keys):
             parts.append(struct.pack("<I", elt))
             gk = obj.galois_keys[elt]
-            parts.append(_pack_key(gk.data, gk.a_seed, 1))
+            parts.append(_pack_key(canonical_key_data(gk, b_only=gk.a_seed is not None), gk.a_seed, 1))
         if obj.encapsulation is not None:
             enc = obj.encapsulation
             parts.append(struct.pack("<I", enc.hamming_weight))
@@ -163,6 +163,30 @@ def _pack_rows(a: np.ndarray) -> bytes:
     flat = a.reshape(-1, a.shape[-1])
     widths = [max(1, int(row.max()).bit_length()) if row.size else 1 for row in flat]
     return bytes(widths) + b"".join(pack_bits(np.ascontiguousarray(row), w) for row, w in zip(flat, widths))
+
+
+_PERM_CONTEXTS: dict[int, Any] = {}
+
+
+def canonical_key_data(key: KeySwitchingKey, b_only: bool = False) -> np.ndarray:
+    """A key-switching key's data in the canonical form (what key generation makes, the wire
+    format stores and the service's key digests hash), as a host uint64 array (dnum, 2, rows, N):
+    ``data`` itself, or for a Galois key in the evaluation form (``GaloisKey.permuted``:
+    aut_g^{-1} of the key) aut_g of it — with ``b_only`` only the b half, (dnum, 1, rows, N). The
+    NTT-domain permutation (``RnsContext.ntt_perm``) depends on N only, so a one-prime context of
+    that degree gives it."""
+    d = _np(key.data)
+    if not getattr(key, "permuted", False):
+        return d[:, :1] if b_only else d
+    gk = key
+    from .backend.cpu import RnsContext, generate_ntt_primes
+
+    n = int(d.shape[-1])
+    ctx = _PERM_CONTEXTS.get(n)
+    if ctx is None:
+        ctx = _PERM_CONTEXTS.setdefault(n, RnsContext(n, generate_ntt_primes(40, 1, n)))
+    perm = np.asarray(ctx.ntt_perm(int(gk.galois_elt)), dtype=np.intp)
+    return np.take(d[:, :1] if b_only else d, perm, axis=-1)
 
 
 def _pack_key(data: np.ndarray, a_seed: bytes | None, a_axis: int) -> bytes:

@@ -72,11 +72,22 @@ const u64* check_add(const RnsContext& c, py::handle add, std::size_t Lq, std::s
 
 const char* kKsDoc =
     "Fused hybrid key switching (NTT domain in and out), without ModDown: returns acc (2, len(idx_q)+len(idx_p), N)\n"
-    "over the basis idx_q ∪ idx_p with acc[c] = Σ_d ModUp_d(a) ⊙ key[d, c] (+ P·add[c] on the idx_q rows).\n"
+    "over the basis idx_q ∪ idx_p with acc[c] = aut_g(Σ_d ModUp_d(a) ⊙ key[d, c] (+ P·add[c] on the idx_q rows)).\n"
     "a: (len(idx_q), N); key: (≥D, 2, len(moduli), N), row r of key[d, c] belonging to prime index r;\n"
     "digits: consecutive (start, end) ranges of positions in idx_q, digit d paired with key[d];\n"
     "add: None or (1|2, len(idx_q), N). ModUp_d converts the digit's coefficients to every other prime\n"
-    "(fast basis conversion) and NTTs them. Rows are spread over the thread pool; the GIL is released.";
+    "(fast basis conversion) and NTTs them. aut_g: the NTT-domain automorphism X → X^galois_elt applied to\n"
+    "the sums on their way out (1 = none; a Galois key is passed pre-permuted, aut_g^{-1} of its rows).\n"
+    "Rows are spread over the thread pool; the GIL is released.";
+
+// galois_elt normalised mod 2N; odd or ShapeError; the permutation (null for 1)
+std::shared_ptr<const std::vector<std::uint32_t>> galois_perm(const RnsContext& c, std::int64_t galois_elt) {
+  const std::int64_t twoN = 2 * (std::int64_t)c.N;
+  const std::int64_t g = ((galois_elt % twoN) + twoN) % twoN;
+  if ((g & 1) == 0) shape_error("galois_elt must be odd, got " + std::to_string(galois_elt));
+  if (g == 1) return nullptr;
+  return c.ntt_perm((u64)g);
+}
 
 }  // namespace
 }  // namespace wavis
@@ -86,7 +97,7 @@ using namespace wavis;
 static void bind_ckks(py::module_& m) {
   auto cls = py::reinterpret_borrow<py::class_<RnsContext>>(m.attr("RnsContext"));
   cls.def("key_switch_ext", [](const RnsContext& c, py::handle a, py::handle key, py::handle idx_q, py::handle idx_p,
-                               py::handle digits, py::handle add) {
+                               py::handle digits, py::handle add, std::int64_t galois_elt) {
         auto iq = parse_idx(idx_q, c.moduli.size(), "idx_q");
         auto ip = parse_idx(idx_p, c.moduli.size(), "idx_p");
         if (iq.empty() || ip.empty()) shape_error("idx_q and idx_p must not be empty");
@@ -96,17 +107,18 @@ static void bind_ckks(py::module_& m) {
         const u64* K = check_key(c, key, dg.count());
         std::size_t am;
         const u64* ad = check_add(c, add, iq.size(), am);
+        auto perm = galois_perm(c, galois_elt);
         const std::size_t R = iq.size() + ip.size();
         auto out = new_u64({2, (py::ssize_t)R, (py::ssize_t)c.N});
         u64* o = out.mutable_data();
         {
           py::gil_scoped_release nogil;
           KsPlan P(c, iq, ip, dg);
-          key_switch_ext(P, A.ptr, K, c.moduli.size(), ad, am, o);
+          key_switch_ext(P, A.ptr, K, c.moduli.size(), ad, am, perm ? perm->data() : nullptr, o);
         }
         return out;
       }, py::arg("a"), py::arg("key"), py::arg("idx_q"), py::arg("idx_p"), py::arg("digits"),
-      py::arg("add") = py::none(), kKsDoc);
+      py::arg("add") = py::none(), py::arg("galois_elt") = 1, kKsDoc);
   cls.def("ks_mod_up", [](const RnsContext& c, py::handle a, py::handle idx_q, py::handle idx_p, py::handle digits) {
         auto iq = parse_idx(idx_q, c.moduli.size(), "idx_q");
         auto ip = parse_idx(idx_p, c.moduli.size(), "idx_p");
@@ -140,9 +152,7 @@ static void bind_ckks(py::module_& m) {
         const u64* K = check_key(c, key, D);
         std::size_t am;
         const u64* ad = check_add(c, add, iq.size(), am);
-        const std::int64_t twoN = 2 * (std::int64_t)c.N;
-        const std::int64_t g = ((galois_elt % twoN) + twoN) % twoN;
-        if ((g & 1) == 0) shape_error("galois_elt must be odd, got " + std::to_string(galois_elt));
+        auto perm = galois_perm(c, galois_elt);
         auto out = new_u64({2, (py::ssize_t)R, (py::ssize_t)c.N});
         u64* o = out.mutable_data();
         {
@@ -151,16 +161,16 @@ static void bind_ckks(py::module_& m) {
           dg.start.assign(1, 0);
           dg.end.assign(1, iq.size());
           KsPlan P(c, iq, ip, dg);
-          std::shared_ptr<const std::vector<std::uint32_t>> perm;
-          if (g != 1) perm = c.ntt_perm((u64)g);
           ks_inner(P, E.ptr, D, K, c.moduli.size(), perm ? perm->data() : nullptr, ad, am, o);
         }
         return out;
       }, py::arg("exts"), py::arg("key"), py::arg("idx_q"), py::arg("idx_p"), py::arg("galois_elt") = 1,
       py::arg("add") = py::none(),
       "Key-switching inner product of ModUp digits (from ks_mod_up) with key, NTT domain, no ModDown:\n"
-      "acc[c] = Σ_d aut_g(exts[d]) ⊙ key[d, c] (+ P·add[c] on the idx_q rows), (2, len(idx_q)+len(idx_p), N).\n"
-      "aut_g is the NTT-domain automorphism X → X^galois_elt (a permutation; 1 = none), fused into the read.");
+      "acc[c] = aut_g(Σ_d exts[d] ⊙ key[d, c] (+ P·add[c] on the idx_q rows)), (2, len(idx_q)+len(idx_p), N).\n"
+      "aut_g is the NTT-domain automorphism X → X^galois_elt (a permutation; 1 = none), applied to the sums on\n"
+      "their way out; for a hoisted rotation pass the Galois key pre-permuted (aut_g^{-1} of its rows) and the\n"
+      "unrotated c_0 as add: the result equals Σ_d aut_g(exts[d]) ⊙ K[d, c] + P·aut_g(c_0) exactly.");
   cls.def("diag_mac", [](const RnsContext& c, py::handle rots, py::handle pts, py::handle sel, py::handle counts,
                          py::handle idx, std::int64_t repeat) {
         auto ix = parse_idx(idx, c.moduli.size(), "idx");

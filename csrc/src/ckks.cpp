@@ -122,7 +122,7 @@ WAVIS_CK_AVX512 void sub_mul_shoup_avx512(const u64* s, u64* d, std::size_t N, u
 // sums Σ x·k stay in registers as lo + hi·2^52 (vpmadd52{lo,hi}uq: < 2^12 terms cannot overflow),
 // then V mod p = [hi·(2^52 mod p)]_shoup + [lo·1]_shoup, reduced — the same value as the 128-bit
 // lazy accumulator followed by reduce128.
-//   o_c[n] = (Σ_d src_d[perm[n]]·k_c,d[n] + w·add_c[n]) mod p, c = 0, 1 (add_c may be null)
+//   o_c[n] = (Σ_d src_d[n]·k_c,d[n] + w·add_c[n]) mod p, c = 0, 1 (add_c may be null)
 #define WAVIS_CK_IFMA __attribute__((target("avx512f,avx512dq,avx512ifma")))
 
 // The reduction of such a sum V = lo + hi·2^52 of at most kFin52Terms products of values < 2^50
@@ -159,7 +159,7 @@ WAVIS_CK_IFMA inline __m512i ck_fin52(__m512i lo, __m512i hi, const Fin52& f) {
                                      ck_mulw52(lo, _mm512_set1_epi64(1), f.onep, f));
   return ck_csub(ck_csub(s, f.p2), f.p);
 }
-WAVIS_CK_IFMA void inner52(const u64* const* src, const std::uint32_t* perm, const u64* const* k0,
+WAVIS_CK_IFMA void inner52(const u64* const* src, const u64* const* k0,
                            const u64* const* k1, std::size_t D, const u64* add0, const u64* add1, u64 w, u64 p,
                            u64* o0, u64* o1, std::size_t N) {
   const __m512i P = _mm512_set1_epi64((long long)p), P2 = _mm512_set1_epi64((long long)(2 * p));
@@ -185,9 +185,8 @@ WAVIS_CK_IFMA void inner52(const u64* const* src, const std::uint32_t* perm, con
       l1 = _mm512_madd52lo_epu64(l1, x, W);
       h1 = _mm512_madd52hi_epu64(h1, x, W);
     }
-    const __m256i pi = perm ? _mm256_loadu_si256((const __m256i*)(perm + n)) : _mm256_setzero_si256();
     for (std::size_t d = 0; d < D; ++d) {
-      const __m512i x = perm ? _mm512_i32gather_epi64(pi, (const long long*)src[d], 8) : _mm512_loadu_si512(src[d] + n);
+      const __m512i x = _mm512_loadu_si512(src[d] + n);
       const __m512i a = _mm512_loadu_si512(k0[d] + n), b = _mm512_loadu_si512(k1[d] + n);
       l0 = _mm512_madd52lo_epu64(l0, x, a);
       h0 = _mm512_madd52hi_epu64(h0, x, a);
@@ -454,9 +453,10 @@ void modup_row(const KsPlan& P, const u64* Y, std::size_t d, std::size_t t, u64*
 //   kCall  held by the calling thread for a whole call (pool rows may run on it meanwhile)
 //   kRow   one output row's temporaries (ModUp digits, gathered rows)
 //   kAcc   the 128-bit accumulator of a row (Acc)
-enum Scratch { kCall = 0, kRow = 1, kAcc = 2 };
+//   kOut   a row pair's sums before the output automorphism (permute_out)
+enum Scratch { kCall = 0, kRow = 1, kAcc = 2, kOut = 3 };
 u64* scratch(Scratch slot, std::size_t n) {
-  thread_local std::vector<u64> bufs[3];
+  thread_local std::vector<u64> bufs[4];
   std::vector<u64>& b = bufs[slot];
   if (b.size() < n) b.resize(n);
   return b.data();
@@ -483,28 +483,15 @@ struct Acc {
     pending = 0;
   }
   // a_c += src * k_c (after at most 15 products since the last fold: < 2^128 for q < 2^62)
-  void mac(const Modulus& m, const u64* src, const std::uint32_t* perm, const u64* k0, const u64* k1) {
+  void mac(const Modulus& m, const u64* src, const u64* k0, const u64* k1) {
     if (pending == 15) fold(m);
     const std::size_t N = n;
     u128* x0 = a0;
     u128* x1 = a1;
-    if (perm) {  // gather a block into L1 first, then a sequential multiply-accumulate
-      constexpr std::size_t B = 512;
-      u64 g[B];
-      for (std::size_t n0 = 0; n0 < N; n0 += B) {
-        const std::size_t nb = std::min(B, N - n0);
-        for (std::size_t n = 0; n < nb; ++n) g[n] = src[perm[n0 + n]];
-        for (std::size_t n = 0; n < nb; ++n) {
-          x0[n0 + n] += (u128)g[n] * k0[n0 + n];
-          x1[n0 + n] += (u128)g[n] * k1[n0 + n];
-        }
-      }
-    } else {
-      for (std::size_t n = 0; n < N; ++n) {
-        const u64 v = src[n];
-        x0[n] += (u128)v * k0[n];
-        x1[n] += (u128)v * k1[n];
-      }
+    for (std::size_t n = 0; n < N; ++n) {
+      const u64 v = src[n];
+      x0[n] += (u128)v * k0[n];
+      x1[n] += (u128)v * k1[n];
     }
     ++pending;
   }
@@ -519,12 +506,19 @@ struct Acc {
   }
 };
 
-// dst[n] = src[perm[n]]: the row is first copied in order (a sequential stream the hardware
-// prefetcher follows), then gathered from the copy with plain loads (vpgatherdq is slower here).
-// tmp: N words.
-void gather_row(const u64* src, const std::uint32_t* perm, u64* dst, u64* tmp, std::size_t N) {
-  std::memcpy(tmp, src, N * 8);
-  for (std::size_t n = 0; n < N; ++n) dst[n] = tmp[perm[n]];
+// The NTT-domain automorphism of an output row pair, applied once after its inner product (keys in
+// the pre-permuted form, docs/ring.md "Galois keys pre-permuted"): o_c[n] = x_c[perm[n]], the x_c
+// being the row's sums in the thread's kOut scratch (L1/L2), read with plain loads and written in
+// order (a vpgatherdq per 8 values measured no faster: n14 key_switch_ext with the permutation
+// 9.87-9.91 vs 10.0-10.3 ms, ks_inner 2.72 vs 2.64-2.75 ms; Xeon model 167, ifma, 1 thread).
+// perm null: the sums were written to o_c directly.
+void permute_out(const std::uint32_t* perm, const u64* x0, const u64* x1, u64* o0, u64* o1, std::size_t N) {
+  if (!perm) return;
+  for (std::size_t n = 0; n < N; ++n) {
+    const std::uint32_t k = perm[n];
+    o0[n] = x0[k];
+    o1[n] = x1[k];
+  }
 }
 
 inline const u64* key_row(const u64* key, std::size_t R, std::size_t N, std::size_t d, std::size_t c,
@@ -544,15 +538,13 @@ void start_row(const KsPlan& P, Acc& acc, std::size_t t, const u64* add, std::si
 #ifdef WAVIS_HAVE_SIMD256
 // inner52's product on the avx2 path, 4 coefficients per step: each product reduced exactly
 // (simd2::mulmod52_4, q < 2^50) and summed in [0, p), so the result is the same fully reduced value.
-// Blocks of 256 coefficients: an automorphism's permuted digit is gathered into L1 first (scalar
-// loads beat vpgatherqq here), then multiplied sequentially.
-WAVIS_AVX2 void inner_avx2(const u64* const* src, const std::uint32_t* perm, const u64* const* k0,
+// Blocks of 256 coefficients (the row's partial sums stay in L1 across the digits).
+WAVIS_AVX2 void inner_avx2(const u64* const* src, const u64* const* k0,
                            const u64* const* k1, std::size_t D, const u64* add0, const u64* add1, u64 w, u64 p,
                            u64* o0, u64* o1, std::size_t N) {
   const simd2::Mod52x4 m = simd2::mod52x4(p);
   const __m256i W = _mm256_set1_epi64x((long long)w);
   constexpr std::size_t B = 256;
-  alignas(32) u64 g[B];
   for (std::size_t n0 = 0; n0 < N; n0 += B) {
     const std::size_t nb = std::min(B, N - n0);
     for (std::size_t k = 0; k < nb; k += 4) {  // start the block with w·add (or 0)
@@ -565,10 +557,6 @@ WAVIS_AVX2 void inner_avx2(const u64* const* src, const std::uint32_t* perm, con
     }
     for (std::size_t d = 0; d < D; ++d) {
       const u64* x = src[d] + n0;
-      if (perm) {
-        for (std::size_t k = 0; k < nb; ++k) g[k] = src[d][perm[n0 + k]];
-        x = g;
-      }
       const u64* a = k0[d] + n0;
       const u64* b = k1[d] + n0;
       for (std::size_t k = 0; k < nb; k += 4) {
@@ -596,8 +584,7 @@ inline bool use_ifma52(std::size_t N, u64 q) {
 
 // Row t of the inner product with inner52 (inner_avx2 on the avx2 path), including P·add on the
 // idx_q rows (as start_row).
-void inner52_row(const KsPlan& P, std::size_t t, const u64* const* src, const std::uint32_t* perm,
-                 const u64* const* k0, const u64* const* k1, std::size_t D, const u64* add, std::size_t add_m,
+void inner52_row(const KsPlan& P, std::size_t t, const u64* const* src, const u64* const* k0, const u64* const* k1, std::size_t D, const u64* add, std::size_t add_m,
                  u64* o0, u64* o1) {
   const u64* a0 = nullptr;
   const u64* a1 = nullptr;
@@ -608,21 +595,25 @@ void inner52_row(const KsPlan& P, std::size_t t, const u64* const* src, const st
     if (add_m > 1) a1 = add + (P.Lq + t) * P.N;
   }
 #ifdef WAVIS_HAVE_SIMD256
-  if (avx2_active()) return inner_avx2(src, perm, k0, k1, D, a0, a1, w, P.c->mod(P.full[t]).q, o0, o1, P.N);
+  if (avx2_active()) return inner_avx2(src, k0, k1, D, a0, a1, w, P.c->mod(P.full[t]).q, o0, o1, P.N);
 #endif
-  inner52(src, perm, k0, k1, D, a0, a1, w, P.c->mod(P.full[t]).q, o0, o1, P.N);
+  inner52(src, k0, k1, D, a0, a1, w, P.c->mod(P.full[t]).q, o0, o1, P.N);
 }
 #endif
 }  // namespace
 
-// out (2, Lq+Lp, N) = sum_d ModUp_d(a) * key[d] (+ P·add), NTT domain.
+// out (2, Lq+Lp, N) = aut(sum_d ModUp_d(a) * key[d] (+ P·add)), NTT domain.
 void key_switch_ext(const KsPlan& P, const u64* a, const u64* key, std::size_t key_rows, const u64* add,
-                    std::size_t add_m, u64* out) {
+                    std::size_t add_m, const std::uint32_t* perm, u64* out) {
   const std::size_t N = P.N, R = P.R;
   u64* Y = scratch(kCall, P.Lq * N);
   modup_prepare(P, a, Y);
   for_rows(R, N, [&](std::size_t t) {
     const Modulus& m = P.c->mod(P.full[t]);
+    u64* o0 = out + t * N;
+    u64* o1 = out + (R + t) * N;
+    u64* x0 = perm ? scratch(kOut, 2 * N) : o0;
+    u64* x1 = perm ? x0 + N : o1;
 #ifdef WAVIS_CKKS_AVX512
     if (use_ifma52(N, m.q)) {  // all digits of the row first, then one register-resident inner product
       const std::size_t D = P.dg.count();
@@ -638,7 +629,8 @@ void key_switch_ext(const KsPlan& P, const u64* a, const u64* key, std::size_t k
         k0[d] = key_row(key, key_rows, N, d, 0, P.full[t]);
         k1[d] = key_row(key, key_rows, N, d, 1, P.full[t]);
       }
-      inner52_row(P, t, src.data(), nullptr, k0.data(), k1.data(), D, add, add_m, out + t * N, out + (R + t) * N);
+      inner52_row(P, t, src.data(), k0.data(), k1.data(), D, add, add_m, x0, x1);
+      permute_out(perm, x0, x1, o0, o1, N);
       return;
     }
 #endif
@@ -653,9 +645,10 @@ void key_switch_ext(const KsPlan& P, const u64* a, const u64* key, std::size_t k
         modup_row(P, Y, d, t, buf);
         src = buf;
       }
-      acc.mac(m, src, nullptr, key_row(key, key_rows, N, d, 0, P.full[t]), key_row(key, key_rows, N, d, 1, P.full[t]));
+      acc.mac(m, src, key_row(key, key_rows, N, d, 0, P.full[t]), key_row(key, key_rows, N, d, 1, P.full[t]));
     }
-    acc.store(m, out + t * N, out + (R + t) * N);
+    acc.store(m, x0, x1);
+    permute_out(perm, x0, x1, o0, o1, N);
   }, 1);
 }
 
@@ -672,45 +665,37 @@ void ks_mod_up(const KsPlan& P, const u64* a, u64* exts) {
   }, 1);
 }
 
-// out (2, Lq+Lp, N) = sum_d aut_g(exts[d]) * key[d] (+ P·add).
+// out (2, Lq+Lp, N) = aut(sum_d exts[d] * key[d] (+ P·add)): the digits are read in order (the key
+// in the pre-permuted form), the automorphism applied once to the row's two sums.
 void ks_inner(const KsPlan& P, const u64* exts, std::size_t D, const u64* key, std::size_t key_rows,
               const std::uint32_t* perm, const u64* add, std::size_t add_m, u64* out) {
   const std::size_t N = P.N, R = P.R;
   for_rows(R, N, [&](std::size_t t) {
     const Modulus& m = P.c->mod(P.full[t]);
+    u64* o0 = out + t * N;
+    u64* o1 = out + (R + t) * N;
+    u64* x0 = perm ? scratch(kOut, 2 * N) : o0;
+    u64* x1 = perm ? x0 + N : o1;
 #ifdef WAVIS_CKKS_AVX512
     if (use_ifma52(N, m.q)) {
       std::vector<const u64*> src(D), k0(D), k1(D);
-      // Each digit row is gathered (gather_row) into a per-thread buffer, then the inner product
-      // reads it in order. Measured at n14 (ifma, Zen 5, 1 thread): a vpgatherdq per 8
-      // coefficients inside the inner product took 9.3 ms per ks_inner against 4.6-5.3 ms for
-      // this; gathering 256-coefficient blocks straight from the rows took 5.6-8 ms CPU.
-      u64* g = perm ? scratch(kRow, (D + 1) * N) : nullptr;
       for (std::size_t d = 0; d < D; ++d) {
         src[d] = exts + (d * R + t) * N;
-        if (perm) {
-          gather_row(src[d], perm, g + d * N, g + D * N, N);
-          src[d] = g + d * N;
-        }
         k0[d] = key_row(key, key_rows, N, d, 0, P.full[t]);
         k1[d] = key_row(key, key_rows, N, d, 1, P.full[t]);
       }
-      inner52_row(P, t, src.data(), nullptr, k0.data(), k1.data(), D, add, add_m, out + t * N, out + (R + t) * N);
+      inner52_row(P, t, src.data(), k0.data(), k1.data(), D, add, add_m, x0, x1);
+      permute_out(perm, x0, x1, o0, o1, N);
       return;
     }
 #endif
     Acc acc(N);
     start_row(P, acc, t, add, add_m);
-    u64* row = perm ? scratch(kRow, N) : nullptr;
-    for (std::size_t d = 0; d < D; ++d) {
-      const u64* src = exts + (d * R + t) * N;
-      if (perm) {  // in order into L2 first (see gather_row); mac gathers from there
-        std::memcpy(row, src, N * 8);
-        src = row;
-      }
-      acc.mac(m, src, perm, key_row(key, key_rows, N, d, 0, P.full[t]), key_row(key, key_rows, N, d, 1, P.full[t]));
-    }
-    acc.store(m, out + t * N, out + (R + t) * N);
+    for (std::size_t d = 0; d < D; ++d)
+      acc.mac(m, exts + (d * R + t) * N, key_row(key, key_rows, N, d, 0, P.full[t]),
+              key_row(key, key_rows, N, d, 1, P.full[t]));
+    acc.store(m, x0, x1);
+    permute_out(perm, x0, x1, o0, o1, N);
   }, 1);
 }
 

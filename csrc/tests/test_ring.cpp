@@ -175,19 +175,20 @@ TEST(products_exact_for_every_prime_width_on_every_path) {
   auto ks = under_each_path<std::vector<u64>>([&] {
     KsPlan P(w, iq, ip, dg);
     std::vector<u64> out(2 * R * N), exts(D * R * N), rot(2 * R * N);
-    key_switch_ext(P, x.data(), key.data(), LW, x.data(), 1, out.data());
+    key_switch_ext(P, x.data(), key.data(), LW, x.data(), 1, nullptr, out.data());
     ks_mod_up(P, x.data(), exts.data());
     auto perm = w.ntt_perm(2 * N - 1);
     ks_inner(P, exts.data(), D, key.data(), LW, perm->data(), x.data(), 1, rot.data());
-    // the inner product against its definition, row by row
+    // the inner product against its definition, row by row: aut(Σ_d exts[d]·key[d] + P·x)
     for (std::size_t t = 0; t < R; ++t) {
       const u64 q = w.moduli[t];
       for (std::size_t n = 0; n < N; n += 7)
         for (std::size_t c2 = 0; c2 < 2; ++c2) {
-          u64 want = c2 == 0 && t < 3 ? mul_mod_slow(x[t * N + n], P.p_mod[t], q) : 0;
+          const std::size_t k = (*perm)[n];
+          u64 want = c2 == 0 && t < 3 ? mul_mod_slow(x[t * N + k], P.p_mod[t], q) : 0;
           for (std::size_t d = 0; d < D; ++d)
-            want = add_mod(want, mul_mod_slow(exts[(d * R + t) * N + (*perm)[n]],
-                                              key[((d * 2 + c2) * LW + t) * N + n], q), q);
+            want = add_mod(want, mul_mod_slow(exts[(d * R + t) * N + k],
+                                              key[((d * 2 + c2) * LW + t) * N + k], q), q);
           CHECK(rot[(c2 * R + t) * N + n] == want);
         }
     }
@@ -268,12 +269,15 @@ TEST(key_switching_bit_identical_across_paths) {
   auto res = under_each_path<std::vector<u64>>([&] {
     KsPlan P(c, iq, ip, dg);
     std::vector<u64> ks(2 * R * N), exts(D * R * N), inner(2 * R * N), rot(2 * R * N), down(2 * 3 * N);
-    key_switch_ext(P, a.data(), key.data(), L, nullptr, 0, ks.data());
+    key_switch_ext(P, a.data(), key.data(), L, nullptr, 0, nullptr, ks.data());
     ks_mod_up(P, a.data(), exts.data());
     ks_inner(P, exts.data(), D, key.data(), L, nullptr, nullptr, 0, inner.data());
     CHECK(inner == ks);  // the hoisted split computes the same inner product
     auto perm = c.ntt_perm(5);
     ks_inner(P, exts.data(), D, key.data(), L, perm->data(), a.data(), 1, rot.data());
+    std::vector<u64> rot_ext(2 * R * N);  // the fused ModUp with the same output automorphism
+    key_switch_ext(P, a.data(), key.data(), L, a.data(), 1, perm->data(), rot_ext.data());
+    CHECK(rot_ext == rot);
     mod_down_ntt(c, ks.data(), down.data(), 2, iq, ip);
     std::vector<u64> all = ks;
     all.insert(all.end(), rot.begin(), rot.end());

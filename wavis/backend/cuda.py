@@ -581,6 +581,16 @@ class CudaRingContext:
     def _perm(self, g: int):
         return self._cached(("perm", g), lambda: self.xp.asarray(self._cpu.ntt_perm(int(g))))
 
+    def _scatter_perm(self, g: int):
+        """The inverse of ``ntt_perm(g)``: out[inv[j]] = x[j] is out[k] = x[perm[k]] (a scatter)."""
+        def make():
+            perm = np.asarray(self._cpu.ntt_perm(int(g)), dtype=np.int64)
+            inv = np.empty(perm.shape, dtype=np.uint32)
+            inv[perm] = np.arange(perm.size, dtype=np.uint32)
+            return self.xp.asarray(inv)
+
+        return self._cached(("scatter_perm", g), make)
+
     def automorphism(self, a, galois_elt: int, idx, ntt_domain: bool):
         """X -> X^g on every row; returns a new array (NTT domain: a permutation of the
         bit-reversed evaluation points; coefficient domain: with the negacyclic sign)."""
@@ -610,9 +620,11 @@ class CudaRingContext:
 
     def ks_inner(self, exts, key, idx_q, idx_p, galois_elt: int = 1, add=None):
         """Fused key-switching inner product (kernel ``ks_inner_keyed``): (2, R, N) with
-        ``acc[c] = Σ_d aut_g(exts[d]) ⊙ key[d, c, idx_q + idx_p]`` (+ P·add[c] on the idx_q rows).
+        ``acc[c] = aut_g(Σ_d exts[d] ⊙ key[d, c, idx_q + idx_p] (+ P·add[c] on the idx_q rows))``
+        (a Galois key in its pre-permuted evaluation form, protocol "Rotations").
 
-        The automorphism is a permutation fused into the read of ``exts``; the key's rows are read
+        The automorphism is a permutation fused into the writes (a scatter by aut_g^{-1}); ``exts``
+        and the key are read in order; the key's rows are read
         in place from the full-prime layout ``(≥D, 2, len(moduli), N)``, so a key kept resident on
         the device (:meth:`wavis.ckks.CkksContext.put_key`) is never copied. Bit-identical to the CPU
         oracle (128-bit accumulation, Barrett reduction). Raises ShapeError for bad shapes/indices."""
@@ -629,23 +641,25 @@ class CudaRingContext:
         g = int(galois_elt) % (2 * N)
         if g % 2 == 0:
             raise ShapeError(f"galois_elt must be odd, got {galois_elt}")
-        acc = self.xp.zeros((2, R, N), dtype=_U64)
+        pre = self.xp.zeros((2, R, N), dtype=_U64)
         if add is not None:
             add = self._in(add, "add", lq)
             if add.ndim != 3 or add.shape[0] not in (1, 2):
                 raise ShapeError(f"add must be (1 or 2, {lq}, {N})")
             pm = [int(v) for v in self._cpu.mod_down_constants(list(iq), list(ip))["p_mod"]]
             for c in range(int(add.shape[0])):
-                self.mul_scalar(add[c], pm, acc[c, :lq], iq)
-        if D and R:
-            args = (exts, key, acc, self._primes(full), self._perm(g), np.int32(R), np.int32(D),
-                    np.int32(len(self.moduli)), np.int32(self.logN), self._mods, self._rhi, self._rlo, np.int32(1))
-            self._k("rns", "ks_inner_keyed")(self._grid(R * N), _EW_BLOCK, args)
+                self.mul_scalar(add[c], pm, pre[c, :lq], iq)
+        if not (D and R):
+            return pre if g == 1 else self.automorphism(pre, g, full, True)
+        acc = pre if g == 1 else self.xp.empty((2, R, N), dtype=_U64)  # a scatter must not overwrite pre
+        args = (exts, key, pre, acc, self._primes(full), self._scatter_perm(g), np.int32(R), np.int32(D),
+                np.int32(len(self.moduli)), np.int32(self.logN), self._mods, self._rhi, self._rlo, np.int32(1))
+        self._k("rns", "ks_inner_keyed")(self._grid(R * N), _EW_BLOCK, args)
         return acc
 
-    def key_switch_ext(self, a, key, idx_q, idx_p, digits, add=None):
+    def key_switch_ext(self, a, key, idx_q, idx_p, digits, add=None, galois_elt: int = 1):
         """:meth:`ks_inner` of :meth:`ks_mod_up` (the digits are stored on the device)."""
-        return self.ks_inner(self.ks_mod_up(a, idx_q, idx_p, digits), key, idx_q, idx_p, 1, add)
+        return self.ks_inner(self.ks_mod_up(a, idx_q, idx_p, digits), key, idx_q, idx_p, galois_elt, add)
 
     def diag_mac(self, rots, pts, sel, counts, idx, repeat: int = 1):
         """Plaintext-diagonal inner sums of a double-hoisted linear transform (protocol
@@ -666,8 +680,8 @@ class CudaRingContext:
     def ks_inner_batch(self, exts, key, idx_q, idx_p, galois_elts, add=None):
         return reference.ks_inner_batch(self, exts, key, idx_q, idx_p, galois_elts, add)
 
-    def key_switch_ext_batch(self, a, key, idx_q, idx_p, digits, add=None):
-        return reference.key_switch_ext_batch(self, a, key, idx_q, idx_p, digits, add)
+    def key_switch_ext_batch(self, a, key, idx_q, idx_p, digits, add=None, galois_elt: int = 1):
+        return reference.key_switch_ext_batch(self, a, key, idx_q, idx_p, digits, add, galois_elt)
 
     def __repr__(self) -> str:
         return f"CudaRingContext(N={self.N}, limbs={len(self.moduli)}, device={getattr(self._dev, 'name', '?')})"

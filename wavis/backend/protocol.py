@@ -36,6 +36,13 @@ with ``key[d]``; a key-switching key is ``(≥D, 2, len(ctx.moduli), N)`` with r
 ``(m, len(idx_q), N)`` with m ∈ {1, 2}: ``P·add[c]`` (P = ∏ idx_p) is added to the idx_q rows of
 component c before ModDown (relinearization/rotation fold c_0, c_1 in).
 
+Rotations (``galois_elt`` g ≠ 1 in ``ks_inner``/``key_switch_ext``): the Galois key is passed in
+its evaluation form K'_d = aut_g^{-1}(K_d) (:attr:`wavis.ckks.GaloisKey.permuted`, made once when
+the key is loaded) and the automorphism is applied once to the two sums, after ``add``:
+``aut_g(Σ_d x_d ⊙ K'_d + P·add)`` — exactly ``Σ_d aut_g(x_d) ⊙ K_d + P·aut_g(add)``, since the
+NTT-domain automorphism permutes each row and the arithmetic is exact — so the inner product
+streams over the digits as they are (no per-digit gather) and the caller passes c_0 unrotated.
+
 Data model (LWE, TFHE on the 32-bit torus)
 ------------------------------------------
 Torus elements are ``uint32``; an LWE ciphertext under the small key is ``n + 1`` words (mask,
@@ -185,12 +192,14 @@ class RingOps(Protocol):
         coefficients (INTT of ``a``'s rows) to that prime, then NTT (Han–Ki 2020, Alg. 1)."""
     def ks_inner(self, exts: Array, key: Array, idx_q: Index, idx_p: Index, galois_elt: int = 1,
                  add: Array | None = None) -> Array:
-        """Inner product (2, R, N): ``acc[c] = Σ_d aut_g(exts[d]) ⊙ key[d, c, idx_q + idx_p]``
-        (+ P·add[c] on the idx_q rows), ``aut_g`` the NTT-domain automorphism (``automorphism``
-        with ``ntt_domain=True``; galois_elt 1 = none). ``exts`` (D, R, N). No ModDown."""
+        """Inner product (2, R, N): ``acc[c] = aut_g(Σ_d exts[d] ⊙ key[d, c, idx_q + idx_p]
+        (+ P·add[c] on the idx_q rows))``, ``aut_g`` the NTT-domain automorphism (``automorphism``
+        with ``ntt_domain=True``; galois_elt 1 = none) applied to the sums (a Galois key in its
+        evaluation form, see "Rotations" above). ``exts`` (D, R, N). No ModDown."""
     def key_switch_ext(self, a: Array, key: Array, idx_q: Index, idx_p: Index, digits: Digits,
-                       add: Array | None = None) -> Array:
-        """``ks_inner(ks_mod_up(a, ...), key, ..., 1, add)`` (the digits need not be stored): (2, R, N)."""
+                       add: Array | None = None, galois_elt: int = 1) -> Array:
+        """``ks_inner(ks_mod_up(a, ...), key, ..., galois_elt, add)`` (the digits need not be
+        stored): (2, R, N)."""
     def mod_down_ntt(self, a: Array, idx_q: Index, idx_p: Index) -> Array:
         """Rounded ModDown, NTT domain: ``a`` (R, N) or (batch, R, N) over idx_q + idx_p →
         (…, len(idx_q), N) holding round(a / P) − u, 0 ≤ u < len(idx_p):
@@ -225,9 +234,9 @@ class RingOps(Protocol):
         """(B, D, R, N) with one Galois element per item, one key, ``add`` None or (B, m, len(idx_q), N)
         → (B, 2, R, N), each item as :meth:`ks_inner`."""
     def key_switch_ext_batch(self, a: Array, key: Array, idx_q: Index, idx_p: Index, digits: Digits,
-                             add: Array | None = None) -> Array:
-        """(B, len(idx_q), N), one key, ``add`` None or (B, m, len(idx_q), N) → (B, 2, R, N), each
-        item as :meth:`key_switch_ext`."""
+                             add: Array | None = None, galois_elt: int = 1) -> Array:
+        """(B, len(idx_q), N), one key (and its Galois element), ``add`` None or (B, m, len(idx_q), N)
+        → (B, 2, R, N), each item as :meth:`key_switch_ext`."""
 
 
 # Kept for code written against the first protocol (same object).

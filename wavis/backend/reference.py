@@ -66,23 +66,23 @@ def _add_scaled_start(ctx, add, idx_q, idx_p, acc) -> None:
 
 
 def ks_inner(ctx, exts, key, idx_q, idx_p, galois_elt: int = 1, add=None):
-    """Σ_d aut_g(exts[d]) ⊙ key[d, c] (+ P·add[c] on the idx_q rows) for c = 0, 1: (2, R, N)."""
+    """aut_g(Σ_d exts[d] ⊙ key[d, c] (+ P·add[c] on the idx_q rows)) for c = 0, 1: (2, R, N)
+    (a Galois key pre-permuted: ``GaloisKey.permuted``)."""
     idx_q, idx_p = [int(i) for i in idx_q], [int(i) for i in idx_p]
     full = idx_q + idx_p
     acc = ctx.zeros(len(full), 2)
     _add_scaled_start(ctx, add, idx_q, idx_p, acc)
     for d in range(len(exts)):
-        ext = exts[d]
-        if galois_elt != 1:
-            ext = ctx.automorphism(ext, galois_elt, full, True)
         for c in range(2):
-            ctx.mul_add(ext, key[d, c][full], acc[c], full)
+            ctx.mul_add(exts[d], key[d, c][full], acc[c], full)
+    if int(galois_elt) % (2 * ctx.N) != 1:
+        acc = ctx.automorphism(acc, int(galois_elt), full, True)
     return acc
 
 
-def key_switch_ext(ctx, a, key, idx_q, idx_p, digits: Digits, add=None):
-    """``ctx.ks_inner(ctx.ks_mod_up(a))``: (2, R, N)."""
-    return ctx.ks_inner(ctx.ks_mod_up(a, idx_q, idx_p, digits), key, idx_q, idx_p, 1, add)
+def key_switch_ext(ctx, a, key, idx_q, idx_p, digits: Digits, add=None, galois_elt: int = 1):
+    """``ctx.ks_inner(ctx.ks_mod_up(a), ..., galois_elt, add)``: (2, R, N)."""
+    return ctx.ks_inner(ctx.ks_mod_up(a, idx_q, idx_p, digits), key, idx_q, idx_p, galois_elt, add)
 
 
 def mod_down_ntt(ctx, a, idx_q, idx_p):
@@ -189,9 +189,9 @@ def ks_inner_batch(ctx, exts, key, idx_q, idx_p, galois_elts: Sequence[int], add
     return _stack4(ctx, items, (2, len(idx_q) + len(idx_p)), exts.shape[0])
 
 
-def key_switch_ext_batch(ctx, a, key, idx_q, idx_p, digits: Digits, add=None):
+def key_switch_ext_batch(ctx, a, key, idx_q, idx_p, digits: Digits, add=None, galois_elt: int = 1):
     """Loop of :meth:`key_switch_ext` over (B, len(idx_q), N) → (B, 2, R, N)."""
-    items = [ctx.key_switch_ext(a[b], key, idx_q, idx_p, digits, None if add is None else add[b])
+    items = [ctx.key_switch_ext(a[b], key, idx_q, idx_p, digits, None if add is None else add[b], galois_elt)
              for b in range(a.shape[0])]
     return _stack4(ctx, items, (2, len(idx_q) + len(idx_p)), a.shape[0])
 

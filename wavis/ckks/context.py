@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from typing import Any
 
 from ..errors import KeyMismatchError, ParameterError
@@ -20,6 +21,8 @@ from ..ring.context import Context
 from .params import CkksParameters
 
 __all__ = ["CkksContext", "context_of"]
+
+_FORM_LOCK = threading.Lock()  # Galois keys converted to the evaluation form (CkksContext.to_device)
 
 
 class CkksContext(Context):
@@ -55,17 +58,60 @@ class CkksContext(Context):
 
     # -- keys on the device ----------------------------------------------------------------
     def to_device(self, obj):
-        """A copy of a CKKS object (ciphertext, keys, EvaluationKeys) whose arrays are this
-        context's device arrays (the object itself on the CPU backend: no copy)."""
+        """A CKKS object (ciphertext, keys, EvaluationKeys) whose arrays are this context's device
+        arrays, with every Galois key in its evaluation form (:attr:`GaloisKey.permuted`:
+        aut_g^{-1} of each key polynomial, what rotations compute with; made once per key).
+
+        On the CPU backend the object itself is returned, its Galois keys converted in place
+        (``data`` rebound to the permuted array, ``permuted`` set), so the keys are never held
+        twice: evaluators and bootstrappers built from the same keys share them, and the
+        canonical arrays are freed unless the caller holds them elsewhere. Serialization writes
+        the canonical form either way (the wire format and key tags do not change); ``to_host``
+        returns canonical copies. On a device backend the result is a copy (the caller's object
+        is not changed)."""
         if self.backend.name == "cpu":
+            self._to_evaluation_form(obj)
             return obj
-        return _map_arrays(obj, self.ring.asarray)
+        dev = _map_arrays(obj, self.ring.asarray)
+        self._to_evaluation_form(dev)
+        return dev
 
     def to_host(self, obj):
-        """A copy of a CKKS object whose arrays are NumPy arrays (the object itself on the CPU)."""
+        """A copy of a CKKS object whose arrays are NumPy arrays (the object itself on the CPU
+        when it holds no Galois key in the evaluation form), Galois keys in the canonical form
+        (as generated and serialized)."""
+        from .keyswitch import galois_key_form
+        from .structures import EvaluationKeys, GaloisKey
+
+        if isinstance(obj, GaloisKey) and obj.permuted:
+            data = galois_key_form(self.ring, self.ring.asarray(obj.data), obj.galois_elt, False)
+            return dataclasses.replace(obj, data=self.ring.to_numpy(data), permuted=False)
+        if isinstance(obj, EvaluationKeys) and any(k.permuted for k in obj.galois_keys.values()):
+            rest = self.to_host(dataclasses.replace(obj, galois_keys={}))
+            return dataclasses.replace(rest, galois_keys={g: self.to_host(k) for g, k in obj.galois_keys.items()})
         if self.backend.name == "cpu":
             return obj
         return _map_arrays(obj, self.ring.to_numpy)
+
+    def _to_evaluation_form(self, obj) -> None:
+        """Convert the Galois keys of ``obj`` (a GaloisKey or EvaluationKeys; anything else is left
+        alone) to the evaluation form in place, one key at a time (the transient is one key)."""
+        from .keyswitch import galois_key_form
+        from .structures import EvaluationKeys, GaloisKey
+
+        if isinstance(obj, GaloisKey):
+            keys = [obj]
+        elif isinstance(obj, EvaluationKeys):
+            keys = list(obj.galois_keys.values())
+        else:
+            return
+        for key in keys:
+            if key.permuted:
+                continue
+            with _FORM_LOCK:  # two evaluators converting the same key at once: once
+                if not key.permuted:
+                    key.data = galois_key_form(self.ring, self.ring.asarray(key.data), key.galois_elt, True)
+                    key.permuted = True
 
     def load_keys(self, key_id: Any, eval_keys) -> Any:
         """Make ``eval_keys`` (:class:`EvaluationKeys`) resident on this context's device under

@@ -21,7 +21,7 @@ from . import keyswitch as ks
 from .context import CkksContext, context_of
 from .keys import galois_element
 from .params import CkksParameters
-from .structures import Ciphertext, EvaluationKeys, KeySwitchingKey, Plaintext
+from .structures import Ciphertext, EvaluationKeys, GaloisKey, KeySwitchingKey, Plaintext
 
 SCALE_TOLERANCE = 2.0**-20  # relative scale difference accepted by add/subtract
 # A constant or plaintext that puts a result back on the canonical scale is encoded at
@@ -255,7 +255,7 @@ class Evaluator:
         idx = list(range(a.level + 1))
         rows = len(idx)
         n = self.params.poly_degree
-        out = ctx.zeros(3 * rows).reshape(3, rows, n)
+        out = ctx.empty(3 * rows).reshape(3, rows, n)  # every row written below (no zero fill)
         ctx.mul(a.data[0], b.data[0], out[0], idx)
         ctx.mul(a.data[0], b.data[1], out[1], idx)
         ctx.mul_add(a.data[1], b.data[0], out[1], idx)
@@ -493,15 +493,27 @@ class Evaluator:
             )
         return plan
 
-    def _apply_galois(self, ct: Ciphertext, g: int, exts=None) -> Ciphertext:
+    def _galois_key(self, g: int) -> GaloisKey:
+        """The Galois key of element ``g`` in its evaluation form (``GaloisKey.permuted``; the
+        evaluator's keys are converted once, by ``CkksContext.to_device``)."""
         key = self._galois_keys()[g]
+        if not key.permuted:  # keys swapped in after construction: convert (cached per key)
+            key = self.context.to_device(key)
+        return key
+
+    def _apply_galois(self, ct: Ciphertext, g: int, exts=None) -> Ciphertext:
+        """One Galois key switch (Halevi–Shoup, CRYPTO 2018 §5): aut_g(Σ_d x_d ⊙ K'_d + P·c_0),
+        ModDown; x_d the digits of the unrotated c_1 (``exts`` when hoisted, else made on the fly),
+        K' the key's evaluation form; the automorphism is applied once, to the two sums of each
+        output row (protocol "Rotations"). A single rotation is the hoisted one of one step."""
+        key = self._galois_key(g)
         ctx = self.ctx
         q_idx, digits = self._ks_plan(ct.level)
-        c0 = ctx.automorphism(ct.data[0], g, q_idx, True)[None]
-        if exts is None:  # single rotation: permute c_1 once, then ModUp (cheaper than permuting digits)
-            c1 = ctx.automorphism(ct.data[1], g, q_idx, True)
-            acc = ks.key_switch_ext(ctx, c1, key.data, q_idx, self._p_idx, digits, add=c0)
-        else:  # hoisted: the shared digits are permuted (fused into the inner product's reads)
+        data = ctx.asarray(ct.data)
+        c0 = data[0].reshape(1, len(q_idx), -1)
+        if exts is None:
+            acc = ks.key_switch_ext(ctx, data[1], key.data, q_idx, self._p_idx, digits, add=c0, galois_elt=g)
+        else:
             acc = ks.ks_inner(ctx, exts, key.data, q_idx, self._p_idx, galois_elt=g, add=c0)
         out = ks.mod_down_ntt(ctx, acc, q_idx, self._p_idx)
         return Ciphertext(out, ct.level, ct.scale, ct.params_fingerprint, ct.key_tag)
@@ -555,7 +567,7 @@ class Evaluator:
         a1 = self._stack([a.data[1] for a, _ in prepared])
         b0 = self._stack([b.data[0] for _, b in prepared])
         b1 = self._stack([b.data[1] for _, b in prepared])
-        d0, d1, d2 = ctx.zeros(rows, count), ctx.zeros(rows, count), ctx.zeros(rows, count)
+        d0, d1, d2 = ctx.empty(rows, count), ctx.empty(rows, count), ctx.empty(rows, count)  # written below
         ctx.mul(a0, b0, d0, idx)
         ctx.mul(a0, b1, d1, idx)
         ctx.mul_add(a1, b0, d1, idx)
@@ -574,7 +586,7 @@ class Evaluator:
 
     def rotate_batch(self, cts: "list[Ciphertext]", steps: int) -> list[Ciphertext]:
         """``[rotate(ct, steps) for ct in cts]``, bit for bit, with each Galois key switch of the
-        rotation plan as one ``automorphism_batch`` + one ``key_switch_ext_batch`` + one
+        rotation plan as one ``key_switch_ext_batch`` (automorphism applied to its sums) + one
         ``mod_down_ntt`` over the batch. Ciphertexts at different levels are rotated one by one.
 
         Raises: what :meth:`rotate` raises (MissingRotationKeyError, ParameterError), before
@@ -593,11 +605,9 @@ class Evaluator:
         c0 = self._stack([ct.data[0] for ct in cts])
         c1 = self._stack([ct.data[1] for ct in cts])
         for g in plan:
-            key = self._galois_keys()[g]
-            r0 = ks.automorphism_batch(ctx, c0, [g] * count, q_idx, True)
-            r1 = ks.automorphism_batch(ctx, c1, [g] * count, q_idx, True)
-            acc = ks.key_switch_ext_batch(ctx, r1, key.data, q_idx, self._p_idx, digits,
-                                          add=r0.reshape(count, 1, rows, n))
+            key = self._galois_key(g)
+            acc = ks.key_switch_ext_batch(ctx, c1, key.data, q_idx, self._p_idx, digits,
+                                          add=c0.reshape(count, 1, rows, n), galois_elt=g)
             out = ks.mod_down_ntt(ctx, acc.reshape(2 * count, acc.shape[-2], n), q_idx, self._p_idx)
             out = out.reshape(count, 2, rows, n)
             c0, c1 = out[:, 0].copy(), out[:, 1].copy()
@@ -691,9 +701,17 @@ class Evaluator:
     def key_switch_inner(self, exts, level: int, ksk: KeySwitchingKey, galois_elt: int | None = None):
         """Inner product of ModUp digits with ``ksk`` over Q_ℓ·P, then ModDown by P.
         With ``galois_elt`` the automorphism is applied to each digit first (hoisted
-        rotation). Returns (d_0, d_1), each (level+1, N) NTT domain."""
+        rotation; ``ksk`` canonical or in the evaluation form, computed as aut_g(Σ_d x_d ⊙ K'_d)).
+        Returns (d_0, d_1), each (level+1, N) NTT domain."""
         q_idx, _ = self._ks_plan(level)
-        acc = ks.ks_inner(self.ctx, exts, ksk.data, q_idx, self._p_idx, galois_elt=galois_elt or 1)
+        g = int(galois_elt or 1) % (2 * self.params.poly_degree)
+        data = ksk.data
+        if g != 1:
+            if isinstance(ksk, GaloisKey) and ksk.galois_elt % (2 * self.params.poly_degree) == g:
+                data = self.context.to_device(ksk).data
+            elif not (isinstance(ksk, GaloisKey) and ksk.permuted):
+                data = ks.galois_key_form(self.ctx, self.ctx.asarray(ksk.data), g, True)
+        acc = ks.ks_inner(self.ctx, exts, data, q_idx, self._p_idx, galois_elt=g)
         d = ks.mod_down_ntt(self.ctx, acc, q_idx, self._p_idx)
         return d[0], d[1]
 

@@ -391,7 +391,6 @@ class LinearTransform:
         with the rescale (Kim et al. 2021 §3.2) ends the transform."""
         ctx = ev.ctx
         n, slots = ev.params.poly_degree, self.slots
-        keys = ev._galois_keys()  # noqa: SLF001
         q_idx, digits = ev._ks_plan(ct.level)  # noqa: SLF001
         p_idx = list(ev.context.special_index)
         full = q_idx + p_idx
@@ -411,9 +410,9 @@ class LinearTransform:
                 continue
             if exts is None:
                 exts = ks.ks_mod_up(ctx, c[1], q_idx, p_idx, digits)
-            g = galois_element(step, n)
-            rots[i] = ks.ks_inner(ctx, exts, keys[g].data, q_idx, p_idx, galois_elt=g,
-                                  add=ctx.automorphism(c[0], g, q_idx, True).reshape(1, lq, n))
+            g = galois_element(step, n)  # aut_g(Σ_d x_d ⊙ K'_d + P·c_0): the key's evaluation form
+            rots[i] = ks.ks_inner(ctx, exts, ev._galois_key(g).data, q_idx, p_idx, galois_elt=g,  # noqa: SLF001
+                                  add=c[0].reshape(1, lq, n))
         total = None
         for giants, pts, gap in self._plaintexts(ev, ct.level, pt_scale, ext=True):
             sums = ctx.diag_mac(rots, pts, [slot_of[j] for _, js in giants for j in js],
@@ -422,8 +421,8 @@ class LinearTransform:
                 if t % slots:  # rotate the inner sum: c_1 down by P and key-switched, c_0 rotated over Q_ℓ·P
                     g = galois_element(t % slots, n)
                     a1 = ks.mod_down_ntt(ctx, acc[1], q_idx, p_idx)
-                    rot = ks.key_switch_ext(ctx, ctx.automorphism(a1, g, q_idx, True), keys[g].data, q_idx, p_idx,
-                                            digits)
+                    rot = ks.key_switch_ext(ctx, a1, ev._galois_key(g).data, q_idx, p_idx, digits,  # noqa: SLF001
+                                            galois_elt=g)
                     ctx.add(rot[0], ctx.automorphism(acc[0], g, full, True), rot[0], full)
                     acc = rot
                 if total is None:

@@ -92,9 +92,19 @@ class RelinearizationKey(KeySwitchingKey):
 
 @dataclass
 class GaloisKey(KeySwitchingKey):
-    """Key-switching key from s(X^g) to s for the Galois element ``galois_elt``."""
+    """Key-switching key from s(X^g) to s for the Galois element ``galois_elt``.
+
+    ``permuted``: False (the canonical form: what key generation makes, the wire format stores
+    and the key tags cover) or True, the evaluation form rotations compute with: ``data`` holds
+    aut_g^{-1} of every key polynomial (the NTT-domain automorphism X → X^{g^{-1}}, a permutation
+    of each row), so that a rotation's inner product Σ_d aut_g(x_d)·K_d = aut_g(Σ_d x_d·aut_g^{-1}(K_d))
+    runs over the digits x_d as they are and the automorphism is applied once to its two sums.
+    Loading keys into a context (:meth:`wavis.ckks.CkksContext.to_device`, an ``Evaluator``)
+    converts them once, in place on the CPU (so they are never held twice); serialization writes
+    the canonical form either way, and ``CkksContext.to_host`` returns canonical copies."""
 
     galois_elt: int = 1
+    permuted: bool = False
 
 
 @dataclass

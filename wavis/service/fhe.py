@@ -185,15 +185,18 @@ def key_digests(evk: Any) -> dict[str, str]:
     (``fhe_keys.key_digests``) so that a key chunk re-sent with the same keys is recognised (no new
     storage) and one with other bytes for a key already held is refused (``repo.add_eval_key_part``).
     A key is hashed over its b components and its a-seed (or its a components when it has no seed):
-    what the wire format carries of it."""
+    what the wire format carries of it (the canonical form: a Galois key an Evaluator has loaded,
+    held pre-permuted, hashes as it was uploaded)."""
     import hashlib  # noqa: PLC0415
 
     import numpy as np  # noqa: PLC0415
 
+    from wavis.serialize import canonical_key_data  # noqa: PLC0415
+
     def digest(*ksks: Any, extra: bytes = b"") -> str:
         h = hashlib.blake2b(extra, digest_size=16)
         for k in ksks:
-            data = np.asarray(k.data)
+            data = canonical_key_data(k)
             h.update(repr(data.shape).encode())
             seed = getattr(k, "a_seed", None)
             for j in range(data.shape[0]):

@@ -6,8 +6,11 @@
 //    (fast basis conversion, coefficient domain), NTT'd and multiplied into the key row with
 //    lazy 128-bit accumulation; output rows are independent, so they are spread over the pool.
 //  * ks_mod_up / ks_inner: the same split in two for hoisting (one ModUp shared by many
-//    rotations); ks_inner applies the NTT-domain automorphism as an index permutation fused
-//    into the read of the digits.
+//    rotations).
+//  * Rotations (both kernels): the Galois key is held pre-permuted, K'_d = aut_g^{-1}(K_d), so
+//    Σ_d aut_g(x_d)·K_d = aut_g(Σ_d x_d·K'_d) (exact: the NTT-domain automorphism permutes each
+//    row) is computed over the digits as they are and the automorphism applied once, to the two
+//    sums of each output row, on their way out (perm; null for none).
 //  * mod_down_ntt: ModDown by P (any sub-basis) in the NTT domain, with rounding; with P = q_l
 //    it is the CKKS rescale, with P = q_l·P_special it fuses relinearization and rescale.
 //
@@ -62,13 +65,14 @@ struct KsPlan {
 };
 
 
-// out (2, Lq+Lp, N) = Σ_d ModUp_d(a) ⊙ key[d] (+ P·add on the idx_q rows), NTT domain.
-// a (Lq, N); key (≥D, 2, key_rows, N), row = prime index; add null or (add_m, Lq, N).
+// out (2, Lq+Lp, N) = aut(Σ_d ModUp_d(a) ⊙ key[d] (+ P·add on the idx_q rows)), NTT domain.
+// a (Lq, N); key (≥D, 2, key_rows, N), row = prime index; add null or (add_m, Lq, N);
+// perm: the NTT-domain automorphism as out[n] = x[perm[n]] (RnsContext::ntt_perm) or null.
 void key_switch_ext(const KsPlan& P, const u64* a, const u64* key, std::size_t key_rows, const u64* add,
-                    std::size_t add_m, u64* out);
+                    std::size_t add_m, const std::uint32_t* perm, u64* out);
 // exts (D, Lq+Lp, N): the ModUp of every digit, NTT domain.
 void ks_mod_up(const KsPlan& P, const u64* a, u64* exts);
-// out (2, Lq+Lp, N) = Σ_d aut(exts[d]) ⊙ key[d] (+ P·add); perm: NTT-domain automorphism or null.
+// out (2, Lq+Lp, N) = aut(Σ_d exts[d] ⊙ key[d] (+ P·add)); perm as key_switch_ext's.
 void ks_inner(const KsPlan& P, const u64* exts, std::size_t D, const u64* key, std::size_t key_rows,
               const std::uint32_t* perm, const u64* add, std::size_t add_m, u64* out);
 // Plaintext-diagonal inner sums of a BSGS linear transform (double hoisting, Bossuat et al.,

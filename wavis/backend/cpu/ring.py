@@ -51,5 +51,5 @@ class CpuRingContext(_core.RnsContext):
     def ks_inner_batch(self, exts, key, idx_q, idx_p, galois_elts, add=None):
         return reference.ks_inner_batch(self, exts, key, idx_q, idx_p, galois_elts, add)
 
-    def key_switch_ext_batch(self, a, key, idx_q, idx_p, digits, add=None):
-        return reference.key_switch_ext_batch(self, a, key, idx_q, idx_p, digits, add)
+    def key_switch_ext_batch(self, a, key, idx_q, idx_p, digits, add=None, galois_elt: int = 1):
+        return reference.key_switch_ext_batch(self, a, key, idx_q, idx_p, digits, add, galois_elt)
