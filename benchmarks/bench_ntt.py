@@ -1,9 +1,11 @@
 """Per-limb forward/inverse negacyclic NTT timings of the CPU core (wavis._core.RnsContext).
 
-usage: python benchmarks/bench_ntt.py [--bits 55] [--limbs 8] [--repeat 200] [--json out.json]
+usage: python benchmarks/bench_ntt.py [--bits 55] [--limbs 8] [--repeat 200] [--json out.json] [--core SO]
 
 Prints µs per limb for N = 2^12 .. 2^16: single limb (one thread), the portable scalar path
-(WAVIS_SIMD off) and a multi-limb call (thread pool, WAVIS_THREADS).
+(WAVIS_SIMD off) and a multi-limb call (thread pool, WAVIS_THREADS). --core times another build of
+the C++ core (a copied ``wavis/_core*.so``) under the same script; benchmarks/ntt_ab.py alternates
+two builds round by round.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import argparse
 import json
 import time
 
-import numpy as np
+import importlib.util
+import sys
 
-from wavis import _core
+import numpy as np
 
 
 def best_of(fn, repeat: int) -> float:
@@ -34,9 +37,18 @@ def main() -> None:
     ap.add_argument("--limbs", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=100)
     ap.add_argument("--json")
+    ap.add_argument("--core", help="path of a wavis/_core*.so build to time instead of the installed one")
     args = ap.parse_args()
+    global _core
+    if args.core:
+        spec = importlib.util.spec_from_file_location("wavis._core", args.core)
+        _core = importlib.util.module_from_spec(spec)
+        sys.modules["wavis._core"] = _core
+        spec.loader.exec_module(_core)
+    else:
+        from wavis import _core
     rows = []
-    print(f"threads={_core.thread_count()}  prime bits={args.bits}")
+    print(f"threads={_core.thread_count()}  prime bits={args.bits}  simd path={_core.simd_path()}")
     print(f"{'N':>6} {'fwd µs':>9} {'inv µs':>9} {'fwd scalar':>11} {'inv scalar':>11} {f'fwd x{args.limbs} µs/limb':>18}")
     for logn in range(12, 17):
         N = 1 << logn
@@ -63,7 +75,8 @@ def main() -> None:
               f"{row['inv_scalar_us']:>11.1f} {row['fwd_multi_us_per_limb']:>18.1f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(threads=_core.thread_count(), bits=args.bits, rows=rows), f, indent=1)
+            json.dump(dict(threads=_core.thread_count(), bits=args.bits, simd_path=_core.simd_path(),
+                           core=args.core or "installed", rows=rows), f, indent=1)
 
 
 if __name__ == "__main__":

@@ -225,6 +225,41 @@ def test_results_bit_identical_across_paths():
     assert all(d == first for d in digests.values()), digests
 
 
+@pytest.mark.parametrize("logn", [4, 5, 6, 7, 12, 13, 14, 15, 16])
+def test_ntt_lazy_bounds_bit_identical_across_paths(logn):
+    """The AVX-512/IFMA NTT kernels skip conditional subtractions when q leaves room below the lane
+    limit (forward (4 + 2 log2 N) q, inverse 2N q below 2^52 IFMA / 2^64) and change structure with
+    N (chunked passes, radix-2 leftovers, merged last stage): every path gives the portable bytes on
+    primes on both sides of those thresholds, with inputs at the contracts' limits (forward below
+    4q, inverse below 2q)."""
+    N = 1 << logn
+    prev = _core.simd_path()
+    rng = np.random.default_rng(logn)
+    try:
+        for bits in (30, 35, 36, 37, 38, 45, 46, 47, 49, 50, 58, 59, 60, 61):
+            try:
+                q = _core.generate_ntt_primes(bits, 1, N)
+            except Exception:  # no such prime for this N
+                continue
+            ctx = _core.RnsContext(N, q)
+            fwd_in = rng.integers(0, 4 * q[0], (1, N), dtype=np.uint64)
+            fwd_in[0, :4] = 4 * q[0] - 1
+            inv_in = rng.integers(0, 2 * q[0], (1, N), dtype=np.uint64)
+            inv_in[0, :4] = 2 * q[0] - 1
+            outs = {}
+            for p in _core.simd_paths():
+                _core._set_simd_path(p)
+                f, i = fwd_in.copy(), inv_in.copy()
+                ctx.ntt(f, [0])
+                ctx.intt(i, [0])
+                assert f.max() < q[0] and i.max() < q[0], (p, bits)
+                outs[p] = (f.tobytes(), i.tobytes())
+            ref = outs["portable"]
+            assert all(o == ref for o in outs.values()), (bits, [p for p, o in outs.items() if o != ref])
+    finally:
+        _core._set_simd_path(prev)
+
+
 # -- portability ---------------------------------------------------------------------------------
 AVX512_OPERAND = re.compile(r"%zmm|%k[0-7]\b|[xy]mm(1[6-9]|2\d|3[01])\b")
 DISPATCHED_AVX2 = re.compile(r"isa_avx2::|_avx2\b|wavis::simd2::")

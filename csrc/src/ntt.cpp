@@ -33,23 +33,29 @@ using simd::csub8;
 #define WAVIS_NTT_NAME(x) x##_avx512
 #define WAVIS_NTT_ATTR WAVIS_AVX512
 #define WAVIS_NTT_MULW return shoup_lazy8(x, w, wp, _mm512_srli_epi64(wp, 32), Q);
+#define WAVIS_NTT_LANE_BITS 64  // the Shoup multiply takes any x < 2^64
 #include "ntt_simd.inc"
 #undef WAVIS_NTT_NAME
 #undef WAVIS_NTT_ATTR
 #undef WAVIS_NTT_MULW
+#undef WAVIS_NTT_LANE_BITS
 
 // IFMA (vpmadd52{lo,hi}uq) for q < 2^50: 52-bit Shoup companions floor(w·2^52/q); x < 4q < 2^52.
+// x·w − qh·q is formed mod 2^52 by accumulating qh·(2^52 − q) onto the low product (the low 52
+// bits of −q), then masked: it lies in [0, 2q), so the mask gives it exactly (3 IFMA + 1 op).
 #define WAVIS_NTT_NAME(x) x##_ifma
 #define WAVIS_NTT_ATTR __attribute__((target("avx512f,avx512dq,avx512ifma")))
 #define WAVIS_NTT_MULW                                                                          \
   const __m512i z = _mm512_setzero_si512();                                                     \
   __m512i qh = _mm512_madd52hi_epu64(z, x, wp);                                                 \
-  __m512i r = _mm512_sub_epi64(_mm512_madd52lo_epu64(z, x, w), _mm512_madd52lo_epu64(z, qh, Q)); \
+  __m512i r = _mm512_madd52lo_epu64(_mm512_madd52lo_epu64(z, x, w), qh, _mm512_sub_epi64(z, Q));  \
   return _mm512_and_si512(r, _mm512_set1_epi64((1LL << 52) - 1));
+#define WAVIS_NTT_LANE_BITS 52  // IFMA reads the low 52 bits of x
 #include "ntt_simd.inc"
 #undef WAVIS_NTT_NAME
 #undef WAVIS_NTT_ATTR
 #undef WAVIS_NTT_MULW
+#undef WAVIS_NTT_LANE_BITS
 #endif
 
 static void ntt_forward_scalar(u64* a, const NttTable& t, std::size_t N);

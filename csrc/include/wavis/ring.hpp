@@ -47,7 +47,8 @@ void ntt_forward(u64* a, const NttTable& t, std::size_t N);
 // a = NTT(src) (src == a allowed): the same values as copying src to a and ntt_forward(a); the
 // AVX-512/IFMA kernels read src in their first pass instead of copying.
 void ntt_forward_from(const u64* src, u64* a, const NttTable& t, std::size_t N);
-// Inverse (Gentleman–Sande, input bit-reversed), includes N^{-1}; output fully reduced.
+// Inverse (Gentleman–Sande, input bit-reversed), includes N^{-1}; inputs below 2q (every kernel's
+// lazy bounds assume it); output fully reduced.
 void ntt_inverse(u64* a, const NttTable& t, std::size_t N);
 // a = INTT(src) (src == a allowed), as copying then ntt_inverse(a); no copy on AVX-512/IFMA.
 void ntt_inverse_from(const u64* src, u64* a, const NttTable& t, std::size_t N);
