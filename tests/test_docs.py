@@ -113,3 +113,25 @@ def test_getting_started_says_what_server_side_ckks_decryption_answers():
                    "decrypt on your side", "keys.decrypt(result.ciphertext)", "docs/security.md",
                    'exc.code == "INSUFFICIENT_PRECISION"'):
         assert needed in section, needed
+
+
+def test_pages_state_the_n65536_user_levels_the_preset_has():
+    """The CKKS tutorial said `n65536` leaves 9 user levels after each bootstrap, the README 10:
+    the preset has 10 since 8036167. Every present-tense statement must say what the preset says."""
+    from wavis.ckks.presets import BOOTSTRAP_PRESETS
+
+    levels = BOOTSTRAP_PRESETS["n65536"].max_depth
+    checks = {"README.md": r"presets `n65536` \(128-bit, (\d+) levels",
+              "docs/tutorial-ckks.md": r"`n65536` is 128-bit with (\d+) user levels",
+              "docs/models.md": r"more than the (\d+) user levels of the 128-bit bootstrap preset `n65536`"}
+    for name, pattern in checks.items():
+        stated = re.findall(pattern, " ".join((ROOT / name).read_text().split()))
+        assert stated and {int(s) for s in stated} == {levels}, (name, stated, levels)
+
+
+def test_getting_started_cli_section_says_what_its_input_files_hold():
+    """The trial made x.json and m.json up: section 5 used them without saying what they hold."""
+    text = " ".join((ROOT / "docs" / "getting-started.md").read_text().split())
+    section = text[text.index("## 5. The same from the command line"):]
+    for needed in ("`x.json` is a JSON list", "`m.json` a JSON list of rows", "json.dump("):
+        assert needed in section, needed
