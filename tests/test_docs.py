@@ -135,3 +135,15 @@ def test_getting_started_cli_section_says_what_its_input_files_hold():
     section = text[text.index("## 5. The same from the command line"):]
     for needed in ("`x.json` is a JSON list", "`m.json` a JSON list of rows", "json.dump("):
         assert needed in section, needed
+
+
+def test_service_md_says_when_a_job_stops_being_cancellable():
+    """The trial submitted 40 async bootstraps (31 accepted, 9 refused 429) and could cancel none (each one already RUNNING, 409):
+    a worker claims a job as soon as it reads it, while it may still wait in its batcher. The
+    DELETE /jobs row must say so (RUNNING from the claim, started_at = the claim)."""
+    text = " ".join((ROOT / "docs" / "service.md").read_text().split())
+    row = text[text.index("| `DELETE /jobs/{id}` (WRITE+) |"):]
+    row = row[:row.index(" |\n") if " |\n" in row else row.index("Another account's job")]
+    for needed in ("RUNNING from the moment a worker **claims** it", "`started_at` is the claim",
+                   "no longer cancellable", "`queue_time_ms` counts that wait"):
+        assert needed in row, needed
