@@ -486,6 +486,20 @@ def test_input_range(env):
         Bootstrapper(params, env["evk"], input_range=0)
 
 
+def test_input_range_the_chain_cannot_scale_by_is_a_parameter_error(env):
+    """A tiny declared range R (1/R too large a constant for the chain) used to surface as
+    ScaleMismatchError blaming the ciphertext's scale ("2^40.00 is too far from … 2^40.00",
+    REST 400 SCALE_MISMATCH) for a ciphertext at its canonical scale; it is the range's fault:
+    ParameterError naming input_range (REST 400 INVALID_PARAMS)."""
+    params, enc = env["params"], env["enc"]
+    ct = env["encryptor"].encrypt(enc.encode(np.full(4, 1e-6), level=params.max_level))
+    for r in (2.0**-20, 1e-300):
+        with pytest.raises(ParameterError) as exc:
+            Bootstrapper(params, env["evk"], input_range=r).bootstrap(ct)
+        assert exc.value.details["field"] == "input_range" and exc.value.details["input_range"] == r
+        assert not isinstance(exc.value, ScaleMismatchError)
+
+
 def test_out_of_range_input_degrades_measurably(env):
     """Undeclared |x| > 1 is the caller's error: measured here (|x| ≤ 4 still refreshes, with
     the relative error of the sine approximation growing as (2π·x·Δ/q_0)²/6)."""

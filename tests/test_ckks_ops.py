@@ -206,6 +206,20 @@ def test_polynomial_errors(env):
         evaluate_polynomial(ev, low, np.ones(8))
 
 
+def test_polynomial_interval_whose_width_overflows_is_refused(env):
+    """A Chebyshev interval with finite ends whose width b − a (or a + b) overflows: the map
+    y = (2x − a − b)/(b − a) became 0·x + 0, every slot evaluated to p(0) and no error was raised
+    (a wrong number, 1 instead of 0.6 below). Now ParameterError, as for a ≥ b."""
+    ct = enc_vec(env, X)
+    for bad in ((-1e308, 1.5e308), (1e308, 1.7e308), (0.0, float("inf")), (2.0, 1.0), ("a", 1)):
+        with pytest.raises(ParameterError) as exc:
+            evaluate_polynomial(env[4], ct, [1.0, 2.0], basis="chebyshev", interval=bad)
+        assert exc.value.details.get("field") == "interval", bad
+    # a wide interval that is still computable keeps working: y ≈ 0 → p(y) ≈ 1
+    out = evaluate_polynomial(env[4], ct, [1.0, 2.0], basis="chebyshev", interval=(-1e300, 1e300))
+    assert np.max(np.abs(dec(env, out).real - 1.0)) < 1e-4
+
+
 def test_rotate_many_rejects_non_integer_steps(env):
     ct = enc_vec(env, X)
     for bad in (1.7, True, "2"):

@@ -107,11 +107,29 @@ async def test_cli_errors_are_one_line_with_exit_codes(wavis, tmp_path):
     assert rc == 1 and "\nwavis: MISSING_ROTATION_KEY: " in err and "(request req_" in err and "Traceback" not in err
     rc, _, err = await wavis("compute", "rotate", "keys", "x.ct", "-o", "r.ct", ok=False)
     assert rc == 2 and "rotate needs --steps" in err
-    rc, _, err = await wavis("keygen", "ckks", "bad", "--poly-degree", "1024", "--max-depth", "30", ok=False)
+    rc, _, err = await wavis("keygen", "ckks", "bad", "--poly-degree", "1024", "--max-depth", "24", ok=False)
     assert rc == 1 and "InsufficientSecurityError" in err and "Traceback" not in err
     wavis.env["WAVIS_URL"] = "http://127.0.0.1:9"  # nothing listens on the discard port
     rc, _, err = await wavis("health", ok=False)
     assert rc == 1 and "CONNECTION_FAILED" in err and "Traceback" not in err
+
+
+async def test_cli_keygen_max_depth_outside_the_api_range_is_refused_before_keygen(wavis, tmp_path):
+    """`wavis keygen ckks --max-depth` outside the API's 1–24 (the server's 400 INVALID_PARAMS of
+    `fhe.request_params`) is a usage error before any key is made, from the same definition."""
+    from wavis.client.ckks import API_MAX_DEPTH
+    from wavis.service import schemas
+
+    assert schemas.API_MAX_DEPTH is API_MAX_DEPTH  # one definition, not a copy
+    lo, hi = API_MAX_DEPTH
+    for depth in (lo - 1, hi + 1, -3):
+        rc, _, err = await wavis("keygen", "ckks", f"k{depth}", "--poly-degree", "1024", "--scale-bits", "30",
+                                 "--max-depth", str(depth), "--security", "testing", ok=False)
+        assert rc == 2 and f"wavis: --max-depth must be in {lo}..{hi} (the API's range), got {depth}" in err, err
+        assert "Traceback" not in err and not (tmp_path / f"k{depth}").exists()
+    made = await wavis.json("keygen", "ckks", "ok", "--poly-degree", "1024", "--scale-bits", "30",
+                            "--max-depth", str(lo), "--security", "testing")
+    assert made["params"]["max_depth"] == lo
 
 
 async def test_cli_malformed_number_files_are_usage_errors(wavis, tmp_path):

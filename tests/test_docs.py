@@ -113,3 +113,37 @@ def test_getting_started_says_what_server_side_ckks_decryption_answers():
                    "decrypt on your side", "keys.decrypt(result.ciphertext)", "docs/security.md",
                    'exc.code == "INSUFFICIENT_PRECISION"'):
         assert needed in section, needed
+
+
+def test_pages_state_the_n65536_user_levels_the_preset_has():
+    """The CKKS tutorial said `n65536` leaves 9 user levels after each bootstrap, the README 10:
+    the preset has 10 since 8036167. Every present-tense statement must say what the preset says."""
+    from wavis.ckks.presets import BOOTSTRAP_PRESETS
+
+    levels = BOOTSTRAP_PRESETS["n65536"].max_depth
+    checks = {"README.md": r"presets `n65536` \(128-bit, (\d+) levels",
+              "docs/tutorial-ckks.md": r"`n65536` is 128-bit with (\d+) user levels",
+              "docs/models.md": r"more than the (\d+) user levels of the 128-bit bootstrap preset `n65536`"}
+    for name, pattern in checks.items():
+        stated = re.findall(pattern, " ".join((ROOT / name).read_text().split()))
+        assert stated and {int(s) for s in stated} == {levels}, (name, stated, levels)
+
+
+def test_getting_started_cli_section_says_what_its_input_files_hold():
+    """The trial made x.json and m.json up: section 5 used them without saying what they hold."""
+    text = " ".join((ROOT / "docs" / "getting-started.md").read_text().split())
+    section = text[text.index("## 5. The same from the command line"):]
+    for needed in ("`x.json` is a JSON list", "`m.json` a JSON list of rows", "json.dump("):
+        assert needed in section, needed
+
+
+def test_service_md_says_when_a_job_stops_being_cancellable():
+    """The trial submitted 40 async bootstraps (31 accepted, 9 refused 429) and could cancel none (each one already RUNNING, 409):
+    a worker claims a job as soon as it reads it, while it may still wait in its batcher. The
+    DELETE /jobs row must say so (RUNNING from the claim, started_at = the claim)."""
+    text = " ".join((ROOT / "docs" / "service.md").read_text().split())
+    row = text[text.index("| `DELETE /jobs/{id}` (WRITE+) |"):]
+    row = row[:row.index(" |\n") if " |\n" in row else row.index("Another account's job")]
+    for needed in ("RUNNING from the moment a worker **claims** it", "`started_at` is the claim",
+                   "no longer cancellable", "`queue_time_ms` counts that wait"):
+        assert needed in row, needed

@@ -101,3 +101,17 @@ def test_seed_expansion_reproduces_the_key(setup):
     assert np.array_equal(np.asarray(back.relin_key.data), np.asarray(evk.relin_key.data))
     for g, k in evk.galois_keys.items():
         assert np.array_equal(np.asarray(back.galois_keys[g].data), np.asarray(k.data))
+
+
+def test_loads_with_parameters_in_the_type_slot_is_a_typed_error(setup):
+    """`loads(blob, params)` (the parameters where expected_type goes) raised AttributeError
+    ('CkksParameters' object has no attribute '__name__') from the kind check; now ParameterError."""
+    from wavis.errors import ParameterError
+
+    params, _, _, ct = setup
+    blob = serialize.dumps(ct)
+    for bad in (params, "Ciphertext", int, [Ciphertext]):
+        with pytest.raises(ParameterError) as exc:
+            serialize.loads(blob, bad)
+        assert exc.value.details["field"] == "expected_type"
+    assert serialize.loads(blob, params=params).level == ct.level

@@ -156,6 +156,11 @@ async def test_bootstrap_input_errors(dev, boot_pair):
                    400, "INVALID_PARAMS")
     await error_of(await dev.post("/compute/bootstrap", {"key_id": key_id, "ciphertext_ids": [b], "slots": "4"}),
                    422, "SCHEMA_MISMATCH")
+    # a declared range too small for the chain: the range's fault (it was 400 SCALE_MISMATCH
+    # blaming the canonical ciphertext's scale)
+    err = await error_of(await dev.post("/compute/bootstrap", {"key_id": key_id, "ciphertext_ids": [b],
+                                                               "input_range": 1e-300}), 400, "INVALID_PARAMS")
+    assert err["details"]["field"] == "input_range"
     # sparse packing (slots-periodic message) and a declared range
     v = np.random.default_rng(3).uniform(-4, 4, 8)
     c = await dev.upload_ct(key_id, boot_pair.encrypt(np.tile(v, params.slot_count // 8)))

@@ -254,6 +254,9 @@ async def test_poly_eval(rich):
     await error_of(await rich.op("poly-eval", [a], polynomial_coeffs=cheb, basis="chebyshev", interval=[1, -1]),
                    400, "INVALID_PARAMS")
     await error_of(await rich.op("poly-eval", [a], polynomial_coeffs=coeffs, interval=[-2, 2]), 400, "INVALID_PARAMS")
+    # finite ends whose width overflows: it answered 200 with p(0) in every slot (a wrong number)
+    await error_of(await rich.op("poly-eval", [a], polynomial_coeffs=cheb, basis="chebyshev",
+                                 interval=[-1e308, 1.5e308]), 400, "INVALID_PARAMS")
     await error_of(await rich.op("poly-eval", [a], polynomial_coeffs=coeffs, basis="legendre"), 422,
                    "SCHEMA_MISMATCH")
 

@@ -175,3 +175,27 @@ async def test_first_health_call_builds_the_backend_off_the_event_loop(api):
         body = await (await api.get("/api/v1/health")).json()
         assert body["backend"] == "cpu" and body["device_name"] and body["backend_error"] is None
     assert len(built_on) == 1 and built_on[0] is not threading.current_thread()
+
+
+async def test_health_counts_sessions_within_the_probe_deadline(api, monkeypatch):
+    """active_sessions is counted in PostgreSQL beside the postgres probe; it had its own 0.5 s
+    deadline and, missing it on a loaded host, /health answered active_sessions 0 with a session
+    live (the full suite failed test_server_managed_session_truth_tables that way). It now has the
+    probe's deadline (probe_timeout_s, 2 s): a count that takes 0.8 s is still reported."""
+    import asyncio
+
+    from wavis.service import repo_tfhe
+
+    key = await api.account()
+    resp = await api.post("/api/v1/tfhe/session", json={"preset": "fast_128"},
+                          headers={"Authorization": f"Bearer {key}"})
+    assert resp.status == 201, await resp.text()
+    real = repo_tfhe.count_all_live_sessions
+
+    async def slow(conn, idle_s):
+        await asyncio.sleep(0.8)
+        return await real(conn, idle_s)
+
+    monkeypatch.setattr(repo_tfhe, "count_all_live_sessions", slow)
+    body = await (await api.get("/api/v1/health")).json()
+    assert body["active_sessions"] >= 1

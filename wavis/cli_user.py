@@ -153,7 +153,8 @@ def _shape(text: str) -> tuple[int, int]:
 @keys_argument
 @click.option("--poly-degree", type=int, default=8192, show_default=True)
 @click.option("--scale-bits", type=int, default=40, show_default=True)
-@click.option("--max-depth", type=int, default=2, show_default=True)
+@click.option("--max-depth", type=int, default=2, show_default=True,
+              help="levels (rescales) a fresh ciphertext allows; the API's range (API.md), checked before any key is made")
 @click.option("--security", "security_level", default="128-bit", show_default=True,
               type=click.Choice(["128-bit", "192-bit", "256-bit", "testing"]))
 @click.option("--bootstrap-preset", default=None, help="a bootstrapping preset (n65536, …): bootstrappable keys")
@@ -168,7 +169,11 @@ def keygen_ckks(keys, poly_degree, scale_bits, max_depth, security_level, bootst
     """CKKS keys for a workload: exactly the evaluation keys it needs."""
     from wavis.ckks import CkksParameters  # noqa: PLC0415
     from wavis.client import KeyPair  # noqa: PLC0415
+    from wavis.client.ckks import API_MAX_DEPTH  # noqa: PLC0415
 
+    lo, hi = API_MAX_DEPTH  # the server refuses anything else (400 INVALID_PARAMS): say so before keygen
+    if not lo <= max_depth <= hi:
+        raise UsageFailure(f"--max-depth must be in {lo}..{hi} (the API's range), got {max_depth}")
     if bootstrap_preset:
         params = CkksParameters.bootstrappable(bootstrap_preset)
     else:

@@ -316,10 +316,16 @@ def loads(blob: bytes, expected_type: type | None = None, params: CkksParameters
         CiphertextFormatError: not a WAVIS CKKS blob, other version, truncated, trailing bytes,
             corrupted (digest), wrong kind, bad shapes or residues out of range.
         KeyMismatchError: the blob belongs to other parameters.
-        ParameterError: ``params`` missing where needed.
+        ParameterError: ``params`` missing where needed; ``expected_type`` not one of the kinds
+            (e.g. the parameters passed positionally in its place).
     """
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise CiphertextFormatError("blob must be bytes")
+    if expected_type is not None and not (isinstance(expected_type, type) and expected_type in _KIND_OF):
+        # e.g. loads(blob, params): the parameters given positionally where the type goes (an
+        # AttributeError on `__name__` came out of the kind check below)
+        raise ParameterError(f"expected_type must be one of {sorted(_NAMES.values())} or None, got "
+                             f"{expected_type!r}; pass the parameters as params=", field="expected_type")
     blob = bytes(blob)
     version = peek_version(blob)
     if version == 1:

@@ -157,6 +157,21 @@ class _PolyEval:
         return self.ev.add(prod, rest), c0
 
 
+def check_interval(interval) -> tuple[float, float]:
+    """The Chebyshev interval [a, b] as two floats, checked: both finite, a < b, and the map
+    y = (2x − a − b)/(b − a) computable, i.e. b − a and a + b finite too (a = −1e308, b = 1.5e308
+    would make b − a overflow to infinity, 2/(b − a) = 0, and every slot evaluate to p(0) with no
+    error: a wrong number). Raises ParameterError (``field="interval"``) otherwise."""
+    try:
+        a, b = (float(v) for v in interval)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"interval must be two numbers [a, b], got {interval!r}", field="interval") from exc
+    if not (math.isfinite(a) and math.isfinite(b) and a < b and math.isfinite(b - a) and math.isfinite(a + b)):
+        raise ParameterError(f"interval must be finite with a < b (and b − a, a + b finite), got {[a, b]}",
+                             field="interval")
+    return a, b
+
+
 def evaluate_polynomial(ev: Evaluator, ct: Ciphertext, coeffs, basis: str = "power",
                         interval: tuple[float, float] = (-1.0, 1.0), baby_steps: int = 0,
                         scale: float | None = None) -> Ciphertext:
@@ -167,7 +182,8 @@ def evaluate_polynomial(ev: Evaluator, ct: Ciphertext, coeffs, basis: str = "pow
         ct: size-2 ciphertext.
         coeffs: float sequence, length 1..65.
         basis: "power" or "chebyshev" (then p(x) = Σ c_k T_k(y), y = (2x − a − b)/(b − a)).
-        interval: [a, b] for the Chebyshev basis (a < b, finite).
+        interval: [a, b] for the Chebyshev basis (a < b; a, b, b − a and a + b finite:
+            :func:`check_interval`).
         baby_steps: B, 0 (default) or a power of two 4..32: baby-step giant-step evaluation
             (Han–Ki CT-RSA 2020 §4.2; Bossuat et al. EUROCRYPT 2021 §4.2): B_1..B_{B−1} are
             computed once and every piece of degree < B is a sum of scalar products of them
@@ -205,10 +221,8 @@ def evaluate_polynomial(ev: Evaluator, ct: Ciphertext, coeffs, basis: str = "pow
     nz = np.nonzero(c)[0]
     d = int(nz[-1]) if nz.size else 0
     c = c[: d + 1] if d > 0 else np.array([c[0], 0.0])
-    a, b = (float(v) for v in interval)
-    remap = basis == "chebyshev" and (a, b) != (-1.0, 1.0)
-    if remap and not (math.isfinite(a) and math.isfinite(b) and a < b):
-        raise ParameterError(f"interval must be finite with a < b, got {interval}", field="interval")
+    a, b = check_interval(interval) if basis == "chebyshev" else (-1.0, 1.0)
+    remap = (a, b) != (-1.0, 1.0)
     need = poly_depth(max(d, 1)) + (1 if remap else 0)
     if ct.level < need:
         raise DepthExhaustedError(

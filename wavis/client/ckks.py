@@ -24,7 +24,13 @@ from wavis.ckks import (
 )
 from wavis.ckks.linalg import matmul_galois_steps
 
-__all__ = ["KeyPair", "DEFAULT_KEY_CHUNK_BYTES"]
+__all__ = ["KeyPair", "DEFAULT_KEY_CHUNK_BYTES", "API_MAX_DEPTH"]
+
+# API.md "CKKS params": the ``max_depth`` a key sent to the service may have, inclusive (the library,
+# ``wavis.ckks.CkksParameters``, allows 0..60). The one definition: the service checks it
+# (``wavis.service.fhe.request_params`` → 400 INVALID_PARAMS, its OpenAPI schema says it) and
+# ``wavis keygen ckks --max-depth`` refuses a value outside it before making any key.
+API_MAX_DEPTH = (1, 24)
 
 # Key data per upload request when the server states no body limit (AsyncClient.key_chunk_bytes
 # reads it from GET /health): 7/10 of the default 40 MiB key-upload body, base64 (4/3) and JSON included.

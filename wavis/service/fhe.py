@@ -737,7 +737,7 @@ def _dispatch(operation: str, params: Any, evaluator: Any, cts: list[Any], args:
             _require_steps(ev, info["galois_steps_missing"], f"a {m.shape[0]}×{m.shape[1]} matmul")
         out = matmul(ev, m, cts[0])
     elif operation == "poly-eval":
-        from wavis.ckks.polynomial import evaluate_polynomial  # noqa: PLC0415
+        from wavis.ckks.polynomial import check_interval, evaluate_polynomial  # noqa: PLC0415
 
         coeffs = args["polynomial_coeffs"]
         if len(coeffs) > MAX_POLY_COEFFS:
@@ -748,8 +748,8 @@ def _dispatch(operation: str, params: Any, evaluator: Any, cts: list[Any], args:
         interval = args.get("interval")
         if interval is not None and basis != "chebyshev":
             raise ParameterError("interval applies to the chebyshev basis only", field="interval")
-        if interval is not None and not (all(math.isfinite(v) for v in interval) and interval[0] < interval[1]):
-            raise ParameterError(f"interval must be finite with a < b, got {list(interval)}", field="interval")
+        if interval is not None:
+            interval = check_interval(interval)  # the library's rule (finite, a < b, b − a finite)
         out = evaluate_polynomial(ev, cts[0], coeffs, basis=basis,
                                   interval=tuple(interval) if interval is not None else (-1.0, 1.0))
     else:  # pragma: no cover - the route only calls built operations

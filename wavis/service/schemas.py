@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from wavis.client.ckks import API_MAX_DEPTH
+
 
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -139,8 +141,9 @@ class ApiKeyRotated(Response):
 # --- FHE keys -------------------------------------------------------------------------------
 
 # API.md "CKKS params": max_depth 1–24 (the library, ``wavis.ckks.CkksParameters``, allows 0..60; the
-# API's range is checked with the literal, ``fhe.request_params``, → 400 INVALID_PARAMS)
-API_MAX_DEPTH = (1, 24)
+# API's range is checked with the literal, ``fhe.request_params``, → 400 INVALID_PARAMS). Defined once,
+# in the SDK (``wavis.client.ckks.API_MAX_DEPTH``, imported above), so that the CLI refuses the same
+# range before it makes keys.
 
 
 class CkksParams(BaseModel):

@@ -136,6 +136,9 @@ class Bootstrapper:
     Raises:
         ParameterError: parameters without a bootstrap preset, bad slots/range/iterations/meta_bits.
         KeyMismatchError: keys of other parameters.
+        ParameterError (at :meth:`bootstrap`, field ``input_range``): an R whose scaling 1/R the
+            chain cannot carry at the input's level (e.g. R = 2^-13 on ``testing-n1024``; the
+            constant's encoding scale must stay in [Δ_1·2^-4, 2^62)).
     """
 
     def __init__(self, params: CkksParameters, eval_keys: EvaluationKeys | None, *, slots: int | None = None,
@@ -352,7 +355,20 @@ class Bootstrapper:
         x = ct
         boost = 2.0**self.sine_headroom_bits
         if x.level > 0:  # exactly m·Δ_0·2^k/R
-            x = self.ev.bring_to(x, 0, p.level_scale(0) * boost / self.input_range)
+            try:
+                x = self.ev.bring_to(x, 0, p.level_scale(0) * boost / self.input_range)
+            except ScaleMismatchError as exc:
+                if self.input_range == 1.0:  # check_input saw a canonical scale: not expected
+                    raise
+                # the input's scale is canonical (check_input), so it is R that the constant
+                # m·Δ_0·2^k/R cannot carry (its encoding scale leaves [Δ_1·2^-4, 2^62)): say so,
+                # instead of blaming the ciphertext's scale
+                raise ParameterError(
+                    f"input_range {self.input_range!r} is out of reach of these parameters at level {ct.level}: "
+                    f"scaling the message by 1/R on the way to level 0 would need a constant the chain cannot "
+                    f"encode (a much smaller R overflows, a much larger one loses its precision); declare a "
+                    f"bound nearer 1", field="input_range", input_range=self.input_range,
+                    level=int(ct.level)) from exc
         elif boost != 1.0:  # level 0 (R = 1): times the integer 2^k, no level needed
             x = self._times_integer(x, 1 << self.sine_headroom_bits)
             x.scale = ct.scale * boost
